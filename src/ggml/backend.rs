@@ -1,0 +1,337 @@
+//! Backends, buffer types, buffers and the graph scheduler.
+
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use super::context::{Context, Graph, Tensor};
+use super::{GgmlError, Type};
+use ggml_sys as sys;
+
+fn c_str(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: ggml returns NUL-terminated strings owned by the object (or static).
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// A compute backend (the CPU for now).
+pub struct Backend {
+    raw: NonNull<sys::ggml_backend>,
+}
+
+// SAFETY: a ggml backend may be used from any thread as long as calls are not concurrent, which
+// `&mut`/ownership through `Sched` and `Backend` methods ensures.
+unsafe impl Send for Backend {}
+
+impl Backend {
+    pub fn cpu(n_threads: usize) -> Result<Backend, GgmlError> {
+        // SAFETY: plain constructor; returns null on failure.
+        let raw = unsafe { sys::ggml_backend_cpu_init() };
+        let raw = NonNull::new(raw).ok_or_else(|| GgmlError::BackendInit("CPU".into()))?;
+        let b = Backend { raw };
+        b.set_threads(n_threads);
+        Ok(b)
+    }
+
+    pub fn set_threads(&self, n: usize) {
+        // SAFETY: live CPU backend (only CPU backends are constructed).
+        unsafe { sys::ggml_backend_cpu_set_n_threads(self.raw.as_ptr(), n.max(1) as i32) }
+    }
+
+    pub fn name(&self) -> String {
+        // SAFETY: live backend.
+        c_str(unsafe { sys::ggml_backend_name(self.raw.as_ptr()) })
+    }
+
+    /// Run a graph whose tensors are all allocated (used by tests and simple paths).
+    pub fn compute(&self, g: &Graph<'_>) -> Result<(), GgmlError> {
+        // SAFETY: live backend and graph; ggml requires allocated tensors, which the caller ensures
+        // through `Context::alloc_tensors` or the scheduler.
+        let st = unsafe { sys::ggml_backend_graph_compute(self.raw.as_ptr(), g.as_ptr()) };
+        if st != sys::GGML_STATUS_SUCCESS {
+            return Err(GgmlError::Compute(st));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // SAFETY: we own the backend.
+        unsafe { sys::ggml_backend_free(self.raw.as_ptr()) }
+    }
+}
+
+/// A backend buffer type (static objects in ggml: never freed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BufferType {
+    raw: NonNull<sys::ggml_backend_buffer_type>,
+}
+
+// SAFETY: buffer types are immutable static descriptors in ggml.
+unsafe impl Send for BufferType {}
+// SAFETY: as above.
+unsafe impl Sync for BufferType {}
+
+impl BufferType {
+    /// Plain host memory for the CPU backend.
+    pub fn cpu() -> BufferType {
+        // SAFETY: returns a pointer to a static descriptor.
+        let raw = unsafe { sys::ggml_backend_cpu_buffer_type() };
+        BufferType { raw: NonNull::new(raw).expect("CPU buffer type") }
+    }
+
+    /// The CPU backend's extra buffer types (weight repacking, AMX, ...).
+    pub fn cpu_extra() -> Vec<BufferType> {
+        let name = CString::new("ggml_backend_dev_get_extra_bufts").unwrap();
+        // SAFETY: the CPU registry is static; `reg_dev_get(reg, 0)` is its one device; the proc
+        // address, if present, has the documented `ggml_backend_dev_get_extra_bufts_t` signature
+        // and returns a NULL-terminated array of static buffer types.
+        unsafe {
+            let reg = sys::ggml_backend_cpu_reg();
+            let dev = sys::ggml_backend_reg_dev_get(reg, 0);
+            let f = sys::ggml_backend_reg_get_proc_address(reg, name.as_ptr());
+            if f.is_null() || dev.is_null() {
+                return Vec::new();
+            }
+            let f: sys::ggml_backend_dev_get_extra_bufts_t = std::mem::transmute(f);
+            let mut out = Vec::new();
+            if let Some(f) = f {
+                let mut p = f(dev);
+                while !p.is_null() && !(*p).is_null() {
+                    out.push(BufferType { raw: NonNull::new_unchecked(*p) });
+                    p = p.add(1);
+                }
+            }
+            out
+        }
+    }
+
+    /// The CPU weight-repacking buffer type, if this ggml build has one.
+    pub fn cpu_repack() -> Option<BufferType> {
+        Self::cpu_extra().into_iter().find(|b| b.name() == "CPU_REPACK")
+    }
+
+    pub fn name(&self) -> String {
+        // SAFETY: static descriptor.
+        c_str(unsafe { sys::ggml_backend_buft_name(self.raw.as_ptr()) })
+    }
+
+    /// Would the CPU device run `W × x` (x: f32 [ne0, 512]) with a `W` of type `ty` and shape
+    /// [ne0, ne1] stored in this buffer type? This asks ggml itself, the way llama.cpp decides
+    /// which weights to repack.
+    pub fn cpu_supports_mul_mat(&self, ty: Type, ne0: i64, ne1: i64) -> bool {
+        let Ok(ctx) = Context::new(4, 0) else { return false };
+        let w = ctx.new_tensor(ty, &[ne0, ne1]);
+        let x = ctx.new_tensor(Type::F32, &[ne0, 512]);
+        let op = ctx.mul_mat(w, x);
+        // SAFETY: a zero-size buffer of this type is allocated only to mark `w` as stored in it
+        // (no data is read or written: supports_op inspects types, shapes and the buffer type);
+        // the pointer is cleared before the buffer is freed.
+        unsafe {
+            let buf = sys::ggml_backend_buft_alloc_buffer(self.raw.as_ptr(), 0);
+            if buf.is_null() {
+                return false;
+            }
+            (*w.as_ptr()).buffer = buf;
+            let dev = sys::ggml_backend_reg_dev_get(sys::ggml_backend_cpu_reg(), 0);
+            let ok = !dev.is_null() && sys::ggml_backend_dev_supports_op(dev, op.as_ptr());
+            (*w.as_ptr()).buffer = std::ptr::null_mut();
+            sys::ggml_backend_buffer_free(buf);
+            ok
+        }
+    }
+}
+
+/// Memory that a buffer can wrap without copying (a read-only file mapping).
+pub type HostMemory = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// An owned backend buffer.
+pub struct Buffer {
+    raw: NonNull<sys::ggml_backend_buffer>,
+    /// Memory wrapped by this buffer (kept alive as long as the buffer).
+    _host: Option<HostMemory>,
+}
+
+// SAFETY: buffers are plain memory owned by this handle.
+unsafe impl Send for Buffer {}
+
+impl Buffer {
+    pub fn size(&self) -> usize {
+        // SAFETY: live buffer.
+        unsafe { sys::ggml_backend_buffer_get_size(self.raw.as_ptr()) }
+    }
+
+    pub fn name(&self) -> String {
+        // SAFETY: live buffer.
+        c_str(unsafe { sys::ggml_backend_buffer_name(self.raw.as_ptr()) })
+    }
+
+    pub fn clear(&self, value: u8) {
+        // SAFETY: live buffer; fills its own memory.
+        unsafe { sys::ggml_backend_buffer_clear(self.raw.as_ptr(), value) }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        // SAFETY: we own the buffer; the host memory (if any) is dropped after it.
+        unsafe { sys::ggml_backend_buffer_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Buffers that hold the data of a context's tensors. They live inside the [`Context`] so that
+/// tensor memory is freed only together with the tensor headers.
+#[derive(Default)]
+pub(super) struct ContextBuffers {
+    pub(super) list: Mutex<Vec<Buffer>>,
+}
+
+impl Context {
+    /// Allocate every not-yet-allocated tensor of this context in one new buffer of type `buft`.
+    /// Returns the bytes allocated (0 when nothing was left to allocate).
+    pub fn alloc_tensors(&self, buft: BufferType, weights: bool) -> Result<usize, GgmlError> {
+        // SAFETY: live context and static buffer type; the size query has no side effects.
+        let need = unsafe { sys::ggml_backend_alloc_ctx_tensors_from_buft_size(self.as_ptr(), buft.raw.as_ptr()) };
+        if need == 0 {
+            return Ok(0);
+        }
+        // SAFETY: as above; returns null on failure. The buffer is stored in the context.
+        let raw = unsafe { sys::ggml_backend_alloc_ctx_tensors_from_buft(self.as_ptr(), buft.raw.as_ptr()) };
+        let raw = NonNull::new(raw).ok_or(GgmlError::BufferAlloc { what: buft.name(), bytes: need })?;
+        if weights {
+            // SAFETY: live buffer.
+            unsafe { sys::ggml_backend_buffer_set_usage(raw.as_ptr(), sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS) };
+        }
+        let buf = Buffer { raw, _host: None };
+        let size = buf.size();
+        self.buffers().list.lock().unwrap().push(buf);
+        Ok(size)
+    }
+
+    /// Wrap `mem` (kept alive by the context) as a CPU buffer, and return its index for
+    /// [`Context::place_in_host`].
+    pub fn attach_host_memory(&self, mem: HostMemory) -> Result<usize, GgmlError> {
+        let bytes: &[u8] = (*mem).as_ref();
+        let (ptr, len) = (bytes.as_ptr(), bytes.len());
+        if (ptr as usize) % 64 != 0 {
+            return Err(GgmlError::BufferAlloc { what: "host (misaligned)".into(), bytes: len });
+        }
+        // SAFETY: `ptr..ptr+len` is valid for as long as `mem` lives, and `mem` is stored next to
+        // the buffer (dropped after it). ggml only reads weight buffers.
+        let raw = unsafe { sys::ggml_backend_cpu_buffer_from_ptr(ptr as *mut _, len) };
+        let raw = NonNull::new(raw).ok_or(GgmlError::BufferAlloc { what: "host".into(), bytes: len })?;
+        // SAFETY: live buffer.
+        unsafe { sys::ggml_backend_buffer_set_usage(raw.as_ptr(), sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS) };
+        let mut list = self.buffers().list.lock().unwrap();
+        list.push(Buffer { raw, _host: Some(mem) });
+        Ok(list.len() - 1)
+    }
+
+    /// Point tensor `t` (of this context) at byte `offset` of attached host memory `region`.
+    pub fn place_in_host(&self, t: Tensor<'_>, region: usize, offset: usize) -> Result<(), GgmlError> {
+        let list = self.buffers().list.lock().unwrap();
+        let buf = list.get(region).ok_or_else(|| GgmlError::Tensor { name: t.name(), msg: "no such host region".into() })?;
+        let size = buf.size();
+        let end = offset.checked_add(t.nbytes());
+        if end.is_none_or(|e| e > size) || t.is_allocated() {
+            return Err(GgmlError::Tensor { name: t.name(), msg: format!("cannot place at offset {offset} of {size} bytes") });
+        }
+        // SAFETY: the tensor's bytes [offset, offset+nbytes) lie inside the buffer (checked) and
+        // the tensor is not yet allocated; base + offset stays inside the same allocation.
+        let st = unsafe {
+            let base = sys::ggml_backend_buffer_get_base(buf.raw.as_ptr()) as *mut u8;
+            sys::ggml_backend_tensor_alloc(buf.raw.as_ptr(), t.as_ptr(), base.add(offset).cast())
+        };
+        if st != sys::GGML_STATUS_SUCCESS {
+            return Err(GgmlError::Tensor { name: t.name(), msg: format!("ggml_backend_tensor_alloc failed ({st})") });
+        }
+        Ok(())
+    }
+
+    /// Total bytes of the buffers owned by this context, by buffer name.
+    pub fn buffer_sizes(&self) -> Vec<(String, usize)> {
+        self.buffers().list.lock().unwrap().iter().map(|b| (b.name(), b.size())).collect()
+    }
+
+    /// Fill every buffer of this context with `value` (e.g. zero a fresh KV cache).
+    pub fn clear_buffers(&self, value: u8) {
+        for b in self.buffers().list.lock().unwrap().iter() {
+            b.clear(value);
+        }
+    }
+}
+
+/// ggml's backend scheduler: allocates a graph's intermediate tensors and runs it.
+pub struct Sched {
+    raw: NonNull<sys::ggml_backend_sched>,
+}
+
+impl Sched {
+    /// A scheduler over `backends` (the CPU last) for graphs of up to `graph_size` nodes.
+    pub fn new(backends: &[&Backend], graph_size: usize) -> Result<Sched, GgmlError> {
+        let mut raw_backends: Vec<sys::ggml_backend_t> = backends.iter().map(|b| b.raw.as_ptr()).collect();
+        // SAFETY: the backends are live and outlive the scheduler (callers keep them in the same
+        // owning struct, declared after the scheduler so it drops first); null bufts = defaults.
+        let raw = unsafe {
+            sys::ggml_backend_sched_new(
+                raw_backends.as_mut_ptr(),
+                std::ptr::null_mut(),
+                raw_backends.len() as i32,
+                graph_size,
+                false,
+                false,
+            )
+        };
+        NonNull::new(raw).map(|raw| Sched { raw }).ok_or_else(|| GgmlError::BackendInit("scheduler".into()))
+    }
+
+    /// Pre-allocate compute buffers for a worst-case graph.
+    pub fn reserve(&mut self, g: &Graph<'_>) -> Result<(), GgmlError> {
+        // SAFETY: live scheduler and graph.
+        if unsafe { sys::ggml_backend_sched_reserve(self.raw.as_ptr(), g.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(GgmlError::GraphAlloc)
+        }
+    }
+
+    /// Allocate the graph's tensors; input tensors can be written afterwards.
+    pub fn alloc_graph(&mut self, g: &Graph<'_>) -> Result<(), GgmlError> {
+        // SAFETY: live scheduler and graph; reset first as ggml requires between graphs.
+        let ok = unsafe {
+            sys::ggml_backend_sched_reset(self.raw.as_ptr());
+            sys::ggml_backend_sched_alloc_graph(self.raw.as_ptr(), g.as_ptr())
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(GgmlError::GraphAlloc)
+        }
+    }
+
+    /// Run an allocated graph. Output tensors stay readable until the next `alloc_graph`.
+    pub fn compute(&mut self, g: &Graph<'_>) -> Result<(), GgmlError> {
+        // SAFETY: live scheduler; graph allocated by `alloc_graph` on this scheduler.
+        let st = unsafe { sys::ggml_backend_sched_graph_compute(self.raw.as_ptr(), g.as_ptr()) };
+        if st != sys::GGML_STATUS_SUCCESS {
+            return Err(GgmlError::Compute(st));
+        }
+        Ok(())
+    }
+
+    /// Bytes of compute buffer held for `backend`.
+    pub fn buffer_size(&self, backend: &Backend) -> usize {
+        // SAFETY: live scheduler and backend.
+        unsafe { sys::ggml_backend_sched_get_buffer_size(self.raw.as_ptr(), backend.raw.as_ptr()) }
+    }
+}
+
+impl Drop for Sched {
+    fn drop(&mut self) {
+        // SAFETY: we own the scheduler.
+        unsafe { sys::ggml_backend_sched_free(self.raw.as_ptr()) }
+    }
+}

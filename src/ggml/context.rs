@@ -1,0 +1,422 @@
+//! `ggml_context` (tensor headers only: every context is `no_alloc`), tensors and graphs.
+
+use std::ffi::CString;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use super::backend::ContextBuffers;
+use super::{GgmlError, Type};
+use ggml_sys as sys;
+
+/// Owns a `ggml_context` that holds tensor headers and graphs (no tensor data).
+pub struct Context {
+    raw: NonNull<sys::ggml_context>,
+    buffers: ContextBuffers,
+}
+
+impl Context {
+    /// A context with room for `n_tensors` tensor headers and one graph of `graph_size` nodes
+    /// (pass 0 for none).
+    pub fn new(n_tensors: usize, graph_size: usize) -> Result<Context, GgmlError> {
+        // SAFETY: pure size computations in ggml.
+        let mem = unsafe {
+            n_tensors * sys::ggml_tensor_overhead()
+                + if graph_size > 0 { sys::ggml_graph_overhead_custom(graph_size, false) } else { 0 }
+        } + 1024;
+        let params = sys::ggml_init_params { mem_size: mem, mem_buffer: std::ptr::null_mut(), no_alloc: true };
+        // SAFETY: ggml allocates `mem` bytes itself (mem_buffer is null) and returns null on failure.
+        let raw = unsafe { sys::ggml_init(params) };
+        NonNull::new(raw).map(|raw| Context { raw, buffers: ContextBuffers::default() }).ok_or(GgmlError::ContextAlloc(mem))
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut sys::ggml_context {
+        self.raw.as_ptr()
+    }
+
+    pub(super) fn buffers(&self) -> &ContextBuffers {
+        &self.buffers
+    }
+
+    fn wrap(&self, t: *mut sys::ggml_tensor) -> Tensor<'_> {
+        // ggml aborts rather than returning null when a context is full, so null is a bug.
+        Tensor { raw: NonNull::new(t).expect("ggml returned a null tensor"), _ctx: PhantomData }
+    }
+
+    /// A new tensor of type `ty` with up to 4 dimensions (`ne[0]` first).
+    pub fn new_tensor(&self, ty: Type, ne: &[i64]) -> Tensor<'_> {
+        let c = self.as_ptr();
+        let t = ty.raw();
+        // SAFETY: `c` is a live context; ggml checks its own capacity (aborting when full).
+        let p = unsafe {
+            match *ne {
+                [a] => sys::ggml_new_tensor_1d(c, t, a),
+                [a, b] => sys::ggml_new_tensor_2d(c, t, a, b),
+                [a, b, cc] => sys::ggml_new_tensor_3d(c, t, a, b, cc),
+                [a, b, cc, d] => sys::ggml_new_tensor_4d(c, t, a, b, cc, d),
+                _ => panic!("tensors have 1 to 4 dimensions, got {}", ne.len()),
+            }
+        };
+        self.wrap(p)
+    }
+
+    /// A graph with room for `size` nodes, allocated in this context.
+    pub fn new_graph(&self, size: usize) -> Graph<'_> {
+        // SAFETY: live context; ggml aborts if the context lacks room (sized in `new`).
+        let g = unsafe { sys::ggml_new_graph_custom(self.as_ptr(), size, false) };
+        Graph { raw: NonNull::new(g).expect("ggml returned a null graph"), _ctx: PhantomData }
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // Tensor memory first, then the headers.
+        self.buffers.list.lock().map(|mut l| l.clear()).ok();
+        // SAFETY: we own the context; tensors borrowing it are gone (lifetimes guarantee it).
+        unsafe { sys::ggml_free(self.raw.as_ptr()) }
+    }
+}
+
+/// A tensor header living in a [`Context`].
+#[derive(Clone, Copy)]
+pub struct Tensor<'ctx> {
+    raw: NonNull<sys::ggml_tensor>,
+    _ctx: PhantomData<&'ctx Context>,
+}
+
+impl<'ctx> Tensor<'ctx> {
+    pub(super) fn as_ptr(self) -> *mut sys::ggml_tensor {
+        self.raw.as_ptr()
+    }
+
+    fn header(&self) -> &sys::ggml_tensor {
+        // SAFETY: the header lives as long as its context, which outlives 'ctx.
+        unsafe { self.raw.as_ref() }
+    }
+
+    pub fn ne(&self) -> [i64; 4] {
+        self.header().ne
+    }
+
+    pub fn nb(&self) -> [usize; 4] {
+        self.header().nb
+    }
+
+    pub fn ty(&self) -> Type {
+        Type::from_raw(self.header().type_ as u32).expect("ggml tensor with unknown type")
+    }
+
+    pub fn nbytes(&self) -> usize {
+        // SAFETY: live tensor header.
+        unsafe { sys::ggml_nbytes(self.as_ptr()) }
+    }
+
+    pub fn n_elements(&self) -> i64 {
+        // SAFETY: live tensor header.
+        unsafe { sys::ggml_nelements(self.as_ptr()) }
+    }
+
+    pub fn name(&self) -> String {
+        let name = &self.header().name;
+        let bytes: Vec<u8> = name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Set the tensor's name (ggml truncates at 63 bytes).
+    pub fn set_name(self, name: &str) -> Self {
+        let c = CString::new(name.replace('\0', "")).expect("no NUL left");
+        // SAFETY: ggml copies at most GGML_MAX_NAME-1 bytes from the NUL-terminated string.
+        unsafe { sys::ggml_set_name(self.as_ptr(), c.as_ptr()) };
+        self
+    }
+
+    pub fn set_input(self) -> Self {
+        // SAFETY: sets a flag in a live header.
+        unsafe { sys::ggml_set_input(self.as_ptr()) };
+        self
+    }
+
+    pub fn set_output(self) -> Self {
+        // SAFETY: sets a flag in a live header.
+        unsafe { sys::ggml_set_output(self.as_ptr()) };
+        self
+    }
+
+    /// Whether the tensor (or the tensor it views) has memory in a backend buffer.
+    pub fn is_allocated(&self) -> bool {
+        let h = self.header();
+        let has_buffer = !h.buffer.is_null()
+            || (!h.view_src.is_null() && {
+                // SAFETY: view_src points to a live tensor header in a live context.
+                !unsafe { (*h.view_src).buffer }.is_null()
+            });
+        !h.data.is_null() && has_buffer
+    }
+
+    fn check_io(&self, offset: usize, len: usize) -> Result<(), GgmlError> {
+        if !self.is_allocated() {
+            return Err(GgmlError::Tensor { name: self.name(), msg: "not allocated".into() });
+        }
+        match offset.checked_add(len) {
+            Some(end) if end <= self.nbytes() => Ok(()),
+            _ => Err(GgmlError::Tensor {
+                name: self.name(),
+                msg: format!("access of {len} bytes at {offset} exceeds its {} bytes", self.nbytes()),
+            }),
+        }
+    }
+
+    /// Copy raw bytes into the tensor's data at byte `offset`.
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<(), GgmlError> {
+        self.check_io(offset, data.len())?;
+        // SAFETY: the tensor is allocated in a backend buffer and [offset, offset+len) lies inside
+        // its data (checked above); `data` is a valid readable slice.
+        unsafe { sys::ggml_backend_tensor_set(self.as_ptr(), data.as_ptr().cast(), offset, data.len()) };
+        Ok(())
+    }
+
+    pub fn write_f32(&self, data: &[f32]) -> Result<(), GgmlError> {
+        self.write_plain(data, Type::F32)
+    }
+
+    pub fn write_i32(&self, data: &[i32]) -> Result<(), GgmlError> {
+        self.write_plain(data, Type::I32)
+    }
+
+    /// f16 values given as their IEEE half bit patterns.
+    pub fn write_f16_bits(&self, data: &[u16]) -> Result<(), GgmlError> {
+        self.write_plain(data, Type::F16)
+    }
+
+    pub fn write_i64(&self, data: &[i64]) -> Result<(), GgmlError> {
+        let ty = self.ty();
+        if ty.raw() != 27 {
+            return Err(GgmlError::Tensor { name: self.name(), msg: format!("is {ty}, not i64") });
+        }
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.write_bytes(0, &bytes)
+    }
+
+    fn write_plain<T: Copy>(&self, data: &[T], want: Type) -> Result<(), GgmlError> {
+        if self.ty() != want {
+            return Err(GgmlError::Tensor { name: self.name(), msg: format!("is {}, not {want}", self.ty()) });
+        }
+        let len = std::mem::size_of_val(data);
+        self.check_io(0, len)?;
+        // SAFETY: allocated tensor of the element type T (checked), `len` bytes fit (checked),
+        // `data` is a valid readable slice of plain-old-data values.
+        unsafe { sys::ggml_backend_tensor_set(self.as_ptr(), data.as_ptr().cast(), 0, len) };
+        Ok(())
+    }
+
+    /// Read f32 values starting at element `first` into `out`.
+    pub fn read_f32(&self, first: usize, out: &mut [f32]) -> Result<(), GgmlError> {
+        if self.ty() != Type::F32 {
+            return Err(GgmlError::Tensor { name: self.name(), msg: format!("is {}, not f32", self.ty()) });
+        }
+        let offset = first * 4;
+        let len = std::mem::size_of_val(out);
+        self.check_io(offset, len)?;
+        // SAFETY: allocated f32 tensor, [offset, offset+len) inside its data (checked); `out`
+        // is a valid writable slice of f32, for which every bit pattern is valid.
+        unsafe { sys::ggml_backend_tensor_get(self.as_ptr(), out.as_mut_ptr().cast(), offset, len) };
+        Ok(())
+    }
+}
+
+/// A computation graph allocated in a [`Context`].
+pub struct Graph<'ctx> {
+    raw: NonNull<sys::ggml_cgraph>,
+    _ctx: PhantomData<&'ctx Context>,
+}
+
+impl Graph<'_> {
+    pub(super) fn as_ptr(&self) -> *mut sys::ggml_cgraph {
+        self.raw.as_ptr()
+    }
+
+    /// Add `t` and everything it depends on.
+    pub fn expand(&mut self, t: Tensor<'_>) {
+        // SAFETY: both graph and tensor are live; ggml aborts if the graph is full.
+        unsafe { sys::ggml_build_forward_expand(self.as_ptr(), t.as_ptr()) }
+    }
+
+    pub fn n_nodes(&self) -> usize {
+        // SAFETY: live graph.
+        unsafe { sys::ggml_graph_n_nodes(self.as_ptr()) as usize }
+    }
+}
+
+/// Graph operations. Each returns a new tensor header in `self` (the graph's context); inputs
+/// may live in other contexts that outlive it (weights, KV cache).
+impl Context {
+    fn op<'a>(&'a self, f: impl FnOnce(*mut sys::ggml_context) -> *mut sys::ggml_tensor) -> Tensor<'a> {
+        self.wrap(f(self.as_ptr()))
+    }
+
+    pub fn add<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY (all ops below): live context and live tensor headers; ggml validates shapes
+        // with GGML_ASSERT (abort), never reading out of bounds at graph-build time.
+        self.op(|c| unsafe { sys::ggml_add(c, a.as_ptr(), b.as_ptr()) })
+    }
+
+    pub fn mul<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_mul(c, a.as_ptr(), b.as_ptr()) })
+    }
+
+    pub fn scale<'a>(&'a self, a: Tensor<'a>, s: f32) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_scale(c, a.as_ptr(), s) })
+    }
+
+    /// `a` [k, m] × `b` [k, n] → [m, n] (ggml's convention: rows of `a` dotted with columns of `b`).
+    pub fn mul_mat<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_mul_mat(c, a.as_ptr(), b.as_ptr()) })
+    }
+
+    /// Ask for f32 accumulation (matmul, flash attention).
+    pub fn set_prec_f32(&self, t: Tensor<'_>) {
+        // SAFETY: writes an op parameter of a live tensor.
+        unsafe { sys::ggml_prec_set_acc(t.as_ptr(), sys::GGML_PREC_F32) };
+    }
+
+    pub fn rms_norm<'a>(&'a self, a: Tensor<'a>, eps: f32) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_rms_norm(c, a.as_ptr(), eps) })
+    }
+
+    pub fn silu<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_silu(c, a.as_ptr()) })
+    }
+
+    pub fn gelu<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_gelu(c, a.as_ptr()) })
+    }
+
+    /// silu(a) * b, fused.
+    pub fn swiglu_split<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_swiglu_split(c, a.as_ptr(), b.as_ptr()) })
+    }
+
+    /// gelu(a) * b, fused.
+    pub fn geglu_split<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_geglu_split(c, a.as_ptr(), b.as_ptr()) })
+    }
+
+    pub fn cast<'a>(&'a self, a: Tensor<'a>, ty: Type) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_cast(c, a.as_ptr(), ty.raw()) })
+    }
+
+    pub fn cont<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_cont(c, a.as_ptr()) })
+    }
+
+    pub fn reshape<'a>(&'a self, a: Tensor<'a>, ne: &[i64]) -> Tensor<'a> {
+        let p = a.as_ptr();
+        // SAFETY: see `add` (ggml asserts the element counts agree and `a` is contiguous).
+        self.op(|c| unsafe {
+            match *ne {
+                [x, y] => sys::ggml_reshape_2d(c, p, x, y),
+                [x, y, z] => sys::ggml_reshape_3d(c, p, x, y, z),
+                [x, y, z, w] => sys::ggml_reshape_4d(c, p, x, y, z, w),
+                _ => panic!("reshape to 2 to 4 dimensions, got {}", ne.len()),
+            }
+        })
+    }
+
+    /// A view of `a` with sizes `ne`, byte strides `nb` (one fewer than `ne`) and byte `offset`.
+    pub fn view<'a>(&'a self, a: Tensor<'a>, ne: &[i64], nb: &[usize], offset: usize) -> Tensor<'a> {
+        let p = a.as_ptr();
+        // SAFETY: see `add`; ggml asserts that the view lies inside the viewed tensor.
+        self.op(|c| unsafe {
+            match (ne, nb) {
+                ([x], []) => sys::ggml_view_1d(c, p, *x, offset),
+                ([x, y], [n1]) => sys::ggml_view_2d(c, p, *x, *y, *n1, offset),
+                ([x, y, z], [n1, n2]) => sys::ggml_view_3d(c, p, *x, *y, *z, *n1, *n2, offset),
+                ([x, y, z, w], [n1, n2, n3]) => sys::ggml_view_4d(c, p, *x, *y, *z, *w, *n1, *n2, *n3, offset),
+                _ => panic!("view: {} sizes need {} strides", ne.len(), ne.len().saturating_sub(1)),
+            }
+        })
+    }
+
+    pub fn permute<'a>(&'a self, a: Tensor<'a>, axes: [i32; 4]) -> Tensor<'a> {
+        // SAFETY: see `add` (ggml asserts the axes are a permutation).
+        self.op(|c| unsafe { sys::ggml_permute(c, a.as_ptr(), axes[0], axes[1], axes[2], axes[3]) })
+    }
+
+    pub fn transpose<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_transpose(c, a.as_ptr()) })
+    }
+
+    /// Rows of `a` picked by the i32 indices in `idx`.
+    pub fn get_rows<'a>(&'a self, a: Tensor<'a>, idx: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_get_rows(c, a.as_ptr(), idx.as_ptr()) })
+    }
+
+    /// Store the rows of `src` into `dst` at the row indices `idx` (i64), converting the type.
+    pub fn set_rows<'a>(&'a self, dst: Tensor<'a>, src: Tensor<'a>, idx: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`; indices are bounds-checked by the caller (KV cache bookkeeping).
+        self.op(|c| unsafe { sys::ggml_set_rows(c, dst.as_ptr(), src.as_ptr(), idx.as_ptr()) })
+    }
+
+    pub fn soft_max_ext<'a>(&'a self, a: Tensor<'a>, mask: Option<Tensor<'a>>, scale: f32) -> Tensor<'a> {
+        let m = mask.map_or(std::ptr::null_mut(), |m| m.as_ptr());
+        // SAFETY: see `add`; a null mask is allowed by ggml.
+        self.op(|c| unsafe { sys::ggml_soft_max_ext(c, a.as_ptr(), m, scale, 0.0) })
+    }
+
+    /// Rotary embedding over the first `n_dims` of each head; `pos` holds i32 positions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_ext<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        pos: Tensor<'a>,
+        freq_factors: Option<Tensor<'a>>,
+        n_dims: i32,
+        mode: i32,
+        n_ctx_orig: i32,
+        freq_base: f32,
+        freq_scale: f32,
+        ext_factor: f32,
+        attn_factor: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+    ) -> Tensor<'a> {
+        let ff = freq_factors.map_or(std::ptr::null_mut(), |t| t.as_ptr());
+        // SAFETY: see `add`; null frequency factors are allowed by ggml.
+        self.op(|c| unsafe {
+            sys::ggml_rope_ext(
+                c, a.as_ptr(), pos.as_ptr(), ff, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor,
+                attn_factor, beta_fast, beta_slow,
+            )
+        })
+    }
+
+    /// Fused attention: softmax(q·kᵀ·scale + mask)·v, f32 accumulation.
+    pub fn flash_attn_ext<'a>(
+        &'a self,
+        q: Tensor<'a>,
+        k: Tensor<'a>,
+        v: Tensor<'a>,
+        mask: Option<Tensor<'a>>,
+        scale: f32,
+        softcap: f32,
+    ) -> Tensor<'a> {
+        let m = mask.map_or(std::ptr::null_mut(), |m| m.as_ptr());
+        // SAFETY: see `add`.
+        let t = self.op(|c| unsafe {
+            sys::ggml_flash_attn_ext(c, q.as_ptr(), k.as_ptr(), v.as_ptr(), m, scale, 0.0, softcap)
+        });
+        self.set_prec_f32(t);
+        t
+    }
+}

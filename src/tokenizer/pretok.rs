@@ -1,0 +1,260 @@
+//! Pre-tokenizers of byte-level BPE vocabularies, chosen by `tokenizer.ggml.pre`.
+//!
+//! llama.cpp splits text with a list of regular expressions applied in turn (each one to
+//! every piece left by the previous ones, keeping both matches and the text between them),
+//! then maps each piece's bytes through the GPT-2 byte table. That is exactly a
+//! `tokenizers` `Sequence` of `Split(regex, Isolated)` followed by `ByteLevel` without its
+//! own regex, so we build that. The regexes are llama.cpp's (`llm_tokenizer_bpe`); where
+//! llama.cpp runs a hand-written matcher for a regex we give Oniguruma that regex itself.
+
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior};
+
+use super::error::TokenizerError;
+
+/// GPT-2's regex (llama.cpp matches it with `unicode_regex_split_custom_gpt2`).
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+/// Llama 3's regex with the case-insensitive contractions spelled out ASCII-only, as
+/// llama.cpp adapts it (its hand-written matcher lower-cases only these letters).
+const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// DeepSeek LLM's letter runs: an explicit list of cased-letter ranges (from llama.cpp).
+const DEEPSEEK_LLM_LETTERS: &str = r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+";
+
+/// A pre-tokenizer family: one regex list plus the loader flags llama.cpp ties to it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum PreKind {
+    /// "default" (and a missing `tokenizer.ggml.pre`).
+    Default,
+    /// "gpt-2", "mpt", "olmo", "phi-2", ...
+    Gpt2,
+    /// "smollm", "starcoder", "refact", "command-r", ...: digits split one by one, then GPT-2.
+    Starcoder,
+    /// "llama3", "llama-bpe", "dbrx", "smaug-bpe", ...
+    Llama3,
+    /// "qwen2", "stablelm2", "deepseek-r1-qwen", ...
+    Qwen2,
+    /// "qwen35"
+    Qwen35,
+    /// "falcon"
+    Falcon,
+    /// "deepseek-llm"
+    DeepseekLlm,
+    /// "deepseek-coder"
+    DeepseekCoder,
+}
+
+/// `tokenizer.ggml.pre` values → family; `true` where llama.cpp also sets `ignore_merges`
+/// and defaults `add_bos` to true (the Llama 3 names).
+const NAMES: &[(&str, PreKind, bool)] = &[
+    ("default", PreKind::Default, false),
+    ("gpt-2", PreKind::Gpt2, false),
+    ("phi-2", PreKind::Gpt2, false),
+    ("jina-es", PreKind::Gpt2, false),
+    ("jina-de", PreKind::Gpt2, false),
+    ("gigachat", PreKind::Gpt2, false),
+    ("jina-v2-es", PreKind::Gpt2, false),
+    ("jina-v2-de", PreKind::Gpt2, false),
+    ("a.x-4.0", PreKind::Gpt2, false),
+    ("mellum", PreKind::Gpt2, false),
+    ("modern-bert", PreKind::Gpt2, false),
+    ("exaone4", PreKind::Gpt2, false),
+    ("mpt", PreKind::Gpt2, false),
+    ("olmo", PreKind::Gpt2, false),
+    ("jais", PreKind::Gpt2, false),
+    ("trillion", PreKind::Gpt2, false),
+    ("granite-docling", PreKind::Gpt2, false),
+    ("smollm", PreKind::Starcoder, false),
+    ("starcoder", PreKind::Starcoder, false),
+    ("refact", PreKind::Starcoder, false),
+    ("command-r", PreKind::Starcoder, false),
+    ("codeshell", PreKind::Starcoder, false),
+    ("exaone", PreKind::Starcoder, false),
+    ("minerva-7b", PreKind::Starcoder, false),
+    ("mellum2", PreKind::Starcoder, false),
+    ("llama3", PreKind::Llama3, true),
+    ("llama-v3", PreKind::Llama3, true),
+    ("llama-bpe", PreKind::Llama3, true),
+    ("falcon3", PreKind::Llama3, true),
+    ("falcon-h1", PreKind::Llama3, true),
+    ("pixtral", PreKind::Llama3, true),
+    ("midm-2.0", PreKind::Llama3, true),
+    ("lfm2", PreKind::Llama3, true),
+    ("jina-v5-nano", PreKind::Llama3, true),
+    ("dbrx", PreKind::Llama3, false),
+    ("smaug-bpe", PreKind::Llama3, false),
+    ("qwen2", PreKind::Qwen2, false),
+    ("deepseek-r1-qwen", PreKind::Qwen2, false),
+    ("kormo", PreKind::Qwen2, false),
+    ("f2llmv2", PreKind::Qwen2, false),
+    ("megrez", PreKind::Qwen2, false),
+    ("stablelm2", PreKind::Qwen2, false),
+    ("hunyuan", PreKind::Qwen2, false),
+    ("solar-open", PreKind::Qwen2, false),
+    ("qwen35", PreKind::Qwen35, false),
+    ("falcon", PreKind::Falcon, false),
+    ("deepseek-llm", PreKind::DeepseekLlm, false),
+    ("deepseek-coder", PreKind::DeepseekCoder, false),
+];
+
+/// Names llama.cpp knows that Ember does not implement yet (a clear error, not a fallback).
+/// Some need more than a regex list: jina/roberta add SEP, chatglm drops BOS, gemma4/mmbert
+/// escape whitespace, deepseek/kimi/afmoe have their own splitters.
+const KNOWN_UNSUPPORTED: &[&str] = &[
+    "minicpm5", "deepseek-v3", "spark2_5", "youtu", "jais-2", "gemma4",
+    "granite-embed-multi-311m", "mmbert", "sarvam-moe", "jina-v1-en", "jina-v2-code", "roberta-bpe", "whitespace",
+    "poro-chat", "chatglm-bpe", "glm4", "glm5", "viking", "tekken", "bloom", "gpt3-finnish", "exaone-moe",
+    "chameleon", "gpt-4o", "llama4", "kanana2", "talkie", "granite-embed-multi-97m", "tiny_aya", "cohere2moe",
+    "superbpe", "bailingmoe", "bailingmoe2", "llada-moe", "seed-coder", "hunyuan-dense", "hy_v4", "joyai-llm",
+    "kimi-k2", "ufakzeka", "grok-2", "afmoe", "laguna", "minimax-m2",
+];
+
+/// A resolved `tokenizer.ggml.pre`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Pre {
+    pub kind: PreKind,
+    /// Use a whole pre-token as one token when the vocabulary has it, skipping the merges.
+    pub ignore_merges: bool,
+    /// llama.cpp's default for `add_bos` before `tokenizer.ggml.add_bos_token` is read.
+    pub add_bos_default: bool,
+}
+
+impl Pre {
+    /// `pre` as found in the file for a "gpt2" vocabulary. Missing means "default", with the
+    /// warning llama.cpp prints; an unknown or unimplemented name is an error.
+    pub(crate) fn resolve(model: &str, pre: Option<&str>) -> Result<Pre, TokenizerError> {
+        let name = match pre {
+            None | Some("") => {
+                log::warn!("tokenizer.ggml.pre is missing: using 'default'; tokenization may differ from the model's");
+                "default"
+            }
+            Some(p) => p,
+        };
+        if let Some(&(_, kind, llama3)) = NAMES.iter().find(|(n, _, _)| *n == name) {
+            return Ok(Pre {
+                kind,
+                ignore_merges: llama3,
+                add_bos_default: llama3,
+            });
+        }
+        if KNOWN_UNSUPPORTED.contains(&name) {
+            let supported: Vec<&str> = NAMES.iter().map(|(n, _, _)| *n).collect();
+            return Err(TokenizerError::UnsupportedPre {
+                pre: name.to_string(),
+                supported: supported.join(", "),
+            });
+        }
+        Err(TokenizerError::UnknownPre {
+            model: model.to_string(),
+            pre: name.to_string(),
+        })
+    }
+}
+
+impl PreKind {
+    fn regexes(self) -> &'static [&'static str] {
+        match self {
+            PreKind::Default => &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
+            PreKind::Gpt2 => &[GPT2],
+            PreKind::Starcoder => &[r"\p{N}", GPT2],
+            PreKind::Llama3 => &[LLAMA3],
+            PreKind::Qwen2 => &[QWEN2],
+            PreKind::Qwen35 => &[QWEN35],
+            PreKind::Falcon => &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, "[0-9][0-9][0-9]"],
+            PreKind::DeepseekLlm => &[
+                "[\r\n]",
+                DEEPSEEK_LLM_LETTERS,
+                r"\s?[!-/:-~！-／：-～‘-‟　-。]+",
+                r"\s+$",
+                "[一-龥ࠀ-一가-퟿]+",
+                r"\p{N}+",
+            ],
+            PreKind::DeepseekCoder => &["[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", "[一-龥ࠀ-一가-퟿]+", r"\p{N}"],
+        }
+    }
+}
+
+/// Splits text into byte-level-encoded words, ready for the BPE merges.
+pub(crate) struct ByteLevelPreTokenizer {
+    seq: Sequence,
+}
+
+impl ByteLevelPreTokenizer {
+    pub(crate) fn new(kind: PreKind, pre_name: &str) -> Result<Self, TokenizerError> {
+        let mut steps = Vec::new();
+        for re in kind.regexes() {
+            let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(|e| TokenizerError::Regex {
+                    pre: pre_name.to_string(),
+                    regex: re.to_string(),
+                    msg: e.to_string(),
+                })?;
+            steps.push(PreTokenizerWrapper::Split(split));
+        }
+        // add_prefix_space=false, trim_offsets=false, use_regex=false: bytes → table chars only.
+        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)));
+        Ok(ByteLevelPreTokenizer {
+            seq: Sequence::new(steps),
+        })
+    }
+
+    /// The words of `text`, each already mapped through the GPT-2 byte table.
+    pub(crate) fn split(&self, text: &str) -> Vec<String> {
+        let mut pts = PreTokenizedString::from(text);
+        // Regex splitting and byte mapping cannot fail on valid UTF-8 input.
+        if self.seq.pre_tokenize(&mut pts).is_err() {
+            return Vec::new();
+        }
+        pts.get_splits(OffsetReferential::Original, OffsetType::None)
+            .into_iter()
+            .map(|(s, _, _)| s.to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(kind: PreKind, text: &str) -> Vec<String> {
+        ByteLevelPreTokenizer::new(kind, "test").unwrap().split(text)
+    }
+
+    #[test]
+    fn starcoder_splits_digits_and_words() {
+        assert_eq!(
+            words(PreKind::Starcoder, "Hello world 123 it's"),
+            ["Hello", "Ġworld", "Ġ", "1", "2", "3", "Ġit", "'s"]
+        );
+        assert_eq!(words(PreKind::Starcoder, "a  \n\nb"), ["a", "ĠĠĊ", "Ċ", "b"]);
+    }
+
+    #[test]
+    fn llama3_groups_three_digits_and_newlines() {
+        assert_eq!(words(PreKind::Llama3, "12345 x\n\n y"), ["123", "45", "Ġx", "ĊĊ", "Ġy"]);
+    }
+
+    #[test]
+    fn every_family_compiles() {
+        for (_, kind, _) in NAMES {
+            ByteLevelPreTokenizer::new(*kind, "test").unwrap();
+        }
+    }
+
+    #[test]
+    fn names_resolve_or_fail_clearly() {
+        assert_eq!(Pre::resolve("gpt2", Some("smollm")).unwrap().kind, PreKind::Starcoder);
+        assert!(Pre::resolve("gpt2", Some("llama-bpe")).unwrap().ignore_merges);
+        assert_eq!(Pre::resolve("gpt2", None).unwrap().kind, PreKind::Default);
+        let e = Pre::resolve("gpt2", Some("no-such-pre")).unwrap_err().to_string();
+        assert!(e.contains("no-such-pre") && e.contains("tokenizer.ggml.pre"), "{e}");
+        let e = Pre::resolve("gpt2", Some("kimi-k2")).unwrap_err().to_string();
+        assert!(e.contains("kimi-k2") && e.contains("not supported"), "{e}");
+    }
+}

@@ -1,0 +1,74 @@
+//! UTF-8-safe streaming detokenization: token pieces are bytes, and a character may be
+//! split across tokens (byte-level BPE emits single bytes of rare characters).
+
+use super::Tokenizer;
+
+/// Turns a stream of token ids into printable text. Complete UTF-8 is returned as soon as
+/// it is available; an incomplete multi-byte sequence at the end is held back until the
+/// next token completes it; bytes that can never become valid UTF-8 come out as U+FFFD
+/// (one per maximal invalid subsequence, like `String::from_utf8_lossy`).
+///
+/// Pieces are llama.cpp's `token_to_piece` with `lstrip = 0`. For SPM vocabularies
+/// llama.cpp's `detokenize` also drops the leading space of the first piece (after BOS,
+/// when `add_space_prefix`); that belongs here once SPM vocabularies are supported.
+#[derive(Clone, Debug, Default)]
+pub struct StreamDecoder {
+    special: bool,
+    pending: Vec<u8>,
+}
+
+impl StreamDecoder {
+    /// `special`: render control tokens (e.g. `<|im_end|>`) instead of hiding them.
+    pub fn new(special: bool) -> Self {
+        StreamDecoder {
+            special,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds token `id`; returns the text that became complete.
+    pub fn push(&mut self, tok: &Tokenizer, id: u32) -> String {
+        self.pending.extend_from_slice(&tok.token_to_piece(id, self.special));
+        self.drain(false)
+    }
+
+    /// Returns whatever is held back, an incomplete sequence becoming U+FFFD.
+    pub fn flush(&mut self) -> String {
+        self.drain(true)
+    }
+
+    fn drain(&mut self, all: bool) -> String {
+        let mut out = String::new();
+        let mut rest: &[u8] = &self.pending;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    out.push_str(s);
+                    rest = &[];
+                    break;
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    match e.error_len() {
+                        Some(n) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = &after[n..];
+                        }
+                        None if all => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = &[];
+                            break;
+                        }
+                        None => {
+                            rest = after;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.pending = rest.to_vec();
+        out
+    }
+}

@@ -1,0 +1,364 @@
+//! The vocabulary as llama.cpp sees it after loading (`llama_vocab::impl::load`): token
+//! texts and attributes, special-token ids, add-BOS/EOS flags, the end-of-generation set
+//! and the list of tokens `tokenizer_st_partition` looks for. Independent of the
+//! vocabulary type except for the per-type defaults in [`VocabKind`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::error::TokenizerError;
+use super::meta::{RawVocab, Slot, KEY_ADD_BOS, KEY_ADD_EOS, KEY_SCORES, KEY_TOKENS, KEY_TOKEN_TYPE, SPECIAL_KEYS};
+
+/// Token attributes, bit-compatible with llama.cpp's `llama_token_attr`.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub(crate) struct Attr(pub u16);
+
+impl Attr {
+    pub const UNDEFINED: Attr = Attr(0);
+    pub const UNKNOWN: Attr = Attr(1 << 0);
+    pub const UNUSED: Attr = Attr(1 << 1);
+    pub const NORMAL: Attr = Attr(1 << 2);
+    pub const CONTROL: Attr = Attr(1 << 3);
+    pub const USER_DEFINED: Attr = Attr(1 << 4);
+    pub const BYTE: Attr = Attr(1 << 5);
+    pub const LSTRIP: Attr = Attr(1 << 7);
+    pub const RSTRIP: Attr = Attr(1 << 8);
+
+    /// Whether any bit of `other` is set.
+    pub fn any(self, other: Attr) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    fn or(self, other: Attr) -> Attr {
+        Attr(self.0 | other.0)
+    }
+
+    /// `tokenizer.ggml.token_type` value (llama.cpp's `llama_token_type`) → attribute.
+    fn from_token_type(t: i32) -> Attr {
+        match t {
+            1 => Attr::NORMAL,
+            2 => Attr::UNKNOWN,
+            3 => Attr::CONTROL,
+            4 => Attr::USER_DEFINED,
+            5 => Attr::UNUSED,
+            6 => Attr::BYTE,
+            _ => Attr::UNDEFINED,
+        }
+    }
+}
+
+impl std::ops::BitOr for Attr {
+    type Output = Attr;
+    fn bitor(self, rhs: Attr) -> Attr {
+        self.or(rhs)
+    }
+}
+
+/// Vocabulary types (`tokenizer.ggml.model`). Only byte-level BPE is implemented; SPM
+/// ("llama", with scores and byte fallback) and Gemma slot in here with their defaults.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum VocabKind {
+    /// "gpt2": byte-level BPE over merges, pre-tokenized per `tokenizer.ggml.pre`.
+    Bpe,
+}
+
+/// `tokenizer.ggml.model` values llama.cpp accepts but Ember does not implement (yet).
+const KNOWN_UNSUPPORTED_MODELS: &[&str] = &[
+    "llama", "bert", "t5", "rwkv", "plamo2", "gemma4", "hybriddna", "whitespace", "no_vocab", "none", "test",
+];
+
+impl VocabKind {
+    pub(crate) fn from_model(model: &str) -> Result<VocabKind, TokenizerError> {
+        match model {
+            "gpt2" => Ok(VocabKind::Bpe),
+            m if KNOWN_UNSUPPORTED_MODELS.contains(&m) => Err(TokenizerError::UnsupportedModel(m.to_string())),
+            m => Err(TokenizerError::UnknownModel(m.to_string())),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct TokenData {
+    pub text: String,
+    /// SPM scores; unused by BPE (kept for the SPM engine).
+    #[allow(dead_code)]
+    pub score: f32,
+    pub attr: Attr,
+}
+
+pub(crate) struct Vocab {
+    pub tokens: Vec<TokenData>,
+    pub token_to_id: HashMap<String, u32>,
+    ids: [Option<u32>; Slot::COUNT],
+    pub add_bos: bool,
+    pub add_eos: bool,
+    /// Read for SPM (prefix a space when tokenizing, drop it after BOS when detokenizing);
+    /// llama.cpp's BPE path ignores it.
+    #[allow(dead_code)]
+    pub add_space_prefix: bool,
+    /// End-of-generation tokens (llama.cpp's `special_eog_ids`).
+    pub eog: BTreeSet<u32>,
+    /// Control / user-defined / unknown tokens, longest text first: what
+    /// `tokenizer_st_partition` cuts out of the input, in this order.
+    pub special_cache: Vec<u32>,
+}
+
+// Texts llama.cpp uses to find special tokens the metadata does not name. llama.cpp walks an
+// unordered_map, so when a vocabulary holds several candidates the winner is unspecified;
+// Ember takes the first candidate in list order, which is deterministic.
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
+    "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+];
+const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>",
+    "<|prefix|>",
+];
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>",
+    "<|middle|>",
+];
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+/// Texts that end generation wherever they occur (llama.cpp's EOG list).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+];
+
+impl Vocab {
+    /// `add_bos_default`: llama.cpp's default before `tokenizer.ggml.add_bos_token` is read
+    /// (true for SPM and for some BPE pre-tokenizers, e.g. Llama 3).
+    pub(crate) fn build(raw: &RawVocab, kind: VocabKind, add_bos_default: bool) -> Result<Vocab, TokenizerError> {
+        let n = raw.tokens.len();
+        if n == 0 || n > i32::MAX as usize {
+            return Err(TokenizerError::BadVocabSize(n));
+        }
+        // Per-type defaults (llama.cpp: load(), "determine vocab type").
+        let mut ids = [None; Slot::COUNT];
+        let (mut add_bos, mut add_eos, mut add_space_prefix) = (add_bos_default, false, false);
+        match kind {
+            VocabKind::Bpe => {
+                ids[Slot::Bos as usize] = Some(11);
+                ids[Slot::Eos as usize] = Some(11);
+            }
+        }
+        if let Some(v) = raw.add_space_prefix {
+            add_space_prefix = v;
+        }
+
+        let check_len = |key: &'static str, found: usize| {
+            if found < n {
+                Err(TokenizerError::LengthMismatch { key, found, expected: n })
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(t) = &raw.token_types {
+            check_len(KEY_TOKEN_TYPE, t.len())?;
+        }
+        if let Some(s) = &raw.scores {
+            check_len(KEY_SCORES, s.len())?;
+        }
+        let mut tokens = Vec::with_capacity(n);
+        let mut token_to_id = HashMap::with_capacity(n);
+        for (i, text) in raw.tokens.iter().enumerate() {
+            let text = if text.is_empty() {
+                log::warn!("{KEY_TOKENS}: empty token at index {i}");
+                format!("[EMPTY_{i}]")
+            } else {
+                text.clone()
+            };
+            token_to_id.insert(text.clone(), i as u32);
+            let attr = match &raw.token_types {
+                Some(t) => Attr::from_token_type(t[i]),
+                None => Attr::NORMAL,
+            };
+            let score = raw.scores.as_ref().map_or(0.0, |s| s[i]);
+            tokens.push(TokenData { text, score, attr });
+        }
+
+        // Special ids: defaults out of range are disabled, keys override (out-of-range keys are
+        // ignored with a warning, as llama.cpp does).
+        for id in ids.iter_mut() {
+            if id.is_some_and(|v| v as usize >= n) {
+                *id = None;
+            }
+        }
+        for (key, slot) in SPECIAL_KEYS {
+            let Some(&(_, v)) = raw.special_ids.iter().find(|(k, _)| *k == key) else {
+                continue;
+            };
+            if v as usize >= n || v > u32::MAX as u64 {
+                log::warn!("bad special token: '{key}' = {v} (vocabulary has {n} tokens); ignored");
+            } else {
+                ids[slot as usize] = Some(v as u32);
+            }
+        }
+        if let Some(v) = raw.add_bos {
+            add_bos = v;
+        }
+        if let Some(v) = raw.add_eos {
+            add_eos = v;
+        }
+
+        let mut vocab = Vocab {
+            tokens,
+            token_to_id,
+            ids,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+            eog: BTreeSet::new(),
+            special_cache: Vec::new(),
+        };
+        vocab.detect_specials_by_text();
+        vocab.build_eog();
+        vocab.build_special_cache();
+        vocab.model_specific_attrs(raw.general_name.as_deref());
+
+        if vocab.add_bos && vocab.bos().is_none() {
+            return Err(missing(KEY_ADD_BOS, "BOS", SPECIAL_KEYS[0].0));
+        }
+        if vocab.add_eos && vocab.eos().is_none() {
+            return Err(missing(KEY_ADD_EOS, "EOS", SPECIAL_KEYS[1].0));
+        }
+        Ok(vocab)
+    }
+
+    pub(crate) fn id(&self, slot: Slot) -> Option<u32> {
+        self.ids[slot as usize]
+    }
+    pub(crate) fn bos(&self) -> Option<u32> {
+        self.id(Slot::Bos)
+    }
+    pub(crate) fn eos(&self) -> Option<u32> {
+        self.id(Slot::Eos)
+    }
+
+    pub(crate) fn attr(&self, id: u32) -> Attr {
+        self.tokens.get(id as usize).map_or(Attr::UNDEFINED, |t| t.attr)
+    }
+
+    fn add_attr(&mut self, id: u32, a: Attr) {
+        let t = &mut self.tokens[id as usize];
+        t.attr = t.attr | a;
+    }
+
+    fn find_text(&self, texts: &[&str]) -> Option<u32> {
+        texts.iter().find_map(|t| self.token_to_id.get(*t).copied())
+    }
+
+    /// EOT/EOM/FIM tokens the metadata does not name, found by text and forced to control.
+    fn detect_specials_by_text(&mut self) {
+        let table: [(Slot, &[&str]); 8] = [
+            (Slot::Eot, EOT_TEXTS),
+            (Slot::Eom, EOM_TEXTS),
+            (Slot::FimPre, FIM_PRE_TEXTS),
+            (Slot::FimSuf, FIM_SUF_TEXTS),
+            (Slot::FimMid, FIM_MID_TEXTS),
+            (Slot::FimPad, FIM_PAD_TEXTS),
+            (Slot::FimRep, FIM_REP_TEXTS),
+            (Slot::FimSep, FIM_SEP_TEXTS),
+        ];
+        for (slot, texts) in table {
+            if self.ids[slot as usize].is_none() {
+                if let Some(id) = self.find_text(texts) {
+                    self.ids[slot as usize] = Some(id);
+                    self.add_attr(id, Attr::CONTROL);
+                }
+            }
+        }
+        // Control tokens whose text says "unused" are unused.
+        for t in &mut self.tokens {
+            if t.attr.any(Attr::CONTROL) && t.text.contains("unused") {
+                t.attr = t.attr | Attr::UNUSED;
+            }
+        }
+    }
+
+    fn build_eog(&mut self) {
+        let mut eog = BTreeSet::new();
+        for slot in [Slot::FimPad, Slot::FimRep, Slot::FimSep] {
+            eog.extend(self.id(slot));
+        }
+        for text in EOG_TEXTS {
+            if let Some(&id) = self.token_to_id.get(*text) {
+                eog.insert(id);
+                self.add_attr(id, Attr::CONTROL);
+            }
+        }
+        // gpt-oss: these are always rendered.
+        for text in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+            if let Some(&id) = self.token_to_id.get(text) {
+                self.tokens[id as usize].attr = Attr::USER_DEFINED;
+            }
+        }
+        for slot in [Slot::Eos, Slot::Eot, Slot::Eom] {
+            eog.extend(self.id(slot));
+        }
+        // o200k_harmony / solar-open: "<|end|>" ends a message, not the generation.
+        if let Some(end) = find_in(&self.tokens, &eog, &["<|end|>"]) {
+            let call = find_in(&self.tokens, &eog, &["<|call|>", "<|calls|>"]).is_some();
+            let ret = find_in(&self.tokens, &eog, &["<|return|>"]).is_some();
+            let flush = find_in(&self.tokens, &eog, &["<|flush|>"]).is_some();
+            if (ret && call) || (call && flush) {
+                eog.remove(&end);
+                self.tokens[end as usize].attr = Attr::USER_DEFINED;
+            }
+        }
+        // Gemma 4 / PLaMo: "</s>" is a normal token there.
+        if let Some(s) = find_in(&self.tokens, &eog, &["</s>"]) {
+            if find_in(&self.tokens, &eog, &["<|tool_response>", "<|plamo:eos|>"]).is_some() {
+                eog.remove(&s);
+                self.tokens[s as usize].attr = Attr::NORMAL;
+            }
+        }
+        self.eog = eog;
+    }
+
+    fn build_special_cache(&mut self) {
+        let mask = Attr::CONTROL | Attr::USER_DEFINED | Attr::UNKNOWN;
+        let mut cache: Vec<u32> = (0..self.tokens.len() as u32)
+            .filter(|&id| self.tokens[id as usize].attr.any(mask))
+            .collect();
+        // llama.cpp uses an unstable sort by length; ties keep id order here.
+        cache.sort_by_key(|&id| std::cmp::Reverse(self.tokens[id as usize].text.len()));
+        self.special_cache = cache;
+    }
+
+    /// llama.cpp's per-model attribute fix-ups that concern vocabularies Ember loads.
+    /// (BERT-family `<mask>` lstrip rules come with those vocab types.)
+    fn model_specific_attrs(&mut self, general_name: Option<&str>) {
+        let name = general_name.unwrap_or("").to_ascii_lowercase();
+        if name.contains("phi-3") || name.contains("phi3") {
+            for id in self.special_cache.clone() {
+                self.add_attr(id, Attr::RSTRIP);
+            }
+            if let Some(&id) = self.token_to_id.get("</s>") {
+                self.add_attr(id, Attr::RSTRIP);
+            }
+            for text in ["<unk>", "<s>", "<|endoftext|>"] {
+                if let Some(&id) = self.token_to_id.get(text) {
+                    let t = &mut self.tokens[id as usize];
+                    t.attr = Attr(t.attr.0 & !Attr::RSTRIP.0);
+                }
+            }
+        }
+    }
+}
+
+/// The first id of `eog` whose text is one of `texts`.
+fn find_in(tokens: &[TokenData], eog: &BTreeSet<u32>, texts: &[&str]) -> Option<u32> {
+    eog.iter().copied().find(|&id| texts.contains(&tokens[id as usize].text.as_str()))
+}
+
+fn missing(flag: &'static str, what: &'static str, id_key: &'static str) -> TokenizerError {
+    TokenizerError::MissingSpecial { flag, what, id_key }
+}
