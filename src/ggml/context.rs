@@ -3,6 +3,7 @@
 use std::ffi::CString;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::backend::ContextBuffers;
 use super::{GgmlError, Type};
@@ -12,7 +13,28 @@ use ggml_sys as sys;
 pub struct Context {
     raw: NonNull<sys::ggml_context>,
     buffers: ContextBuffers,
+    id: u64,
 }
+
+static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A lifetime-free reference to a tensor of a long-lived context (weights, KV cache), turned
+/// back into a [`Tensor`] by [`Context::get`] on the same context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorHandle {
+    ptr: NonNull<sys::ggml_tensor>,
+    ctx_id: u64,
+}
+
+// SAFETY: a handle is an inert pointer; it is only dereferenced through `Context::get`, which
+// checks it belongs to that (live) context.
+unsafe impl Send for TensorHandle {}
+// SAFETY: as above.
+unsafe impl Sync for TensorHandle {}
+
+// SAFETY: a context is only mutated through `&self` methods that ggml serialises per context
+// (we never share one between threads concurrently: Ember builds graphs on one thread).
+unsafe impl Send for Context {}
 
 impl Context {
     /// A context with room for `n_tensors` tensor headers and one graph of `graph_size` nodes
@@ -26,7 +48,7 @@ impl Context {
         let params = sys::ggml_init_params { mem_size: mem, mem_buffer: std::ptr::null_mut(), no_alloc: true };
         // SAFETY: ggml allocates `mem` bytes itself (mem_buffer is null) and returns null on failure.
         let raw = unsafe { sys::ggml_init(params) };
-        NonNull::new(raw).map(|raw| Context { raw, buffers: ContextBuffers::default() }).ok_or(GgmlError::ContextAlloc(mem))
+        NonNull::new(raw).map(|raw| Context { raw, buffers: ContextBuffers::default(), id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed) }).ok_or(GgmlError::ContextAlloc(mem))
     }
 
     pub(super) fn as_ptr(&self) -> *mut sys::ggml_context {
@@ -39,7 +61,7 @@ impl Context {
 
     fn wrap(&self, t: *mut sys::ggml_tensor) -> Tensor<'_> {
         // ggml aborts rather than returning null when a context is full, so null is a bug.
-        Tensor { raw: NonNull::new(t).expect("ggml returned a null tensor"), _ctx: PhantomData }
+        Tensor { raw: NonNull::new(t).expect("ggml returned a null tensor"), ctx_id: self.id, _ctx: PhantomData }
     }
 
     /// A new tensor of type `ty` with up to 4 dimensions (`ne[0]` first).
@@ -57,6 +79,23 @@ impl Context {
             }
         };
         self.wrap(p)
+    }
+
+    /// A handle to `t`, a tensor of this context.
+    pub fn handle(&self, t: Tensor<'_>) -> TensorHandle {
+        assert_eq!(t.ctx_id, self.id, "handle() of a tensor from another context");
+        TensorHandle { ptr: t.raw, ctx_id: self.id }
+    }
+
+    /// Whether `h` refers to a tensor of this context.
+    pub fn owns(&self, h: TensorHandle) -> bool {
+        h.ctx_id == self.id
+    }
+
+    /// The tensor behind `h`. Panics if `h` was made by another context (a programming error).
+    pub fn get(&self, h: TensorHandle) -> Tensor<'_> {
+        assert_eq!(h.ctx_id, self.id, "tensor handle used with the wrong context");
+        Tensor { raw: h.ptr, ctx_id: self.id, _ctx: PhantomData }
     }
 
     /// A graph with room for `size` nodes, allocated in this context.
@@ -80,6 +119,7 @@ impl Drop for Context {
 #[derive(Clone, Copy)]
 pub struct Tensor<'ctx> {
     raw: NonNull<sys::ggml_tensor>,
+    ctx_id: u64,
     _ctx: PhantomData<&'ctx Context>,
 }
 

@@ -425,6 +425,8 @@ impl<R: Read + Seek> LogitsReader<R> {
     }
 
     /// Reads row `i` (rows are in chunk order; sequential reads do not seek).
+    /// The row borrows the reader, so take [`target`](Self::target) first:
+    /// `let t = r.target(i); let row = r.row(i)?; kld.add(&logits, &row, t);`
     pub fn row(&mut self, i: usize) -> Result<LogProbRow<'_>> {
         if i >= self.rows {
             return Err(LogitsFileError::RowOutOfRange {

@@ -25,7 +25,12 @@ fn split_merge(line: &str) -> Option<(&str, &str)> {
 }
 
 impl BpeEngine {
-    pub(crate) fn new(vocab: &Vocab, merges: &[String], pre: Pre, pre_name: &str) -> Result<BpeEngine, TokenizerError> {
+    pub(crate) fn new(
+        vocab: &Vocab,
+        merges: &[String],
+        pre: Pre,
+        pre_name: &str,
+    ) -> Result<BpeEngine, TokenizerError> {
         // Rank = index in tokenizer.ggml.merges; a repeated pair keeps its first rank (llama.cpp
         // uses map::emplace). The `tokenizers` BPE needs both sides and the result in the
         // vocabulary; a merge that is not can only differ from llama.cpp on words that reach
@@ -53,7 +58,11 @@ impl BpeEngine {
                 dropped.len()
             );
         }
-        let hf_vocab: HfVocab = vocab.token_to_id.iter().map(|(k, &v)| (k.clone(), v)).collect();
+        let hf_vocab: HfVocab = vocab
+            .token_to_id
+            .iter()
+            .map(|(k, &v)| (k.clone(), v))
+            .collect();
         let model = BPE::builder()
             .vocab_and_merges(hf_vocab, pairs)
             // Applied per whole word in `tokenize`, not per piece as `tokenizers` would.

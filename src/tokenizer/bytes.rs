@@ -7,7 +7,9 @@ use super::vocab::{Attr, TokenData};
 /// Byte b is shown as itself when printable (`!`..=`~`, `¡`..=`¬`, `®`..=`ÿ`), else as
 /// U+0100 + (its rank among the non-printable bytes).
 fn byte_to_char_table() -> [char; 256] {
-    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let printable = |b: u32| {
+        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
+    };
     let mut table = ['\0'; 256];
     let mut next = 0x100u32;
     for b in 0..256u32 {
@@ -77,7 +79,9 @@ pub(crate) fn bpe_piece(token: &TokenData) -> Vec<u8> {
     } else if attr.any(Attr::NORMAL) {
         decode_byte_level(&token.text)
     } else if attr.any(Attr::BYTE) {
-        byte_token_value(&token.text).map(|b| vec![b]).unwrap_or_default()
+        byte_token_value(&token.text)
+            .map(|b| vec![b])
+            .unwrap_or_default()
     } else {
         Vec::new()
     }
@@ -112,6 +116,9 @@ mod tests {
         assert_eq!(bpe_piece(&tok("õ", Attr::USER_DEFINED)), "õ".as_bytes());
         assert_eq!(bpe_piece(&tok("<0x0A>", Attr::BYTE)), b"\n");
         assert_eq!(bpe_piece(&tok("x", Attr::UNUSED)), b"");
-        assert_eq!(bpe_piece(&tok("a€", Attr::NORMAL)), b"a[UNK_BYTE_0xe282aca\xe2\x82\xac]");
+        assert_eq!(
+            bpe_piece(&tok("a€", Attr::NORMAL)),
+            b"a[UNK_BYTE_0xe282aca\xe2\x82\xac]"
+        );
     }
 }

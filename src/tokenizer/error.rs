@@ -15,7 +15,9 @@ pub enum TokenizerError {
     UnknownModel(String),
 
     /// `tokenizer.ggml.model` names a vocabulary type llama.cpp knows but Ember does not implement yet.
-    #[error("tokenizer model '{0}' (tokenizer.ggml.model) is not supported yet; Ember supports: gpt2")]
+    #[error(
+        "tokenizer model '{0}' (tokenizer.ggml.model) is not supported yet; Ember supports: gpt2"
+    )]
     UnsupportedModel(String),
 
     /// `tokenizer.ggml.pre` names a pre-tokenizer llama.cpp does not know either.
@@ -23,7 +25,9 @@ pub enum TokenizerError {
     UnknownPre { model: String, pre: String },
 
     /// `tokenizer.ggml.pre` names a pre-tokenizer llama.cpp knows but Ember does not implement yet.
-    #[error("pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported yet; supported: {supported}")]
+    #[error(
+        "pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported yet; supported: {supported}"
+    )]
     UnsupportedPre { pre: String, supported: String },
 
     /// A per-token array is shorter than `tokenizer.ggml.tokens`.
@@ -56,7 +60,9 @@ pub enum TokenizerError {
     },
 
     /// A pre-tokenizer regular expression failed to compile (a bug in Ember's table).
-    #[error("pre-tokenizer '{pre}' (tokenizer.ggml.pre): regex {regex:?} failed to compile: {msg}")]
+    #[error(
+        "pre-tokenizer '{pre}' (tokenizer.ggml.pre): regex {regex:?} failed to compile: {msg}"
+    )]
     Regex {
         pre: String,
         regex: String,

@@ -75,6 +75,8 @@ pub(crate) struct RawVocab {
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
     pub add_space_prefix: Option<bool>,
+    /// Read for SPM vocabularies (not implemented yet); BPE ignores it.
+    #[allow(dead_code)]
     pub remove_extra_whitespaces: Option<bool>,
     /// `general.name`, used by llama.cpp for per-model token attributes (phi-3).
     pub general_name: Option<String>,
@@ -85,7 +87,9 @@ impl RawVocab {
         let mut special_ids = Vec::new();
         for (key, _) in SPECIAL_KEYS {
             if let Some(v) = f.get(key) {
-                let id = v.as_u64().ok_or_else(|| wrong(key, "a non-negative integer", v))?;
+                let id = v
+                    .as_u64()
+                    .ok_or_else(|| wrong(key, "a non-negative integer", v))?;
                 special_ids.push((key, id));
             }
         }
@@ -134,7 +138,11 @@ fn opt_bool(f: &GgufFile, key: &str) -> Result<Option<bool>, MetaError> {
         .transpose()
 }
 
-fn array<'a>(f: &'a GgufFile, key: &str, what: &'static str) -> Result<Option<&'a [Value]>, MetaError> {
+fn array<'a>(
+    f: &'a GgufFile,
+    key: &str,
+    what: &'static str,
+) -> Result<Option<&'a [Value]>, MetaError> {
     f.get(key)
         .map(|v| v.as_array().ok_or_else(|| wrong(key, what, v)))
         .transpose()

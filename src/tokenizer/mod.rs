@@ -62,7 +62,8 @@ impl Tokenizer {
                     key: KEY_MERGES.to_string(),
                 })?;
                 let vocab = Vocab::build(raw, kind, pre.add_bos_default)?;
-                let engine = BpeEngine::new(&vocab, merges, pre, raw.pre.as_deref().unwrap_or("default"))?;
+                let engine =
+                    BpeEngine::new(&vocab, merges, pre, raw.pre.as_deref().unwrap_or("default"))?;
                 let pieces = vocab.tokens.iter().map(bytes::bpe_piece).collect();
                 Ok(Tokenizer {
                     vocab,
@@ -104,7 +105,9 @@ impl Tokenizer {
 
     fn warn_double_bos_eos(&self, out: &[u32]) {
         if self.vocab.add_bos && out.len() >= 2 && Some(out[1]) == self.vocab.bos() {
-            log::warn!("the prompt starts with BOS and BOS was added: it now starts with 2 BOS tokens");
+            log::warn!(
+                "the prompt starts with BOS and BOS was added: it now starts with 2 BOS tokens"
+            );
         }
         if self.vocab.add_eos && out.len() >= 2 && Some(out[out.len() - 2]) == self.vocab.eos() {
             log::warn!("the prompt ends with EOS and EOS was added: it now ends with 2 EOS tokens");
@@ -165,7 +168,10 @@ impl Tokenizer {
     /// The token's text as stored in the vocabulary (byte-level BPE: GPT-2 table characters,
     /// e.g. `Ġthe`); empty for an id outside the vocabulary.
     pub fn token_text(&self, id: u32) -> &str {
-        self.vocab.tokens.get(id as usize).map_or("", |t| t.text.as_str())
+        self.vocab
+            .tokens
+            .get(id as usize)
+            .map_or("", |t| t.text.as_str())
     }
 }
 

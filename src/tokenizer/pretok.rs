@@ -11,7 +11,9 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior};
+use tokenizers::{
+    OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
+};
 
 use super::error::TokenizerError;
 
@@ -24,7 +26,49 @@ const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|
 const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// DeepSeek LLM's letter runs: an explicit list of cased-letter ranges (from llama.cpp).
-const DEEPSEEK_LLM_LETTERS: &str = r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+";
+const DEEPSEEK_LLM_LETTERS: &str = r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃{NOSP}]+";
+
+/// Characters Unicode 16.0 added to the general categories the regexes use. Oniguruma's
+/// tables are Unicode 16.0; llama.cpp's (`unicode-data.cpp`) are older and leave these
+/// undefined (matched by `[^\s\p{L}\p{N}]`, never by `\p{L}`), so each `\p{X}` becomes
+/// `[\p{X}&&[^new]]`. Every other code point has the same L/N/P/M/whitespace class in both.
+const NEW_IN_16: [(&str, &str); 4] = [
+    (
+        "L",
+        r"\x{1C89}-\x{1C8A}\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3}\x{10D4A}-\x{10D65}\x{10D6F}-\x{10D85}\x{10EC2}-\x{10EC4}\x{11380}-\x{11389}\x{1138B}\x{1138E}\x{11390}-\x{113B5}\x{113B7}\x{113D1}\x{113D3}\x{11BC0}-\x{11BE0}\x{13460}-\x{143FA}\x{16100}-\x{1611D}\x{16D40}-\x{16D6C}\x{18CFF}\x{1E5D0}-\x{1E5ED}\x{1E5F0}",
+    ),
+    (
+        "N",
+        r"\x{10D40}-\x{10D49}\x{116D0}-\x{116E3}\x{11BF0}-\x{11BF9}\x{16130}-\x{16139}\x{16D70}-\x{16D79}\x{1CCF0}-\x{1CCF9}\x{1E5F1}-\x{1E5FA}",
+    ),
+    (
+        "P",
+        r"\x{1B4E}-\x{1B4F}\x{1B7F}\x{10D6E}\x{113D4}-\x{113D5}\x{113D7}-\x{113D8}\x{11BE1}\x{16D6D}-\x{16D6F}\x{1E5FF}",
+    ),
+    (
+        "M",
+        r"\x{897}\x{10D69}-\x{10D6D}\x{10EFC}\x{113B8}-\x{113C0}\x{113C2}\x{113C5}\x{113C7}-\x{113CA}\x{113CC}-\x{113D0}\x{113D2}\x{113E1}-\x{113E2}\x{11F5A}\x{1611E}-\x{1612F}\x{1E5EE}-\x{1E5EF}",
+    ),
+];
+
+/// White space outside ASCII. llama.cpp runs regexes without `\p{..}` through `std::wregex`
+/// after replacing these with U+000B, so they match `\s` but no explicit character range;
+/// `{NOSP}` in our copies of those regexes marks the classes that must leave them out.
+const NOSP: &str =
+    r"&&[^\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]";
+
+/// `re` as Oniguruma must see it to match what llama.cpp matches: `\p{L}`, `\p{N}`,
+/// `\p{P}`, `\p{M}` limited to llama.cpp's Unicode version, `{NOSP}` expanded.
+fn with_llama_cpp_categories(re: &str) -> String {
+    let mut out = re.replace("{NOSP}", NOSP);
+    for (cat, new) in NEW_IN_16 {
+        out = out.replace(
+            &format!("\\p{{{cat}}}"),
+            &format!("[\\p{{{cat}}}&&[^{new}]]"),
+        );
+    }
+    out
+}
 
 /// A pre-tokenizer family: one regex list plus the loader flags llama.cpp ties to it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -102,16 +146,59 @@ const NAMES: &[(&str, PreKind, bool)] = &[
     ("deepseek-coder", PreKind::DeepseekCoder, false),
 ];
 
+/// For error messages: one name per family.
+const SUPPORTED_SUMMARY: &str =
+    "default, gpt-2, smollm/starcoder, llama3/llama-bpe, qwen2, qwen35, falcon, deepseek-llm, deepseek-coder \
+     (and the llama.cpp aliases of each)";
+
 /// Names llama.cpp knows that Ember does not implement yet (a clear error, not a fallback).
 /// Some need more than a regex list: jina/roberta add SEP, chatglm drops BOS, gemma4/mmbert
 /// escape whitespace, deepseek/kimi/afmoe have their own splitters.
 const KNOWN_UNSUPPORTED: &[&str] = &[
-    "minicpm5", "deepseek-v3", "spark2_5", "youtu", "jais-2", "gemma4",
-    "granite-embed-multi-311m", "mmbert", "sarvam-moe", "jina-v1-en", "jina-v2-code", "roberta-bpe", "whitespace",
-    "poro-chat", "chatglm-bpe", "glm4", "glm5", "viking", "tekken", "bloom", "gpt3-finnish", "exaone-moe",
-    "chameleon", "gpt-4o", "llama4", "kanana2", "talkie", "granite-embed-multi-97m", "tiny_aya", "cohere2moe",
-    "superbpe", "bailingmoe", "bailingmoe2", "llada-moe", "seed-coder", "hunyuan-dense", "hy_v4", "joyai-llm",
-    "kimi-k2", "ufakzeka", "grok-2", "afmoe", "laguna", "minimax-m2",
+    "minicpm5",
+    "deepseek-v3",
+    "spark2_5",
+    "youtu",
+    "jais-2",
+    "gemma4",
+    "granite-embed-multi-311m",
+    "mmbert",
+    "sarvam-moe",
+    "jina-v1-en",
+    "jina-v2-code",
+    "roberta-bpe",
+    "whitespace",
+    "poro-chat",
+    "chatglm-bpe",
+    "glm4",
+    "glm5",
+    "viking",
+    "tekken",
+    "bloom",
+    "gpt3-finnish",
+    "exaone-moe",
+    "chameleon",
+    "gpt-4o",
+    "llama4",
+    "kanana2",
+    "talkie",
+    "granite-embed-multi-97m",
+    "tiny_aya",
+    "cohere2moe",
+    "superbpe",
+    "bailingmoe",
+    "bailingmoe2",
+    "llada-moe",
+    "seed-coder",
+    "hunyuan-dense",
+    "hy_v4",
+    "joyai-llm",
+    "kimi-k2",
+    "ufakzeka",
+    "grok-2",
+    "afmoe",
+    "laguna",
+    "minimax-m2",
 ];
 
 /// A resolved `tokenizer.ggml.pre`.
@@ -143,10 +230,9 @@ impl Pre {
             });
         }
         if KNOWN_UNSUPPORTED.contains(&name) {
-            let supported: Vec<&str> = NAMES.iter().map(|(n, _, _)| *n).collect();
             return Err(TokenizerError::UnsupportedPre {
                 pre: name.to_string(),
-                supported: supported.join(", "),
+                supported: SUPPORTED_SUMMARY.to_string(),
             });
         }
         Err(TokenizerError::UnknownPre {
@@ -169,12 +255,18 @@ impl PreKind {
             PreKind::DeepseekLlm => &[
                 "[\r\n]",
                 DEEPSEEK_LLM_LETTERS,
-                r"\s?[!-/:-~！-／：-～‘-‟　-。]+",
-                r"\s+$",
-                "[一-龥ࠀ-一가-퟿]+",
+                r"\s?[!-/:-~！-／：-～‘-‟　-。{NOSP}]+",
+                r"\s+\z", // ECMAScript `$` = end of input; Oniguruma `$` = end of line
+                "[一-龥ࠀ-一가-퟿{NOSP}]+",
                 r"\p{N}+",
             ],
-            PreKind::DeepseekCoder => &["[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", "[一-龥ࠀ-一가-퟿]+", r"\p{N}"],
+            PreKind::DeepseekCoder => &[
+                "[\r\n]",
+                r"\s?\p{L}+",
+                r"\s?\p{P}+",
+                "[一-龥ࠀ-一가-퟿{NOSP}]+",
+                r"\p{N}",
+            ],
         }
     }
 }
@@ -188,16 +280,21 @@ impl ByteLevelPreTokenizer {
     pub(crate) fn new(kind: PreKind, pre_name: &str) -> Result<Self, TokenizerError> {
         let mut steps = Vec::new();
         for re in kind.regexes() {
-            let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-                .map_err(|e| TokenizerError::Regex {
-                    pre: pre_name.to_string(),
-                    regex: re.to_string(),
-                    msg: e.to_string(),
+            let pattern = SplitPattern::Regex(with_llama_cpp_categories(re));
+            let split =
+                Split::new(pattern, SplitDelimiterBehavior::Isolated, false).map_err(|e| {
+                    TokenizerError::Regex {
+                        pre: pre_name.to_string(),
+                        regex: re.to_string(),
+                        msg: e.to_string(),
+                    }
                 })?;
             steps.push(PreTokenizerWrapper::Split(split));
         }
         // add_prefix_space=false, trim_offsets=false, use_regex=false: bytes → table chars only.
-        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)));
+        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
+            false, false, false,
+        )));
         Ok(ByteLevelPreTokenizer {
             seq: Sequence::new(steps),
         })
@@ -223,7 +320,9 @@ mod tests {
     use super::*;
 
     fn words(kind: PreKind, text: &str) -> Vec<String> {
-        ByteLevelPreTokenizer::new(kind, "test").unwrap().split(text)
+        ByteLevelPreTokenizer::new(kind, "test")
+            .unwrap()
+            .split(text)
     }
 
     #[test]
@@ -232,12 +331,18 @@ mod tests {
             words(PreKind::Starcoder, "Hello world 123 it's"),
             ["Hello", "Ġworld", "Ġ", "1", "2", "3", "Ġit", "'s"]
         );
-        assert_eq!(words(PreKind::Starcoder, "a  \n\nb"), ["a", "ĠĠĊ", "Ċ", "b"]);
+        assert_eq!(
+            words(PreKind::Starcoder, "a  \n\nb"),
+            ["a", "ĠĠĊ", "Ċ", "b"]
+        );
     }
 
     #[test]
     fn llama3_groups_three_digits_and_newlines() {
-        assert_eq!(words(PreKind::Llama3, "12345 x\n\n y"), ["123", "45", "Ġx", "ĊĊ", "Ġy"]);
+        assert_eq!(
+            words(PreKind::Llama3, "12345 x\n\n y"),
+            ["123", "45", "Ġx", "ĊĊ", "Ġy"]
+        );
     }
 
     #[test]
@@ -249,12 +354,26 @@ mod tests {
 
     #[test]
     fn names_resolve_or_fail_clearly() {
-        assert_eq!(Pre::resolve("gpt2", Some("smollm")).unwrap().kind, PreKind::Starcoder);
-        assert!(Pre::resolve("gpt2", Some("llama-bpe")).unwrap().ignore_merges);
+        assert_eq!(
+            Pre::resolve("gpt2", Some("smollm")).unwrap().kind,
+            PreKind::Starcoder
+        );
+        assert!(
+            Pre::resolve("gpt2", Some("llama-bpe"))
+                .unwrap()
+                .ignore_merges
+        );
         assert_eq!(Pre::resolve("gpt2", None).unwrap().kind, PreKind::Default);
-        let e = Pre::resolve("gpt2", Some("no-such-pre")).unwrap_err().to_string();
-        assert!(e.contains("no-such-pre") && e.contains("tokenizer.ggml.pre"), "{e}");
-        let e = Pre::resolve("gpt2", Some("kimi-k2")).unwrap_err().to_string();
+        let e = Pre::resolve("gpt2", Some("no-such-pre"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no-such-pre") && e.contains("tokenizer.ggml.pre"),
+            "{e}"
+        );
+        let e = Pre::resolve("gpt2", Some("kimi-k2"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kimi-k2") && e.contains("not supported"), "{e}");
     }
 }

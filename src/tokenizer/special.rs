@@ -19,7 +19,11 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-pub(crate) fn partition<'a>(vocab: &Vocab, text: &'a str, parse_special: bool) -> Vec<Fragment<'a>> {
+pub(crate) fn partition<'a>(
+    vocab: &Vocab,
+    text: &'a str,
+    parse_special: bool,
+) -> Vec<Fragment<'a>> {
     if text.is_empty() {
         return Vec::new();
     }

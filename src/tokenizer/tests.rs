@@ -20,7 +20,10 @@ fn raw(pre: &str) -> RawVocab {
         tokens,
         token_types: Some(types),
         merges: Some(MERGES.iter().map(|m| m.to_string()).collect()),
-        special_ids: vec![("tokenizer.ggml.bos_token_id", 1), ("tokenizer.ggml.eos_token_id", 2)],
+        special_ids: vec![
+            ("tokenizer.ggml.bos_token_id", 1),
+            ("tokenizer.ggml.eos_token_id", 2),
+        ],
         add_bos: Some(false),
         ..RawVocab::default()
     }
@@ -31,7 +34,9 @@ fn tok(raw: &RawVocab) -> Tokenizer {
 }
 
 fn id_of(t: &Tokenizer, text: &str) -> u32 {
-    (0..t.n_vocab() as u32).find(|&i| t.token_text(i) == text).unwrap()
+    (0..t.n_vocab() as u32)
+        .find(|&i| t.token_text(i) == text)
+        .unwrap()
 }
 
 fn byte_id(b: u8) -> u32 {
@@ -87,7 +92,10 @@ fn rstrip_on_phi3_specials() {
     let t = tok(&r);
     assert_eq!(t.encode("<|im_end|>  a", false, true), [2, byte_id(b'a')]);
     // "<|endoftext|>" is exempt.
-    assert_eq!(t.encode("<|endoftext|> a", false, true), [0, byte_id(b' '), byte_id(b'a')]);
+    assert_eq!(
+        t.encode("<|endoftext|> a", false, true),
+        [0, byte_id(b' '), byte_id(b'a')]
+    );
 }
 
 #[test]
@@ -97,7 +105,10 @@ fn chars_missing_from_vocab_are_dropped_without_merging_across() {
     let x = byte_id(b'x') as usize;
     r.tokens[x] = "<unused-x>".into();
     let t = tok(&r);
-    assert_eq!(t.encode("hxe", false, false), [byte_id(b'h'), byte_id(b'e')]);
+    assert_eq!(
+        t.encode("hxe", false, false),
+        [byte_id(b'h'), byte_id(b'e')]
+    );
     assert_eq!(t.encode("he", false, false), [id_of(&t, "he")]);
 }
 
@@ -118,7 +129,8 @@ fn special_ids_and_eog() {
 #[test]
 fn out_of_range_special_id_is_ignored() {
     let mut r = raw("smollm");
-    r.special_ids.push(("tokenizer.ggml.eot_token_id", 1_000_000));
+    r.special_ids
+        .push(("tokenizer.ggml.eot_token_id", 1_000_000));
     assert_eq!(tok(&r).eot(), Some(2));
 }
 
@@ -127,12 +139,20 @@ fn clear_errors_name_key_and_value() {
     let mut r = raw("smollm");
     r.model = "wordpiece-x".into();
     let e = Tokenizer::from_raw(&r).unwrap_err().to_string();
-    assert!(e.contains("wordpiece-x") && e.contains("tokenizer.ggml.model"), "{e}");
+    assert!(
+        e.contains("wordpiece-x") && e.contains("tokenizer.ggml.model"),
+        "{e}"
+    );
     r.model = "llama".into();
     let e = Tokenizer::from_raw(&r).unwrap_err().to_string();
     assert!(e.contains("'llama'") && e.contains("not supported"), "{e}");
-    let e = Tokenizer::from_raw(&raw("my-new-pre")).unwrap_err().to_string();
-    assert!(e.contains("my-new-pre") && e.contains("tokenizer.ggml.pre"), "{e}");
+    let e = Tokenizer::from_raw(&raw("my-new-pre"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("my-new-pre") && e.contains("tokenizer.ggml.pre"),
+        "{e}"
+    );
     let mut r = raw("smollm");
     r.merges = None;
     let e = Tokenizer::from_raw(&r).unwrap_err().to_string();

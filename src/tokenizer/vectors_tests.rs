@@ -39,7 +39,11 @@ struct Golden {
 
 fn golden() -> Vec<Golden> {
     let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     include_str!("testdata/smollm2-golden.jsonl")
         .lines()
@@ -58,7 +62,10 @@ fn golden() -> Vec<Golden> {
 #[test]
 fn smollm2_prompts_match_llama_cpp() {
     let Some(t) = smollm2() else { return };
-    assert!(!t.add_bos(), "SmolLM2 sets tokenizer.ggml.add_bos_token = false");
+    assert!(
+        !t.add_bos(),
+        "SmolLM2 sets tokenizer.ggml.add_bos_token = false"
+    );
     let cases = golden();
     assert_eq!(cases.len(), 8);
     let mut exact = 0;
@@ -67,7 +74,10 @@ fn smollm2_prompts_match_llama_cpp() {
         if got == g.prompt_tokens {
             exact += 1;
         } else {
-            eprintln!("MISMATCH {:?}\n  want {:?}\n  got  {:?}", g.prompt, g.prompt_tokens, got);
+            eprintln!(
+                "MISMATCH {:?}\n  want {:?}\n  got  {:?}",
+                g.prompt, g.prompt_tokens, got
+            );
         }
     }
     eprintln!("smollm2 golden prompts: {exact}/{} exact", cases.len());
@@ -78,7 +88,11 @@ fn smollm2_prompts_match_llama_cpp() {
 fn smollm2_generated_tokens_decode_to_text() {
     let Some(t) = smollm2() else { return };
     for g in golden() {
-        let bytes: Vec<u8> = g.tokens.iter().flat_map(|&id| t.token_to_piece(id, false)).collect();
+        let bytes: Vec<u8> = g
+            .tokens
+            .iter()
+            .flat_map(|&id| t.token_to_piece(id, false))
+            .collect();
         assert_eq!(String::from_utf8_lossy(&bytes), g.text);
         let mut d = super::StreamDecoder::new(false);
         let mut streamed: String = g.tokens.iter().map(|&id| d.push(&t, id)).collect();
@@ -103,8 +117,21 @@ fn smollm2_chat_specials_and_eog() {
     assert_eq!(t.token_text(2), "<|im_end|>");
 }
 
-/// Vocab files that must match llama.cpp on every vector.
-const MUST_PASS: &[&str] = &["starcoder", "refact", "command-r"];
+/// Vocab files that must match llama.cpp on every vector: all byte-level BPE ones whose
+/// `tokenizer.ggml.pre` is implemented (starcoder, refact and command-r share SmolLM2's).
+const MUST_PASS: &[&str] = &[
+    "command-r",
+    "deepseek-coder",
+    "deepseek-llm",
+    "falcon",
+    "gpt-2",
+    "llama-bpe",
+    "mpt",
+    "qwen2",
+    "qwen35",
+    "refact",
+    "starcoder",
+];
 
 fn read_vectors(base: &Path) -> Option<Vec<(String, Vec<u32>)>> {
     let inp = std::fs::read_to_string(base.with_extension("gguf.inp")).ok()?;
@@ -119,7 +146,13 @@ fn read_vectors(base: &Path) -> Option<Vec<(String, Vec<u32>)>> {
         .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
         .collect();
     assert_eq!(inputs.len(), outputs.len(), "{}", base.display());
-    Some(inputs.into_iter().map(str::to_string).zip(outputs).collect())
+    Some(
+        inputs
+            .into_iter()
+            .map(str::to_string)
+            .zip(outputs)
+            .collect(),
+    )
 }
 
 #[test]
@@ -128,7 +161,10 @@ fn llama_cpp_vocab_vectors() {
         .map(PathBuf::from)
         .unwrap_or_else(|| home().join(".cache/vocab-tests"));
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("skipping: {} not found (run fetch-vocab-tests.sh)", dir.display());
+        eprintln!(
+            "skipping: {} not found (run fetch-vocab-tests.sh)",
+            dir.display()
+        );
         return;
     };
     let mut files: Vec<PathBuf> = entries
@@ -138,8 +174,14 @@ fn llama_cpp_vocab_vectors() {
     files.sort();
     let mut failures = Vec::new();
     for path in files {
-        let name = path.file_stem().unwrap().to_string_lossy().replace("ggml-vocab-", "");
-        let Some(vectors) = read_vectors(&path) else { continue };
+        let name = path
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .replace("ggml-vocab-", "");
+        let Some(vectors) = read_vectors(&path) else {
+            continue;
+        };
         let t = match load(&path) {
             Ok(t) => t,
             Err(e) => {
@@ -162,5 +204,8 @@ fn llama_cpp_vocab_vectors() {
             failures.push(name);
         }
     }
-    assert!(failures.is_empty(), "vocab vectors not all exact: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "vocab vectors not all exact: {failures:?}"
+    );
 }

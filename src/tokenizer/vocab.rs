@@ -6,7 +6,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::error::TokenizerError;
-use super::meta::{RawVocab, Slot, KEY_ADD_BOS, KEY_ADD_EOS, KEY_SCORES, KEY_TOKENS, KEY_TOKEN_TYPE, SPECIAL_KEYS};
+use super::meta::{
+    RawVocab, Slot, KEY_ADD_BOS, KEY_ADD_EOS, KEY_SCORES, KEY_TOKENS, KEY_TOKEN_TYPE, SPECIAL_KEYS,
+};
 
 /// Token attributes, bit-compatible with llama.cpp's `llama_token_attr`.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
@@ -63,14 +65,26 @@ pub(crate) enum VocabKind {
 
 /// `tokenizer.ggml.model` values llama.cpp accepts but Ember does not implement (yet).
 const KNOWN_UNSUPPORTED_MODELS: &[&str] = &[
-    "llama", "bert", "t5", "rwkv", "plamo2", "gemma4", "hybriddna", "whitespace", "no_vocab", "none", "test",
+    "llama",
+    "bert",
+    "t5",
+    "rwkv",
+    "plamo2",
+    "gemma4",
+    "hybriddna",
+    "whitespace",
+    "no_vocab",
+    "none",
+    "test",
 ];
 
 impl VocabKind {
     pub(crate) fn from_model(model: &str) -> Result<VocabKind, TokenizerError> {
         match model {
             "gpt2" => Ok(VocabKind::Bpe),
-            m if KNOWN_UNSUPPORTED_MODELS.contains(&m) => Err(TokenizerError::UnsupportedModel(m.to_string())),
+            m if KNOWN_UNSUPPORTED_MODELS.contains(&m) => {
+                Err(TokenizerError::UnsupportedModel(m.to_string()))
+            }
             m => Err(TokenizerError::UnknownModel(m.to_string())),
         }
     }
@@ -106,36 +120,92 @@ pub(crate) struct Vocab {
 // unordered_map, so when a vocabulary holds several candidates the winner is unspecified;
 // Ember takes the first candidate in list order, which is deterministic.
 const EOT_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
-    "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
 ];
 const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
 const FIM_PRE_TEXTS: &[&str] = &[
-    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>",
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
     "<|prefix|>",
 ];
 const FIM_SUF_TEXTS: &[&str] = &[
-    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
     "<|suffix|>",
 ];
 const FIM_MID_TEXTS: &[&str] = &[
-    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
     "<|middle|>",
 ];
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 /// Texts that end generation wherever they occur (llama.cpp's EOG list).
 const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
-    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
 ];
 
 impl Vocab {
     /// `add_bos_default`: llama.cpp's default before `tokenizer.ggml.add_bos_token` is read
     /// (true for SPM and for some BPE pre-tokenizers, e.g. Llama 3).
-    pub(crate) fn build(raw: &RawVocab, kind: VocabKind, add_bos_default: bool) -> Result<Vocab, TokenizerError> {
+    pub(crate) fn build(
+        raw: &RawVocab,
+        kind: VocabKind,
+        add_bos_default: bool,
+    ) -> Result<Vocab, TokenizerError> {
         let n = raw.tokens.len();
         if n == 0 || n > i32::MAX as usize {
             return Err(TokenizerError::BadVocabSize(n));
@@ -155,7 +225,11 @@ impl Vocab {
 
         let check_len = |key: &'static str, found: usize| {
             if found < n {
-                Err(TokenizerError::LengthMismatch { key, found, expected: n })
+                Err(TokenizerError::LengthMismatch {
+                    key,
+                    found,
+                    expected: n,
+                })
             } else {
                 Ok(())
             }
@@ -243,7 +317,9 @@ impl Vocab {
     }
 
     pub(crate) fn attr(&self, id: u32) -> Attr {
-        self.tokens.get(id as usize).map_or(Attr::UNDEFINED, |t| t.attr)
+        self.tokens
+            .get(id as usize)
+            .map_or(Attr::UNDEFINED, |t| t.attr)
     }
 
     fn add_attr(&mut self, id: u32, a: Attr) {
@@ -308,7 +384,7 @@ impl Vocab {
             let call = find_in(&self.tokens, &eog, &["<|call|>", "<|calls|>"]).is_some();
             let ret = find_in(&self.tokens, &eog, &["<|return|>"]).is_some();
             let flush = find_in(&self.tokens, &eog, &["<|flush|>"]).is_some();
-            if (ret && call) || (call && flush) {
+            if call && (ret || flush) {
                 eog.remove(&end);
                 self.tokens[end as usize].attr = Attr::USER_DEFINED;
             }
@@ -356,7 +432,9 @@ impl Vocab {
 
 /// The first id of `eog` whose text is one of `texts`.
 fn find_in(tokens: &[TokenData], eog: &BTreeSet<u32>, texts: &[&str]) -> Option<u32> {
-    eog.iter().copied().find(|&id| texts.contains(&tokens[id as usize].text.as_str()))
+    eog.iter()
+        .copied()
+        .find(|&id| texts.contains(&tokens[id as usize].text.as_str()))
 }
 
 fn missing(flag: &'static str, what: &'static str, id_key: &'static str) -> TokenizerError {

@@ -1,0 +1,5 @@
+//! Generation: evaluation sessions, the decode loop, stop conditions and timings.
+
+pub mod session;
+
+pub use session::{EvalError, Session, SessionParams, Want};

@@ -1,0 +1,221 @@
+//! An evaluation session: a model, its KV cache and a scheduler. Feeds token batches through
+//! the forward graph in micro-batches and returns the logits that were asked for.
+
+use std::sync::Arc;
+
+use crate::ggml::{Backend, Context, GgmlError, Sched, Type};
+use crate::kv::{ContextFull, KvCache, KvError, KvShape};
+use crate::model::layers::Builder;
+use crate::model::Model;
+
+#[derive(Clone, Debug)]
+pub struct SessionParams {
+    /// KV cache size in tokens.
+    pub n_ctx: u32,
+    /// Tokens per forward graph (micro-batch).
+    pub n_ubatch: u32,
+    pub n_threads: usize,
+    pub type_k: Type,
+    pub type_v: Type,
+    pub flash_attn: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Ggml(#[from] GgmlError),
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error(transparent)]
+    ContextFull(#[from] ContextFull),
+    #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
+    BadToken { id: u32, n_vocab: u32 },
+}
+
+/// Which rows of a batch need logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Only the last token (generation).
+    Last,
+    /// Every token (perplexity, speculative verification).
+    All,
+}
+
+pub struct Session {
+    // Field order is drop order: the scheduler goes before the backend it uses.
+    sched: Sched,
+    backend: Backend,
+    kv: KvCache,
+    model: Arc<Model>,
+    params: SessionParams,
+    logits: Vec<f32>,
+}
+
+impl Session {
+    pub fn new(model: Arc<Model>, params: SessionParams) -> Result<Session, EvalError> {
+        let hp = &model.hp;
+        let shape = KvShape {
+            n_layer: hp.n_layer,
+            head_dim_k: hp.head_dim_k,
+            head_dim_v: hp.head_dim_v,
+            n_head_kv: hp.n_head_kv,
+        };
+        let kv = KvCache::new(&shape, params.n_ctx, params.type_k, params.type_v, !params.flash_attn)?;
+        let backend = Backend::cpu(params.n_threads)?;
+        let sched = Sched::new(&[&backend], model.graph_size())?;
+        let mut s = Session { sched, backend, kv, model, params, logits: Vec::new() };
+        s.reserve()?;
+        Ok(s)
+    }
+
+    /// Allocate compute buffers for the largest graph up front.
+    fn reserve(&mut self) -> Result<(), EvalError> {
+        let n = self.params.n_ubatch.min(self.params.n_ctx) as usize;
+        let ctx = Context::new(self.model.graph_size() + 16, self.model.graph_size())?;
+        let mut b = Self::builder(&ctx, &self.model, &self.kv, self.params.flash_attn, n, self.kv.size(), n);
+        let _ = self.model.arch.build(&mut b);
+        self.sched.reserve(&b.graph)?;
+        Ok(())
+    }
+
+    fn builder<'g>(
+        ctx: &'g Context,
+        model: &'g Model,
+        kv: &'g KvCache,
+        flash_attn: bool,
+        n_tokens: usize,
+        n_kv: u32,
+        n_outputs: usize,
+    ) -> Builder<'g> {
+        Builder::new(ctx, model, kv, n_tokens, n_kv, n_outputs, flash_attn, model.arch.has_swa(), model.graph_size())
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    pub fn kv(&self) -> &KvCache {
+        &self.kv
+    }
+
+    /// Positions evaluated so far.
+    pub fn n_past(&self) -> u32 {
+        self.kv.cells.used()
+    }
+
+    pub fn n_ctx(&self) -> u32 {
+        self.kv.size()
+    }
+
+    /// Forget positions from `n` on (their cells are overwritten by later batches).
+    pub fn truncate(&mut self, n: u32) {
+        self.kv.cells.truncate(n);
+    }
+
+    pub fn clear(&mut self) {
+        self.kv.cells.clear();
+    }
+
+    pub fn compute_buffer_bytes(&self) -> usize {
+        self.sched.buffer_size(&self.backend)
+    }
+
+    /// Evaluate `tokens` at the next positions. Returns the logits of the wanted rows,
+    /// `n_vocab` floats per row, in order.
+    pub fn eval(&mut self, tokens: &[u32], want: Want) -> Result<&[f32], EvalError> {
+        let n_vocab = self.model.hp.n_vocab;
+        if let Some(&id) = tokens.iter().find(|&&t| t >= n_vocab) {
+            return Err(EvalError::BadToken { id, n_vocab });
+        }
+        if self.kv.cells.used() as usize + tokens.len() > self.kv.size() as usize {
+            return Err(ContextFull { used: self.kv.cells.used(), size: self.kv.size(), wanted: tokens.len() as u32 }.into());
+        }
+        self.logits.clear();
+        let ub = self.params.n_ubatch.max(1) as usize;
+        let n_chunks = tokens.len().div_ceil(ub);
+        for (i, chunk) in tokens.chunks(ub).enumerate() {
+            let rows: Vec<i32> = match want {
+                Want::All => (0..chunk.len() as i32).collect(),
+                // Intermediate micro-batches still produce one row (discarded): a graph always
+                // has an output, and one row costs next to nothing.
+                Want::Last => vec![chunk.len() as i32 - 1],
+            };
+            let keep = want == Want::All || i + 1 == n_chunks;
+            self.eval_ubatch(chunk, &rows, keep)?;
+        }
+        Ok(&self.logits)
+    }
+
+    fn eval_ubatch(&mut self, tokens: &[u32], rows: &[i32], keep: bool) -> Result<(), EvalError> {
+        let p0 = self.kv.cells.append(tokens.len() as u32)?;
+        let n_kv = self.kv.cells.n_kv();
+        let ctx = Context::new(self.model.graph_size() + 16, self.model.graph_size())?;
+        let n_vocab = self.model.hp.n_vocab as usize;
+        let mut b = Self::builder(&ctx, &self.model, &self.kv, self.params.flash_attn, tokens.len(), n_kv, rows.len());
+        let logits_t = self.model.arch.build(&mut b);
+        let inputs = BatchInputs::new(tokens, p0, n_kv, &self.kv, self.model.hp.n_embd_v_gqa());
+        let (graph, inp) = (b.graph, b.inp);
+        self.sched.alloc_graph(&graph)?;
+        inp.tokens.write_i32(&inputs.tokens)?;
+        inp.pos.write_i32(&inputs.pos)?;
+        if self.params.flash_attn {
+            inp.mask.write_f16_bits(&inputs.mask_f16())?;
+        } else {
+            inp.mask.write_f32(&inputs.mask)?;
+        }
+        inp.k_idxs.write_i64(&inputs.k_idxs)?;
+        inp.v_idxs.write_i64(&inputs.v_idxs)?;
+        if let Some(ids) = inp.out_ids {
+            ids.write_i32(rows)?;
+        }
+        self.sched.compute(&graph)?;
+        if keep {
+            let start = self.logits.len();
+            self.logits.resize(start + rows.len() * n_vocab, 0.0);
+            logits_t.read_f32(0, &mut self.logits[start..])?;
+        }
+        Ok(())
+    }
+}
+
+/// Host-side values of a micro-batch's inputs.
+struct BatchInputs {
+    tokens: Vec<i32>,
+    pos: Vec<i32>,
+    /// [n_tokens][n_kv], 0 or -inf
+    mask: Vec<f32>,
+    k_idxs: Vec<i64>,
+    v_idxs: Vec<i64>,
+}
+
+impl BatchInputs {
+    fn new(tokens: &[u32], p0: u32, n_kv: u32, kv: &KvCache, n_embd_v: u32) -> Self {
+        let n = tokens.len();
+        let pos: Vec<i32> = (0..n as i32).map(|i| p0 as i32 + i).collect();
+        let mut mask = vec![f32::NEG_INFINITY; n * n_kv as usize];
+        for (i, &p) in pos.iter().enumerate() {
+            let row = &mut mask[i * n_kv as usize..(i + 1) * n_kv as usize];
+            row[..=(p as usize)].fill(0.0);
+        }
+        let k_idxs: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
+        let v_idxs = if kv.v_trans {
+            let size = kv.size() as i64;
+            let mut v = Vec::with_capacity(n * n_embd_v as usize);
+            for &p in &pos {
+                v.extend((0..n_embd_v as i64).map(|d| d * size + p as i64));
+            }
+            v
+        } else {
+            k_idxs.clone()
+        };
+        BatchInputs { tokens: tokens.iter().map(|&t| t as i32).collect(), pos, mask, k_idxs, v_idxs }
+    }
+
+    fn mask_f16(&self) -> Vec<u16> {
+        self.mask.iter().map(|&m| if m == 0.0 { 0x0000 } else { 0xFC00 }).collect()
+    }
+}

@@ -1,0 +1,62 @@
+//! Architectures: one small file each over the shared layers in `model::layers`.
+//!
+//! To add one (qwen3, phi3, ...):
+//! 1. write `arch/<name>.rs` with `hparams(&GgufFile)` (usually `hparams::read` with the right
+//!    RoPE type plus any extra keys), `layer(&mut Binder, &Hparams, il)` binding that layer's
+//!    tensors by [`W`](crate::model::names::W) name and shape, and `build(&mut Builder)` making
+//!    the forward graph from `Builder`'s norm / rope / attention / ffn pieces;
+//! 2. add a variant to [`Arch`] and its three match arms below (the compiler lists them);
+//! 3. check it against llama.cpp with `ember perplexity --kl-divergence` on a real model.
+
+pub mod llama;
+
+use crate::ggml::Tensor;
+use crate::gguf::GgufFile;
+
+use super::hparams::{Hparams, HparamsError};
+use super::layers::Builder;
+use super::weights::{Binder, WeightError};
+use super::Layer;
+
+/// The architectures Ember can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+}
+
+impl Arch {
+    pub const ALL: &'static [Arch] = &[Arch::Llama];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Arch::ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    pub fn hparams(self, f: &GgufFile) -> Result<Hparams, HparamsError> {
+        match self {
+            Arch::Llama => llama::hparams(f),
+        }
+    }
+
+    pub fn layer(self, b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
+        match self {
+            Arch::Llama => llama::layer(b, hp, il),
+        }
+    }
+
+    pub fn build<'g>(self, b: &mut Builder<'g>) -> Tensor<'g> {
+        match self {
+            Arch::Llama => llama::build(b),
+        }
+    }
+
+    /// Whether some layers use sliding-window attention (and need the second mask).
+    pub fn has_swa(self) -> bool {
+        false
+    }
+}

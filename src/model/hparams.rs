@@ -1,0 +1,242 @@
+//! Hyper-parameters read from GGUF metadata. Required keys are checked together and every
+//! missing or mistyped key is reported at once, each by name.
+
+use crate::gguf::{GgufFile, MetaError};
+
+/// Metadata keys, typed (the `{arch}.` prefix is added by [`Key::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    ContextLength,
+    EmbeddingLength,
+    BlockCount,
+    FeedForwardLength,
+    HeadCount,
+    HeadCountKv,
+    KeyLength,
+    ValueLength,
+    RmsEps,
+    RopeFreqBase,
+    RopeDimensionCount,
+    RopeScalingType,
+    RopeScalingFactor,
+    RopeScalingOrigCtx,
+    SlidingWindow,
+    VocabSize,
+}
+
+impl Key {
+    pub fn name(self, arch: &str) -> String {
+        let suffix = match self {
+            Key::ContextLength => "context_length",
+            Key::EmbeddingLength => "embedding_length",
+            Key::BlockCount => "block_count",
+            Key::FeedForwardLength => "feed_forward_length",
+            Key::HeadCount => "attention.head_count",
+            Key::HeadCountKv => "attention.head_count_kv",
+            Key::KeyLength => "attention.key_length",
+            Key::ValueLength => "attention.value_length",
+            Key::RmsEps => "attention.layer_norm_rms_epsilon",
+            Key::RopeFreqBase => "rope.freq_base",
+            Key::RopeDimensionCount => "rope.dimension_count",
+            Key::RopeScalingType => "rope.scaling.type",
+            Key::RopeScalingFactor => "rope.scaling.factor",
+            Key::RopeScalingOrigCtx => "rope.scaling.original_context_length",
+            Key::SlidingWindow => "attention.sliding_window",
+            Key::VocabSize => "vocab_size",
+        };
+        format!("{arch}.{suffix}")
+    }
+}
+
+/// How RoPE pairs dimensions: adjacent (llama) or split halves (GPT-NeoX, Qwen2, Gemma).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeType {
+    Normal,
+    Neox,
+}
+
+impl RopeType {
+    pub fn ggml_mode(self) -> i32 {
+        match self {
+            RopeType::Normal => 0,
+            RopeType::Neox => 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Rope {
+    pub kind: RopeType,
+    pub n_rot: u32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    pub n_ctx_orig: u32,
+    pub ext_factor: f32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Hparams {
+    pub arch: String,
+    pub n_vocab: u32,
+    pub n_ctx_train: u32,
+    pub n_embd: u32,
+    pub n_layer: u32,
+    pub n_head: u32,
+    pub n_head_kv: u32,
+    pub head_dim_k: u32,
+    pub head_dim_v: u32,
+    pub n_ff: u32,
+    pub rms_eps: f32,
+    pub rope: Rope,
+    /// Sliding-window size for the local layers of architectures that have them.
+    pub sliding_window: Option<u32>,
+}
+
+impl Hparams {
+    pub fn n_embd_k_gqa(&self) -> u32 {
+        self.head_dim_k * self.n_head_kv
+    }
+
+    pub fn n_embd_v_gqa(&self) -> u32 {
+        self.head_dim_v * self.n_head_kv
+    }
+}
+
+/// Every problem found in the metadata, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("bad model metadata: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+pub struct HparamsError(pub Vec<MetaError>);
+
+/// Collects metadata look-ups, remembering failures instead of stopping at the first.
+pub struct Reader<'a> {
+    f: &'a GgufFile,
+    arch: String,
+    errors: Vec<MetaError>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(f: &'a GgufFile, arch: &str) -> Self {
+        Reader { f, arch: arch.to_string(), errors: Vec::new() }
+    }
+
+    fn note<T: Default>(&mut self, r: Result<T, MetaError>) -> T {
+        r.unwrap_or_else(|e| {
+            self.errors.push(e);
+            T::default()
+        })
+    }
+
+    pub fn u32(&mut self, k: Key) -> u32 {
+        let r = self.f.get_u32(&k.name(&self.arch));
+        self.note(r)
+    }
+
+    pub fn f32(&mut self, k: Key) -> f32 {
+        let r = self.f.get_f32(&k.name(&self.arch));
+        self.note(r)
+    }
+
+    /// An optional key: absent gives `None`; present with a wrong type is an error.
+    pub fn opt_u32(&mut self, k: Key) -> Option<u32> {
+        let key = k.name(&self.arch);
+        self.f.get(&key)?;
+        let r = self.f.get_u32(&key).map(Some);
+        self.note(r)
+    }
+
+    pub fn opt_f32(&mut self, k: Key) -> Option<f32> {
+        let key = k.name(&self.arch);
+        self.f.get(&key)?;
+        let r = self.f.get_f32(&key).map(Some);
+        self.note(r)
+    }
+
+    pub fn opt_str(&mut self, k: Key) -> Option<String> {
+        let key = k.name(&self.arch);
+        self.f.get(&key)?;
+        let r = self.f.get_str(&key).map(|s| Some(s.to_string()));
+        self.note(r)
+    }
+
+    pub fn push(&mut self, e: MetaError) {
+        self.errors.push(e);
+    }
+
+    pub fn finish<T>(self, value: T) -> Result<T, HparamsError> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(HparamsError(self.errors))
+        }
+    }
+}
+
+/// Read the hyper-parameters shared by llama-like architectures.
+pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, HparamsError> {
+    let mut r = Reader::new(f, arch);
+    let n_ctx_train = r.u32(Key::ContextLength);
+    let n_embd = r.u32(Key::EmbeddingLength);
+    let n_layer = r.u32(Key::BlockCount);
+    let n_ff = r.u32(Key::FeedForwardLength);
+    let n_head = r.u32(Key::HeadCount);
+    let n_head_kv = r.opt_u32(Key::HeadCountKv).unwrap_or(n_head);
+    let rms_eps = r.f32(Key::RmsEps);
+    let default_head = if n_head > 0 { n_embd / n_head } else { 0 };
+    let head_dim_k = r.opt_u32(Key::KeyLength).unwrap_or(default_head);
+    let head_dim_v = r.opt_u32(Key::ValueLength).unwrap_or(default_head);
+    let n_rot = r.opt_u32(Key::RopeDimensionCount).unwrap_or(head_dim_k);
+    let freq_base = r.opt_f32(Key::RopeFreqBase).unwrap_or(10_000.0);
+    let scaling = r.opt_str(Key::RopeScalingType).unwrap_or_else(|| "none".into());
+    let factor = r.opt_f32(Key::RopeScalingFactor).unwrap_or(0.0);
+    let n_ctx_orig = r.opt_u32(Key::RopeScalingOrigCtx).unwrap_or(n_ctx_train);
+    let sliding_window = r.opt_u32(Key::SlidingWindow);
+    let vocab_len = f.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as u32);
+    let n_vocab = r.opt_u32(Key::VocabSize).or(vocab_len).unwrap_or(0);
+
+    let freq_scale = match scaling.as_str() {
+        "none" => 1.0,
+        "linear" | "yarn" if factor > 0.0 => 1.0 / factor,
+        "linear" | "yarn" => 1.0,
+        other => {
+            r.push(MetaError::WrongType {
+                key: Key::RopeScalingType.name(arch),
+                expected: "none, linear or yarn",
+                found: other.to_string(),
+            });
+            1.0
+        }
+    };
+    let ext_factor = if scaling == "yarn" { 1.0 } else { 0.0 };
+    if n_layer == 0 || n_embd == 0 || n_head == 0 {
+        // Already reported when missing; a present zero is its own error.
+        for (k, v) in [(Key::BlockCount, n_layer), (Key::EmbeddingLength, n_embd), (Key::HeadCount, n_head)] {
+            if v == 0 && f.get(&k.name(arch)).is_some() {
+                r.push(MetaError::WrongType { key: k.name(arch), expected: "a positive integer", found: "0".into() });
+            }
+        }
+    } else if n_head_kv == 0 || n_head % n_head_kv != 0 {
+        r.push(MetaError::WrongType {
+            key: Key::HeadCountKv.name(arch),
+            expected: "a divisor of attention.head_count",
+            found: n_head_kv.to_string(),
+        });
+    }
+    if n_vocab == 0 {
+        r.push(MetaError::Missing { key: "tokenizer.ggml.tokens".into() });
+    }
+    r.finish(Hparams {
+        arch: arch.to_string(),
+        n_vocab,
+        n_ctx_train,
+        n_embd,
+        n_layer,
+        n_head,
+        n_head_kv,
+        head_dim_k,
+        head_dim_v,
+        n_ff,
+        rms_eps,
+        rope: Rope { kind: rope_kind, n_rot, freq_base, freq_scale, n_ctx_orig, ext_factor },
+        sliding_window,
+    })
+}

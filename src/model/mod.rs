@@ -1,0 +1,120 @@
+//! Models: hyper-parameters, weights bound by name and shape, and the forward graph of each
+//! supported architecture (see [`arch`] for how to add one).
+
+pub mod arch;
+pub mod hparams;
+pub mod layers;
+pub mod names;
+pub mod weights;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::ggml::TensorHandle;
+use crate::gguf::{GgufError, GgufFile};
+
+pub use arch::Arch;
+pub use hparams::{Hparams, HparamsError};
+pub use names::W;
+pub use weights::{LoadOptions, Placements, WeightError, WeightSet};
+
+/// One transformer block's weights; architectures fill the fields they use.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub attn_norm: TensorHandle,
+    /// (n_embd, n_head * head_dim)
+    pub wq: TensorHandle,
+    /// (n_embd, n_head_kv * head_dim)
+    pub wk: TensorHandle,
+    /// (n_embd, n_head_kv * head_dim_v)
+    pub wv: TensorHandle,
+    /// (n_head * head_dim_v, n_embd)
+    pub wo: TensorHandle,
+    pub bq: Option<TensorHandle>,
+    pub bk: Option<TensorHandle>,
+    pub bv: Option<TensorHandle>,
+    pub bo: Option<TensorHandle>,
+    /// per-head RMSNorm of Q and K (head_dim)
+    pub q_norm: Option<TensorHandle>,
+    pub k_norm: Option<TensorHandle>,
+    pub attn_post_norm: Option<TensorHandle>,
+    pub ffn_norm: Option<TensorHandle>,
+    /// (n_embd, n_ff)
+    pub ffn_gate: TensorHandle,
+    /// (n_embd, n_ff)
+    pub ffn_up: TensorHandle,
+    /// (n_ff, n_embd)
+    pub ffn_down: TensorHandle,
+    pub ffn_post_norm: Option<TensorHandle>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Meta(#[from] crate::gguf::MetaError),
+    #[error("unsupported architecture '{found}' (supported: {supported})")]
+    UnsupportedArch { found: String, supported: String },
+    #[error(transparent)]
+    Hparams(#[from] HparamsError),
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error("cannot lock the model in memory (--mlock): {0}")]
+    Mlock(std::io::Error),
+}
+
+/// Open and validate a GGUF file through a read-only memory map.
+pub fn open_gguf(path: &Path) -> Result<GgufFile, LoadError> {
+    let open_err = |source| LoadError::Open { path: path.display().to_string(), source };
+    let file = std::fs::File::open(path).map_err(open_err)?;
+    let map = crate::ggml::map_file(&file).map_err(open_err)?;
+    Ok(GgufFile::from_mmap(map)?)
+}
+
+pub struct Model {
+    pub arch: Arch,
+    pub hp: Hparams,
+    pub file: Arc<GgufFile>,
+    pub weights: WeightSet,
+    /// (n_embd, n_vocab)
+    pub tok_embd: TensorHandle,
+    /// (n_embd)
+    pub output_norm: TensorHandle,
+    /// (n_embd, n_vocab); the token embeddings when tied
+    pub output: TensorHandle,
+    /// (n_rot / 2), llama3-style RoPE frequency factors
+    pub rope_freqs: Option<TensorHandle>,
+    pub layers: Vec<Layer>,
+}
+
+impl Model {
+    /// Load a model from an opened GGUF file.
+    pub fn load(file: Arc<GgufFile>, opts: LoadOptions) -> Result<Model, LoadError> {
+        let arch_name = file.get_str("general.architecture")?.to_string();
+        let arch = Arch::from_name(&arch_name).ok_or_else(|| LoadError::UnsupportedArch {
+            found: arch_name.clone(),
+            supported: Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+        })?;
+        let hp = arch.hparams(&file)?;
+        let mut b = weights::Binder::new(&file, opts)?;
+        let (e, v) = (hp.n_embd as u64, hp.n_vocab as u64);
+        let tok_embd = b.plain(W::TokenEmbd, None, &[e, v])?;
+        let output_norm = b.plain(W::OutputNorm, None, &[e])?;
+        let output = match b.opt_matrix(W::Output, None, &[e, v])? {
+            Some(o) => o,
+            None => b.matrix(W::TokenEmbd, None, &[e, v])?,
+        };
+        let rope_freqs = b.opt_plain(W::RopeFreqs, None, &[(hp.rope.n_rot / 2) as u64])?;
+        let layers = (0..hp.n_layer).map(|il| arch.layer(&mut b, &hp, il)).collect::<Result<Vec<_>, _>>()?;
+        let weights = b.finish(file.clone())?;
+        Ok(Model { arch, hp, file, weights, tok_embd, output_norm, output, rope_freqs, layers })
+    }
+
+    /// Nodes a forward graph of this model may need.
+    pub fn graph_size(&self) -> usize {
+        (self.file.tensors().len() * 8).max(1024) + 64 * self.hp.n_layer as usize
+    }
+}

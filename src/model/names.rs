@@ -1,0 +1,68 @@
+//! GGUF tensor names, generated in one place (never typed by hand elsewhere).
+
+/// The kinds of weight tensors the supported architectures use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum W {
+    TokenEmbd,
+    OutputNorm,
+    Output,
+    RopeFreqs,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnOut,
+    AttnQNorm,
+    AttnKNorm,
+    AttnPostNorm,
+    FfnNorm,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+    FfnPostNorm,
+}
+
+impl W {
+    fn stem(self) -> &'static str {
+        match self {
+            W::TokenEmbd => "token_embd",
+            W::OutputNorm => "output_norm",
+            W::Output => "output",
+            W::RopeFreqs => "rope_freqs",
+            W::AttnNorm => "attn_norm",
+            W::AttnQ => "attn_q",
+            W::AttnK => "attn_k",
+            W::AttnV => "attn_v",
+            W::AttnOut => "attn_output",
+            W::AttnQNorm => "attn_q_norm",
+            W::AttnKNorm => "attn_k_norm",
+            W::AttnPostNorm => "post_attention_norm",
+            W::FfnNorm => "ffn_norm",
+            W::FfnGate => "ffn_gate",
+            W::FfnUp => "ffn_up",
+            W::FfnDown => "ffn_down",
+            W::FfnPostNorm => "post_ffw_norm",
+        }
+    }
+
+    /// `token_embd.weight`, or `blk.{layer}.attn_q.bias` for per-layer tensors.
+    pub fn name(self, layer: Option<u32>, suffix: &str) -> String {
+        match layer {
+            Some(il) => format!("blk.{il}.{}.{suffix}", self.stem()),
+            None => format!("{}.{suffix}", self.stem()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::W;
+
+    #[test]
+    fn names_match_llama_cpp_conventions() {
+        assert_eq!(W::TokenEmbd.name(None, "weight"), "token_embd.weight");
+        assert_eq!(W::AttnOut.name(Some(3), "weight"), "blk.3.attn_output.weight");
+        assert_eq!(W::AttnQ.name(Some(0), "bias"), "blk.0.attn_q.bias");
+        assert_eq!(W::FfnPostNorm.name(Some(1), "weight"), "blk.1.post_ffw_norm.weight");
+    }
+}

@@ -1,0 +1,183 @@
+//! Binding GGUF tensors to ggml tensors: by name, with the expected shape, and placed either in
+//! place in the file mapping (zero copy) or in ggml's CPU repack buffer where ggml says its
+//! interleaved kernels apply (llama.cpp's default too).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::ggml::{BufferType, Context, GgmlError, HostMemory, Tensor, TensorHandle, Type};
+use crate::gguf::{GgufFile, TensorInfo};
+
+use super::names::W;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    #[error("tensor '{0}' is missing from the model file")]
+    Missing(String),
+    #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
+    Shape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    #[error("tensor '{name}' has type {ty}, which ggml cannot use here")]
+    Type { name: String, ty: String },
+    #[error(transparent)]
+    Ggml(#[from] GgmlError),
+}
+
+/// How weights get into memory.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Use tensors in place from the file mapping (otherwise copy them into ggml buffers).
+    pub mmap: bool,
+    /// Repack matrix weights into ggml's interleaved CPU layouts where supported.
+    pub repack: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { mmap: true, repack: true }
+    }
+}
+
+/// The model's weight tensors, in one or two ggml contexts (plain and repacked).
+pub struct WeightSet {
+    plain: Context,
+    repacked: Option<Context>,
+    pub placements: Placements,
+}
+
+impl WeightSet {
+    pub fn get(&self, h: TensorHandle) -> Tensor<'_> {
+        match &self.repacked {
+            Some(r) if r.owns(h) => r.get(h),
+            _ => self.plain.get(h),
+        }
+    }
+}
+
+/// Where the weights ended up (bytes).
+#[derive(Clone, Debug, Default)]
+pub struct Placements {
+    pub mapped: u64,
+    pub copied: u64,
+    pub repacked: u64,
+    pub n_repacked: usize,
+}
+
+/// Binds tensors from a GGUF file.
+pub struct Binder<'f> {
+    file: &'f GgufFile,
+    opts: LoadOptions,
+    plain: Context,
+    repack: Option<(Context, BufferType)>,
+    bound: HashMap<String, (TensorHandle, &'f TensorInfo)>,
+    order: Vec<String>,
+}
+
+impl<'f> Binder<'f> {
+    pub fn new(file: &'f GgufFile, opts: LoadOptions) -> Result<Self, WeightError> {
+        let n = file.tensors().len() + 1;
+        let plain = Context::new(n, 0)?;
+        let repack = match opts.repack.then(BufferType::cpu_repack).flatten() {
+            Some(buft) => Some((Context::new(n, 0)?, buft)),
+            None => None,
+        };
+        Ok(Binder { file, opts, plain, repack, bound: HashMap::new(), order: Vec::new() })
+    }
+
+    fn bind(&mut self, name: &str, shape: &[u64], matmul: bool, required: bool) -> Result<Option<TensorHandle>, WeightError> {
+        // A tensor bound twice (tied embeddings) is the same ggml tensor, in plain memory.
+        if let Some((h, _)) = self.bound.get(name) {
+            return Ok(Some(*h));
+        }
+        let Some(info) = self.file.tensor(name) else {
+            return if required { Err(WeightError::Missing(name.to_string())) } else { Ok(None) };
+        };
+        let mut found = info.dims.clone();
+        while found.len() > shape.len() && found.last() == Some(&1) {
+            found.pop();
+        }
+        if found != shape {
+            return Err(WeightError::Shape { name: name.into(), expected: shape.to_vec(), found: info.dims.clone() });
+        }
+        let ty = Type::from_raw(info.ggml_type.as_u32())
+            .ok_or_else(|| WeightError::Type { name: name.into(), ty: info.ggml_type.name().into() })?;
+        let ne: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let repack_ctx = match &self.repack {
+            Some((ctx, buft)) if matmul && ne.len() == 2 && buft.cpu_supports_mul_mat(ty, ne[0], ne[1]) => Some(ctx),
+            _ => None,
+        };
+        let ctx = repack_ctx.unwrap_or(&self.plain);
+        let t = ctx.new_tensor(ty, &ne).set_name(name);
+        let h = ctx.handle(t);
+        self.bound.insert(name.to_string(), (h, info));
+        self.order.push(name.to_string());
+        Ok(Some(h))
+    }
+
+    /// A required tensor used element-wise or by get_rows.
+    pub fn plain(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<TensorHandle, WeightError> {
+        Ok(self.bind(&w.name(layer, "weight"), shape, false, true)?.expect("required"))
+    }
+
+    /// A required matrix (the left operand of mul_mat).
+    pub fn matrix(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<TensorHandle, WeightError> {
+        Ok(self.bind(&w.name(layer, "weight"), shape, true, true)?.expect("required"))
+    }
+
+    pub fn opt_matrix(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<Option<TensorHandle>, WeightError> {
+        self.bind(&w.name(layer, "weight"), shape, true, false)
+    }
+
+    pub fn opt_plain(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<Option<TensorHandle>, WeightError> {
+        self.bind(&w.name(layer, "weight"), shape, false, false)
+    }
+
+    pub fn opt_bias(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<Option<TensorHandle>, WeightError> {
+        self.bind(&w.name(layer, "bias"), shape, false, false)
+    }
+
+    /// Allocate and fill every bound tensor.
+    pub fn finish(self, host: Arc<GgufFile>) -> Result<WeightSet, WeightError> {
+        let mut p = Placements::default();
+        let plain = self.plain;
+        let mut copy = Vec::new();
+        if self.opts.mmap {
+            let region = plain.attach_host_memory(host.clone() as HostMemory)?;
+            for name in &self.order {
+                let (h, info) = self.bound[name];
+                if plain.owns(h) {
+                    plain.place_in_host(plain.get(h), region, info.offset as usize)?;
+                    p.mapped += info.size;
+                }
+            }
+        } else {
+            p.copied += plain.alloc_tensors(BufferType::cpu(), true)? as u64;
+            copy.extend(self.order.iter().map(|n| self.bound[n]).filter(|(h, _)| plain.owns(*h)));
+        }
+        for (h, info) in copy {
+            plain.get(h).write_bytes(0, host.tensor_data(info))?;
+        }
+        let repacked = match self.repack {
+            Some((ctx, buft)) => {
+                let mut n = 0;
+                p.repacked += ctx.alloc_tensors(buft, true)? as u64;
+                for name in &self.order {
+                    let (h, info) = self.bound[name];
+                    if ctx.owns(h) {
+                        ctx.get(h).write_bytes(0, host.tensor_data(info))?;
+                        n += 1;
+                    }
+                }
+                p.n_repacked = n;
+                Some(ctx)
+            }
+            None => None,
+        };
+        Ok(WeightSet { plain, repacked, placements: p })
+    }
+}
+
+impl AsRef<[u8]> for GgufFile {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
