@@ -4,7 +4,7 @@ use ember::model::{open_gguf, LoadOptions, Model};
 use ember::sampling::argmax;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let f = Arc::new(open_gguf(std::path::Path::new(&args[1])).unwrap());
+    let f = Arc::new(open_gguf(std::path::Path::new(&args[1]), false).unwrap());
     let m = Arc::new(Model::load(f, LoadOptions::default()).unwrap());
     let fa = args.get(3).map(|s| s == "fa").unwrap_or(true);
     let mut s = Session::new(m.clone(), SessionParams { n_ctx: 4096, n_ubatch: 512, n_threads: 2, type_k: ember::ggml::Type::F16, type_v: ember::ggml::Type::F16, flash_attn: fa }).unwrap();

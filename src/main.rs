@@ -1,1 +1,9 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = ember::cli::normalize_args(std::env::args());
+    let cli = ember::cli::Cli::parse_from(args);
+    ember::app::main(cli)
+}

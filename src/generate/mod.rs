@@ -1,5 +1,7 @@
 //! Generation: evaluation sessions, the decode loop, stop conditions and timings.
 
+pub mod decode;
 pub mod session;
 
+pub use decode::{generate, GenerateError, GenerateParams, StopReason, Timings};
 pub use session::{EvalError, Session, SessionParams, Want};

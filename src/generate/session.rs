@@ -37,8 +37,10 @@ pub enum EvalError {
 pub enum Want {
     /// Only the last token (generation).
     Last,
-    /// Every token (perplexity, speculative verification).
+    /// Every token (speculative verification).
     All,
+    /// Tokens at batch index `n` and after (perplexity scores the second half of a chunk).
+    From(usize),
 }
 
 pub struct Session {
@@ -136,15 +138,20 @@ impl Session {
         }
         self.logits.clear();
         let ub = self.params.n_ubatch.max(1) as usize;
-        let n_chunks = tokens.len().div_ceil(ub);
         for (i, chunk) in tokens.chunks(ub).enumerate() {
-            let rows: Vec<i32> = match want {
-                Want::All => (0..chunk.len() as i32).collect(),
-                // Intermediate micro-batches still produce one row (discarded): a graph always
-                // has an output, and one row costs next to nothing.
-                Want::Last => vec![chunk.len() as i32 - 1],
+            let base = i * ub;
+            let first = match want {
+                Want::All => 0,
+                Want::Last => tokens.len() - 1,
+                Want::From(n) => n,
             };
-            let keep = want == Want::All || i + 1 == n_chunks;
+            let lo = first.saturating_sub(base).min(chunk.len());
+            let (rows, keep): (Vec<i32>, bool) = if lo < chunk.len() {
+                ((lo as i32..chunk.len() as i32).collect(), true)
+            } else {
+                // A graph always has an output; one discarded row costs next to nothing.
+                (vec![chunk.len() as i32 - 1], false)
+            };
             self.eval_ubatch(chunk, &rows, keep)?;
         }
         Ok(&self.logits)

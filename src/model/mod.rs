@@ -66,11 +66,14 @@ pub enum LoadError {
     Mlock(std::io::Error),
 }
 
-/// Open and validate a GGUF file through a read-only memory map.
-pub fn open_gguf(path: &Path) -> Result<GgufFile, LoadError> {
+/// Open and validate a GGUF file through a read-only memory map; `mlock` pins its pages in RAM.
+pub fn open_gguf(path: &Path, mlock: bool) -> Result<GgufFile, LoadError> {
     let open_err = |source| LoadError::Open { path: path.display().to_string(), source };
     let file = std::fs::File::open(path).map_err(open_err)?;
     let map = crate::ggml::map_file(&file).map_err(open_err)?;
+    if mlock {
+        map.lock().map_err(LoadError::Mlock)?;
+    }
     Ok(GgufFile::from_mmap(map)?)
 }
 

@@ -1,4 +1,7 @@
 //! The GPT-2 byte ↔ character table of byte-level BPE, and token pieces (token → bytes).
+//! Written here because `tokenizers`' ByteLevel decoder works on whole sequences, returns
+//! lossy `String`s and passes unknown characters through, where llama.cpp gives per-token
+//! bytes with an `[UNK_BYTE_..]` marker.
 
 use std::sync::LazyLock;
 

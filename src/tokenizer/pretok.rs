@@ -346,6 +346,34 @@ mod tests {
     }
 
     #[test]
+    fn unicode_16_characters_are_not_letters_or_digits() {
+        // U+1C89 (a letter) and U+116D0 (a digit) are new in Unicode 16.0: llama.cpp's tables
+        // leave them undefined, so they split off as "other" instead of joining the letters,
+        // and the digit is not cut out by `\p{N}` (which would leave "\n\n" whole).
+        assert_eq!(words(PreKind::Gpt2, "a\u{1C89}b").len(), 3);
+        let w = words(PreKind::Starcoder, "\n\n\u{116D0}");
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[..2], ["Ċ", "Ċ"]);
+    }
+
+    #[test]
+    fn oniguruma_is_still_unicode_16() {
+        // Characters of Unicode 17.0 (Sidetic, Beria Erfe, Tai Yo). If Oniguruma's tables move
+        // past 16.0 these become letters and NEW_IN_16 needs the 17.0 additions too.
+        let split = |c: char| words(PreKind::Gpt2, &format!("a{c}b")).len();
+        for c in ['\u{10940}', '\u{16EA0}', '\u{1E6C0}'] {
+            assert_eq!(split(c), 3, "U+{:X} is a letter now", c as u32);
+        }
+        assert_eq!(split('é'), 1);
+    }
+
+    #[test]
+    fn wregex_classes_leave_out_unicode_spaces() {
+        // llama.cpp hides U+3000 from the explicit ranges of DeepSeek's regexes.
+        assert_eq!(words(PreKind::DeepseekLlm, "  \u{3000}"), ["ĠĠãĢĢ"]);
+    }
+
+    #[test]
     fn every_family_compiles() {
         for (_, kind, _) in NAMES {
             ByteLevelPreTokenizer::new(*kind, "test").unwrap();

@@ -3,6 +3,8 @@
 //! first, each over every text fragment left by the previous ones, matching left to right
 //! without overlap. Control and unknown tokens are only recognised with `parse_special`;
 //! user-defined tokens always are (as in Hugging Face `tokenizers`' added tokens).
+//! Written here because `tokenizers`' AddedVocabulary matches all added tokens in one
+//! leftmost-longest pass with its own strip/normalization rules, not token by token.
 
 use super::vocab::{Attr, Vocab};
 

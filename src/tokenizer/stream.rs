@@ -1,5 +1,7 @@
 //! UTF-8-safe streaming detokenization: token pieces are bytes, and a character may be
 //! split across tokens (byte-level BPE emits single bytes of rare characters).
+//! Written here because `tokenizers`' DecodeStream re-decodes through its own decoder and
+//! has no notion of llama.cpp's hidden control tokens.
 
 use super::Tokenizer;
 

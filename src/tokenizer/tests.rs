@@ -44,6 +44,13 @@ fn byte_id(b: u8) -> u32 {
 }
 
 #[test]
+fn tokenizer_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Tokenizer>();
+    check::<StreamDecoder>();
+}
+
+#[test]
 fn merges_apply_by_rank() {
     let t = tok(&raw("smollm"));
     let ids = t.encode("the hello", false, false);

@@ -1,0 +1,79 @@
+//! Loading a model, its tokenizer and an evaluation session, with the verbose report.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use crate::cli::config::ModelConfig;
+use crate::generate::{Session, SessionParams};
+use crate::model::{open_gguf, Model};
+use crate::tokenizer::Tokenizer;
+
+pub struct Loaded {
+    pub model: Arc<Model>,
+    pub tokenizer: Tokenizer,
+    pub load_time: Duration,
+}
+
+pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
+    let start = Instant::now();
+    let path = cfg.path.display().to_string();
+    let file = open_gguf(&cfg.path, cfg.mlock).with_context(|| format!("loading {path}"))?;
+    let tokenizer = Tokenizer::from_gguf(&file).with_context(|| format!("tokenizer of {path}"))?;
+    let file = Arc::new(file);
+    let model = Model::load(file, cfg.load).with_context(|| format!("loading {path}"))?;
+    let hp = &model.hp;
+    log::info!(
+        "model: {} ({}), {} layers, n_embd {}, heads {}/{} (kv), head dim {}, vocab {}, trained ctx {}",
+        path,
+        model.arch.name(),
+        hp.n_layer,
+        hp.n_embd,
+        hp.n_head,
+        hp.n_head_kv,
+        hp.head_dim_k,
+        hp.n_vocab,
+        hp.n_ctx_train
+    );
+    let p = &model.weights.placements;
+    log::info!(
+        "weights: {:.1} MiB mapped in place, {:.1} MiB copied, {:.1} MiB repacked ({} tensors)",
+        p.mapped as f64 / 1048576.0,
+        p.copied as f64 / 1048576.0,
+        p.repacked as f64 / 1048576.0,
+        p.n_repacked
+    );
+    Ok(Loaded { model: Arc::new(model), tokenizer, load_time: start.elapsed() })
+}
+
+/// A session with the configured context (0 or above the training context → the training context).
+pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
+    let hp = &l.model.hp;
+    let n_ctx = if cfg.n_ctx == 0 { hp.n_ctx_train } else { cfg.n_ctx };
+    if n_ctx > hp.n_ctx_train && hp.n_ctx_train > 0 {
+        log::warn!("context {n_ctx} is larger than the model's training context {}", hp.n_ctx_train);
+    }
+    let params = SessionParams {
+        n_ctx: n_ctx.max(1),
+        n_ubatch: cfg.n_ubatch.min(n_ctx.max(1)),
+        n_threads: cfg.n_threads,
+        type_k: cfg.type_k,
+        type_v: cfg.type_v,
+        flash_attn: cfg.flash_attn,
+    };
+    let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
+    let kv = s.kv().bytes();
+    log::info!(
+        "context {n_ctx}: KV cache K {} {:.2} MiB + V {} {:.2} MiB ({} bytes/token), flash attention {}, compute buffer {:.1} MiB, {} threads",
+        cfg.type_k,
+        kv.k as f64 / 1048576.0,
+        cfg.type_v,
+        kv.v as f64 / 1048576.0,
+        (kv.k + kv.v) / n_ctx.max(1) as u64,
+        if cfg.flash_attn { "on" } else { "off" },
+        s.compute_buffer_bytes() as f64 / 1048576.0,
+        cfg.n_threads
+    );
+    Ok(s)
+}

@@ -1,0 +1,52 @@
+//! One module per user-facing mode; orchestration only.
+
+pub mod info;
+pub mod load;
+pub mod perplexity;
+pub mod run;
+
+use std::process::ExitCode;
+
+use crate::cli::config::UsageError;
+use crate::cli::{Cli, Command};
+
+/// Run the parsed command line; errors print as one line on stderr.
+pub fn main(cli: Cli) -> ExitCode {
+    let verbose = match &cli.command {
+        Some(Command::Perplexity(p)) => p.model.verbose,
+        Some(Command::Info(_)) => 0,
+        None => cli.run.model.verbose,
+    };
+    crate::logging::init(verbose);
+    let result = match cli.command {
+        Some(Command::Info(a)) => info::run(&a),
+        Some(Command::Perplexity(a)) => perplexity::run(&a),
+        None => run::run(&cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = e.downcast_ref::<UsageError>().is_some();
+            eprintln!("ember: error: {}", chain(&e));
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// "outer: cause: cause", skipping causes already contained in the message.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for c in e.chain().skip(1) {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+    }
+    out
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}

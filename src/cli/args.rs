@@ -1,0 +1,174 @@
+//! clap definitions, as parsed (see `config` for the validated form).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("EMBER_GIT_REV"),
+    ", ",
+    env!("EMBER_PROFILE"),
+    ", ",
+    env!("EMBER_TARGET"),
+    ")\nbackends: ",
+    env!("EMBER_BACKENDS"),
+);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ember",
+    version = VERSION,
+    about = "Run GGUF language models: one-shot prompts, perplexity, model info",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error.\n\
+                  Without -m, the default model from `models/fetch-default` is used."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a model file's metadata and tensor table.
+    Info(InfoArgs),
+    /// Perplexity of a text file (llama.cpp's method), and KL divergence against saved logits.
+    Perplexity(PerplexityArgs),
+}
+
+/// Model loading and evaluation settings shared by every mode.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model file (GGUF). Default: the model fetched by `models/fetch-default`.
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<PathBuf>,
+    /// Context size in tokens (0 = the model's training context).
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<u32>,
+    /// Threads for computation (default: the number of available cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Logical batch size for prompt processing.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
+    pub batch_size: u32,
+    /// Micro-batch size: tokens per forward graph.
+    #[arg(long = "ubatch-size", default_value_t = 512)]
+    pub ubatch_size: u32,
+    /// KV cache type for K (f16 only for now).
+    #[arg(long = "cache-type-k", default_value = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type for V (f16 only for now).
+    #[arg(long = "cache-type-v", default_value = "f16")]
+    pub cache_type_v: String,
+    /// Flash attention: on, off or auto (auto = on for the CPU, as llama.cpp).
+    #[arg(long = "flash-attn", default_value = "auto", value_enum)]
+    pub flash_attn: FlashAttn,
+    /// Read weights into memory instead of mapping the file.
+    #[arg(long = "no-mmap")]
+    pub no_mmap: bool,
+    /// Lock the model in RAM (no swapping).
+    #[arg(long = "mlock")]
+    pub mlock: bool,
+    /// Keep weights in the file's layout (no CPU repacking).
+    #[arg(long = "no-repack")]
+    pub no_repack: bool,
+    /// Verbose logs on stderr (-vv for debug).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashAttn {
+    On,
+    Off,
+    Auto,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt text.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    pub file: Option<PathBuf>,
+    /// Tokens to generate (-1 = until end of generation or a full context).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+    /// Show control tokens in the output.
+    #[arg(long = "special")]
+    pub special: bool,
+    /// Treat special-token text in the prompt (e.g. <|im_start|>) as plain text.
+    #[arg(long = "no-parse-special")]
+    pub no_parse_special: bool,
+    /// Do not print timings at the end.
+    #[arg(long = "no-perf")]
+    pub no_perf: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature (0 = greedy).
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temp: f32,
+    /// Top-k sampling (0 = off).
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: i32,
+    /// Top-p (nucleus) sampling (1 = off).
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p sampling (0 = off).
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty for repeated tokens (1 = off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty looks at (0 = off, -1 = context size).
+    #[arg(long = "repeat-last-n", default_value_t = 64, allow_negative_numbers = true)]
+    pub repeat_last_n: i32,
+    /// Random seed (default: random).
+    #[arg(short = 's', long = "seed")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Model file (GGUF).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Text file to score.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Score only the first N chunks.
+    #[arg(long = "chunks")]
+    pub chunks: Option<usize>,
+    /// llama.cpp saved-logits file: written, or read with --kl-divergence.
+    #[arg(long = "kl-divergence-base", value_name = "FILE")]
+    pub kl_divergence_base: Option<PathBuf>,
+    /// Compare against the logits in --kl-divergence-base instead of writing them.
+    #[arg(long = "kl-divergence", requires = "kl_divergence_base")]
+    pub kl_divergence: bool,
+    /// Print the final figures as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
