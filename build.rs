@@ -18,8 +18,14 @@ fn main() {
     }
     println!("cargo:rustc-env=EMBER_GIT_REV={rev}");
     println!("cargo:rustc-env=EMBER_BACKENDS={}", backends.join(","));
-    println!("cargo:rustc-env=EMBER_PROFILE={}", std::env::var("PROFILE").unwrap_or_default());
-    println!("cargo:rustc-env=EMBER_TARGET={}", std::env::var("TARGET").unwrap_or_default());
+    println!(
+        "cargo:rustc-env=EMBER_PROFILE={}",
+        std::env::var("PROFILE").unwrap_or_default()
+    );
+    println!(
+        "cargo:rustc-env=EMBER_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
 }

@@ -11,7 +11,11 @@ struct StderrLogger {
 
 impl Log for StderrLogger {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
-        let limit = if m.target() == "ggml" && self.level < LevelFilter::Info { LevelFilter::Error } else { self.level };
+        let limit = if m.target() == "ggml" && self.level < LevelFilter::Info {
+            LevelFilter::Error
+        } else {
+            self.level
+        };
         m.level() <= limit && (m.target() != "ggml" || self.level >= LevelFilter::Info)
     }
 

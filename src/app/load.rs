@@ -1,5 +1,6 @@
 //! Loading a model, its tokenizer and an evaluation session, with the verbose report.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use crate::model::{open_gguf, Model};
 use crate::tokenizer::Tokenizer;
 
 pub struct Loaded {
-    pub model: Arc<Model>,
+    pub model: Rc<Model>,
     pub tokenizer: Tokenizer,
     pub load_time: Duration,
 }
@@ -44,15 +45,26 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
         p.repacked as f64 / 1048576.0,
         p.n_repacked
     );
-    Ok(Loaded { model: Arc::new(model), tokenizer, load_time: start.elapsed() })
+    Ok(Loaded {
+        model: Rc::new(model),
+        tokenizer,
+        load_time: start.elapsed(),
+    })
 }
 
 /// A session with the configured context (0 or above the training context → the training context).
 pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
     let hp = &l.model.hp;
-    let n_ctx = if cfg.n_ctx == 0 { hp.n_ctx_train } else { cfg.n_ctx };
+    let n_ctx = if cfg.n_ctx == 0 {
+        hp.n_ctx_train
+    } else {
+        cfg.n_ctx
+    };
     if n_ctx > hp.n_ctx_train && hp.n_ctx_train > 0 {
-        log::warn!("context {n_ctx} is larger than the model's training context {}", hp.n_ctx_train);
+        log::warn!(
+            "context {n_ctx} is larger than the model's training context {}",
+            hp.n_ctx_train
+        );
     }
     let params = SessionParams {
         n_ctx: n_ctx.max(1),

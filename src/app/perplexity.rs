@@ -10,7 +10,9 @@ use anyhow::{bail, Context as _, Result};
 use crate::cli::args::PerplexityArgs;
 use crate::cli::config::{ModelConfig, UsageError};
 use crate::generate::{Session, Want};
-use crate::perplexity::{first_scored, scored_per_chunk, KldAccumulator, LogitsReader, LogitsWriter, PplAccumulator};
+use crate::perplexity::{
+    first_scored, scored_per_chunk, KldAccumulator, LogitsReader, LogitsWriter, PplAccumulator,
+};
 
 use super::load::{self, Loaded};
 
@@ -25,27 +27,40 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
     let Some(path) = &a.file else {
         return Err(UsageError("perplexity needs a text file (-f FILE)".into()).into());
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let loaded = load::load(&cfg)?;
     let n_ctx = cfg.n_ctx as usize;
     let tokens = loaded.tokenizer.encode(&text, true, false);
     if tokens.len() < 2 * n_ctx {
-        bail!("{} tokenizes to {} tokens; a context of {n_ctx} needs at least {}", path.display(), tokens.len(), 2 * n_ctx);
+        bail!(
+            "{} tokenizes to {} tokens; a context of {n_ctx} needs at least {}",
+            path.display(),
+            tokens.len(),
+            2 * n_ctx
+        );
     }
     let n_chunk = (tokens.len() / n_ctx).min(a.chunks.unwrap_or(usize::MAX));
     let mut session = load::session(&loaded, &cfg)?;
     let n_vocab = loaded.model.hp.n_vocab as usize;
     let mut writer = match &a.kl_divergence_base {
         Some(p) => {
-            let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let f =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
             let mut w = LogitsWriter::new(BufWriter::new(f), n_ctx, n_vocab, n_chunk)?;
-            let all: Vec<i32> = tokens[..n_chunk * n_ctx].iter().map(|&t| t as i32).collect();
+            let all: Vec<i32> = tokens[..n_chunk * n_ctx]
+                .iter()
+                .map(|&t| t as i32)
+                .collect();
             w.write_tokens(&all)?;
             Some(w)
         }
         None => None,
     };
-    eprintln!("perplexity: {} tokens, {n_chunk} chunks of {n_ctx}", tokens.len());
+    eprintln!(
+        "perplexity: {} tokens, {n_chunk} chunks of {n_ctx}",
+        tokens.len()
+    );
     let mut acc = PplAccumulator::new();
     let (first, scored) = (first_scored(n_ctx), scored_per_chunk(n_ctx));
     let t0 = Instant::now();
@@ -74,7 +89,11 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
     let (ppl, err) = acc.ppl();
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", serde_json::json!({ "ppl": ppl, "ppl_err": err, "chunks": n_chunk, "n_ctx": n_ctx }))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "ppl": ppl, "ppl_err": err, "chunks": n_chunk, "n_ctx": n_ctx })
+        )?;
     } else {
         writeln!(out, "{}", acc.final_line())?;
     }
@@ -97,25 +116,39 @@ fn eval_chunk<'s>(session: &'s mut Session, loaded: &Loaded, chunk: &[u32]) -> R
 fn progress(c: usize, n_chunk: usize, t0: Instant, line: &str) {
     if c == 0 {
         let per = t0.elapsed().as_secs_f64();
-        eprintln!("perplexity: {per:.2} seconds per chunk, ETA {:.1} minutes", per * n_chunk as f64 / 60.0);
+        eprintln!(
+            "perplexity: {per:.2} seconds per chunk, ETA {:.1} minutes",
+            per * n_chunk as f64 / 60.0
+        );
     }
     eprint!("{line}");
 }
 
 fn kl_divergence(a: &PerplexityArgs, cfg: &ModelConfig) -> Result<()> {
     let base = a.kl_divergence_base.as_ref().expect("clap requires it");
-    let mut reader = LogitsReader::open(base).with_context(|| format!("reading saved logits {}", base.display()))?;
+    let mut reader = LogitsReader::open(base)
+        .with_context(|| format!("reading saved logits {}", base.display()))?;
     let n_ctx = reader.n_ctx() as usize;
-    let cfg = ModelConfig { n_ctx: n_ctx as u32, ..cfg.clone() };
+    let cfg = ModelConfig {
+        n_ctx: n_ctx as u32,
+        ..cfg.clone()
+    };
     let loaded = load::load(&cfg)?;
     let n_vocab = loaded.model.hp.n_vocab as usize;
     if reader.n_vocab() as usize != n_vocab {
-        bail!("{} was saved with a vocabulary of {} tokens; this model has {n_vocab}", base.display(), reader.n_vocab());
+        bail!(
+            "{} was saved with a vocabulary of {} tokens; this model has {n_vocab}",
+            base.display(),
+            reader.n_vocab()
+        );
     }
     let n_chunk = (reader.n_chunk() as usize).min(a.chunks.unwrap_or(usize::MAX));
     let mut session = load::session(&loaded, &cfg)?;
     let (first, scored) = (first_scored(n_ctx), scored_per_chunk(n_ctx));
-    eprintln!("kl-divergence: {n_chunk} chunks of {n_ctx} from {}", base.display());
+    eprintln!(
+        "kl-divergence: {n_chunk} chunks of {n_ctx} from {}",
+        base.display()
+    );
     let mut kld = KldAccumulator::new();
     let t0 = Instant::now();
     for c in 0..n_chunk {

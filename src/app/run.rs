@@ -32,14 +32,20 @@ fn read_prompt(a: &RunArgs) -> Result<String> {
         return Ok(p.clone());
     }
     if let Some(f) = &a.file {
-        return std::fs::read_to_string(f).with_context(|| format!("reading the prompt file {}", f.display()));
+        return std::fs::read_to_string(f)
+            .with_context(|| format!("reading the prompt file {}", f.display()));
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return Err(UsageError("no prompt: give -p TEXT, -f FILE, or pipe text on stdin".into()).into());
+        return Err(
+            UsageError("no prompt: give -p TEXT, -f FILE, or pipe text on stdin".into()).into(),
+        );
     }
     let mut s = String::new();
-    stdin.lock().read_to_string(&mut s).context("reading the prompt from stdin")?;
+    stdin
+        .lock()
+        .read_to_string(&mut s)
+        .context("reading the prompt from stdin")?;
     Ok(s)
 }
 
@@ -47,18 +53,28 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let cfg = ModelConfig::from_args(&a.model, DEFAULT_CTX)?;
     let prompt = read_prompt(a)?;
     let loaded = super::load::load(&cfg)?;
-    let cfg = ModelConfig { n_ctx: cfg.n_ctx.min(loaded.model.hp.n_ctx_train.max(1)), ..cfg };
+    let cfg = ModelConfig {
+        n_ctx: cfg.n_ctx.min(loaded.model.hp.n_ctx_train.max(1)),
+        ..cfg
+    };
     let mut session = super::load::session(&loaded, &cfg)?;
     let tok = &loaded.tokenizer;
     let ids = tok.encode(&prompt, true, !a.no_parse_special);
     let mut sampler = Sampler::new(sampling_params(&a.sampling));
-    log::info!("prompt: {} tokens; sampling seed {}", ids.len(), sampler.seed());
+    log::info!(
+        "prompt: {} tokens; sampling seed {}",
+        ids.len(),
+        sampler.seed()
+    );
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut decoder = StreamDecoder::new(a.special);
     let mut write_err = None;
-    let params = GenerateParams { n_predict: a.n_predict, ignore_eos: a.ignore_eos };
+    let params = GenerateParams {
+        n_predict: a.n_predict,
+        ignore_eos: a.ignore_eos,
+    };
     let (stop, timings) = generate(&mut session, tok, &mut sampler, &ids, params, |id| {
         let text = decoder.push(tok, id);
         match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
@@ -73,14 +89,20 @@ pub fn run(a: &RunArgs) -> Result<()> {
         return Err(e).context("writing to stdout");
     }
     let tail = decoder.flush();
-    out.write_all(tail.as_bytes()).and_then(|_| out.flush()).context("writing to stdout")?;
+    out.write_all(tail.as_bytes())
+        .and_then(|_| out.flush())
+        .context("writing to stdout")?;
     drop(out);
     if stop == StopReason::ContextFull {
         log::warn!("stopped: the context of {} tokens is full", session.n_ctx());
     }
     if !a.no_perf {
         eprintln!();
-        eprintln!("ember: load: {:.1} ms | {}", loaded.load_time.as_secs_f64() * 1e3, timings.report());
+        eprintln!(
+            "ember: load: {:.1} ms | {}",
+            loaded.load_time.as_secs_f64() * 1e3,
+            timings.report()
+        );
     }
     Ok(())
 }

@@ -32,7 +32,9 @@ pub struct ModelConfig {
 }
 
 /// KV cache types users may choose.
-pub const CACHE_TYPES: &[&str] = &["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"];
+pub const CACHE_TYPES: &[&str] = &[
+    "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl",
+];
 
 pub fn cache_type(flag: &str, name: &str) -> Result<Type, UsageError> {
     let ty = match name.to_ascii_lowercase().as_str() {
@@ -45,7 +47,12 @@ pub fn cache_type(flag: &str, name: &str) -> Result<Type, UsageError> {
         "q5_0" => Type::Q5_0,
         "q5_1" => Type::Q5_1,
         "iq4_nl" => Type::IQ4_NL,
-        _ => return Err(UsageError(format!("{flag}: unknown cache type '{name}' (choose from {})", CACHE_TYPES.join(", ")))),
+        _ => {
+            return Err(UsageError(format!(
+                "{flag}: unknown cache type '{name}' (choose from {})",
+                CACHE_TYPES.join(", ")
+            )))
+        }
     };
     Ok(ty)
 }
@@ -70,12 +77,16 @@ impl ModelConfig {
             FlashAttn::Off => false,
         };
         if a.ubatch_size == 0 || a.batch_size == 0 {
-            return Err(UsageError("--batch-size and --ubatch-size must be positive".into()));
+            return Err(UsageError(
+                "--batch-size and --ubatch-size must be positive".into(),
+            ));
         }
         let n_threads = match a.threads {
             Some(0) => return Err(UsageError("--threads must be at least 1".into())),
             Some(t) => t,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(4),
         };
         Ok(ModelConfig {
             path,
@@ -86,7 +97,10 @@ impl ModelConfig {
             type_k,
             type_v,
             flash_attn,
-            load: LoadOptions { mmap: !a.no_mmap, repack: !a.no_repack },
+            load: LoadOptions {
+                mmap: !a.no_mmap,
+                repack: !a.no_repack,
+            },
             mlock: a.mlock,
             verbose: a.verbose,
         })

@@ -30,7 +30,9 @@ pub fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
             continue;
         }
         let (flag, value) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with('-') && !f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            Some((f, v)) if f.starts_with('-') && !f.starts_with("--") => {
+                (f.to_string(), Some(v.to_string()))
+            }
             _ => (a.clone(), None),
         };
         match LLAMA_SHORT_FLAGS.iter().find(|(s, _)| *s == flag) {
@@ -56,8 +58,18 @@ mod tests {
     fn multi_letter_short_flags_become_long() {
         assert_eq!(
             normalize_args(v(&["ember", "-ctk", "q8_0", "-fa=on", "-p", "-ctv"])),
-            v(&["ember", "--cache-type-k", "q8_0", "--flash-attn=on", "-p", "--cache-type-v"])
+            v(&[
+                "ember",
+                "--cache-type-k",
+                "q8_0",
+                "--flash-attn=on",
+                "-p",
+                "--cache-type-v"
+            ])
         );
-        assert_eq!(normalize_args(v(&["ember", "--", "-ctk"])), v(&["ember", "--", "-ctk"]));
+        assert_eq!(
+            normalize_args(v(&["ember", "--", "-ctk"])),
+            v(&["ember", "--", "-ctk"])
+        );
     }
 }

@@ -40,7 +40,13 @@ pub struct Timings {
 
 impl Timings {
     pub fn report(&self) -> String {
-        let rate = |n: usize, d: Duration| if d.as_secs_f64() > 0.0 { n as f64 / d.as_secs_f64() } else { 0.0 };
+        let rate = |n: usize, d: Duration| {
+            if d.as_secs_f64() > 0.0 {
+                n as f64 / d.as_secs_f64()
+            } else {
+                0.0
+            }
+        };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let decode_tokens = self.generated.saturating_sub(1);
         format!(
@@ -80,9 +86,15 @@ pub fn generate(
     }
     let n_ctx = session.n_ctx();
     if session.n_past() as usize + prompt.len() > n_ctx as usize {
-        return Err(GenerateError::PromptTooLong { prompt: prompt.len(), n_ctx });
+        return Err(GenerateError::PromptTooLong {
+            prompt: prompt.len(),
+            n_ctx,
+        });
     }
-    let mut t = Timings { prompt_tokens: prompt.len(), ..Timings::default() };
+    let mut t = Timings {
+        prompt_tokens: prompt.len(),
+        ..Timings::default()
+    };
     for &id in prompt {
         sampler.accept(id);
     }

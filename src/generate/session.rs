@@ -1,7 +1,7 @@
 //! An evaluation session: a model, its KV cache and a scheduler. Feeds token batches through
 //! the forward graph in micro-batches and returns the logits that were asked for.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use crate::ggml::{Backend, Context, GgmlError, Sched, Type};
 use crate::kv::{ContextFull, KvCache, KvError, KvShape};
@@ -48,13 +48,13 @@ pub struct Session {
     sched: Sched,
     backend: Backend,
     kv: KvCache,
-    model: Arc<Model>,
+    model: Rc<Model>,
     params: SessionParams,
     logits: Vec<f32>,
 }
 
 impl Session {
-    pub fn new(model: Arc<Model>, params: SessionParams) -> Result<Session, EvalError> {
+    pub fn new(model: Rc<Model>, params: SessionParams) -> Result<Session, EvalError> {
         let hp = &model.hp;
         let shape = KvShape {
             n_layer: hp.n_layer,
@@ -62,10 +62,23 @@ impl Session {
             head_dim_v: hp.head_dim_v,
             n_head_kv: hp.n_head_kv,
         };
-        let kv = KvCache::new(&shape, params.n_ctx, params.type_k, params.type_v, !params.flash_attn)?;
+        let kv = KvCache::new(
+            &shape,
+            params.n_ctx,
+            params.type_k,
+            params.type_v,
+            !params.flash_attn,
+        )?;
         let backend = Backend::cpu(params.n_threads)?;
         let sched = Sched::new(&[&backend], model.graph_size())?;
-        let mut s = Session { sched, backend, kv, model, params, logits: Vec::new() };
+        let mut s = Session {
+            sched,
+            backend,
+            kv,
+            model,
+            params,
+            logits: Vec::new(),
+        };
         s.reserve()?;
         Ok(s)
     }
@@ -74,7 +87,15 @@ impl Session {
     fn reserve(&mut self) -> Result<(), EvalError> {
         let n = self.params.n_ubatch.min(self.params.n_ctx) as usize;
         let ctx = Context::new(self.model.graph_size() + 16, self.model.graph_size())?;
-        let mut b = Self::builder(&ctx, &self.model, &self.kv, self.params.flash_attn, n, self.kv.size(), n);
+        let mut b = Self::builder(
+            &ctx,
+            &self.model,
+            &self.kv,
+            self.params.flash_attn,
+            n,
+            self.kv.size(),
+            n,
+        );
         let _ = self.model.arch.build(&mut b);
         self.sched.reserve(&b.graph)?;
         Ok(())
@@ -89,10 +110,20 @@ impl Session {
         n_kv: u32,
         n_outputs: usize,
     ) -> Builder<'g> {
-        Builder::new(ctx, model, kv, n_tokens, n_kv, n_outputs, flash_attn, model.arch.has_swa(), model.graph_size())
+        Builder::new(
+            ctx,
+            model,
+            kv,
+            n_tokens,
+            n_kv,
+            n_outputs,
+            flash_attn,
+            model.arch.has_swa(),
+            model.graph_size(),
+        )
     }
 
-    pub fn model(&self) -> &Arc<Model> {
+    pub fn model(&self) -> &Rc<Model> {
         &self.model
     }
 
@@ -134,7 +165,12 @@ impl Session {
             return Err(EvalError::BadToken { id, n_vocab });
         }
         if self.kv.cells.used() as usize + tokens.len() > self.kv.size() as usize {
-            return Err(ContextFull { used: self.kv.cells.used(), size: self.kv.size(), wanted: tokens.len() as u32 }.into());
+            return Err(ContextFull {
+                used: self.kv.cells.used(),
+                size: self.kv.size(),
+                wanted: tokens.len() as u32,
+            }
+            .into());
         }
         self.logits.clear();
         let ub = self.params.n_ubatch.max(1) as usize;
@@ -162,7 +198,15 @@ impl Session {
         let n_kv = self.kv.cells.n_kv();
         let ctx = Context::new(self.model.graph_size() + 16, self.model.graph_size())?;
         let n_vocab = self.model.hp.n_vocab as usize;
-        let mut b = Self::builder(&ctx, &self.model, &self.kv, self.params.flash_attn, tokens.len(), n_kv, rows.len());
+        let mut b = Self::builder(
+            &ctx,
+            &self.model,
+            &self.kv,
+            self.params.flash_attn,
+            tokens.len(),
+            n_kv,
+            rows.len(),
+        );
         let logits_t = self.model.arch.build(&mut b);
         let inputs = BatchInputs::new(tokens, p0, n_kv, &self.kv, self.model.hp.n_embd_v_gqa());
         let (graph, inp) = (b.graph, b.inp);
@@ -219,10 +263,19 @@ impl BatchInputs {
         } else {
             k_idxs.clone()
         };
-        BatchInputs { tokens: tokens.iter().map(|&t| t as i32).collect(), pos, mask, k_idxs, v_idxs }
+        BatchInputs {
+            tokens: tokens.iter().map(|&t| t as i32).collect(),
+            pos,
+            mask,
+            k_idxs,
+            v_idxs,
+        }
     }
 
     fn mask_f16(&self) -> Vec<u16> {
-        self.mask.iter().map(|&m| if m == 0.0 { 0x0000 } else { 0xFC00 }).collect()
+        self.mask
+            .iter()
+            .map(|&m| if m == 0.0 { 0x0000 } else { 0xFC00 })
+            .collect()
     }
 }

@@ -80,7 +80,9 @@ impl BufferType {
     pub fn cpu() -> BufferType {
         // SAFETY: returns a pointer to a static descriptor.
         let raw = unsafe { sys::ggml_backend_cpu_buffer_type() };
-        BufferType { raw: NonNull::new(raw).expect("CPU buffer type") }
+        BufferType {
+            raw: NonNull::new(raw).expect("CPU buffer type"),
+        }
     }
 
     /// The CPU backend's extra buffer types (weight repacking, AMX, ...).
@@ -101,7 +103,9 @@ impl BufferType {
             if let Some(f) = f {
                 let mut p = f(dev);
                 while !p.is_null() && !(*p).is_null() {
-                    out.push(BufferType { raw: NonNull::new_unchecked(*p) });
+                    out.push(BufferType {
+                        raw: NonNull::new_unchecked(*p),
+                    });
                     p = p.add(1);
                 }
             }
@@ -111,7 +115,9 @@ impl BufferType {
 
     /// The CPU weight-repacking buffer type, if this ggml build has one.
     pub fn cpu_repack() -> Option<BufferType> {
-        Self::cpu_extra().into_iter().find(|b| b.name() == "CPU_REPACK")
+        Self::cpu_extra()
+            .into_iter()
+            .find(|b| b.name() == "CPU_REPACK")
     }
 
     pub fn name(&self) -> String {
@@ -123,7 +129,9 @@ impl BufferType {
     /// [ne0, ne1] stored in this buffer type? This asks ggml itself, the way llama.cpp decides
     /// which weights to repack.
     pub fn cpu_supports_mul_mat(&self, ty: Type, ne0: i64, ne1: i64) -> bool {
-        let Ok(ctx) = Context::new(4, 0) else { return false };
+        let Ok(ctx) = Context::new(4, 0) else {
+            return false;
+        };
         let w = ctx.new_tensor(ty, &[ne0, ne1]);
         let x = ctx.new_tensor(Type::F32, &[ne0, 512]);
         let op = ctx.mul_mat(w, x);
@@ -194,16 +202,28 @@ impl Context {
     /// Returns the bytes allocated (0 when nothing was left to allocate).
     pub fn alloc_tensors(&self, buft: BufferType, weights: bool) -> Result<usize, GgmlError> {
         // SAFETY: live context and static buffer type; the size query has no side effects.
-        let need = unsafe { sys::ggml_backend_alloc_ctx_tensors_from_buft_size(self.as_ptr(), buft.raw.as_ptr()) };
+        let need = unsafe {
+            sys::ggml_backend_alloc_ctx_tensors_from_buft_size(self.as_ptr(), buft.raw.as_ptr())
+        };
         if need == 0 {
             return Ok(0);
         }
         // SAFETY: as above; returns null on failure. The buffer is stored in the context.
-        let raw = unsafe { sys::ggml_backend_alloc_ctx_tensors_from_buft(self.as_ptr(), buft.raw.as_ptr()) };
-        let raw = NonNull::new(raw).ok_or(GgmlError::BufferAlloc { what: buft.name(), bytes: need })?;
+        let raw = unsafe {
+            sys::ggml_backend_alloc_ctx_tensors_from_buft(self.as_ptr(), buft.raw.as_ptr())
+        };
+        let raw = NonNull::new(raw).ok_or(GgmlError::BufferAlloc {
+            what: buft.name(),
+            bytes: need,
+        })?;
         if weights {
             // SAFETY: live buffer.
-            unsafe { sys::ggml_backend_buffer_set_usage(raw.as_ptr(), sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS) };
+            unsafe {
+                sys::ggml_backend_buffer_set_usage(
+                    raw.as_ptr(),
+                    sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS,
+                )
+            };
         }
         let buf = Buffer { raw, _host: None };
         let size = buf.size();
@@ -216,28 +236,50 @@ impl Context {
     pub fn attach_host_memory(&self, mem: HostMemory) -> Result<usize, GgmlError> {
         let bytes: &[u8] = (*mem).as_ref();
         let (ptr, len) = (bytes.as_ptr(), bytes.len());
-        if (ptr as usize) % 64 != 0 {
-            return Err(GgmlError::BufferAlloc { what: "host (misaligned)".into(), bytes: len });
+        if !(ptr as usize).is_multiple_of(64) {
+            return Err(GgmlError::BufferAlloc {
+                what: "host (misaligned)".into(),
+                bytes: len,
+            });
         }
         // SAFETY: `ptr..ptr+len` is valid for as long as `mem` lives, and `mem` is stored next to
         // the buffer (dropped after it). ggml only reads weight buffers.
         let raw = unsafe { sys::ggml_backend_cpu_buffer_from_ptr(ptr as *mut _, len) };
-        let raw = NonNull::new(raw).ok_or(GgmlError::BufferAlloc { what: "host".into(), bytes: len })?;
+        let raw = NonNull::new(raw).ok_or(GgmlError::BufferAlloc {
+            what: "host".into(),
+            bytes: len,
+        })?;
         // SAFETY: live buffer.
-        unsafe { sys::ggml_backend_buffer_set_usage(raw.as_ptr(), sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS) };
+        unsafe {
+            sys::ggml_backend_buffer_set_usage(raw.as_ptr(), sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS)
+        };
         let mut list = self.buffers().list.lock().unwrap();
-        list.push(Buffer { raw, _host: Some(mem) });
+        list.push(Buffer {
+            raw,
+            _host: Some(mem),
+        });
         Ok(list.len() - 1)
     }
 
     /// Point tensor `t` (of this context) at byte `offset` of attached host memory `region`.
-    pub fn place_in_host(&self, t: Tensor<'_>, region: usize, offset: usize) -> Result<(), GgmlError> {
+    pub fn place_in_host(
+        &self,
+        t: Tensor<'_>,
+        region: usize,
+        offset: usize,
+    ) -> Result<(), GgmlError> {
         let list = self.buffers().list.lock().unwrap();
-        let buf = list.get(region).ok_or_else(|| GgmlError::Tensor { name: t.name(), msg: "no such host region".into() })?;
+        let buf = list.get(region).ok_or_else(|| GgmlError::Tensor {
+            name: t.name(),
+            msg: "no such host region".into(),
+        })?;
         let size = buf.size();
         let end = offset.checked_add(t.nbytes());
         if end.is_none_or(|e| e > size) || t.is_allocated() {
-            return Err(GgmlError::Tensor { name: t.name(), msg: format!("cannot place at offset {offset} of {size} bytes") });
+            return Err(GgmlError::Tensor {
+                name: t.name(),
+                msg: format!("cannot place at offset {offset} of {size} bytes"),
+            });
         }
         // SAFETY: the tensor's bytes [offset, offset+nbytes) lie inside the buffer (checked) and
         // the tensor is not yet allocated; base + offset stays inside the same allocation.
@@ -246,14 +288,23 @@ impl Context {
             sys::ggml_backend_tensor_alloc(buf.raw.as_ptr(), t.as_ptr(), base.add(offset).cast())
         };
         if st != sys::GGML_STATUS_SUCCESS {
-            return Err(GgmlError::Tensor { name: t.name(), msg: format!("ggml_backend_tensor_alloc failed ({st})") });
+            return Err(GgmlError::Tensor {
+                name: t.name(),
+                msg: format!("ggml_backend_tensor_alloc failed ({st})"),
+            });
         }
         Ok(())
     }
 
     /// Total bytes of the buffers owned by this context, by buffer name.
     pub fn buffer_sizes(&self) -> Vec<(String, usize)> {
-        self.buffers().list.lock().unwrap().iter().map(|b| (b.name(), b.size())).collect()
+        self.buffers()
+            .list
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| (b.name(), b.size()))
+            .collect()
     }
 
     /// Fill every buffer of this context with `value` (e.g. zero a fresh KV cache).
@@ -272,7 +323,8 @@ pub struct Sched {
 impl Sched {
     /// A scheduler over `backends` (the CPU last) for graphs of up to `graph_size` nodes.
     pub fn new(backends: &[&Backend], graph_size: usize) -> Result<Sched, GgmlError> {
-        let mut raw_backends: Vec<sys::ggml_backend_t> = backends.iter().map(|b| b.raw.as_ptr()).collect();
+        let mut raw_backends: Vec<sys::ggml_backend_t> =
+            backends.iter().map(|b| b.raw.as_ptr()).collect();
         // SAFETY: the backends are live and outlive the scheduler (callers keep them in the same
         // owning struct, declared after the scheduler so it drops first); null bufts = defaults.
         let raw = unsafe {
@@ -285,7 +337,9 @@ impl Sched {
                 false,
             )
         };
-        NonNull::new(raw).map(|raw| Sched { raw }).ok_or_else(|| GgmlError::BackendInit("scheduler".into()))
+        NonNull::new(raw)
+            .map(|raw| Sched { raw })
+            .ok_or_else(|| GgmlError::BackendInit("scheduler".into()))
     }
 
     /// Pre-allocate compute buffers for a worst-case graph.

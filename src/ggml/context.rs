@@ -43,12 +43,26 @@ impl Context {
         // SAFETY: pure size computations in ggml.
         let mem = unsafe {
             n_tensors * sys::ggml_tensor_overhead()
-                + if graph_size > 0 { sys::ggml_graph_overhead_custom(graph_size, false) } else { 0 }
+                + if graph_size > 0 {
+                    sys::ggml_graph_overhead_custom(graph_size, false)
+                } else {
+                    0
+                }
         } + 1024;
-        let params = sys::ggml_init_params { mem_size: mem, mem_buffer: std::ptr::null_mut(), no_alloc: true };
+        let params = sys::ggml_init_params {
+            mem_size: mem,
+            mem_buffer: std::ptr::null_mut(),
+            no_alloc: true,
+        };
         // SAFETY: ggml allocates `mem` bytes itself (mem_buffer is null) and returns null on failure.
         let raw = unsafe { sys::ggml_init(params) };
-        NonNull::new(raw).map(|raw| Context { raw, buffers: ContextBuffers::default(), id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed) }).ok_or(GgmlError::ContextAlloc(mem))
+        NonNull::new(raw)
+            .map(|raw| Context {
+                raw,
+                buffers: ContextBuffers::default(),
+                id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
+            })
+            .ok_or(GgmlError::ContextAlloc(mem))
     }
 
     pub(super) fn as_ptr(&self) -> *mut sys::ggml_context {
@@ -61,7 +75,11 @@ impl Context {
 
     fn wrap(&self, t: *mut sys::ggml_tensor) -> Tensor<'_> {
         // ggml aborts rather than returning null when a context is full, so null is a bug.
-        Tensor { raw: NonNull::new(t).expect("ggml returned a null tensor"), ctx_id: self.id, _ctx: PhantomData }
+        Tensor {
+            raw: NonNull::new(t).expect("ggml returned a null tensor"),
+            ctx_id: self.id,
+            _ctx: PhantomData,
+        }
     }
 
     /// A new tensor of type `ty` with up to 4 dimensions (`ne[0]` first).
@@ -83,8 +101,14 @@ impl Context {
 
     /// A handle to `t`, a tensor of this context.
     pub fn handle(&self, t: Tensor<'_>) -> TensorHandle {
-        assert_eq!(t.ctx_id, self.id, "handle() of a tensor from another context");
-        TensorHandle { ptr: t.raw, ctx_id: self.id }
+        assert_eq!(
+            t.ctx_id, self.id,
+            "handle() of a tensor from another context"
+        );
+        TensorHandle {
+            ptr: t.raw,
+            ctx_id: self.id,
+        }
     }
 
     /// Whether `h` refers to a tensor of this context.
@@ -94,15 +118,25 @@ impl Context {
 
     /// The tensor behind `h`. Panics if `h` was made by another context (a programming error).
     pub fn get(&self, h: TensorHandle) -> Tensor<'_> {
-        assert_eq!(h.ctx_id, self.id, "tensor handle used with the wrong context");
-        Tensor { raw: h.ptr, ctx_id: self.id, _ctx: PhantomData }
+        assert_eq!(
+            h.ctx_id, self.id,
+            "tensor handle used with the wrong context"
+        );
+        Tensor {
+            raw: h.ptr,
+            ctx_id: self.id,
+            _ctx: PhantomData,
+        }
     }
 
     /// A graph with room for `size` nodes, allocated in this context.
     pub fn new_graph(&self, size: usize) -> Graph<'_> {
         // SAFETY: live context; ggml aborts if the context lacks room (sized in `new`).
         let g = unsafe { sys::ggml_new_graph_custom(self.as_ptr(), size, false) };
-        Graph { raw: NonNull::new(g).expect("ggml returned a null graph"), _ctx: PhantomData }
+        Graph {
+            raw: NonNull::new(g).expect("ggml returned a null graph"),
+            _ctx: PhantomData,
+        }
     }
 }
 
@@ -157,7 +191,11 @@ impl<'ctx> Tensor<'ctx> {
 
     pub fn name(&self) -> String {
         let name = &self.header().name;
-        let bytes: Vec<u8> = name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let bytes: Vec<u8> = name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
@@ -194,13 +232,19 @@ impl<'ctx> Tensor<'ctx> {
 
     fn check_io(&self, offset: usize, len: usize) -> Result<(), GgmlError> {
         if !self.is_allocated() {
-            return Err(GgmlError::Tensor { name: self.name(), msg: "not allocated".into() });
+            return Err(GgmlError::Tensor {
+                name: self.name(),
+                msg: "not allocated".into(),
+            });
         }
         match offset.checked_add(len) {
             Some(end) if end <= self.nbytes() => Ok(()),
             _ => Err(GgmlError::Tensor {
                 name: self.name(),
-                msg: format!("access of {len} bytes at {offset} exceeds its {} bytes", self.nbytes()),
+                msg: format!(
+                    "access of {len} bytes at {offset} exceeds its {} bytes",
+                    self.nbytes()
+                ),
             }),
         }
     }
@@ -210,7 +254,9 @@ impl<'ctx> Tensor<'ctx> {
         self.check_io(offset, data.len())?;
         // SAFETY: the tensor is allocated in a backend buffer and [offset, offset+len) lies inside
         // its data (checked above); `data` is a valid readable slice.
-        unsafe { sys::ggml_backend_tensor_set(self.as_ptr(), data.as_ptr().cast(), offset, data.len()) };
+        unsafe {
+            sys::ggml_backend_tensor_set(self.as_ptr(), data.as_ptr().cast(), offset, data.len())
+        };
         Ok(())
     }
 
@@ -230,7 +276,10 @@ impl<'ctx> Tensor<'ctx> {
     pub fn write_i64(&self, data: &[i64]) -> Result<(), GgmlError> {
         let ty = self.ty();
         if ty.raw() != 27 {
-            return Err(GgmlError::Tensor { name: self.name(), msg: format!("is {ty}, not i64") });
+            return Err(GgmlError::Tensor {
+                name: self.name(),
+                msg: format!("is {ty}, not i64"),
+            });
         }
         let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.write_bytes(0, &bytes)
@@ -238,7 +287,10 @@ impl<'ctx> Tensor<'ctx> {
 
     fn write_plain<T: Copy>(&self, data: &[T], want: Type) -> Result<(), GgmlError> {
         if self.ty() != want {
-            return Err(GgmlError::Tensor { name: self.name(), msg: format!("is {}, not {want}", self.ty()) });
+            return Err(GgmlError::Tensor {
+                name: self.name(),
+                msg: format!("is {}, not {want}", self.ty()),
+            });
         }
         let len = std::mem::size_of_val(data);
         self.check_io(0, len)?;
@@ -251,14 +303,19 @@ impl<'ctx> Tensor<'ctx> {
     /// Read f32 values starting at element `first` into `out`.
     pub fn read_f32(&self, first: usize, out: &mut [f32]) -> Result<(), GgmlError> {
         if self.ty() != Type::F32 {
-            return Err(GgmlError::Tensor { name: self.name(), msg: format!("is {}, not f32", self.ty()) });
+            return Err(GgmlError::Tensor {
+                name: self.name(),
+                msg: format!("is {}, not f32", self.ty()),
+            });
         }
         let offset = first * 4;
         let len = std::mem::size_of_val(out);
         self.check_io(offset, len)?;
         // SAFETY: allocated f32 tensor, [offset, offset+len) inside its data (checked); `out`
         // is a valid writable slice of f32, for which every bit pattern is valid.
-        unsafe { sys::ggml_backend_tensor_get(self.as_ptr(), out.as_mut_ptr().cast(), offset, len) };
+        unsafe {
+            sys::ggml_backend_tensor_get(self.as_ptr(), out.as_mut_ptr().cast(), offset, len)
+        };
         Ok(())
     }
 }
@@ -289,7 +346,10 @@ impl Graph<'_> {
 /// Graph operations. Each returns a new tensor header in `self` (the graph's context); inputs
 /// may live in other contexts that outlive it (weights, KV cache).
 impl Context {
-    fn op<'a>(&'a self, f: impl FnOnce(*mut sys::ggml_context) -> *mut sys::ggml_tensor) -> Tensor<'a> {
+    fn op<'a>(
+        &'a self,
+        f: impl FnOnce(*mut sys::ggml_context) -> *mut sys::ggml_tensor,
+    ) -> Tensor<'a> {
         self.wrap(f(self.as_ptr()))
     }
 
@@ -372,7 +432,13 @@ impl Context {
     }
 
     /// A view of `a` with sizes `ne`, byte strides `nb` (one fewer than `ne`) and byte `offset`.
-    pub fn view<'a>(&'a self, a: Tensor<'a>, ne: &[i64], nb: &[usize], offset: usize) -> Tensor<'a> {
+    pub fn view<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        ne: &[i64],
+        nb: &[usize],
+        offset: usize,
+    ) -> Tensor<'a> {
         let p = a.as_ptr();
         // SAFETY: see `add`; ggml asserts that the view lies inside the viewed tensor.
         self.op(|c| unsafe {
@@ -380,8 +446,14 @@ impl Context {
                 ([x], []) => sys::ggml_view_1d(c, p, *x, offset),
                 ([x, y], [n1]) => sys::ggml_view_2d(c, p, *x, *y, *n1, offset),
                 ([x, y, z], [n1, n2]) => sys::ggml_view_3d(c, p, *x, *y, *z, *n1, *n2, offset),
-                ([x, y, z, w], [n1, n2, n3]) => sys::ggml_view_4d(c, p, *x, *y, *z, *w, *n1, *n2, *n3, offset),
-                _ => panic!("view: {} sizes need {} strides", ne.len(), ne.len().saturating_sub(1)),
+                ([x, y, z, w], [n1, n2, n3]) => {
+                    sys::ggml_view_4d(c, p, *x, *y, *z, *w, *n1, *n2, *n3, offset)
+                }
+                _ => panic!(
+                    "view: {} sizes need {} strides",
+                    ne.len(),
+                    ne.len().saturating_sub(1)
+                ),
             }
         })
     }
@@ -408,7 +480,12 @@ impl Context {
         self.op(|c| unsafe { sys::ggml_set_rows(c, dst.as_ptr(), src.as_ptr(), idx.as_ptr()) })
     }
 
-    pub fn soft_max_ext<'a>(&'a self, a: Tensor<'a>, mask: Option<Tensor<'a>>, scale: f32) -> Tensor<'a> {
+    pub fn soft_max_ext<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        mask: Option<Tensor<'a>>,
+        scale: f32,
+    ) -> Tensor<'a> {
         let m = mask.map_or(std::ptr::null_mut(), |m| m.as_ptr());
         // SAFETY: see `add`; a null mask is allowed by ggml.
         self.op(|c| unsafe { sys::ggml_soft_max_ext(c, a.as_ptr(), m, scale, 0.0) })
@@ -435,8 +512,19 @@ impl Context {
         // SAFETY: see `add`; null frequency factors are allowed by ggml.
         self.op(|c| unsafe {
             sys::ggml_rope_ext(
-                c, a.as_ptr(), pos.as_ptr(), ff, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor,
-                attn_factor, beta_fast, beta_slow,
+                c,
+                a.as_ptr(),
+                pos.as_ptr(),
+                ff,
+                n_dims,
+                mode,
+                n_ctx_orig,
+                freq_base,
+                freq_scale,
+                ext_factor,
+                attn_factor,
+                beta_fast,
+                beta_slow,
             )
         })
     }
@@ -454,7 +542,16 @@ impl Context {
         let m = mask.map_or(std::ptr::null_mut(), |m| m.as_ptr());
         // SAFETY: see `add`.
         let t = self.op(|c| unsafe {
-            sys::ggml_flash_attn_ext(c, q.as_ptr(), k.as_ptr(), v.as_ptr(), m, scale, 0.0, softcap)
+            sys::ggml_flash_attn_ext(
+                c,
+                q.as_ptr(),
+                k.as_ptr(),
+                v.as_ptr(),
+                m,
+                scale,
+                0.0,
+                softcap,
+            )
         });
         self.set_prec_f32(t);
         t

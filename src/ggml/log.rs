@@ -2,7 +2,11 @@
 
 use std::ffi::{c_char, c_void, CStr};
 
-unsafe extern "C" fn on_log(level: ggml_sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+unsafe extern "C" fn on_log(
+    level: ggml_sys::ggml_log_level,
+    text: *const c_char,
+    _user: *mut c_void,
+) {
     if text.is_null() {
         return;
     }

@@ -21,7 +21,11 @@ impl Type {
     /// The type with ggml enum value `v`, if ggml knows it (removed values are rejected).
     pub fn from_raw(v: u32) -> Option<Type> {
         let t = i32::try_from(v).ok()?;
-        if t >= ggml_sys::GGML_TYPE_COUNT || (4..=5).contains(&t) || (31..=33).contains(&t) || (36..=38).contains(&t) {
+        if t >= ggml_sys::GGML_TYPE_COUNT
+            || (4..=5).contains(&t)
+            || (31..=33).contains(&t)
+            || (36..=38).contains(&t)
+        {
             return None;
         }
         Some(Type(t))

@@ -43,7 +43,11 @@ impl Cells {
                 self.used = end;
                 Ok(first)
             }
-            _ => Err(ContextFull { used: self.used, size: self.size, wanted: n }),
+            _ => Err(ContextFull {
+                used: self.used,
+                size: self.size,
+                wanted: n,
+            }),
         }
     }
 
@@ -76,7 +80,14 @@ mod tests {
         assert_eq!(c.used(), 15);
         c.truncate(12);
         assert_eq!(c.append(1), Ok(12));
-        assert_eq!(c.append(600), Err(ContextFull { used: 13, size: 512, wanted: 600 }));
+        assert_eq!(
+            c.append(600),
+            Err(ContextFull {
+                used: 13,
+                size: 512,
+                wanted: 600
+            })
+        );
         c.clear();
         assert_eq!(c.used(), 0);
     }

@@ -32,8 +32,15 @@ pub struct KvCache {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
-    #[error("{which} cache type {ty}: its block of {block} values does not divide the head size {head}")]
-    BlockSize { which: &'static str, ty: Type, block: i64, head: u32 },
+    #[error(
+        "{which} cache type {ty}: its block of {block} values does not divide the head size {head}"
+    )]
+    BlockSize {
+        which: &'static str,
+        ty: Type,
+        block: i64,
+        head: u32,
+    },
     #[error(transparent)]
     Ggml(#[from] GgmlError),
 }
@@ -48,20 +55,41 @@ pub struct KvShape {
 }
 
 impl KvCache {
-    pub fn new(shape: &KvShape, size: u32, type_k: Type, type_v: Type, v_trans: bool) -> Result<KvCache, KvError> {
-        for (which, ty, head) in [("K", type_k, shape.head_dim_k), ("V", type_v, shape.head_dim_v)] {
+    pub fn new(
+        shape: &KvShape,
+        size: u32,
+        type_k: Type,
+        type_v: Type,
+        v_trans: bool,
+    ) -> Result<KvCache, KvError> {
+        for (which, ty, head) in [
+            ("K", type_k, shape.head_dim_k),
+            ("V", type_v, shape.head_dim_v),
+        ] {
             let block = ty.block_size();
             if block <= 0 || head as i64 % block != 0 {
-                return Err(KvError::BlockSize { which, ty, block, head });
+                return Err(KvError::BlockSize {
+                    which,
+                    ty,
+                    block,
+                    head,
+                });
             }
         }
         let ctx = Context::new(2 * shape.n_layer as usize, 0)?;
-        let (ek, ev) = ((shape.head_dim_k * shape.n_head_kv) as i64, (shape.head_dim_v * shape.n_head_kv) as i64);
+        let (ek, ev) = (
+            (shape.head_dim_k * shape.n_head_kv) as i64,
+            (shape.head_dim_v * shape.n_head_kv) as i64,
+        );
         let mut k = Vec::new();
         let mut v = Vec::new();
         for il in 0..shape.n_layer {
-            let kt = ctx.new_tensor(type_k, &[ek, size as i64]).set_name(&format!("cache_k_l{il}"));
-            let vt = ctx.new_tensor(type_v, &[ev, size as i64]).set_name(&format!("cache_v_l{il}"));
+            let kt = ctx
+                .new_tensor(type_k, &[ek, size as i64])
+                .set_name(&format!("cache_k_l{il}"));
+            let vt = ctx
+                .new_tensor(type_v, &[ev, size as i64])
+                .set_name(&format!("cache_v_l{il}"));
             k.push(ctx.handle(kt));
             v.push(ctx.handle(vt));
         }
@@ -73,7 +101,16 @@ impl KvCache {
         // Stale cells are masked out, but NaN bit patterns times a zero weight would still
         // poison a matrix product: start from zeros as llama.cpp does.
         ctx.clear_buffers(0);
-        Ok(KvCache { ctx, k, v, type_k, type_v, v_trans, cells: Cells::new(size), bytes })
+        Ok(KvCache {
+            ctx,
+            k,
+            v,
+            type_k,
+            type_v,
+            v_trans,
+            cells: Cells::new(size),
+            bytes,
+        })
     }
 
     pub fn ctx(&self) -> &Context {

@@ -116,7 +116,11 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(f: &'a GgufFile, arch: &str) -> Self {
-        Reader { f, arch: arch.to_string(), errors: Vec::new() }
+        Reader {
+            f,
+            arch: arch.to_string(),
+            errors: Vec::new(),
+        }
     }
 
     fn note<T: Default>(&mut self, r: Result<T, MetaError>) -> T {
@@ -181,16 +185,21 @@ pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, Hp
     let n_head = r.u32(Key::HeadCount);
     let n_head_kv = r.opt_u32(Key::HeadCountKv).unwrap_or(n_head);
     let rms_eps = r.f32(Key::RmsEps);
-    let default_head = if n_head > 0 { n_embd / n_head } else { 0 };
+    let default_head = n_embd.checked_div(n_head).unwrap_or(0);
     let head_dim_k = r.opt_u32(Key::KeyLength).unwrap_or(default_head);
     let head_dim_v = r.opt_u32(Key::ValueLength).unwrap_or(default_head);
     let n_rot = r.opt_u32(Key::RopeDimensionCount).unwrap_or(head_dim_k);
     let freq_base = r.opt_f32(Key::RopeFreqBase).unwrap_or(10_000.0);
-    let scaling = r.opt_str(Key::RopeScalingType).unwrap_or_else(|| "none".into());
+    let scaling = r
+        .opt_str(Key::RopeScalingType)
+        .unwrap_or_else(|| "none".into());
     let factor = r.opt_f32(Key::RopeScalingFactor).unwrap_or(0.0);
     let n_ctx_orig = r.opt_u32(Key::RopeScalingOrigCtx).unwrap_or(n_ctx_train);
     let sliding_window = r.opt_u32(Key::SlidingWindow);
-    let vocab_len = f.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as u32);
+    let vocab_len = f
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .map(|a| a.len() as u32);
     let n_vocab = r.opt_u32(Key::VocabSize).or(vocab_len).unwrap_or(0);
 
     let freq_scale = match scaling.as_str() {
@@ -209,12 +218,20 @@ pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, Hp
     let ext_factor = if scaling == "yarn" { 1.0 } else { 0.0 };
     if n_layer == 0 || n_embd == 0 || n_head == 0 {
         // Already reported when missing; a present zero is its own error.
-        for (k, v) in [(Key::BlockCount, n_layer), (Key::EmbeddingLength, n_embd), (Key::HeadCount, n_head)] {
+        for (k, v) in [
+            (Key::BlockCount, n_layer),
+            (Key::EmbeddingLength, n_embd),
+            (Key::HeadCount, n_head),
+        ] {
             if v == 0 && f.get(&k.name(arch)).is_some() {
-                r.push(MetaError::WrongType { key: k.name(arch), expected: "a positive integer", found: "0".into() });
+                r.push(MetaError::WrongType {
+                    key: k.name(arch),
+                    expected: "a positive integer",
+                    found: "0".into(),
+                });
             }
         }
-    } else if n_head_kv == 0 || n_head % n_head_kv != 0 {
+    } else if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
         r.push(MetaError::WrongType {
             key: Key::HeadCountKv.name(arch),
             expected: "a divisor of attention.head_count",
@@ -222,7 +239,9 @@ pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, Hp
         });
     }
     if n_vocab == 0 {
-        r.push(MetaError::Missing { key: "tokenizer.ggml.tokens".into() });
+        r.push(MetaError::Missing {
+            key: "tokenizer.ggml.tokens".into(),
+        });
     }
     r.finish(Hparams {
         arch: arch.to_string(),
@@ -236,7 +255,14 @@ pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, Hp
         head_dim_v,
         n_ff,
         rms_eps,
-        rope: Rope { kind: rope_kind, n_rot, freq_base, freq_scale, n_ctx_orig, ext_factor },
+        rope: Rope {
+            kind: rope_kind,
+            n_rot,
+            freq_base,
+            freq_scale,
+            n_ctx_orig,
+            ext_factor,
+        },
         sliding_window,
     })
 }

@@ -62,23 +62,56 @@ impl<'g> Builder<'g> {
     ) -> Self {
         let nt = n_tokens as i64;
         let n_kv = n_kv as i64;
-        let tokens = ctx.new_tensor(Type::I32, &[nt]).set_name("inp_tokens").set_input();
-        let pos = ctx.new_tensor(Type::I32, &[nt]).set_name("inp_pos").set_input();
+        let tokens = ctx
+            .new_tensor(Type::I32, &[nt])
+            .set_name("inp_tokens")
+            .set_input();
+        let pos = ctx
+            .new_tensor(Type::I32, &[nt])
+            .set_name("inp_pos")
+            .set_input();
         let mask_type = if flash_attn { Type::F16 } else { Type::F32 };
-        let mask = ctx.new_tensor(mask_type, &[n_kv, nt]).set_name("attn_inp_kq_mask").set_input();
-        let mask_swa =
-            swa.then(|| ctx.new_tensor(mask_type, &[n_kv, nt]).set_name("attn_inp_kq_mask_swa").set_input());
-        let k_idxs = ctx.new_tensor(i64_type(), &[nt]).set_name("inp_k_idxs").set_input();
-        let n_v = if kv.v_trans { nt * model.hp.n_embd_v_gqa() as i64 } else { nt };
-        let v_idxs = ctx.new_tensor(i64_type(), &[n_v]).set_name("inp_v_idxs").set_input();
-        let out_ids = (n_outputs < n_tokens)
-            .then(|| ctx.new_tensor(Type::I32, &[n_outputs as i64]).set_name("inp_out_ids").set_input());
+        let mask = ctx
+            .new_tensor(mask_type, &[n_kv, nt])
+            .set_name("attn_inp_kq_mask")
+            .set_input();
+        let mask_swa = swa.then(|| {
+            ctx.new_tensor(mask_type, &[n_kv, nt])
+                .set_name("attn_inp_kq_mask_swa")
+                .set_input()
+        });
+        let k_idxs = ctx
+            .new_tensor(i64_type(), &[nt])
+            .set_name("inp_k_idxs")
+            .set_input();
+        let n_v = if kv.v_trans {
+            nt * model.hp.n_embd_v_gqa() as i64
+        } else {
+            nt
+        };
+        let v_idxs = ctx
+            .new_tensor(i64_type(), &[n_v])
+            .set_name("inp_v_idxs")
+            .set_input();
+        let out_ids = (n_outputs < n_tokens).then(|| {
+            ctx.new_tensor(Type::I32, &[n_outputs as i64])
+                .set_name("inp_out_ids")
+                .set_input()
+        });
         Builder {
             ctx,
             model,
             kv,
             graph: ctx.new_graph(graph_size),
-            inp: Inputs { tokens, pos, mask, mask_swa, k_idxs, v_idxs, out_ids },
+            inp: Inputs {
+                tokens,
+                pos,
+                mask,
+                mask_swa,
+                k_idxs,
+                v_idxs,
+                out_ids,
+            },
             n_tokens: nt,
             n_kv,
             flash_attn,
@@ -99,7 +132,9 @@ impl<'g> Builder<'g> {
 
     /// Token embeddings: rows of `token_embd` for the input ids.
     pub fn embeddings(&self) -> Tensor<'g> {
-        let t = self.ctx.get_rows(self.w(self.model.tok_embd), self.inp.tokens);
+        let t = self
+            .ctx
+            .get_rows(self.w(self.model.tok_embd), self.inp.tokens);
         self.name(t, "inp_embd", None)
     }
 
@@ -155,7 +190,11 @@ impl<'g> Builder<'g> {
         let kvc = self.kv.ctx();
         let k_cache = kvc.get(self.kv.k(il));
         let v_cache = kvc.get(self.kv.v(il));
-        let (hd_k, hd_v, n_head_kv) = (hp.head_dim_k as i64, hp.head_dim_v as i64, hp.n_head_kv as i64);
+        let (hd_k, hd_v, n_head_kv) = (
+            hp.head_dim_k as i64,
+            hp.head_dim_v as i64,
+            hp.n_head_kv as i64,
+        );
         let (ek, ev) = (hd_k * n_head_kv, hd_v * n_head_kv);
         let size = self.kv.size() as i64;
         let nt = self.n_tokens;
@@ -183,17 +222,29 @@ impl<'g> Builder<'g> {
         let kk = c.view(
             k_cache,
             &[hd_k, n_head_kv, n_kv, 1],
-            &[ty_k.row_size(hd_k), ty_k.row_size(ek), ty_k.row_size(ek * size)],
+            &[
+                ty_k.row_size(hd_k),
+                ty_k.row_size(ek),
+                ty_k.row_size(ek * size),
+            ],
             0,
         );
-        let mask = if swa { self.inp.mask_swa.expect("swa mask") } else { self.inp.mask };
+        let mask = if swa {
+            self.inp.mask_swa.expect("swa mask")
+        } else {
+            self.inp.mask
+        };
         let q = c.permute(q, [0, 2, 1, 3]);
         let kk = c.permute(kk, [0, 2, 1, 3]);
         let out = if self.flash_attn {
             let vv = c.view(
                 v_cache,
                 &[hd_v, n_head_kv, n_kv, 1],
-                &[ty_v.row_size(hd_v), ty_v.row_size(ev), ty_v.row_size(ev * size)],
+                &[
+                    ty_v.row_size(hd_v),
+                    ty_v.row_size(ev),
+                    ty_v.row_size(ev * size),
+                ],
                 0,
             );
             let vv = c.permute(vv, [0, 2, 1, 3]);
@@ -210,7 +261,11 @@ impl<'g> Builder<'g> {
             let vv = c.view(
                 v_cache,
                 &[n_kv, n_head_kv, hd_v, 1],
-                &[ty_v.row_size(size * hd_v), ty_v.row_size(size), ty_v.row_size(size * ev)],
+                &[
+                    ty_v.row_size(size * hd_v),
+                    ty_v.row_size(size),
+                    ty_v.row_size(size * ev),
+                ],
                 0,
             );
             let vv = c.permute(vv, [0, 2, 1, 3]);
@@ -226,7 +281,14 @@ impl<'g> Builder<'g> {
     }
 
     /// Gated feed-forward: down(act(gate x) * up x).
-    pub fn ffn_gated(&self, x: Tensor<'g>, gate: TensorHandle, up: TensorHandle, down: TensorHandle, act: FfnAct) -> Tensor<'g> {
+    pub fn ffn_gated(
+        &self,
+        x: Tensor<'g>,
+        gate: TensorHandle,
+        up: TensorHandle,
+        down: TensorHandle,
+        act: FfnAct,
+    ) -> Tensor<'g> {
         let c = self.ctx;
         let u = c.mul_mat(self.w(up), x);
         let g = c.mul_mat(self.w(gate), x);

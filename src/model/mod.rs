@@ -51,7 +51,10 @@ pub struct Layer {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Gguf(#[from] GgufError),
     #[error(transparent)]
@@ -68,7 +71,10 @@ pub enum LoadError {
 
 /// Open and validate a GGUF file through a read-only memory map; `mlock` pins its pages in RAM.
 pub fn open_gguf(path: &Path, mlock: bool) -> Result<GgufFile, LoadError> {
-    let open_err = |source| LoadError::Open { path: path.display().to_string(), source };
+    let open_err = |source| LoadError::Open {
+        path: path.display().to_string(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(open_err)?;
     let map = crate::ggml::map_file(&file).map_err(open_err)?;
     if mlock {
@@ -99,7 +105,11 @@ impl Model {
         let arch_name = file.get_str("general.architecture")?.to_string();
         let arch = Arch::from_name(&arch_name).ok_or_else(|| LoadError::UnsupportedArch {
             found: arch_name.clone(),
-            supported: Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+            supported: Arch::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
         let hp = arch.hparams(&file)?;
         let mut b = weights::Binder::new(&file, opts)?;
@@ -111,9 +121,21 @@ impl Model {
             None => b.matrix(W::TokenEmbd, None, &[e, v])?,
         };
         let rope_freqs = b.opt_plain(W::RopeFreqs, None, &[(hp.rope.n_rot / 2) as u64])?;
-        let layers = (0..hp.n_layer).map(|il| arch.layer(&mut b, &hp, il)).collect::<Result<Vec<_>, _>>()?;
+        let layers = (0..hp.n_layer)
+            .map(|il| arch.layer(&mut b, &hp, il))
+            .collect::<Result<Vec<_>, _>>()?;
         let weights = b.finish(file.clone())?;
-        Ok(Model { arch, hp, file, weights, tok_embd, output_norm, output, rope_freqs, layers })
+        Ok(Model {
+            arch,
+            hp,
+            file,
+            weights,
+            tok_embd,
+            output_norm,
+            output,
+            rope_freqs,
+            layers,
+        })
     }
 
     /// Nodes a forward graph of this model may need.

@@ -61,8 +61,14 @@ mod tests {
     #[test]
     fn names_match_llama_cpp_conventions() {
         assert_eq!(W::TokenEmbd.name(None, "weight"), "token_embd.weight");
-        assert_eq!(W::AttnOut.name(Some(3), "weight"), "blk.3.attn_output.weight");
+        assert_eq!(
+            W::AttnOut.name(Some(3), "weight"),
+            "blk.3.attn_output.weight"
+        );
         assert_eq!(W::AttnQ.name(Some(0), "bias"), "blk.0.attn_q.bias");
-        assert_eq!(W::FfnPostNorm.name(Some(1), "weight"), "blk.1.post_ffw_norm.weight");
+        assert_eq!(
+            W::FfnPostNorm.name(Some(1), "weight"),
+            "blk.1.post_ffw_norm.weight"
+        );
     }
 }

@@ -15,7 +15,11 @@ pub enum WeightError {
     #[error("tensor '{0}' is missing from the model file")]
     Missing(String),
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
-    Shape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    Shape {
+        name: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
     #[error("tensor '{name}' has type {ty}, which ggml cannot use here")]
     Type { name: String, ty: String },
     #[error(transparent)]
@@ -33,7 +37,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { mmap: true, repack: true }
+        LoadOptions {
+            mmap: true,
+            repack: true,
+        }
     }
 }
 
@@ -80,29 +87,56 @@ impl<'f> Binder<'f> {
             Some(buft) => Some((Context::new(n, 0)?, buft)),
             None => None,
         };
-        Ok(Binder { file, opts, plain, repack, bound: HashMap::new(), order: Vec::new() })
+        Ok(Binder {
+            file,
+            opts,
+            plain,
+            repack,
+            bound: HashMap::new(),
+            order: Vec::new(),
+        })
     }
 
-    fn bind(&mut self, name: &str, shape: &[u64], matmul: bool, required: bool) -> Result<Option<TensorHandle>, WeightError> {
+    fn bind(
+        &mut self,
+        name: &str,
+        shape: &[u64],
+        matmul: bool,
+        required: bool,
+    ) -> Result<Option<TensorHandle>, WeightError> {
         // A tensor bound twice (tied embeddings) is the same ggml tensor, in plain memory.
         if let Some((h, _)) = self.bound.get(name) {
             return Ok(Some(*h));
         }
         let Some(info) = self.file.tensor(name) else {
-            return if required { Err(WeightError::Missing(name.to_string())) } else { Ok(None) };
+            return if required {
+                Err(WeightError::Missing(name.to_string()))
+            } else {
+                Ok(None)
+            };
         };
         let mut found = info.dims.clone();
         while found.len() > shape.len() && found.last() == Some(&1) {
             found.pop();
         }
         if found != shape {
-            return Err(WeightError::Shape { name: name.into(), expected: shape.to_vec(), found: info.dims.clone() });
+            return Err(WeightError::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                found: info.dims.clone(),
+            });
         }
-        let ty = Type::from_raw(info.ggml_type.as_u32())
-            .ok_or_else(|| WeightError::Type { name: name.into(), ty: info.ggml_type.name().into() })?;
+        let ty = Type::from_raw(info.ggml_type.as_u32()).ok_or_else(|| WeightError::Type {
+            name: name.into(),
+            ty: info.ggml_type.name().into(),
+        })?;
         let ne: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let repack_ctx = match &self.repack {
-            Some((ctx, buft)) if matmul && ne.len() == 2 && buft.cpu_supports_mul_mat(ty, ne[0], ne[1]) => Some(ctx),
+            Some((ctx, buft))
+                if matmul && ne.len() == 2 && buft.cpu_supports_mul_mat(ty, ne[0], ne[1]) =>
+            {
+                Some(ctx)
+            }
             _ => None,
         };
         let ctx = repack_ctx.unwrap_or(&self.plain);
@@ -114,24 +148,53 @@ impl<'f> Binder<'f> {
     }
 
     /// A required tensor used element-wise or by get_rows.
-    pub fn plain(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<TensorHandle, WeightError> {
-        Ok(self.bind(&w.name(layer, "weight"), shape, false, true)?.expect("required"))
+    pub fn plain(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+    ) -> Result<TensorHandle, WeightError> {
+        Ok(self
+            .bind(&w.name(layer, "weight"), shape, false, true)?
+            .expect("required"))
     }
 
     /// A required matrix (the left operand of mul_mat).
-    pub fn matrix(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<TensorHandle, WeightError> {
-        Ok(self.bind(&w.name(layer, "weight"), shape, true, true)?.expect("required"))
+    pub fn matrix(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+    ) -> Result<TensorHandle, WeightError> {
+        Ok(self
+            .bind(&w.name(layer, "weight"), shape, true, true)?
+            .expect("required"))
     }
 
-    pub fn opt_matrix(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<Option<TensorHandle>, WeightError> {
+    pub fn opt_matrix(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+    ) -> Result<Option<TensorHandle>, WeightError> {
         self.bind(&w.name(layer, "weight"), shape, true, false)
     }
 
-    pub fn opt_plain(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<Option<TensorHandle>, WeightError> {
+    pub fn opt_plain(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+    ) -> Result<Option<TensorHandle>, WeightError> {
         self.bind(&w.name(layer, "weight"), shape, false, false)
     }
 
-    pub fn opt_bias(&mut self, w: W, layer: Option<u32>, shape: &[u64]) -> Result<Option<TensorHandle>, WeightError> {
+    pub fn opt_bias(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+    ) -> Result<Option<TensorHandle>, WeightError> {
         self.bind(&w.name(layer, "bias"), shape, false, false)
     }
 
@@ -151,7 +214,12 @@ impl<'f> Binder<'f> {
             }
         } else {
             p.copied += plain.alloc_tensors(BufferType::cpu(), true)? as u64;
-            copy.extend(self.order.iter().map(|n| self.bound[n]).filter(|(h, _)| plain.owns(*h)));
+            copy.extend(
+                self.order
+                    .iter()
+                    .map(|n| self.bound[n])
+                    .filter(|(h, _)| plain.owns(*h)),
+            );
         }
         for (h, info) in copy {
             plain.get(h).write_bytes(0, host.tensor_data(info))?;
@@ -172,7 +240,11 @@ impl<'f> Binder<'f> {
             }
             None => None,
         };
-        Ok(WeightSet { plain, repacked, placements: p })
+        Ok(WeightSet {
+            plain,
+            repacked,
+            placements: p,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Parity with llama.cpp on real vocabularies:
 //! - SmolLM2 (`~/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf`): prompt token ids and
-//!   generated text recorded from llama.cpp (testdata/smollm2-golden.jsonl).
+//!   generated text recorded from llama.cpp (testdata/smollm2-golden.jsonl), and llama.cpp's
+//!   ids for 300 random strings (testdata/smollm2-fuzz.jsonl; see testdata/README.md).
 //! - llama.cpp's tokenizer vectors (`ggml-vocab-*.gguf` + `.inp`/`.out`, fetched by
 //!   `fetch-vocab-tests.sh` into `$VOCAB_DIR` or `~/.cache/vocab-tests`), tokenized like
 //!   its `test-tokenizer-0`: add_special = false, parse_special = false.
@@ -82,6 +83,33 @@ fn smollm2_prompts_match_llama_cpp() {
     }
     eprintln!("smollm2 golden prompts: {exact}/{} exact", cases.len());
     assert_eq!(exact, cases.len());
+}
+
+#[test]
+fn smollm2_fuzz_strings_match_llama_cpp() {
+    let Some(t) = smollm2() else { return };
+    let mut bad = 0;
+    let lines = include_str!("testdata/smollm2-fuzz.jsonl").lines();
+    let mut n = 0;
+    for line in lines {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = r["text"].as_str().unwrap();
+        let special = r["special"].as_bool().unwrap();
+        let want: Vec<u32> = r["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        let got = t.encode(text, special, special);
+        n += 1;
+        if got != want {
+            bad += 1;
+            eprintln!("MISMATCH {text:?} (special={special})\n  want {want:?}\n  got  {got:?}");
+        }
+    }
+    assert_eq!(n, 300);
+    assert_eq!(bad, 0, "{bad}/{n} fuzz strings differ from llama.cpp");
 }
 
 #[test]

@@ -74,7 +74,9 @@ fn main() {
     let version = ggml_version(&ggml);
     std::fs::write(
         out.join("ggml-version.h"),
-        format!("#pragma once\n#define GGML_VERSION \"{version}\"\n#define GGML_COMMIT \"{PINNED}\"\n"),
+        format!(
+            "#pragma once\n#define GGML_VERSION \"{version}\"\n#define GGML_COMMIT \"{PINNED}\"\n"
+        ),
     )
     .expect("write ggml-version.h");
 
@@ -119,7 +121,10 @@ fn main() {
 
     let mut cpp = cc::Build::new();
     configure(&mut cpp);
-    cpp.cpp(true).std("c++17").files(&cpp_files).objects(objects);
+    cpp.cpp(true)
+        .std("c++17")
+        .files(&cpp_files)
+        .objects(objects);
     cpp.compile("ggml");
 
     println!("cargo:rustc-link-lib=dylib=gomp");
@@ -160,7 +165,13 @@ fn ggml_dir() -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("Cargo.toml");
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
         .unwrap_or_else(|e| panic!("ggml-sys: could not run `cargo metadata`: {e}"));

@@ -1,13 +1,13 @@
 //! `llama` (Llama 1/2/3, SmolLM, Mistral-style dense models): RMSNorm, RoPE (adjacent pairs),
 //! grouped-query attention, SwiGLU feed-forward, tied or separate output.
 
+use crate::ggml::Tensor;
 use crate::gguf::GgufFile;
 use crate::model::hparams::{self, Hparams, HparamsError, RopeType};
 use crate::model::layers::{Builder, FfnAct};
 use crate::model::names::W;
 use crate::model::weights::{Binder, WeightError};
 use crate::model::Layer;
-use crate::ggml::Tensor;
 
 pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
     hparams::read(f, "llama", RopeType::Normal)
@@ -47,7 +47,12 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
 pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let m = b.model;
     let hp = &m.hp;
-    let (hd, nh, nkv, nt) = (hp.head_dim_k as i64, hp.n_head as i64, hp.n_head_kv as i64, b.n_tokens);
+    let (hd, nh, nkv, nt) = (
+        hp.head_dim_k as i64,
+        hp.n_head as i64,
+        hp.n_head_kv as i64,
+        b.n_tokens,
+    );
     let kq_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
@@ -68,7 +73,11 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
             residual = b.select_outputs(residual);
         }
         let ffn_inp = b.name(c.add(cur, residual), "ffn_inp", Some(il));
-        let cur = b.rms_norm(ffn_inp, l.ffn_norm.expect("llama layers have ffn_norm"), Some(il));
+        let cur = b.rms_norm(
+            ffn_inp,
+            l.ffn_norm.expect("llama layers have ffn_norm"),
+            Some(il),
+        );
         let cur = b.ffn_gated(cur, l.ffn_gate, l.ffn_up, l.ffn_down, FfnAct::Silu);
         x = b.name(c.add(cur, ffn_inp), "l_out", Some(il));
     }

@@ -106,8 +106,9 @@ pub type ggml_backend_dev_t = *mut ggml_backend_device;
 pub type ggml_backend_reg_t = *mut ggml_backend_reg;
 pub type ggml_backend_sched_t = *mut ggml_backend_sched;
 
-pub type ggml_log_callback =
-    Option<unsafe extern "C" fn(level: ggml_log_level, text: *const c_char, user_data: *mut c_void)>;
+pub type ggml_log_callback = Option<
+    unsafe extern "C" fn(level: ggml_log_level, text: *const c_char, user_data: *mut c_void),
+>;
 pub type ggml_abort_callback = Option<unsafe extern "C" fn(data: *mut c_void) -> bool>;
 /// Returned by the CPU registry's "ggml_backend_dev_get_extra_bufts" proc address.
 pub type ggml_backend_dev_get_extra_bufts_t =
@@ -120,9 +121,27 @@ extern "C" {
     pub fn ggml_tensor_overhead() -> usize;
     pub fn ggml_graph_overhead_custom(size: usize, grads: bool) -> usize;
     pub fn ggml_new_tensor_1d(ctx: *mut ggml_context, t: ggml_type, ne0: i64) -> *mut ggml_tensor;
-    pub fn ggml_new_tensor_2d(ctx: *mut ggml_context, t: ggml_type, ne0: i64, ne1: i64) -> *mut ggml_tensor;
-    pub fn ggml_new_tensor_3d(ctx: *mut ggml_context, t: ggml_type, ne0: i64, ne1: i64, ne2: i64) -> *mut ggml_tensor;
-    pub fn ggml_new_tensor_4d(ctx: *mut ggml_context, t: ggml_type, ne0: i64, ne1: i64, ne2: i64, ne3: i64) -> *mut ggml_tensor;
+    pub fn ggml_new_tensor_2d(
+        ctx: *mut ggml_context,
+        t: ggml_type,
+        ne0: i64,
+        ne1: i64,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_new_tensor_3d(
+        ctx: *mut ggml_context,
+        t: ggml_type,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_new_tensor_4d(
+        ctx: *mut ggml_context,
+        t: ggml_type,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        ne3: i64,
+    ) -> *mut ggml_tensor;
     pub fn ggml_set_name(t: *mut ggml_tensor, name: *const c_char) -> *mut ggml_tensor;
     pub fn ggml_set_input(t: *mut ggml_tensor);
     pub fn ggml_set_output(t: *mut ggml_tensor);
@@ -135,43 +154,161 @@ extern "C" {
     pub fn ggml_is_contiguous(t: *const ggml_tensor) -> bool;
 
     // --- operations ---
-    pub fn ggml_add(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_mul(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_add(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_mul(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
     pub fn ggml_scale(ctx: *mut ggml_context, a: *mut ggml_tensor, s: f32) -> *mut ggml_tensor;
-    pub fn ggml_mul_mat(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_mul_mat(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
     pub fn ggml_prec_set_acc(a: *mut ggml_tensor, prec: ggml_prec) -> bool;
-    pub fn ggml_rms_norm(ctx: *mut ggml_context, a: *mut ggml_tensor, eps: f32) -> *mut ggml_tensor;
+    pub fn ggml_rms_norm(ctx: *mut ggml_context, a: *mut ggml_tensor, eps: f32)
+        -> *mut ggml_tensor;
     pub fn ggml_silu(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
     pub fn ggml_gelu(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_swiglu_split(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_geglu_split(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_cpy(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_cast(ctx: *mut ggml_context, a: *mut ggml_tensor, t: ggml_type) -> *mut ggml_tensor;
+    pub fn ggml_swiglu_split(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_geglu_split(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_cpy(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_cast(ctx: *mut ggml_context, a: *mut ggml_tensor, t: ggml_type)
+        -> *mut ggml_tensor;
     pub fn ggml_cont(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_reshape_2d(ctx: *mut ggml_context, a: *mut ggml_tensor, ne0: i64, ne1: i64) -> *mut ggml_tensor;
-    pub fn ggml_reshape_3d(ctx: *mut ggml_context, a: *mut ggml_tensor, ne0: i64, ne1: i64, ne2: i64) -> *mut ggml_tensor;
-    pub fn ggml_reshape_4d(ctx: *mut ggml_context, a: *mut ggml_tensor, ne0: i64, ne1: i64, ne2: i64, ne3: i64) -> *mut ggml_tensor;
-    pub fn ggml_view_1d(ctx: *mut ggml_context, a: *mut ggml_tensor, ne0: i64, offset: usize) -> *mut ggml_tensor;
-    pub fn ggml_view_2d(ctx: *mut ggml_context, a: *mut ggml_tensor, ne0: i64, ne1: i64, nb1: usize, offset: usize) -> *mut ggml_tensor;
-    pub fn ggml_view_3d(ctx: *mut ggml_context, a: *mut ggml_tensor, ne0: i64, ne1: i64, ne2: i64, nb1: usize, nb2: usize, offset: usize) -> *mut ggml_tensor;
-    pub fn ggml_view_4d(ctx: *mut ggml_context, a: *mut ggml_tensor, ne0: i64, ne1: i64, ne2: i64, ne3: i64, nb1: usize, nb2: usize, nb3: usize, offset: usize) -> *mut ggml_tensor;
-    pub fn ggml_permute(ctx: *mut ggml_context, a: *mut ggml_tensor, axis0: c_int, axis1: c_int, axis2: c_int, axis3: c_int) -> *mut ggml_tensor;
+    pub fn ggml_reshape_2d(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        ne0: i64,
+        ne1: i64,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_reshape_3d(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_reshape_4d(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        ne3: i64,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_view_1d(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        ne0: i64,
+        offset: usize,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_view_2d(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        ne0: i64,
+        ne1: i64,
+        nb1: usize,
+        offset: usize,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_view_3d(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        nb1: usize,
+        nb2: usize,
+        offset: usize,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_view_4d(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        ne3: i64,
+        nb1: usize,
+        nb2: usize,
+        nb3: usize,
+        offset: usize,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_permute(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        axis0: c_int,
+        axis1: c_int,
+        axis2: c_int,
+        axis3: c_int,
+    ) -> *mut ggml_tensor;
     pub fn ggml_transpose(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_get_rows(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_set_rows(ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor, c: *mut ggml_tensor) -> *mut ggml_tensor;
-    pub fn ggml_soft_max_ext(ctx: *mut ggml_context, a: *mut ggml_tensor, mask: *mut ggml_tensor, scale: f32, max_bias: f32) -> *mut ggml_tensor;
+    pub fn ggml_get_rows(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_set_rows(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+        c: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_soft_max_ext(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        mask: *mut ggml_tensor,
+        scale: f32,
+        max_bias: f32,
+    ) -> *mut ggml_tensor;
     pub fn ggml_rope_ext(
-        ctx: *mut ggml_context, a: *mut ggml_tensor, b: *mut ggml_tensor, c: *mut ggml_tensor,
-        n_dims: c_int, mode: c_int, n_ctx_orig: c_int, freq_base: f32, freq_scale: f32,
-        ext_factor: f32, attn_factor: f32, beta_fast: f32, beta_slow: f32,
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+        c: *mut ggml_tensor,
+        n_dims: c_int,
+        mode: c_int,
+        n_ctx_orig: c_int,
+        freq_base: f32,
+        freq_scale: f32,
+        ext_factor: f32,
+        attn_factor: f32,
+        beta_fast: f32,
+        beta_slow: f32,
     ) -> *mut ggml_tensor;
     pub fn ggml_flash_attn_ext(
-        ctx: *mut ggml_context, q: *mut ggml_tensor, k: *mut ggml_tensor, v: *mut ggml_tensor,
-        mask: *mut ggml_tensor, scale: f32, max_bias: f32, logit_softcap: f32,
+        ctx: *mut ggml_context,
+        q: *mut ggml_tensor,
+        k: *mut ggml_tensor,
+        v: *mut ggml_tensor,
+        mask: *mut ggml_tensor,
+        scale: f32,
+        max_bias: f32,
+        logit_softcap: f32,
     ) -> *mut ggml_tensor;
 
     // --- graphs ---
-    pub fn ggml_new_graph_custom(ctx: *mut ggml_context, size: usize, grads: bool) -> *mut ggml_cgraph;
+    pub fn ggml_new_graph_custom(
+        ctx: *mut ggml_context,
+        size: usize,
+        grads: bool,
+    ) -> *mut ggml_cgraph;
     pub fn ggml_build_forward_expand(g: *mut ggml_cgraph, t: *mut ggml_tensor);
     pub fn ggml_graph_n_nodes(g: *mut ggml_cgraph) -> c_int;
 
@@ -181,44 +318,85 @@ extern "C" {
     // --- backends ---
     pub fn ggml_backend_cpu_init() -> ggml_backend_t;
     pub fn ggml_backend_cpu_set_n_threads(b: ggml_backend_t, n: c_int);
-    pub fn ggml_backend_cpu_set_abort_callback(b: ggml_backend_t, cb: ggml_abort_callback, data: *mut c_void);
+    pub fn ggml_backend_cpu_set_abort_callback(
+        b: ggml_backend_t,
+        cb: ggml_abort_callback,
+        data: *mut c_void,
+    );
     pub fn ggml_backend_cpu_reg() -> ggml_backend_reg_t;
     pub fn ggml_backend_cpu_buffer_type() -> ggml_backend_buffer_type_t;
-    pub fn ggml_backend_cpu_buffer_from_ptr(ptr: *mut c_void, size: usize) -> ggml_backend_buffer_t;
+    pub fn ggml_backend_cpu_buffer_from_ptr(ptr: *mut c_void, size: usize)
+        -> ggml_backend_buffer_t;
     pub fn ggml_backend_free(b: ggml_backend_t);
     pub fn ggml_backend_name(b: ggml_backend_t) -> *const c_char;
     pub fn ggml_backend_graph_compute(b: ggml_backend_t, g: *mut ggml_cgraph) -> ggml_status;
     pub fn ggml_backend_get_default_buffer_type(b: ggml_backend_t) -> ggml_backend_buffer_type_t;
     pub fn ggml_backend_reg_dev_get(reg: ggml_backend_reg_t, index: usize) -> ggml_backend_dev_t;
-    pub fn ggml_backend_reg_get_proc_address(reg: ggml_backend_reg_t, name: *const c_char) -> *mut c_void;
+    pub fn ggml_backend_reg_get_proc_address(
+        reg: ggml_backend_reg_t,
+        name: *const c_char,
+    ) -> *mut c_void;
     pub fn ggml_backend_dev_count() -> usize;
     pub fn ggml_backend_dev_get(index: usize) -> ggml_backend_dev_t;
     pub fn ggml_backend_dev_name(d: ggml_backend_dev_t) -> *const c_char;
     pub fn ggml_backend_dev_description(d: ggml_backend_dev_t) -> *const c_char;
     pub fn ggml_backend_dev_supports_op(d: ggml_backend_dev_t, op: *const ggml_tensor) -> bool;
     pub fn ggml_backend_buft_name(buft: ggml_backend_buffer_type_t) -> *const c_char;
-    pub fn ggml_backend_buft_alloc_buffer(buft: ggml_backend_buffer_type_t, size: usize) -> ggml_backend_buffer_t;
+    pub fn ggml_backend_buft_alloc_buffer(
+        buft: ggml_backend_buffer_type_t,
+        size: usize,
+    ) -> ggml_backend_buffer_t;
     pub fn ggml_backend_buffer_free(buf: ggml_backend_buffer_t);
     pub fn ggml_backend_buffer_get_size(buf: ggml_backend_buffer_t) -> usize;
     pub fn ggml_backend_buffer_get_base(buf: ggml_backend_buffer_t) -> *mut c_void;
     pub fn ggml_backend_buffer_clear(buf: ggml_backend_buffer_t, value: u8);
-    pub fn ggml_backend_buffer_set_usage(buf: ggml_backend_buffer_t, usage: ggml_backend_buffer_usage);
+    pub fn ggml_backend_buffer_set_usage(
+        buf: ggml_backend_buffer_t,
+        usage: ggml_backend_buffer_usage,
+    );
     pub fn ggml_backend_buffer_name(buf: ggml_backend_buffer_t) -> *const c_char;
-    pub fn ggml_backend_tensor_alloc(buf: ggml_backend_buffer_t, t: *mut ggml_tensor, addr: *mut c_void) -> ggml_status;
-    pub fn ggml_backend_tensor_set(t: *mut ggml_tensor, data: *const c_void, offset: usize, size: usize);
-    pub fn ggml_backend_tensor_get(t: *const ggml_tensor, data: *mut c_void, offset: usize, size: usize);
-    pub fn ggml_backend_alloc_ctx_tensors_from_buft_size(ctx: *mut ggml_context, buft: ggml_backend_buffer_type_t) -> usize;
-    pub fn ggml_backend_alloc_ctx_tensors_from_buft(ctx: *mut ggml_context, buft: ggml_backend_buffer_type_t) -> ggml_backend_buffer_t;
+    pub fn ggml_backend_tensor_alloc(
+        buf: ggml_backend_buffer_t,
+        t: *mut ggml_tensor,
+        addr: *mut c_void,
+    ) -> ggml_status;
+    pub fn ggml_backend_tensor_set(
+        t: *mut ggml_tensor,
+        data: *const c_void,
+        offset: usize,
+        size: usize,
+    );
+    pub fn ggml_backend_tensor_get(
+        t: *const ggml_tensor,
+        data: *mut c_void,
+        offset: usize,
+        size: usize,
+    );
+    pub fn ggml_backend_alloc_ctx_tensors_from_buft_size(
+        ctx: *mut ggml_context,
+        buft: ggml_backend_buffer_type_t,
+    ) -> usize;
+    pub fn ggml_backend_alloc_ctx_tensors_from_buft(
+        ctx: *mut ggml_context,
+        buft: ggml_backend_buffer_type_t,
+    ) -> ggml_backend_buffer_t;
 
     // --- scheduler ---
     pub fn ggml_backend_sched_new(
-        backends: *mut ggml_backend_t, bufts: *mut ggml_backend_buffer_type_t, n_backends: c_int,
-        graph_size: usize, parallel: bool, op_offload: bool,
+        backends: *mut ggml_backend_t,
+        bufts: *mut ggml_backend_buffer_type_t,
+        n_backends: c_int,
+        graph_size: usize,
+        parallel: bool,
+        op_offload: bool,
     ) -> ggml_backend_sched_t;
     pub fn ggml_backend_sched_free(s: ggml_backend_sched_t);
     pub fn ggml_backend_sched_reserve(s: ggml_backend_sched_t, g: *mut ggml_cgraph) -> bool;
     pub fn ggml_backend_sched_alloc_graph(s: ggml_backend_sched_t, g: *mut ggml_cgraph) -> bool;
-    pub fn ggml_backend_sched_graph_compute(s: ggml_backend_sched_t, g: *mut ggml_cgraph) -> ggml_status;
+    pub fn ggml_backend_sched_graph_compute(
+        s: ggml_backend_sched_t,
+        g: *mut ggml_cgraph,
+    ) -> ggml_status;
     pub fn ggml_backend_sched_reset(s: ggml_backend_sched_t);
     pub fn ggml_backend_sched_get_buffer_size(s: ggml_backend_sched_t, b: ggml_backend_t) -> usize;
 

@@ -1,0 +1,153 @@
+//! Shared test helpers: a tiny random-weight llama model written by our own GGUF writer, and
+//! access to the real SmolLM2 model when it has been fetched.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use ember::gguf::{GgmlType, GgufWriter, Value, ValueType};
+
+/// Shape of the tiny test model.
+pub struct Tiny {
+    pub n_vocab: u64,
+    pub n_embd: u64,
+    pub n_head: u64,
+    pub n_head_kv: u64,
+    pub n_ff: u64,
+    pub n_layer: u64,
+    pub ctx: u32,
+}
+
+pub const TINY: Tiny = Tiny { n_vocab: 260, n_embd: 64, n_head: 4, n_head_kv: 2, n_ff: 96, n_layer: 2, ctx: 256 };
+
+/// Deterministic pseudo-random numbers in [-scale, scale).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, scale: f32) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let u = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
+        (2.0 * u - 1.0) * scale
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// IEEE half from f32 (round to nearest even; test values are small and finite).
+fn f16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = b & 0x7f_ffff;
+    if exp <= 0 {
+        return sign; // flush tiny values to zero
+    }
+    let m = mant >> 13;
+    let round = (mant >> 12) & 1 == 1 && ((mant & 0xfff) != 0 || m & 1 == 1);
+    let h = ((exp as u32) << 10 | m) + round as u32;
+    sign | h as u16
+}
+
+/// The GPT-2 byte-to-unicode table (bytes as printable characters).
+fn byte_chars() -> Vec<String> {
+    let mut keep: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
+    let mut out = vec![String::new(); 256];
+    for &b in &keep {
+        out[b as usize] = char::from_u32(b).unwrap().to_string();
+    }
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !keep.contains(&b) {
+            out[b as usize] = char::from_u32(256 + n).unwrap().to_string();
+            n += 1;
+        }
+    }
+    keep.clear();
+    out
+}
+
+/// Write a tiny llama model with random weights (matrices f16, norms f32) and a byte-level
+/// BPE vocabulary (256 bytes, 3 merges, `<|endoftext|>` as EOS).
+pub fn write_tiny_llama(path: &Path, seed: u64) {
+    let t = &TINY;
+    let mut w = GgufWriter::new();
+    let s = |x: &str| Value::String(x.to_string());
+    w.add("general.architecture", s("llama"));
+    w.add("general.name", s("tiny-test"));
+    w.add("llama.context_length", Value::U32(t.ctx));
+    w.add("llama.embedding_length", Value::U32(t.n_embd as u32));
+    w.add("llama.block_count", Value::U32(t.n_layer as u32));
+    w.add("llama.feed_forward_length", Value::U32(t.n_ff as u32));
+    w.add("llama.attention.head_count", Value::U32(t.n_head as u32));
+    w.add("llama.attention.head_count_kv", Value::U32(t.n_head_kv as u32));
+    w.add("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    w.add("llama.rope.freq_base", Value::F32(10000.0));
+    let mut tokens = byte_chars();
+    tokens.extend(["th", "the", "Ġthe"].map(String::from));
+    tokens.push("<|endoftext|>".into());
+    assert_eq!(tokens.len() as u64, t.n_vocab);
+    let mut types = vec![Value::I32(1); tokens.len()];
+    *types.last_mut().unwrap() = Value::I32(3);
+    w.add("tokenizer.ggml.model", s("gpt2"));
+    w.add("tokenizer.ggml.pre", s("smollm"));
+    w.add("tokenizer.ggml.tokens", Value::Array(ValueType::String, tokens.iter().map(|x| s(x)).collect()));
+    w.add("tokenizer.ggml.token_type", Value::Array(ValueType::I32, types));
+    w.add("tokenizer.ggml.merges", Value::Array(ValueType::String, ["t h", "th e", "Ġ the"].map(s).to_vec()));
+    w.add("tokenizer.ggml.bos_token_id", Value::U32(259));
+    w.add("tokenizer.ggml.eos_token_id", Value::U32(259));
+    w.add("tokenizer.ggml.add_bos_token", Value::Bool(false));
+
+    let mut rng = Lcg(seed);
+    let mut f32_t = |w: &mut GgufWriter, name: &str, dims: &[u64], scale: f32, offset: f32| {
+        let n: u64 = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| offset + rng.next(scale)).collect();
+        w.add_tensor(name, GgmlType::F32, dims, f32_bytes(&v));
+    };
+    let (e, v, ff) = (t.n_embd, t.n_vocab, t.n_ff);
+    let hd = e / t.n_head;
+    f32_t(&mut w, "token_embd.weight", &[e, v], 1.0, 0.0);
+    f32_t(&mut w, "output_norm.weight", &[e], 0.1, 1.0);
+    let mut mats = Vec::new();
+    for il in 0..t.n_layer {
+        f32_t(&mut w, &format!("blk.{il}.attn_norm.weight"), &[e], 0.1, 1.0);
+        f32_t(&mut w, &format!("blk.{il}.ffn_norm.weight"), &[e], 0.1, 1.0);
+        mats.push((format!("blk.{il}.attn_q.weight"), vec![e, e]));
+        mats.push((format!("blk.{il}.attn_k.weight"), vec![e, hd * t.n_head_kv]));
+        mats.push((format!("blk.{il}.attn_v.weight"), vec![e, hd * t.n_head_kv]));
+        mats.push((format!("blk.{il}.attn_output.weight"), vec![e, e]));
+        mats.push((format!("blk.{il}.ffn_gate.weight"), vec![e, ff]));
+        mats.push((format!("blk.{il}.ffn_up.weight"), vec![e, ff]));
+        mats.push((format!("blk.{il}.ffn_down.weight"), vec![ff, e]));
+    }
+    mats.push(("output.weight".into(), vec![e, v]));
+    for (name, dims) in mats {
+        let n: u64 = dims.iter().product();
+        let scale = 1.0 / (dims[0] as f32).sqrt() * 1.7;
+        let bytes: Vec<u8> = (0..n).flat_map(|_| f16_bits(rng.next(scale)).to_le_bytes()).collect();
+        w.add_tensor(&name, GgmlType::F16, &dims, bytes);
+    }
+    w.write(path).expect("write tiny model");
+}
+
+/// A fresh tiny model in a temporary directory (kept alive by the returned guard).
+pub fn tiny_model(seed: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tiny.gguf");
+    write_tiny_llama(&p, seed);
+    (dir, p)
+}
+
+/// The real SmolLM2 model, if fetched (CI fetches it; local runs skip without it).
+pub fn smollm2() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!("SmolLM2 model not found: skipping (run models/fetch-default)");
+    }
+    found
+}
