@@ -1,0 +1,55 @@
+//! A model file that is valid GGUF but not a usable model gets one clear error naming what is
+//! wrong (architecture, every missing key, the missing or misshapen tensor).
+
+use std::sync::Arc;
+
+use ember::gguf::{GgmlType, GgufFile, GgufWriter, Value, ValueType};
+use ember::model::{LoadOptions, Model};
+
+fn load(w: &GgufWriter) -> String {
+    let f = Arc::new(GgufFile::from_bytes(w.to_bytes()).expect("valid gguf"));
+    match Model::load(f, LoadOptions { mmap: false, repack: false }) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn base(arch: &str) -> GgufWriter {
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", Value::String(arch.into()));
+    w.add("tokenizer.ggml.tokens", Value::Array(ValueType::String, (0..8).map(|i| Value::String(format!("t{i}"))).collect()));
+    w
+}
+
+#[test]
+fn unsupported_architecture_lists_supported_ones() {
+    let e = load(&base("mamba"));
+    assert!(e.contains("'mamba'") && e.contains("llama"), "{e}");
+}
+
+#[test]
+fn every_missing_key_is_named_at_once() {
+    let e = load(&base("llama"));
+    for k in ["llama.embedding_length", "llama.block_count", "llama.attention.head_count", "llama.feed_forward_length"] {
+        assert!(e.contains(k), "missing {k} in: {e}");
+    }
+}
+
+fn with_hparams() -> GgufWriter {
+    let mut w = base("llama");
+    for (k, v) in [("context_length", 64), ("embedding_length", 32), ("block_count", 1), ("feed_forward_length", 64), ("attention.head_count", 2)] {
+        w.add(&format!("llama.{k}"), Value::U32(v));
+    }
+    w.add("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    w
+}
+
+#[test]
+fn missing_and_misshapen_tensors_are_named() {
+    let e = load(&with_hparams());
+    assert!(e.contains("token_embd.weight") && e.contains("missing"), "{e}");
+    let mut w = with_hparams();
+    w.add_tensor("token_embd.weight", GgmlType::F32, &[32, 9], vec![0; 32 * 9 * 4]);
+    let e = load(&w);
+    assert!(e.contains("token_embd.weight") && e.contains("[32, 8]"), "{e}");
+}
