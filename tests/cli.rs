@@ -7,7 +7,11 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).stdin(Stdio::null()).output().expect("run ember")
+    Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ember")
 }
 
 fn ember_stdin(args: &[&str], input: &str) -> Output {
@@ -38,7 +42,11 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
     let o = ember(&["-m", "/nonexistent/model.gguf", "-p", "hi"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("/nonexistent/model.gguf") && err.lines().count() == 1, "{}", show(&o));
+    assert!(
+        err.contains("/nonexistent/model.gguf") && err.lines().count() == 1,
+        "{}",
+        show(&o)
+    );
     assert!(o.stdout.is_empty());
     let o = ember(&["-m", "x.gguf", "-p", "hi", "-ctk", "q9_9"]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
@@ -51,26 +59,85 @@ fn a_malformed_file_is_one_clear_error() {
     std::fs::write(&p, b"GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff").unwrap();
     let o = ember(&["-m", p.to_str().unwrap(), "-p", "hi"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.gguf"), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.gguf"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]
 fn tiny_model_generates_only_text_on_stdout() {
     let (_d, p) = common::tiny_model(11);
     let m = p.to_str().unwrap();
-    let o = ember(&["-m", m, "-p", "the cat", "-n", "8", "--temp", "0", "--ignore-eos"]);
+    let o = ember(&[
+        "-m",
+        m,
+        "-p",
+        "the cat",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "--ignore-eos",
+    ]);
     assert!(o.status.success(), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("generated: 8 tokens"), "{}", show(&o));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("tokens/s"));
     // --no-perf: nothing on stderr; same seed, same text
-    let a = ember(&["-m", m, "-p", "the cat", "-n", "8", "-s", "7", "--ignore-eos", "--no-perf"]);
-    let b = ember(&["-m", m, "-p", "the cat", "-n", "8", "-s", "7", "--ignore-eos", "--no-perf"]);
+    let a = ember(&[
+        "-m",
+        m,
+        "-p",
+        "the cat",
+        "-n",
+        "8",
+        "-s",
+        "7",
+        "--ignore-eos",
+        "--no-perf",
+    ]);
+    let b = ember(&[
+        "-m",
+        m,
+        "-p",
+        "the cat",
+        "-n",
+        "8",
+        "-s",
+        "7",
+        "--ignore-eos",
+        "--no-perf",
+    ]);
     assert!(a.status.success() && a.stderr.is_empty(), "{}", show(&a));
     assert_eq!(a.stdout, b.stdout);
     // prompt from stdin
-    let c = ember_stdin(&["-m", m, "-n", "4", "--temp", "0", "--no-perf", "--ignore-eos"], "the cat");
-    let d = ember(&["-m", m, "-p", "the cat", "-n", "4", "--temp", "0", "--no-perf", "--ignore-eos"]);
+    let c = ember_stdin(
+        &[
+            "-m",
+            m,
+            "-n",
+            "4",
+            "--temp",
+            "0",
+            "--no-perf",
+            "--ignore-eos",
+        ],
+        "the cat",
+    );
+    let d = ember(&[
+        "-m",
+        m,
+        "-p",
+        "the cat",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "--no-perf",
+        "--ignore-eos",
+    ]);
     assert!(c.status.success(), "{}", show(&c));
     assert_eq!(c.stdout, d.stdout);
 }
@@ -82,9 +149,16 @@ fn info_prints_metadata_and_json() {
     assert!(o.status.success(), "{}", show(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["metadata"]["general.architecture"], "llama");
-    assert_eq!(v["tensors"].as_array().unwrap().len(), 2 + 2 + 2 * 9 - 2 + 1);
+    assert_eq!(
+        v["tensors"].as_array().unwrap().len(),
+        2 + 2 + 2 * 9 - 2 + 1
+    );
     let o = ember(&["info", p.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("blk.0.attn_q.weight"), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("blk.0.attn_q.weight"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -92,15 +166,40 @@ fn perplexity_writes_and_reads_saved_logits() {
     let (d, p) = common::tiny_model(13);
     let m = p.to_str().unwrap();
     let text = d.path().join("text.txt");
-    std::fs::write(&text, "the quick brown fox jumps over the lazy dog. ".repeat(20)).unwrap();
+    std::fs::write(
+        &text,
+        "the quick brown fox jumps over the lazy dog. ".repeat(20),
+    )
+    .unwrap();
     let base = d.path().join("base.kld");
     let (t, b) = (text.to_str().unwrap(), base.to_str().unwrap());
-    let o = ember(&["perplexity", "-m", m, "-f", t, "-c", "64", "--chunks", "3", "--kl-divergence-base", b, "--json"]);
+    let o = ember(&[
+        "perplexity",
+        "-m",
+        m,
+        "-f",
+        t,
+        "-c",
+        "64",
+        "--chunks",
+        "3",
+        "--kl-divergence-base",
+        b,
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", show(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let ppl = v["ppl"].as_f64().unwrap();
     assert!(ppl > 1.0 && ppl.is_finite(), "{v}");
-    let o = ember(&["perplexity", "-m", m, "--kl-divergence-base", b, "--kl-divergence", "--json"]);
+    let o = ember(&[
+        "perplexity",
+        "-m",
+        m,
+        "--kl-divergence-base",
+        b,
+        "--kl-divergence",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", show(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(v["kld_mean"].as_f64().unwrap().abs() < 1e-4, "{v}");
@@ -109,19 +208,34 @@ fn perplexity_writes_and_reads_saved_logits() {
 
 #[test]
 fn smollm2_greedy_matches_llama_cpp_golden_outputs() {
-    let Some(model) = common::smollm2() else { return };
+    let Some(model) = common::smollm2() else {
+        return;
+    };
     let fixture = include_str!("fixtures/smollm2-greedy-f16.jsonl");
     let mut matched = 0;
     for line in fixture.lines() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         let prompt = r["prompt"].as_str().unwrap();
-        let o = ember(&["-m", model.to_str().unwrap(), "-p", prompt, "-n", "64", "--temp", "0", "--no-perf"]);
+        let o = ember(&[
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            prompt,
+            "-n",
+            "64",
+            "--temp",
+            "0",
+            "--no-perf",
+        ]);
         assert!(o.status.success(), "{}", show(&o));
         let text = String::from_utf8_lossy(&o.stdout);
         if text == r["text"].as_str().unwrap() {
             matched += 1;
         } else {
-            eprintln!("differs for {prompt:?}:\n ours: {text:?}\n gold: {:?}", r["text"]);
+            eprintln!(
+                "differs for {prompt:?}:\n ours: {text:?}\n gold: {:?}",
+                r["text"]
+            );
         }
     }
     eprintln!("{matched}/8 golden continuations match exactly");
@@ -130,14 +244,38 @@ fn smollm2_greedy_matches_llama_cpp_golden_outputs() {
 
 #[test]
 fn smollm2_answers_and_pipes_quietly() {
-    let Some(model) = common::smollm2() else { return };
+    let Some(model) = common::smollm2() else {
+        return;
+    };
     let m = model.to_str().unwrap();
-    let o = ember(&["-m", m, "-p", "The capital of France is", "-n", "4", "--temp", "0"]);
+    let o = ember(&[
+        "-m",
+        m,
+        "-p",
+        "The capital of France is",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+    ]);
     assert!(o.status.success(), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with(" Paris"), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with(" Paris"),
+        "{}",
+        show(&o)
+    );
     // A closed pipe ends the run quietly with status 0.
     let mut c = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["-m", m, "-p", "Once upon a time", "-n", "200", "--ignore-eos", "--no-perf"])
+        .args([
+            "-m",
+            m,
+            "-p",
+            "Once upon a time",
+            "-n",
+            "200",
+            "--ignore-eos",
+            "--no-perf",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -21,13 +21,23 @@ fn load(path: &std::path::Path) -> Rc<Model> {
 }
 
 fn session(m: &Rc<Model>, fa: bool, ubatch: u32) -> Session {
-    let p = SessionParams { n_ctx: 128, n_ubatch: ubatch, n_threads: 2, type_k: Type::F16, type_v: Type::F16, flash_attn: fa };
+    let p = SessionParams {
+        n_ctx: 128,
+        n_ubatch: ubatch,
+        n_threads: 2,
+        type_k: Type::F16,
+        type_v: Type::F16,
+        flash_attn: fa,
+    };
     Session::new(m.clone(), p).expect("session")
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 const TOKENS: [u32; 12] = [5, 17, 200, 42, 99, 3, 256, 257, 1, 150, 77, 8];
@@ -45,7 +55,10 @@ fn batched_prefill_matches_token_by_token_decode() {
         for (i, &t) in TOKENS.iter().enumerate() {
             let row = single.eval(&[t], Want::Last).unwrap();
             let d = max_diff(row, &all[i * n_vocab..(i + 1) * n_vocab]);
-            assert!(d < BATCH_VS_SINGLE_TOL, "flash_attn={fa} position {i}: max |Δlogit| {d}");
+            assert!(
+                d < BATCH_VS_SINGLE_TOL,
+                "flash_attn={fa} position {i}: max |Δlogit| {d}"
+            );
         }
         assert!(all.iter().all(|x| x.is_finite()));
     }
@@ -56,7 +69,10 @@ fn micro_batches_and_output_selection_agree() {
     let (_d, p) = common::tiny_model(2);
     let m = load(&p);
     let n_vocab = m.hp.n_vocab as usize;
-    let full = session(&m, true, 512).eval(&TOKENS, Want::All).unwrap().to_vec();
+    let full = session(&m, true, 512)
+        .eval(&TOKENS, Want::All)
+        .unwrap()
+        .to_vec();
     // ubatch of 5: three graphs; From(7) keeps rows 7..12 only.
     let mut s = session(&m, true, 5);
     let tail = s.eval(&TOKENS, Want::From(7)).unwrap().to_vec();
@@ -72,8 +88,14 @@ fn micro_batches_and_output_selection_agree() {
 fn flash_attention_and_plain_attention_agree() {
     let (_d, p) = common::tiny_model(3);
     let m = load(&p);
-    let a = session(&m, true, 512).eval(&TOKENS, Want::All).unwrap().to_vec();
-    let b = session(&m, false, 512).eval(&TOKENS, Want::All).unwrap().to_vec();
+    let a = session(&m, true, 512)
+        .eval(&TOKENS, Want::All)
+        .unwrap()
+        .to_vec();
+    let b = session(&m, false, 512)
+        .eval(&TOKENS, Want::All)
+        .unwrap()
+        .to_vec();
     assert!(max_diff(&a, &b) < BATCH_VS_SINGLE_TOL);
 }
 
@@ -111,7 +133,10 @@ fn same_seed_same_tokens_and_greedy_is_deterministic() {
         let mut s = session(&m, true, 512);
         let mut sampler = Sampler::new(params);
         let mut out = Vec::new();
-        let gp = GenerateParams { n_predict: 24, ignore_eos: true };
+        let gp = GenerateParams {
+            n_predict: 24,
+            ignore_eos: true,
+        };
         generate(&mut s, &tok, &mut sampler, &prompt, gp, |id| {
             out.push(id);
             true
@@ -119,13 +144,27 @@ fn same_seed_same_tokens_and_greedy_is_deterministic() {
         .unwrap();
         out
     };
-    let seeded = SamplingParams { temp: 1.0, seed: 1234, ..SamplingParams::default() };
+    let seeded = SamplingParams {
+        temp: 1.0,
+        seed: 1234,
+        ..SamplingParams::default()
+    };
     let a = run(seeded.clone());
     assert_eq!(a.len(), 24);
     assert_eq!(a, run(seeded));
-    let other = run(SamplingParams { temp: 1.0, seed: 99, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplingParams::default() });
+    let other = run(SamplingParams {
+        temp: 1.0,
+        seed: 99,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        ..SamplingParams::default()
+    });
     assert_ne!(a, other, "different seeds should differ on a random model");
-    let greedy = SamplingParams { temp: 0.0, ..SamplingParams::default() };
+    let greedy = SamplingParams {
+        temp: 0.0,
+        ..SamplingParams::default()
+    };
     assert_eq!(run(greedy.clone()), run(greedy));
 }
 
@@ -138,9 +177,24 @@ fn weights_are_used_in_place_from_the_mapping() {
     assert_eq!(pl.copied, 0);
     // --no-mmap copies instead, with the same results.
     let f = Arc::new(open_gguf(&p, false).unwrap());
-    let copied = Rc::new(Model::load(f, LoadOptions { mmap: false, repack: true }).unwrap());
+    let copied = Rc::new(
+        Model::load(
+            f,
+            LoadOptions {
+                mmap: false,
+                repack: true,
+            },
+        )
+        .unwrap(),
+    );
     assert!(copied.weights.placements.copied > 0);
-    let a = session(&m, true, 512).eval(&TOKENS, Want::Last).unwrap().to_vec();
-    let b = session(&copied, true, 512).eval(&TOKENS, Want::Last).unwrap().to_vec();
+    let a = session(&m, true, 512)
+        .eval(&TOKENS, Want::Last)
+        .unwrap()
+        .to_vec();
+    let b = session(&copied, true, 512)
+        .eval(&TOKENS, Want::Last)
+        .unwrap()
+        .to_vec();
     assert_eq!(a, b);
 }

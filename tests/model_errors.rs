@@ -8,7 +8,13 @@ use ember::model::{LoadOptions, Model};
 
 fn load(w: &GgufWriter) -> String {
     let f = Arc::new(GgufFile::from_bytes(w.to_bytes()).expect("valid gguf"));
-    match Model::load(f, LoadOptions { mmap: false, repack: false }) {
+    match Model::load(
+        f,
+        LoadOptions {
+            mmap: false,
+            repack: false,
+        },
+    ) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     }
@@ -17,7 +23,13 @@ fn load(w: &GgufWriter) -> String {
 fn base(arch: &str) -> GgufWriter {
     let mut w = GgufWriter::new();
     w.add("general.architecture", Value::String(arch.into()));
-    w.add("tokenizer.ggml.tokens", Value::Array(ValueType::String, (0..8).map(|i| Value::String(format!("t{i}"))).collect()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        Value::Array(
+            ValueType::String,
+            (0..8).map(|i| Value::String(format!("t{i}"))).collect(),
+        ),
+    );
     w
 }
 
@@ -30,14 +42,25 @@ fn unsupported_architecture_lists_supported_ones() {
 #[test]
 fn every_missing_key_is_named_at_once() {
     let e = load(&base("llama"));
-    for k in ["llama.embedding_length", "llama.block_count", "llama.attention.head_count", "llama.feed_forward_length"] {
+    for k in [
+        "llama.embedding_length",
+        "llama.block_count",
+        "llama.attention.head_count",
+        "llama.feed_forward_length",
+    ] {
         assert!(e.contains(k), "missing {k} in: {e}");
     }
 }
 
 fn with_hparams() -> GgufWriter {
     let mut w = base("llama");
-    for (k, v) in [("context_length", 64), ("embedding_length", 32), ("block_count", 1), ("feed_forward_length", 64), ("attention.head_count", 2)] {
+    for (k, v) in [
+        ("context_length", 64),
+        ("embedding_length", 32),
+        ("block_count", 1),
+        ("feed_forward_length", 64),
+        ("attention.head_count", 2),
+    ] {
         w.add(&format!("llama.{k}"), Value::U32(v));
     }
     w.add("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
@@ -47,9 +70,20 @@ fn with_hparams() -> GgufWriter {
 #[test]
 fn missing_and_misshapen_tensors_are_named() {
     let e = load(&with_hparams());
-    assert!(e.contains("token_embd.weight") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("token_embd.weight") && e.contains("missing"),
+        "{e}"
+    );
     let mut w = with_hparams();
-    w.add_tensor("token_embd.weight", GgmlType::F32, &[32, 9], vec![0; 32 * 9 * 4]);
+    w.add_tensor(
+        "token_embd.weight",
+        GgmlType::F32,
+        &[32, 9],
+        vec![0; 32 * 9 * 4],
+    );
     let e = load(&w);
-    assert!(e.contains("token_embd.weight") && e.contains("[32, 8]"), "{e}");
+    assert!(
+        e.contains("token_embd.weight") && e.contains("[32, 8]"),
+        "{e}"
+    );
 }

@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(c.n_kv(), 256);
         c.append(300).unwrap();
         assert_eq!(c.n_kv(), 512);
-        c.append(200).unwrap();
+        c.append(250).unwrap();
         assert_eq!(c.n_kv(), 600);
     }
 }

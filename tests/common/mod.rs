@@ -17,14 +17,25 @@ pub struct Tiny {
     pub ctx: u32,
 }
 
-pub const TINY: Tiny = Tiny { n_vocab: 260, n_embd: 64, n_head: 4, n_head_kv: 2, n_ff: 96, n_layer: 2, ctx: 256 };
+pub const TINY: Tiny = Tiny {
+    n_vocab: 260,
+    n_embd: 64,
+    n_head: 4,
+    n_head_kv: 2,
+    n_ff: 96,
+    n_layer: 2,
+    ctx: 256,
+};
 
 /// Deterministic pseudo-random numbers in [-scale, scale).
 struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, scale: f32) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let u = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
         (2.0 * u - 1.0) * scale
     }
@@ -80,7 +91,10 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
     w.add("llama.block_count", Value::U32(t.n_layer as u32));
     w.add("llama.feed_forward_length", Value::U32(t.n_ff as u32));
     w.add("llama.attention.head_count", Value::U32(t.n_head as u32));
-    w.add("llama.attention.head_count_kv", Value::U32(t.n_head_kv as u32));
+    w.add(
+        "llama.attention.head_count_kv",
+        Value::U32(t.n_head_kv as u32),
+    );
     w.add("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
     w.add("llama.rope.freq_base", Value::F32(10000.0));
     let mut tokens = byte_chars();
@@ -91,9 +105,18 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
     *types.last_mut().unwrap() = Value::I32(3);
     w.add("tokenizer.ggml.model", s("gpt2"));
     w.add("tokenizer.ggml.pre", s("smollm"));
-    w.add("tokenizer.ggml.tokens", Value::Array(ValueType::String, tokens.iter().map(|x| s(x)).collect()));
-    w.add("tokenizer.ggml.token_type", Value::Array(ValueType::I32, types));
-    w.add("tokenizer.ggml.merges", Value::Array(ValueType::String, ["t h", "th e", "Ġ the"].map(s).to_vec()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        Value::Array(ValueType::String, tokens.iter().map(|x| s(x)).collect()),
+    );
+    w.add(
+        "tokenizer.ggml.token_type",
+        Value::Array(ValueType::I32, types),
+    );
+    w.add(
+        "tokenizer.ggml.merges",
+        Value::Array(ValueType::String, ["t h", "th e", "Ġ the"].map(s).to_vec()),
+    );
     w.add("tokenizer.ggml.bos_token_id", Value::U32(259));
     w.add("tokenizer.ggml.eos_token_id", Value::U32(259));
     w.add("tokenizer.ggml.add_bos_token", Value::Bool(false));
@@ -110,7 +133,13 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
     f32_t(&mut w, "output_norm.weight", &[e], 0.1, 1.0);
     let mut mats = Vec::new();
     for il in 0..t.n_layer {
-        f32_t(&mut w, &format!("blk.{il}.attn_norm.weight"), &[e], 0.1, 1.0);
+        f32_t(
+            &mut w,
+            &format!("blk.{il}.attn_norm.weight"),
+            &[e],
+            0.1,
+            1.0,
+        );
         f32_t(&mut w, &format!("blk.{il}.ffn_norm.weight"), &[e], 0.1, 1.0);
         mats.push((format!("blk.{il}.attn_q.weight"), vec![e, e]));
         mats.push((format!("blk.{il}.attn_k.weight"), vec![e, hd * t.n_head_kv]));
@@ -124,7 +153,9 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
     for (name, dims) in mats {
         let n: u64 = dims.iter().product();
         let scale = 1.0 / (dims[0] as f32).sqrt() * 1.7;
-        let bytes: Vec<u8> = (0..n).flat_map(|_| f16_bits(rng.next(scale)).to_le_bytes()).collect();
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| f16_bits(rng.next(scale)).to_le_bytes())
+            .collect();
         w.add_tensor(&name, GgmlType::F16, &dims, bytes);
     }
     w.write(path).expect("write tiny model");
@@ -142,8 +173,12 @@ pub fn tiny_model(seed: u64) -> (tempfile::TempDir, PathBuf) {
 pub fn smollm2() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")),
+        Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ),
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")),
     ];
     let found = candidates.into_iter().flatten().find(|p| p.is_file());
     if found.is_none() {
