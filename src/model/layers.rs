@@ -219,16 +219,7 @@ impl<'g> Builder<'g> {
         let n_kv = self.n_kv;
         let ty_k = self.kv.type_k;
         let ty_v = self.kv.type_v;
-        let kk = c.view(
-            k_cache,
-            &[hd_k, n_head_kv, n_kv, 1],
-            &[
-                ty_k.row_size(hd_k),
-                ty_k.row_size(ek),
-                ty_k.row_size(ek * size),
-            ],
-            0,
-        );
+        let kk = cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size);
         let mask = if swa {
             self.inp.mask_swa.expect("swa mask")
         } else {
@@ -237,16 +228,7 @@ impl<'g> Builder<'g> {
         let q = c.permute(q, [0, 2, 1, 3]);
         let kk = c.permute(kk, [0, 2, 1, 3]);
         let out = if self.flash_attn {
-            let vv = c.view(
-                v_cache,
-                &[hd_v, n_head_kv, n_kv, 1],
-                &[
-                    ty_v.row_size(hd_v),
-                    ty_v.row_size(ev),
-                    ty_v.row_size(ev * size),
-                ],
-                0,
-            );
+            let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);
             let fa = c.flash_attn_ext(q, kk, vv, Some(mask), kq_scale, 0.0);
             let fa = self.name(fa, "fattn", Some(il));
@@ -316,6 +298,29 @@ impl<'g> Builder<'g> {
         self.graph.expand(t);
         t
     }
+}
+
+/// The first `n_kv` cells of a (non-transposed) cache tensor as `[head_dim, n_head_kv, n_kv, 1]`.
+fn cache_heads<'g>(
+    c: &'g Context,
+    cache: Tensor<'g>,
+    ty: Type,
+    hd: i64,
+    n_head_kv: i64,
+    n_kv: i64,
+    size: i64,
+) -> Tensor<'g> {
+    let width = hd * n_head_kv;
+    c.view(
+        cache,
+        &[hd, n_head_kv, n_kv, 1],
+        &[
+            ty.row_size(hd),
+            ty.row_size(width),
+            ty.row_size(width * size),
+        ],
+        0,
+    )
 }
 
 /// ggml's i64 type (index type of set_rows).
