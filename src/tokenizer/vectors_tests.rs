@@ -23,7 +23,13 @@ fn load(path: &Path) -> Result<Tokenizer, TokenizerError> {
 }
 
 fn smollm2() -> Option<Tokenizer> {
-    let path = home().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    // models/fetch-default puts it in the repository; developers may have it in ~/.cache/models.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = if repo.exists() {
+        repo
+    } else {
+        home().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    };
     if !path.exists() {
         eprintln!("skipping: {} not found", path.display());
         return None;

@@ -3,6 +3,12 @@
 use super::*;
 
 fn model_path() -> Option<std::path::PathBuf> {
+    // models/fetch-default puts it in the repository; developers may have it in ~/.cache/models.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if repo.exists() {
+        return Some(repo);
+    }
     let home = std::env::var_os("HOME")?;
     let path = std::path::Path::new(&home).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     path.exists().then_some(path)
