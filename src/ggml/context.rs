@@ -274,15 +274,7 @@ impl<'ctx> Tensor<'ctx> {
     }
 
     pub fn write_i64(&self, data: &[i64]) -> Result<(), GgmlError> {
-        let ty = self.ty();
-        if ty.raw() != 27 {
-            return Err(GgmlError::Tensor {
-                name: self.name(),
-                msg: format!("is {ty}, not i64"),
-            });
-        }
-        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.write_bytes(0, &bytes)
+        self.write_plain(data, Type::I64)
     }
 
     fn write_plain<T: Copy>(&self, data: &[T], want: Type) -> Result<(), GgmlError> {

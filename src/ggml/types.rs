@@ -17,6 +17,7 @@ impl Type {
     pub const Q8_0: Type = Type(ggml_sys::GGML_TYPE_Q8_0);
     pub const IQ4_NL: Type = Type(ggml_sys::GGML_TYPE_IQ4_NL);
     pub const I32: Type = Type(ggml_sys::GGML_TYPE_I32);
+    pub const I64: Type = Type(ggml_sys::GGML_TYPE_I64);
 
     /// The type with ggml enum value `v`, if ggml knows it (removed values are rejected).
     pub fn from_raw(v: u32) -> Option<Type> {

@@ -81,7 +81,7 @@ impl<'g> Builder<'g> {
                 .set_input()
         });
         let k_idxs = ctx
-            .new_tensor(i64_type(), &[nt])
+            .new_tensor(Type::I64, &[nt])
             .set_name("inp_k_idxs")
             .set_input();
         let n_v = if kv.v_trans {
@@ -90,7 +90,7 @@ impl<'g> Builder<'g> {
             nt
         };
         let v_idxs = ctx
-            .new_tensor(i64_type(), &[n_v])
+            .new_tensor(Type::I64, &[n_v])
             .set_name("inp_v_idxs")
             .set_input();
         let out_ids = (n_outputs < n_tokens).then(|| {
@@ -321,9 +321,4 @@ fn cache_heads<'g>(
         ],
         0,
     )
-}
-
-/// ggml's i64 type (index type of set_rows).
-fn i64_type() -> Type {
-    Type::from_raw(27).expect("i64")
 }
