@@ -18,6 +18,10 @@ fn main() {
     }
     println!("cargo:rustc-env=EMBER_GIT_REV={rev}");
     println!("cargo:rustc-env=EMBER_BACKENDS={}", backends.join(","));
+    // Published by ggml-sys (links = "ggml") to its dependents' build scripts.
+    let dep = |k: &str| std::env::var(format!("DEP_GGML_{k}")).unwrap_or_else(|_| "unknown".into());
+    println!("cargo:rustc-env=EMBER_GGML_VERSION={}", dep("VERSION"));
+    println!("cargo:rustc-env=EMBER_CPU_FLAGS={}", dep("CPU_FLAGS"));
     println!(
         "cargo:rustc-env=EMBER_PROFILE={}",
         std::env::var("PROFILE").unwrap_or_default()

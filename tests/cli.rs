@@ -53,6 +53,17 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
 }
 
 #[test]
+fn version_names_the_build() {
+    let o = ember(&["--version"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        v.contains("backends: cpu") && v.contains("ggml ") && v.contains("CPU flags"),
+        "{v}"
+    );
+}
+
+#[test]
 fn a_malformed_file_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.gguf");

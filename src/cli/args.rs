@@ -14,6 +14,10 @@ pub const VERSION: &str = concat!(
     env!("EMBER_TARGET"),
     ")\nbackends: ",
     env!("EMBER_BACKENDS"),
+    "\nggml ",
+    env!("EMBER_GGML_VERSION"),
+    " (llama-cpp-sys-2 0.1.161), CPU flags: ",
+    env!("EMBER_CPU_FLAGS"),
 );
 
 #[derive(Parser, Debug)]

@@ -136,6 +136,7 @@ fn main() {
     println!("cargo:rustc-env=GGML_SYS_CPU_FLAGS={flags}");
     println!("cargo:cpu_flags={flags}");
     println!("cargo:rustc-env=GGML_SYS_VERSION={version}");
+    println!("cargo:version={version}");
 }
 
 /// "MAJOR.MINOR.PATCH" from ggml's CMakeLists.txt (0.0.0 when it cannot be read).
