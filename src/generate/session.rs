@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::ggml::{Backend, Context, GgmlError, Sched, Type};
+use crate::ggml::{Backend, GgmlError, Sched, Type};
 use crate::kv::{ContextFull, KvCache, KvError, KvShape};
 use crate::model::layers::Builder;
 use crate::model::Model;
@@ -86,41 +86,11 @@ impl Session {
     /// Allocate compute buffers for the largest graph up front.
     fn reserve(&mut self) -> Result<(), EvalError> {
         let n = self.params.n_ubatch.min(self.params.n_ctx) as usize;
-        let ctx = Context::new(self.model.graph_size() + 16, self.model.graph_size())?;
-        let mut b = Self::builder(
-            &ctx,
-            &self.model,
-            &self.kv,
-            self.params.flash_attn,
-            n,
-            self.kv.size(),
-            n,
-        );
+        let ctx = self.model.graph_context()?;
+        let mut b = Builder::new(&ctx, &self.model, &self.kv, n, self.kv.size(), n);
         let _ = self.model.arch.build(&mut b);
         self.sched.reserve(&b.graph)?;
         Ok(())
-    }
-
-    fn builder<'g>(
-        ctx: &'g Context,
-        model: &'g Model,
-        kv: &'g KvCache,
-        flash_attn: bool,
-        n_tokens: usize,
-        n_kv: u32,
-        n_outputs: usize,
-    ) -> Builder<'g> {
-        Builder::new(
-            ctx,
-            model,
-            kv,
-            n_tokens,
-            n_kv,
-            n_outputs,
-            flash_attn,
-            model.arch.has_swa(),
-            model.graph_size(),
-        )
     }
 
     pub fn model(&self) -> &Rc<Model> {
@@ -196,17 +166,9 @@ impl Session {
     fn eval_ubatch(&mut self, tokens: &[u32], rows: &[i32], keep: bool) -> Result<(), EvalError> {
         let p0 = self.kv.cells.append(tokens.len() as u32)?;
         let n_kv = self.kv.cells.n_kv();
-        let ctx = Context::new(self.model.graph_size() + 16, self.model.graph_size())?;
+        let ctx = self.model.graph_context()?;
         let n_vocab = self.model.hp.n_vocab as usize;
-        let mut b = Self::builder(
-            &ctx,
-            &self.model,
-            &self.kv,
-            self.params.flash_attn,
-            tokens.len(),
-            n_kv,
-            rows.len(),
-        );
+        let mut b = Builder::new(&ctx, &self.model, &self.kv, tokens.len(), n_kv, rows.len());
         let logits_t = self.model.arch.build(&mut b);
         let inputs = BatchInputs::new(tokens, p0, n_kv, &self.kv, self.model.hp.n_embd_v_gqa());
         let (graph, inp) = (b.graph, b.inp);

@@ -48,7 +48,8 @@ pub enum FfnAct {
 }
 
 impl<'g> Builder<'g> {
-    #[allow(clippy::too_many_arguments)]
+    /// A graph for `n_tokens` new tokens attending to `n_kv` cache cells, with logits for
+    /// `n_outputs` rows. Flash attention is used exactly when the cache stores V untransposed.
     pub fn new(
         ctx: &'g Context,
         model: &'g Model,
@@ -56,10 +57,10 @@ impl<'g> Builder<'g> {
         n_tokens: usize,
         n_kv: u32,
         n_outputs: usize,
-        flash_attn: bool,
-        swa: bool,
-        graph_size: usize,
     ) -> Self {
+        let flash_attn = !kv.v_trans;
+        let swa = model.arch.has_swa();
+        let graph_size = model.graph_size();
         let nt = n_tokens as i64;
         let n_kv = n_kv as i64;
         let tokens = ctx

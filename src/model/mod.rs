@@ -138,6 +138,11 @@ impl Model {
         })
     }
 
+    /// A context with room for one forward graph of this model and its tensors.
+    pub fn graph_context(&self) -> Result<crate::ggml::Context, crate::ggml::GgmlError> {
+        crate::ggml::Context::new(self.graph_size() + 16, self.graph_size())
+    }
+
     /// Nodes a forward graph of this model may need.
     pub fn graph_size(&self) -> usize {
         (self.file.tensors().len() * 8).max(1024) + 64 * self.hp.n_layer as usize
