@@ -44,7 +44,13 @@ const TOKENS: [u32; 12] = [5, 17, 200, 42, 99, 3, 256, 257, 1, 150, 77, 8];
 
 #[test]
 fn batched_prefill_matches_token_by_token_decode() {
-    let (_d, p) = common::tiny_model(1);
+    for arch in common::TinyArch::ALL {
+        batched_prefill_matches_decode(arch);
+    }
+}
+
+fn batched_prefill_matches_decode(arch: common::TinyArch) {
+    let (_d, p) = common::tiny_model_of(1, arch);
     let m = load(&p);
     let n_vocab = m.hp.n_vocab as usize;
     for fa in [true, false] {
@@ -57,7 +63,7 @@ fn batched_prefill_matches_token_by_token_decode() {
             let d = max_diff(row, &all[i * n_vocab..(i + 1) * n_vocab]);
             assert!(
                 d < BATCH_VS_SINGLE_TOL,
-                "flash_attn={fa} position {i}: max |Δlogit| {d}"
+                "{arch:?} flash_attn={fa} position {i}: max |Δlogit| {d}"
             );
         }
         assert!(all.iter().all(|x| x.is_finite()));
@@ -86,17 +92,55 @@ fn micro_batches_and_output_selection_agree() {
 
 #[test]
 fn flash_attention_and_plain_attention_agree() {
-    let (_d, p) = common::tiny_model(3);
-    let m = load(&p);
-    let a = session(&m, true, 512)
-        .eval(&TOKENS, Want::All)
-        .unwrap()
-        .to_vec();
-    let b = session(&m, false, 512)
-        .eval(&TOKENS, Want::All)
-        .unwrap()
-        .to_vec();
-    assert!(max_diff(&a, &b) < BATCH_VS_SINGLE_TOL);
+    for arch in common::TinyArch::ALL {
+        let (_d, p) = common::tiny_model_of(3, arch);
+        let m = load(&p);
+        let a = session(&m, true, 512)
+            .eval(&TOKENS, Want::All)
+            .unwrap()
+            .to_vec();
+        let b = session(&m, false, 512)
+            .eval(&TOKENS, Want::All)
+            .unwrap()
+            .to_vec();
+        let d = max_diff(&a, &b);
+        assert!(d < BATCH_VS_SINGLE_TOL, "{arch:?}: max |Δlogit| {d}");
+    }
+}
+
+/// Local layers see only the last `window` positions: up to the window a Gemma 3 model with
+/// window 4 computes what the same weights with an unbounded window compute, and after it not.
+#[test]
+fn sliding_window_limits_local_layers() {
+    let (_d, small) = common::tiny_model_of(9, common::TinyArch::Gemma3 { window: 4 });
+    let (_e, big) = common::tiny_model_of(9, common::TinyArch::Gemma3 { window: 1000 });
+    let (small, big) = (load(&small), load(&big));
+    assert_eq!(small.hp.swa.as_ref().unwrap().layers, [true, false]);
+    let n_vocab = small.hp.n_vocab as usize;
+    for fa in [true, false] {
+        let a = session(&small, fa, 512)
+            .eval(&TOKENS, Want::All)
+            .unwrap()
+            .to_vec();
+        let b = session(&big, fa, 512)
+            .eval(&TOKENS, Want::All)
+            .unwrap()
+            .to_vec();
+        for i in 0..TOKENS.len() {
+            let d = max_diff(
+                &a[i * n_vocab..(i + 1) * n_vocab],
+                &b[i * n_vocab..(i + 1) * n_vocab],
+            );
+            if i < 4 {
+                assert_eq!(d, 0.0, "flash_attn={fa} position {i} is inside the window");
+            } else {
+                assert!(
+                    d > 1e-3,
+                    "flash_attn={fa} position {i}: the window had no effect"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -170,15 +170,25 @@ impl Session {
         let n_vocab = self.model.hp.n_vocab as usize;
         let mut b = Builder::new(&ctx, &self.model, &self.kv, tokens.len(), n_kv, rows.len());
         let logits_t = self.model.arch.build(&mut b);
-        let inputs = BatchInputs::new(tokens, p0, n_kv, &self.kv, self.model.hp.n_embd_v_gqa());
+        let hp = &self.model.hp;
+        let window = hp.swa.as_ref().map(|s| s.window);
+        let inputs = BatchInputs::new(tokens, p0, n_kv, &self.kv, hp.n_embd_v_gqa(), window);
         let (graph, inp) = (b.graph, b.inp);
         self.sched.alloc_graph(&graph)?;
         inp.tokens.write_i32(&inputs.tokens)?;
         inp.pos.write_i32(&inputs.pos)?;
-        if self.params.flash_attn {
-            inp.mask.write_f16_bits(&inputs.mask_f16())?;
-        } else {
-            inp.mask.write_f32(&inputs.mask)?;
+        let masks = [
+            (Some(inp.mask), Some(&inputs.mask)),
+            (inp.mask_swa, inputs.mask_swa.as_ref()),
+        ];
+        for (t, m) in masks {
+            if let (Some(t), Some(m)) = (t, m) {
+                if self.params.flash_attn {
+                    t.write_f16_bits(&mask_f16(m))?;
+                } else {
+                    t.write_f32(m)?;
+                }
+            }
         }
         inp.k_idxs.write_i64(&inputs.k_idxs)?;
         inp.v_idxs.write_i64(&inputs.v_idxs)?;
@@ -201,19 +211,35 @@ struct BatchInputs {
     pos: Vec<i32>,
     /// [n_tokens][n_kv], 0 or -inf
     mask: Vec<f32>,
+    /// The same with the sliding window applied (models with local layers).
+    mask_swa: Option<Vec<f32>>,
     k_idxs: Vec<i64>,
     v_idxs: Vec<i64>,
 }
 
 impl BatchInputs {
-    fn new(tokens: &[u32], p0: u32, n_kv: u32, kv: &KvCache, n_embd_v: u32) -> Self {
+    fn new(
+        tokens: &[u32],
+        p0: u32,
+        n_kv: u32,
+        kv: &KvCache,
+        n_embd_v: u32,
+        window: Option<u32>,
+    ) -> Self {
         let n = tokens.len();
         let pos: Vec<i32> = (0..n as i32).map(|i| p0 as i32 + i).collect();
-        let mut mask = vec![f32::NEG_INFINITY; n * n_kv as usize];
-        for (i, &p) in pos.iter().enumerate() {
-            let row = &mut mask[i * n_kv as usize..(i + 1) * n_kv as usize];
-            row[..=(p as usize)].fill(0.0);
-        }
+        // Cell j holds position j: causal means j <= p; the window also needs p - j < window.
+        let causal = |window: u32| {
+            let mut mask = vec![f32::NEG_INFINITY; n * n_kv as usize];
+            for (i, &p) in pos.iter().enumerate() {
+                let row = &mut mask[i * n_kv as usize..(i + 1) * n_kv as usize];
+                let first = (p as i64 - window as i64 + 1).max(0) as usize;
+                row[first..=(p as usize)].fill(0.0);
+            }
+            mask
+        };
+        let mask = causal(u32::MAX);
+        let mask_swa = window.map(causal);
         let k_idxs: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
         let v_idxs = if kv.v_trans {
             let size = kv.size() as i64;
@@ -229,15 +255,16 @@ impl BatchInputs {
             tokens: tokens.iter().map(|&t| t as i32).collect(),
             pos,
             mask,
+            mask_swa,
             k_idxs,
             v_idxs,
         }
     }
+}
 
-    fn mask_f16(&self) -> Vec<u16> {
-        self.mask
-            .iter()
-            .map(|&m| if m == 0.0 { 0x0000 } else { 0xFC00 })
-            .collect()
-    }
+/// A 0 / -inf mask as f16 bits (flash attention takes an f16 mask).
+fn mask_f16(mask: &[f32]) -> Vec<u16> {
+    mask.iter()
+        .map(|&m| if m == 0.0 { 0x0000 } else { 0xFC00 })
+        .collect()
 }

@@ -388,6 +388,11 @@ impl Context {
         self.op(|c| unsafe { sys::ggml_gelu(c, a.as_ptr()) })
     }
 
+    pub fn tanh<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_tanh(c, a.as_ptr()) })
+    }
+
     /// silu(a) * b, fused.
     pub fn swiglu_split<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>) -> Tensor<'a> {
         // SAFETY: see `add`.

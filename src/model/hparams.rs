@@ -21,6 +21,9 @@ pub enum Key {
     RopeScalingFactor,
     RopeScalingOrigCtx,
     SlidingWindow,
+    SlidingWindowPattern,
+    RopeFreqBaseSwa,
+    FinalLogitSoftcapping,
     VocabSize,
 }
 
@@ -42,6 +45,9 @@ impl Key {
             Key::RopeScalingFactor => "rope.scaling.factor",
             Key::RopeScalingOrigCtx => "rope.scaling.original_context_length",
             Key::SlidingWindow => "attention.sliding_window",
+            Key::SlidingWindowPattern => "attention.sliding_window_pattern",
+            Key::RopeFreqBaseSwa => "rope.freq_base_swa",
+            Key::FinalLogitSoftcapping => "final_logit_softcapping",
             Key::VocabSize => "vocab_size",
         };
         format!("{arch}.{suffix}")
@@ -88,8 +94,26 @@ pub struct Hparams {
     pub n_ff: u32,
     pub rms_eps: f32,
     pub rope: Rope,
-    /// Sliding-window size for the local layers of architectures that have them.
-    pub sliding_window: Option<u32>,
+    /// Sliding-window attention on some layers (the "local" ones), if the model has it.
+    pub swa: Option<Swa>,
+    /// Multiplier applied to the token embeddings (Gemma: √n_embd); 1 for most models.
+    pub embd_scale: f32,
+    /// Attention scale applied to Q·K; by default 1/√head_dim.
+    pub attn_scale: f32,
+    /// `c * tanh(logits / c)` on the output logits, when set (Gemma 2 style).
+    pub final_logit_softcap: Option<f32>,
+}
+
+/// Sliding-window attention: which layers use it, the window, and their RoPE.
+#[derive(Clone, Debug)]
+pub struct Swa {
+    /// A token at position p attends to positions p - window + 1 ..= p.
+    pub window: u32,
+    /// `layers[il]`: whether layer il is a local (sliding-window) layer.
+    pub layers: Vec<bool>,
+    /// RoPE base and scale of the local layers (global layers use [`Rope`]'s).
+    pub freq_base: f32,
+    pub freq_scale: f32,
 }
 
 impl Hparams {
@@ -99,6 +123,21 @@ impl Hparams {
 
     pub fn n_embd_v_gqa(&self) -> u32 {
         self.head_dim_v * self.n_head_kv
+    }
+
+    /// Whether layer `il` uses sliding-window attention.
+    pub fn is_swa(&self, il: usize) -> bool {
+        self.swa
+            .as_ref()
+            .is_some_and(|s| s.layers.get(il).copied().unwrap_or(false))
+    }
+
+    /// RoPE (base, scale) of layer `il`.
+    pub fn rope_base_scale(&self, il: usize) -> (f32, f32) {
+        match &self.swa {
+            Some(s) if self.is_swa(il) => (s.freq_base, s.freq_scale),
+            _ => (self.rope.freq_base, self.rope.freq_scale),
+        }
     }
 }
 
@@ -177,6 +216,17 @@ impl<'a> Reader<'a> {
 
 /// Read the hyper-parameters shared by llama-like architectures.
 pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, HparamsError> {
+    read_with(f, arch, rope_kind, |_, _| {})
+}
+
+/// [`read`], then `extra` reads an architecture's own keys through the same [`Reader`], so
+/// that every problem is still reported at once.
+pub fn read_with(
+    f: &GgufFile,
+    arch: &str,
+    rope_kind: RopeType,
+    extra: impl FnOnce(&mut Reader<'_>, &mut Hparams),
+) -> Result<Hparams, HparamsError> {
     let mut r = Reader::new(f, arch);
     let n_ctx_train = r.u32(Key::ContextLength);
     let n_embd = r.u32(Key::EmbeddingLength);
@@ -195,7 +245,6 @@ pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, Hp
         .unwrap_or_else(|| "none".into());
     let factor = r.opt_f32(Key::RopeScalingFactor).unwrap_or(0.0);
     let n_ctx_orig = r.opt_u32(Key::RopeScalingOrigCtx).unwrap_or(n_ctx_train);
-    let sliding_window = r.opt_u32(Key::SlidingWindow);
     let vocab_len = f
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.as_array())
@@ -243,7 +292,7 @@ pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, Hp
             key: "tokenizer.ggml.tokens".into(),
         });
     }
-    r.finish(Hparams {
+    let mut hp = Hparams {
         arch: arch.to_string(),
         n_vocab,
         n_ctx_train,
@@ -263,6 +312,52 @@ pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, Hp
             n_ctx_orig,
             ext_factor,
         },
-        sliding_window,
-    })
+        swa: None,
+        embd_scale: 1.0,
+        attn_scale: 1.0 / (head_dim_k.max(1) as f32).sqrt(),
+        final_logit_softcap: None,
+    };
+    extra(&mut r, &mut hp);
+    r.finish(hp)
+}
+
+impl Reader<'_> {
+    /// Sliding-window attention as llama.cpp reads it: the window from
+    /// `attention.sliding_window` (absent or 0: none); the local layers from
+    /// `attention.sliding_window_pattern`, either a bool per layer or a period `n` (every n-th
+    /// layer global, the others local), `default_period` when absent.
+    pub fn swa(&mut self, n_layer: u32, default_period: u32) -> Option<Swa> {
+        let window = self.opt_u32(Key::SlidingWindow).filter(|&w| w > 0)?;
+        let key = Key::SlidingWindowPattern.name(&self.arch);
+        let layers = match self.f.get(&key) {
+            Some(v) if v.as_array().is_some() => {
+                let flags: Option<Vec<bool>> =
+                    v.as_array().unwrap().iter().map(|x| x.as_bool()).collect();
+                match flags {
+                    Some(f) if f.len() == n_layer as usize => f,
+                    _ => {
+                        self.push(MetaError::WrongType {
+                            key,
+                            expected: "one bool per layer",
+                            found: "another array".into(),
+                        });
+                        vec![false; n_layer as usize]
+                    }
+                }
+            }
+            _ => {
+                let n = self
+                    .opt_u32(Key::SlidingWindowPattern)
+                    .unwrap_or(default_period);
+                (0..n_layer).map(|il| n == 0 || il % n < n - 1).collect()
+            }
+        };
+        let freq_base = self.opt_f32(Key::RopeFreqBaseSwa).unwrap_or(10_000.0);
+        Some(Swa {
+            window,
+            layers,
+            freq_base,
+            freq_scale: 1.0,
+        })
+    }
 }

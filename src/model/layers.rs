@@ -59,7 +59,7 @@ impl<'g> Builder<'g> {
         n_outputs: usize,
     ) -> Self {
         let flash_attn = !kv.v_trans;
-        let swa = model.arch.has_swa();
+        let swa = model.hp.swa.is_some();
         let graph_size = model.graph_size();
         let nt = n_tokens as i64;
         let n_kv = n_kv as i64;
@@ -131,12 +131,22 @@ impl<'g> Builder<'g> {
         }
     }
 
-    /// Token embeddings: rows of `token_embd` for the input ids.
-    pub fn embeddings(&self) -> Tensor<'g> {
+    /// Token embeddings: rows of `token_embd` for the input ids, times the model's embedding
+    /// scale when it has one.
+    pub fn embeddings(&mut self) -> Tensor<'g> {
         let t = self
             .ctx
             .get_rows(self.w(self.model.tok_embd), self.inp.tokens);
-        self.name(t, "inp_embd", None)
+        let scale = self.model.hp.embd_scale;
+        let t = if scale != 1.0 {
+            self.ctx.scale(t, scale)
+        } else {
+            t
+        };
+        let t = self.name(t, "inp_embd", None);
+        // Materialized first, as llama.cpp does.
+        self.graph.expand(t);
+        t
     }
 
     /// RMSNorm, then the learned scale.
@@ -155,9 +165,11 @@ impl<'g> Builder<'g> {
         }
     }
 
-    /// RoPE with the model's parameters (optionally another base for local layers).
-    pub fn rope(&self, x: Tensor<'g>, freq_base: f32) -> Tensor<'g> {
+    /// RoPE with the model's parameters, at layer `il`'s base and scale (local layers of
+    /// sliding-window models have their own).
+    pub fn rope(&self, x: Tensor<'g>, il: usize) -> Tensor<'g> {
         let r = &self.model.hp.rope;
+        let (freq_base, freq_scale) = self.model.hp.rope_base_scale(il);
         let ff = self.model.rope_freqs.map(|h| self.w(h));
         self.ctx.rope_ext(
             x,
@@ -167,7 +179,7 @@ impl<'g> Builder<'g> {
             r.kind.ggml_mode(),
             r.n_ctx_orig as i32,
             freq_base,
-            r.freq_scale,
+            freq_scale,
             r.ext_factor,
             1.0,
             32.0,
@@ -290,11 +302,16 @@ impl<'g> Builder<'g> {
         }
     }
 
-    /// Final norm and output projection: the logits `[n_vocab, n_outputs]`.
+    /// Final norm and output projection (and soft-capping, if the model has it): the logits
+    /// `[n_vocab, n_outputs]`.
     pub fn logits(&mut self, x: Tensor<'g>) -> Tensor<'g> {
         let t = self.rms_norm(x, self.model.output_norm, None);
         let t = self.name(t, "result_norm", None);
-        let t = self.linear(self.model.output, None, t);
+        let mut t = self.linear(self.model.output, self.model.output_b, t);
+        if let Some(cap) = self.model.hp.final_logit_softcap {
+            let c = self.ctx;
+            t = c.scale(c.tanh(c.scale(t, 1.0 / cap)), cap);
+        }
         let t = self.name(t, "result_output", None).set_output();
         self.graph.expand(t);
         t

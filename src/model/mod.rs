@@ -94,6 +94,8 @@ pub struct Model {
     pub output_norm: TensorHandle,
     /// (n_embd, n_vocab); the token embeddings when tied
     pub output: TensorHandle,
+    /// (n_vocab), an output bias (some Qwen2 files)
+    pub output_b: Option<TensorHandle>,
     /// (n_rot / 2), llama3-style RoPE frequency factors
     pub rope_freqs: Option<TensorHandle>,
     pub layers: Vec<Layer>,
@@ -120,6 +122,7 @@ impl Model {
             Some(o) => o,
             None => b.matrix(W::TokenEmbd, None, &[e, v])?,
         };
+        let output_b = b.opt_bias(W::Output, None, &[v])?;
         let rope_freqs = b.opt_plain(W::RopeFreqs, None, &[(hp.rope.n_rot / 2) as u64])?;
         let layers = (0..hp.n_layer)
             .map(|il| arch.layer(&mut b, &hp, il))
@@ -133,6 +136,7 @@ impl Model {
             tok_embd,
             output_norm,
             output,
+            output_b,
             rope_freqs,
             layers,
         })

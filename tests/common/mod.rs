@@ -78,25 +78,67 @@ fn byte_chars() -> Vec<String> {
     out
 }
 
+/// Which architecture a tiny model is written for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TinyArch {
+    Llama,
+    /// Q/K/V biases, split-half RoPE.
+    Qwen2,
+    /// Q/K norms, post norms, tied output, sliding window `window` on every other layer.
+    Gemma3 {
+        window: u32,
+    },
+}
+
+impl TinyArch {
+    pub const ALL: [TinyArch; 3] = [
+        TinyArch::Llama,
+        TinyArch::Qwen2,
+        TinyArch::Gemma3 { window: 4 },
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            TinyArch::Llama => "llama",
+            TinyArch::Qwen2 => "qwen2",
+            TinyArch::Gemma3 { .. } => "gemma3",
+        }
+    }
+}
+
 /// Write a tiny llama model with random weights (matrices f16, norms f32) and a byte-level
 /// BPE vocabulary (256 bytes, 3 merges, `<|endoftext|>` as EOS).
 pub fn write_tiny_llama(path: &Path, seed: u64) {
+    write_tiny(path, seed, TinyArch::Llama);
+}
+
+/// Write a tiny model of architecture `arch` (see [`write_tiny_llama`]).
+pub fn write_tiny(path: &Path, seed: u64, arch: TinyArch) {
     let t = &TINY;
     let mut w = GgufWriter::new();
     let s = |x: &str| Value::String(x.to_string());
-    w.add("general.architecture", s("llama"));
+    let a = arch.name();
+    let u = |x: u64| Value::U32(x as u32);
+    w.add("general.architecture", s(a));
     w.add("general.name", s("tiny-test"));
-    w.add("llama.context_length", Value::U32(t.ctx));
-    w.add("llama.embedding_length", Value::U32(t.n_embd as u32));
-    w.add("llama.block_count", Value::U32(t.n_layer as u32));
-    w.add("llama.feed_forward_length", Value::U32(t.n_ff as u32));
-    w.add("llama.attention.head_count", Value::U32(t.n_head as u32));
+    w.add(&format!("{a}.context_length"), Value::U32(t.ctx));
+    w.add(&format!("{a}.embedding_length"), u(t.n_embd));
+    w.add(&format!("{a}.block_count"), u(t.n_layer));
+    w.add(&format!("{a}.feed_forward_length"), u(t.n_ff));
+    w.add(&format!("{a}.attention.head_count"), u(t.n_head));
+    w.add(&format!("{a}.attention.head_count_kv"), u(t.n_head_kv));
     w.add(
-        "llama.attention.head_count_kv",
-        Value::U32(t.n_head_kv as u32),
+        &format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(1e-5),
     );
-    w.add("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
-    w.add("llama.rope.freq_base", Value::F32(10000.0));
+    w.add(&format!("{a}.rope.freq_base"), Value::F32(10000.0));
+    if let TinyArch::Gemma3 { window } = arch {
+        w.add(&format!("{a}.attention.sliding_window"), Value::U32(window));
+        w.add(
+            &format!("{a}.attention.sliding_window_pattern"),
+            Value::U32(2),
+        );
+    }
     let mut tokens = byte_chars();
     tokens.extend(["th", "the", "Ġthe"].map(String::from));
     tokens.push("<|endoftext|>".into());
@@ -129,7 +171,10 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
     };
     let (e, v, ff) = (t.n_embd, t.n_vocab, t.n_ff);
     let hd = e / t.n_head;
-    f32_t(&mut w, "token_embd.weight", &[e, v], 1.0, 0.0);
+    let gemma = matches!(arch, TinyArch::Gemma3 { .. });
+    // Gemma scales embeddings up by √n_embd: keep its inputs at unit scale after that.
+    let embd_scale = if gemma { 1.0 / (e as f32).sqrt() } else { 1.0 };
+    f32_t(&mut w, "token_embd.weight", &[e, v], embd_scale, 0.0);
     f32_t(&mut w, "output_norm.weight", &[e], 0.1, 1.0);
     let mut mats = Vec::new();
     for il in 0..t.n_layer {
@@ -141,6 +186,20 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
             1.0,
         );
         f32_t(&mut w, &format!("blk.{il}.ffn_norm.weight"), &[e], 0.1, 1.0);
+        if arch == TinyArch::Qwen2 {
+            let kv = hd * t.n_head_kv;
+            for (n, d) in [("attn_q", e), ("attn_k", kv), ("attn_v", kv)] {
+                f32_t(&mut w, &format!("blk.{il}.{n}.bias"), &[d], 0.5, 0.0);
+            }
+        }
+        if gemma {
+            for n in ["attn_q_norm", "attn_k_norm"] {
+                f32_t(&mut w, &format!("blk.{il}.{n}.weight"), &[hd], 0.1, 1.0);
+            }
+            for n in ["post_attention_norm", "post_ffw_norm"] {
+                f32_t(&mut w, &format!("blk.{il}.{n}.weight"), &[e], 0.1, 1.0);
+            }
+        }
         mats.push((format!("blk.{il}.attn_q.weight"), vec![e, e]));
         mats.push((format!("blk.{il}.attn_k.weight"), vec![e, hd * t.n_head_kv]));
         mats.push((format!("blk.{il}.attn_v.weight"), vec![e, hd * t.n_head_kv]));
@@ -149,7 +208,9 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
         mats.push((format!("blk.{il}.ffn_up.weight"), vec![e, ff]));
         mats.push((format!("blk.{il}.ffn_down.weight"), vec![ff, e]));
     }
-    mats.push(("output.weight".into(), vec![e, v]));
+    if !gemma {
+        mats.push(("output.weight".into(), vec![e, v]));
+    }
     for (name, dims) in mats {
         let n: u64 = dims.iter().product();
         let scale = 1.0 / (dims[0] as f32).sqrt() * 1.7;
@@ -163,9 +224,14 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
 
 /// A fresh tiny model in a temporary directory (kept alive by the returned guard).
 pub fn tiny_model(seed: u64) -> (tempfile::TempDir, PathBuf) {
+    tiny_model_of(seed, TinyArch::Llama)
+}
+
+/// A fresh tiny model of architecture `arch` in a temporary directory.
+pub fn tiny_model_of(seed: u64, arch: TinyArch) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("tiny.gguf");
-    write_tiny_llama(&p, seed);
+    write_tiny(&p, seed, arch);
     (dir, p)
 }
 

@@ -1,5 +1,6 @@
 //! `llama` (Llama 1/2/3, SmolLM, Mistral-style dense models): RMSNorm, RoPE (adjacent pairs),
-//! grouped-query attention, SwiGLU feed-forward, tied or separate output.
+//! grouped-query attention (optional Q/K/V/O biases), SwiGLU feed-forward, tied or separate
+//! output. `qwen2` is this graph with split-half RoPE.
 
 use crate::ggml::Tensor;
 use crate::gguf::GgufFile;
@@ -53,7 +54,7 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
         hp.n_head_kv as i64,
         b.n_tokens,
     );
-    let kq_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
+    let kq_scale = hp.attn_scale;
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
         let c = b.ctx;
@@ -63,8 +64,8 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
         let q = c.reshape(b.linear(l.wq, l.bq, cur), &[hd, nh, nt]);
         let k = c.reshape(b.linear(l.wk, l.bk, cur), &[hd, nkv, nt]);
         let v = c.reshape(b.linear(l.wv, l.bv, cur), &[hp.head_dim_v as i64, nkv, nt]);
-        let q = b.name(b.rope(q, hp.rope.freq_base), "Qcur", Some(il));
-        let k = b.name(b.rope(k, hp.rope.freq_base), "Kcur", Some(il));
+        let q = b.name(b.rope(q, il), "Qcur", Some(il));
+        let k = b.name(b.rope(k, il), "Kcur", Some(il));
         let v = b.name(v, "Vcur", Some(il));
         let att = b.attention(il, q, k, v, kq_scale, false);
         let mut cur = b.linear(l.wo, l.bo, att);

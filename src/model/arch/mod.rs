@@ -8,7 +8,9 @@
 //! 2. add a variant to [`Arch`] and its three match arms below (the compiler lists them);
 //! 3. check it against llama.cpp with `ember perplexity --kl-divergence` on a real model.
 
+pub mod gemma3;
 pub mod llama;
+pub mod qwen2;
 
 use crate::ggml::Tensor;
 use crate::gguf::GgufFile;
@@ -22,14 +24,18 @@ use super::Layer;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Llama,
+    Qwen2,
+    Gemma3,
 }
 
 impl Arch {
-    pub const ALL: &'static [Arch] = &[Arch::Llama];
+    pub const ALL: &'static [Arch] = &[Arch::Llama, Arch::Qwen2, Arch::Gemma3];
 
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Gemma3 => "gemma3",
         }
     }
 
@@ -40,23 +46,24 @@ impl Arch {
     pub fn hparams(self, f: &GgufFile) -> Result<Hparams, HparamsError> {
         match self {
             Arch::Llama => llama::hparams(f),
+            Arch::Qwen2 => qwen2::hparams(f),
+            Arch::Gemma3 => gemma3::hparams(f),
         }
     }
 
     pub fn layer(self, b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
         match self {
             Arch::Llama => llama::layer(b, hp, il),
+            Arch::Qwen2 => qwen2::layer(b, hp, il),
+            Arch::Gemma3 => gemma3::layer(b, hp, il),
         }
     }
 
     pub fn build<'g>(self, b: &mut Builder<'g>) -> Tensor<'g> {
         match self {
             Arch::Llama => llama::build(b),
+            Arch::Qwen2 => qwen2::build(b),
+            Arch::Gemma3 => gemma3::build(b),
         }
-    }
-
-    /// Whether some layers use sliding-window attention (and need the second mask).
-    pub fn has_swa(self) -> bool {
-        false
     }
 }

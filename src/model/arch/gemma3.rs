@@ -1,0 +1,100 @@
+//! `gemma3` (Gemma 3 text models): embeddings scaled by √n_embd; RMSNorm before and after both
+//! attention and feed-forward; per-head RMSNorm on Q and K; Q pre-scaled instead of the
+//! attention logits; GELU(tanh)-gated feed-forward; five sliding-window ("local") layers with
+//! their own RoPE base (10 000) for every global one; tied output.
+
+use crate::ggml::Tensor;
+use crate::gguf::GgufFile;
+use crate::model::hparams::{self, Hparams, HparamsError, Key, RopeType};
+use crate::model::layers::{Builder, FfnAct};
+use crate::model::names::W;
+use crate::model::weights::{Binder, WeightError};
+use crate::model::Layer;
+
+pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
+    hparams::read_with(f, "gemma3", RopeType::Neox, |r, hp| {
+        hp.swa = r.swa(hp.n_layer, 6);
+        hp.final_logit_softcap = r.opt_f32(Key::FinalLogitSoftcapping).filter(|&c| c != 0.0);
+        hp.embd_scale = (hp.n_embd as f32).sqrt();
+        // Gemma 3 27B (62 layers) scales by the model width per head, the others by head_dim.
+        let d = if hp.n_layer == 62 {
+            hp.n_embd.checked_div(hp.n_head).unwrap_or(1)
+        } else {
+            hp.head_dim_k
+        };
+        hp.attn_scale = 1.0 / (d.max(1) as f32).sqrt();
+    })
+}
+
+/// Bind one layer's tensors (the shapes llama.cpp expects).
+pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
+    let (e, q, kv, ff, hd) = (
+        hp.n_embd as u64,
+        (hp.head_dim_k * hp.n_head) as u64,
+        hp.n_embd_k_gqa() as u64,
+        hp.n_ff as u64,
+        hp.head_dim_k as u64,
+    );
+    let l = Some(il);
+    Ok(Layer {
+        attn_norm: b.plain(W::AttnNorm, l, &[e])?,
+        wq: b.matrix(W::AttnQ, l, &[e, q])?,
+        wk: b.matrix(W::AttnK, l, &[e, kv])?,
+        wv: b.matrix(W::AttnV, l, &[e, hp.n_embd_v_gqa() as u64])?,
+        wo: b.matrix(W::AttnOut, l, &[q, e])?,
+        bq: None,
+        bk: None,
+        bv: None,
+        bo: None,
+        q_norm: Some(b.plain(W::AttnQNorm, l, &[hd])?),
+        k_norm: Some(b.plain(W::AttnKNorm, l, &[hd])?),
+        attn_post_norm: Some(b.plain(W::AttnPostNorm, l, &[e])?),
+        ffn_norm: Some(b.plain(W::FfnNorm, l, &[e])?),
+        ffn_gate: b.matrix(W::FfnGate, l, &[e, ff])?,
+        ffn_up: b.matrix(W::FfnUp, l, &[e, ff])?,
+        ffn_down: b.matrix(W::FfnDown, l, &[ff, e])?,
+        ffn_post_norm: Some(b.plain(W::FfnPostNorm, l, &[e])?),
+    })
+}
+
+/// The forward graph; returns the logits of the selected rows.
+pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
+    let m = b.model;
+    let hp = &m.hp;
+    let (hd, nh, nkv, nt) = (
+        hp.head_dim_k as i64,
+        hp.n_head as i64,
+        hp.n_head_kv as i64,
+        b.n_tokens,
+    );
+    let norm = |l: Option<crate::ggml::TensorHandle>| l.expect("gemma3 layers have all norms");
+    let mut x = b.embeddings();
+    for (il, l) in m.layers.iter().enumerate() {
+        let c = b.ctx;
+        let cur = b.rms_norm(x, l.attn_norm, Some(il));
+        let cur = b.name(cur, "attn_norm", Some(il));
+        let q = c.reshape(b.linear(l.wq, None, cur), &[hd, nh, nt]);
+        let k = c.reshape(b.linear(l.wk, None, cur), &[hd, nkv, nt]);
+        let v = c.reshape(b.linear(l.wv, None, cur), &[hp.head_dim_v as i64, nkv, nt]);
+        let q = b.rms_norm(q, norm(l.q_norm), Some(il));
+        let q = b.name(b.rope(q, il), "Qcur", Some(il));
+        let k = b.rms_norm(k, norm(l.k_norm), Some(il));
+        let k = b.name(b.rope(k, il), "Kcur", Some(il));
+        let v = b.name(v, "Vcur", Some(il));
+        let q = c.scale(q, hp.attn_scale);
+        let att = b.attention(il, q, k, v, 1.0, hp.is_swa(il));
+        let mut cur = b.linear(l.wo, None, att);
+        let mut residual = x;
+        if il + 1 == m.layers.len() {
+            cur = b.select_outputs(cur);
+            residual = b.select_outputs(residual);
+        }
+        let cur = b.rms_norm(cur, norm(l.attn_post_norm), Some(il));
+        let sa_out = b.name(c.add(cur, residual), "sa_out", Some(il));
+        let cur = b.rms_norm(sa_out, norm(l.ffn_norm), Some(il));
+        let cur = b.ffn_gated(cur, l.ffn_gate, l.ffn_up, l.ffn_down, FfnAct::Gelu);
+        let cur = b.rms_norm(cur, norm(l.ffn_post_norm), Some(il));
+        x = b.name(c.add(cur, sa_out), "l_out", Some(il));
+    }
+    b.logits(x)
+}
