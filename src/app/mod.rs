@@ -4,6 +4,7 @@ pub mod info;
 pub mod load;
 pub mod perplexity;
 pub mod run;
+pub mod tokenize;
 
 use std::process::ExitCode;
 
@@ -15,12 +16,14 @@ pub fn main(cli: Cli) -> ExitCode {
     let verbose = match &cli.command {
         Some(Command::Perplexity(p)) => p.model.verbose,
         Some(Command::Info(_)) => 0,
+        Some(Command::Tokenize(t)) => t.verbose,
         None => cli.run.model.verbose,
     };
     crate::logging::init(verbose);
     let result = match cli.command {
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Perplexity(a)) => perplexity::run(&a),
+        Some(Command::Tokenize(a)) => tokenize::run(&a),
         None => run::run(&cli.run),
     };
     match result {

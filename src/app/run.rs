@@ -29,7 +29,11 @@ pub fn sampling_params(a: &SamplingArgs) -> SamplingParams {
 
 fn read_prompt(a: &RunArgs) -> Result<String> {
     if let Some(p) = &a.prompt {
-        return Ok(p.clone());
+        return Ok(if a.no_escape {
+            p.clone()
+        } else {
+            crate::cli::process_escapes(p)
+        });
     }
     if let Some(f) = &a.file {
         return std::fs::read_to_string(f)

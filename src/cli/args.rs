@@ -42,6 +42,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Perplexity of a text file (llama.cpp's method), and KL divergence against saved logits.
     Perplexity(PerplexityArgs),
+    /// Tokenize text with a model's vocabulary (a vocab-only GGUF is enough).
+    Tokenize(TokenizeArgs),
 }
 
 /// Model loading and evaluation settings shared by every mode.
@@ -96,9 +98,12 @@ pub enum FlashAttn {
 pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Prompt text.
+    /// Prompt text (backslash sequences such as \n are processed, as in llama.cpp).
     #[arg(short = 'p', long = "prompt")]
     pub prompt: Option<String>,
+    /// Take backslash sequences in -p literally.
+    #[arg(long = "no-escape")]
+    pub no_escape: bool,
     /// Read the prompt from a file.
     #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
     pub file: Option<PathBuf>,
@@ -179,4 +184,42 @@ pub struct PerplexityArgs {
     /// Print the final figures as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// Model or vocab-only file (GGUF). Default: the model fetched by `models/fetch-default`.
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<PathBuf>,
+    /// Text to tokenize (default: read stdin).
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the text from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    pub file: Option<PathBuf>,
+    /// Read the text from stdin (the default without -p or -f).
+    #[arg(long = "stdin", conflicts_with_all = ["prompt", "file"])]
+    pub stdin: bool,
+    /// Print only the ids, as one list: [1, 2, 3] (llama-tokenize --ids).
+    #[arg(long = "ids", conflicts_with = "json")]
+    pub ids: bool,
+    /// Print JSON: {"n_tokens": N, "tokens": [{"id": ID, "piece": TEXT}, ...]}.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Do not add BOS even if the model asks for it.
+    #[arg(long = "no-bos")]
+    pub no_bos: bool,
+    /// Treat special-token text (e.g. <|im_start|>) as plain text.
+    #[arg(long = "no-parse-special")]
+    pub no_parse_special: bool,
+    /// Also print the number of tokens.
+    #[arg(long = "show-count")]
+    pub show_count: bool,
+    /// Take backslash sequences (\n, \t, \xHH, ...) literally; by default they are processed
+    /// in all input, as llama-tokenize does.
+    #[arg(long = "no-escape")]
+    pub no_escape: bool,
+    /// Verbose logs on stderr.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }

@@ -46,9 +46,49 @@ pub fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
     out
 }
 
+/// llama.cpp's escape processing of prompt text (on by default there, `--no-escape` turns it
+/// off): `\n`, `\r`, `\t`, `\'`, `\"`, `\\` and `\xHH` become the characters they name;
+/// any other backslash stays as it is. `\xHH` may produce a byte that is not UTF-8 on its
+/// own; such bytes become U+FFFD.
+pub fn process_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' || i + 1 == b.len() {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let c = b[i + 1];
+        i += 2;
+        match c {
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'\'' | b'"' | b'\\' => out.push(c),
+            b'x' if i + 1 < b.len() && b[i].is_ascii_hexdigit() && b[i + 1].is_ascii_hexdigit() => {
+                let hex = std::str::from_utf8(&b[i..i + 2]).expect("ascii");
+                out.push(u8::from_str_radix(hex, 16).expect("hex digits"));
+                i += 2;
+            }
+            _ => out.extend([b'\\', c]),
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize_args;
+    use super::{normalize_args, process_escapes};
+
+    #[test]
+    fn escapes_like_llama_cpp() {
+        assert_eq!(process_escapes(r#"a\nb\tc\\d\'\""#), "a\nb\tc\\d'\"");
+        assert_eq!(process_escapes(r"\x41\x4g\q\"), "A\\x4g\\q\\");
+        assert_eq!(process_escapes("héllo"), "héllo");
+        assert_eq!(process_escapes(r"\xff"), "\u{fffd}");
+    }
 
     fn v(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()

@@ -139,29 +139,7 @@ pub fn write_tiny(path: &Path, seed: u64, arch: TinyArch) {
             Value::U32(2),
         );
     }
-    let mut tokens = byte_chars();
-    tokens.extend(["th", "the", "Ġthe"].map(String::from));
-    tokens.push("<|endoftext|>".into());
-    assert_eq!(tokens.len() as u64, t.n_vocab);
-    let mut types = vec![Value::I32(1); tokens.len()];
-    *types.last_mut().unwrap() = Value::I32(3);
-    w.add("tokenizer.ggml.model", s("gpt2"));
-    w.add("tokenizer.ggml.pre", s("smollm"));
-    w.add(
-        "tokenizer.ggml.tokens",
-        Value::Array(ValueType::String, tokens.iter().map(|x| s(x)).collect()),
-    );
-    w.add(
-        "tokenizer.ggml.token_type",
-        Value::Array(ValueType::I32, types),
-    );
-    w.add(
-        "tokenizer.ggml.merges",
-        Value::Array(ValueType::String, ["t h", "th e", "Ġ the"].map(s).to_vec()),
-    );
-    w.add("tokenizer.ggml.bos_token_id", Value::U32(259));
-    w.add("tokenizer.ggml.eos_token_id", Value::U32(259));
-    w.add("tokenizer.ggml.add_bos_token", Value::Bool(false));
+    add_tiny_vocab(&mut w, false);
 
     let mut rng = Lcg(seed);
     let mut f32_t = |w: &mut GgufWriter, name: &str, dims: &[u64], scale: f32, offset: f32| {
@@ -251,4 +229,41 @@ pub fn smollm2() -> Option<PathBuf> {
         eprintln!("SmolLM2 model not found: skipping (run models/fetch-default)");
     }
     found
+}
+
+/// The tiny models' vocabulary: 256 byte tokens, 3 merges (`th`, `the`, `Ġthe`) and
+/// `<|endoftext|>` (id 259, control) as BOS and EOS.
+fn add_tiny_vocab(w: &mut GgufWriter, add_bos: bool) {
+    let s = |x: &str| Value::String(x.to_string());
+    let mut tokens = byte_chars();
+    tokens.extend(["th", "the", "Ġthe"].map(String::from));
+    tokens.push("<|endoftext|>".into());
+    assert_eq!(tokens.len() as u64, TINY.n_vocab);
+    let mut types = vec![Value::I32(1); tokens.len()];
+    *types.last_mut().unwrap() = Value::I32(3);
+    w.add("tokenizer.ggml.model", s("gpt2"));
+    w.add("tokenizer.ggml.pre", s("smollm"));
+    w.add(
+        "tokenizer.ggml.tokens",
+        Value::Array(ValueType::String, tokens.iter().map(|x| s(x)).collect()),
+    );
+    w.add(
+        "tokenizer.ggml.token_type",
+        Value::Array(ValueType::I32, types),
+    );
+    w.add(
+        "tokenizer.ggml.merges",
+        Value::Array(ValueType::String, ["t h", "th e", "Ġ the"].map(s).to_vec()),
+    );
+    w.add("tokenizer.ggml.bos_token_id", Value::U32(259));
+    w.add("tokenizer.ggml.eos_token_id", Value::U32(259));
+    w.add("tokenizer.ggml.add_bos_token", Value::Bool(add_bos));
+}
+
+/// A GGUF file with the tiny vocabulary and no tensors (what `ember tokenize` needs).
+pub fn write_vocab_only(path: &Path, add_bos: bool) {
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", Value::String("llama".into()));
+    add_tiny_vocab(&mut w, add_bos);
+    w.write(path).expect("write vocab-only file");
 }
