@@ -1,7 +1,8 @@
-//! Byte-level BPE ("gpt2" vocabularies): pre-tokenizer + merges by rank, as llama.cpp's
+//! BPE ("gpt2" and "gemma4" vocabularies): pre-tokenizer + merges by rank, as llama.cpp's
 //! `llm_tokenizer_bpe_session`. The merge loop is the `tokenizers` crate's BPE model, which
 //! applies the lowest-rank pair first and, between equal ranks, the leftmost one, exactly
-//! like llama.cpp's bigram queue.
+//! like llama.cpp's bigram queue. Byte-level vocabularies drop characters they lack;
+//! SPM-style ones (Gemma 4: `▁` for spaces, raw UTF-8) fall back to `<0xXX>` byte tokens.
 
 use std::collections::HashSet;
 
@@ -9,13 +10,21 @@ use tokenizers::models::bpe::{Vocab as HfVocab, BPE};
 use tokenizers::Model;
 
 use super::error::TokenizerError;
-use super::pretok::{ByteLevelPreTokenizer, Pre};
+use super::pretok::{Pre, PreKind, WordSplitter};
+use super::spm::{byte_tokens, SPACE};
 use super::vocab::Vocab;
 
 pub(crate) struct BpeEngine {
-    pre: ByteLevelPreTokenizer,
+    pre: WordSplitter,
     model: BPE,
     ignore_merges: bool,
+    /// Spaces become `▁` before splitting (Gemma 4).
+    escape_whitespaces: bool,
+    /// Gemma 4: a word of newlines only that is a token is not merged.
+    whole_newline_runs: bool,
+    /// `<0xXX>` tokens for characters missing from the vocabulary, in SPM-style vocabularies;
+    /// `None` for byte-level ones, where such characters are dropped.
+    byte_fallback: Option<Box<[Option<u32>; 256]>>,
 }
 
 /// llama.cpp's split of a merge line: at the first space after the first byte.
@@ -70,28 +79,50 @@ impl BpeEngine {
             .build()
             .map_err(|e| TokenizerError::Bpe(e.to_string()))?;
         Ok(BpeEngine {
-            pre: ByteLevelPreTokenizer::new(pre.kind, pre_name)?,
+            pre: WordSplitter::new(pre.kind, pre_name)?,
             model,
             ignore_merges: pre.ignore_merges,
+            escape_whitespaces: pre.kind.escape_whitespaces(),
+            whole_newline_runs: pre.kind == PreKind::Gemma4,
+            byte_fallback: (!pre.kind.byte_encode()).then(|| byte_tokens(vocab, false)),
         })
+    }
+
+    /// Whether token pieces carry `▁` for spaces rather than GPT-2 table characters.
+    pub(crate) fn escapes_whitespace(&self) -> bool {
+        self.escape_whitespaces
     }
 
     /// Appends the tokens of `text` (a fragment without special tokens) to `out`.
     pub(crate) fn tokenize(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
+        let escaped;
+        let text = if self.escape_whitespaces {
+            escaped = text.replace(' ', SPACE);
+            &escaped
+        } else {
+            text
+        };
         for word in self.pre.split(text) {
-            if self.ignore_merges {
+            let whole =
+                self.ignore_merges || (self.whole_newline_runs && word.bytes().all(|b| b == b'\n'));
+            if whole {
                 if let Some(&id) = vocab.token_to_id.get(&word) {
                     out.push(id);
                     continue;
                 }
             }
-            // A character missing from the vocabulary never merges and is dropped by llama.cpp,
-            // while `tokenizers` would merge its neighbours across it: cut the word there.
+            // A character missing from the vocabulary never merges in llama.cpp (it is dropped
+            // or becomes byte tokens), while `tokenizers` would merge its neighbours across
+            // it: cut the word there.
             let mut start = 0;
             let mut buf = [0u8; 4];
             for (i, c) in word.char_indices() {
-                if !vocab.token_to_id.contains_key(&*c.encode_utf8(&mut buf)) {
+                let ch = &*c.encode_utf8(&mut buf);
+                if !vocab.token_to_id.contains_key(ch) {
                     self.merge(&word[start..i], out);
+                    if let Some(bytes) = &self.byte_fallback {
+                        out.extend(ch.bytes().filter_map(|b| bytes[b as usize]));
+                    }
                     start = i + c.len_utf8();
                 }
             }

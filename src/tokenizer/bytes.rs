@@ -1,4 +1,5 @@
-//! The GPT-2 byte ↔ character table of byte-level BPE, and token pieces (token → bytes).
+//! The GPT-2 byte ↔ character table of byte-level BPE, and token pieces (token → bytes)
+//! for every vocabulary type.
 //! Written here because `tokenizers`' ByteLevel decoder works on whole sequences, returns
 //! lossy `String`s and passes unknown characters through, where llama.cpp gives per-token
 //! bytes with an `[UNK_BYTE_..]` marker.
@@ -90,6 +91,23 @@ pub(crate) fn bpe_piece(token: &TokenData) -> Vec<u8> {
     }
 }
 
+/// The piece of a token whose text spells spaces as `▁` (SPM, WordPiece, Gemma 4's BPE) with
+/// `special = true`: like [`bpe_piece`], but normal tokens give their text with `▁` → space.
+pub(crate) fn metaspace_piece(token: &TokenData) -> Vec<u8> {
+    let attr = token.attr;
+    if attr.any(Attr::UNKNOWN | Attr::CONTROL | Attr::USER_DEFINED) {
+        token.text.as_bytes().to_vec()
+    } else if attr.any(Attr::NORMAL) {
+        token.text.replace('\u{2581}', " ").into_bytes()
+    } else if attr.any(Attr::BYTE) {
+        byte_token_value(&token.text)
+            .map(|b| vec![b])
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +141,22 @@ mod tests {
             bpe_piece(&tok("a€", Attr::NORMAL)),
             b"a[UNK_BYTE_0xe282aca\xe2\x82\xac]"
         );
+    }
+
+    #[test]
+    fn metaspace_pieces_by_attribute() {
+        let tok = |text: &str, attr| TokenData {
+            text: text.to_string(),
+            score: 0.0,
+            attr,
+        };
+        assert_eq!(metaspace_piece(&tok("▁Hello▁▁", Attr::NORMAL)), b" Hello  ");
+        assert_eq!(metaspace_piece(&tok("<0xE2>", Attr::BYTE)), b"\xe2");
+        assert_eq!(metaspace_piece(&tok("<s>", Attr::CONTROL)), b"<s>");
+        assert_eq!(
+            metaspace_piece(&tok("▁<x>", Attr::USER_DEFINED)),
+            "▁<x>".as_bytes()
+        );
+        assert_eq!(metaspace_piece(&tok("<unused1>", Attr::UNUSED)), b"");
     }
 }

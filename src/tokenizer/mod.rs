@@ -3,21 +3,26 @@
 //! Layout: `meta` reads the `tokenizer.ggml.*` keys; `vocab` turns them into llama.cpp's
 //! view of the vocabulary (attributes, special ids, EOG set); `special` cuts special-token
 //! texts out of the input (`tokenizer_st_partition`); then the engine of the vocabulary
-//! type tokenizes the remaining text: `bpe` (+ `pretok`, `bytes`) for byte-level BPE
-//! ("gpt2"). SPM ("llama": scores, byte fallback, space prefix) and Gemma vocabularies
-//! become further [`Engine`] variants next to it. `stream` detokenizes incrementally.
+//! type tokenizes the remaining text: `bpe` (+ `pretok`, `bytes`) for BPE ("gpt2" byte-level
+//! vocabularies and Gemma 4's SPM-style "gemma4"), `spm` for SentencePiece ("llama": Llama 2,
+//! Phi-3, Gemma 3), `wpm` for WordPiece ("bert"). `bytes` gives token pieces, `detok` whole
+//! detokenization, `stream` incremental detokenization.
 //!
-//! The `tokenizers` crate supplies the regex pre-tokenizer, the GPT-2 byte mapping and the
-//! BPE merge loop; llama.cpp-specific rules around them are written here.
+//! The `tokenizers` crate supplies the regex pre-tokenizer, the GPT-2 byte mapping, the BPE
+//! merge loop and Unicode decomposition; llama.cpp-specific rules around them, and the SPM
+//! and WordPiece algorithms it has no equivalent for, are written here.
 
 mod bpe;
 mod bytes;
+mod detok;
 mod error;
 mod meta;
 mod pretok;
 mod special;
+mod spm;
 mod stream;
 mod vocab;
+mod wpm;
 
 #[cfg(test)]
 mod tests;
@@ -30,13 +35,17 @@ pub use stream::StreamDecoder;
 use crate::gguf::{GgufFile, MetaError};
 use bpe::BpeEngine;
 use meta::{RawVocab, Slot, KEY_MERGES};
-use pretok::Pre;
+use pretok::{Pre, PreKind};
 use special::Fragment;
-use vocab::{Attr, Vocab, VocabKind};
+use spm::SpmEngine;
+use vocab::{Attr, TypeDefaults, Vocab, VocabKind};
+use wpm::WpmEngine;
 
 /// The tokenization algorithm of a vocabulary type.
 enum Engine {
-    Bpe(BpeEngine),
+    Bpe(Box<BpeEngine>),
+    Spm(SpmEngine),
+    Wpm(WpmEngine),
 }
 
 /// A vocabulary with its tokenizer. Immutable; share it by reference across threads.
@@ -55,45 +64,126 @@ impl Tokenizer {
 
     pub(crate) fn from_raw(raw: &RawVocab) -> Result<Tokenizer, TokenizerError> {
         let kind = VocabKind::from_model(&raw.model)?;
-        match kind {
+        let (vocab, engine) = match kind {
             VocabKind::Bpe => {
-                let pre = Pre::resolve(&raw.model, raw.pre.as_deref())?;
+                // llama.cpp ignores tokenizer.ggml.pre for "gemma4" vocabularies.
+                let pre_name = if raw.model == "gemma4" {
+                    Some("gemma4")
+                } else {
+                    raw.pre.as_deref()
+                };
+                let pre = Pre::resolve(&raw.model, pre_name)?;
                 let merges = raw.merges.as_ref().ok_or_else(|| MetaError::Missing {
                     key: KEY_MERGES.to_string(),
                 })?;
-                let vocab = Vocab::build(raw, kind, pre.add_bos_default)?;
-                let engine =
-                    BpeEngine::new(&vocab, merges, pre, raw.pre.as_deref().unwrap_or("default"))?;
-                let pieces = vocab.tokens.iter().map(bytes::bpe_piece).collect();
-                Ok(Tokenizer {
-                    vocab,
-                    engine: Engine::Bpe(engine),
-                    pieces,
-                })
+                let defaults = TypeDefaults {
+                    add_bos: pre.add_bos_default,
+                    clean_spaces: pre.clean_spaces,
+                    force_add_bos: pre.kind == PreKind::Gemma4,
+                };
+                let vocab = Vocab::build(raw, kind, defaults)?;
+                let engine = BpeEngine::new(&vocab, merges, pre, pre_name.unwrap_or("default"))?;
+                (vocab, Engine::Bpe(Box::new(engine)))
             }
-        }
+            VocabKind::Spm => {
+                let defaults = TypeDefaults {
+                    add_bos: true,
+                    clean_spaces: false,
+                    force_add_bos: false,
+                };
+                let vocab = Vocab::build(raw, kind, defaults)?;
+                let engine = SpmEngine::new(&vocab);
+                (vocab, Engine::Spm(engine))
+            }
+            VocabKind::Wpm => {
+                let defaults = TypeDefaults {
+                    add_bos: true,
+                    clean_spaces: true,
+                    force_add_bos: false,
+                };
+                let vocab = Vocab::build(raw, kind, defaults)?;
+                let lowercase = raw.lowercase.unwrap_or(true);
+                let strip_accents = raw.strip_accents.unwrap_or(lowercase);
+                let engine = WpmEngine::new(&vocab, lowercase, strip_accents)?;
+                (vocab, Engine::Wpm(engine))
+            }
+        };
+        let byte_level = matches!(&engine, Engine::Bpe(b) if !b.escapes_whitespace());
+        let pieces = vocab
+            .tokens
+            .iter()
+            .map(|t| {
+                if byte_level {
+                    bytes::bpe_piece(t)
+                } else {
+                    bytes::metaspace_piece(t)
+                }
+            })
+            .collect();
+        Ok(Tokenizer {
+            vocab,
+            engine,
+            pieces,
+        })
     }
 
     /// Tokenizes `text` like `llama_tokenize`. `add_special` adds BOS/EOS where the model asks
-    /// for them (`tokenizer.ggml.add_bos_token` / `add_eos_token`); `parse_special` turns
-    /// control-token texts in the input (e.g. `<|im_start|>`) into those tokens.
-    /// User-defined tokens are always matched verbatim.
+    /// for them (`tokenizer.ggml.add_bos_token` / `add_eos_token`; WordPiece: always CLS and
+    /// SEP); `parse_special` turns control-token texts in the input (e.g. `<|im_start|>`) into
+    /// those tokens. User-defined tokens are always matched verbatim.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         let fragments = special::partition(&self.vocab, text, parse_special);
+        let v = &self.vocab;
         match &self.engine {
             Engine::Bpe(bpe) => {
-                if add_special && self.vocab.add_bos {
-                    out.extend(self.vocab.bos());
+                if add_special && v.add_bos {
+                    out.extend(v.bos());
                 }
                 for fragment in fragments {
                     match fragment {
-                        Fragment::Text(t) => bpe.tokenize(&self.vocab, t, &mut out),
+                        Fragment::Text(t) => bpe.tokenize(v, t, &mut out),
                         Fragment::Token(id) => out.push(id),
                     }
                 }
-                if add_special && self.vocab.add_eos {
-                    out.extend(self.vocab.eos());
+                if add_special && v.add_eos {
+                    out.extend(v.eos());
+                }
+            }
+            Engine::Spm(spm) => {
+                if add_special && v.add_bos {
+                    out.extend(v.bos());
+                }
+                // A space goes in front of the text at the start and after each special token.
+                let mut after_special = true;
+                for fragment in fragments {
+                    match fragment {
+                        Fragment::Text(t) => {
+                            spm.tokenize(v, t, v.add_space_prefix && after_special, &mut out);
+                            after_special = false;
+                        }
+                        Fragment::Token(id) => {
+                            out.push(id);
+                            after_special = true;
+                        }
+                    }
+                }
+                if add_special && v.add_eos {
+                    out.extend(v.eos());
+                }
+            }
+            Engine::Wpm(wpm) => {
+                if add_special {
+                    out.extend(v.bos());
+                }
+                for fragment in fragments {
+                    match fragment {
+                        Fragment::Text(t) => wpm.tokenize(v, t, &mut out),
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+                if add_special {
+                    out.extend(v.id(Slot::Sep));
                 }
             }
         }
@@ -122,6 +212,51 @@ impl Tokenizer {
             return Vec::new();
         }
         self.pieces.get(id as usize).cloned().unwrap_or_default()
+    }
+
+    /// Token ids back to text, like `llama_detokenize` (and `common_detokenize`, which passes
+    /// `remove_special = false`). The first piece loses one leading space when the vocabulary
+    /// adds a space prefix (SPM), unless `remove_special` dropped a leading BOS; with
+    /// `remove_special` a leading BOS and a trailing EOS are dropped where the model adds them;
+    /// `unparse_special` renders control tokens. Vocabularies with llama.cpp's `clean_spaces`
+    /// then lose the space before `?!.,` and some contractions. Bytes, not necessarily UTF-8.
+    pub fn detokenize(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> Vec<u8> {
+        let v = &self.vocab;
+        let mut ids = ids;
+        let mut strip_space = v.add_space_prefix;
+        if remove_special && v.add_bos && ids.first().is_some_and(|&id| Some(id) == v.bos()) {
+            strip_space = false;
+            ids = &ids[1..];
+        }
+        if remove_special && v.add_eos && ids.last().is_some_and(|&id| Some(id) == v.eos()) {
+            ids = &ids[..ids.len() - 1];
+        }
+        let mut out = Vec::new();
+        for &id in ids {
+            let piece = self.token_to_piece(id, unparse_special);
+            let piece = match piece.split_first() {
+                Some((b' ', rest)) if strip_space => rest,
+                _ => &piece,
+            };
+            out.extend_from_slice(piece);
+            strip_space = false;
+        }
+        if v.clean_spaces {
+            out = detok::clean_spaces(&out);
+        }
+        out
+    }
+
+    /// One line of `llama-tokenize`'s listing, without the newline: `{id:>6} -> '{piece}'`,
+    /// the piece rendered with `special = true` and, like `printf("%s")`, cut at a NUL byte.
+    /// Bytes, since a piece may be part of a UTF-8 character.
+    pub fn describe_token(&self, id: u32) -> Vec<u8> {
+        let piece = self.token_to_piece(id, true);
+        let end = piece.iter().position(|&b| b == 0).unwrap_or(piece.len());
+        let mut line = format!("{id:>6} -> '").into_bytes();
+        line.extend_from_slice(&piece[..end]);
+        line.push(b'\'');
+        line
     }
 
     /// Number of tokens in the vocabulary.
@@ -166,7 +301,7 @@ impl Tokenizer {
     }
 
     /// The token's text as stored in the vocabulary (byte-level BPE: GPT-2 table characters,
-    /// e.g. `Ġthe`); empty for an id outside the vocabulary.
+    /// e.g. `Ġthe`; SPM: `▁the`); empty for an id outside the vocabulary.
     pub fn token_text(&self, id: u32) -> &str {
         self.vocab
             .tokens

@@ -151,16 +151,19 @@ fn smollm2_chat_specials_and_eog() {
     assert_eq!(t.token_text(2), "<|im_end|>");
 }
 
-/// Vocab files that must match llama.cpp on every vector: all byte-level BPE ones whose
-/// `tokenizer.ggml.pre` is implemented (starcoder, refact and command-r share SmolLM2's).
+/// Vocab files that must match llama.cpp on every vector: every one with an `.out` file.
 const MUST_PASS: &[&str] = &[
+    "bert-bge",
     "command-r",
     "deepseek-coder",
     "deepseek-llm",
     "falcon",
+    "gemma-4",
     "gpt-2",
     "llama-bpe",
+    "llama-spm",
     "mpt",
+    "phi-3",
     "qwen2",
     "qwen35",
     "refact",

@@ -55,22 +55,22 @@ impl std::ops::BitOr for Attr {
     }
 }
 
-/// Vocabulary types (`tokenizer.ggml.model`). Only byte-level BPE is implemented; SPM
-/// ("llama", with scores and byte fallback) and Gemma slot in here with their defaults.
+/// Vocabulary types (`tokenizer.ggml.model`), as llama.cpp's `llama_vocab_type`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum VocabKind {
-    /// "gpt2": byte-level BPE over merges, pre-tokenized per `tokenizer.ggml.pre`.
+    /// "llama": SentencePiece BPE over scores with byte fallback (Llama 2, Phi-3, Gemma 3).
+    Spm,
+    /// "gpt2" and "gemma4": BPE over merges, pre-tokenized per `tokenizer.ggml.pre`.
     Bpe,
+    /// "bert": WordPiece.
+    Wpm,
 }
 
 /// `tokenizer.ggml.model` values llama.cpp accepts but Ember does not implement (yet).
 const KNOWN_UNSUPPORTED_MODELS: &[&str] = &[
-    "llama",
-    "bert",
     "t5",
     "rwkv",
     "plamo2",
-    "gemma4",
     "hybriddna",
     "whitespace",
     "no_vocab",
@@ -81,7 +81,9 @@ const KNOWN_UNSUPPORTED_MODELS: &[&str] = &[
 impl VocabKind {
     pub(crate) fn from_model(model: &str) -> Result<VocabKind, TokenizerError> {
         match model {
-            "gpt2" => Ok(VocabKind::Bpe),
+            "llama" => Ok(VocabKind::Spm),
+            "gpt2" | "gemma4" => Ok(VocabKind::Bpe),
+            "bert" => Ok(VocabKind::Wpm),
             m if KNOWN_UNSUPPORTED_MODELS.contains(&m) => {
                 Err(TokenizerError::UnsupportedModel(m.to_string()))
             }
@@ -90,11 +92,20 @@ impl VocabKind {
     }
 }
 
+/// What the vocabulary type (and, for BPE, the pre-tokenizer) sets before the
+/// `tokenizer.ggml.*` flags are read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TypeDefaults {
+    pub add_bos: bool,
+    pub clean_spaces: bool,
+    /// Gemma 4: llama.cpp turns `add_bos` on even when the metadata says false.
+    pub force_add_bos: bool,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct TokenData {
     pub text: String,
-    /// SPM scores; unused by BPE (kept for the SPM engine).
-    #[allow(dead_code)]
+    /// SPM merge priority (`tokenizer.ggml.scores`); 0 when absent.
     pub score: f32,
     pub attr: Attr,
 }
@@ -105,10 +116,11 @@ pub(crate) struct Vocab {
     ids: [Option<u32>; Slot::COUNT],
     pub add_bos: bool,
     pub add_eos: bool,
-    /// Read for SPM (prefix a space when tokenizing, drop it after BOS when detokenizing);
-    /// llama.cpp's BPE path ignores it.
-    #[allow(dead_code)]
+    /// SPM prefixes a space to text at the start and after special tokens; detokenizing
+    /// drops the first piece's leading space (all vocabulary types).
     pub add_space_prefix: bool,
+    /// Detokenizing removes spaces before punctuation and some contractions.
+    pub clean_spaces: bool,
     /// End-of-generation tokens (llama.cpp's `special_eog_ids`).
     pub eog: BTreeSet<u32>,
     /// Control / user-defined / unknown tokens, longest text first: what
@@ -199,12 +211,12 @@ const EOG_TEXTS: &[&str] = &[
 ];
 
 impl Vocab {
-    /// `add_bos_default`: llama.cpp's default before `tokenizer.ggml.add_bos_token` is read
-    /// (true for SPM and for some BPE pre-tokenizers, e.g. Llama 3).
+    /// `defaults`: what llama.cpp sets for this vocabulary type and pre-tokenizer before
+    /// the `tokenizer.ggml.*` flags are read.
     pub(crate) fn build(
         raw: &RawVocab,
         kind: VocabKind,
-        add_bos_default: bool,
+        defaults: TypeDefaults,
     ) -> Result<Vocab, TokenizerError> {
         let n = raw.tokens.len();
         if n == 0 || n > i32::MAX as usize {
@@ -212,12 +224,22 @@ impl Vocab {
         }
         // Per-type defaults (llama.cpp: load(), "determine vocab type").
         let mut ids = [None; Slot::COUNT];
-        let (mut add_bos, mut add_eos, mut add_space_prefix) = (add_bos_default, false, false);
-        match kind {
-            VocabKind::Bpe => {
-                ids[Slot::Bos as usize] = Some(11);
-                ids[Slot::Eos as usize] = Some(11);
-            }
+        let (mut add_bos, mut add_eos) = (defaults.add_bos, false);
+        let mut add_space_prefix = kind == VocabKind::Spm;
+        let defaults_ids: &[(Slot, u32)] = match kind {
+            VocabKind::Spm => &[(Slot::Bos, 1), (Slot::Eos, 2), (Slot::Unk, 0)],
+            VocabKind::Bpe if raw.model == "gemma4" => &[],
+            VocabKind::Bpe => &[(Slot::Bos, 11), (Slot::Eos, 11)],
+            VocabKind::Wpm => &[
+                (Slot::Bos, 101),
+                (Slot::Unk, 100),
+                (Slot::Sep, 102),
+                (Slot::Pad, 0),
+                (Slot::Mask, 103),
+            ],
+        };
+        for &(slot, id) in defaults_ids {
+            ids[slot as usize] = Some(id);
         }
         if let Some(v) = raw.add_space_prefix {
             add_space_prefix = v;
@@ -281,6 +303,10 @@ impl Vocab {
         if let Some(v) = raw.add_eos {
             add_eos = v;
         }
+        if defaults.force_add_bos && !add_bos {
+            log::warn!("{KEY_ADD_BOS}: overridden to true for Gemma 4 (as llama.cpp does)");
+            add_bos = true;
+        }
 
         let mut vocab = Vocab {
             tokens,
@@ -289,6 +315,7 @@ impl Vocab {
             add_bos,
             add_eos,
             add_space_prefix,
+            clean_spaces: defaults.clean_spaces,
             eog: BTreeSet::new(),
             special_cache: Vec::new(),
         };
