@@ -16,6 +16,7 @@ mod bpe;
 mod bytes;
 mod detok;
 mod error;
+mod index;
 mod meta;
 mod pretok;
 mod special;
@@ -24,6 +25,8 @@ mod stream;
 mod vocab;
 mod wpm;
 
+#[cfg(test)]
+mod bench_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -52,18 +55,22 @@ enum Engine {
 pub struct Tokenizer {
     vocab: Vocab,
     engine: Engine,
-    /// `token_to_piece(id, special = true)` for every token (llama.cpp caches the same).
-    pieces: Vec<Vec<u8>>,
+    /// `token_to_piece(id, special = true)` of every token, concatenated (llama.cpp caches
+    /// the same); token `i` is `pieces[piece_ends[i - 1]..piece_ends[i]]`.
+    pieces: Vec<u8>,
+    piece_ends: Vec<u32>,
 }
 
 impl Tokenizer {
     /// Builds the tokenizer from the `tokenizer.ggml.*` metadata of a GGUF file.
     pub fn from_gguf(f: &GgufFile) -> Result<Tokenizer, TokenizerError> {
-        Tokenizer::from_raw(&RawVocab::from_gguf(f)?)
+        Tokenizer::from_raw(RawVocab::from_gguf(f)?)
     }
 
-    pub(crate) fn from_raw(raw: &RawVocab) -> Result<Tokenizer, TokenizerError> {
+    pub(crate) fn from_raw(mut raw: RawVocab) -> Result<Tokenizer, TokenizerError> {
         let kind = VocabKind::from_model(&raw.model)?;
+        let texts = std::mem::take(&mut raw.tokens);
+        let raw = &raw;
         let (vocab, engine) = match kind {
             VocabKind::Bpe => {
                 // llama.cpp ignores tokenizer.ggml.pre for "gemma4" vocabularies.
@@ -81,7 +88,7 @@ impl Tokenizer {
                     clean_spaces: pre.clean_spaces,
                     force_add_bos: pre.kind == PreKind::Gemma4,
                 };
-                let vocab = Vocab::build(raw, kind, defaults)?;
+                let vocab = Vocab::build(raw, texts, kind, defaults)?;
                 let engine = BpeEngine::new(&vocab, merges, pre, pre_name.unwrap_or("default"))?;
                 (vocab, Engine::Bpe(Box::new(engine)))
             }
@@ -91,7 +98,7 @@ impl Tokenizer {
                     clean_spaces: false,
                     force_add_bos: false,
                 };
-                let vocab = Vocab::build(raw, kind, defaults)?;
+                let vocab = Vocab::build(raw, texts, kind, defaults)?;
                 let engine = SpmEngine::new(&vocab);
                 (vocab, Engine::Spm(engine))
             }
@@ -101,7 +108,7 @@ impl Tokenizer {
                     clean_spaces: true,
                     force_add_bos: false,
                 };
-                let vocab = Vocab::build(raw, kind, defaults)?;
+                let vocab = Vocab::build(raw, texts, kind, defaults)?;
                 let lowercase = raw.lowercase.unwrap_or(true);
                 let strip_accents = raw.strip_accents.unwrap_or(lowercase);
                 let engine = WpmEngine::new(&vocab, lowercase, strip_accents)?;
@@ -109,21 +116,21 @@ impl Tokenizer {
             }
         };
         let byte_level = matches!(&engine, Engine::Bpe(b) if !b.escapes_whitespace());
-        let pieces = vocab
-            .tokens
-            .iter()
-            .map(|t| {
-                if byte_level {
-                    bytes::bpe_piece(t)
-                } else {
-                    bytes::metaspace_piece(t)
-                }
-            })
-            .collect();
+        let mut pieces = Vec::new();
+        let mut piece_ends = Vec::with_capacity(vocab.tokens.len());
+        for t in &vocab.tokens {
+            if byte_level {
+                bytes::bpe_piece(t, &mut pieces);
+            } else {
+                bytes::metaspace_piece(t, &mut pieces);
+            }
+            piece_ends.push(pieces.len() as u32);
+        }
         Ok(Tokenizer {
             vocab,
             engine,
             pieces,
+            piece_ends,
         })
     }
 
@@ -208,10 +215,19 @@ impl Tokenizer {
     /// Control and unknown tokens give nothing unless `special`; an id outside the
     /// vocabulary gives nothing.
     pub fn token_to_piece(&self, id: u32, special: bool) -> Vec<u8> {
-        if !special && self.vocab.attr(id).any(Attr::CONTROL | Attr::UNKNOWN) {
-            return Vec::new();
+        self.piece(id, special).to_vec()
+    }
+
+    /// [`Tokenizer::token_to_piece`] without copying.
+    pub fn piece(&self, id: u32, special: bool) -> &[u8] {
+        let i = id as usize;
+        if i >= self.piece_ends.len()
+            || (!special && self.vocab.attr(id).any(Attr::CONTROL | Attr::UNKNOWN))
+        {
+            return &[];
         }
-        self.pieces.get(id as usize).cloned().unwrap_or_default()
+        let start = if i == 0 { 0 } else { self.piece_ends[i - 1] };
+        &self.pieces[start as usize..self.piece_ends[i] as usize]
     }
 
     /// Token ids back to text, like `llama_detokenize` (and `common_detokenize`, which passes
@@ -233,10 +249,10 @@ impl Tokenizer {
         }
         let mut out = Vec::new();
         for &id in ids {
-            let piece = self.token_to_piece(id, unparse_special);
+            let piece = self.piece(id, unparse_special);
             let piece = match piece.split_first() {
                 Some((b' ', rest)) if strip_space => rest,
-                _ => &piece,
+                _ => piece,
             };
             out.extend_from_slice(piece);
             strip_space = false;
@@ -251,7 +267,7 @@ impl Tokenizer {
     /// the piece rendered with `special = true` and, like `printf("%s")`, cut at a NUL byte.
     /// Bytes, since a piece may be part of a UTF-8 character.
     pub fn describe_token(&self, id: u32) -> Vec<u8> {
-        let piece = self.token_to_piece(id, true);
+        let piece = self.piece(id, true);
         let end = piece.iter().position(|&b| b == 0).unwrap_or(piece.len());
         let mut line = format!("{id:>6} -> '").into_bytes();
         line.extend_from_slice(&piece[..end]);

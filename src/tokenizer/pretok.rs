@@ -4,17 +4,13 @@
 //! every piece left by the previous ones, keeping both matches and the text between them),
 //! then maps each piece's bytes through the GPT-2 byte table (except for SPM-style BPE such
 //! as Gemma 4, which works on raw UTF-8). That is exactly a `tokenizers` `Sequence` of
-//! `Split(regex, Isolated)` followed by `ByteLevel` without its own regex, so we build that. The regexes are llama.cpp's (`llm_tokenizer_bpe`); where
+//! `Split(regex, Isolated)` followed by `ByteLevel` without its own regex; [`WordSplitter`]
+//! does the same with `tokenizers`' regex on plain slices, for speed. The regexes are llama.cpp's (`llm_tokenizer_bpe`); where
 //! llama.cpp runs a hand-written matcher for a regex we give Oniguruma that regex itself.
 
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{
-    OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
-};
+use tokenizers::utils::SysRegex;
 
+use super::bytes::byte_to_char;
 use super::error::TokenizerError;
 
 /// GPT-2's regex (llama.cpp matches it with `unicode_regex_split_custom_gpt2`).
@@ -294,49 +290,107 @@ impl PreKind {
 }
 
 /// Splits text into words ready for the BPE merges (byte-level-encoded where the family is).
+/// Does what a `tokenizers` `Sequence` of `Split(regex, Isolated)` + `ByteLevel` does (the
+/// tests check that), with `tokenizers`' regex type, but on plain string slices: the
+/// `PreTokenizedString` route tracks offsets for every byte and allocates for every piece,
+/// which made it slower than llama.cpp.
 pub(crate) struct WordSplitter {
-    seq: Sequence,
+    regexes: Vec<SysRegex>,
+    byte_encode: bool,
 }
 
 impl WordSplitter {
     pub(crate) fn new(kind: PreKind, pre_name: &str) -> Result<Self, TokenizerError> {
-        let mut steps = Vec::new();
+        let mut regexes = Vec::new();
         for re in kind.regexes() {
-            let pattern = SplitPattern::Regex(with_llama_cpp_categories(re));
-            let split =
-                Split::new(pattern, SplitDelimiterBehavior::Isolated, false).map_err(|e| {
-                    TokenizerError::Regex {
-                        pre: pre_name.to_string(),
-                        regex: re.to_string(),
-                        msg: e.to_string(),
-                    }
-                })?;
-            steps.push(PreTokenizerWrapper::Split(split));
-        }
-        if kind.byte_encode() {
-            // add_prefix_space=false, trim_offsets=false, use_regex=false: bytes → table chars.
-            steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
-                false, false, false,
-            )));
+            let compiled = SysRegex::new(&with_llama_cpp_categories(re)).map_err(|e| {
+                TokenizerError::Regex {
+                    pre: pre_name.to_string(),
+                    regex: re.to_string(),
+                    msg: e.to_string(),
+                }
+            })?;
+            regexes.push(compiled);
         }
         Ok(WordSplitter {
-            seq: Sequence::new(steps),
+            regexes,
+            byte_encode: kind.byte_encode(),
         })
     }
 
-    /// The words of `text`, each mapped through the GPT-2 byte table if the family does.
-    pub(crate) fn split(&self, text: &str) -> Vec<String> {
-        let mut pts = PreTokenizedString::from(text);
-        // Regex splitting and byte mapping cannot fail on valid UTF-8 input.
-        if self.seq.pre_tokenize(&mut pts).is_err() {
-            return Vec::new();
+    /// Calls `f` with each word of `text`, mapped through the GPT-2 byte table if the family
+    /// does: each regex in turn cuts every piece left by the previous ones into its matches
+    /// and the text between them.
+    pub(crate) fn for_each_word(&self, text: &str, mut f: impl FnMut(&str)) {
+        let mut pieces = vec![text];
+        for re in &self.regexes {
+            let mut next = Vec::with_capacity(pieces.len() * 2);
+            for piece in pieces {
+                let mut last = 0;
+                for (start, end) in re.find_iter(piece) {
+                    if start > last {
+                        next.push(&piece[last..start]);
+                    }
+                    if end > start {
+                        next.push(&piece[start..end]);
+                    }
+                    last = end;
+                }
+                if last < piece.len() {
+                    next.push(&piece[last..]);
+                }
+            }
+            pieces = next;
         }
-        pts.get_splits(OffsetReferential::Original, OffsetType::None)
-            .into_iter()
-            .map(|(s, _, _)| s.to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
+        let mut mapped = String::new();
+        for piece in pieces {
+            if self.byte_encode {
+                mapped.clear();
+                mapped.extend(piece.bytes().map(byte_to_char));
+                f(&mapped);
+            } else {
+                f(piece);
+            }
+        }
     }
+
+    /// The words of `text` as `for_each_word` gives them.
+    #[cfg(test)]
+    pub(crate) fn split(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.for_each_word(text, |w| out.push(w.to_string()));
+        out
+    }
+}
+
+/// The same split done by `tokenizers`' own pre-tokenizers, to check [`WordSplitter`].
+#[cfg(test)]
+pub(crate) fn split_with_tokenizers(kind: PreKind, text: &str) -> Vec<String> {
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    use tokenizers::{
+        OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
+    };
+    let mut steps = Vec::new();
+    for re in kind.regexes() {
+        let pattern = SplitPattern::Regex(with_llama_cpp_categories(re));
+        let split = Split::new(pattern, SplitDelimiterBehavior::Isolated, false).unwrap();
+        steps.push(PreTokenizerWrapper::Split(split));
+    }
+    if kind.byte_encode() {
+        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
+            false, false, false,
+        )));
+    }
+    let mut pts = PreTokenizedString::from(text);
+    Sequence::new(steps).pre_tokenize(&mut pts).unwrap();
+    pts.get_splits(OffsetReferential::Original, OffsetType::None)
+        .into_iter()
+        .map(|(s, _, _)| s.to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -398,6 +452,29 @@ mod tests {
     #[test]
     fn gemma4_splits_newline_runs_only_and_keeps_utf8() {
         assert_eq!(words(PreKind::Gemma4, "a▁b\n\nc é"), ["a▁b", "\n\n", "c é"]);
+    }
+
+    #[test]
+    fn splitter_matches_tokenizers_pipeline() {
+        // The SmolLM2 fuzz strings cover every script, white space and digit case we know.
+        let mut texts: Vec<String> = include_str!("testdata/smollm2-fuzz.jsonl")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["text"].as_str().unwrap().to_string()
+            })
+            .collect();
+        texts.push("a  \n\n b\r\n\t 12345 x’s 'S  ".to_string());
+        for (_, kind, _) in NAMES {
+            let splitter = WordSplitter::new(*kind, "test").unwrap();
+            for text in &texts {
+                assert_eq!(
+                    splitter.split(text),
+                    split_with_tokenizers(*kind, text),
+                    "{kind:?} {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

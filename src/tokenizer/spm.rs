@@ -66,15 +66,9 @@ impl Ord for Bigram {
 pub(crate) fn byte_tokens(vocab: &Vocab, plain_ascii: bool) -> Box<[Option<u32>; 256]> {
     let mut out = Box::new([None; 256]);
     for (b, slot) in out.iter_mut().enumerate() {
-        *slot = vocab
-            .token_to_id
-            .get(format!("<0x{b:02X}>").as_str())
-            .copied();
+        *slot = vocab.text_to_id(&format!("<0x{b:02X}>"));
         if slot.is_none() && plain_ascii && b < 0x80 {
-            *slot = vocab
-                .token_to_id
-                .get((b as u8 as char).encode_utf8(&mut [0; 4]) as &str)
-                .copied();
+            *slot = vocab.text_to_id((b as u8 as char).encode_utf8(&mut [0; 4]));
         }
     }
     out
@@ -135,7 +129,7 @@ impl SpmEngine {
                     return;
                 }
                 let start = l.start as usize;
-                if let Some(&id) = vocab.token_to_id.get(&text[start..start + size]) {
+                if let Some(id) = vocab.text_to_id(&text[start..start + size]) {
                     queue.push(Bigram {
                         // +0.0 turns -0.0 into 0.0: C++ compares them equal, total_cmp does not.
                         score: vocab.tokens[id as usize].score + 0.0,
@@ -173,7 +167,7 @@ impl SpmEngine {
         while i >= 0 {
             let s = symbols[i as usize];
             let piece = &text[s.start as usize..(s.start + s.len) as usize];
-            match s.id.or_else(|| vocab.token_to_id.get(piece).copied()) {
+            match s.id.or_else(|| vocab.text_to_id(piece)) {
                 Some(id) => out.push(id),
                 None => self.push_bytes(piece, out),
             }

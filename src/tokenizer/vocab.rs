@@ -3,12 +3,14 @@
 //! and the list of tokens `tokenizer_st_partition` looks for. Independent of the
 //! vocabulary type except for the per-type defaults in [`VocabKind`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use super::error::TokenizerError;
+use super::index::TokenIndex;
 use super::meta::{
     RawVocab, Slot, KEY_ADD_BOS, KEY_ADD_EOS, KEY_SCORES, KEY_TOKENS, KEY_TOKEN_TYPE, SPECIAL_KEYS,
 };
+use super::special::SpecialMatcher;
 
 /// Token attributes, bit-compatible with llama.cpp's `llama_token_attr`.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
@@ -110,9 +112,15 @@ pub(crate) struct TokenData {
     pub attr: Attr,
 }
 
+impl AsRef<str> for TokenData {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
 pub(crate) struct Vocab {
     pub tokens: Vec<TokenData>,
-    pub token_to_id: HashMap<String, u32>,
+    index: TokenIndex,
     ids: [Option<u32>; Slot::COUNT],
     pub add_bos: bool,
     pub add_eos: bool,
@@ -126,6 +134,8 @@ pub(crate) struct Vocab {
     /// Control / user-defined / unknown tokens, longest text first: what
     /// `tokenizer_st_partition` cuts out of the input, in this order.
     pub special_cache: Vec<u32>,
+    /// Finds the texts of `special_cache` in the input.
+    pub special_matcher: Option<SpecialMatcher>,
 }
 
 // Texts llama.cpp uses to find special tokens the metadata does not name. llama.cpp walks an
@@ -213,12 +223,14 @@ const EOG_TEXTS: &[&str] = &[
 impl Vocab {
     /// `defaults`: what llama.cpp sets for this vocabulary type and pre-tokenizer before
     /// the `tokenizer.ggml.*` flags are read.
+    /// `texts`: `tokenizer.ggml.tokens`, taken out of `raw` (they become the vocabulary's).
     pub(crate) fn build(
         raw: &RawVocab,
+        texts: Vec<String>,
         kind: VocabKind,
         defaults: TypeDefaults,
     ) -> Result<Vocab, TokenizerError> {
-        let n = raw.tokens.len();
+        let n = texts.len();
         if n == 0 || n > i32::MAX as usize {
             return Err(TokenizerError::BadVocabSize(n));
         }
@@ -263,15 +275,13 @@ impl Vocab {
             check_len(KEY_SCORES, s.len())?;
         }
         let mut tokens = Vec::with_capacity(n);
-        let mut token_to_id = HashMap::with_capacity(n);
-        for (i, text) in raw.tokens.iter().enumerate() {
+        for (i, text) in texts.into_iter().enumerate() {
             let text = if text.is_empty() {
                 log::warn!("{KEY_TOKENS}: empty token at index {i}");
                 format!("[EMPTY_{i}]")
             } else {
-                text.clone()
+                text
             };
-            token_to_id.insert(text.clone(), i as u32);
             let attr = match &raw.token_types {
                 Some(t) => Attr::from_token_type(t[i]),
                 None => Attr::NORMAL,
@@ -279,6 +289,7 @@ impl Vocab {
             let score = raw.scores.as_ref().map_or(0.0, |s| s[i]);
             tokens.push(TokenData { text, score, attr });
         }
+        let index = TokenIndex::new(&tokens);
 
         // Special ids: defaults out of range are disabled, keys override (out-of-range keys are
         // ignored with a warning, as llama.cpp does).
@@ -310,7 +321,7 @@ impl Vocab {
 
         let mut vocab = Vocab {
             tokens,
-            token_to_id,
+            index,
             ids,
             add_bos,
             add_eos,
@@ -318,10 +329,12 @@ impl Vocab {
             clean_spaces: defaults.clean_spaces,
             eog: BTreeSet::new(),
             special_cache: Vec::new(),
+            special_matcher: None,
         };
         vocab.detect_specials_by_text();
         vocab.build_eog();
         vocab.build_special_cache();
+        vocab.special_matcher = SpecialMatcher::new(&vocab);
         vocab.model_specific_attrs(raw.general_name.as_deref());
 
         if vocab.add_bos && vocab.bos().is_none() {
@@ -331,6 +344,12 @@ impl Vocab {
             return Err(missing(KEY_ADD_EOS, "EOS", SPECIAL_KEYS[1].0));
         }
         Ok(vocab)
+    }
+
+    /// The id of the token whose text is `text` (llama.cpp's `text_to_token`).
+    pub(crate) fn text_to_id(&self, text: &str) -> Option<u32> {
+        self.index
+            .get(text, |id| self.tokens[id as usize].text.as_str())
     }
 
     pub(crate) fn id(&self, slot: Slot) -> Option<u32> {
@@ -355,7 +374,7 @@ impl Vocab {
     }
 
     fn find_text(&self, texts: &[&str]) -> Option<u32> {
-        texts.iter().find_map(|t| self.token_to_id.get(*t).copied())
+        texts.iter().find_map(|t| self.text_to_id(t))
     }
 
     /// EOT/EOM/FIM tokens the metadata does not name, found by text and forced to control.
@@ -392,14 +411,14 @@ impl Vocab {
             eog.extend(self.id(slot));
         }
         for text in EOG_TEXTS {
-            if let Some(&id) = self.token_to_id.get(*text) {
+            if let Some(id) = self.text_to_id(text) {
                 eog.insert(id);
                 self.add_attr(id, Attr::CONTROL);
             }
         }
         // gpt-oss: these are always rendered.
         for text in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
-            if let Some(&id) = self.token_to_id.get(text) {
+            if let Some(id) = self.text_to_id(text) {
                 self.tokens[id as usize].attr = Attr::USER_DEFINED;
             }
         }
@@ -444,11 +463,11 @@ impl Vocab {
             for id in self.special_cache.clone() {
                 self.add_attr(id, Attr::RSTRIP);
             }
-            if let Some(&id) = self.token_to_id.get("</s>") {
+            if let Some(id) = self.text_to_id("</s>") {
                 self.add_attr(id, Attr::RSTRIP);
             }
             for text in ["<unk>", "<s>", "<|endoftext|>"] {
-                if let Some(&id) = self.token_to_id.get(text) {
+                if let Some(id) = self.text_to_id(text) {
                     let t = &mut self.tokens[id as usize];
                     t.attr = Attr(t.attr.0 & !Attr::RSTRIP.0);
                 }

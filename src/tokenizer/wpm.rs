@@ -186,7 +186,7 @@ impl WpmEngine {
             while i < n {
                 let longest = (i + 1..=n.min(i + self.max_token_len))
                     .rev()
-                    .find_map(|j| Some((j, *vocab.token_to_id.get(word.get(i..j)?)?)));
+                    .find_map(|j| Some((j, vocab.text_to_id(word.get(i..j)?)?)));
                 match longest {
                     Some((j, id)) => {
                         out.push(id);
@@ -227,6 +227,7 @@ mod tests {
         };
         let vocab = Vocab::build(
             &raw,
+            raw.tokens.clone(),
             super::super::vocab::VocabKind::Wpm,
             super::super::vocab::TypeDefaults {
                 add_bos: false,
