@@ -3,14 +3,17 @@
 //! Layout: `meta` reads the `tokenizer.ggml.*` keys; `vocab` turns them into llama.cpp's
 //! view of the vocabulary (attributes, special ids, EOG set); `special` cuts special-token
 //! texts out of the input (`tokenizer_st_partition`); then the engine of the vocabulary
-//! type tokenizes the remaining text: `bpe` (+ `pretok`, `bytes`) for BPE ("gpt2" byte-level
+//! type tokenizes the remaining text: `bpe` (+ `pretok`) for BPE ("gpt2" byte-level
 //! vocabularies and Gemma 4's SPM-style "gemma4"), `spm` for SentencePiece ("llama": Llama 2,
-//! Phi-3, Gemma 3), `wpm` for WordPiece ("bert"). `bytes` gives token pieces, `detok` whole
-//! detokenization, `stream` incremental detokenization.
+//! Phi-3, Gemma 3), `wpm` for WordPiece ("bert"). `index` maps token texts to ids, `bytes`
+//! gives token pieces, `detok` whole detokenization, `stream` incremental detokenization.
 //!
-//! The `tokenizers` crate supplies the regex pre-tokenizer, the GPT-2 byte mapping, the BPE
-//! merge loop and Unicode decomposition; llama.cpp-specific rules around them, and the SPM
-//! and WordPiece algorithms it has no equivalent for, are written here.
+//! The `tokenizers` crate supplies the regular expressions (Oniguruma, with the Unicode
+//! classes llama.cpp's splitters use) and canonical decomposition; its pre-tokenizer
+//! pipeline is the reference our splitter is tested against. Everything with llama.cpp
+//! semantics it has no equivalent for, or that was too slow through it (the SPM and
+//! WordPiece algorithms, the BPE merge loop, special-token partitioning), is written here;
+//! each module says why.
 
 mod bpe;
 mod bytes;
@@ -27,6 +30,8 @@ mod wpm;
 
 #[cfg(test)]
 mod bench_tests;
+#[cfg(test)]
+mod spm_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

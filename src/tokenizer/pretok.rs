@@ -5,8 +5,9 @@
 //! then maps each piece's bytes through the GPT-2 byte table (except for SPM-style BPE such
 //! as Gemma 4, which works on raw UTF-8). That is exactly a `tokenizers` `Sequence` of
 //! `Split(regex, Isolated)` followed by `ByteLevel` without its own regex; [`WordSplitter`]
-//! does the same with `tokenizers`' regex on plain slices, for speed. The regexes are llama.cpp's (`llm_tokenizer_bpe`); where
-//! llama.cpp runs a hand-written matcher for a regex we give Oniguruma that regex itself.
+//! does the same with `tokenizers`' regex on plain slices, for speed. The regexes are
+//! llama.cpp's (`llm_tokenizer_bpe`); where llama.cpp runs a hand-written matcher for a regex
+//! we give Oniguruma that regex itself.
 
 use tokenizers::utils::SysRegex;
 

@@ -242,4 +242,34 @@ mod tests {
             ["hello", ",", "world", "!", "a", "$", "b", "我", "们", "x"]
         );
     }
+
+    #[test]
+    fn greedy_longest_match_with_cls_and_sep() {
+        let texts = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁hello", "▁hel", "lo", "▁world", "▁,", "▁!", "▁x",
+            "y",
+        ];
+        let raw = super::super::meta::RawVocab {
+            model: "bert".into(),
+            tokens: texts.iter().map(|t| t.to_string()).collect(),
+            token_types: Some(vec![3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1]),
+            special_ids: vec![
+                ("tokenizer.ggml.bos_token_id", 2),
+                ("tokenizer.ggml.unknown_token_id", 1),
+                ("tokenizer.ggml.seperator_token_id", 3),
+                ("tokenizer.ggml.padding_token_id", 0),
+            ],
+            ..Default::default()
+        };
+        let t = super::super::Tokenizer::from_raw(raw).unwrap();
+        let ids = t.encode("Hello, WORLD! xy hellz", true, false);
+        let got: Vec<&str> = ids.iter().map(|&i| t.token_text(i)).collect();
+        assert_eq!(
+            got,
+            ["[CLS]", "▁hello", "▁,", "▁world", "▁!", "▁x", "y", "[UNK]", "[SEP]"]
+        );
+        assert_eq!(t.encode("hello", false, false), [4]);
+        // Pieces: ▁ → space; detokenize cleans " ," and " !" (clean_spaces).
+        assert_eq!(t.detokenize(&ids[1..5], false, false), b" hello, world!");
+    }
 }
