@@ -1,4 +1,5 @@
-//! The GPT-2 byte ↔ character table of byte-level BPE, and token pieces (token → bytes).
+//! The GPT-2 byte ↔ character table of byte-level BPE, and token pieces (token → bytes)
+//! for every vocabulary type.
 //! Written here because `tokenizers`' ByteLevel decoder works on whole sequences, returns
 //! lossy `String`s and passes unknown characters through, where llama.cpp gives per-token
 //! bytes with an `[UNK_BYTE_..]` marker.
@@ -41,15 +42,14 @@ pub(crate) fn char_to_byte(c: char) -> Option<u8> {
     }
 }
 
-#[cfg(test)]
+/// The GPT-2 table character of byte `b`.
 pub(crate) fn byte_to_char(b: u8) -> char {
     BYTE_TO_CHAR[b as usize]
 }
 
 /// llama.cpp's `llama_decode_text`: table characters back to bytes; a character outside the
 /// table becomes the marker text `[UNK_BYTE_0x<hex of the char's UTF-8><token text>]`.
-fn decode_byte_level(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
+fn decode_byte_level(text: &str, out: &mut Vec<u8>) {
     for c in text.chars() {
         match char_to_byte(c) {
             Some(b) => out.push(b),
@@ -64,7 +64,6 @@ fn decode_byte_level(text: &str) -> Vec<u8> {
             }
         }
     }
-    out
 }
 
 /// `<0xAB>` → 0xAB (llama.cpp's `token_to_byte`).
@@ -72,21 +71,37 @@ fn byte_token_value(text: &str) -> Option<u8> {
     u8::from_str_radix(text.get(3..5)?, 16).ok()
 }
 
-/// The piece of a byte-level BPE token with `special = true` (llama.cpp's `token_to_piece`,
-/// BPE branch): control/unknown/user-defined tokens give their text verbatim, normal tokens
-/// their bytes, byte tokens their byte, anything else (undefined, unused) nothing.
-pub(crate) fn bpe_piece(token: &TokenData) -> Vec<u8> {
+/// Appends the piece of a byte-level BPE token with `special = true` (llama.cpp's
+/// `token_to_piece`, BPE branch): control/unknown/user-defined tokens give their text
+/// verbatim, normal tokens their bytes, byte tokens their byte, anything else (undefined,
+/// unused) nothing.
+pub(crate) fn bpe_piece(token: &TokenData, out: &mut Vec<u8>) {
     let attr = token.attr;
     if attr.any(Attr::UNKNOWN | Attr::CONTROL | Attr::USER_DEFINED) {
-        token.text.as_bytes().to_vec()
+        out.extend_from_slice(token.text.as_bytes());
     } else if attr.any(Attr::NORMAL) {
-        decode_byte_level(&token.text)
+        decode_byte_level(&token.text, out);
     } else if attr.any(Attr::BYTE) {
-        byte_token_value(&token.text)
-            .map(|b| vec![b])
-            .unwrap_or_default()
-    } else {
-        Vec::new()
+        out.extend(byte_token_value(&token.text));
+    }
+}
+
+/// Appends the piece of a token whose text spells spaces as `▁` (SPM, WordPiece, Gemma 4's
+/// BPE) with `special = true`: like [`bpe_piece`], but normal tokens give their text with
+/// `▁` → space.
+pub(crate) fn metaspace_piece(token: &TokenData, out: &mut Vec<u8>) {
+    let attr = token.attr;
+    if attr.any(Attr::UNKNOWN | Attr::CONTROL | Attr::USER_DEFINED) {
+        out.extend_from_slice(token.text.as_bytes());
+    } else if attr.any(Attr::NORMAL) {
+        let mut parts = token.text.split('\u{2581}');
+        out.extend_from_slice(parts.next().unwrap_or_default().as_bytes());
+        for part in parts {
+            out.push(b' ');
+            out.extend_from_slice(part.as_bytes());
+        }
+    } else if attr.any(Attr::BYTE) {
+        out.extend(byte_token_value(&token.text));
     }
 }
 
@@ -107,6 +122,20 @@ mod tests {
         assert_eq!(char_to_byte('€'), None);
     }
 
+    fn piece(f: fn(&TokenData, &mut Vec<u8>), t: &TokenData) -> Vec<u8> {
+        let mut out = Vec::new();
+        f(t, &mut out);
+        out
+    }
+
+    fn bpe_piece(t: &TokenData) -> Vec<u8> {
+        piece(super::bpe_piece, t)
+    }
+
+    fn metaspace_piece(t: &TokenData) -> Vec<u8> {
+        piece(super::metaspace_piece, t)
+    }
+
     #[test]
     fn pieces_by_attribute() {
         let tok = |text: &str, attr| TokenData {
@@ -123,5 +152,22 @@ mod tests {
             bpe_piece(&tok("a€", Attr::NORMAL)),
             b"a[UNK_BYTE_0xe282aca\xe2\x82\xac]"
         );
+    }
+
+    #[test]
+    fn metaspace_pieces_by_attribute() {
+        let tok = |text: &str, attr| TokenData {
+            text: text.to_string(),
+            score: 0.0,
+            attr,
+        };
+        assert_eq!(metaspace_piece(&tok("▁Hello▁▁", Attr::NORMAL)), b" Hello  ");
+        assert_eq!(metaspace_piece(&tok("<0xE2>", Attr::BYTE)), b"\xe2");
+        assert_eq!(metaspace_piece(&tok("<s>", Attr::CONTROL)), b"<s>");
+        assert_eq!(
+            metaspace_piece(&tok("▁<x>", Attr::USER_DEFINED)),
+            "▁<x>".as_bytes()
+        );
+        assert_eq!(metaspace_piece(&tok("<unused1>", Attr::UNUSED)), b"");
     }
 }

@@ -11,12 +11,12 @@ pub enum TokenizerError {
     Meta(#[from] MetaError),
 
     /// `tokenizer.ggml.model` names a vocabulary type llama.cpp does not know either.
-    #[error("unknown tokenizer model '{0}' (tokenizer.ggml.model); Ember supports: gpt2")]
+    #[error("unknown tokenizer model '{0}' (tokenizer.ggml.model); Ember supports: llama, gpt2, gemma4, bert")]
     UnknownModel(String),
 
     /// `tokenizer.ggml.model` names a vocabulary type llama.cpp knows but Ember does not implement yet.
     #[error(
-        "tokenizer model '{0}' (tokenizer.ggml.model) is not supported yet; Ember supports: gpt2"
+        "tokenizer model '{0}' (tokenizer.ggml.model) is not supported yet; Ember supports: llama, gpt2, gemma4, bert"
     )]
     UnsupportedModel(String),
 
@@ -68,8 +68,4 @@ pub enum TokenizerError {
         regex: String,
         msg: String,
     },
-
-    /// The `tokenizers` crate refused the vocabulary/merges.
-    #[error("tokenizer.ggml.tokens / tokenizer.ggml.merges: cannot build the BPE model: {0}")]
-    Bpe(String),
 }

@@ -15,6 +15,8 @@ pub(crate) const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 pub(crate) const KEY_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
 pub(crate) const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 pub(crate) const KEY_REMOVE_EXTRA_WS: &str = "tokenizer.ggml.remove_extra_whitespaces";
+pub(crate) const KEY_LOWERCASE: &str = "tokenizer.ggml.normalizer.lowercase";
+pub(crate) const KEY_STRIP_ACCENTS: &str = "tokenizer.ggml.normalizer.strip_accents";
 
 /// The special-token id slots llama.cpp reads, in its order (`llama-vocab.cpp`, "special tokens").
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,9 +77,12 @@ pub(crate) struct RawVocab {
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
     pub add_space_prefix: Option<bool>,
-    /// Read for SPM vocabularies (not implemented yet); BPE ignores it.
+    /// Read but unused, as in llama.cpp (its SPM tokenizer ignores it too).
     #[allow(dead_code)]
     pub remove_extra_whitespaces: Option<bool>,
+    /// WordPiece ("bert") normalizer options; llama.cpp defaults both to true.
+    pub lowercase: Option<bool>,
+    pub strip_accents: Option<bool>,
     /// `general.name`, used by llama.cpp for per-model token attributes (phi-3).
     pub general_name: Option<String>,
 }
@@ -113,6 +118,8 @@ impl RawVocab {
             add_eos: opt_bool(f, KEY_ADD_EOS)?,
             add_space_prefix: opt_bool(f, KEY_ADD_SPACE_PREFIX)?,
             remove_extra_whitespaces: opt_bool(f, KEY_REMOVE_EXTRA_WS)?,
+            lowercase: opt_bool(f, KEY_LOWERCASE)?,
+            strip_accents: opt_bool(f, KEY_STRIP_ACCENTS)?,
             general_name: opt_str(f, "general.name")?.map(str::to_string),
         })
     }

@@ -1,20 +1,17 @@
-//! Pre-tokenizers of byte-level BPE vocabularies, chosen by `tokenizer.ggml.pre`.
+//! Pre-tokenizers of BPE vocabularies, chosen by `tokenizer.ggml.pre`.
 //!
 //! llama.cpp splits text with a list of regular expressions applied in turn (each one to
 //! every piece left by the previous ones, keeping both matches and the text between them),
-//! then maps each piece's bytes through the GPT-2 byte table. That is exactly a
-//! `tokenizers` `Sequence` of `Split(regex, Isolated)` followed by `ByteLevel` without its
-//! own regex, so we build that. The regexes are llama.cpp's (`llm_tokenizer_bpe`); where
-//! llama.cpp runs a hand-written matcher for a regex we give Oniguruma that regex itself.
+//! then maps each piece's bytes through the GPT-2 byte table (except for SPM-style BPE such
+//! as Gemma 4, which works on raw UTF-8). That is exactly a `tokenizers` `Sequence` of
+//! `Split(regex, Isolated)` followed by `ByteLevel` without its own regex; [`WordSplitter`]
+//! does the same with `tokenizers`' regex on plain slices, for speed. The regexes are
+//! llama.cpp's (`llm_tokenizer_bpe`); where llama.cpp runs a hand-written matcher for a regex
+//! we give Oniguruma that regex itself.
 
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{
-    OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
-};
+use tokenizers::utils::SysRegex;
 
+use super::bytes::byte_to_char;
 use super::error::TokenizerError;
 
 /// GPT-2's regex (llama.cpp matches it with `unicode_regex_split_custom_gpt2`).
@@ -32,7 +29,7 @@ const DEEPSEEK_LLM_LETTERS: &str = r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯ�
 /// tables are Unicode 16.0; llama.cpp's (`unicode-data.cpp`) are older and leave these
 /// undefined (matched by `[^\s\p{L}\p{N}]`, never by `\p{L}`), so each `\p{X}` becomes
 /// `[\p{X}&&[^new]]`. Every other code point has the same L/N/P/M/whitespace class in both.
-const NEW_IN_16: [(&str, &str); 4] = [
+pub(crate) const NEW_IN_16: [(&str, &str); 4] = [
     (
         "L",
         r"\x{1C89}-\x{1C8A}\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3}\x{10D4A}-\x{10D65}\x{10D6F}-\x{10D85}\x{10EC2}-\x{10EC4}\x{11380}-\x{11389}\x{1138B}\x{1138E}\x{11390}-\x{113B5}\x{113B7}\x{113D1}\x{113D3}\x{11BC0}-\x{11BE0}\x{13460}-\x{143FA}\x{16100}-\x{1611D}\x{16D40}-\x{16D6C}\x{18CFF}\x{1E5D0}-\x{1E5ED}\x{1E5F0}",
@@ -91,77 +88,85 @@ pub(crate) enum PreKind {
     DeepseekLlm,
     /// "deepseek-coder"
     DeepseekCoder,
+    /// "gemma4" (also every `tokenizer.ggml.model = "gemma4"` vocabulary): SPM-style BPE.
+    /// Spaces become `▁`, only newline runs split the text, no GPT-2 byte mapping, byte
+    /// fallback to `<0xXX>` tokens, and a run of newlines that is a token stays whole.
+    Gemma4,
 }
 
-/// `tokenizer.ggml.pre` values → family; `true` where llama.cpp also sets `ignore_merges`
-/// and defaults `add_bos` to true (the Llama 3 names).
-const NAMES: &[(&str, PreKind, bool)] = &[
-    ("default", PreKind::Default, false),
-    ("gpt-2", PreKind::Gpt2, false),
-    ("phi-2", PreKind::Gpt2, false),
-    ("jina-es", PreKind::Gpt2, false),
-    ("jina-de", PreKind::Gpt2, false),
-    ("gigachat", PreKind::Gpt2, false),
-    ("jina-v2-es", PreKind::Gpt2, false),
-    ("jina-v2-de", PreKind::Gpt2, false),
-    ("a.x-4.0", PreKind::Gpt2, false),
-    ("mellum", PreKind::Gpt2, false),
-    ("modern-bert", PreKind::Gpt2, false),
-    ("exaone4", PreKind::Gpt2, false),
-    ("mpt", PreKind::Gpt2, false),
-    ("olmo", PreKind::Gpt2, false),
-    ("jais", PreKind::Gpt2, false),
-    ("trillion", PreKind::Gpt2, false),
-    ("granite-docling", PreKind::Gpt2, false),
-    ("smollm", PreKind::Starcoder, false),
-    ("starcoder", PreKind::Starcoder, false),
-    ("refact", PreKind::Starcoder, false),
-    ("command-r", PreKind::Starcoder, false),
-    ("codeshell", PreKind::Starcoder, false),
-    ("exaone", PreKind::Starcoder, false),
-    ("minerva-7b", PreKind::Starcoder, false),
-    ("mellum2", PreKind::Starcoder, false),
-    ("llama3", PreKind::Llama3, true),
-    ("llama-v3", PreKind::Llama3, true),
-    ("llama-bpe", PreKind::Llama3, true),
-    ("falcon3", PreKind::Llama3, true),
-    ("falcon-h1", PreKind::Llama3, true),
-    ("pixtral", PreKind::Llama3, true),
-    ("midm-2.0", PreKind::Llama3, true),
-    ("lfm2", PreKind::Llama3, true),
-    ("jina-v5-nano", PreKind::Llama3, true),
-    ("dbrx", PreKind::Llama3, false),
-    ("smaug-bpe", PreKind::Llama3, false),
-    ("qwen2", PreKind::Qwen2, false),
-    ("deepseek-r1-qwen", PreKind::Qwen2, false),
-    ("kormo", PreKind::Qwen2, false),
-    ("f2llmv2", PreKind::Qwen2, false),
-    ("megrez", PreKind::Qwen2, false),
-    ("stablelm2", PreKind::Qwen2, false),
-    ("hunyuan", PreKind::Qwen2, false),
-    ("solar-open", PreKind::Qwen2, false),
-    ("qwen35", PreKind::Qwen35, false),
-    ("falcon", PreKind::Falcon, false),
-    ("deepseek-llm", PreKind::DeepseekLlm, false),
-    ("deepseek-coder", PreKind::DeepseekCoder, false),
+/// llama.cpp's `ignore_merges` and `add_bos = true` (the Llama 3 names).
+const LLAMA3_FLAGS: u8 = 1;
+/// llama.cpp's `clean_spaces = false` (no clean-up of " ." etc. when detokenizing).
+const RAW_SPACES: u8 = 2;
+
+/// `tokenizer.ggml.pre` values → family and the loader flags llama.cpp sets with them.
+const NAMES: &[(&str, PreKind, u8)] = &[
+    ("default", PreKind::Default, 0),
+    ("gpt-2", PreKind::Gpt2, 0),
+    ("phi-2", PreKind::Gpt2, 0),
+    ("jina-es", PreKind::Gpt2, 0),
+    ("jina-de", PreKind::Gpt2, 0),
+    ("gigachat", PreKind::Gpt2, 0),
+    ("jina-v2-es", PreKind::Gpt2, 0),
+    ("jina-v2-de", PreKind::Gpt2, 0),
+    ("a.x-4.0", PreKind::Gpt2, 0),
+    ("mellum", PreKind::Gpt2, 0),
+    ("modern-bert", PreKind::Gpt2, 0),
+    ("exaone4", PreKind::Gpt2, 0),
+    ("mpt", PreKind::Gpt2, 0),
+    ("olmo", PreKind::Gpt2, 0),
+    ("jais", PreKind::Gpt2, 0),
+    ("trillion", PreKind::Gpt2, RAW_SPACES),
+    ("granite-docling", PreKind::Gpt2, RAW_SPACES),
+    ("smollm", PreKind::Starcoder, RAW_SPACES),
+    ("starcoder", PreKind::Starcoder, 0),
+    ("refact", PreKind::Starcoder, 0),
+    ("command-r", PreKind::Starcoder, RAW_SPACES),
+    ("codeshell", PreKind::Starcoder, 0),
+    ("exaone", PreKind::Starcoder, 0),
+    ("minerva-7b", PreKind::Starcoder, 0),
+    ("mellum2", PreKind::Starcoder, 0),
+    ("llama3", PreKind::Llama3, LLAMA3_FLAGS),
+    ("llama-v3", PreKind::Llama3, LLAMA3_FLAGS),
+    ("llama-bpe", PreKind::Llama3, LLAMA3_FLAGS),
+    ("falcon3", PreKind::Llama3, LLAMA3_FLAGS),
+    ("falcon-h1", PreKind::Llama3, LLAMA3_FLAGS),
+    ("pixtral", PreKind::Llama3, LLAMA3_FLAGS),
+    ("midm-2.0", PreKind::Llama3, LLAMA3_FLAGS),
+    ("lfm2", PreKind::Llama3, LLAMA3_FLAGS),
+    ("jina-v5-nano", PreKind::Llama3, LLAMA3_FLAGS),
+    ("dbrx", PreKind::Llama3, 0),
+    ("smaug-bpe", PreKind::Llama3, 0),
+    ("qwen2", PreKind::Qwen2, RAW_SPACES),
+    ("deepseek-r1-qwen", PreKind::Qwen2, RAW_SPACES),
+    ("kormo", PreKind::Qwen2, RAW_SPACES),
+    ("f2llmv2", PreKind::Qwen2, RAW_SPACES),
+    ("megrez", PreKind::Qwen2, 0),
+    ("stablelm2", PreKind::Qwen2, 0),
+    ("hunyuan", PreKind::Qwen2, RAW_SPACES),
+    ("solar-open", PreKind::Qwen2, RAW_SPACES),
+    ("qwen35", PreKind::Qwen35, RAW_SPACES),
+    ("falcon", PreKind::Falcon, 0),
+    ("deepseek-llm", PreKind::DeepseekLlm, RAW_SPACES),
+    ("deepseek-coder", PreKind::DeepseekCoder, RAW_SPACES),
+    ("gemma4", PreKind::Gemma4, 0),
+    ("granite-embed-multi-311m", PreKind::Gemma4, 0),
 ];
 
 /// For error messages: one name per family.
 const SUPPORTED_SUMMARY: &str =
-    "default, gpt-2, smollm/starcoder, llama3/llama-bpe, qwen2, qwen35, falcon, deepseek-llm, deepseek-coder \
+    "default, gpt-2, smollm/starcoder, llama3/llama-bpe, qwen2, qwen35, falcon, deepseek-llm, deepseek-coder, gemma4 \
      (and the llama.cpp aliases of each)";
 
 /// Names llama.cpp knows that Ember does not implement yet (a clear error, not a fallback).
-/// Some need more than a regex list: jina/roberta add SEP, chatglm drops BOS, gemma4/mmbert
-/// escape whitespace, deepseek/kimi/afmoe have their own splitters.
+/// Some need more than a regex list: jina/roberta add SEP, chatglm drops BOS, mmbert splits
+/// words at `▁`, deepseek/kimi/afmoe have their own splitters.
 const KNOWN_UNSUPPORTED: &[&str] = &[
     "minicpm5",
     "deepseek-v3",
     "spark2_5",
     "youtu",
     "jais-2",
-    "gemma4",
-    "granite-embed-multi-311m",
     "mmbert",
     "sarvam-moe",
     "jina-v1-en",
@@ -209,6 +214,8 @@ pub(crate) struct Pre {
     pub ignore_merges: bool,
     /// llama.cpp's default for `add_bos` before `tokenizer.ggml.add_bos_token` is read.
     pub add_bos_default: bool,
+    /// llama.cpp's `clean_spaces`: detokenizing removes the space in " ?", " 's", etc.
+    pub clean_spaces: bool,
 }
 
 impl Pre {
@@ -222,11 +229,12 @@ impl Pre {
             }
             Some(p) => p,
         };
-        if let Some(&(_, kind, llama3)) = NAMES.iter().find(|(n, _, _)| *n == name) {
+        if let Some(&(_, kind, flags)) = NAMES.iter().find(|(n, _, _)| *n == name) {
             return Ok(Pre {
                 kind,
-                ignore_merges: llama3,
-                add_bos_default: llama3,
+                ignore_merges: flags & LLAMA3_FLAGS != 0,
+                add_bos_default: flags & LLAMA3_FLAGS != 0,
+                clean_spaces: flags & RAW_SPACES == 0,
             });
         }
         if KNOWN_UNSUPPORTED.contains(&name) {
@@ -243,6 +251,16 @@ impl Pre {
 }
 
 impl PreKind {
+    /// Whether words are mapped through the GPT-2 byte table (llama.cpp's `byte_encode`).
+    pub(crate) fn byte_encode(self) -> bool {
+        self != PreKind::Gemma4
+    }
+
+    /// Whether spaces become `▁` before splitting (llama.cpp's `escape_whitespaces`).
+    pub(crate) fn escape_whitespaces(self) -> bool {
+        self == PreKind::Gemma4
+    }
+
     fn regexes(self) -> &'static [&'static str] {
         match self {
             PreKind::Default => &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
@@ -267,52 +285,113 @@ impl PreKind {
                 "[一-龥ࠀ-一가-퟿{NOSP}]+",
                 r"\p{N}",
             ],
+            PreKind::Gemma4 => &["[^\n]+|[\n]+"],
         }
     }
 }
 
-/// Splits text into byte-level-encoded words, ready for the BPE merges.
-pub(crate) struct ByteLevelPreTokenizer {
-    seq: Sequence,
+/// Splits text into words ready for the BPE merges (byte-level-encoded where the family is).
+/// Does what a `tokenizers` `Sequence` of `Split(regex, Isolated)` + `ByteLevel` does (the
+/// tests check that), with `tokenizers`' regex type, but on plain string slices: the
+/// `PreTokenizedString` route tracks offsets for every byte and allocates for every piece,
+/// which made it slower than llama.cpp.
+pub(crate) struct WordSplitter {
+    regexes: Vec<SysRegex>,
+    byte_encode: bool,
 }
 
-impl ByteLevelPreTokenizer {
+impl WordSplitter {
     pub(crate) fn new(kind: PreKind, pre_name: &str) -> Result<Self, TokenizerError> {
-        let mut steps = Vec::new();
+        let mut regexes = Vec::new();
         for re in kind.regexes() {
-            let pattern = SplitPattern::Regex(with_llama_cpp_categories(re));
-            let split =
-                Split::new(pattern, SplitDelimiterBehavior::Isolated, false).map_err(|e| {
-                    TokenizerError::Regex {
-                        pre: pre_name.to_string(),
-                        regex: re.to_string(),
-                        msg: e.to_string(),
-                    }
-                })?;
-            steps.push(PreTokenizerWrapper::Split(split));
+            let compiled = SysRegex::new(&with_llama_cpp_categories(re)).map_err(|e| {
+                TokenizerError::Regex {
+                    pre: pre_name.to_string(),
+                    regex: re.to_string(),
+                    msg: e.to_string(),
+                }
+            })?;
+            regexes.push(compiled);
         }
-        // add_prefix_space=false, trim_offsets=false, use_regex=false: bytes → table chars only.
-        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
-            false, false, false,
-        )));
-        Ok(ByteLevelPreTokenizer {
-            seq: Sequence::new(steps),
+        Ok(WordSplitter {
+            regexes,
+            byte_encode: kind.byte_encode(),
         })
     }
 
-    /// The words of `text`, each already mapped through the GPT-2 byte table.
-    pub(crate) fn split(&self, text: &str) -> Vec<String> {
-        let mut pts = PreTokenizedString::from(text);
-        // Regex splitting and byte mapping cannot fail on valid UTF-8 input.
-        if self.seq.pre_tokenize(&mut pts).is_err() {
-            return Vec::new();
+    /// Calls `f` with each word of `text`, mapped through the GPT-2 byte table if the family
+    /// does: each regex in turn cuts every piece left by the previous ones into its matches
+    /// and the text between them.
+    pub(crate) fn for_each_word(&self, text: &str, mut f: impl FnMut(&str)) {
+        let mut pieces = vec![text];
+        for re in &self.regexes {
+            let mut next = Vec::with_capacity(pieces.len() * 2);
+            for piece in pieces {
+                let mut last = 0;
+                for (start, end) in re.find_iter(piece) {
+                    if start > last {
+                        next.push(&piece[last..start]);
+                    }
+                    if end > start {
+                        next.push(&piece[start..end]);
+                    }
+                    last = end;
+                }
+                if last < piece.len() {
+                    next.push(&piece[last..]);
+                }
+            }
+            pieces = next;
         }
-        pts.get_splits(OffsetReferential::Original, OffsetType::None)
-            .into_iter()
-            .map(|(s, _, _)| s.to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
+        let mut mapped = String::new();
+        for piece in pieces {
+            if self.byte_encode {
+                mapped.clear();
+                mapped.extend(piece.bytes().map(byte_to_char));
+                f(&mapped);
+            } else {
+                f(piece);
+            }
+        }
     }
+
+    /// The words of `text` as `for_each_word` gives them.
+    #[cfg(test)]
+    pub(crate) fn split(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.for_each_word(text, |w| out.push(w.to_string()));
+        out
+    }
+}
+
+/// The same split done by `tokenizers`' own pre-tokenizers, to check [`WordSplitter`].
+#[cfg(test)]
+pub(crate) fn split_with_tokenizers(kind: PreKind, text: &str) -> Vec<String> {
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    use tokenizers::{
+        OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
+    };
+    let mut steps = Vec::new();
+    for re in kind.regexes() {
+        let pattern = SplitPattern::Regex(with_llama_cpp_categories(re));
+        let split = Split::new(pattern, SplitDelimiterBehavior::Isolated, false).unwrap();
+        steps.push(PreTokenizerWrapper::Split(split));
+    }
+    if kind.byte_encode() {
+        steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
+            false, false, false,
+        )));
+    }
+    let mut pts = PreTokenizedString::from(text);
+    Sequence::new(steps).pre_tokenize(&mut pts).unwrap();
+    pts.get_splits(OffsetReferential::Original, OffsetType::None)
+        .into_iter()
+        .map(|(s, _, _)| s.to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -320,9 +399,7 @@ mod tests {
     use super::*;
 
     fn words(kind: PreKind, text: &str) -> Vec<String> {
-        ByteLevelPreTokenizer::new(kind, "test")
-            .unwrap()
-            .split(text)
+        WordSplitter::new(kind, "test").unwrap().split(text)
     }
 
     #[test]
@@ -374,9 +451,37 @@ mod tests {
     }
 
     #[test]
+    fn gemma4_splits_newline_runs_only_and_keeps_utf8() {
+        assert_eq!(words(PreKind::Gemma4, "a▁b\n\nc é"), ["a▁b", "\n\n", "c é"]);
+    }
+
+    #[test]
+    fn splitter_matches_tokenizers_pipeline() {
+        // The SmolLM2 fuzz strings cover every script, white space and digit case we know.
+        let mut texts: Vec<String> = include_str!("testdata/smollm2-fuzz.jsonl")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["text"].as_str().unwrap().to_string()
+            })
+            .collect();
+        texts.push("a  \n\n b\r\n\t 12345 x’s 'S  ".to_string());
+        for (_, kind, _) in NAMES {
+            let splitter = WordSplitter::new(*kind, "test").unwrap();
+            for text in &texts {
+                assert_eq!(
+                    splitter.split(text),
+                    split_with_tokenizers(*kind, text),
+                    "{kind:?} {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_family_compiles() {
         for (_, kind, _) in NAMES {
-            ByteLevelPreTokenizer::new(*kind, "test").unwrap();
+            WordSplitter::new(*kind, "test").unwrap();
         }
     }
 
@@ -399,6 +504,10 @@ mod tests {
             e.contains("no-such-pre") && e.contains("tokenizer.ggml.pre"),
             "{e}"
         );
+        let gemma4 = Pre::resolve("gpt2", Some("gemma4")).unwrap();
+        assert_eq!(gemma4.kind, PreKind::Gemma4);
+        assert!(!Pre::resolve("gpt2", Some("smollm")).unwrap().clean_spaces);
+        assert!(Pre::resolve("gpt2", Some("gpt-2")).unwrap().clean_spaces);
         let e = Pre::resolve("gpt2", Some("kimi-k2"))
             .unwrap_err()
             .to_string();

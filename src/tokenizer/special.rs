@@ -5,6 +5,13 @@
 //! user-defined tokens always are (as in Hugging Face `tokenizers`' added tokens).
 //! Written here because `tokenizers`' AddedVocabulary matches all added tokens in one
 //! leftmost-longest pass with its own strip/normalization rules, not token by token.
+//!
+//! llama.cpp searches every fragment for every special token (Gemma has 6,000+ of them);
+//! instead one Aho-Corasick pass finds all occurrences of all of them, and the token-by-token
+//! cutting then only visits tokens that occur, taking each one's leftmost occurrence that
+//! lies inside the fragment being cut.
+
+use aho_corasick::AhoCorasick;
 
 use super::vocab::{Attr, Vocab};
 
@@ -14,6 +21,47 @@ pub(crate) enum Fragment<'a> {
     Text(&'a str),
     /// A special token found verbatim in the input.
     Token(u32),
+}
+
+/// All special-token texts in one automaton.
+pub(crate) struct SpecialMatcher {
+    ac: AhoCorasick,
+    /// For each entry of `Vocab::special_cache`, its pattern in `ac` (equal texts share one).
+    pattern_of: Vec<usize>,
+    n_patterns: usize,
+}
+
+impl SpecialMatcher {
+    /// `None` when the vocabulary has no special tokens or the automaton cannot be built.
+    pub(crate) fn new(vocab: &Vocab) -> Option<SpecialMatcher> {
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let pattern_of = vocab
+            .special_cache
+            .iter()
+            .map(|&id| {
+                let text = vocab.tokens[id as usize].text.as_str();
+                *index.entry(text).or_insert_with(|| {
+                    patterns.push(text);
+                    patterns.len() - 1
+                })
+            })
+            .collect();
+        if patterns.is_empty() {
+            return None;
+        }
+        match AhoCorasick::new(&patterns) {
+            Ok(ac) => Some(SpecialMatcher {
+                ac,
+                pattern_of,
+                n_patterns: patterns.len(),
+            }),
+            Err(e) => {
+                log::warn!("special tokens: cannot build the matcher ({e}); none will be parsed");
+                None
+            }
+        }
+    }
 }
 
 /// C `isspace` on one byte, as llama.cpp's lstrip/rstrip use it.
@@ -29,6 +77,18 @@ pub(crate) fn partition<'a>(
     if text.is_empty() {
         return Vec::new();
     }
+    let Some(matcher) = &vocab.special_matcher else {
+        return vec![Fragment::Text(text)];
+    };
+    // Start offsets of every occurrence of every pattern, in increasing order.
+    let mut occurrences: Vec<Vec<usize>> = vec![Vec::new(); matcher.n_patterns];
+    for m in matcher.ac.find_overlapping_iter(text) {
+        occurrences[m.pattern().as_usize()].push(m.start());
+    }
+    for list in &mut occurrences {
+        list.sort_unstable();
+    }
+
     // Text fragments are kept as byte ranges of `text`.
     enum Frag {
         Text(usize, usize),
@@ -36,22 +96,33 @@ pub(crate) fn partition<'a>(
     }
     let bytes = text.as_bytes();
     let mut frags = vec![Frag::Text(0, text.len())];
-    for &id in &vocab.special_cache {
+    for (&id, &pattern) in vocab.special_cache.iter().zip(&matcher.pattern_of) {
+        let found = &occurrences[pattern];
+        if found.is_empty() {
+            continue;
+        }
         let data = &vocab.tokens[id as usize];
         if !parse_special && data.attr.any(Attr::CONTROL | Attr::UNKNOWN) {
             continue;
         }
-        let needle = data.text.as_str();
+        let len = data.text.len();
         let lstrip = data.attr.any(Attr::LSTRIP);
         let rstrip = data.attr.any(Attr::RSTRIP);
-        let mut out = Vec::with_capacity(frags.len());
+        let mut next = 0; // first occurrence not yet behind the cutting position
+        let mut out = Vec::with_capacity(frags.len() + 2);
         for frag in frags {
             let Frag::Text(mut start, end) = frag else {
                 out.push(frag);
                 continue;
             };
-            while let Some(rel) = text[start..end].find(needle) {
-                let at = start + rel;
+            loop {
+                while next < found.len() && found[next] < start {
+                    next += 1;
+                }
+                // The leftmost occurrence at or after `start`, if it ends inside the fragment.
+                let Some(&at) = found.get(next).filter(|&&at| at + len <= end) else {
+                    break;
+                };
                 let mut left_end = at;
                 if lstrip {
                     while left_end > start && is_c_space(bytes[left_end - 1]) {
@@ -62,7 +133,7 @@ pub(crate) fn partition<'a>(
                     out.push(Frag::Text(start, left_end));
                 }
                 out.push(Frag::Token(id));
-                start = at + needle.len();
+                start = at + len;
                 if rstrip {
                     while start < end && is_c_space(bytes[start]) {
                         start += 1;

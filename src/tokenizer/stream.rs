@@ -10,9 +10,10 @@ use super::Tokenizer;
 /// next token completes it; bytes that can never become valid UTF-8 come out as U+FFFD
 /// (one per maximal invalid subsequence, like `String::from_utf8_lossy`).
 ///
-/// Pieces are llama.cpp's `token_to_piece` with `lstrip = 0`. For SPM vocabularies
-/// llama.cpp's `detokenize` also drops the leading space of the first piece (after BOS,
-/// when `add_space_prefix`); that belongs here once SPM vocabularies are supported.
+/// Pieces are llama.cpp's `token_to_piece` with `lstrip = 0`, as `common_token_to_piece`
+/// gives them to llama.cpp's generation loop: no leading space is stripped (SPM pieces such
+/// as `▁Hello` print as " Hello") and no spaces are cleaned up; for that on a whole sequence
+/// see [`Tokenizer::detokenize`].
 #[derive(Clone, Debug, Default)]
 pub struct StreamDecoder {
     special: bool,

@@ -30,7 +30,7 @@ fn raw(pre: &str) -> RawVocab {
 }
 
 fn tok(raw: &RawVocab) -> Tokenizer {
-    Tokenizer::from_raw(raw).unwrap()
+    Tokenizer::from_raw(raw.clone()).unwrap()
 }
 
 fn id_of(t: &Tokenizer, text: &str) -> u32 {
@@ -145,15 +145,15 @@ fn out_of_range_special_id_is_ignored() {
 fn clear_errors_name_key_and_value() {
     let mut r = raw("smollm");
     r.model = "wordpiece-x".into();
-    let e = Tokenizer::from_raw(&r).unwrap_err().to_string();
+    let e = Tokenizer::from_raw(r.clone()).unwrap_err().to_string();
     assert!(
         e.contains("wordpiece-x") && e.contains("tokenizer.ggml.model"),
         "{e}"
     );
-    r.model = "llama".into();
-    let e = Tokenizer::from_raw(&r).unwrap_err().to_string();
-    assert!(e.contains("'llama'") && e.contains("not supported"), "{e}");
-    let e = Tokenizer::from_raw(&raw("my-new-pre"))
+    r.model = "t5".into();
+    let e = Tokenizer::from_raw(r.clone()).unwrap_err().to_string();
+    assert!(e.contains("'t5'") && e.contains("not supported"), "{e}");
+    let e = Tokenizer::from_raw(raw("my-new-pre"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -162,11 +162,11 @@ fn clear_errors_name_key_and_value() {
     );
     let mut r = raw("smollm");
     r.merges = None;
-    let e = Tokenizer::from_raw(&r).unwrap_err().to_string();
+    let e = Tokenizer::from_raw(r.clone()).unwrap_err().to_string();
     assert!(e.contains("tokenizer.ggml.merges"), "{e}");
     let mut r = raw("smollm");
     r.token_types.as_mut().unwrap().truncate(5);
-    let e = Tokenizer::from_raw(&r).unwrap_err().to_string();
+    let e = Tokenizer::from_raw(r.clone()).unwrap_err().to_string();
     assert!(e.contains("tokenizer.ggml.token_type"), "{e}");
 }
 

@@ -151,16 +151,19 @@ fn smollm2_chat_specials_and_eog() {
     assert_eq!(t.token_text(2), "<|im_end|>");
 }
 
-/// Vocab files that must match llama.cpp on every vector: all byte-level BPE ones whose
-/// `tokenizer.ggml.pre` is implemented (starcoder, refact and command-r share SmolLM2's).
+/// Vocab files that must match llama.cpp on every vector: every one with an `.out` file.
 const MUST_PASS: &[&str] = &[
+    "bert-bge",
     "command-r",
     "deepseek-coder",
     "deepseek-llm",
     "falcon",
+    "gemma-4",
     "gpt-2",
     "llama-bpe",
+    "llama-spm",
     "mpt",
+    "phi-3",
     "qwen2",
     "qwen35",
     "refact",
@@ -242,4 +245,59 @@ fn llama_cpp_vocab_vectors() {
         failures.is_empty(),
         "vocab vectors not all exact: {failures:?}"
     );
+}
+
+/// Parity on any vocabulary and strings: `EMBER_TOKENIZER_PARITY=FILE.jsonl`, one record per
+/// line `{"model": GGUF path, "text", "add_special", "parse_special", "ids"}` with llama.cpp's
+/// ids (e.g. from a small program calling `llama_tokenize`). Vocabularies Ember does not
+/// support are reported and skipped.
+#[test]
+#[ignore = "needs EMBER_TOKENIZER_PARITY"]
+fn parity_from_env() {
+    let Some(file) = std::env::var_os("EMBER_TOKENIZER_PARITY") else {
+        eprintln!("skipping: EMBER_TOKENIZER_PARITY is not set");
+        return;
+    };
+    let data = std::fs::read_to_string(&file).unwrap();
+    let mut models: Vec<(String, Option<Tokenizer>, usize, usize)> = Vec::new();
+    for line in data.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let model = r["model"].as_str().unwrap();
+        if models.last().is_none_or(|m| m.0 != model) {
+            let t = load(Path::new(model))
+                .map_err(|e| eprintln!("{model}: skipped ({e})"))
+                .ok();
+            models.push((model.to_string(), t, 0, 0));
+        }
+        let entry = models.last_mut().unwrap();
+        let Some(t) = &entry.1 else { continue };
+        let text = r["text"].as_str().unwrap();
+        let (add, parse) = (
+            r["add_special"].as_bool().unwrap(),
+            r["parse_special"].as_bool().unwrap(),
+        );
+        let want: Vec<u32> = r["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        let got = t.encode(text, add, parse);
+        entry.3 += 1;
+        if got == want {
+            entry.2 += 1;
+        } else if std::env::var_os("VOCAB_VERBOSE").is_some() {
+            eprintln!("  {model} {text:?} ({add}, {parse})\n    want {want:?}\n    got  {got:?}");
+        }
+    }
+    let mut bad = Vec::new();
+    for (model, t, pass, total) in &models {
+        if t.is_some() {
+            eprintln!("{pass:>6}/{total:<6} {model}");
+            if pass != total {
+                bad.push(model.clone());
+            }
+        }
+    }
+    assert!(bad.is_empty(), "differ from llama.cpp: {bad:?}");
 }

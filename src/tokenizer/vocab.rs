@@ -3,12 +3,14 @@
 //! and the list of tokens `tokenizer_st_partition` looks for. Independent of the
 //! vocabulary type except for the per-type defaults in [`VocabKind`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use super::error::TokenizerError;
+use super::index::TokenIndex;
 use super::meta::{
     RawVocab, Slot, KEY_ADD_BOS, KEY_ADD_EOS, KEY_SCORES, KEY_TOKENS, KEY_TOKEN_TYPE, SPECIAL_KEYS,
 };
+use super::special::SpecialMatcher;
 
 /// Token attributes, bit-compatible with llama.cpp's `llama_token_attr`.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
@@ -55,22 +57,22 @@ impl std::ops::BitOr for Attr {
     }
 }
 
-/// Vocabulary types (`tokenizer.ggml.model`). Only byte-level BPE is implemented; SPM
-/// ("llama", with scores and byte fallback) and Gemma slot in here with their defaults.
+/// Vocabulary types (`tokenizer.ggml.model`), as llama.cpp's `llama_vocab_type`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum VocabKind {
-    /// "gpt2": byte-level BPE over merges, pre-tokenized per `tokenizer.ggml.pre`.
+    /// "llama": SentencePiece BPE over scores with byte fallback (Llama 2, Phi-3, Gemma 3).
+    Spm,
+    /// "gpt2" and "gemma4": BPE over merges, pre-tokenized per `tokenizer.ggml.pre`.
     Bpe,
+    /// "bert": WordPiece.
+    Wpm,
 }
 
 /// `tokenizer.ggml.model` values llama.cpp accepts but Ember does not implement (yet).
 const KNOWN_UNSUPPORTED_MODELS: &[&str] = &[
-    "llama",
-    "bert",
     "t5",
     "rwkv",
     "plamo2",
-    "gemma4",
     "hybriddna",
     "whitespace",
     "no_vocab",
@@ -81,7 +83,9 @@ const KNOWN_UNSUPPORTED_MODELS: &[&str] = &[
 impl VocabKind {
     pub(crate) fn from_model(model: &str) -> Result<VocabKind, TokenizerError> {
         match model {
-            "gpt2" => Ok(VocabKind::Bpe),
+            "llama" => Ok(VocabKind::Spm),
+            "gpt2" | "gemma4" => Ok(VocabKind::Bpe),
+            "bert" => Ok(VocabKind::Wpm),
             m if KNOWN_UNSUPPORTED_MODELS.contains(&m) => {
                 Err(TokenizerError::UnsupportedModel(m.to_string()))
             }
@@ -90,30 +94,48 @@ impl VocabKind {
     }
 }
 
+/// What the vocabulary type (and, for BPE, the pre-tokenizer) sets before the
+/// `tokenizer.ggml.*` flags are read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TypeDefaults {
+    pub add_bos: bool,
+    pub clean_spaces: bool,
+    /// Gemma 4: llama.cpp turns `add_bos` on even when the metadata says false.
+    pub force_add_bos: bool,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct TokenData {
     pub text: String,
-    /// SPM scores; unused by BPE (kept for the SPM engine).
-    #[allow(dead_code)]
+    /// SPM merge priority (`tokenizer.ggml.scores`); 0 when absent.
     pub score: f32,
     pub attr: Attr,
 }
 
+impl AsRef<str> for TokenData {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
 pub(crate) struct Vocab {
     pub tokens: Vec<TokenData>,
-    pub token_to_id: HashMap<String, u32>,
+    index: TokenIndex,
     ids: [Option<u32>; Slot::COUNT],
     pub add_bos: bool,
     pub add_eos: bool,
-    /// Read for SPM (prefix a space when tokenizing, drop it after BOS when detokenizing);
-    /// llama.cpp's BPE path ignores it.
-    #[allow(dead_code)]
+    /// SPM prefixes a space to text at the start and after special tokens; detokenizing
+    /// drops the first piece's leading space (all vocabulary types).
     pub add_space_prefix: bool,
+    /// Detokenizing removes spaces before punctuation and some contractions.
+    pub clean_spaces: bool,
     /// End-of-generation tokens (llama.cpp's `special_eog_ids`).
     pub eog: BTreeSet<u32>,
     /// Control / user-defined / unknown tokens, longest text first: what
     /// `tokenizer_st_partition` cuts out of the input, in this order.
     pub special_cache: Vec<u32>,
+    /// Finds the texts of `special_cache` in the input.
+    pub special_matcher: Option<SpecialMatcher>,
 }
 
 // Texts llama.cpp uses to find special tokens the metadata does not name. llama.cpp walks an
@@ -199,25 +221,37 @@ const EOG_TEXTS: &[&str] = &[
 ];
 
 impl Vocab {
-    /// `add_bos_default`: llama.cpp's default before `tokenizer.ggml.add_bos_token` is read
-    /// (true for SPM and for some BPE pre-tokenizers, e.g. Llama 3).
+    /// `defaults`: what llama.cpp sets for this vocabulary type and pre-tokenizer before
+    /// the `tokenizer.ggml.*` flags are read.
+    /// `texts`: `tokenizer.ggml.tokens`, taken out of `raw` (they become the vocabulary's).
     pub(crate) fn build(
         raw: &RawVocab,
+        texts: Vec<String>,
         kind: VocabKind,
-        add_bos_default: bool,
+        defaults: TypeDefaults,
     ) -> Result<Vocab, TokenizerError> {
-        let n = raw.tokens.len();
+        let n = texts.len();
         if n == 0 || n > i32::MAX as usize {
             return Err(TokenizerError::BadVocabSize(n));
         }
         // Per-type defaults (llama.cpp: load(), "determine vocab type").
         let mut ids = [None; Slot::COUNT];
-        let (mut add_bos, mut add_eos, mut add_space_prefix) = (add_bos_default, false, false);
-        match kind {
-            VocabKind::Bpe => {
-                ids[Slot::Bos as usize] = Some(11);
-                ids[Slot::Eos as usize] = Some(11);
-            }
+        let (mut add_bos, mut add_eos) = (defaults.add_bos, false);
+        let mut add_space_prefix = kind == VocabKind::Spm;
+        let defaults_ids: &[(Slot, u32)] = match kind {
+            VocabKind::Spm => &[(Slot::Bos, 1), (Slot::Eos, 2), (Slot::Unk, 0)],
+            VocabKind::Bpe if raw.model == "gemma4" => &[],
+            VocabKind::Bpe => &[(Slot::Bos, 11), (Slot::Eos, 11)],
+            VocabKind::Wpm => &[
+                (Slot::Bos, 101),
+                (Slot::Unk, 100),
+                (Slot::Sep, 102),
+                (Slot::Pad, 0),
+                (Slot::Mask, 103),
+            ],
+        };
+        for &(slot, id) in defaults_ids {
+            ids[slot as usize] = Some(id);
         }
         if let Some(v) = raw.add_space_prefix {
             add_space_prefix = v;
@@ -241,15 +275,13 @@ impl Vocab {
             check_len(KEY_SCORES, s.len())?;
         }
         let mut tokens = Vec::with_capacity(n);
-        let mut token_to_id = HashMap::with_capacity(n);
-        for (i, text) in raw.tokens.iter().enumerate() {
+        for (i, text) in texts.into_iter().enumerate() {
             let text = if text.is_empty() {
                 log::warn!("{KEY_TOKENS}: empty token at index {i}");
                 format!("[EMPTY_{i}]")
             } else {
-                text.clone()
+                text
             };
-            token_to_id.insert(text.clone(), i as u32);
             let attr = match &raw.token_types {
                 Some(t) => Attr::from_token_type(t[i]),
                 None => Attr::NORMAL,
@@ -257,6 +289,7 @@ impl Vocab {
             let score = raw.scores.as_ref().map_or(0.0, |s| s[i]);
             tokens.push(TokenData { text, score, attr });
         }
+        let index = TokenIndex::new(&tokens);
 
         // Special ids: defaults out of range are disabled, keys override (out-of-range keys are
         // ignored with a warning, as llama.cpp does).
@@ -281,20 +314,27 @@ impl Vocab {
         if let Some(v) = raw.add_eos {
             add_eos = v;
         }
+        if defaults.force_add_bos && !add_bos {
+            log::warn!("{KEY_ADD_BOS}: overridden to true for Gemma 4 (as llama.cpp does)");
+            add_bos = true;
+        }
 
         let mut vocab = Vocab {
             tokens,
-            token_to_id,
+            index,
             ids,
             add_bos,
             add_eos,
             add_space_prefix,
+            clean_spaces: defaults.clean_spaces,
             eog: BTreeSet::new(),
             special_cache: Vec::new(),
+            special_matcher: None,
         };
         vocab.detect_specials_by_text();
         vocab.build_eog();
         vocab.build_special_cache();
+        vocab.special_matcher = SpecialMatcher::new(&vocab);
         vocab.model_specific_attrs(raw.general_name.as_deref());
 
         if vocab.add_bos && vocab.bos().is_none() {
@@ -304,6 +344,12 @@ impl Vocab {
             return Err(missing(KEY_ADD_EOS, "EOS", SPECIAL_KEYS[1].0));
         }
         Ok(vocab)
+    }
+
+    /// The id of the token whose text is `text` (llama.cpp's `text_to_token`).
+    pub(crate) fn text_to_id(&self, text: &str) -> Option<u32> {
+        self.index
+            .get(text, |id| self.tokens[id as usize].text.as_str())
     }
 
     pub(crate) fn id(&self, slot: Slot) -> Option<u32> {
@@ -328,7 +374,7 @@ impl Vocab {
     }
 
     fn find_text(&self, texts: &[&str]) -> Option<u32> {
-        texts.iter().find_map(|t| self.token_to_id.get(*t).copied())
+        texts.iter().find_map(|t| self.text_to_id(t))
     }
 
     /// EOT/EOM/FIM tokens the metadata does not name, found by text and forced to control.
@@ -365,14 +411,14 @@ impl Vocab {
             eog.extend(self.id(slot));
         }
         for text in EOG_TEXTS {
-            if let Some(&id) = self.token_to_id.get(*text) {
+            if let Some(id) = self.text_to_id(text) {
                 eog.insert(id);
                 self.add_attr(id, Attr::CONTROL);
             }
         }
         // gpt-oss: these are always rendered.
         for text in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
-            if let Some(&id) = self.token_to_id.get(text) {
+            if let Some(id) = self.text_to_id(text) {
                 self.tokens[id as usize].attr = Attr::USER_DEFINED;
             }
         }
@@ -417,11 +463,11 @@ impl Vocab {
             for id in self.special_cache.clone() {
                 self.add_attr(id, Attr::RSTRIP);
             }
-            if let Some(&id) = self.token_to_id.get("</s>") {
+            if let Some(id) = self.text_to_id("</s>") {
                 self.add_attr(id, Attr::RSTRIP);
             }
             for text in ["<unk>", "<s>", "<|endoftext|>"] {
-                if let Some(&id) = self.token_to_id.get(text) {
+                if let Some(id) = self.text_to_id(text) {
                     let t = &mut self.tokens[id as usize];
                     t.attr = Attr(t.attr.0 & !Attr::RSTRIP.0);
                 }
