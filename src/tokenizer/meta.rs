@@ -85,6 +85,8 @@ pub(crate) struct RawVocab {
     pub strip_accents: Option<bool>,
     /// `general.name`, used by llama.cpp for per-model token attributes (phi-3).
     pub general_name: Option<String>,
+    /// `general.architecture`, likewise (BERT-family `<mask>` rules).
+    pub general_arch: Option<String>,
 }
 
 impl RawVocab {
@@ -121,6 +123,7 @@ impl RawVocab {
             lowercase: opt_bool(f, KEY_LOWERCASE)?,
             strip_accents: opt_bool(f, KEY_STRIP_ACCENTS)?,
             general_name: opt_str(f, "general.name")?.map(str::to_string),
+            general_arch: opt_str(f, "general.architecture")?.map(str::to_string),
         })
     }
 }

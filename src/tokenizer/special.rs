@@ -7,11 +7,11 @@
 //! leftmost-longest pass with its own strip/normalization rules, not token by token.
 //!
 //! llama.cpp searches every fragment for every special token (Gemma has 6,000+ of them);
-//! instead one Aho-Corasick pass finds all occurrences of all of them, and the token-by-token
-//! cutting then only visits tokens that occur, taking each one's leftmost occurrence that
-//! lies inside the fragment being cut.
+//! instead one Aho-Corasick pass finds which of them occur in the text at all, and only
+//! those are searched for, fragment by fragment, with a precomputed substring finder.
 
 use aho_corasick::AhoCorasick;
+use memchr::memmem::Finder;
 
 use super::vocab::{Attr, Vocab};
 
@@ -25,14 +25,15 @@ pub(crate) enum Fragment<'a> {
 
 /// All special-token texts in one automaton.
 pub(crate) struct SpecialMatcher {
-    ac: AhoCorasick,
+    /// `None` if it could not be built: then every special token is searched for.
+    ac: Option<AhoCorasick>,
     /// For each entry of `Vocab::special_cache`, its pattern in `ac` (equal texts share one).
     pattern_of: Vec<usize>,
     n_patterns: usize,
 }
 
 impl SpecialMatcher {
-    /// `None` when the vocabulary has no special tokens or the automaton cannot be built.
+    /// `None` when the vocabulary has no special tokens.
     pub(crate) fn new(vocab: &Vocab) -> Option<SpecialMatcher> {
         let mut patterns: Vec<&str> = Vec::new();
         let mut index = std::collections::HashMap::new();
@@ -50,17 +51,14 @@ impl SpecialMatcher {
         if patterns.is_empty() {
             return None;
         }
-        match AhoCorasick::new(&patterns) {
-            Ok(ac) => Some(SpecialMatcher {
-                ac,
-                pattern_of,
-                n_patterns: patterns.len(),
-            }),
-            Err(e) => {
-                log::warn!("special tokens: cannot build the matcher ({e}); none will be parsed");
-                None
-            }
-        }
+        let ac = AhoCorasick::new(&patterns)
+            .map_err(|e| log::warn!("special tokens: no Aho-Corasick automaton ({e}); slower"))
+            .ok();
+        Some(SpecialMatcher {
+            ac,
+            pattern_of,
+            n_patterns: patterns.len(),
+        })
     }
 }
 
@@ -80,13 +78,12 @@ pub(crate) fn partition<'a>(
     let Some(matcher) = &vocab.special_matcher else {
         return vec![Fragment::Text(text)];
     };
-    // Start offsets of every occurrence of every pattern, in increasing order.
-    let mut occurrences: Vec<Vec<usize>> = vec![Vec::new(); matcher.n_patterns];
-    for m in matcher.ac.find_overlapping_iter(text) {
-        occurrences[m.pattern().as_usize()].push(m.start());
-    }
-    for list in &mut occurrences {
-        list.sort_unstable();
+    // Which texts occur anywhere (overlapping matches: one inside another counts too).
+    let mut present = vec![matcher.ac.is_none(); matcher.n_patterns];
+    if let Some(ac) = &matcher.ac {
+        for m in ac.find_overlapping_iter(text) {
+            present[m.pattern().as_usize()] = true;
+        }
     }
 
     // Text fragments are kept as byte ranges of `text`.
@@ -97,32 +94,26 @@ pub(crate) fn partition<'a>(
     let bytes = text.as_bytes();
     let mut frags = vec![Frag::Text(0, text.len())];
     for (&id, &pattern) in vocab.special_cache.iter().zip(&matcher.pattern_of) {
-        let found = &occurrences[pattern];
-        if found.is_empty() {
+        if !present[pattern] {
             continue;
         }
         let data = &vocab.tokens[id as usize];
         if !parse_special && data.attr.any(Attr::CONTROL | Attr::UNKNOWN) {
             continue;
         }
+        let finder = Finder::new(data.text.as_bytes());
         let len = data.text.len();
         let lstrip = data.attr.any(Attr::LSTRIP);
         let rstrip = data.attr.any(Attr::RSTRIP);
-        let mut next = 0; // first occurrence not yet behind the cutting position
         let mut out = Vec::with_capacity(frags.len() + 2);
         for frag in frags {
             let Frag::Text(mut start, end) = frag else {
                 out.push(frag);
                 continue;
             };
-            loop {
-                while next < found.len() && found[next] < start {
-                    next += 1;
-                }
-                // The leftmost occurrence at or after `start`, if it ends inside the fragment.
-                let Some(&at) = found.get(next).filter(|&&at| at + len <= end) else {
-                    break;
-                };
+            // Leftmost occurrences inside the fragment, left to right, without overlap.
+            while let Some(rel) = finder.find(&bytes[start..end]) {
+                let at = start + rel;
                 let mut left_end = at;
                 if lstrip {
                     while left_end > start && is_c_space(bytes[left_end - 1]) {

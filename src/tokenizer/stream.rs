@@ -31,8 +31,7 @@ impl StreamDecoder {
 
     /// Adds token `id`; returns the text that became complete.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> String {
-        self.pending
-            .extend_from_slice(&tok.token_to_piece(id, self.special));
+        self.pending.extend_from_slice(tok.piece(id, self.special));
         self.drain(false)
     }
 

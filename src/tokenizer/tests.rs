@@ -106,6 +106,22 @@ fn rstrip_on_phi3_specials() {
 }
 
 #[test]
+fn lstrip_on_bert_family_mask() {
+    let mut r = raw("jina-v2-es");
+    r.tokens.push("<mask>".into());
+    r.token_types.as_mut().unwrap().push(4);
+    let t = tok(&r);
+    let mask = (t.n_vocab() - 1) as u32;
+    assert_eq!(
+        t.encode("he \t<mask>", false, false),
+        [id_of(&t, "he"), mask]
+    );
+    r.pre = Some("gpt-2".into());
+    let t = tok(&r);
+    assert_eq!(t.encode("he <mask>", false, false).len(), 3);
+}
+
+#[test]
 fn chars_missing_from_vocab_are_dropped_without_merging_across() {
     let mut r = raw("smollm");
     // Make 'x' unknown by renaming its token; "h" + "e" must not merge across it.

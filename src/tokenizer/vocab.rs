@@ -335,7 +335,7 @@ impl Vocab {
         vocab.build_eog();
         vocab.build_special_cache();
         vocab.special_matcher = SpecialMatcher::new(&vocab);
-        vocab.model_specific_attrs(raw.general_name.as_deref());
+        vocab.model_specific_attrs(raw);
 
         if vocab.add_bos && vocab.bos().is_none() {
             return Err(missing(KEY_ADD_BOS, "BOS", SPECIAL_KEYS[0].0));
@@ -455,11 +455,24 @@ impl Vocab {
         self.special_cache = cache;
     }
 
-    /// llama.cpp's per-model attribute fix-ups that concern vocabularies Ember loads.
-    /// (BERT-family `<mask>` lstrip rules come with those vocab types.)
-    fn model_specific_attrs(&mut self, general_name: Option<&str>) {
-        let name = general_name.unwrap_or("").to_ascii_lowercase();
-        if name.contains("phi-3") || name.contains("phi3") {
+    /// llama.cpp's per-model attribute fix-ups (by `tokenizer.ggml.pre`, `general.architecture`
+    /// and `general.name`): BERT-family mask tokens swallow the white space before them,
+    /// Phi-3's special tokens the white space after them.
+    fn model_specific_attrs(&mut self, raw: &RawVocab) {
+        let name = raw
+            .general_name
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let pre = raw.pre.as_deref().unwrap_or("");
+        let arch = raw.general_arch.as_deref().unwrap_or("");
+        let masked_pre = ["jina-v2-de", "jina-v2-es", "jina-v2-code", "mmbert"];
+        let masked_arch = ["nomic-bert-moe", "jina-bert-v3"];
+        if masked_pre.iter().any(|p| pre.contains(p))
+            || masked_arch.iter().any(|a| arch.contains(a))
+        {
+            self.lstrip_mask("<mask>");
+        } else if name.contains("phi-3") || name.contains("phi3") {
             for id in self.special_cache.clone() {
                 self.add_attr(id, Attr::RSTRIP);
             }
@@ -472,6 +485,15 @@ impl Vocab {
                     t.attr = Attr(t.attr.0 & !Attr::RSTRIP.0);
                 }
             }
+        } else if name.contains("modern-bert") {
+            self.lstrip_mask("[MASK]");
+        }
+    }
+
+    fn lstrip_mask(&mut self, text: &str) {
+        match self.text_to_id(text) {
+            Some(id) => self.add_attr(id, Attr::LSTRIP),
+            None => log::warn!("mask token {text} is missing from the vocabulary"),
         }
     }
 }
