@@ -72,9 +72,8 @@ pub fn run(a: &TokenizeArgs) -> Result<()> {
         writeln!(out, "{v}")?;
     } else {
         for &id in &ids {
-            write!(out, "{id:6} -> '")?;
-            out.write_all(&tok.token_to_piece(id, true))?;
-            writeln!(out, "'")?;
+            out.write_all(&tok.describe_token(id))?;
+            writeln!(out)?;
         }
     }
     if a.show_count && !a.json {

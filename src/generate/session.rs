@@ -70,7 +70,18 @@ impl Session {
             !params.flash_attn,
         )?;
         let backend = Backend::cpu(params.n_threads)?;
-        let sched = Sched::new(&[&backend], model.graph_size())?;
+        let mut sched = Sched::new(&[&backend], model.graph_size())?;
+        if std::env::var_os("EMBER_DEBUG_TENSORS").is_some() {
+            // Every computed node's name, op, shape and sum on stderr, to set beside
+            // llama.cpp's llama-eval-callback output when an architecture disagrees.
+            sched.set_observer(Some(Box::new(|n| {
+                let sum = n.sum.map_or("-".to_string(), |s| format!("{s:.6}"));
+                eprintln!("tensor {} {} {:?} sum = {sum}", n.name, n.op, n.ne);
+                for r in &n.rows {
+                    eprintln!("    {r:10.4?}");
+                }
+            })));
+        }
         let mut s = Session {
             sched,
             backend,

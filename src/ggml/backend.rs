@@ -315,9 +315,112 @@ impl Context {
     }
 }
 
+/// What a [`NodeObserver`] sees of one computed graph node.
+pub struct NodeInfo<'a> {
+    pub name: &'a str,
+    pub op: &'a str,
+    pub ne: [i64; 4],
+    /// Sum of the values (f32 and f16 nodes in host memory; `None` otherwise).
+    pub sum: Option<f64>,
+    /// The first and last three values of the first and last three rows (as
+    /// llama-eval-callback shows them).
+    pub rows: Vec<[f32; 6]>,
+}
+
+/// Called after every node of a graph is computed (a debugging aid: it makes computing slow).
+pub type NodeObserver = Box<dyn FnMut(&NodeInfo<'_>)>;
+
 /// ggml's backend scheduler: allocates a graph's intermediate tensors and runs it.
 pub struct Sched {
     raw: NonNull<sys::ggml_backend_sched>,
+    /// Boxed twice so the pointer handed to ggml stays put.
+    observer: Option<Box<NodeObserver>>,
+}
+
+/// The eval callback ggml calls: `ask` = "do you want to see this node?" (yes, all of them),
+/// then once more after computing it.
+unsafe extern "C" fn observe_node(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user_data: *mut std::ffi::c_void,
+) -> bool {
+    if ask {
+        return true;
+    }
+    // SAFETY: ggml passes a live, computed tensor and the user data we registered, which is
+    // a `Box<NodeObserver>` owned by the scheduler for as long as the callback is set.
+    let (t, f) = unsafe { (&*t, &mut *(user_data as *mut NodeObserver)) };
+    // SAFETY: name is a NUL-terminated array inside the tensor; ggml_op_desc returns a static
+    // string.
+    let name = unsafe { CStr::from_ptr(t.name.as_ptr()) }.to_string_lossy();
+    let op = unsafe { CStr::from_ptr(sys::ggml_op_desc(t)) }.to_string_lossy();
+    let (sum, rows) = host_values(t).unzip();
+    f(&NodeInfo {
+        name: &name,
+        op: &op,
+        ne: t.ne,
+        sum,
+        rows: rows.unwrap_or_default(),
+    });
+    true
+}
+
+/// Sum of a host tensor's f32 or f16 values, following its strides, and the edges of its
+/// first rows.
+fn host_values(t: &sys::ggml_tensor) -> Option<(f64, Vec<[f32; 6]>)> {
+    let (is_f32, is_f16) = (t.type_ == sys::GGML_TYPE_F32, t.type_ == sys::GGML_TYPE_F16);
+    if t.data.is_null() || !(is_f32 || is_f16) {
+        return None;
+    }
+    // SAFETY: a tensor with a buffer is host memory on the CPU backend (the only one observers
+    // are used with); buffer null-checked.
+    if t.buffer.is_null() || !unsafe { sys::ggml_backend_buffer_is_host(t.buffer) } {
+        return None;
+    }
+    let mut sum = 0.0f64;
+    let mut rows = Vec::new();
+    let n0 = t.ne[0];
+    for i3 in 0..t.ne[3] {
+        for i2 in 0..t.ne[2] {
+            for i1 in 0..t.ne[1] {
+                for i0 in 0..t.ne[0] {
+                    let off = i0 as usize * t.nb[0]
+                        + i1 as usize * t.nb[1]
+                        + i2 as usize * t.nb[2]
+                        + i3 as usize * t.nb[3];
+                    // SAFETY: the offset is within the tensor's extent as described by ne/nb,
+                    // which ggml keeps inside its buffer; unaligned reads are used.
+                    let v = unsafe {
+                        let p = (t.data as *const u8).add(off);
+                        if is_f32 {
+                            (p as *const f32).read_unaligned()
+                        } else {
+                            f16_to_f32((p as *const u16).read_unaligned())
+                        }
+                    };
+                    sum += v as f64;
+                    if i3 == 0 && i2 == 0 && (i1 < 3 || i1 >= t.ne[1] - 3) {
+                        if i0 == 0 {
+                            rows.push([f32::NAN; 6]);
+                        }
+                        let row = rows.last_mut().expect("pushed at i0 = 0");
+                        if i0 < 3 {
+                            row[i0 as usize] = v;
+                        }
+                        if i0 >= n0 - 3 && i0 >= 3 {
+                            row[(i0 - (n0 - 3) + 3) as usize] = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Some((sum, rows))
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    // SAFETY: pure conversion function.
+    unsafe { sys::ggml_fp16_to_fp32(h) }
 }
 
 impl Sched {
@@ -338,7 +441,10 @@ impl Sched {
             )
         };
         NonNull::new(raw)
-            .map(|raw| Sched { raw })
+            .map(|raw| Sched {
+                raw,
+                observer: None,
+            })
             .ok_or_else(|| GgmlError::BackendInit("scheduler".into()))
     }
 
@@ -374,6 +480,24 @@ impl Sched {
             return Err(GgmlError::Compute(st));
         }
         Ok(())
+    }
+
+    /// Observe every computed node from now on (`None` stops observing).
+    pub fn set_observer(&mut self, observer: Option<NodeObserver>) {
+        self.observer = observer.map(Box::new);
+        let (cb, ud): (
+            Option<unsafe extern "C" fn(_, _, _) -> _>,
+            *mut std::ffi::c_void,
+        ) = match &mut self.observer {
+            Some(b) => (
+                Some(observe_node),
+                &mut **b as *mut NodeObserver as *mut std::ffi::c_void,
+            ),
+            None => (None, std::ptr::null_mut()),
+        };
+        // SAFETY: live scheduler; `ud` points into a box we own until it is replaced here or
+        // the scheduler is dropped (which frees the scheduler first, see Drop).
+        unsafe { sys::ggml_backend_sched_set_eval_callback(self.raw.as_ptr(), cb, ud) };
     }
 
     /// Bytes of compute buffer held for `backend`.

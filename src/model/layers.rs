@@ -244,6 +244,8 @@ impl<'g> Builder<'g> {
             let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);
             let fa = c.flash_attn_ext(q, kk, vv, Some(mask), kq_scale, 0.0);
+            // f32 accumulation, as llama.cpp asks (the CPU kernel always does; GPUs may not).
+            c.set_prec_f32(fa);
             let fa = self.name(fa, "fattn", Some(il));
             let ne = fa.ne();
             c.reshape(fa, &[ne[0] * ne[1], ne[2] * ne[3]])

@@ -98,6 +98,12 @@ fn main() {
             .define("_XOPEN_SOURCE", "600")
             .define("_GNU_SOURCE", None)
             .flag("-fopenmp");
+    };
+    // Only the CPU backend is compiled for the host CPU; ggml-base gets no tuning flags, as in
+    // ggml's CMake build. This matters for results, not just portability: with FMA available
+    // GCC fuses a*b+c in ggml-base's scalar code (reference dequantization, ...) and the last
+    // bits of the logits differ from llama.cpp's.
+    let tune = |b: &mut cc::Build| {
         if matches!(target_arch.as_str(), "x86_64" | "x86") {
             if portable {
                 for f in ["-mavx2", "-mfma", "-mf16c", "-mbmi2", "-msse4.2"] {
@@ -111,19 +117,39 @@ fn main() {
         }
     };
 
-    // C objects first (ggml core, CPU kernels, our ABI check), then one archive with the C++.
-    let mut c = cc::Build::new();
-    configure(&mut c);
-    c.std("c11")
-        .files(c_files.iter().chain(c_arch.iter()))
+    // GNU dialects (gnu11, gnu++17) as ggml's CMake build uses: in ISO mode GCC does not fuse
+    // a*b+c into FMA, and e.g. the CPU backend's GELU table then differs in one entry.
+    // C objects first (ggml-base untuned, then the CPU backend and our ABI check tuned), then
+    // one archive with the C++ (again base untuned, CPU backend tuned).
+    let is_base = |p: &PathBuf| p.parent() == Some(src.as_path());
+    let mut base_c = cc::Build::new();
+    configure(&mut base_c);
+    base_c
+        .std("gnu11")
+        .files(c_files.iter().filter(|p| is_base(p)));
+    let mut objects = base_c.compile_intermediates();
+    let mut cpu_c = cc::Build::new();
+    configure(&mut cpu_c);
+    tune(&mut cpu_c);
+    cpu_c
+        .std("gnu11")
+        .files(c_files.iter().chain(c_arch.iter()).filter(|p| !is_base(p)))
         .file("abi_check.c");
-    let objects = c.compile_intermediates();
+    objects.extend(cpu_c.compile_intermediates());
 
+    let mut base_cpp = cc::Build::new();
+    configure(&mut base_cpp);
+    base_cpp
+        .cpp(true)
+        .std("gnu++17")
+        .files(cpp_files.iter().filter(|p| is_base(p)));
+    objects.extend(base_cpp.compile_intermediates());
     let mut cpp = cc::Build::new();
     configure(&mut cpp);
+    tune(&mut cpp);
     cpp.cpp(true)
-        .std("c++17")
-        .files(&cpp_files)
+        .std("gnu++17")
+        .files(cpp_files.iter().filter(|p| !is_base(p)))
         .objects(objects);
     cpp.compile("ggml");
 

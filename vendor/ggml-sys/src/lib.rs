@@ -400,6 +400,14 @@ extern "C" {
         g: *mut ggml_cgraph,
     ) -> ggml_status;
     pub fn ggml_backend_sched_reset(s: ggml_backend_sched_t);
+    pub fn ggml_backend_sched_set_eval_callback(
+        s: ggml_backend_sched_t,
+        cb: Option<unsafe extern "C" fn(*mut ggml_tensor, bool, *mut c_void) -> bool>,
+        user_data: *mut c_void,
+    );
+    pub fn ggml_op_desc(t: *const ggml_tensor) -> *const c_char;
+    pub fn ggml_fp16_to_fp32(h: u16) -> f32;
+    pub fn ggml_backend_buffer_is_host(b: *mut ggml_backend_buffer) -> bool;
     pub fn ggml_backend_sched_get_buffer_size(s: ggml_backend_sched_t, b: ggml_backend_t) -> usize;
 
     // --- CPU features ---
