@@ -1,12 +1,21 @@
 //! Architectures: one small file each over the shared layers in `model::layers`.
 //!
-//! To add one (qwen3, phi3, ...):
-//! 1. write `arch/<name>.rs` with `hparams(&GgufFile)` (usually `hparams::read` with the right
-//!    RoPE type plus any extra keys), `layer(&mut Binder, &Hparams, il)` binding that layer's
-//!    tensors by [`W`](crate::model::names::W) name and shape, and `build(&mut Builder)` making
-//!    the forward graph from `Builder`'s norm / rope / attention / ffn pieces;
-//! 2. add a variant to [`Arch`] and its three match arms below (the compiler lists them);
-//! 3. check it against llama.cpp with `ember perplexity --kl-divergence` on a real model.
+//! To add one (qwen3, phi3, mistral3, ...):
+//! 1. read llama.cpp's `src/models/<name>.cpp` (hparams, tensors, graph) to learn what it
+//!    computes, op for op;
+//! 2. write `arch/<name>.rs` with `hparams(&GgufFile)` (`hparams::read` with the right RoPE
+//!    type, or `hparams::read_with` to read the architecture's own keys — sliding window,
+//!    soft-capping, embedding and attention scales — through the same error-collecting
+//!    reader), `layer(&mut Binder, &Hparams, il)` binding that layer's tensors by
+//!    [`W`](crate::model::names::W) name and shape (optional ones with `opt_*`), and
+//!    `build(&mut Builder)` making the forward graph from `Builder`'s norm / rope / attention /
+//!    ffn pieces in llama.cpp's order (a llama-like model may simply reuse `llama::build`, as
+//!    `qwen2` does);
+//! 3. add a variant to [`Arch`] and its three match arms below (the compiler lists them), and a
+//!    tiny model of it to `tests/common` (`TinyArch`) so the forward tests cover it;
+//! 4. check it against llama.cpp: `ember perplexity --kl-divergence` on a real model (KLD should
+//!    be ~0); if it is not, `EMBER_DEBUG_TENSORS=1` prints every node like llama.cpp's
+//!    `llama-eval-callback` does, and the first node whose values differ is the bug.
 
 pub mod gemma3;
 pub mod llama;
