@@ -293,3 +293,35 @@ fn smollm2_answers_and_pipes_quietly() {
     let o = c.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
+
+#[test]
+fn debug_tensors_lists_every_node_on_stderr() {
+    let (_d, p) = common::tiny_model(11);
+    let o = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args([
+            "-m",
+            p.to_str().unwrap(),
+            "-p",
+            "the",
+            "-n",
+            "1",
+            "--temp",
+            "0",
+        ])
+        .env("EMBER_DEBUG_TENSORS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tensor attn_norm-0 MUL [64, 1, 1, 1] sum = "),
+        "{err}"
+    );
+    assert!(
+        err.contains("tensor result_output MUL_MAT [260, 1, 1, 1]"),
+        "{err}"
+    );
+    // stdout still carries only the generated text.
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("tensor "));
+}

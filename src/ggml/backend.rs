@@ -333,8 +333,9 @@ pub type NodeObserver = Box<dyn FnMut(&NodeInfo<'_>)>;
 /// ggml's backend scheduler: allocates a graph's intermediate tensors and runs it.
 pub struct Sched {
     raw: NonNull<sys::ggml_backend_sched>,
-    /// Boxed twice so the pointer handed to ggml stays put.
-    observer: Option<Box<NodeObserver>>,
+    /// The observer ggml calls back, as a raw pointer from `Box::into_raw` (so moving the
+    /// scheduler never invalidates it); freed after ggml stops using it.
+    observer: Option<NonNull<NodeObserver>>,
 }
 
 /// The eval callback ggml calls: `ask` = "do you want to see this node?" (yes, all of them),
@@ -484,20 +485,19 @@ impl Sched {
 
     /// Observe every computed node from now on (`None` stops observing).
     pub fn set_observer(&mut self, observer: Option<NodeObserver>) {
-        self.observer = observer.map(Box::new);
+        let new = observer.map(|o| NonNull::from(Box::leak(Box::new(o))));
         let (cb, ud): (
             Option<unsafe extern "C" fn(_, _, _) -> _>,
             *mut std::ffi::c_void,
-        ) = match &mut self.observer {
-            Some(b) => (
-                Some(observe_node),
-                &mut **b as *mut NodeObserver as *mut std::ffi::c_void,
-            ),
+        ) = match new {
+            Some(p) => (Some(observe_node), p.as_ptr() as *mut std::ffi::c_void),
             None => (None, std::ptr::null_mut()),
         };
-        // SAFETY: live scheduler; `ud` points into a box we own until it is replaced here or
-        // the scheduler is dropped (which frees the scheduler first, see Drop).
+        // SAFETY: live scheduler; `ud` is a leaked box that stays valid until we free it after
+        // ggml has been given another callback (below) or the scheduler is gone (Drop).
         unsafe { sys::ggml_backend_sched_set_eval_callback(self.raw.as_ptr(), cb, ud) };
+        let old = std::mem::replace(&mut self.observer, new);
+        free_observer(old);
     }
 
     /// Bytes of compute buffer held for `backend`.
@@ -511,5 +511,15 @@ impl Drop for Sched {
     fn drop(&mut self) {
         // SAFETY: we own the scheduler.
         unsafe { sys::ggml_backend_sched_free(self.raw.as_ptr()) }
+        free_observer(self.observer.take());
+    }
+}
+
+/// Free an observer ggml no longer refers to.
+fn free_observer(o: Option<NonNull<NodeObserver>>) {
+    if let Some(p) = o {
+        // SAFETY: `p` came from `Box::leak` in `set_observer` and is freed exactly once, after
+        // ggml was told to stop calling it.
+        drop(unsafe { Box::from_raw(p.as_ptr()) });
     }
 }
