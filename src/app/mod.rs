@@ -1,6 +1,7 @@
 //! One module per user-facing mode; orchestration only.
 
 pub mod info;
+pub mod input;
 pub mod load;
 pub mod perplexity;
 pub mod run;

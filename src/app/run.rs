@@ -1,12 +1,12 @@
 //! One-shot generation: `ember -m MODEL -p PROMPT`. Only the continuation goes to stdout,
 //! streamed as it is generated; timings go to stderr.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::Write;
 
 use anyhow::{Context as _, Result};
 
 use crate::cli::args::{RunArgs, SamplingArgs};
-use crate::cli::config::{ModelConfig, UsageError};
+use crate::cli::config::ModelConfig;
 use crate::generate::{generate, GenerateParams, StopReason};
 use crate::sampling::{Sampler, SamplingParams, SEED_RANDOM};
 use crate::tokenizer::StreamDecoder;
@@ -27,30 +27,14 @@ pub fn sampling_params(a: &SamplingArgs) -> SamplingParams {
     }
 }
 
+/// The prompt; backslash sequences in `-p` are processed as llama.cpp does (files are data).
 fn read_prompt(a: &RunArgs) -> Result<String> {
-    if let Some(p) = &a.prompt {
-        return Ok(if a.no_escape {
-            p.clone()
-        } else {
-            crate::cli::process_escapes(p)
-        });
-    }
-    if let Some(f) = &a.file {
-        return std::fs::read_to_string(f)
-            .with_context(|| format!("reading the prompt file {}", f.display()));
-    }
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        return Err(
-            UsageError("no prompt: give -p TEXT, -f FILE, or pipe text on stdin".into()).into(),
-        );
-    }
-    let mut s = String::new();
-    stdin
-        .lock()
-        .read_to_string(&mut s)
-        .context("reading the prompt from stdin")?;
-    Ok(s)
+    let text = super::input::read_text(a.prompt.as_deref(), a.file.as_deref(), false, "prompt")?;
+    Ok(if a.prompt.is_some() && !a.no_escape {
+        crate::cli::process_escapes(&text)
+    } else {
+        text
+    })
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {

@@ -2,45 +2,22 @@
 //! `llama-tokenize` prints them (default: `id -> 'piece'` per line; `--ids`: `[1, 2, 3]`), or
 //! as JSON. Only the tokenizer is loaded, so a vocab-only GGUF works.
 
-use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::io::{BufWriter, Write};
 
 use anyhow::{Context as _, Result};
 
 use crate::cli::args::TokenizeArgs;
-use crate::cli::config::{default_model_path, UsageError};
+use crate::cli::config::default_model_path;
 use crate::model::open_gguf;
 use crate::tokenizer::Tokenizer;
 
+/// The text, with backslash sequences processed in every input as llama-tokenize does.
 fn read_text(a: &TokenizeArgs) -> Result<String> {
-    let text = read_raw(a)?;
+    let text = super::input::read_text(a.prompt.as_deref(), a.file.as_deref(), a.stdin, "text")?;
     Ok(if a.no_escape {
         text
     } else {
         crate::cli::process_escapes(&text)
-    })
-}
-
-fn read_raw(a: &TokenizeArgs) -> Result<String> {
-    let bytes = if let Some(p) = &a.prompt {
-        return Ok(p.clone());
-    } else if let Some(f) = &a.file {
-        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?
-    } else {
-        let stdin = std::io::stdin();
-        if stdin.is_terminal() && !a.stdin {
-            return Err(
-                UsageError("no text: give -p TEXT, -f FILE, or pipe text on stdin".into()).into(),
-            );
-        }
-        let mut b = Vec::new();
-        stdin.lock().read_to_end(&mut b).context("reading stdin")?;
-        b
-    };
-    String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "the input is not valid UTF-8 (at byte {})",
-            e.utf8_error().valid_up_to()
-        )
     })
 }
 
