@@ -11,6 +11,8 @@ use crate::model::names::W;
 use crate::model::weights::{Binder, WeightError};
 use crate::model::Layer;
 
+use super::llama;
+
 pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
     hparams::read_with(f, "gemma3", RopeType::Neox, |r, hp| {
         hp.swa = r.swa(hp.n_layer, 6);
@@ -26,34 +28,17 @@ pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
     })
 }
 
-/// Bind one layer's tensors (the shapes llama.cpp expects).
+/// Bind one layer's tensors: llama's, plus the per-head Q/K norms and the post norms. As in
+/// llama.cpp, optional Q/K/V biases are used and an output bias is not.
 pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
-    let (e, q, kv, ff, hd) = (
-        hp.n_embd as u64,
-        (hp.head_dim_k * hp.n_head) as u64,
-        hp.n_embd_k_gqa() as u64,
-        hp.n_ff as u64,
-        hp.head_dim_k as u64,
-    );
-    let l = Some(il);
+    let (e, hd, l) = (hp.n_embd as u64, hp.head_dim_k as u64, Some(il));
     Ok(Layer {
-        attn_norm: b.plain(W::AttnNorm, l, &[e])?,
-        wq: b.matrix(W::AttnQ, l, &[e, q])?,
-        wk: b.matrix(W::AttnK, l, &[e, kv])?,
-        wv: b.matrix(W::AttnV, l, &[e, hp.n_embd_v_gqa() as u64])?,
-        wo: b.matrix(W::AttnOut, l, &[q, e])?,
-        bq: None,
-        bk: None,
-        bv: None,
         bo: None,
         q_norm: Some(b.plain(W::AttnQNorm, l, &[hd])?),
         k_norm: Some(b.plain(W::AttnKNorm, l, &[hd])?),
         attn_post_norm: Some(b.plain(W::AttnPostNorm, l, &[e])?),
-        ffn_norm: Some(b.plain(W::FfnNorm, l, &[e])?),
-        ffn_gate: b.matrix(W::FfnGate, l, &[e, ff])?,
-        ffn_up: b.matrix(W::FfnUp, l, &[e, ff])?,
-        ffn_down: b.matrix(W::FfnDown, l, &[ff, e])?,
         ffn_post_norm: Some(b.plain(W::FfnPostNorm, l, &[e])?),
+        ..llama::layer(b, hp, il)?
     })
 }
 
@@ -73,9 +58,9 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
         let c = b.ctx;
         let cur = b.rms_norm(x, l.attn_norm, Some(il));
         let cur = b.name(cur, "attn_norm", Some(il));
-        let q = c.reshape(b.linear(l.wq, None, cur), &[hd, nh, nt]);
-        let k = c.reshape(b.linear(l.wk, None, cur), &[hd, nkv, nt]);
-        let v = c.reshape(b.linear(l.wv, None, cur), &[hp.head_dim_v as i64, nkv, nt]);
+        let q = c.reshape(b.linear(l.wq, l.bq, cur), &[hd, nh, nt]);
+        let k = c.reshape(b.linear(l.wk, l.bk, cur), &[hd, nkv, nt]);
+        let v = c.reshape(b.linear(l.wv, l.bv, cur), &[hp.head_dim_v as i64, nkv, nt]);
         let q = b.rms_norm(q, norm(l.q_norm), Some(il));
         let q = b.name(b.rope(q, il), "Qcur", Some(il));
         let k = b.rms_norm(k, norm(l.k_norm), Some(il));
