@@ -2,35 +2,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn ember(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .arg("tokenize")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    c.wait_with_output().unwrap()
+    let args: Vec<&str> = std::iter::once("tokenize")
+        .chain(args.iter().copied())
+        .collect();
+    common::run_ember(&args, stdin, &[])
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "status {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", common::show(o));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 

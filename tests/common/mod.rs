@@ -267,3 +267,35 @@ pub fn write_vocab_only(path: &Path, add_bos: bool) {
     add_tiny_vocab(&mut w, add_bos);
     w.write(path).expect("write vocab-only file");
 }
+
+/// Run the `ember` binary with `args`, `stdin` piped in (or no stdin) and extra environment.
+pub fn run_ember(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ember");
+    if let Some(s) = stdin {
+        c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    c.wait_with_output().unwrap()
+}
+
+/// Status, stdout and stderr of a run, for assertion messages.
+pub fn show(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
