@@ -218,12 +218,7 @@ fn gemma3_cases() -> Vec<Case> {
                 text: r["text"].as_str().unwrap().to_string(),
                 add_special: r["add_special"].as_bool().unwrap(),
                 parse_special: r["parse_special"].as_bool().unwrap(),
-                ids: r["ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as u32)
-                    .collect(),
+                ids: super::vectors_tests::json_ids(&r["ids"]),
                 listing: r["listing_hex"].as_str().map(hex),
             }
         })

@@ -44,22 +44,24 @@ struct Golden {
     text: String,
 }
 
+/// A JSON array of token ids, as the testdata files store them.
+pub(super) fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
 fn golden() -> Vec<Golden> {
-    let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
     include_str!("testdata/smollm2-golden.jsonl")
         .lines()
         .map(|line| {
             let r: serde_json::Value = serde_json::from_str(line).unwrap();
             Golden {
                 prompt: r["prompt"].as_str().unwrap().to_string(),
-                prompt_tokens: ids(&r["prompt_tokens"]),
-                tokens: ids(&r["tokens"]),
+                prompt_tokens: json_ids(&r["prompt_tokens"]),
+                tokens: json_ids(&r["tokens"]),
                 text: r["text"].as_str().unwrap().to_string(),
             }
         })
@@ -101,12 +103,7 @@ fn smollm2_fuzz_strings_match_llama_cpp() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         let text = r["text"].as_str().unwrap();
         let special = r["special"].as_bool().unwrap();
-        let want: Vec<u32> = r["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
+        let want = json_ids(&r["ids"]);
         let got = t.encode(text, special, special);
         n += 1;
         if got != want {
@@ -281,12 +278,7 @@ fn parity_record(t: &Tokenizer, r: &serde_json::Value) -> bool {
         r["add_special"].as_bool().unwrap(),
         r["parse_special"].as_bool().unwrap(),
     );
-    let want: Vec<u32> = r["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect();
+    let want = json_ids(&r["ids"]);
     let got = t.encode(text, add, parse);
     let mut ok = got == want;
     if !ok && verbose {
