@@ -329,10 +329,10 @@ impl Reader<'_> {
     pub fn swa(&mut self, n_layer: u32, default_period: u32) -> Option<Swa> {
         let window = self.opt_u32(Key::SlidingWindow).filter(|&w| w > 0)?;
         let key = Key::SlidingWindowPattern.name(&self.arch);
-        let layers = match self.f.get(&key) {
-            Some(v) if v.as_array().is_some() => {
-                let flags: Option<Vec<bool>> =
-                    v.as_array().unwrap().iter().map(|x| x.as_bool()).collect();
+        let f = self.f;
+        let layers = match f.get(&key).and_then(|v| v.as_array()) {
+            Some(arr) => {
+                let flags: Option<Vec<bool>> = arr.iter().map(|x| x.as_bool()).collect();
                 match flags {
                     Some(f) if f.len() == n_layer as usize => f,
                     _ => {
@@ -345,7 +345,7 @@ impl Reader<'_> {
                     }
                 }
             }
-            _ => {
+            None => {
                 let n = self
                     .opt_u32(Key::SlidingWindowPattern)
                     .unwrap_or(default_period);
