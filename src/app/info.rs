@@ -1,24 +1,143 @@
-//! `ember info MODEL [--json]`: metadata and tensor table.
+//! `ember info MODEL [--json] [-c N -ctk X -ctv Y]`: metadata, tensor table and, for a model
+//! Ember can run, the KV cache it would allocate.
 
 use std::io::Write;
 
 use anyhow::{Context as _, Result};
+use serde_json::json;
 
 use crate::cli::args::InfoArgs;
-use crate::gguf::{describe_json, describe_text};
+use crate::cli::config::cache_type;
+use crate::ggml::Type;
+use crate::gguf::{describe_json, describe_text, GgufFile};
+use crate::kv::{rotation_size, KvBytes};
+use crate::model::arch::Arch;
 use crate::model::open_gguf;
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 pub fn run(a: &InfoArgs) -> Result<()> {
+    let type_k = cache_type("--cache-type-k", &a.cache_type_k)?;
+    let type_v = cache_type("--cache-type-v", &a.cache_type_v)?;
     let f = open_gguf(&a.model, false).with_context(|| format!("reading {}", a.model.display()))?;
+    let kv = kv_report(&f, a.ctx_size, type_k, type_v)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if a.json {
-        let v = describe_json(&f);
+        let mut v = describe_json(&f);
+        if let Some(kv) = &kv {
+            v["kv_cache"] = kv.json();
+        }
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
         describe_text(&f, &mut out)?;
+        if let Some(kv) = &kv {
+            kv.write_text(&mut out)?;
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// The KV cache a session with these settings allocates.
+struct KvReport {
+    n_ctx: u32,
+    type_k: Type,
+    type_v: Type,
+    n_layer: u32,
+    n_head_kv: u32,
+    head_dim_k: u32,
+    head_dim_v: u32,
+    bytes: KvBytes,
+    rot_k: Option<u32>,
+    rot_v: Option<u32>,
+}
+
+/// `None` for files Ember cannot run (vocab-only files, other architectures); an error when
+/// the model is runnable but the cache types do not fit its heads.
+fn kv_report(f: &GgufFile, n_ctx: u32, type_k: Type, type_v: Type) -> Result<Option<KvReport>> {
+    let Some(arch) = f
+        .get_str("general.architecture")
+        .ok()
+        .and_then(Arch::from_name)
+    else {
+        return Ok(None);
+    };
+    let Ok(hp) = arch.hparams(f) else {
+        return Ok(None);
+    };
+    let n_ctx = if n_ctx == 0 { hp.n_ctx_train } else { n_ctx };
+    let shape = hp.kv_shape();
+    shape.check(type_k, type_v)?;
+    Ok(Some(KvReport {
+        n_ctx,
+        type_k,
+        type_v,
+        n_layer: hp.n_layer,
+        n_head_kv: hp.n_head_kv,
+        head_dim_k: hp.head_dim_k,
+        head_dim_v: hp.head_dim_v,
+        bytes: shape.bytes(n_ctx, type_k, type_v),
+        rot_k: rotation_size(type_k, hp.head_dim_k, true),
+        rot_v: rotation_size(type_v, hp.head_dim_v, false),
+    }))
+}
+
+impl KvReport {
+    fn per_token(&self) -> KvBytes {
+        let n = self.n_ctx.max(1) as u64;
+        KvBytes {
+            k: self.bytes.k / n,
+            v: self.bytes.v / n,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let t = self.per_token();
+        json!({
+            "n_ctx": self.n_ctx,
+            "type_k": self.type_k.name(),
+            "type_v": self.type_v.name(),
+            "n_layer": self.n_layer,
+            "n_head_kv": self.n_head_kv,
+            "head_dim_k": self.head_dim_k,
+            "head_dim_v": self.head_dim_v,
+            "k_bytes": self.bytes.k,
+            "v_bytes": self.bytes.v,
+            "total_bytes": self.bytes.k + self.bytes.v,
+            "k_bytes_per_token": t.k,
+            "v_bytes_per_token": t.v,
+            "k_rotation": self.rot_k,
+            "v_rotation": self.rot_v,
+        })
+    }
+
+    fn write_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let t = self.per_token();
+        writeln!(
+            out,
+            "\nKV cache at {} tokens: {} layers x {} KV heads, head size {}/{} (K/V)",
+            self.n_ctx, self.n_layer, self.n_head_kv, self.head_dim_k, self.head_dim_v
+        )?;
+        for (which, ty, bytes, per, rot) in [
+            ("K", self.type_k, self.bytes.k, t.k, self.rot_k),
+            ("V", self.type_v, self.bytes.v, t.v, self.rot_v),
+        ] {
+            let rot = rot.map_or(String::new(), |n| format!(", Hadamard rotation {n}"));
+            writeln!(
+                out,
+                "  {:<8} {per:>7} bytes/token  {bytes:>12} bytes  {:>9.2} MiB{rot}",
+                format!("{which} {}", ty.name()),
+                bytes as f64 / MIB
+            )?;
+        }
+        let total = self.bytes.k + self.bytes.v;
+        writeln!(
+            out,
+            "  total    {:>7} bytes/token  {total:>12} bytes  {:>9.2} MiB",
+            t.k + t.v,
+            total as f64 / MIB
+        )
+    }
 }

@@ -76,14 +76,25 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
     let kv = s.kv().bytes();
+    let per = |b: u64| b / n_ctx.max(1) as u64;
     log::info!(
-        "context {n_ctx}: KV cache K {} {:.2} MiB + V {} {:.2} MiB ({} bytes/token), flash attention {}, compute buffer {:.1} MiB, {} threads",
+        "KV cache for {n_ctx} tokens: K {} {} bytes/token, {} bytes ({:.2} MiB); V {} {} bytes/token, {} bytes ({:.2} MiB); total {:.2} MiB",
         cfg.type_k,
+        per(kv.k),
+        kv.k,
         kv.k as f64 / 1048576.0,
         cfg.type_v,
+        per(kv.v),
+        kv.v,
         kv.v as f64 / 1048576.0,
-        (kv.k + kv.v) / n_ctx.max(1) as u64,
-        if cfg.flash_attn { "on" } else { "off" },
+        (kv.k + kv.v) as f64 / 1048576.0,
+    );
+    let rot = |r: Option<u32>| r.map_or("none".to_string(), |n| n.to_string());
+    log::info!(
+        "flash attention {}; Hadamard rotation K {}, V {}; compute buffer {:.1} MiB, {} threads",
+        cfg.flash_attn_why,
+        rot(s.kv().k_rot_size()),
+        rot(s.kv().v_rot_size()),
         s.compute_buffer_bytes() as f64 / 1048576.0,
         cfg.n_threads
     );

@@ -2,6 +2,7 @@
 
 pub mod info;
 pub mod input;
+pub mod kv_compare;
 pub mod load;
 pub mod perplexity;
 pub mod run;

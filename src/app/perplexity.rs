@@ -24,23 +24,13 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
     if a.kl_divergence {
         return kl_divergence(a, &cfg);
     }
-    let Some(path) = &a.file else {
-        return Err(UsageError("perplexity needs a text file (-f FILE)".into()).into());
-    };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_text(a)?;
     let loaded = load::load(&cfg)?;
     let n_ctx = cfg.n_ctx as usize;
-    let tokens = loaded.tokenizer.encode(&text, true, false);
-    if tokens.len() < 2 * n_ctx {
-        bail!(
-            "{} tokenizes to {} tokens; a context of {n_ctx} needs at least {}",
-            path.display(),
-            tokens.len(),
-            2 * n_ctx
-        );
+    let (tokens, n_chunk) = chunk_tokens(a, &loaded, &text, n_ctx)?;
+    if a.kv_compare {
+        return super::kv_compare::run(a, &cfg, &loaded, &tokens, n_chunk);
     }
-    let n_chunk = (tokens.len() / n_ctx).min(a.chunks.unwrap_or(usize::MAX));
     let mut session = load::session(&loaded, &cfg)?;
     let n_vocab = loaded.model.hp.n_vocab as usize;
     let mut writer = match &a.kl_divergence_base {
@@ -100,9 +90,43 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
     Ok(())
 }
 
+fn read_text(a: &PerplexityArgs) -> Result<String> {
+    let Some(path) = &a.file else {
+        return Err(UsageError("perplexity needs a text file (-f FILE)".into()).into());
+    };
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The text's tokens and how many whole chunks of `n_ctx` are scored (at most --chunks).
+fn chunk_tokens(
+    a: &PerplexityArgs,
+    loaded: &Loaded,
+    text: &str,
+    n_ctx: usize,
+) -> Result<(Vec<u32>, usize)> {
+    let tokens = loaded.tokenizer.encode(text, true, false);
+    if tokens.len() < 2 * n_ctx {
+        bail!(
+            "{} tokenizes to {} tokens; a context of {n_ctx} needs at least {}",
+            a.file
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"))
+                .display(),
+            tokens.len(),
+            2 * n_ctx
+        );
+    }
+    let n_chunk = (tokens.len() / n_ctx).min(a.chunks.unwrap_or(usize::MAX));
+    Ok((tokens, n_chunk))
+}
+
 /// Evaluate one chunk from an empty cache (BOS first where the vocabulary adds one) and return
 /// the logits of its scored half.
-fn eval_chunk<'s>(session: &'s mut Session, loaded: &Loaded, chunk: &[u32]) -> Result<&'s [f32]> {
+pub(super) fn eval_chunk<'s>(
+    session: &'s mut Session,
+    loaded: &Loaded,
+    chunk: &[u32],
+) -> Result<&'s [f32]> {
     let mut input = chunk.to_vec();
     if loaded.tokenizer.add_bos() {
         if let Some(bos) = loaded.tokenizer.bos() {
@@ -113,7 +137,7 @@ fn eval_chunk<'s>(session: &'s mut Session, loaded: &Loaded, chunk: &[u32]) -> R
     Ok(session.eval(&input, Want::From(first_scored(chunk.len())))?)
 }
 
-fn progress(c: usize, n_chunk: usize, t0: Instant, line: &str) {
+pub(super) fn progress(c: usize, n_chunk: usize, t0: Instant, line: &str) {
     if c == 0 {
         let per = t0.elapsed().as_secs_f64();
         eprintln!(

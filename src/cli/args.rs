@@ -64,10 +64,10 @@ pub struct ModelArgs {
     /// Micro-batch size: tokens per forward graph.
     #[arg(long = "ubatch-size", default_value_t = 512)]
     pub ubatch_size: u32,
-    /// KV cache type for K (f16 only for now).
+    /// KV cache type for K: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl.
     #[arg(long = "cache-type-k", default_value = "f16")]
     pub cache_type_k: String,
-    /// KV cache type for V (f16 only for now).
+    /// KV cache type for V (the same choices; a quantized V needs flash attention).
     #[arg(long = "cache-type-v", default_value = "f16")]
     pub cache_type_v: String,
     /// Flash attention: on, off or auto (auto = on for the CPU, as llama.cpp).
@@ -163,6 +163,15 @@ pub struct InfoArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Context size for the KV cache figures (0 = the model's training context).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: u32,
+    /// KV cache type for K, for the KV cache figures.
+    #[arg(long = "cache-type-k", default_value = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type for V, for the KV cache figures.
+    #[arg(long = "cache-type-v", default_value = "f16")]
+    pub cache_type_v: String,
 }
 
 #[derive(Args, Debug)]
@@ -181,6 +190,10 @@ pub struct PerplexityArgs {
     /// Compare against the logits in --kl-divergence-base instead of writing them.
     #[arg(long = "kl-divergence", requires = "kl_divergence_base")]
     pub kl_divergence: bool,
+    /// Run an f16 cache and the chosen -ctk/-ctv over the same chunks and compare them: PPL of
+    /// each, ΔPPL, mean KLD, same top token.
+    #[arg(long = "kv-compare", conflicts_with_all = ["kl_divergence", "kl_divergence_base"])]
+    pub kv_compare: bool,
     /// Print the final figures as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

@@ -26,6 +26,8 @@ pub struct ModelConfig {
     pub type_k: Type,
     pub type_v: Type,
     pub flash_attn: bool,
+    /// How the flash-attention setting was chosen, for the verbose report.
+    pub flash_attn_why: &'static str,
     pub load: LoadOptions,
     pub mlock: bool,
     pub verbose: u8,
@@ -65,16 +67,20 @@ impl ModelConfig {
         };
         let type_k = cache_type("--cache-type-k", &a.cache_type_k)?;
         let type_v = cache_type("--cache-type-v", &a.cache_type_v)?;
-        let v_quantized = !matches!(type_v, Type::F32 | Type::F16 | Type::BF16);
-        let flash_attn = match a.flash_attn {
-            FlashAttn::On => true,
-            FlashAttn::Auto => true,
-            FlashAttn::Off if v_quantized => {
+        // Without flash attention V is stored transposed (one row per channel), which a
+        // block-quantized type cannot be; ggml's flash-attention op reads V by rows instead.
+        let (flash_attn, flash_attn_why) = match a.flash_attn {
+            FlashAttn::On => (true, "on"),
+            FlashAttn::Auto if type_v.is_quantized() => {
+                (true, "on (auto: the quantized V cache needs it)")
+            }
+            FlashAttn::Auto => (true, "on (auto: the CPU backend supports it)"),
+            FlashAttn::Off if type_v.is_quantized() => {
                 return Err(UsageError(format!(
-                    "--cache-type-v {type_v} needs flash attention (a quantized V cannot be stored transposed): drop --flash-attn off"
+                    "--cache-type-v {type_v} needs flash attention (a quantized V cannot be stored transposed): use --flash-attn on or auto, or a float V type (f16, bf16, f32)"
                 )))
             }
-            FlashAttn::Off => false,
+            FlashAttn::Off => (false, "off"),
         };
         if a.ubatch_size == 0 || a.batch_size == 0 {
             return Err(UsageError(
@@ -97,6 +103,7 @@ impl ModelConfig {
             type_k,
             type_v,
             flash_attn,
+            flash_attn_why,
             load: LoadOptions {
                 mmap: !a.no_mmap,
                 repack: !a.no_repack,

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::ggml::{Backend, GgmlError, Sched, Type};
-use crate::kv::{ContextFull, KvCache, KvError, KvShape};
+use crate::kv::{ContextFull, KvCache, KvError};
 use crate::model::layers::Builder;
 use crate::model::Model;
 
@@ -56,12 +56,7 @@ pub struct Session {
 impl Session {
     pub fn new(model: Rc<Model>, params: SessionParams) -> Result<Session, EvalError> {
         let hp = &model.hp;
-        let shape = KvShape {
-            n_layer: hp.n_layer,
-            head_dim_k: hp.head_dim_k,
-            head_dim_v: hp.head_dim_v,
-            n_head_kv: hp.n_head_kv,
-        };
+        let shape = hp.kv_shape();
         let kv = KvCache::new(
             &shape,
             params.n_ctx,

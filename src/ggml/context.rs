@@ -184,6 +184,11 @@ impl<'ctx> Tensor<'ctx> {
         unsafe { sys::ggml_nbytes(self.as_ptr()) }
     }
 
+    pub fn is_contiguous(&self) -> bool {
+        // SAFETY: live tensor header.
+        unsafe { sys::ggml_is_contiguous(self.as_ptr()) }
+    }
+
     pub fn n_elements(&self) -> i64 {
         // SAFETY: live tensor header.
         unsafe { sys::ggml_nelements(self.as_ptr()) }
@@ -371,6 +376,25 @@ impl Context {
     pub fn set_prec_f32(&self, t: Tensor<'_>) {
         // SAFETY: writes an op parameter of a live tensor.
         unsafe { sys::ggml_prec_set_acc(t.as_ptr(), sys::GGML_PREC_F32) };
+    }
+
+    /// `rot · x` over consecutive blocks of `rot.ne[0]` values of `x` (any shape, its first
+    /// dimension a multiple of the block): `rot` is an orthonormal Walsh-Hadamard matrix, which
+    /// ggml's CPU backend applies as a fast transform. The result has `x`'s shape.
+    pub fn mul_mat_hadamard<'a>(&'a self, x: Tensor<'a>, rot: Tensor<'a>) -> Tensor<'a> {
+        let n = rot.ne()[0];
+        let ne = x.ne();
+        let total = x.n_elements();
+        let x2 = if x.is_contiguous() {
+            self.reshape(x, &[n, total / n])
+        } else {
+            let c = self.cont(x);
+            self.reshape(c, &[n, total / n])
+        };
+        let r = self.mul_mat(rot, x2);
+        // SAFETY: writes an op parameter of the live MUL_MAT tensor just made.
+        unsafe { sys::ggml_mul_mat_set_hint(r.as_ptr(), sys::GGML_HINT_SRC0_IS_HADAMARD) };
+        self.reshape(r, &ne)
     }
 
     pub fn rms_norm<'a>(&'a self, a: Tensor<'a>, eps: f32) -> Tensor<'a> {

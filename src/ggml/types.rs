@@ -54,6 +54,12 @@ impl Type {
         unsafe { ggml_sys::ggml_blck_size(self.0) }
     }
 
+    /// A block-quantized type (q8_0, q4_0, iq4_nl, ...), not a float or integer type.
+    pub fn is_quantized(self) -> bool {
+        // SAFETY: pure lookup in ggml's type table; value in range.
+        unsafe { ggml_sys::ggml_is_quantized(self.0) }
+    }
+
     /// Bytes per block.
     pub fn type_size(self) -> usize {
         // SAFETY: pure lookup in ggml's type table; value in range.

@@ -28,6 +28,11 @@ pub struct KvCache {
     pub v_trans: bool,
     pub cells: Cells,
     bytes: KvBytes,
+    /// Walsh-Hadamard rotations applied to Q/K (and to V and back on the output) before a
+    /// quantized cache stores them, as llama.cpp does: they spread outliers across a block so
+    /// that quantization loses less. `None` for float types or head sizes not a multiple of 64.
+    k_rot: Option<TensorHandle>,
+    v_rot: Option<TensorHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,17 +59,13 @@ pub struct KvShape {
     pub n_head_kv: u32,
 }
 
-impl KvCache {
-    pub fn new(
-        shape: &KvShape,
-        size: u32,
-        type_k: Type,
-        type_v: Type,
-        v_trans: bool,
-    ) -> Result<KvCache, KvError> {
+impl KvShape {
+    /// Checks that both cache types can hold this model's heads: a block-quantized type needs
+    /// a head size its block divides.
+    pub fn check(&self, type_k: Type, type_v: Type) -> Result<(), KvError> {
         for (which, ty, head) in [
-            ("K", type_k, shape.head_dim_k),
-            ("V", type_v, shape.head_dim_v),
+            ("K", type_k, self.head_dim_k),
+            ("V", type_v, self.head_dim_v),
         ] {
             let block = ty.block_size();
             if block <= 0 || head as i64 % block != 0 {
@@ -76,7 +77,32 @@ impl KvCache {
                 });
             }
         }
-        let ctx = Context::new(2 * shape.n_layer as usize, 0)?;
+        Ok(())
+    }
+
+    /// Bytes a cache of `size` cells takes with these types, K and V separately: per layer one
+    /// `[n_head_kv·head_dim, size]` tensor each, rows stored in ggml blocks (q8_0: 34 bytes
+    /// per 32 values, q4_0: 18 per 32). [`KvCache::new`] allocates exactly this.
+    pub fn bytes(&self, size: u32, type_k: Type, type_v: Type) -> KvBytes {
+        let per_layer =
+            |ty: Type, head: u32| ty.row_size((head * self.n_head_kv) as i64) as u64 * size as u64;
+        KvBytes {
+            k: self.n_layer as u64 * per_layer(type_k, self.head_dim_k),
+            v: self.n_layer as u64 * per_layer(type_v, self.head_dim_v),
+        }
+    }
+}
+
+impl KvCache {
+    pub fn new(
+        shape: &KvShape,
+        size: u32,
+        type_k: Type,
+        type_v: Type,
+        v_trans: bool,
+    ) -> Result<KvCache, KvError> {
+        shape.check(type_k, type_v)?;
+        let ctx = Context::new(2 * shape.n_layer as usize + 2, 0)?;
         let (ek, ev) = (
             (shape.head_dim_k * shape.n_head_kv) as i64,
             (shape.head_dim_v * shape.n_head_kv) as i64,
@@ -97,10 +123,24 @@ impl KvCache {
             k: k.iter().map(|&h| ctx.get(h).nbytes() as u64).sum(),
             v: v.iter().map(|&h| ctx.get(h).nbytes() as u64).sum(),
         };
+        let rot = |n: Option<u32>, name: &str| {
+            n.map(|n| {
+                let t = ctx
+                    .new_tensor(Type::F32, &[n as i64, n as i64])
+                    .set_name(name);
+                ctx.handle(t)
+            })
+        };
+        let k_rot = rot(rotation_size(type_k, shape.head_dim_k, true), "attn_k_rot");
+        let v_rot = rot(rotation_size(type_v, shape.head_dim_v, false), "attn_v_rot");
         ctx.alloc_tensors(BufferType::cpu(), false)?;
         // Stale cells are masked out, but NaN bit patterns times a zero weight would still
         // poison a matrix product: start from zeros as llama.cpp does.
         ctx.clear_buffers(0);
+        for h in [k_rot, v_rot].into_iter().flatten() {
+            let t = ctx.get(h);
+            t.write_f32(&hadamard(t.ne()[0] as usize))?;
+        }
         Ok(KvCache {
             ctx,
             k,
@@ -110,6 +150,8 @@ impl KvCache {
             v_trans,
             cells: Cells::new(size),
             bytes,
+            k_rot,
+            v_rot,
         })
     }
 
@@ -129,8 +171,95 @@ impl KvCache {
         self.cells.size()
     }
 
+    /// The rotation applied to Q and K before K is stored, if any.
+    pub fn k_rot(&self) -> Option<TensorHandle> {
+        self.k_rot
+    }
+
+    /// The rotation applied to V before it is stored and to the attention output after.
+    pub fn v_rot(&self) -> Option<TensorHandle> {
+        self.v_rot
+    }
+
+    /// Side of the K rotation matrix, if K is rotated.
+    pub fn k_rot_size(&self) -> Option<u32> {
+        self.k_rot.map(|h| self.ctx.get(h).ne()[0] as u32)
+    }
+
+    /// Side of the V rotation matrix, if V is rotated.
+    pub fn v_rot_size(&self) -> Option<u32> {
+        self.v_rot.map(|h| self.ctx.get(h).ne()[0] as u32)
+    }
+
     /// Bytes of K and V as allocated (all layers).
     pub fn bytes(&self) -> KvBytes {
         self.bytes
+    }
+}
+
+/// Side of the Walsh-Hadamard rotation for a cache of type `ty` and head size `head`, as
+/// llama.cpp chooses it: only quantized types and heads a multiple of 64; K takes the largest
+/// power of two dividing the head (from 64 up), V always 64. `EMBER_ATTN_ROT_DISABLE=1` turns
+/// rotations off (llama.cpp's `LLAMA_ATTN_ROT_DISABLE`), for experiments.
+pub fn rotation_size(ty: Type, head: u32, is_k: bool) -> Option<u32> {
+    let disabled = std::env::var("EMBER_ATTN_ROT_DISABLE").is_ok_and(|v| v != "0" && !v.is_empty());
+    if disabled || !ty.is_quantized() || head == 0 || !head.is_multiple_of(64) {
+        return None;
+    }
+    let mut n = 64;
+    while is_k && head.is_multiple_of(2 * n) {
+        n *= 2;
+    }
+    Some(n)
+}
+
+/// The orthonormal Walsh-Hadamard matrix of side `n` (a power of two), row-major, built by
+/// Sylvester's doubling; it is symmetric and its own inverse.
+pub fn hadamard(n: usize) -> Vec<f32> {
+    debug_assert!(n.is_power_of_two());
+    let mut m = vec![0f32; n * n];
+    m[0] = (1.0 / (n as f32).sqrt() as f64) as f32;
+    let mut s = 1;
+    while s < n {
+        for i in 0..s {
+            for j in 0..s {
+                let v = m[i * n + j];
+                m[(i + s) * n + j] = v;
+                m[i * n + j + s] = v;
+                m[(i + s) * n + j + s] = -v;
+            }
+        }
+        s *= 2;
+    }
+    m
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    #[test]
+    fn hadamard_is_orthonormal_and_its_own_inverse() {
+        for n in [64usize, 128, 256] {
+            let h = hadamard(n);
+            for i in 0..n {
+                for j in 0..n {
+                    let dot: f64 = (0..n).map(|k| (h[i * n + k] * h[k * n + j]) as f64).sum();
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-5, "n={n} ({i},{j}) = {dot}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_sizes_follow_llama_cpp() {
+        assert_eq!(rotation_size(Type::F16, 64, true), None);
+        assert_eq!(rotation_size(Type::Q8_0, 64, true), Some(64));
+        assert_eq!(rotation_size(Type::Q8_0, 128, true), Some(128));
+        assert_eq!(rotation_size(Type::Q4_0, 256, true), Some(256));
+        assert_eq!(rotation_size(Type::Q4_0, 256, false), Some(64));
+        assert_eq!(rotation_size(Type::Q4_0, 96, true), None);
+        assert_eq!(rotation_size(Type::Q8_0, 32, false), None);
     }
 }

@@ -117,6 +117,16 @@ pub struct Swa {
 }
 
 impl Hparams {
+    /// The KV cache's per-layer shape.
+    pub fn kv_shape(&self) -> crate::kv::KvShape {
+        crate::kv::KvShape {
+            n_layer: self.n_layer,
+            head_dim_k: self.head_dim_k,
+            head_dim_v: self.head_dim_v,
+            n_head_kv: self.n_head_kv,
+        }
+    }
+
     pub fn n_embd_k_gqa(&self) -> u32 {
         self.head_dim_k * self.n_head_kv
     }

@@ -212,6 +212,19 @@ impl<'g> Builder<'g> {
         let size = self.kv.size() as i64;
         let nt = self.n_tokens;
 
+        // Quantized caches store rotated heads (see `KvCache::k_rot`); rotating Q the same way
+        // keeps Q·K unchanged, and V's rotation is undone on the output.
+        let k_rot = self.kv.k_rot().map(|h| kvc.get(h));
+        let v_rot = self.kv.v_rot().map(|h| kvc.get(h));
+        let (q, k) = match k_rot {
+            Some(r) => (c.mul_mat_hadamard(q, r), c.mul_mat_hadamard(k, r)),
+            None => (q, k),
+        };
+        let v = match v_rot {
+            Some(r) => c.mul_mat_hadamard(v, r),
+            None => v,
+        };
+
         // Same insertion order as llama.cpp: q, v, k, then the cache writes.
         self.graph.expand(q);
         self.graph.expand(v);
@@ -273,6 +286,10 @@ impl<'g> Builder<'g> {
             c.reshape(merged, &[ne[0] * ne[1], ne[2] * ne[3]])
         };
         let out = self.name(out, "kqv_out", Some(il));
+        let out = match v_rot {
+            Some(r) => c.mul_mat_hadamard(out, r),
+            None => out,
+        };
         self.graph.expand(out);
         out
     }

@@ -112,9 +112,22 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
     write_tiny(path, seed, TinyArch::Llama);
 }
 
+/// The tiny model with heads of 64 (two heads, one KV head): every quantized cache type's
+/// block divides it, and it is large enough for the Hadamard rotation of quantized caches.
+pub const TINY_HEAD64: Tiny = Tiny {
+    n_embd: 128,
+    n_head: 2,
+    n_head_kv: 1,
+    ..TINY
+};
+
 /// Write a tiny model of architecture `arch` (see [`write_tiny_llama`]).
 pub fn write_tiny(path: &Path, seed: u64, arch: TinyArch) {
-    let t = &TINY;
+    write_tiny_shaped(path, seed, arch, &TINY);
+}
+
+/// Write a tiny model of architecture `arch` with the shape `t`.
+pub fn write_tiny_shaped(path: &Path, seed: u64, arch: TinyArch, t: &Tiny) {
     let mut w = GgufWriter::new();
     let s = |x: &str| Value::String(x.to_string());
     let a = arch.name();

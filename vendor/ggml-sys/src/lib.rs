@@ -33,6 +33,10 @@ pub const GGML_TYPE_COUNT: ggml_type = 43;
 
 pub type ggml_prec = c_int;
 pub const GGML_PREC_F32: ggml_prec = 10;
+pub type ggml_op_hint = c_int;
+/// `src0` of a MUL_MAT is an orthonormal Walsh-Hadamard matrix: backends may run a fast
+/// Walsh-Hadamard transform instead of the product.
+pub const GGML_HINT_SRC0_IS_HADAMARD: ggml_op_hint = 1;
 
 pub type ggml_status = c_int;
 pub const GGML_STATUS_SUCCESS: ggml_status = 0;
@@ -151,6 +155,7 @@ extern "C" {
     pub fn ggml_row_size(t: ggml_type, ne: i64) -> usize;
     pub fn ggml_type_size(t: ggml_type) -> usize;
     pub fn ggml_blck_size(t: ggml_type) -> i64;
+    pub fn ggml_is_quantized(t: ggml_type) -> bool;
     pub fn ggml_type_name(t: ggml_type) -> *const c_char;
     pub fn ggml_is_contiguous(t: *const ggml_tensor) -> bool;
 
@@ -172,6 +177,7 @@ extern "C" {
         b: *mut ggml_tensor,
     ) -> *mut ggml_tensor;
     pub fn ggml_prec_set_acc(a: *mut ggml_tensor, prec: ggml_prec) -> bool;
+    pub fn ggml_mul_mat_set_hint(a: *mut ggml_tensor, hint: ggml_op_hint);
     pub fn ggml_rms_norm(ctx: *mut ggml_context, a: *mut ggml_tensor, eps: f32)
         -> *mut ggml_tensor;
     pub fn ggml_silu(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
