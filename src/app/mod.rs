@@ -1,5 +1,6 @@
 //! One module per user-facing mode; orchestration only.
 
+pub mod bench;
 pub mod info;
 pub mod input;
 pub mod kv_compare;
@@ -19,6 +20,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Perplexity(p)) => p.model.verbose,
         Some(Command::Info(_)) => 0,
         Some(Command::Tokenize(t)) => t.verbose,
+        Some(Command::Bench(b)) => b.verbose,
         None => cli.run.model.verbose,
     };
     crate::logging::init(verbose);
@@ -26,6 +28,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Perplexity(a)) => perplexity::run(&a),
         Some(Command::Tokenize(a)) => tokenize::run(&a),
+        Some(Command::Bench(a)) => bench::run(&a),
         None => run::run(&cli.run),
     };
     match result {

@@ -44,6 +44,79 @@ pub enum Command {
     Perplexity(PerplexityArgs),
     /// Tokenize text with a model's vocabulary (a vocab-only GGUF is enough).
     Tokenize(TokenizeArgs),
+    /// Benchmark prompt processing and generation (llama-bench's tests and output).
+    Bench(BenchArgs),
+}
+
+/// `ember bench`: list-valued flags take comma-separated values (or repeat), and every
+/// combination is measured, as llama-bench does.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model files (repeat -m or separate with commas).
+    #[arg(short = 'm', long = "model", value_delimiter = ',', required = true)]
+    pub models: Vec<PathBuf>,
+    /// Prompt-processing tests: tokens per prompt (0 = none).
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
+    pub n_prompt: Vec<u32>,
+    /// Generation tests: tokens generated one by one after an empty context (0 = none).
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    pub n_gen: Vec<u32>,
+    /// Repetitions of each test (after one warm-up run).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub reps: u32,
+    /// Threads (default: the number of available cores).
+    #[arg(short = 't', long = "threads", value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// KV cache types for K.
+    #[arg(long = "cache-type-k", value_delimiter = ',', default_value = "f16")]
+    pub cache_type_k: Vec<String>,
+    /// KV cache types for V.
+    #[arg(long = "cache-type-v", value_delimiter = ',', default_value = "f16")]
+    pub cache_type_v: Vec<String>,
+    /// Flash attention: on, off, auto (or 1, 0, -1).
+    #[arg(
+        long = "flash-attn",
+        value_delimiter = ',',
+        default_value = "auto",
+        value_enum
+    )]
+    pub flash_attn: Vec<FlashAttn>,
+    /// Logical batch size for prompt processing.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
+    pub batch_size: u32,
+    /// Micro-batch size: tokens per forward graph.
+    #[arg(long = "ubatch-size", default_value_t = 512)]
+    pub ubatch_size: u32,
+    /// Output format on stdout.
+    #[arg(short = 'o', long = "output", default_value = "md", value_enum)]
+    pub output: BenchOutput,
+    /// Skip the warm-up run before each test.
+    #[arg(long = "no-warmup")]
+    pub no_warmup: bool,
+    /// Keep weights in the file's layout (no CPU repacking).
+    #[arg(long = "no-repack")]
+    pub no_repack: bool,
+    /// Verbose logs on stderr.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchOutput {
+    Md,
+    Json,
+    Jsonl,
+    Csv,
 }
 
 /// Model loading and evaluation settings shared by every mode.
@@ -89,8 +162,11 @@ pub struct ModelArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlashAttn {
+    #[value(alias = "1")]
     On,
+    #[value(alias = "0")]
     Off,
+    #[value(alias = "-1")]
     Auto,
 }
 

@@ -59,6 +59,25 @@ pub fn cache_type(flag: &str, name: &str) -> Result<Type, UsageError> {
     Ok(ty)
 }
 
+/// Whether attention runs through ggml's flash-attention op, and why (for `-v`).
+pub fn flash_attn_choice(fa: FlashAttn, type_v: Type) -> Result<(bool, &'static str), UsageError> {
+    // Without flash attention V is stored transposed (one row per channel), which a
+    // block-quantized type cannot be; ggml's flash-attention op reads V by rows instead.
+    Ok(match fa {
+        FlashAttn::On => (true, "on"),
+        FlashAttn::Auto if type_v.is_quantized() => {
+            (true, "on (auto: the quantized V cache needs it)")
+        }
+        FlashAttn::Auto => (true, "on (auto: the CPU backend supports it)"),
+        FlashAttn::Off if type_v.is_quantized() => {
+            return Err(UsageError(format!(
+                "--cache-type-v {type_v} needs flash attention (a quantized V cannot be stored transposed): use --flash-attn on or auto, or a float V type (f16, bf16, f32)"
+            )))
+        }
+        FlashAttn::Off => (false, "off"),
+    })
+}
+
 impl ModelConfig {
     pub fn from_args(a: &ModelArgs, default_ctx: u32) -> Result<ModelConfig, UsageError> {
         let path = match &a.model {
@@ -67,21 +86,7 @@ impl ModelConfig {
         };
         let type_k = cache_type("--cache-type-k", &a.cache_type_k)?;
         let type_v = cache_type("--cache-type-v", &a.cache_type_v)?;
-        // Without flash attention V is stored transposed (one row per channel), which a
-        // block-quantized type cannot be; ggml's flash-attention op reads V by rows instead.
-        let (flash_attn, flash_attn_why) = match a.flash_attn {
-            FlashAttn::On => (true, "on"),
-            FlashAttn::Auto if type_v.is_quantized() => {
-                (true, "on (auto: the quantized V cache needs it)")
-            }
-            FlashAttn::Auto => (true, "on (auto: the CPU backend supports it)"),
-            FlashAttn::Off if type_v.is_quantized() => {
-                return Err(UsageError(format!(
-                    "--cache-type-v {type_v} needs flash attention (a quantized V cannot be stored transposed): use --flash-attn on or auto, or a float V type (f16, bf16, f32)"
-                )))
-            }
-            FlashAttn::Off => (false, "off"),
-        };
+        let (flash_attn, flash_attn_why) = flash_attn_choice(a.flash_attn, type_v)?;
         if a.ubatch_size == 0 || a.batch_size == 0 {
             return Err(UsageError(
                 "--batch-size and --ubatch-size must be positive".into(),

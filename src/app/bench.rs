@@ -1,0 +1,333 @@
+//! `ember bench`: llama-bench's tests with its semantics, so figures compare one to one.
+//!
+//! * `ppN`: N prompt tokens (BOS first where the vocabulary adds one, then random ids) from an
+//!   empty cache, in batches of `-b`, micro-batches of `-ub`; logits of the last token only.
+//! * `tgN`: N tokens decoded one at a time from an empty cache (BOS, then random ids); no
+//!   sampling.
+//!
+//! Each test gets its own session with a context of exactly its tokens (as llama-bench sizes
+//! it), one warm-up run, then `-r` timed runs from a cleared cache; t/s is the mean over runs
+//! ± the sample standard deviation. Tokenization, sampling and session set-up are excluded.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+
+use crate::cli::args::{BenchArgs, BenchOutput};
+use crate::cli::config::{cache_type, flash_attn_choice, ModelConfig, UsageError};
+use crate::generate::{Session, Want};
+use crate::ggml::Type;
+use crate::model::LoadOptions;
+
+use super::load::{self, Loaded};
+
+/// One measured test.
+struct Record {
+    model: String,
+    size: u64,
+    n_params: u64,
+    threads: usize,
+    type_k: Type,
+    type_v: Type,
+    flash_attn: bool,
+    n_prompt: u32,
+    n_gen: u32,
+    samples_ns: Vec<u64>,
+}
+
+impl Record {
+    fn test(&self) -> String {
+        if self.n_prompt > 0 {
+            format!("pp{}", self.n_prompt)
+        } else {
+            format!("tg{}", self.n_gen)
+        }
+    }
+
+    fn samples_ts(&self) -> Vec<f64> {
+        let n = (self.n_prompt + self.n_gen) as f64;
+        self.samples_ns
+            .iter()
+            .map(|&ns| n * 1e9 / ns as f64)
+            .collect()
+    }
+
+    /// Mean and sample standard deviation of tokens per second.
+    fn ts(&self) -> (f64, f64) {
+        mean_sd(&self.samples_ts())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (avg, sd) = self.ts();
+        let ns: Vec<f64> = self.samples_ns.iter().map(|&n| n as f64).collect();
+        let (avg_ns, sd_ns) = mean_sd(&ns);
+        json!({
+            "model_filename": self.model, "model_size": self.size, "model_n_params": self.n_params,
+            "n_threads": self.threads, "type_k": self.type_k.name(), "type_v": self.type_v.name(),
+            "flash_attn": self.flash_attn, "n_prompt": self.n_prompt, "n_gen": self.n_gen,
+            "test": self.test(), "avg_ns": avg_ns.round() as u64, "stddev_ns": sd_ns.round() as u64,
+            "avg_ts": avg, "stddev_ts": sd, "samples_ns": self.samples_ns,
+            "samples_ts": self.samples_ts(),
+        })
+    }
+}
+
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd)
+}
+
+/// One combination of the list-valued settings.
+struct Setting {
+    threads: usize,
+    type_k: Type,
+    type_v: Type,
+    flash_attn: bool,
+    flash_attn_why: &'static str,
+}
+
+fn settings(a: &BenchArgs) -> Result<Vec<Setting>, UsageError> {
+    let default_threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(4);
+    let threads = if a.threads.is_empty() {
+        vec![default_threads]
+    } else {
+        a.threads.clone()
+    };
+    if threads.contains(&0) {
+        return Err(UsageError("--threads must be at least 1".into()));
+    }
+    if a.reps == 0 || a.batch_size == 0 || a.ubatch_size == 0 {
+        return Err(UsageError(
+            "--repetitions, --batch-size and --ubatch-size must be positive".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for &t in &threads {
+        for k in &a.cache_type_k {
+            let type_k = cache_type("--cache-type-k", k)?;
+            for v in &a.cache_type_v {
+                let type_v = cache_type("--cache-type-v", v)?;
+                for &fa in &a.flash_attn {
+                    let (flash_attn, flash_attn_why) = flash_attn_choice(fa, type_v)?;
+                    out.push(Setting {
+                        threads: t,
+                        type_k,
+                        type_v,
+                        flash_attn,
+                        flash_attn_why,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let settings = settings(a)?;
+    let tests: Vec<(u32, u32)> = a
+        .n_prompt
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| (n, 0))
+        .chain(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)))
+        .collect();
+    if tests.is_empty() {
+        return Err(UsageError("nothing to measure: every -p and -n is 0".into()).into());
+    }
+    let mut out = std::io::stdout().lock();
+    let mut records = Vec::new();
+    if a.output == BenchOutput::Md {
+        writeln!(
+            out,
+            "| model | size | params | threads | type_k | type_v | fa | test | t/s |"
+        )?;
+        writeln!(
+            out,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        )?;
+    } else if a.output == BenchOutput::Csv {
+        writeln!(out, "model_filename,model_size,model_n_params,n_threads,type_k,type_v,flash_attn,n_prompt,n_gen,test,avg_ts,stddev_ts")?;
+    }
+    for path in &a.models {
+        let base = ModelConfig {
+            path: path.clone(),
+            n_ctx: 0,
+            n_threads: 1,
+            n_batch: a.batch_size,
+            n_ubatch: a.ubatch_size.min(a.batch_size),
+            type_k: Type::F16,
+            type_v: Type::F16,
+            flash_attn: true,
+            flash_attn_why: "",
+            load: LoadOptions {
+                mmap: true,
+                repack: !a.no_repack,
+            },
+            mlock: false,
+            verbose: a.verbose,
+        };
+        let loaded = load::load(&base)?;
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let (size, n_params) = model_size(&loaded);
+        for s in &settings {
+            for &(n_prompt, n_gen) in &tests {
+                let cfg = ModelConfig {
+                    n_ctx: n_prompt + n_gen,
+                    n_threads: s.threads,
+                    type_k: s.type_k,
+                    type_v: s.type_v,
+                    flash_attn: s.flash_attn,
+                    flash_attn_why: s.flash_attn_why,
+                    ..base.clone()
+                };
+                let mut session = load::session(&loaded, &cfg)?;
+                let mut rng = Rand(0x5eed_1234_abcd_0001);
+                let run = |session: &mut Session, rng: &mut Rand| -> Result<u64> {
+                    session.clear();
+                    let t0 = Instant::now();
+                    if n_prompt > 0 {
+                        prompt(session, &loaded, n_prompt, a.batch_size, rng)?;
+                    } else {
+                        generate(session, &loaded, n_gen, rng)?;
+                    }
+                    Ok(t0.elapsed().as_nanos() as u64)
+                };
+                if !a.no_warmup {
+                    run(&mut session, &mut rng).context("warm-up run")?;
+                }
+                let mut samples_ns = Vec::new();
+                for _ in 0..a.reps {
+                    samples_ns.push(run(&mut session, &mut rng)?);
+                }
+                let r = Record {
+                    model: name.clone(),
+                    size,
+                    n_params,
+                    threads: s.threads,
+                    type_k: s.type_k,
+                    type_v: s.type_v,
+                    flash_attn: s.flash_attn,
+                    n_prompt,
+                    n_gen,
+                    samples_ns,
+                };
+                print_record(&mut out, a.output, &r)?;
+                records.push(r);
+            }
+        }
+    }
+    if a.output == BenchOutput::Json {
+        let all: Vec<_> = records.iter().map(Record::json).collect();
+        serde_json::to_writer_pretty(&mut out, &all)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn print_record(out: &mut dyn Write, fmt: BenchOutput, r: &Record) -> std::io::Result<()> {
+    let (avg, sd) = r.ts();
+    match fmt {
+        BenchOutput::Md => writeln!(
+            out,
+            "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {} | {} | {avg:.2} ± {sd:.2} |",
+            r.model,
+            r.size as f64 / 1048576.0,
+            r.n_params as f64 / 1e6,
+            r.threads,
+            r.type_k,
+            r.type_v,
+            u8::from(r.flash_attn),
+            r.test()
+        )?,
+        BenchOutput::Csv => writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{avg:.6},{sd:.6}",
+            r.model,
+            r.size,
+            r.n_params,
+            r.threads,
+            r.type_k,
+            r.type_v,
+            u8::from(r.flash_attn),
+            r.n_prompt,
+            r.n_gen,
+            r.test()
+        )?,
+        BenchOutput::Jsonl => writeln!(out, "{}", r.json())?,
+        BenchOutput::Json => {}
+    }
+    out.flush()
+}
+
+/// Bytes and parameters of the model's tensors.
+fn model_size(l: &Loaded) -> (u64, u64) {
+    let tensors = l.model.file.tensors();
+    let size = tensors.iter().map(|t| t.size).sum();
+    let params = tensors.iter().map(|t| t.dims.iter().product::<u64>()).sum();
+    (size, params)
+}
+
+/// A small deterministic generator for benchmark token ids (llama-bench uses `rand()`).
+struct Rand(u64);
+
+impl Rand {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as u32
+    }
+}
+
+fn first_token(l: &Loaded, rng: &mut Rand) -> u32 {
+    match l.tokenizer.bos() {
+        Some(b) if l.tokenizer.add_bos() => b,
+        _ => rng.below(l.model.hp.n_vocab),
+    }
+}
+
+fn prompt(s: &mut Session, l: &Loaded, n: u32, n_batch: u32, rng: &mut Rand) -> Result<()> {
+    let n_vocab = l.model.hp.n_vocab;
+    let mut done = 0;
+    while done < n {
+        let len = (n - done).min(n_batch);
+        let tokens: Vec<u32> = (0..len)
+            .map(|i| {
+                if done == 0 && i == 0 {
+                    first_token(l, rng)
+                } else {
+                    rng.below(n_vocab)
+                }
+            })
+            .collect();
+        s.eval(&tokens, Want::Last)?;
+        done += len;
+    }
+    Ok(())
+}
+
+fn generate(s: &mut Session, l: &Loaded, n: u32, rng: &mut Rand) -> Result<()> {
+    let mut token = first_token(l, rng);
+    for _ in 0..n {
+        s.eval(&[token], Want::Last)?;
+        token = rng.below(l.model.hp.n_vocab);
+    }
+    Ok(())
+}
