@@ -14,4 +14,5 @@ pub mod logging;
 pub mod model;
 pub mod perplexity;
 pub mod sampling;
+pub mod speculative;
 pub mod tokenizer;

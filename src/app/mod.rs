@@ -7,6 +7,7 @@ pub mod kv_compare;
 pub mod load;
 pub mod perplexity;
 pub mod run;
+pub mod speculate;
 pub mod tokenize;
 
 use std::process::ExitCode;

@@ -63,7 +63,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
         n_predict: a.n_predict,
         ignore_eos: a.ignore_eos,
     };
-    let (stop, timings) = generate(&mut session, tok, &mut sampler, &ids, params, |id| {
+    let mut drafter = super::speculate::drafter(a, &cfg, &loaded, &mut sampler)?;
+    let on_token = |id| {
         let text = decoder.push(tok, id);
         match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
             Ok(()) => true,
@@ -72,7 +73,27 @@ pub fn run(a: &RunArgs) -> Result<()> {
                 false
             }
         }
-    })?;
+    };
+    let (stop, timings, spec_stats) = match &mut drafter {
+        Some(d) => {
+            let sp = super::speculate::spec_params(&a.spec);
+            let (stop, t, st) = crate::speculative::generate(
+                &mut session,
+                d,
+                tok,
+                &mut sampler,
+                &ids,
+                params,
+                &sp,
+                on_token,
+            )?;
+            (stop, t, Some(st))
+        }
+        None => {
+            let (stop, t) = generate(&mut session, tok, &mut sampler, &ids, params, on_token)?;
+            (stop, t, None)
+        }
+    };
     if let Some(e) = write_err {
         return Err(e).context("writing to stdout");
     }
@@ -91,6 +112,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
             loaded.load_time.as_secs_f64() * 1e3,
             timings.report()
         );
+        if let Some(st) = &spec_stats {
+            eprintln!("ember: {}", st.report(timings.generated, timings.decode));
+        }
     }
     Ok(())
 }

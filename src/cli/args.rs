@@ -200,6 +200,43 @@ pub struct RunArgs {
     pub no_perf: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// Speculative decoding: a draft model (-md) or prompt lookup (--lookup).
+#[derive(Args, Debug, Clone)]
+pub struct SpecArgs {
+    /// Draft model for speculative decoding (same vocabulary as the target).
+    #[arg(long = "model-draft", value_name = "FILE")]
+    pub model_draft: Option<PathBuf>,
+    /// Draft by looking the last n-gram up in the prompt and the text so far (no draft model).
+    #[arg(long = "lookup", conflicts_with = "model_draft")]
+    pub lookup: bool,
+    /// Longest n-gram prompt lookup matches (shorter ones down to 2 are tried after it).
+    #[arg(long = "lookup-ngram", default_value_t = 3)]
+    pub lookup_ngram: usize,
+    /// Most tokens drafted per step.
+    #[arg(long = "draft-max", alias = "draft", default_value_t = 16)]
+    pub draft_max: usize,
+    /// Fewest drafted tokens worth verifying.
+    #[arg(long = "draft-min", default_value_t = 0)]
+    pub draft_min: usize,
+    /// Stop drafting when the draft model's top probability falls below this.
+    #[arg(long = "draft-p-min", default_value_t = 0.75)]
+    pub draft_p_min: f32,
+    /// Always draft --draft-max tokens (no cost model), for experiments.
+    #[arg(long = "spec-fixed")]
+    pub spec_fixed: bool,
+    /// KV cache type for the draft model's K.
+    #[arg(long = "cache-type-k-draft", default_value = "f16")]
+    pub cache_type_k_draft: String,
+    /// KV cache type for the draft model's V.
+    #[arg(long = "cache-type-v-draft", default_value = "f16")]
+    pub cache_type_v_draft: String,
+    /// Threads for the draft model (default: --threads).
+    #[arg(long = "threads-draft")]
+    pub threads_draft: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -16,6 +16,10 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-cnv", "--conversation"),
     ("-no-cnv", "--no-conversation"),
     ("-nkvo", "--no-kv-offload"),
+    ("-md", "--model-draft"),
+    ("-ctkd", "--cache-type-k-draft"),
+    ("-ctvd", "--cache-type-v-draft"),
+    ("-td", "--threads-draft"),
 ];
 
 /// Rewrite llama.cpp-style multi-letter short flags (`-ctk q8_0`, `-fa=on`) to their long

@@ -140,6 +140,58 @@ impl Sampler {
         self.rng = Mt19937::new(self.seed);
     }
 
+    /// The distribution `sample` draws from, after penalties and the whole chain, as
+    /// (token, probability) pairs summing to 1; a single pair when greedy. Speculative decoding
+    /// compares these between target and draft.
+    pub fn distribution(&mut self, logits: &[f32]) -> Vec<(u32, f32)> {
+        assert!(
+            !logits.is_empty(),
+            "Sampler::distribution: empty logits row"
+        );
+        let p = self.params.clone();
+        let row: &[f32] = if p.penalties_active() {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(logits);
+            self.penalties.apply(
+                &mut self.scratch,
+                p.repeat_penalty,
+                p.frequency_penalty,
+                p.presence_penalty,
+            );
+            &self.scratch
+        } else {
+            logits
+        };
+        if self.is_greedy() {
+            return vec![(argmax(row), 1.0)];
+        }
+        let c = &mut self.cands;
+        c.load_top_k(row, p.top_k);
+        c.top_p(p.top_p, 0);
+        c.min_p(p.min_p, 0);
+        c.temperature(p.temp);
+        let max = c
+            .data
+            .iter()
+            .map(|x| x.logit)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut out: Vec<(u32, f32)> = c
+            .data
+            .iter()
+            .map(|x| (x.id, (x.logit - max).exp()))
+            .collect();
+        let sum: f64 = out.iter().map(|&(_, v)| f64::from(v)).sum();
+        for (_, v) in &mut out {
+            *v = (f64::from(*v) / sum) as f32;
+        }
+        out
+    }
+
+    /// A uniform draw in [0, 1) from the sampler's generator.
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.next_f64()
+    }
+
     /// Picks the next token from a logits row (`logits.len()` = n_vocab).
     /// Does not record the token; call [`accept`](Self::accept) for that.
     /// Panics if `logits` is empty.

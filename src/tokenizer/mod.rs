@@ -281,6 +281,15 @@ impl Tokenizer {
     }
 
     /// Number of tokens in the vocabulary.
+    /// The vocabulary type, as `tokenizer.ggml.model` names its family: "spm", "bpe", "wpm".
+    pub fn vocab_type(&self) -> &'static str {
+        match self.engine {
+            Engine::Spm(_) => "spm",
+            Engine::Bpe(_) => "bpe",
+            Engine::Wpm(_) => "wpm",
+        }
+    }
+
     pub fn n_vocab(&self) -> usize {
         self.vocab.tokens.len()
     }

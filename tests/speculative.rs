@@ -1,0 +1,259 @@
+//! Speculative decoding on tiny models: greedy output equals plain decoding with any draft,
+//! sampled output follows the target's distribution (χ²), and rollback leaves no trace.
+
+mod common;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ember::generate::{generate, GenerateParams, Session, SessionParams, Want};
+use ember::ggml::Type;
+use ember::model::{open_gguf, LoadOptions, Model};
+use ember::sampling::{Sampler, SamplingParams};
+use ember::speculative::{self, lookup::Lookup, DraftModel, Drafter, SpecParams};
+use ember::tokenizer::Tokenizer;
+
+struct Loaded {
+    model: Rc<Model>,
+    tok: Tokenizer,
+}
+
+fn load(p: &std::path::Path) -> Loaded {
+    let f = Arc::new(open_gguf(p, false).unwrap());
+    let tok = Tokenizer::from_gguf(&f).unwrap();
+    Loaded {
+        model: Rc::new(Model::load(f, LoadOptions::default()).unwrap()),
+        tok,
+    }
+}
+
+fn session(m: &Rc<Model>) -> Session {
+    let p = SessionParams {
+        n_ctx: 128,
+        n_ubatch: 512,
+        n_threads: 1,
+        type_k: Type::F16,
+        type_v: Type::F16,
+        flash_attn: true,
+    };
+    Session::new(m.clone(), p).unwrap()
+}
+
+fn greedy() -> SamplingParams {
+    SamplingParams {
+        temp: 0.0,
+        seed: 1,
+        ..SamplingParams::default()
+    }
+}
+
+const PROMPT: [u32; 6] = [259, 116, 104, 101, 32, 99];
+const GEN: GenerateParams = GenerateParams {
+    n_predict: 40,
+    ignore_eos: true,
+};
+
+fn plain(t: &Loaded) -> Vec<u32> {
+    let mut s = session(&t.model);
+    let mut out = Vec::new();
+    let mut sampler = Sampler::new(greedy());
+    generate(&mut s, &t.tok, &mut sampler, &PROMPT, GEN, |id| {
+        out.push(id);
+        true
+    })
+    .unwrap();
+    out
+}
+
+fn speculative(
+    t: &Loaded,
+    d: &mut Drafter,
+    spec: &SpecParams,
+    sp: SamplingParams,
+    g: GenerateParams,
+) -> (Vec<u32>, Session, speculative::SpecStats) {
+    let mut s = session(&t.model);
+    let mut out = Vec::new();
+    let mut sampler = Sampler::new(sp);
+    let (_, _, stats) =
+        speculative::generate(&mut s, d, &t.tok, &mut sampler, &PROMPT, g, spec, |id| {
+            out.push(id);
+            true
+        })
+        .unwrap();
+    (out, s, stats)
+}
+
+fn model_drafter(d: &Loaded, sp: SamplingParams) -> Drafter {
+    Drafter::Model(Box::new(DraftModel::new(
+        session(&d.model),
+        Sampler::new(sp),
+    )))
+}
+
+fn fixed(k: usize) -> SpecParams {
+    SpecParams {
+        draft_max: k,
+        draft_min: 0,
+        p_min: 0.0,
+        fixed: true,
+    }
+}
+
+#[test]
+fn greedy_output_equals_plain_decoding_with_any_draft() {
+    let (_d1, p1) = common::tiny_model(1);
+    let (_d2, p2) = common::tiny_model(2);
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.gguf");
+    let shape = common::Tiny {
+        n_layer: 1,
+        ..common::TINY
+    };
+    common::write_tiny_shaped(&cut, 1, common::TinyArch::Llama, &shape);
+    let target = load(&p1);
+    let want = plain(&target);
+    for (name, path) in [("itself", &p1), ("unrelated", &p2), ("1-layer cut", &cut)] {
+        let draft = load(path);
+        for k in [1, 3, 8] {
+            let mut d = model_drafter(&draft, greedy());
+            let (got, s, stats) = speculative(&target, &mut d, &fixed(k), greedy(), GEN);
+            assert_eq!(got, want, "draft {name}, k = {k}");
+            assert_eq!(s.n_past() as usize, PROMPT.len() + want.len() - 1);
+            if name == "itself" {
+                assert_eq!(stats.accepted, stats.drafted, "a model agrees with itself");
+                assert!(stats.target_passes <= want.len() / 2, "{stats:?}");
+            }
+        }
+    }
+    let mut d = Drafter::Lookup(Lookup::new(3));
+    let (got, _, _) = speculative(&target, &mut d, &fixed(4), greedy(), GEN);
+    assert_eq!(got, want, "prompt lookup");
+    // the cost model may choose any length, plain decoding included: same tokens
+    let draft = load(&p2);
+    let mut d = model_drafter(&draft, greedy());
+    let spec = SpecParams {
+        fixed: false,
+        ..fixed(6)
+    };
+    let (got, _, _) = speculative(&target, &mut d, &spec, greedy(), GEN);
+    assert_eq!(got, want, "cost model");
+}
+
+#[test]
+fn rollback_leaves_the_cache_as_plain_decoding_does() {
+    let (_d1, p1) = common::tiny_model(1);
+    let (_d2, p2) = common::tiny_model(2);
+    let (target, draft) = (load(&p1), load(&p2));
+    let mut d = model_drafter(&draft, greedy());
+    let (got, mut s, stats) = speculative(&target, &mut d, &fixed(5), greedy(), GEN);
+    assert!(
+        stats.accepted < stats.drafted,
+        "an unrelated draft gets rejections"
+    );
+    // Both caches now hold the prompt and all but the last generated token: the next
+    // position's logits must agree.
+    let mut p = session(&target.model);
+    let mut all = PROMPT.to_vec();
+    all.extend_from_slice(&got[..got.len() - 1]);
+    for &t in &all {
+        p.eval(&[t], Want::Last).unwrap();
+    }
+    let last = *got.last().unwrap();
+    let a = s.eval(&[last], Want::Last).unwrap().to_vec();
+    let b = p.eval(&[last], Want::Last).unwrap().to_vec();
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(d < 2e-2, "max |Δlogit| {d}");
+}
+
+/// Sampling with speculation draws each token from the target's distribution: the second
+/// generated token (the first that goes through drafting and verification) is counted over
+/// many seeds and compared with its exact marginal by χ².
+#[test]
+fn sampled_tokens_follow_the_target_distribution() {
+    let (_d1, p1) = common::tiny_model(1);
+    let (_d2, p2) = common::tiny_model(2);
+    let (target, draft) = (load(&p1), load(&p2));
+    let sp = |seed| SamplingParams {
+        temp: 1.0,
+        top_k: 6,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed,
+        ..SamplingParams::default()
+    };
+    // exact marginal of the second token: Σ_t1 p(t1) p(t2 | t1)
+    let n_vocab = target.model.hp.n_vocab as usize;
+    let mut s = session(&target.model);
+    let first = s.eval(&PROMPT, Want::Last).unwrap().to_vec();
+    let mut probe = Sampler::new(sp(0));
+    let mut marginal = vec![0f64; n_vocab];
+    for (t1, p1) in probe.distribution(&first) {
+        s.truncate(PROMPT.len() as u32);
+        let second = s.eval(&[t1], Want::Last).unwrap().to_vec();
+        for (t2, p2) in probe.distribution(&second) {
+            marginal[t2 as usize] += f64::from(p1) * f64::from(p2);
+        }
+    }
+    let runs = 3000;
+    let mut counts = vec![0usize; n_vocab];
+    let g = GenerateParams {
+        n_predict: 2,
+        ignore_eos: true,
+    };
+    let mut rejected = 0;
+    for seed in 0..runs {
+        let mut d = model_drafter(&draft, sp(seed + 10_000));
+        let (got, _, st) = speculative(&target, &mut d, &fixed(3), sp(seed), g);
+        counts[got[1] as usize] += 1;
+        rejected += st.drafted - st.accepted;
+    }
+    assert!(
+        rejected > runs as usize / 10,
+        "the test needs rejections: {rejected}"
+    );
+    // χ² over tokens with expected count >= 5; the rest pooled
+    let (mut chi2, mut df, mut pool_e, mut pool_o) = (0.0, 0, 0.0, 0.0);
+    for (t, &p) in marginal.iter().enumerate() {
+        let e = p * runs as f64;
+        let o = counts[t] as f64;
+        if e >= 5.0 {
+            chi2 += (o - e).powi(2) / e;
+            df += 1;
+        } else {
+            pool_e += e;
+            pool_o += o;
+        }
+    }
+    if pool_e > 0.0 {
+        chi2 += (pool_o - pool_e).powi(2) / pool_e.max(1.0);
+        df += 1;
+    }
+    df -= 1;
+    // 99.9% quantile of χ² ≈ df + 3.1·sqrt(2 df) + 5 (generous for df in 5..40)
+    let limit = df as f64 + 3.1 * (2.0 * df as f64).sqrt() + 5.0;
+    assert!(
+        chi2 < limit,
+        "χ² = {chi2:.1} with {df} degrees of freedom (limit {limit:.1})"
+    );
+}
+
+#[test]
+fn a_draft_with_another_vocabulary_is_refused() {
+    let (_d1, p1) = common::tiny_model(1);
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("vocab.gguf");
+    common::write_vocab_only(&other, true);
+    let a = load(&p1);
+    let f = open_gguf(&other, false).unwrap();
+    let b = Tokenizer::from_gguf(&f).unwrap();
+    let err = speculative::compat::check(&a.tok, &b)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BOS"), "{err}");
+    assert!(speculative::compat::check(&a.tok, &a.tok).is_ok());
+}
