@@ -32,7 +32,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e.downcast_ref::<UsageError>().is_some();
-            eprintln!("ember: error: {}", chain(&e));
+            eprintln!("ember: error: {}", one_line(&chain(&e)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -49,6 +49,20 @@ fn chain(e: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+/// Control characters escaped (`\n`, `\u{1b}`), so that an error quoting a hostile file's
+/// key or tensor name stays one line and cannot drive the terminal.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

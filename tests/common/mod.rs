@@ -114,6 +114,13 @@ pub fn write_tiny_llama(path: &Path, seed: u64) {
 
 /// Write a tiny model of architecture `arch` (see [`write_tiny_llama`]).
 pub fn write_tiny(path: &Path, seed: u64, arch: TinyArch) {
+    tiny_writer(seed, arch)
+        .write(path)
+        .expect("write tiny model");
+}
+
+/// The writer of a tiny model of architecture `arch`, to change before writing it out.
+pub fn tiny_writer(seed: u64, arch: TinyArch) -> GgufWriter {
     let t = &TINY;
     let mut w = GgufWriter::new();
     let s = |x: &str| Value::String(x.to_string());
@@ -197,7 +204,7 @@ pub fn write_tiny(path: &Path, seed: u64, arch: TinyArch) {
             .collect();
         w.add_tensor(&name, GgmlType::F16, &dims, bytes);
     }
-    w.write(path).expect("write tiny model");
+    w
 }
 
 /// A fresh tiny model in a temporary directory (kept alive by the returned guard).
