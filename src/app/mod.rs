@@ -5,6 +5,7 @@ pub mod input;
 pub mod load;
 pub mod perplexity;
 pub mod run;
+pub mod signals;
 pub mod tokenize;
 
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(i) = e.downcast_ref::<signals::Interrupted>() {
+                return ExitCode::from(i.exit_code());
+            }
             let usage = e.downcast_ref::<UsageError>().is_some();
             eprintln!("ember: error: {}", one_line(&chain(&e)));
             ExitCode::from(if usage { 2 } else { 1 })
