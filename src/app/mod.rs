@@ -7,6 +7,7 @@ pub mod kv_compare;
 pub mod load;
 pub mod perplexity;
 pub mod run;
+pub mod signals;
 pub mod speculate;
 pub mod tokenize;
 
@@ -36,8 +37,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(i) = e.downcast_ref::<signals::Interrupted>() {
+                return ExitCode::from(i.exit_code());
+            }
             let usage = e.downcast_ref::<UsageError>().is_some();
-            eprintln!("ember: error: {}", chain(&e));
+            eprintln!("ember: error: {}", one_line(&chain(&e)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -54,6 +58,20 @@ fn chain(e: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+/// Control characters escaped (`\n`, `\u{1b}`), so that an error quoting a hostile file's
+/// key or tensor name stays one line and cannot drive the terminal.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

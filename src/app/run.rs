@@ -37,17 +37,50 @@ fn read_prompt(a: &RunArgs) -> Result<String> {
     })
 }
 
+/// The prompt's first token and its last ones, so that it leaves room for `n_predict` tokens
+/// (at most half of `n_ctx`); unchanged when it already fits.
+pub fn truncate_prompt(ids: &[u32], n_ctx: u32, n_predict: i64) -> Vec<u32> {
+    let n_ctx = n_ctx.max(2) as usize;
+    if ids.len() <= n_ctx {
+        return ids.to_vec();
+    }
+    let room = usize::try_from(n_predict)
+        .unwrap_or(usize::MAX)
+        .min(n_ctx / 2);
+    let keep = (n_ctx - room).max(2);
+    let mut out = Vec::with_capacity(keep);
+    out.push(ids[0]);
+    out.extend_from_slice(&ids[ids.len() - (keep - 1)..]);
+    out
+}
+
 pub fn run(a: &RunArgs) -> Result<()> {
     let cfg = ModelConfig::from_args(&a.model, DEFAULT_CTX)?;
     let prompt = read_prompt(a)?;
+    super::signals::install();
     let loaded = super::load::load(&cfg)?;
+    if let Some(i) = super::signals::received() {
+        log::warn!("stopped before generating: {i}");
+        return Err(i.into());
+    }
     let cfg = ModelConfig {
         n_ctx: cfg.n_ctx.min(loaded.model.hp.n_ctx_train.max(1)),
         ..cfg
     };
     let mut session = super::load::session(&loaded, &cfg)?;
     let tok = &loaded.tokenizer;
-    let ids = tok.encode(&prompt, true, !a.no_parse_special);
+    let mut ids = tok.encode(&prompt, true, !a.no_parse_special);
+    if a.truncate_prompt && ids.len() > session.n_ctx() as usize {
+        let kept = truncate_prompt(&ids, session.n_ctx(), a.n_predict);
+        log::warn!(
+            "prompt truncated from {} to {} tokens (its first token and the last {}) to fit the context of {}",
+            ids.len(),
+            kept.len(),
+            kept.len() - 1,
+            session.n_ctx()
+        );
+        ids = kept;
+    }
     let mut sampler = Sampler::new(sampling_params(&a.sampling));
     log::info!(
         "prompt: {} tokens; sampling seed {}",
@@ -65,6 +98,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
     };
     let mut drafter = super::speculate::drafter(a, &cfg, &loaded, &mut sampler)?;
     let on_token = |id| {
+        if super::signals::received().is_some() {
+            return false;
+        }
         let text = decoder.push(tok, id);
         match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
             Ok(()) => true,
@@ -102,19 +138,30 @@ pub fn run(a: &RunArgs) -> Result<()> {
         .and_then(|_| out.flush())
         .context("writing to stdout")?;
     drop(out);
-    if stop == StopReason::ContextFull {
+    let interrupted = super::signals::received();
+    if let Some(i) = &interrupted {
+        log::warn!("stopped: {i}");
+    } else if stop == StopReason::ContextFull {
         log::warn!("stopped: the context of {} tokens is full", session.n_ctx());
     }
     if !a.no_perf {
-        eprintln!();
-        eprintln!(
-            "ember: load: {:.1} ms | {}",
+        // Like the logger, ignore a closed stderr rather than panic as eprintln! would.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\nember: load: {:.1} ms | {}",
             loaded.load_time.as_secs_f64() * 1e3,
             timings.report()
         );
         if let Some(st) = &spec_stats {
-            eprintln!("ember: {}", st.report(timings.generated, timings.decode));
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "ember: {}",
+                st.report(timings.generated, timings.decode)
+            );
         }
     }
-    Ok(())
+    match interrupted {
+        Some(i) => Err(i.into()),
+        None => Ok(()),
+    }
 }

@@ -189,6 +189,10 @@ pub struct RunArgs {
     /// Keep generating past end-of-generation tokens.
     #[arg(long = "ignore-eos")]
     pub ignore_eos: bool,
+    /// If the prompt does not fit the context, keep its first token and its last tokens,
+    /// leaving room for -n tokens (at most half the context), instead of failing.
+    #[arg(long = "truncate-prompt")]
+    pub truncate_prompt: bool,
     /// Show control tokens in the output.
     #[arg(long = "special")]
     pub special: bool,

@@ -64,7 +64,7 @@ impl Timings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("the prompt has {prompt} tokens, more than the context of {n_ctx} (raise -c)")]
+    #[error("the prompt has {prompt} tokens, more than the context of {n_ctx} (raise -c, or --truncate-prompt to keep its end)")]
     PromptTooLong { prompt: usize, n_ctx: u32 },
     #[error("the prompt is empty")]
     EmptyPrompt,

@@ -19,6 +19,9 @@ pub enum GgufError {
         source: std::io::Error,
     },
 
+    #[error("the file is empty (0 bytes), not a GGUF model")]
+    Empty,
+
     #[error("not a GGUF file: bad magic {found:02x?} at offset 0 (expected \"GGUF\")")]
     BadMagic { found: Vec<u8> },
 
@@ -108,6 +111,16 @@ pub enum GgufError {
         n_dims: u32,
     },
 
+    #[error(
+        "tensor '{name}' at offset {offset}: dimension {index} is {value} (must not be negative)"
+    )]
+    NegativeDim {
+        offset: u64,
+        name: String,
+        index: usize,
+        value: i64,
+    },
+
     #[error("tensor '{name}' at offset {offset}: shape {dims:?} overflows the element count (max i64::MAX)")]
     ElementCountOverflow {
         offset: u64,
@@ -148,6 +161,14 @@ pub enum GgufError {
         file_size: u64,
     },
 
+    #[error("data section at offset {data_offset} (end of the tensor infos at {offset}, aligned to {alignment}) lies past the end of the {file_size}-byte file")]
+    DataSectionOutOfBounds {
+        offset: u64,
+        data_offset: u64,
+        alignment: u64,
+        file_size: u64,
+    },
+
     #[error("tensor '{name}' data at offset {offset} overlaps tensor '{other}' (which ends at {other_end})")]
     OverlappingTensors {
         offset: u64,
@@ -168,7 +189,7 @@ impl GgufError {
     pub fn offset(&self) -> Option<u64> {
         use GgufError::*;
         match self {
-            Io { .. } => None,
+            Io { .. } | Empty => None,
             BadMagic { .. } => Some(0),
             UnsupportedVersion { offset, .. }
             | Truncated { offset, .. }
@@ -184,11 +205,13 @@ impl GgufError {
             | DuplicateKey { offset, .. }
             | DuplicateTensor { offset, .. }
             | BadDimCount { offset, .. }
+            | NegativeDim { offset, .. }
             | ElementCountOverflow { offset, .. }
             | UnknownGgmlType { offset, .. }
             | BadBlockMultiple { offset, .. }
             | MisalignedTensor { offset, .. }
             | TensorOutOfBounds { offset, .. }
+            | DataSectionOutOfBounds { offset, .. }
             | OverlappingTensors { offset, .. }
             | AlignmentType { offset, .. }
             | AlignmentValue { offset, .. } => Some(*offset),

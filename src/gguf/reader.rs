@@ -235,6 +235,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
     let file_size = buf.len() as u64;
 
     // --- header -----------------------------------------------------------
+    if buf.is_empty() {
+        return Err(GgufError::Empty);
+    }
     let head = &buf[..buf.len().min(4)];
     if head != &GGUF_MAGIC[..head.len()] {
         return Err(GgufError::BadMagic {
@@ -344,6 +347,14 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
     // --- data section -------------------------------------------------------
     // Tensor offsets are relative to the end of the infos, rounded up.
     let data_offset = align_up(c.offset(), alignment);
+    if !tensors.is_empty() && data_offset > file_size {
+        return Err(GgufError::DataSectionOutOfBounds {
+            offset: c.offset(),
+            data_offset,
+            alignment,
+            file_size,
+        });
+    }
     for (t, &field) in tensors.iter_mut().zip(&info_offsets) {
         let start = data_offset.checked_add(t.offset);
         match start.and_then(|s| s.checked_add(t.size)) {
@@ -399,6 +410,14 @@ fn tensor_info(
     let offset_field = c.offset();
     let rel_offset = c.u64("data offset", ctx)?;
 
+    if let Some(index) = dims.iter().position(|&d| d > i64::MAX as u64) {
+        return Err(GgufError::NegativeDim {
+            offset: n_dims_offset + 4 + 8 * index as u64,
+            value: dims[index] as i64,
+            name,
+            index,
+        });
+    }
     let n_elements = element_count(&dims);
     let Some(n_elements) = n_elements else {
         return Err(GgufError::ElementCountOverflow {

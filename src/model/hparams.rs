@@ -275,6 +275,31 @@ pub fn read_with(
         }
     };
     let ext_factor = if scaling == "yarn" { 1.0 } else { 0.0 };
+    let n_tensors = f.tensors().len();
+    let mut n_layer_checked = n_layer;
+    if n_layer as usize > n_tensors.max(1) {
+        // Every layer has tensors: a larger count is corrupt, and sizing per-layer tables by it
+        // could allocate gigabytes. (A file with no tensors at all gets the clearer error that
+        // names the first missing tensor.)
+        r.push(invalid(
+            Key::BlockCount.name(arch),
+            "at most the number of tensors",
+            format!("{n_layer} ({n_tensors} tensors)"),
+        ));
+        n_layer_checked = 0;
+    }
+    check_heads(
+        &mut r,
+        f,
+        arch,
+        Heads {
+            n_embd,
+            n_head,
+            head_dim_k,
+            head_dim_v,
+            n_rot,
+        },
+    );
     if n_layer == 0 || n_embd == 0 || n_head == 0 {
         // Already reported when missing; a present zero is its own error.
         for (k, v) in [
@@ -307,7 +332,7 @@ pub fn read_with(
         n_vocab,
         n_ctx_train,
         n_embd,
-        n_layer,
+        n_layer: n_layer_checked,
         n_head,
         n_head_kv,
         head_dim_k,
@@ -329,6 +354,67 @@ pub fn read_with(
     };
     extra(&mut r, &mut hp);
     r.finish(hp)
+}
+
+fn invalid(key: String, expected: &'static str, found: String) -> MetaError {
+    MetaError::WrongType {
+        key,
+        expected,
+        found,
+    }
+}
+
+/// The head geometry that the graph relies on.
+struct Heads {
+    n_embd: u32,
+    n_head: u32,
+    head_dim_k: u32,
+    head_dim_v: u32,
+    n_rot: u32,
+}
+
+/// Head sizes that divide the embedding (when not given explicitly), Q/K/V widths that fit in
+/// 32 bits, and RoPE dimensions that fit in a head: ggml aborts on the graph otherwise.
+fn check_heads(r: &mut Reader<'_>, f: &GgufFile, arch: &str, h: Heads) {
+    if h.n_head == 0 || h.n_embd == 0 {
+        return; // reported by the caller
+    }
+    let explicit = |k: Key| f.get(&k.name(arch)).is_some();
+    let defaulted = !explicit(Key::KeyLength) || !explicit(Key::ValueLength);
+    if defaulted && !h.n_embd.is_multiple_of(h.n_head) {
+        r.push(invalid(
+            Key::HeadCount.name(arch),
+            "a divisor of the embedding length",
+            format!(
+                "{} (not a divisor of {} = {})",
+                h.n_head,
+                Key::EmbeddingLength.name(arch),
+                h.n_embd
+            ),
+        ));
+        return;
+    }
+    for (k, d) in [
+        (Key::KeyLength, h.head_dim_k),
+        (Key::ValueLength, h.head_dim_v),
+    ] {
+        let width = u64::from(d) * u64::from(h.n_head);
+        if d == 0 || width > i32::MAX as u64 {
+            r.push(invalid(
+                k.name(arch),
+                "a head size with head_count × size in 1..2^31",
+                format!("{d} (× {} heads = {width})", h.n_head),
+            ));
+            return;
+        }
+    }
+    if h.n_rot > h.head_dim_k || !h.n_rot.is_multiple_of(2) {
+        r.push(invalid(
+            Key::RopeDimensionCount.name(arch),
+            "an even number no larger than the head size",
+            format!("{} (head size {})", h.n_rot, h.head_dim_k),
+        ));
+    }
 }
 
 impl Reader<'_> {

@@ -75,6 +75,15 @@ pub fn open_gguf(path: &Path, mlock: bool) -> Result<GgufFile, LoadError> {
         path: path.display().to_string(),
         source,
     };
+    // Checked before opening: opening a FIFO would block, and a directory opens fine but
+    // cannot be mapped ("No such device").
+    let meta = std::fs::metadata(path).map_err(open_err)?;
+    if meta.is_dir() {
+        return Err(open_err(std::io::ErrorKind::IsADirectory.into()));
+    }
+    if !meta.is_file() {
+        return Err(open_err(std::io::Error::other("not a regular file")));
+    }
     let file = std::fs::File::open(path).map_err(open_err)?;
     let map = crate::ggml::map_file(&file).map_err(open_err)?;
     if mlock {

@@ -128,6 +128,18 @@ pub fn write_tiny(path: &Path, seed: u64, arch: TinyArch) {
 
 /// Write a tiny model of architecture `arch` with the shape `t`.
 pub fn write_tiny_shaped(path: &Path, seed: u64, arch: TinyArch, t: &Tiny) {
+    tiny_writer_shaped(seed, arch, t)
+        .write(path)
+        .expect("write tiny model");
+}
+
+/// The writer of a tiny model of architecture `arch`, to change before writing it out.
+pub fn tiny_writer(seed: u64, arch: TinyArch) -> GgufWriter {
+    tiny_writer_shaped(seed, arch, &TINY)
+}
+
+/// The writer of a tiny model of architecture `arch` with the shape `t`.
+pub fn tiny_writer_shaped(seed: u64, arch: TinyArch, t: &Tiny) -> GgufWriter {
     let mut w = GgufWriter::new();
     let s = |x: &str| Value::String(x.to_string());
     let a = arch.name();
@@ -210,7 +222,7 @@ pub fn write_tiny_shaped(path: &Path, seed: u64, arch: TinyArch, t: &Tiny) {
             .collect();
         w.add_tensor(&name, GgmlType::F16, &dims, bytes);
     }
-    w.write(path).expect("write tiny model");
+    w
 }
 
 /// A fresh tiny model in a temporary directory (kept alive by the returned guard).

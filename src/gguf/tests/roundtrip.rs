@@ -379,10 +379,7 @@ fn open_from_disk_is_page_aligned() {
 
     let empty = dir.join("empty.gguf");
     std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(
-        GgufFile::open(&empty),
-        Err(GgufError::Truncated { .. })
-    ));
+    assert!(matches!(GgufFile::open(&empty), Err(GgufError::Empty)));
     let missing = dir.join("missing.gguf");
     let e = GgufFile::open(&missing).unwrap_err();
     assert!(matches!(e, GgufError::Io { .. }) && e.to_string().contains("missing.gguf"));

@@ -328,11 +328,7 @@ fn dimension_count_zero_or_over_four() {
 #[test]
 fn element_count_must_not_overflow() {
     let big = 1u64 << 32;
-    for dims in [
-        &[big, big][..],
-        &[1, 1, 1, i64::MAX as u64 + 1],
-        &[0, u64::MAX],
-    ] {
+    for dims in [&[big, big][..], &[1 << 40, 1 << 40, 1 << 40]] {
         let e = err(with_tensors(&[("t", dims, F32, 0)], 0));
         assert!(
             matches!(e, GgufError::ElementCountOverflow { .. }),
@@ -350,6 +346,46 @@ fn element_count_must_not_overflow() {
     ));
     assert_eq!(f.tensor("t").unwrap().size, 0);
     assert_eq!(f.tensor("u").unwrap().n_elements(), 0);
+}
+
+#[test]
+fn negative_dimension() {
+    // ggml's ne[] are int64_t: a dimension past i64::MAX is negative there.
+    for (dims, index) in [
+        (&[1, 1, 1, i64::MAX as u64 + 1][..], 3),
+        (&[0, u64::MAX], 1),
+    ] {
+        let e = err(with_tensors(&[("t", dims, F32, 0)], 0));
+        let at = 33 + 4 + 8 * index as u64;
+        assert!(
+            matches!(e, GgufError::NegativeDim { index: i, offset, .. } if i == index && offset == at),
+            "{dims:?}: {e}"
+        );
+        assert_msg(&e, &["'t'", &format!("dimension {index} is -")]);
+    }
+}
+
+#[test]
+fn empty_file_and_data_section_past_the_end() {
+    let e = err(Vec::new());
+    assert!(matches!(e, GgufError::Empty));
+    assert_msg(&e, &["empty"]);
+    // One 8-element tensor, the file cut inside the padding before the data section.
+    let full = with_tensors(&[("t", &[8], F32, 0)], 32);
+    let infos_end = HDR + 8 + 1 + 4 + 8 + 4 + 8;
+    let e = err(full[..infos_end + 1].to_vec());
+    assert!(
+        matches!(
+            e,
+            GgufError::DataSectionOutOfBounds {
+                data_offset: 64,
+                alignment: 32,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_msg(&e, &["data section at offset 64", "past the end"]);
 }
 
 #[test]
