@@ -256,6 +256,7 @@ pub fn generate(
 
     let mut forced: Option<u32> = None;
     let mut plain_streak = 0usize;
+    let mut probe_after = 16usize;
     let stop = 'gen: loop {
         if run.length_reached() {
             break StopReason::Length;
@@ -286,9 +287,13 @@ pub fn generate(
         } else {
             cost.best_k(limit)
         };
-        if k == 0 && !spec.fixed && limit > 0 && plain_streak >= 16 && cost.can_ever_win() {
-            // probe now and then, so a pessimistic acceptance estimate can recover
-            k = limit.min(2);
+        if k == 0 && !spec.fixed && limit > 0 && plain_streak >= probe_after {
+            // Probe now and then, so a pessimistic acceptance estimate can recover; less and
+            // less often while probes fail, never where even perfect drafts would not pay.
+            if cost.can_ever_win(1.2) {
+                k = limit.min(2);
+            }
+            probe_after *= 2;
         }
         stats.k_hist[k.min(draft_max)] += 1;
         let n0 = target.n_past() as usize;
