@@ -103,11 +103,21 @@ impl CostModel {
     /// The draft length with the highest expected rate (0 = plain decoding), capped at
     /// `limit`. Without target measurements, plain decoding.
     pub fn best_k(&self, limit: usize) -> usize {
+        self.best_k_at(limit, self.alpha, 1.02)
+    }
+
+    /// The best draft length at acceptance `alpha`, where a draft must beat plain decoding's
+    /// expected rate by the factor `margin`.
+    pub fn best_k_at(&self, limit: usize, alpha: f64, margin: f64) -> usize {
         let limit = limit.min(self.max_k);
-        let mut best = (0, self.rate(0, self.alpha).unwrap_or(f64::INFINITY));
+        let plain = match self.rate(0, alpha) {
+            Some(r) => r,
+            None => return 0,
+        };
+        let mut best = (0, plain * margin);
         for k in 1..=limit {
-            if let Some(r) = self.rate(k, self.alpha) {
-                if r > best.1 * 1.02 {
+            if let Some(r) = self.rate(k, alpha) {
+                if r > best.1 {
                     best = (k, r);
                 }
             }
@@ -115,14 +125,10 @@ impl CostModel {
         best.0
     }
 
-    /// Whether some draft would beat plain decoding by `margin` (e.g. 1.2 = 20%) if every
-    /// drafted token were accepted: otherwise probing for a better acceptance rate is waste.
-    pub fn can_ever_win(&self, margin: f64) -> bool {
-        let plain = match self.rate(0, 1.0) {
-            Some(r) => r,
-            None => return true,
-        };
-        (1..=self.max_k).any(|k| self.rate(k, 1.0).is_some_and(|r| r > margin * plain))
+    /// Whether probing is worth it: some draft beats plain decoding by `margin` at an
+    /// optimistic acceptance rate (the estimate plus 0.2, at most 0.95).
+    pub fn worth_probing(&self, limit: usize, margin: f64) -> bool {
+        self.best_k_at(limit, (self.alpha + 0.2).min(0.95), margin) > 0
     }
 }
 
@@ -145,7 +151,7 @@ mod tests {
         let mut m = qwen15();
         m.record_draft(1.0 / 48.0);
         assert_eq!(m.best_k(8), 0);
-        assert!(!m.can_ever_win(1.2));
+        assert!(!m.worth_probing(8, 1.2));
     }
 
     #[test]

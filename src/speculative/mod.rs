@@ -20,6 +20,13 @@ use crate::tokenizer::Tokenizer;
 use cost::CostModel;
 use lookup::Lookup;
 
+/// Longest draft at temperature 0 on repacked weights (batch of 3 rows, see `generate`).
+pub const GREEDY_REPACKED_MAX_DRAFT: usize = 2;
+
+/// A draft must promise this much more than plain decoding's rate to be tried: the estimates
+/// are noisy and a wrong guess costs a wide batch.
+const DRAFT_MARGIN: f64 = 1.1;
+
 #[derive(Clone, Debug)]
 pub struct SpecParams {
     /// Most tokens drafted per step.
@@ -156,8 +163,10 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (r, t0.elapsed().as_secs_f64())
 }
 
-/// Measures the target's time for batches of 1 and `n` (evaluated, then rolled back) so the
-/// cost model starts from facts; the user pays this once, before the first token.
+/// Measures the target's time for batches of 1, 2 and 3 or 4 (evaluated, then rolled back) so the
+/// cost model starts from facts where drafts are short; the user pays this once, before the
+/// first token. Longer batches are extrapolated (conservatively: the cost per token falls as
+/// batches grow) until steps measure them.
 fn calibrate(
     target: &mut Session,
     cost: &mut CostModel,
@@ -166,8 +175,9 @@ fn calibrate(
 ) -> Result<(), EvalError> {
     let n0 = target.n_past();
     let room = (target.n_ctx() - n0) as usize;
-    for size in [1, n] {
-        if size == 0 || size > room {
+    let sizes: &[usize] = if n <= 3 { &[1, 2, 3] } else { &[1, 2, 4] };
+    for &size in sizes {
+        if size > n || size > room {
             continue;
         }
         let batch = vec![last; size];
@@ -202,7 +212,16 @@ pub fn generate(
             n_ctx,
         });
     }
-    let draft_max = spec.draft_max.max(1);
+    // ggml's repacked kernels multiply groups of 4 rows differently from single rows (gemm
+    // vs gemv): at temperature 0 a verification batch of more than 3 could pick another
+    // argmax than plain decoding in a near-tie. Up to 3 rows every row takes the single-row
+    // path, so the text stays plain decoding's bit for bit; --no-repack lifts the cap.
+    let exact_cap = if sampler.is_greedy() && target.model().weights.placements.n_repacked > 0 {
+        GREEDY_REPACKED_MAX_DRAFT
+    } else {
+        usize::MAX
+    };
+    let draft_max = spec.draft_max.max(1).min(exact_cap);
     let mut stats = SpecStats {
         k_hist: vec![0; draft_max + 1],
         ..SpecStats::default()
@@ -285,12 +304,12 @@ pub fn generate(
         let mut k = if spec.fixed {
             limit
         } else {
-            cost.best_k(limit)
+            cost.best_k_at(limit, cost.alpha(), DRAFT_MARGIN)
         };
         if k == 0 && !spec.fixed && limit > 0 && plain_streak >= probe_after {
             // Probe now and then, so a pessimistic acceptance estimate can recover; less and
-            // less often while probes fail, never where even perfect drafts would not pay.
-            if cost.can_ever_win(1.2) {
+            // less often while probes fail, never where even optimistic acceptance would not pay.
+            if cost.worth_probing(limit, 1.2) {
                 k = limit.min(2);
             }
             probe_after *= 2;
@@ -299,15 +318,13 @@ pub fn generate(
         let n0 = target.n_past() as usize;
         let (drafts, qs) = if k > 0 {
             let t0 = Instant::now();
-            let d = draft(
-                drafter,
-                &run.history,
-                k,
-                spec.p_min,
-                logits.len(),
-                &mut cost,
-            )?;
-            stats.draft_time += t0.elapsed();
+            let d = draft(drafter, &run.history, k, spec.p_min, logits.len())?;
+            let spent = t0.elapsed();
+            stats.draft_time += spent;
+            if matches!(drafter, Drafter::Model(_)) {
+                // catching up and sampling included; an empty draft still cost its time
+                cost.record_draft(spent.as_secs_f64() / d.0.len().max(1) as f64);
+            }
             d
         } else {
             (Vec::new(), Vec::new())
@@ -417,7 +434,6 @@ fn draft(
     k: usize,
     p_min: f32,
     n_vocab_target: usize,
-    cost: &mut CostModel,
 ) -> Result<Draft, EvalError> {
     match drafter {
         Drafter::Lookup(l) => {
@@ -454,10 +470,8 @@ fn draft(
                 out.push(x);
                 qs.push(q);
                 if i + 1 < k {
-                    let (r, secs) = timed(|| m.session.eval(&[x], Want::Last).map(<[f32]>::to_vec));
-                    logits = r?;
+                    logits = m.session.eval(&[x], Want::Last)?.to_vec();
                     m.evaluated += 1;
-                    cost.record_draft(secs);
                 }
             }
             Ok((out, qs))
