@@ -51,6 +51,18 @@ fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 /// Start a long generation, wait for its first output, send `signal`, and check that it stops
 /// promptly with `code`, keeping what it generated and saying why on stderr.
+/// Everything the (finished) child wrote on stderr.
+fn stderr_text(child: &mut Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
 fn signal_stops_generation(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let model = long_context_model(dir.path());
@@ -70,13 +82,7 @@ fn signal_stops_generation(signal: &str, code: i32) {
     });
     let status = wait_within(&mut child, Duration::from_secs(10));
     let rest = reader.join().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_text(&mut child);
     assert_eq!(status.code(), Some(code), "stderr: {err}");
     assert!(
         err.contains(&format!("warning: stopped: interrupted by SIG{signal}")),
@@ -108,13 +114,7 @@ fn a_closed_stdout_ends_the_run_quietly_with_0() {
     stdout.read_exact(&mut first).expect("first output byte");
     drop(stdout); // `ember ... | head -c1`
     let status = wait_within(&mut child, Duration::from_secs(10));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_text(&mut child);
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(err.is_empty(), "stderr: {err}");
 }

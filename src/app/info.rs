@@ -10,7 +10,7 @@ use crate::cli::args::InfoArgs;
 use crate::cli::config::cache_type;
 use crate::ggml::Type;
 use crate::gguf::{describe_json, describe_text, GgufFile};
-use crate::kv::{rotation_size, KvBytes};
+use crate::kv::{rotation_size, KvBytes, KvShape};
 use crate::model::arch::Arch;
 use crate::model::open_gguf;
 
@@ -45,10 +45,7 @@ struct KvReport {
     n_ctx: u32,
     type_k: Type,
     type_v: Type,
-    n_layer: u32,
-    n_head_kv: u32,
-    head_dim_k: u32,
-    head_dim_v: u32,
+    shape: KvShape,
     bytes: KvBytes,
     rot_k: Option<u32>,
     rot_v: Option<u32>,
@@ -74,13 +71,10 @@ fn kv_report(f: &GgufFile, n_ctx: u32, type_k: Type, type_v: Type) -> Result<Opt
         n_ctx,
         type_k,
         type_v,
-        n_layer: hp.n_layer,
-        n_head_kv: hp.n_head_kv,
-        head_dim_k: hp.head_dim_k,
-        head_dim_v: hp.head_dim_v,
         bytes: shape.bytes(n_ctx, type_k, type_v),
         rot_k: rotation_size(type_k, hp.head_dim_k, true),
         rot_v: rotation_size(type_v, hp.head_dim_v, false),
+        shape,
     }))
 }
 
@@ -99,10 +93,10 @@ impl KvReport {
             "n_ctx": self.n_ctx,
             "type_k": self.type_k.name(),
             "type_v": self.type_v.name(),
-            "n_layer": self.n_layer,
-            "n_head_kv": self.n_head_kv,
-            "head_dim_k": self.head_dim_k,
-            "head_dim_v": self.head_dim_v,
+            "n_layer": self.shape.n_layer,
+            "n_head_kv": self.shape.n_head_kv,
+            "head_dim_k": self.shape.head_dim_k,
+            "head_dim_v": self.shape.head_dim_v,
             "k_bytes": self.bytes.k,
             "v_bytes": self.bytes.v,
             "total_bytes": self.bytes.k + self.bytes.v,
@@ -118,7 +112,11 @@ impl KvReport {
         writeln!(
             out,
             "\nKV cache at {} tokens: {} layers x {} KV heads, head size {}/{} (K/V)",
-            self.n_ctx, self.n_layer, self.n_head_kv, self.head_dim_k, self.head_dim_v
+            self.n_ctx,
+            self.shape.n_layer,
+            self.shape.n_head_kv,
+            self.shape.head_dim_k,
+            self.shape.head_dim_v
         )?;
         for (which, ty, bytes, per, rot) in [
             ("K", self.type_k, self.bytes.k, t.k, self.rot_k),

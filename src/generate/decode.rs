@@ -79,8 +79,35 @@ pub fn generate(
     sampler: &mut Sampler,
     prompt: &[u32],
     params: GenerateParams,
-    mut on_token: impl FnMut(u32) -> bool,
+    on_token: impl FnMut(u32) -> bool,
 ) -> Result<(StopReason, Timings), GenerateError> {
+    check_prompt(session, prompt)?;
+    let n_ctx = session.n_ctx();
+    for &id in prompt {
+        sampler.accept(id);
+    }
+    let mut em = Emitter::new(tok, params, on_token, prompt.len());
+    let mut logits = session.eval(prompt, Want::Last)?.to_vec();
+    em.prompt_done();
+    let stop = loop {
+        if em.length_reached() {
+            break StopReason::Length;
+        }
+        let id = sampler.sample(&logits);
+        if let Some(reason) = em.emit(sampler, id) {
+            break reason;
+        }
+        if session.n_past() >= n_ctx {
+            break StopReason::ContextFull;
+        }
+        logits.clear();
+        logits.extend_from_slice(session.eval(&[id], Want::Last)?);
+    };
+    Ok((stop, em.finish()))
+}
+
+/// A prompt must be non-empty and fit in what is left of the context.
+pub(crate) fn check_prompt(session: &Session, prompt: &[u32]) -> Result<(), GenerateError> {
     if prompt.is_empty() {
         return Err(GenerateError::EmptyPrompt);
     }
@@ -91,45 +118,76 @@ pub fn generate(
             n_ctx,
         });
     }
-    let mut t = Timings {
-        prompt_tokens: prompt.len(),
-        ..Timings::default()
-    };
-    for &id in prompt {
-        sampler.accept(id);
+    Ok(())
+}
+
+/// Hands generated tokens out under the stop rules and timings every decode loop shares
+/// (plain and speculative): end of generation, `n_predict`, the callback asking to stop.
+pub(crate) struct Emitter<'a, F: FnMut(u32) -> bool> {
+    tok: &'a Tokenizer,
+    params: GenerateParams,
+    on_token: F,
+    t: Timings,
+    start: Instant,
+    first_at: Option<Instant>,
+}
+
+impl<'a, F: FnMut(u32) -> bool> Emitter<'a, F> {
+    /// Starts the clock: prompt processing begins now.
+    pub(crate) fn new(
+        tok: &'a Tokenizer,
+        params: GenerateParams,
+        on_token: F,
+        prompt_tokens: usize,
+    ) -> Self {
+        Emitter {
+            tok,
+            params,
+            on_token,
+            t: Timings {
+                prompt_tokens,
+                ..Timings::default()
+            },
+            start: Instant::now(),
+            first_at: None,
+        }
     }
-    let start = Instant::now();
-    let mut logits = session.eval(prompt, Want::Last)?.to_vec();
-    t.prompt = start.elapsed();
-    let mut first_at = None;
-    let stop = loop {
-        if params.n_predict >= 0 && t.generated as i64 >= params.n_predict {
-            break StopReason::Length;
-        }
-        let id = sampler.sample(&logits);
-        sampler.accept(id);
-        if !params.ignore_eos && tok.is_eog(id) {
-            break StopReason::Eog;
-        }
-        t.generated += 1;
-        if !on_token(id) {
-            break StopReason::Cancelled;
-        }
-        if first_at.is_none() {
-            first_at = Some(Instant::now());
-            t.ttft = start.elapsed();
-        }
-        if params.n_predict >= 0 && t.generated as i64 >= params.n_predict {
-            break StopReason::Length;
-        }
-        if session.n_past() >= n_ctx {
-            break StopReason::ContextFull;
-        }
-        logits.clear();
-        logits.extend_from_slice(session.eval(&[id], Want::Last)?);
-    };
-    if let Some(f) = first_at {
-        t.decode = f.elapsed();
+
+    /// The prompt (and whatever set-up precedes the first token) is done.
+    pub(crate) fn prompt_done(&mut self) {
+        self.t.prompt = self.start.elapsed();
     }
-    Ok((stop, t))
+
+    /// Records `id` with the sampler and hands it out; `Some(reason)` ends generation (an
+    /// end-of-generation token is not handed out).
+    pub(crate) fn emit(&mut self, sampler: &mut Sampler, id: u32) -> Option<StopReason> {
+        sampler.accept(id);
+        if !self.params.ignore_eos && self.tok.is_eog(id) {
+            return Some(StopReason::Eog);
+        }
+        self.t.generated += 1;
+        if !(self.on_token)(id) {
+            return Some(StopReason::Cancelled);
+        }
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+            self.t.ttft = self.start.elapsed();
+        }
+        self.length_reached().then_some(StopReason::Length)
+    }
+
+    pub(crate) fn length_reached(&self) -> bool {
+        self.params.n_predict >= 0 && self.t.generated as i64 >= self.params.n_predict
+    }
+
+    pub(crate) fn generated(&self) -> usize {
+        self.t.generated
+    }
+
+    pub(crate) fn finish(mut self) -> Timings {
+        if let Some(f) = self.first_at {
+            self.t.decode = f.elapsed();
+        }
+        self.t
+    }
 }

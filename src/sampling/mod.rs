@@ -148,38 +148,12 @@ impl Sampler {
             !logits.is_empty(),
             "Sampler::distribution: empty logits row"
         );
-        let p = self.params.clone();
-        let row: &[f32] = if p.penalties_active() {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(logits);
-            self.penalties.apply(
-                &mut self.scratch,
-                p.repeat_penalty,
-                p.frequency_penalty,
-                p.presence_penalty,
-            );
-            &self.scratch
-        } else {
-            logits
-        };
-        if self.is_greedy() {
-            return vec![(argmax(row), 1.0)];
+        if let Some(id) = self.apply_chain(logits) {
+            return vec![(id, 1.0)];
         }
-        let c = &mut self.cands;
-        c.load_top_k(row, p.top_k);
-        c.top_p(p.top_p, 0);
-        c.min_p(p.min_p, 0);
-        c.temperature(p.temp);
-        let max = c
-            .data
-            .iter()
-            .map(|x| x.logit)
-            .fold(f32::NEG_INFINITY, f32::max);
-        let mut out: Vec<(u32, f32)> = c
-            .data
-            .iter()
-            .map(|x| (x.id, (x.logit - max).exp()))
-            .collect();
+        let c = &self.cands.data;
+        let max = c.iter().map(|x| x.logit).fold(f32::NEG_INFINITY, f32::max);
+        let mut out: Vec<(u32, f32)> = c.iter().map(|x| (x.id, (x.logit - max).exp())).collect();
         let sum: f64 = out.iter().map(|&(_, v)| f64::from(v)).sum();
         for (_, v) in &mut out {
             *v = (f64::from(*v) / sum) as f32;
@@ -197,9 +171,17 @@ impl Sampler {
     /// Panics if `logits` is empty.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         assert!(!logits.is_empty(), "Sampler::sample: empty logits row");
+        match self.apply_chain(logits) {
+            Some(id) => id,
+            None => self.cands.draw(&mut self.rng),
+        }
+    }
+
+    /// Penalties, then either the greedy pick (`Some`) or the chain up to the temperature
+    /// applied to the candidates in `self.cands` (`None`), ready to draw from.
+    fn apply_chain(&mut self, logits: &[f32]) -> Option<u32> {
         let p = &self.params;
-        let penalize = p.penalties_active();
-        let row: &[f32] = if penalize {
+        let row: &[f32] = if p.penalties_active() {
             self.scratch.clear();
             self.scratch.extend_from_slice(logits);
             self.penalties.apply(
@@ -214,7 +196,7 @@ impl Sampler {
         };
 
         if self.is_greedy() {
-            return argmax(row);
+            return Some(argmax(row));
         }
 
         let c = &mut self.cands;
@@ -222,7 +204,7 @@ impl Sampler {
         c.top_p(p.top_p, 0);
         c.min_p(p.min_p, 0);
         c.temperature(p.temp);
-        c.draw(&mut self.rng)
+        None
     }
 }
 

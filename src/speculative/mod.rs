@@ -11,6 +11,7 @@ pub mod lookup;
 
 use std::time::{Duration, Instant};
 
+use crate::generate::decode::{check_prompt, Emitter};
 use crate::generate::{
     EvalError, GenerateError, GenerateParams, Session, StopReason, Timings, Want,
 };
@@ -121,42 +122,6 @@ impl SpecStats {
     }
 }
 
-/// Where generation stands: the target's cache holds `history[..history.len() - 1]`; the last
-/// token is sampled but not evaluated yet.
-struct Run<'a, F: FnMut(u32) -> bool> {
-    tok: &'a Tokenizer,
-    params: GenerateParams,
-    on_token: F,
-    t: Timings,
-    start: Instant,
-    first_at: Option<Instant>,
-    history: Vec<u32>,
-}
-
-impl<F: FnMut(u32) -> bool> Run<'_, F> {
-    /// Hands out one token; `Some(reason)` ends generation.
-    fn emit(&mut self, sampler: &mut Sampler, id: u32) -> Option<StopReason> {
-        sampler.accept(id);
-        if !self.params.ignore_eos && self.tok.is_eog(id) {
-            return Some(StopReason::Eog);
-        }
-        self.t.generated += 1;
-        self.history.push(id);
-        if !(self.on_token)(id) {
-            return Some(StopReason::Cancelled);
-        }
-        if self.first_at.is_none() {
-            self.first_at = Some(Instant::now());
-            self.t.ttft = self.start.elapsed();
-        }
-        self.length_reached().then_some(StopReason::Length)
-    }
-
-    fn length_reached(&self) -> bool {
-        self.params.n_predict >= 0 && self.t.generated as i64 >= self.params.n_predict
-    }
-}
-
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t0 = Instant::now();
     let r = f();
@@ -202,16 +167,8 @@ pub fn generate(
     spec: &SpecParams,
     on_token: impl FnMut(u32) -> bool,
 ) -> Result<(StopReason, Timings, SpecStats), GenerateError> {
-    if prompt.is_empty() {
-        return Err(GenerateError::EmptyPrompt);
-    }
+    check_prompt(target, prompt)?;
     let n_ctx = target.n_ctx();
-    if target.n_past() as usize + prompt.len() > n_ctx as usize {
-        return Err(GenerateError::PromptTooLong {
-            prompt: prompt.len(),
-            n_ctx,
-        });
-    }
     // ggml's repacked kernels multiply groups of 4 rows differently from single rows (gemm
     // vs gemv): at temperature 0 a verification batch of more than 3 could pick another
     // argmax than plain decoding in a near-tie. Up to 3 rows every row takes the single-row
@@ -226,34 +183,27 @@ pub fn generate(
         k_hist: vec![0; draft_max + 1],
         ..SpecStats::default()
     };
-    let mut run = Run {
-        tok,
-        params,
-        on_token,
-        t: Timings {
-            prompt_tokens: prompt.len(),
-            ..Timings::default()
-        },
-        start: Instant::now(),
-        first_at: None,
-        history: target_prefix(target, prompt),
-    };
     for &id in prompt {
         sampler.accept(id);
     }
+    let mut em = Emitter::new(tok, params, on_token, prompt.len());
+    // The prompt and the tokens handed out; the target's cache holds all but the last (sampled,
+    // not evaluated yet). Sessions start empty here.
+    debug_assert_eq!(target.n_past(), 0, "speculation starts from an empty cache");
+    let mut history = prompt.to_vec();
     let mut logits = target.eval(prompt, Want::Last)?.to_vec();
     let mut cost = CostModel::new(draft_max, 0.8);
     match drafter {
         Drafter::Lookup(l) => {
-            l.extend(&run.history);
+            l.extend(&history);
             cost.record_draft(0.0);
         }
         Drafter::Model(d) => {
             // the draft reads the prompt now, then one token is timed and rolled back
             d.session.clear();
-            d.session.eval(&run.history, Want::Last)?;
-            d.evaluated = run.history.len();
-            let last = *run.history.last().expect("non-empty prompt");
+            d.session.eval(&history, Want::Last)?;
+            d.evaluated = history.len();
+            let last = *history.last().expect("non-empty prompt");
             if d.session.n_past() < d.session.n_ctx() {
                 let (r, secs) = timed(|| d.session.eval(&[last], Want::Last).map(|_| ()));
                 r?;
@@ -270,23 +220,23 @@ pub fn generate(
             draft_max + 1,
         )?;
     }
-    stats.target_alone_tps = cost.target_secs(1).map(|t| 1.0 / t);
-    run.t.prompt = run.start.elapsed();
+    em.prompt_done();
 
     let mut forced: Option<u32> = None;
     let mut plain_streak = 0usize;
     let mut probe_after = 16usize;
     let stop = 'gen: loop {
-        if run.length_reached() {
+        if em.length_reached() {
             break StopReason::Length;
         }
         let id = match forced.take() {
             Some(id) => id,
             None => sampler.sample(&logits),
         };
-        if let Some(reason) = run.emit(sampler, id) {
+        if let Some(reason) = em.emit(sampler, id) {
             break reason;
         }
+        history.push(id);
         if target.n_past() + 1 >= n_ctx {
             break StopReason::ContextFull;
         }
@@ -296,7 +246,7 @@ pub fn generate(
         // choose the draft length
         let room = (n_ctx - target.n_past() - 1) as usize;
         let remaining = if params.n_predict >= 0 {
-            (params.n_predict as usize).saturating_sub(run.t.generated)
+            (params.n_predict as usize).saturating_sub(em.generated())
         } else {
             usize::MAX
         };
@@ -318,7 +268,7 @@ pub fn generate(
         let n0 = target.n_past() as usize;
         let (drafts, qs) = if k > 0 {
             let t0 = Instant::now();
-            let d = draft(drafter, &run.history, k, spec.p_min, logits.len())?;
+            let d = draft(drafter, &history, k, spec.p_min, logits.len())?;
             let spent = t0.elapsed();
             stats.draft_time += spent;
             if matches!(drafter, Drafter::Model(_)) {
@@ -381,12 +331,13 @@ pub fn generate(
             }
             n_accepted += 1;
             stats.accepted += 1;
-            if let Some(reason) = run.emit(sampler, x) {
+            if let Some(reason) = em.emit(sampler, x) {
                 // as in plain decoding, the last token handed out (or the end-of-generation
                 // token) is not left in the cache
                 rollback(target, drafter, n0 + n_accepted);
                 break 'gen reason;
             }
+            history.push(x);
             if let Drafter::Lookup(l) = drafter {
                 l.extend(&[x]);
             }
@@ -399,17 +350,8 @@ pub fn generate(
             logits.extend_from_slice(&rows[last * n_vocab..(last + 1) * n_vocab]);
         }
     };
-    if let Some(f) = run.first_at {
-        run.t.decode = f.elapsed();
-    }
     stats.target_alone_tps = cost.target_secs(1).map(|t| 1.0 / t);
-    Ok((stop, run.t, stats))
-}
-
-/// Tokens already in the target's cache are not known here: sessions start empty.
-fn target_prefix(target: &Session, prompt: &[u32]) -> Vec<u32> {
-    debug_assert_eq!(target.n_past(), 0, "speculation starts from an empty cache");
-    prompt.to_vec()
+    Ok((stop, em.finish(), stats))
 }
 
 /// Keeps the first `len` positions in the target cache, and no more than those in the
