@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod chat;
 pub mod cli;
 pub mod generate;
 pub mod ggml;

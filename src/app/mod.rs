@@ -1,11 +1,16 @@
 //! One module per user-facing mode; orchestration only.
 
 pub mod bench;
+pub mod chat;
+pub mod chat_commands;
+pub mod chat_input;
 pub mod info;
 pub mod input;
 pub mod kv_compare;
 pub mod load;
+pub mod output;
 pub mod perplexity;
+pub mod prompt_cache;
 pub mod run;
 pub mod signals;
 pub mod speculate;
@@ -23,6 +28,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Info(_)) => 0,
         Some(Command::Tokenize(t)) => t.verbose,
         Some(Command::Bench(b)) => b.verbose,
+        Some(Command::Chat(r)) => r.model.verbose,
         None => cli.run.model.verbose,
     };
     crate::logging::init(verbose);
@@ -31,6 +37,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Perplexity(a)) => perplexity::run(&a),
         Some(Command::Tokenize(a)) => tokenize::run(&a),
         Some(Command::Bench(a)) => bench::run(&a),
+        Some(Command::Chat(a)) => chat::run(&a),
+        None if chat::wanted(&cli.run) => chat::run(&cli.run),
         None => run::run(&cli.run),
     };
     match result {

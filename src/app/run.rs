@@ -2,6 +2,7 @@
 //! streamed as it is generated; timings go to stderr.
 
 use std::io::Write;
+use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
@@ -9,7 +10,8 @@ use crate::cli::args::{RunArgs, SamplingArgs};
 use crate::cli::config::ModelConfig;
 use crate::generate::{generate, GenerateParams, StopReason};
 use crate::sampling::{Sampler, SamplingParams, SEED_RANDOM};
-use crate::tokenizer::StreamDecoder;
+
+use super::output::{stop_reason, Mode, Output, Summary};
 
 /// llama.cpp's default context for generation.
 const DEFAULT_CTX: u32 = 4096;
@@ -69,7 +71,15 @@ pub fn run(a: &RunArgs) -> Result<()> {
     };
     let mut session = super::load::session(&loaded, &cfg)?;
     let tok = &loaded.tokenizer;
+    let prompt = if a.chat {
+        super::chat::one_shot_prompt(a, &loaded, &prompt)?
+    } else {
+        prompt
+    };
     let mut ids = tok.encode(&prompt, true, !a.no_parse_special);
+    if a.chat && ids.len() >= 2 && tok.bos() == Some(ids[0]) && ids[1] == ids[0] {
+        ids.remove(0);
+    }
     if a.truncate_prompt && ids.len() > session.n_ctx() as usize {
         let kept = truncate_prompt(&ids, session.n_ctx(), a.n_predict);
         log::warn!(
@@ -87,30 +97,34 @@ pub fn run(a: &RunArgs) -> Result<()> {
         ids.len(),
         sampler.seed()
     );
+    let cache_start = Instant::now();
+    let reused = match &a.prompt_cache {
+        Some(path) => super::prompt_cache::restore(&mut session, path, &ids)?,
+        None => 0,
+    };
+    let cache_time = cache_start.elapsed();
+    for &id in &ids[..reused] {
+        sampler.accept(id);
+    }
 
+    let mode = if a.json {
+        Mode::Json
+    } else if a.jsonl {
+        Mode::Jsonl
+    } else {
+        Mode::Text
+    };
+    let stops: Vec<String> = a.stop.iter().chain(&a.reverse_prompt).cloned().collect();
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut decoder = StreamDecoder::new(a.special);
-    let mut write_err = None;
+    let mut out = Output::new(mode, stdout.lock(), tok, a.special, stops);
     let params = GenerateParams {
         n_predict: a.n_predict,
         ignore_eos: a.ignore_eos,
     };
     let mut drafter = super::speculate::drafter(a, &cfg, &loaded, &mut sampler)?;
-    let on_token = |id| {
-        if super::signals::received().is_some() {
-            return false;
-        }
-        let text = decoder.push(tok, id);
-        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-            Ok(()) => true,
-            Err(e) => {
-                write_err = Some(e);
-                false
-            }
-        }
-    };
-    let (stop, timings, spec_stats) = match &mut drafter {
+    let on_token = |id| super::signals::received().is_none() && out.token(id);
+    let new = &ids[reused..];
+    let (stop, mut timings, spec_stats) = match &mut drafter {
         Some(d) => {
             let sp = super::speculate::spec_params(&a.spec);
             let (stop, t, st) = crate::speculative::generate(
@@ -118,7 +132,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
                 d,
                 tok,
                 &mut sampler,
-                &ids,
+                new,
                 params,
                 &sp,
                 on_token,
@@ -126,19 +140,29 @@ pub fn run(a: &RunArgs) -> Result<()> {
             (stop, t, Some(st))
         }
         None => {
-            let (stop, t) = generate(&mut session, tok, &mut sampler, &ids, params, on_token)?;
+            let (stop, t) = generate(&mut session, tok, &mut sampler, new, params, on_token)?;
             (stop, t, None)
         }
     };
-    if let Some(e) = write_err {
+    if let Some(e) = out.take_error() {
         return Err(e).context("writing to stdout");
     }
-    let tail = decoder.flush();
-    out.write_all(tail.as_bytes())
-        .and_then(|_| out.flush())
-        .context("writing to stdout")?;
-    drop(out);
+    timings.prompt += cache_time;
+    timings.ttft += cache_time;
     let interrupted = super::signals::received();
+    let summary = Summary {
+        stop_reason: stop_reason(stop, out.stop_hit(), interrupted.is_some()),
+        load: loaded.load_time,
+        timings: timings.clone(),
+        prompt_cached: reused,
+    };
+    out.finish(&summary).context("writing to stdout")?;
+    drop(out);
+    if let Some(path) = &a.prompt_cache {
+        if !a.prompt_cache_ro && interrupted.is_none() && reused + 1 < ids.len() {
+            super::prompt_cache::save(&session, path, &ids)?;
+        }
+    }
     if let Some(i) = &interrupted {
         log::warn!("stopped: {i}");
     } else if stop == StopReason::ContextFull {
@@ -146,9 +170,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
     }
     if !a.no_perf {
         // Like the logger, ignore a closed stderr rather than panic as eprintln! would.
+        let cached = if reused > 0 {
+            format!(" | prompt cache: {reused} tokens re-used")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             std::io::stderr().lock(),
-            "\nember: load: {:.1} ms | {}",
+            "\nember: load: {:.1} ms | {}{cached}",
             loaded.load_time.as_secs_f64() * 1e3,
             timings.report()
         );

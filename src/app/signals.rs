@@ -60,3 +60,20 @@ pub fn received() -> Option<Interrupted> {
         s => Some(Interrupted { signal: s as i32 }),
     }
 }
+
+/// Forget a SIGINT (the chat REPL: Ctrl-C stopped one answer, the conversation goes on).
+/// A SIGTERM stays recorded.
+pub fn reset_interrupt() {
+    if RECEIVED
+        .compare_exchange(SIGINT as usize, 0, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        STOPPING.store(false, Ordering::SeqCst);
+    }
+}
+
+/// While `on`, SIGINT and SIGTERM take their default action (end the process) instead of
+/// being recorded: for the REPL's wait at the prompt, where nothing needs to be saved.
+pub fn default_action(on: bool) {
+    STOPPING.store(on, Ordering::SeqCst);
+}

@@ -46,6 +46,8 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// Benchmark prompt processing and generation (llama-bench's tests and output).
     Bench(BenchArgs),
+    /// Chat with a model in an interactive prompt (the same as -cnv).
+    Chat(Box<RunArgs>),
 }
 
 /// `ember bench`: list-valued flags take comma-separated values (or repeat), and every
@@ -202,10 +204,56 @@ pub struct RunArgs {
     /// Do not print timings at the end.
     #[arg(long = "no-perf")]
     pub no_perf: bool,
+    /// Print one JSON object at the end: {text, tokens, stop_reason, timings}.
+    #[arg(long = "json", conflicts_with = "jsonl")]
+    pub json: bool,
+    /// Stream one JSON object per token ({"id", "text"}), then a final summary object.
+    #[arg(long = "jsonl")]
+    pub jsonl: bool,
+    /// End generation when this text appears (repeatable); the text is not printed.
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// llama.cpp's name for a stop string (repeatable); in the chat it ends the answer.
+    #[arg(short = 'r', long = "reverse-prompt", value_name = "TEXT")]
+    pub reverse_prompt: Vec<String>,
+    /// Save the KV state after the prompt to FILE, and re-use the longest matching prefix of
+    /// the prompt saved there on the next run.
+    #[arg(long = "prompt-cache", value_name = "FILE", conflicts_with_all = ["model_draft", "lookup"])]
+    pub prompt_cache: Option<PathBuf>,
+    /// Use --prompt-cache without updating the file.
+    #[arg(long = "prompt-cache-ro", requires = "prompt_cache")]
+    pub prompt_cache_ro: bool,
+    /// Interactive chat (a REPL); -p then gives the system prompt. The default when no prompt
+    /// is given and stdin is a terminal.
+    #[arg(long = "conversation", visible_alias = "interactive", short = 'i')]
+    pub conversation: bool,
+    /// Never start the chat: without a prompt, read it from stdin.
+    #[arg(long = "no-conversation", conflicts_with = "conversation")]
+    pub no_conversation: bool,
+    /// Format the one-shot prompt as a user message with the chat template.
+    #[arg(long = "chat")]
+    pub chat: bool,
+    /// System prompt for the chat (and for --chat).
+    #[arg(long = "system-prompt", value_name = "TEXT")]
+    pub system_prompt: Option<String>,
+    /// Chat template: a built-in name (chatml, qwen2, llama3, gemma), a Jinja file, or "raw"
+    /// for plain completion. Default: the model's own template.
+    #[arg(long = "chat-template", value_name = "NAME|FILE")]
+    pub chat_template: Option<String>,
+    /// In the chat, when the conversation no longer fits the context: drop the oldest turns
+    /// (keeping the system prompt), or stop with an error.
+    #[arg(long = "context-full", value_enum, default_value = "drop")]
+    pub context_full: ContextFullPolicy,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextFullPolicy {
+    Drop,
+    Error,
 }
 
 /// Speculative decoding: a draft model (-md) or prompt lookup (--lookup).

@@ -20,6 +20,7 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-ctkd", "--cache-type-k-draft"),
     ("-ctvd", "--cache-type-v-draft"),
     ("-td", "--threads-draft"),
+    ("-sys", "--system-prompt"),
 ];
 
 /// Rewrite llama.cpp-style multi-letter short flags (`-ctk q8_0`, `-fa=on`) to their long

@@ -2,6 +2,8 @@
 
 pub mod decode;
 pub mod session;
+pub mod state;
+pub mod stop;
 
 pub use decode::{generate, GenerateError, GenerateParams, StopReason, Timings};
 pub use session::{EvalError, Session, SessionParams, Want};

@@ -129,6 +129,15 @@ impl Session {
         self.kv.cells.clear();
     }
 
+    /// Mark positions `0..n` as filled (their K and V rows were written directly).
+    pub(crate) fn set_n_past(&mut self, n: u32) {
+        self.kv.cells.clear();
+        self.kv
+            .cells
+            .append(n)
+            .expect("restored state fits the cache (checked)");
+    }
+
     pub fn compute_buffer_bytes(&self) -> usize {
         self.sched.buffer_size(&self.backend)
     }

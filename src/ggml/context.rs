@@ -297,6 +297,17 @@ impl<'ctx> Tensor<'ctx> {
         Ok(())
     }
 
+    /// Copy raw bytes out of the tensor's data, starting at byte `offset`.
+    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<(), GgmlError> {
+        self.check_io(offset, out.len())?;
+        // SAFETY: allocated tensor, [offset, offset+len) inside its data (checked); `out` is a
+        // valid writable byte slice.
+        unsafe {
+            sys::ggml_backend_tensor_get(self.as_ptr(), out.as_mut_ptr().cast(), offset, out.len())
+        };
+        Ok(())
+    }
+
     /// Read f32 values starting at element `first` into `out`.
     pub fn read_f32(&self, first: usize, out: &mut [f32]) -> Result<(), GgmlError> {
         if self.ty() != Type::F32 {

@@ -1,0 +1,173 @@
+//! What one-shot generation writes on stdout: the text as it is generated (ending with a
+//! newline), or one JSON object at the end (`--json`), or one JSON object per token and a
+//! summary (`--jsonl`). Stop strings are applied here, on the text.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::generate::stop::StopStrings;
+use crate::generate::{StopReason, Timings};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Text,
+    Json,
+    Jsonl,
+}
+
+pub struct Output<'t, W: Write> {
+    mode: Mode,
+    out: W,
+    tok: &'t Tokenizer,
+    decoder: StreamDecoder,
+    stops: StopStrings,
+    /// Everything released so far (after stop strings).
+    text: String,
+    ids: Vec<u32>,
+    write_err: Option<std::io::Error>,
+}
+
+impl<'t, W: Write> Output<'t, W> {
+    pub fn new(mode: Mode, out: W, tok: &'t Tokenizer, special: bool, stops: Vec<String>) -> Self {
+        Output {
+            mode,
+            out,
+            tok,
+            decoder: StreamDecoder::new(special),
+            stops: StopStrings::new(stops),
+            text: String::new(),
+            ids: Vec::new(),
+            write_err: None,
+        }
+    }
+
+    /// A generated token; false when generation should stop (a stop string, or stdout failed).
+    pub fn token(&mut self, id: u32) -> bool {
+        self.ids.push(id);
+        let piece = self.decoder.push(self.tok, id);
+        let shown = self.stops.push(&piece);
+        let r = match self.mode {
+            Mode::Text => self.write_text(&shown),
+            Mode::Json => Ok(()),
+            Mode::Jsonl => {
+                let line = json!({"id": id, "text": shown});
+                writeln!(self.out, "{line}").and_then(|_| self.out.flush())
+            }
+        };
+        self.text.push_str(&shown);
+        if let Err(e) = r {
+            self.write_err = Some(e);
+            return false;
+        }
+        self.stops.hit().is_none()
+    }
+
+    fn write_text(&mut self, s: &str) -> std::io::Result<()> {
+        if s.is_empty() {
+            return Ok(());
+        }
+        self.out.write_all(s.as_bytes())?;
+        self.out.flush()
+    }
+
+    /// A write to stdout failed (e.g. the reader went away).
+    pub fn take_error(&mut self) -> Option<std::io::Error> {
+        self.write_err.take()
+    }
+
+    pub fn stop_hit(&self) -> bool {
+        self.stops.hit().is_some()
+    }
+
+    /// Release what is held back and end the output: a final newline for text, the object
+    /// for `--json`, the summary line for `--jsonl`.
+    pub fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
+        let mut tail = self.stops.push(&self.decoder.flush());
+        if self.stops.hit().is_none() {
+            tail.push_str(&self.stops.flush());
+        }
+        self.text.push_str(&tail);
+        match self.mode {
+            Mode::Text => {
+                if !self.text.is_empty() && !self.text.ends_with('\n') {
+                    tail.push('\n');
+                }
+                self.write_text(&tail)?;
+            }
+            Mode::Json => {
+                let v = json!({
+                    "text": self.text,
+                    "tokens": self.ids,
+                    "stop_reason": summary.stop_reason,
+                    "timings": summary.timings_json(),
+                });
+                writeln!(self.out, "{v}")?;
+            }
+            Mode::Jsonl => {
+                if !tail.is_empty() {
+                    writeln!(self.out, "{}", json!({"text": tail}))?;
+                }
+                let v = json!({
+                    "done": true,
+                    "text": self.text,
+                    "stop_reason": summary.stop_reason,
+                    "timings": summary.timings_json(),
+                });
+                writeln!(self.out, "{v}")?;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+/// How a run ended, for the JSON outputs.
+pub struct Summary {
+    pub stop_reason: &'static str,
+    pub load: Duration,
+    pub timings: Timings,
+    /// Prompt tokens taken from the prompt cache instead of evaluated.
+    pub prompt_cached: usize,
+}
+
+impl Summary {
+    fn timings_json(&self) -> serde_json::Value {
+        let t = &self.timings;
+        let rate = |n: usize, d: Duration| {
+            let s = d.as_secs_f64();
+            if s > 0.0 {
+                n as f64 / s
+            } else {
+                0.0
+            }
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        json!({
+            "load_ms": ms(self.load),
+            "prompt_tokens": t.prompt_tokens,
+            "prompt_cached": self.prompt_cached,
+            "prompt_ms": ms(t.prompt),
+            "prompt_tps": rate(t.prompt_tokens, t.prompt),
+            "ttft_ms": ms(t.ttft),
+            "gen_tokens": t.generated,
+            "gen_ms": ms(t.decode),
+            "gen_tps": rate(t.generated.saturating_sub(1), t.decode),
+        })
+    }
+}
+
+/// The `stop_reason` string of a run.
+pub fn stop_reason(stop: StopReason, stop_string: bool, interrupted: bool) -> &'static str {
+    if interrupted {
+        return "interrupted";
+    }
+    match stop {
+        StopReason::Eog => "eog",
+        StopReason::Length => "length",
+        StopReason::ContextFull => "context_full",
+        StopReason::Cancelled if stop_string => "stop",
+        StopReason::Cancelled => "cancelled",
+    }
+}
