@@ -40,13 +40,15 @@ pub fn format(a: &RunArgs, l: &Loaded) -> Result<Format> {
         if arg == "raw" || arg == "none" {
             return Ok(Format::Raw);
         }
-        return Ok(Format::Template(ChatTemplate::from_arg(arg, &bos, &eos)?));
+        return Ok(Format::Template(Box::new(ChatTemplate::from_arg(
+            arg, &bos, &eos,
+        )?)));
     }
     match l.model.file.get_str("tokenizer.chat_template") {
-        Ok(src) => Ok(Format::Template(
+        Ok(src) => Ok(Format::Template(Box::new(
             ChatTemplate::new("the model's", src, &bos, &eos)
                 .context("the model's chat template (choose another with --chat-template)")?,
-        )),
+        ))),
         Err(_) => Ok(Format::Raw),
     }
 }
@@ -128,7 +130,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         n_predict: a.n_predict,
         last: None,
     };
-    let mut input = Input::new();
+    let mut input = Input::open();
     let mut ctrl_c = false;
     loop {
         if let Some(i) = super::signals::received() {

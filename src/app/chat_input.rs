@@ -36,7 +36,7 @@ pub fn history_path() -> Option<PathBuf> {
 }
 
 impl Input {
-    pub fn new() -> Input {
+    pub fn open() -> Input {
         if std::io::stdin().is_terminal() {
             match DefaultEditor::new() {
                 Ok(mut editor) => {

@@ -6,7 +6,7 @@ pub mod template;
 
 use serde::{Deserialize, Serialize};
 
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 pub use template::{ChatTemplate, TemplateError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +27,7 @@ impl Message {
 /// How a conversation becomes model input.
 #[derive(Debug)]
 pub enum Format {
-    Template(ChatTemplate),
+    Template(Box<ChatTemplate>),
     /// No template: the messages' texts one after another (plain completion).
     Raw,
 }
@@ -143,7 +143,9 @@ impl Conversation {
     }
 
     /// The cache now holds `prompt` followed by `generated` (tokens handed out, evaluated or
-    /// not), cut to the `n_past` positions really evaluated.
+    /// not), cut to the `n_past` positions really evaluated. Tokens that end inside a
+    /// character are left out (the text must be exactly theirs), as are control tokens' texts,
+    /// as the answer shown to the user has none.
     pub fn set_cached(
         &mut self,
         tok: &Tokenizer,
@@ -157,12 +159,17 @@ impl Conversation {
             self.cached = Prompt::default();
             return;
         }
-        let extra = &generated[..(n_past - p.tokens.len()).min(generated.len())];
-        for &id in extra {
-            p.text
-                .push_str(&String::from_utf8_lossy(&tok.token_to_piece(id, true)));
+        let evaluated = &generated[..(n_past - p.tokens.len()).min(generated.len())];
+        let mut decoder = StreamDecoder::new(false);
+        let (mut text, mut clean) = (String::new(), (0, 0));
+        for (i, &id) in evaluated.iter().enumerate() {
+            text.push_str(&decoder.push(tok, id));
+            if decoder.is_clean() {
+                clean = (i + 1, text.len());
+            }
         }
-        p.tokens.extend_from_slice(extra);
+        p.tokens.extend_from_slice(&evaluated[..clean.0]);
+        p.text.push_str(&text[..clean.1]);
         self.cached = p;
     }
 

@@ -182,7 +182,7 @@ fn syntax_err(name: &str, e: Error) -> TemplateError {
 /// The error with its line, on one line.
 fn describe(e: &Error) -> String {
     let mut s = match e.detail() {
-        Some(d) => format!("{d}"),
+        Some(d) => d.to_string(),
         None => e.kind().to_string(),
     };
     if let Some(line) = e.line() {

@@ -106,9 +106,7 @@ impl Session {
         let h = self.state_header();
         let mut head = Vec::with_capacity(64 + 4 * n);
         head.extend_from_slice(MAGIC);
-        for v in [VERSION] {
-            head.extend_from_slice(&v.to_le_bytes());
-        }
+        head.extend_from_slice(&VERSION.to_le_bytes());
         head.extend_from_slice(&h.fingerprint.to_le_bytes());
         head.extend_from_slice(&h.type_k.to_le_bytes());
         head.extend_from_slice(&h.type_v.to_le_bytes());

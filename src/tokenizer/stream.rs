@@ -35,6 +35,11 @@ impl StreamDecoder {
         self.drain(false)
     }
 
+    /// True when no incomplete character is held back.
+    pub fn is_clean(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Returns whatever is held back, an incomplete sequence becoming U+FFFD.
     pub fn flush(&mut self) -> String {
         self.drain(true)
