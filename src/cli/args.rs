@@ -24,9 +24,10 @@ pub const VERSION: &str = concat!(
 #[command(
     name = "ember",
     version = VERSION,
-    about = "Run GGUF language models: one-shot prompts, perplexity, model info",
+    about = "Run GGUF language models: one-shot prompts, a chat REPL, scripting, perplexity, benchmarks",
     args_conflicts_with_subcommands = true,
-    after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error.\n\
+    after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted (SIGINT), 143 SIGTERM.\n\
+                  Without a prompt on a terminal, the chat REPL starts (ember chat).\n\
                   Without -m, the default model from `models/fetch-default` is used."
 )]
 pub struct Cli {
