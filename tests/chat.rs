@@ -114,6 +114,17 @@ fn ctrl_c_stops_the_answer_and_keeps_the_conversation() {
     p.send_line("/show info").unwrap();
     p.exp_string("messages: 4").unwrap();
     p.exp_string(">>> ").unwrap();
+    // Ctrl-C pressed twice during an answer still only stops that answer.
+    p.send_line("/set n-predict -1").unwrap();
+    p.exp_string(">>> ").unwrap();
+    p.send_line("once more").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    p.send_control('c').unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string(">>> ").unwrap();
+    p.send_line("/show info").unwrap();
+    p.exp_string("messages: 6").unwrap();
+    p.exp_string(">>> ").unwrap();
     // Ctrl-C twice at the prompt exits.
     p.send_control('c').unwrap();
     p.exp_string("Ctrl-C again").unwrap();

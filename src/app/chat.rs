@@ -11,7 +11,7 @@ use crate::chat::{ChatTemplate, Conversation, Format, Message};
 use crate::cli::args::{ContextFullPolicy, RunArgs};
 use crate::cli::config::{ModelConfig, UsageError};
 use crate::generate::stop::StopStrings;
-use crate::generate::{generate, GenerateParams, Session, Timings};
+use crate::generate::{generate, EvalError, GenerateError, GenerateParams, Session, Timings};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::StreamDecoder;
 
@@ -94,13 +94,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
         .into());
     }
     let cfg = ModelConfig::from_args(&a.model, DEFAULT_CTX)?;
-    super::signals::install();
+    super::signals::install_chat();
     let loaded = super::load::load(&cfg)?;
     let cfg = ModelConfig {
         n_ctx: cfg.n_ctx.min(loaded.model.hp.n_ctx_train.max(1)),
         ..cfg
     };
-    let session = super::load::session(&loaded, &cfg)?;
+    let mut session = super::load::session(&loaded, &cfg)?;
+    session.set_interrupt(Some(super::signals::interrupted));
     let format = format(a, &loaded)?;
     // With -cnv, -p gives the system prompt, as in llama.cpp.
     let system = a.system_prompt.as_deref().or(a.prompt.as_deref());
@@ -137,9 +138,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
             return Err(i.into());
         }
         // At the prompt, nothing is lost by ending at once (the history is saved per entry).
-        super::signals::default_action(true);
+        super::signals::at_prompt(true);
         let read = input.read(">>> ");
-        super::signals::default_action(false);
+        super::signals::at_prompt(false);
         let line = match read {
             Read::Line(l) => l,
             Read::Interrupted if ctrl_c => break,
@@ -252,6 +253,15 @@ impl Repl<'_> {
         super::signals::reset_interrupt();
         let (stop, timings) = match result {
             Ok(r) => r,
+            Err(GenerateError::Eval(EvalError::Interrupted)) => {
+                // Stopped inside the prompt: the question goes, what was evaluated stays.
+                self.conv.messages.pop();
+                let n = self.session.n_past() as usize;
+                self.conv
+                    .set_cached_tokens(&prompt.tokens[..n.min(prompt.tokens.len())]);
+                eprintln!("(stopped)");
+                return Ok(());
+            }
             Err(e) => {
                 self.conv.messages.pop();
                 self.conv.reset_cache();

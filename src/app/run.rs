@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::args::{RunArgs, SamplingArgs};
 use crate::cli::config::ModelConfig;
-use crate::generate::{generate, GenerateParams, StopReason};
+use crate::generate::{generate, EvalError, GenerateError, GenerateParams, StopReason};
 use crate::sampling::{Sampler, SamplingParams, SEED_RANDOM};
 
 use super::output::{stop_reason, Mode, Output, Summary};
@@ -70,6 +70,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         ..cfg
     };
     let mut session = super::load::session(&loaded, &cfg)?;
+    session.set_interrupt(Some(super::signals::interrupted));
     let tok = &loaded.tokenizer;
     let prompt = if a.chat {
         super::chat::one_shot_prompt(a, &loaded, &prompt)?
@@ -136,11 +137,13 @@ pub fn run(a: &RunArgs) -> Result<()> {
                 params,
                 &sp,
                 on_token,
-            )?;
+            )
+            .map_err(interrupted)?;
             (stop, t, Some(st))
         }
         None => {
-            let (stop, t) = generate(&mut session, tok, &mut sampler, new, params, on_token)?;
+            let (stop, t) = generate(&mut session, tok, &mut sampler, new, params, on_token)
+                .map_err(interrupted)?;
             (stop, t, None)
         }
     };
@@ -192,5 +195,16 @@ pub fn run(a: &RunArgs) -> Result<()> {
     match interrupted {
         Some(i) => Err(i.into()),
         None => Ok(()),
+    }
+}
+
+/// A prompt evaluation stopped by a signal ends the run as the signal says (exit 130/143).
+fn interrupted(e: GenerateError) -> anyhow::Error {
+    match (&e, super::signals::received()) {
+        (GenerateError::Eval(EvalError::Interrupted), Some(i)) => {
+            log::warn!("stopped during the prompt: {i}");
+            i.into()
+        }
+        _ => e.into(),
     }
 }

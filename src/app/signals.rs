@@ -15,6 +15,8 @@ use signal_hook::flag;
 static RECEIVED: AtomicUsize = AtomicUsize::new(0);
 /// Set by the first signal; arms the default action for the next one.
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The chat's SIGINT: set while waiting at the prompt, where it ends the process.
+static AT_PROMPT: AtomicBool = AtomicBool::new(false);
 
 /// The run was stopped by a signal; `app::main` exits with 128 + `signal` and prints nothing
 /// more (the run has already said why it stopped).
@@ -61,19 +63,32 @@ pub fn received() -> Option<Interrupted> {
     }
 }
 
-/// Forget a SIGINT (the chat REPL: Ctrl-C stopped one answer, the conversation goes on).
-/// A SIGTERM stays recorded.
-pub fn reset_interrupt() {
-    if RECEIVED
-        .compare_exchange(SIGINT as usize, 0, Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok()
-    {
-        STOPPING.store(false, Ordering::SeqCst);
+/// The chat's handlers: SIGTERM as for one-shot runs, but SIGINT only ever stops the current
+/// answer (any number of times: a conversation is never lost to Ctrl-C), except while
+/// [`at_prompt`] says the REPL waits for input, where it ends the process.
+pub fn install_chat() {
+    let r = flag::register_conditional_default(SIGTERM, &STOPPING)
+        .and_then(|_| flag::register_usize(SIGTERM, &RECEIVED, SIGTERM as usize))
+        .and_then(|_| flag::register(SIGTERM, &STOPPING))
+        .and_then(|_| flag::register_conditional_default(SIGINT, &AT_PROMPT))
+        .and_then(|_| flag::register_usize(SIGINT, &RECEIVED, SIGINT as usize));
+    if let Err(e) = r {
+        log::debug!("cannot catch signals: {e}");
     }
 }
 
-/// While `on`, SIGINT and SIGTERM take their default action (end the process) instead of
-/// being recorded: for the REPL's wait at the prompt, where nothing needs to be saved.
-pub fn default_action(on: bool) {
-    STOPPING.store(on, Ordering::SeqCst);
+/// Forget a SIGINT (the chat: Ctrl-C stopped one answer, the conversation goes on). A
+/// SIGTERM stays recorded.
+pub fn reset_interrupt() {
+    let _ = RECEIVED.compare_exchange(SIGINT as usize, 0, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// True once a signal asked to stop: the session's check between micro-batches.
+pub fn interrupted() -> bool {
+    RECEIVED.load(Ordering::SeqCst) != 0
+}
+
+/// The chat waits at its prompt (`true`) or works on an answer (`false`).
+pub fn at_prompt(on: bool) {
+    AT_PROMPT.store(on, Ordering::SeqCst);
 }

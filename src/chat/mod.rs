@@ -112,7 +112,7 @@ impl Conversation {
     pub fn prompt(&self, tok: &Tokenizer) -> Result<Prompt, TemplateError> {
         let text = self.render()?;
         let tokens = match text.strip_prefix(self.cached.text.as_str()) {
-            Some(rest) if !self.cached.tokens.is_empty() => {
+            Some(rest) if !self.cached.text.is_empty() => {
                 let mut t = self.cached.tokens.clone();
                 t.extend(tok.encode(rest, false, true));
                 t
@@ -171,6 +171,15 @@ impl Conversation {
         p.tokens.extend_from_slice(&evaluated[..clean.0]);
         p.text.push_str(&text[..clean.1]);
         self.cached = p;
+    }
+
+    /// The cache holds these tokens, whose text is not known (an interrupted prompt): the next
+    /// prompt re-uses the tokens it shares with them.
+    pub fn set_cached_tokens(&mut self, tokens: &[u32]) {
+        self.cached = Prompt {
+            tokens: tokens.to_vec(),
+            text: String::new(),
+        };
     }
 
     /// The cache is empty (e.g. after an error).

@@ -30,6 +30,9 @@ pub enum EvalError {
     ContextFull(#[from] ContextFull),
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
     BadToken { id: u32, n_vocab: u32 },
+    /// The interrupt check said stop between two micro-batches.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Which rows of a batch need logits.
@@ -51,6 +54,8 @@ pub struct Session {
     model: Rc<Model>,
     params: SessionParams,
     logits: Vec<f32>,
+    /// Asked between micro-batches; true stops a long prompt early.
+    interrupt: Option<fn() -> bool>,
 }
 
 impl Session {
@@ -84,6 +89,7 @@ impl Session {
             model,
             params,
             logits: Vec::new(),
+            interrupt: None,
         };
         s.reserve()?;
         Ok(s)
@@ -138,6 +144,12 @@ impl Session {
             .expect("restored state fits the cache (checked)");
     }
 
+    /// A check run between micro-batches of a long batch: when it returns true, `eval` stops
+    /// with [`EvalError::Interrupted`], keeping the positions already evaluated.
+    pub fn set_interrupt(&mut self, check: Option<fn() -> bool>) {
+        self.interrupt = check;
+    }
+
     pub fn compute_buffer_bytes(&self) -> usize {
         self.sched.buffer_size(&self.backend)
     }
@@ -160,6 +172,9 @@ impl Session {
         self.logits.clear();
         let ub = self.params.n_ubatch.max(1) as usize;
         for (i, chunk) in tokens.chunks(ub).enumerate() {
+            if i > 0 && self.interrupt.is_some_and(|stop| stop()) {
+                return Err(EvalError::Interrupted);
+            }
             let base = i * ub;
             let first = match want {
                 Want::All => 0,
