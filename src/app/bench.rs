@@ -35,6 +35,10 @@ struct Record {
     n_prompt: u32,
     n_gen: u32,
     samples_ns: Vec<u64>,
+    /// Weight and KV bytes a generated token reads (generation tests).
+    bytes_per_token: u64,
+    /// The machine's measured read bandwidth, bytes/s (generation tests).
+    bandwidth: f64,
 }
 
 impl Record {
@@ -59,18 +63,48 @@ impl Record {
         mean_sd(&self.samples_ts())
     }
 
+    /// Milliseconds: to the first token (prompt tests) or per token (generation tests).
+    fn ms(&self) -> f64 {
+        let ns: Vec<f64> = self.samples_ns.iter().map(|&n| n as f64).collect();
+        let per = if self.n_prompt > 0 {
+            1
+        } else {
+            self.n_gen.max(1)
+        };
+        mean_sd(&ns).0 / 1e6 / per as f64
+    }
+
+    /// Percentage of the bandwidth roof a generation test reached.
+    fn bw_pct(&self) -> Option<f64> {
+        (self.n_gen > 0 && self.bandwidth > 0.0)
+            .then(|| 100.0 * self.bytes_per_token as f64 * self.ts().0 / self.bandwidth)
+    }
+
     fn json(&self) -> serde_json::Value {
         let (avg, sd) = self.ts();
         let ns: Vec<f64> = self.samples_ns.iter().map(|&n| n as f64).collect();
         let (avg_ns, sd_ns) = mean_sd(&ns);
-        json!({
+        let mut extra = json!({});
+        if self.n_prompt > 0 {
+            extra["ttft_ms"] = json!(self.ms());
+        } else {
+            extra["tpot_ms"] = json!(self.ms());
+            extra["bytes_per_token"] = json!(self.bytes_per_token);
+            extra["bandwidth_gbs"] = json!(self.bandwidth / 1e9);
+            extra["bw_pct"] = json!(self.bw_pct());
+        }
+        let mut v = json!({
             "model_filename": self.model, "model_size": self.size, "model_n_params": self.n_params,
             "n_threads": self.threads, "type_k": self.type_k.name(), "type_v": self.type_v.name(),
             "flash_attn": self.flash_attn, "n_prompt": self.n_prompt, "n_gen": self.n_gen,
             "test": self.test(), "avg_ns": avg_ns.round() as u64, "stddev_ns": sd_ns.round() as u64,
             "avg_ts": avg, "stddev_ts": sd, "samples_ns": self.samples_ns,
             "samples_ts": self.samples_ts(),
-        })
+        });
+        if let (Some(v), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(e.clone());
+        }
+        v
     }
 }
 
@@ -153,15 +187,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if a.output == BenchOutput::Md {
         writeln!(
             out,
-            "| model | size | params | threads | type_k | type_v | fa | test | t/s |"
+            "| model | size | params | threads | type_k | type_v | fa | test | t/s | ms | bw % |"
         )?;
         writeln!(
             out,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         )?;
     } else if a.output == BenchOutput::Csv {
-        writeln!(out, "model_filename,model_size,model_n_params,n_threads,type_k,type_v,flash_attn,n_prompt,n_gen,test,avg_ts,stddev_ts")?;
+        writeln!(out, "model_filename,model_size,model_n_params,n_threads,type_k,type_v,flash_attn,n_prompt,n_gen,test,avg_ts,stddev_ts,ms,bw_pct")?;
     }
+    // The bandwidth roof, measured once per thread count, only for generation tests.
+    let mut bandwidths: Vec<(usize, f64)> = Vec::new();
     for path in &a.models {
         let base = ModelConfig {
             path: path.clone(),
@@ -216,6 +252,28 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 for _ in 0..a.reps {
                     samples_ns.push(run(&mut session, &mut rng)?);
                 }
+                let (bytes_per_token, bandwidth) = if n_gen > 0 {
+                    let bw = match bandwidths.iter().find(|(t, _)| *t == s.threads) {
+                        Some(&(_, bw)) => bw,
+                        None => {
+                            let bw = super::bench_roof::read_bandwidth(s.threads);
+                            log::info!(
+                                "read bandwidth with {} threads: {:.1} GB/s",
+                                s.threads,
+                                bw / 1e9
+                            );
+                            bandwidths.push((s.threads, bw));
+                            bw
+                        }
+                    };
+                    let kv = session.kv().bytes();
+                    let per_cell = (kv.k + kv.v) / session.n_ctx().max(1) as u64;
+                    let bytes = super::bench_roof::weight_bytes_per_token(&loaded.model.file)
+                        + super::bench_roof::kv_bytes_per_token(n_gen, session.n_ctx(), per_cell);
+                    (bytes, bw)
+                } else {
+                    (0, 0.0)
+                };
                 let r = Record {
                     model: name.clone(),
                     size,
@@ -227,6 +285,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     n_prompt,
                     n_gen,
                     samples_ns,
+                    bytes_per_token,
+                    bandwidth,
                 };
                 print_record(&mut out, a.output, &r)?;
                 records.push(r);
@@ -246,7 +306,7 @@ fn print_record(out: &mut dyn Write, fmt: BenchOutput, r: &Record) -> std::io::R
     match fmt {
         BenchOutput::Md => writeln!(
             out,
-            "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {} | {} | {avg:.2} ± {sd:.2} |",
+            "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {} | {} | {avg:.2} ± {sd:.2} | {:.2} | {} |",
             r.model,
             r.size as f64 / 1048576.0,
             r.n_params as f64 / 1e6,
@@ -254,11 +314,13 @@ fn print_record(out: &mut dyn Write, fmt: BenchOutput, r: &Record) -> std::io::R
             r.type_k,
             r.type_v,
             u8::from(r.flash_attn),
-            r.test()
+            r.test(),
+            r.ms(),
+            r.bw_pct().map_or("-".to_string(), |p| format!("{p:.1}"))
         )?,
         BenchOutput::Csv => writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{avg:.6},{sd:.6}",
+            "{},{},{},{},{},{},{},{},{},{},{avg:.6},{sd:.6},{:.4},{}",
             r.model,
             r.size,
             r.n_params,
@@ -268,7 +330,9 @@ fn print_record(out: &mut dyn Write, fmt: BenchOutput, r: &Record) -> std::io::R
             u8::from(r.flash_attn),
             r.n_prompt,
             r.n_gen,
-            r.test()
+            r.test(),
+            r.ms(),
+            r.bw_pct().map_or(String::new(), |p| format!("{p:.2}"))
         )?,
         BenchOutput::Jsonl => writeln!(out, "{}", r.json())?,
         BenchOutput::Json => {}

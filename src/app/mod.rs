@@ -1,6 +1,7 @@
 //! One module per user-facing mode; orchestration only.
 
 pub mod bench;
+pub mod bench_roof;
 pub mod chat;
 pub mod chat_commands;
 pub mod chat_input;

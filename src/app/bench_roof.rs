@@ -1,0 +1,98 @@
+//! The memory-bandwidth roof of `ember bench`: the machine's read bandwidth, measured by a short
+//! STREAM-like pass, and the bytes a generated token reads (weights and KV cache), so that a
+//! generation rate can be put as a percentage of what memory allows.
+
+use std::time::Instant;
+
+use crate::gguf::GgufFile;
+use crate::kv::KV_PAD;
+
+/// Read bandwidth in bytes per second with `threads` threads: each sums its share of a
+/// 512 MiB buffer (far larger than the caches); the best of three passes after a warm-up.
+pub fn read_bandwidth(threads: usize) -> f64 {
+    const BYTES: usize = 512 << 20;
+    let threads = threads.max(1);
+    let words = BYTES / 8;
+    // Distinct values so that no page is shared copy-on-write zero memory.
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let chunk = words.div_ceil(threads);
+    let pass = || {
+        let t0 = Instant::now();
+        let total: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = buf.chunks(chunk).map(|c| s.spawn(move || sum(c))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0, u64::wrapping_add)
+        });
+        std::hint::black_box(total);
+        BYTES as f64 / t0.elapsed().as_secs_f64()
+    };
+    pass();
+    (0..3).map(|_| pass()).fold(0.0, f64::max)
+}
+
+/// A sum in eight independent lanes (so the loads are not serialised on one adder).
+fn sum(v: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a = a.wrapping_add(*x);
+        }
+    }
+    let rest: u64 = it.remainder().iter().fold(0, |a, &x| a.wrapping_add(x));
+    acc.iter().fold(rest, |a, &x| a.wrapping_add(x))
+}
+
+/// Bytes of weights one decoded token reads: every tensor, except that of the token embedding
+/// only one row is read, unless it doubles as the output matrix (no `output.weight`).
+pub fn weight_bytes_per_token(f: &GgufFile) -> u64 {
+    let tied = f.tensor("output.weight").is_none();
+    f.tensors()
+        .iter()
+        .map(|t| {
+            if t.name == "token_embd.weight" && !tied {
+                let rows = t.dims.get(1).copied().unwrap_or(1).max(1);
+                t.size / rows
+            } else {
+                t.size
+            }
+        })
+        .sum()
+}
+
+/// Mean KV-cache bytes read per token while generating `n_gen` tokens from an empty cache:
+/// each step attends to its padded cell count (`KV_PAD`), at `kv_bytes_per_cell`.
+pub fn kv_bytes_per_token(n_gen: u32, n_ctx: u32, kv_bytes_per_cell: u64) -> u64 {
+    if n_gen == 0 {
+        return 0;
+    }
+    let cells: u64 = (1..=n_gen)
+        .map(|used| (used.div_ceil(KV_PAD) * KV_PAD).min(n_ctx.max(1)) as u64)
+        .sum();
+    cells * kv_bytes_per_cell / n_gen as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_bytes_follow_the_padded_cells() {
+        // 128 steps all attend to 256 cells (n_ctx 128 caps them at 128).
+        assert_eq!(kv_bytes_per_token(128, 128, 10), 1280);
+        assert_eq!(kv_bytes_per_token(128, 4096, 10), 2560);
+        assert_eq!(
+            kv_bytes_per_token(512, 4096, 1),
+            (256 * 256 + 256 * 512) / 512
+        );
+        assert_eq!(kv_bytes_per_token(0, 4096, 10), 0);
+    }
+
+    #[test]
+    fn lane_sum_is_the_sum() {
+        let v: Vec<u64> = (0..1003).collect();
+        assert_eq!(sum(&v), 1002 * 1003 / 2);
+    }
+}
