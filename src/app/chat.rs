@@ -94,7 +94,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
         .into());
     }
     if a.spec.model_draft.is_some() || a.spec.lookup {
-        log::warn!("speculative decoding (-md, --lookup) is for one-shot runs; the chat decodes plainly");
+        log::warn!(
+            "speculative decoding (-md, --lookup) is for one-shot runs; the chat decodes plainly"
+        );
     }
     let cfg = ModelConfig::from_args(&a.model, DEFAULT_CTX)?;
     super::signals::install_chat();

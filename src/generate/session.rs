@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::ggml::{Backend, GgmlError, Sched, Type};
+use crate::ggml::{Backend, Context, GgmlError, GraphHandle, Sched, TensorHandle, Type};
 use crate::kv::{ContextFull, KvCache, KvError};
 use crate::model::layers::Builder;
 use crate::model::Model;
@@ -47,7 +47,9 @@ pub enum Want {
 }
 
 pub struct Session {
-    // Field order is drop order: the scheduler goes before the backend it uses.
+    // Field order is drop order: the graph before the scheduler that allocated it, the
+    // scheduler before the backend it uses.
+    built: Option<Built>,
     sched: Sched,
     backend: Backend,
     kv: KvCache,
@@ -56,6 +58,9 @@ pub struct Session {
     logits: Vec<f32>,
     /// Asked between micro-batches; true stops a long prompt early.
     interrupt: Option<fn() -> bool>,
+    /// Re-use the last graph for a micro-batch of the same shape (`EMBER_NO_GRAPH_REUSE`
+    /// turns it off, to compare).
+    reuse_graphs: bool,
 }
 
 impl Session {
@@ -83,6 +88,7 @@ impl Session {
             })));
         }
         let mut s = Session {
+            built: None,
             sched,
             backend,
             kv,
@@ -90,6 +96,7 @@ impl Session {
             params,
             logits: Vec::new(),
             interrupt: None,
+            reuse_graphs: std::env::var_os("EMBER_NO_GRAPH_REUSE").is_none(),
         };
         s.reserve()?;
         Ok(s)
@@ -97,6 +104,7 @@ impl Session {
 
     /// Allocate compute buffers for the largest graph up front.
     fn reserve(&mut self) -> Result<(), EvalError> {
+        self.built = None;
         let n = self.params.n_ubatch.min(self.params.n_ctx) as usize;
         let ctx = self.model.graph_context()?;
         let mut b = Builder::new(&ctx, &self.model, &self.kv, n, self.kv.size(), n);
@@ -150,6 +158,14 @@ impl Session {
         self.interrupt = check;
     }
 
+    /// Turn graph reuse between micro-batches of the same shape on or off (on by default).
+    pub fn set_graph_reuse(&mut self, on: bool) {
+        self.reuse_graphs = on;
+        if !on {
+            self.built = None;
+        }
+    }
+
     pub fn compute_buffer_bytes(&self) -> usize {
         self.sched.buffer_size(&self.backend)
     }
@@ -196,43 +212,94 @@ impl Session {
     fn eval_ubatch(&mut self, tokens: &[u32], rows: &[i32], keep: bool) -> Result<(), EvalError> {
         let p0 = self.kv.cells.append(tokens.len() as u32)?;
         let n_kv = self.kv.cells.n_kv();
-        let ctx = self.model.graph_context()?;
+        let key = (tokens.len(), n_kv, rows.len());
+        if !(self.reuse_graphs && self.built.as_ref().is_some_and(|b| b.key == key)) {
+            self.built = None;
+            let built = self.build(key)?;
+            self.sched.alloc_graph(&built.ctx.graph(built.graph))?;
+            self.built = Some(built);
+        }
         let n_vocab = self.model.hp.n_vocab as usize;
-        let mut b = Builder::new(&ctx, &self.model, &self.kv, tokens.len(), n_kv, rows.len());
-        let logits_t = self.model.arch.build(&mut b);
         let hp = &self.model.hp;
         let window = hp.swa.as_ref().map(|s| s.window);
         let inputs = BatchInputs::new(tokens, p0, n_kv, &self.kv, hp.n_embd_v_gqa(), window);
-        let (graph, inp) = (b.graph, b.inp);
-        self.sched.alloc_graph(&graph)?;
-        inp.tokens.write_i32(&inputs.tokens)?;
-        inp.pos.write_i32(&inputs.pos)?;
+        let b = self.built.as_ref().expect("built above");
+        let t = |h: TensorHandle| b.ctx.get(h);
+        t(b.tokens).write_i32(&inputs.tokens)?;
+        t(b.pos).write_i32(&inputs.pos)?;
         let masks = [
-            (Some(inp.mask), Some(&inputs.mask)),
-            (inp.mask_swa, inputs.mask_swa.as_ref()),
+            (Some(b.mask), Some(&inputs.mask)),
+            (b.mask_swa, inputs.mask_swa.as_ref()),
         ];
-        for (t, m) in masks {
-            if let (Some(t), Some(m)) = (t, m) {
+        for (h, m) in masks {
+            if let (Some(h), Some(m)) = (h, m) {
                 if self.params.flash_attn {
-                    t.write_f16_bits(&mask_f16(m))?;
+                    t(h).write_f16_bits(&mask_f16(m))?;
                 } else {
-                    t.write_f32(m)?;
+                    t(h).write_f32(m)?;
                 }
             }
         }
-        inp.k_idxs.write_i64(&inputs.k_idxs)?;
-        inp.v_idxs.write_i64(&inputs.v_idxs)?;
-        if let Some(ids) = inp.out_ids {
-            ids.write_i32(rows)?;
+        t(b.k_idxs).write_i64(&inputs.k_idxs)?;
+        t(b.v_idxs).write_i64(&inputs.v_idxs)?;
+        if let Some(ids) = b.out_ids {
+            t(ids).write_i32(rows)?;
         }
-        self.sched.compute(&graph)?;
+        if let Err(e) = self.sched.compute(&b.ctx.graph(b.graph)) {
+            self.built = None;
+            return Err(e.into());
+        }
         if keep {
             let start = self.logits.len();
             self.logits.resize(start + rows.len() * n_vocab, 0.0);
-            logits_t.read_f32(0, &mut self.logits[start..])?;
+            t(b.logits).read_f32(0, &mut self.logits[start..])?;
         }
         Ok(())
     }
+
+    /// Build the forward graph for micro-batches of shape `key` (tokens, attended cells,
+    /// output rows).
+    fn build(&self, key: (usize, u32, usize)) -> Result<Built, EvalError> {
+        let ctx = self.model.graph_context()?;
+        let (graph, inp, logits) = {
+            let mut b = Builder::new(&ctx, &self.model, &self.kv, key.0, key.1, key.2);
+            let logits = self.model.arch.build(&mut b);
+            (ctx.graph_handle(&b.graph), b.inp, ctx.handle(logits))
+        };
+        let h = |t| ctx.handle(t);
+        Ok(Built {
+            key,
+            graph,
+            tokens: h(inp.tokens),
+            pos: h(inp.pos),
+            mask: h(inp.mask),
+            mask_swa: inp.mask_swa.map(h),
+            k_idxs: h(inp.k_idxs),
+            v_idxs: h(inp.v_idxs),
+            out_ids: inp.out_ids.map(h),
+            logits,
+            ctx,
+        })
+    }
+}
+
+/// The last forward graph, kept for the next micro-batch of the same shape (decoding token
+/// after token): only its inputs are written again, it is neither built nor allocated anew
+/// (llama.cpp's graph reuse). Positions, the mask and the cache rows written are all inputs,
+/// so the same graph serves every step until the attended cell count grows.
+struct Built {
+    /// (tokens, attended cells, output rows)
+    key: (usize, u32, usize),
+    graph: GraphHandle,
+    tokens: TensorHandle,
+    pos: TensorHandle,
+    mask: TensorHandle,
+    mask_swa: Option<TensorHandle>,
+    k_idxs: TensorHandle,
+    v_idxs: TensorHandle,
+    out_ids: Option<TensorHandle>,
+    logits: TensorHandle,
+    ctx: Context,
 }
 
 /// Host-side values of a micro-batch's inputs.

@@ -32,6 +32,18 @@ unsafe impl Send for TensorHandle {}
 // SAFETY: as above.
 unsafe impl Sync for TensorHandle {}
 
+/// A lifetime-free reference to a graph of a context, turned back into a [`Graph`] by
+/// [`Context::graph`] on the same context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraphHandle {
+    ptr: NonNull<sys::ggml_cgraph>,
+    ctx_id: u64,
+}
+
+// SAFETY: an inert pointer, only dereferenced through `Context::graph`, which checks it
+// belongs to that (live) context.
+unsafe impl Send for GraphHandle {}
+
 // SAFETY: a context is only mutated through `&self` methods that ggml serialises per context
 // (we never share one between threads concurrently: Ember builds graphs on one thread).
 unsafe impl Send for Context {}
@@ -125,6 +137,27 @@ impl Context {
         Tensor {
             raw: h.ptr,
             ctx_id: self.id,
+            _ctx: PhantomData,
+        }
+    }
+
+    /// A lifetime-free handle to `g`, a graph of this context, to keep it with the context
+    /// (graph reuse) and get it back with [`Context::graph`].
+    pub fn graph_handle(&self, g: &Graph<'_>) -> GraphHandle {
+        GraphHandle {
+            ptr: g.raw,
+            ctx_id: self.id,
+        }
+    }
+
+    /// The graph behind `h`. Panics if `h` was made by another context (a programming error).
+    pub fn graph(&self, h: GraphHandle) -> Graph<'_> {
+        assert_eq!(
+            h.ctx_id, self.id,
+            "graph handle used with the wrong context"
+        );
+        Graph {
+            raw: h.ptr,
             _ctx: PhantomData,
         }
     }

@@ -17,7 +17,7 @@ mod mmap;
 mod types;
 
 pub use backend::{Backend, Buffer, BufferType, HostMemory, Sched};
-pub use context::{Context, Graph, Tensor, TensorHandle};
+pub use context::{Context, Graph, GraphHandle, Tensor, TensorHandle};
 pub use log::install_log_callback;
 pub use mmap::map_file;
 pub use types::Type;
