@@ -79,7 +79,7 @@ fn reused_graphs_give_the_same_logits_as_fresh_ones() {
         let (_d, p) = common::tiny_model_of(3, arch);
         let m = load(&p);
         for fa in [true, false] {
-            let mut run = |reuse: bool| {
+            let run = |reuse: bool| {
                 let p = SessionParams {
                     n_ctx: 512,
                     n_ubatch: 512,
