@@ -65,12 +65,17 @@ pub fn build(ggml: &Path, out: &Path, configure: &dyn Fn(&mut cc::Build)) -> Vec
             if dropped.iter().any(|d| line.contains(d)) {
                 continue;
             }
-            if line.contains("__embed_ggml-common.h__") {
-                embed.push_str(&common);
+            // As sed's `r` does: the file's lines in place of the marker line.
+            let inlined = if line.contains("__embed_ggml-common.h__") {
+                common.as_str()
             } else if line.contains("#include \"ggml-metal-impl.h\"") {
-                embed.push_str(&impl_h);
+                impl_h.as_str()
             } else {
-                embed.push_str(line);
+                line
+            };
+            embed.push_str(inlined);
+            if !embed.ends_with('\n') {
+                embed.push('\n');
             }
         }
         let embed_path = gen.join(format!("ggml-metal-embed-{kind}.metal"));
