@@ -13,8 +13,10 @@
 //!   the binary does not need the NVIDIA driver library to start: on a machine without a GPU
 //!   it runs on the CPU. cuBLAS is linked dynamically.
 //!
-//! Objects are cached in `OUT_DIR/cuda` by source and flags: a rebuild of this crate (a change
-//! to build.rs) does not recompile the CUDA kernels, which take long.
+//! Objects are cached by source and flags in `<target dir>/ggml-cuda-objects`
+//! (`EMBER_CUDA_OBJECTS` overrides), shared by every profile and feature set (ggml is always
+//! built optimised) and kept when this crate is rebuilt: the CUDA kernels are compiled once
+//! (they take long), not again for tests, `--features cuda,portable` or a change to build.rs.
 
 use std::collections::hash_map::DefaultHasher;
 use std::env;
@@ -51,6 +53,7 @@ pub fn build(ggml: &Path, out: &Path) -> Cuda {
         "CMAKE_CUDA_ARCHITECTURES",
         "GGML_CUDA_FA_QUANTS",
         "NVCC_CCBIN",
+        "EMBER_CUDA_OBJECTS",
     ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
@@ -148,8 +151,13 @@ pub fn build(ggml: &Path, out: &Path) -> Cuda {
         args.push(format!("-I{}", inc.display()));
     }
 
-    let obj_dir = out.join("cuda");
-    std::fs::create_dir_all(&obj_dir).expect("create OUT_DIR/cuda");
+    // OUT_DIR is <target>/<profile>/build/ggml-sys-<hash>/out; the hash changes with features.
+    let obj_dir = env::var_os("EMBER_CUDA_OBJECTS")
+        .map(PathBuf::from)
+        .or_else(|| out.ancestors().nth(4).map(|t| t.join("ggml-cuda-objects")))
+        .unwrap_or_else(|| out.join("cuda"));
+    std::fs::create_dir_all(&obj_dir)
+        .unwrap_or_else(|e| panic!("ggml-sys: cannot create {}: {e}", obj_dir.display()));
     let objects = compile_all(&nvcc, &args, &files, &obj_dir);
     println!(
         "cargo:warning=ggml-sys: CUDA {}.{} for architectures {archs}; FA K-V pairs: {}",
@@ -362,7 +370,7 @@ fn compile_all(nvcc: &Path, args: &[String], files: &[PathBuf], obj_dir: &Path) 
                 let Some((src, obj)) = todo.get(i) else {
                     break;
                 };
-                let tmp = obj.with_extension("o.tmp");
+                let tmp = obj.with_extension(format!("{}.tmp", std::process::id()));
                 let out = Command::new(nvcc)
                     .args(args)
                     .arg("-c")
