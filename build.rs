@@ -9,17 +9,22 @@ fn main() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let mut backends = vec!["cpu"];
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        backends.push("cuda");
-    }
-    if std::env::var_os("CARGO_FEATURE_METAL").is_some() {
-        backends.push("metal");
-    }
     println!("cargo:rustc-env=EMBER_GIT_REV={rev}");
-    println!("cargo:rustc-env=EMBER_BACKENDS={}", backends.join(","));
     // Published by ggml-sys (links = "ggml") to its dependents' build scripts.
     let dep = |k: &str| std::env::var(format!("DEP_GGML_{k}")).unwrap_or_else(|_| "unknown".into());
+    // The backends ggml-sys compiled in (metal only on Apple targets).
+    let mut backends = dep("BACKENDS");
+    if let Ok(archs) = std::env::var("DEP_GGML_CUDA_ARCHS") {
+        backends = backends.replace("cuda", &format!("cuda (archs {archs})"));
+    }
+    println!("cargo:rustc-env=EMBER_BACKENDS={backends}");
+    // cuBLAS is a shared library: let the binaries and tests find it where the build did (the
+    // pip wheels' folder is not on the loader's path). LD_LIBRARY_PATH still wins elsewhere.
+    if let Ok(dir) = std::env::var("DEP_GGML_CUDA_LIB_DIR") {
+        if std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux") {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+        }
+    }
     println!("cargo:rustc-env=EMBER_GGML_VERSION={}", dep("VERSION"));
     println!("cargo:rustc-env=EMBER_CPU_FLAGS={}", dep("CPU_FLAGS"));
     println!(

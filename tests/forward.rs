@@ -263,6 +263,7 @@ fn weights_are_used_in_place_from_the_mapping() {
             LoadOptions {
                 mmap: false,
                 repack: true,
+                ..LoadOptions::default()
             },
         )
         .unwrap(),

@@ -13,6 +13,7 @@ fn load(w: &GgufWriter) -> String {
         LoadOptions {
             mmap: false,
             repack: false,
+            ..LoadOptions::default()
         },
     ) {
         Ok(_) => panic!("expected an error"),

@@ -212,6 +212,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             load: LoadOptions {
                 mmap: true,
                 repack: !a.no_repack,
+                n_gpu_layers: a.n_gpu_layers,
+                main_gpu: a.main_gpu,
             },
             mlock: false,
             verbose: a.verbose,

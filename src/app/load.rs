@@ -45,6 +45,19 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
         p.repacked as f64 / 1048576.0,
         p.n_repacked
     );
+    log::info!(
+        "backends: {}; devices: {}",
+        crate::ggml::compiled_backends(),
+        super::devices()
+    );
+    if model.offload.any() {
+        log::info!(
+            "offload: {}: {:.1} MiB of weights ({} tensors) on the GPU",
+            model.offload.describe(),
+            p.gpu as f64 / 1048576.0,
+            p.n_gpu
+        );
+    }
     Ok(Loaded {
         model: Rc::new(model),
         tokenizer,

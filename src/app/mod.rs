@@ -33,6 +33,14 @@ pub fn main(cli: Cli) -> ExitCode {
         None => cli.run.model.verbose,
     };
     crate::logging::init(verbose);
+    if cli.version {
+        println!(
+            "ember {}\ndevices: {}",
+            crate::cli::args::VERSION,
+            devices()
+        );
+        return ExitCode::SUCCESS;
+    }
     let result = match cli.command {
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Perplexity(a)) => perplexity::run(&a),
@@ -54,6 +62,16 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// The devices ggml found, GPUs in `--main-gpu` order: "CPU (...), CUDA0 (..., 81559 MiB)".
+pub fn devices() -> String {
+    use crate::ggml::{has_gpu_backend, Device};
+    let mut s: Vec<String> = Device::all().iter().map(Device::summary).collect();
+    if has_gpu_backend() && Device::gpus().is_empty() {
+        s.push("no GPU found".into());
+    }
+    s.join(", ")
 }
 
 /// "outer: cause: cause", skipping causes already contained in the message.

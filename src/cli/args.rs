@@ -26,11 +26,15 @@ pub const VERSION: &str = concat!(
     version = VERSION,
     about = "Run GGUF language models: one-shot prompts, a chat REPL, scripting, perplexity, benchmarks",
     args_conflicts_with_subcommands = true,
+    disable_version_flag = true,
     after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted (SIGINT), 143 SIGTERM.\n\
                   Without a prompt on a terminal, the chat REPL starts (ember chat).\n\
                   Without -m, the default model from `models/fetch-default` is used."
 )]
 pub struct Cli {
+    /// Print the version, the backends compiled in and the devices found, then exit.
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
@@ -109,6 +113,20 @@ pub struct BenchArgs {
     /// Keep weights in the file's layout (no CPU repacking).
     #[arg(long = "no-repack")]
     pub no_repack: bool,
+    /// Layers to offload to the GPU, the last ones first: a count, or `all` for every layer
+    /// and the output layer (as any count above the layer count does, e.g. 99).
+    #[arg(
+        long = "n-gpu-layers",
+        alias = "gpu-layers",
+        value_name = "N|all",
+        default_value = "0",
+        allow_negative_numbers = true,
+        value_parser = crate::model::offload::parse_gpu_layers
+    )]
+    pub n_gpu_layers: u32,
+    /// The GPU to offload to, by its index among the GPUs `ember --version` lists.
+    #[arg(long = "main-gpu", default_value_t = 0)]
+    pub main_gpu: usize,
     /// Verbose logs on stderr.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -158,6 +176,20 @@ pub struct ModelArgs {
     /// Keep weights in the file's layout (no CPU repacking).
     #[arg(long = "no-repack")]
     pub no_repack: bool,
+    /// Layers to offload to the GPU, the last ones first: a count, or `all` for every layer
+    /// and the output layer (as any count above the layer count does, e.g. 99).
+    #[arg(
+        long = "n-gpu-layers",
+        alias = "gpu-layers",
+        value_name = "N|all",
+        default_value = "0",
+        allow_negative_numbers = true,
+        value_parser = crate::model::offload::parse_gpu_layers
+    )]
+    pub n_gpu_layers: u32,
+    /// The GPU to offload to, by its index among the GPUs `ember --version` lists.
+    #[arg(long = "main-gpu", default_value_t = 0)]
+    pub main_gpu: usize,
     /// Verbose logs on stderr (-vv for debug).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,

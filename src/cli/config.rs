@@ -112,6 +112,8 @@ impl ModelConfig {
             load: LoadOptions {
                 mmap: !a.no_mmap,
                 repack: !a.no_repack,
+                n_gpu_layers: a.n_gpu_layers,
+                main_gpu: a.main_gpu,
             },
             mlock: a.mlock,
             verbose: a.verbose,

@@ -13,6 +13,7 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-fa", "--flash-attn"),
     ("-ub", "--ubatch-size"),
     ("-ngl", "--n-gpu-layers"),
+    ("-mg", "--main-gpu"),
     ("-cnv", "--conversation"),
     ("-no-cnv", "--no-conversation"),
     ("-nkvo", "--no-kv-offload"),

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::ggml::{Backend, Context, GgmlError, GraphHandle, Sched, TensorHandle, Type};
-use crate::kv::{ContextFull, KvCache, KvError};
+use crate::kv::{ContextFull, KvCache, KvError, KV_PAD};
 use crate::model::layers::Builder;
 use crate::model::Model;
 
@@ -48,9 +48,11 @@ pub enum Want {
 
 pub struct Session {
     // Field order is drop order: the graph before the scheduler that allocated it, the
-    // scheduler before the backend it uses.
+    // scheduler before the backends it uses.
     built: Option<Built>,
     sched: Sched,
+    /// The GPU's backend, when the model has layers offloaded to it.
+    gpu: Option<Backend>,
     backend: Backend,
     kv: KvCache,
     model: Rc<Model>,
@@ -67,15 +69,33 @@ impl Session {
     pub fn new(model: Rc<Model>, params: SessionParams) -> Result<Session, EvalError> {
         let hp = &model.hp;
         let shape = hp.kv_shape();
-        let kv = KvCache::new(
+        let off = &model.offload;
+        // The KV cache of offloaded layers lives on the GPU with their weights.
+        let kv_gpu = off
+            .buffer_type()
+            .map(|b| (b, off.n_layer - off.n_gpu_layers));
+        // On a GPU the cache is padded to 256 cells as llama.cpp pads its context: ggml-cuda's
+        // fast flash-attention kernels need a multiple of 256 cells.
+        let n_cells = if kv_gpu.is_some() {
+            params.n_ctx.div_ceil(KV_PAD) * KV_PAD
+        } else {
+            params.n_ctx
+        };
+        let kv = KvCache::placed(
             &shape,
-            params.n_ctx,
+            n_cells,
             params.type_k,
             params.type_v,
             !params.flash_attn,
+            kv_gpu,
         )?;
         let backend = Backend::cpu(params.n_threads)?;
-        let mut sched = Sched::new(&[&backend], model.graph_size())?;
+        let gpu = match off.device.filter(|_| off.any()) {
+            Some(d) => Some(Backend::for_device(&d)?),
+            None => None,
+        };
+        let backends: Vec<&Backend> = gpu.iter().chain([&backend]).collect();
+        let mut sched = Sched::new(&backends, model.graph_size())?;
         if std::env::var_os("EMBER_DEBUG_TENSORS").is_some() {
             // Every computed node's name, op, shape and sum on stderr, to set beside
             // llama.cpp's llama-eval-callback output when an architecture disagrees.
@@ -90,6 +110,7 @@ impl Session {
         let mut s = Session {
             built: None,
             sched,
+            gpu,
             backend,
             kv,
             model,
@@ -166,8 +187,10 @@ impl Session {
         }
     }
 
+    /// Compute buffer bytes, on the CPU and on the GPU.
     pub fn compute_buffer_bytes(&self) -> usize {
         self.sched.buffer_size(&self.backend)
+            + self.gpu.as_ref().map_or(0, |g| self.sched.buffer_size(g))
     }
 
     /// Evaluate `tokens` at the next positions. Returns the logits of the wanted rows,

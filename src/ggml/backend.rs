@@ -4,7 +4,8 @@ use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-use super::context::{Context, Graph, Tensor};
+use super::context::{Context, Graph, Tensor, TensorHandle};
+use super::device::{Device, DeviceKind};
 use super::{GgmlError, Type};
 use ggml_sys as sys;
 
@@ -16,9 +17,10 @@ fn c_str(p: *const std::ffi::c_char) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-/// A compute backend (the CPU for now).
+/// A compute backend: the CPU, or a GPU device's.
 pub struct Backend {
     raw: NonNull<sys::ggml_backend>,
+    is_cpu: bool,
 }
 
 // SAFETY: a ggml backend may be used from any thread as long as calls are not concurrent, which
@@ -30,13 +32,28 @@ impl Backend {
         // SAFETY: plain constructor; returns null on failure.
         let raw = unsafe { sys::ggml_backend_cpu_init() };
         let raw = NonNull::new(raw).ok_or_else(|| GgmlError::BackendInit("CPU".into()))?;
-        let b = Backend { raw };
+        let b = Backend { raw, is_cpu: true };
         b.set_threads(n_threads);
         Ok(b)
     }
 
+    /// The backend of a (GPU) device.
+    pub fn for_device(dev: &Device) -> Result<Backend, GgmlError> {
+        // SAFETY: live static device; null params = defaults; returns null on failure.
+        let raw = unsafe { sys::ggml_backend_dev_init(dev.raw.as_ptr(), std::ptr::null()) };
+        let raw = NonNull::new(raw).ok_or_else(|| GgmlError::BackendInit(dev.name()))?;
+        Ok(Backend {
+            raw,
+            is_cpu: dev.kind() == DeviceKind::Cpu,
+        })
+    }
+
+    /// Threads of a CPU backend (other backends ignore it).
     pub fn set_threads(&self, n: usize) {
-        // SAFETY: live CPU backend (only CPU backends are constructed).
+        if !self.is_cpu {
+            return;
+        }
+        // SAFETY: live CPU backend (checked above).
         unsafe { sys::ggml_backend_cpu_set_n_threads(self.raw.as_ptr(), n.max(1) as i32) }
     }
 
@@ -67,7 +84,7 @@ impl Drop for Backend {
 /// A backend buffer type (static objects in ggml: never freed).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BufferType {
-    raw: NonNull<sys::ggml_backend_buffer_type>,
+    pub(super) raw: NonNull<sys::ggml_backend_buffer_type>,
 }
 
 // SAFETY: buffer types are immutable static descriptors in ggml.
@@ -123,6 +140,12 @@ impl BufferType {
     pub fn name(&self) -> String {
         // SAFETY: static descriptor.
         c_str(unsafe { sys::ggml_backend_buft_name(self.raw.as_ptr()) })
+    }
+
+    /// Whether the memory is host memory (the CPU can read it in place).
+    pub fn is_host(&self) -> bool {
+        // SAFETY: static descriptor.
+        unsafe { sys::ggml_backend_buft_is_host(self.raw.as_ptr()) }
     }
 
     /// Would the CPU device run `W × x` (x: f32 [ne0, 512]) with a `W` of type `ty` and shape
@@ -228,6 +251,71 @@ impl Context {
         let buf = Buffer { raw, _host: None };
         let size = buf.size();
         self.buffers().list.lock().unwrap().push(buf);
+        Ok(size)
+    }
+
+    /// Allocate the tensors `handles` (of this context, not yet allocated) together in one new
+    /// buffer of type `buft`, leaving the context's other tensors alone. Returns the bytes
+    /// allocated.
+    pub fn alloc_tensors_in(
+        &self,
+        buft: BufferType,
+        handles: &[TensorHandle],
+        weights: bool,
+    ) -> Result<usize, GgmlError> {
+        let tensors: Vec<Tensor<'_>> = handles.iter().map(|&h| self.get(h)).collect();
+        if let Some(t) = tensors.iter().find(|t| t.is_allocated()) {
+            return Err(GgmlError::Tensor {
+                name: t.name(),
+                msg: "is already allocated".into(),
+            });
+        }
+        // SAFETY: static buffer type.
+        let align = unsafe { sys::ggml_backend_buft_get_alignment(buft.raw.as_ptr()) }.max(1);
+        let mut offsets = Vec::with_capacity(tensors.len());
+        let mut size = 0usize;
+        for t in &tensors {
+            // SAFETY: static buffer type and a live tensor header of this context.
+            let n = unsafe { sys::ggml_backend_buft_get_alloc_size(buft.raw.as_ptr(), t.as_ptr()) };
+            offsets.push(size);
+            size += n.div_ceil(align) * align;
+        }
+        if size == 0 {
+            return Ok(0);
+        }
+        // SAFETY: static buffer type; returns null on failure.
+        let raw = unsafe { sys::ggml_backend_buft_alloc_buffer(buft.raw.as_ptr(), size) };
+        let raw = NonNull::new(raw).ok_or(GgmlError::BufferAlloc {
+            what: buft.name(),
+            bytes: size,
+        })?;
+        let buf = Buffer { raw, _host: None };
+        if weights {
+            // SAFETY: live buffer.
+            unsafe {
+                sys::ggml_backend_buffer_set_usage(
+                    raw.as_ptr(),
+                    sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS,
+                )
+            };
+        }
+        let size = buf.size();
+        // Owned by the context before any tensor points into it.
+        self.buffers().list.lock().unwrap().push(buf);
+        for (t, &off) in tensors.iter().zip(&offsets) {
+            // SAFETY: each tensor gets its own aligned range [off, off + alloc size) inside
+            // the buffer (the sizes were summed above); base + off stays inside the allocation.
+            let st = unsafe {
+                let base = sys::ggml_backend_buffer_get_base(raw.as_ptr()) as *mut u8;
+                sys::ggml_backend_tensor_alloc(raw.as_ptr(), t.as_ptr(), base.add(off).cast())
+            };
+            if st != sys::GGML_STATUS_SUCCESS {
+                return Err(GgmlError::Tensor {
+                    name: t.name(),
+                    msg: format!("ggml_backend_tensor_alloc failed ({st})"),
+                });
+            }
+        }
         Ok(size)
     }
 
@@ -425,7 +513,9 @@ fn f16_to_f32(h: u16) -> f32 {
 }
 
 impl Sched {
-    /// A scheduler over `backends` (the CPU last) for graphs of up to `graph_size` nodes.
+    /// A scheduler over `backends` (the CPU last) for graphs of up to `graph_size` nodes. With
+    /// a GPU among them, large batches may run their matrix products on the GPU even where the
+    /// weights are in host memory ("op offload", as llama.cpp does).
     pub fn new(backends: &[&Backend], graph_size: usize) -> Result<Sched, GgmlError> {
         let mut raw_backends: Vec<sys::ggml_backend_t> =
             backends.iter().map(|b| b.raw.as_ptr()).collect();
@@ -438,7 +528,7 @@ impl Sched {
                 raw_backends.len() as i32,
                 graph_size,
                 false,
-                false,
+                raw_backends.len() > 1,
             )
         };
         NonNull::new(raw)

@@ -12,12 +12,14 @@
 
 mod backend;
 mod context;
+mod device;
 mod log;
 mod mmap;
 mod types;
 
 pub use backend::{Backend, Buffer, BufferType, HostMemory, Sched};
 pub use context::{Context, Graph, GraphHandle, Tensor, TensorHandle};
+pub use device::{compiled_backends, has_gpu_backend, Device, DeviceKind};
 pub use log::install_log_callback;
 pub use mmap::map_file;
 pub use types::Type;

@@ -101,6 +101,19 @@ impl KvCache {
         type_v: Type,
         v_trans: bool,
     ) -> Result<KvCache, KvError> {
+        Self::placed(shape, size, type_k, type_v, v_trans, None)
+    }
+
+    /// A cache whose layers from `gpu.1` on live in GPU memory `gpu.0` (the layers offloaded
+    /// with `-ngl`; the rotation matrices go there too); the others in host memory.
+    pub fn placed(
+        shape: &KvShape,
+        size: u32,
+        type_k: Type,
+        type_v: Type,
+        v_trans: bool,
+        gpu: Option<(BufferType, u32)>,
+    ) -> Result<KvCache, KvError> {
         shape.check(type_k, type_v)?;
         let ctx = Context::new(2 * shape.n_layer as usize + 2, 0)?;
         let (ek, ev) = (
@@ -133,6 +146,13 @@ impl KvCache {
         };
         let k_rot = rot(rotation_size(type_k, shape.head_dim_k, true), "attn_k_rot");
         let v_rot = rot(rotation_size(type_v, shape.head_dim_v, false), "attn_v_rot");
+        if let Some((buft, first)) = gpu.filter(|&(_, first)| first < shape.n_layer) {
+            let on_gpu: Vec<TensorHandle> = (first as usize..shape.n_layer as usize)
+                .flat_map(|il| [k[il], v[il]])
+                .chain([k_rot, v_rot].into_iter().flatten())
+                .collect();
+            ctx.alloc_tensors_in(buft, &on_gpu, false)?;
+        }
         ctx.alloc_tensors(BufferType::cpu(), false)?;
         // Stale cells are masked out, but NaN bit patterns times a zero weight would still
         // poison a matrix product: start from zeros as llama.cpp does.

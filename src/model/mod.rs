@@ -5,6 +5,7 @@ pub mod arch;
 pub mod hparams;
 pub mod layers;
 pub mod names;
+pub mod offload;
 pub mod weights;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::gguf::{GgufError, GgufFile};
 pub use arch::Arch;
 pub use hparams::{Hparams, HparamsError};
 pub use names::W;
+pub use offload::{Offload, OffloadError};
 pub use weights::{LoadOptions, Placements, WeightError, WeightSet};
 
 /// One transformer block's weights; architectures fill the fields they use.
@@ -67,6 +69,8 @@ pub enum LoadError {
     Weights(#[from] WeightError),
     #[error("cannot lock the model in memory (--mlock): {0}")]
     Mlock(std::io::Error),
+    #[error(transparent)]
+    Offload(#[from] OffloadError),
 }
 
 /// Open and validate a GGUF file through a read-only memory map; `mlock` pins its pages in RAM.
@@ -108,6 +112,8 @@ pub struct Model {
     /// (n_rot / 2), llama3-style RoPE frequency factors
     pub rope_freqs: Option<TensorHandle>,
     pub layers: Vec<Layer>,
+    /// Which layers run on a GPU (their weights and KV cache are there).
+    pub offload: Offload,
 }
 
 impl Model {
@@ -141,13 +147,14 @@ impl Model {
                 .join(", "),
         })?;
         let hp = arch.hparams(&file)?;
-        let mut b = weights::Binder::new(&file, opts)?;
+        let offload = Offload::plan(opts.n_gpu_layers, opts.main_gpu, hp.n_layer)?;
+        let mut b = weights::Binder::new(&file, opts, &offload)?;
         let (e, v) = (hp.n_embd as u64, hp.n_vocab as u64);
         let tok_embd = b.plain(W::TokenEmbd, None, &[e, v])?;
         let output_norm = b.plain(W::OutputNorm, None, &[e])?;
         let output = match b.opt_matrix(W::Output, None, &[e, v])? {
             Some(o) => o,
-            None => b.matrix(W::TokenEmbd, None, &[e, v])?,
+            None => b.tied_output(W::TokenEmbd, &[e, v])?,
         };
         let output_b = b.opt_bias(W::Output, None, &[v])?;
         let rope_freqs = b.opt_plain(W::RopeFreqs, None, &[(hp.rope.n_rot / 2) as u64])?;
@@ -166,6 +173,7 @@ impl Model {
             output_b,
             rope_freqs,
             layers,
+            offload,
         })
     }
 

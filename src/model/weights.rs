@@ -1,6 +1,7 @@
 //! Binding GGUF tensors to ggml tensors: by name, with the expected shape, and placed either in
 //! place in the file mapping (zero copy) or in ggml's CPU repack buffer where ggml says its
-//! interleaved kernels apply (llama.cpp's default too).
+//! interleaved kernels apply (llama.cpp's default too), or, for layers offloaded with `-ngl`
+//! (see [`super::offload`]), copied into the GPU's memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use crate::ggml::{BufferType, Context, GgmlError, HostMemory, Tensor, TensorHand
 use crate::gguf::{GgufFile, TensorInfo};
 
 use super::names::W;
+use super::offload::Offload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -33,6 +35,11 @@ pub struct LoadOptions {
     pub mmap: bool,
     /// Repack matrix weights into ggml's interleaved CPU layouts where supported.
     pub repack: bool,
+    /// Layers to put on the GPU, the last ones first (`-ngl`; [`super::offload::ALL_LAYERS`]
+    /// for all and the output layer).
+    pub n_gpu_layers: u32,
+    /// Which GPU (`--main-gpu`), in ggml's order.
+    pub main_gpu: usize,
 }
 
 impl Default for LoadOptions {
@@ -40,21 +47,25 @@ impl Default for LoadOptions {
         LoadOptions {
             mmap: true,
             repack: true,
+            n_gpu_layers: 0,
+            main_gpu: 0,
         }
     }
 }
 
-/// The model's weight tensors, in one or two ggml contexts (plain and repacked).
+/// The model's weight tensors, in up to three ggml contexts (plain, repacked, on the GPU).
 pub struct WeightSet {
     plain: Context,
     repacked: Option<Context>,
+    gpu: Option<Context>,
     pub placements: Placements,
 }
 
 impl WeightSet {
     pub fn get(&self, h: TensorHandle) -> Tensor<'_> {
-        match &self.repacked {
-            Some(r) if r.owns(h) => r.get(h),
+        match (&self.repacked, &self.gpu) {
+            (Some(r), _) if r.owns(h) => r.get(h),
+            (_, Some(g)) if g.owns(h) => g.get(h),
             _ => self.plain.get(h),
         }
     }
@@ -67,6 +78,9 @@ pub struct Placements {
     pub copied: u64,
     pub repacked: u64,
     pub n_repacked: usize,
+    /// Bytes and tensors copied to the GPU.
+    pub gpu: u64,
+    pub n_gpu: usize,
 }
 
 /// Binds tensors from a GGUF file.
@@ -75,15 +89,27 @@ pub struct Binder<'f> {
     opts: LoadOptions,
     plain: Context,
     repack: Option<(Context, BufferType)>,
-    bound: HashMap<String, (TensorHandle, &'f TensorInfo)>,
-    order: Vec<String>,
+    gpu: Option<(Context, BufferType)>,
+    offload: Offload,
+    /// By name and "on the GPU".
+    bound: HashMap<(String, bool), (TensorHandle, &'f TensorInfo)>,
+    order: Vec<(String, bool)>,
 }
 
 impl<'f> Binder<'f> {
-    pub fn new(file: &'f GgufFile, opts: LoadOptions) -> Result<Self, WeightError> {
-        let n = file.tensors().len() + 1;
+    pub fn new(
+        file: &'f GgufFile,
+        opts: LoadOptions,
+        offload: &Offload,
+    ) -> Result<Self, WeightError> {
+        // One more for a tied output matrix bound again on the GPU.
+        let n = file.tensors().len() + 2;
         let plain = Context::new(n, 0)?;
         let repack = match opts.repack.then(BufferType::cpu_repack).flatten() {
+            Some(buft) => Some((Context::new(n, 0)?, buft)),
+            None => None,
+        };
+        let gpu = match offload.buffer_type() {
             Some(buft) => Some((Context::new(n, 0)?, buft)),
             None => None,
         };
@@ -92,20 +118,40 @@ impl<'f> Binder<'f> {
             opts,
             plain,
             repack,
+            gpu,
+            offload: offload.clone(),
             bound: HashMap::new(),
             order: Vec::new(),
         })
     }
 
+    /// Whether weight `w` of `layer` (None: a model-wide tensor) goes to the GPU.
+    fn on_gpu(&self, w: W, layer: Option<u32>) -> bool {
+        if self.gpu.is_none() {
+            return false;
+        }
+        match (w, layer) {
+            (_, Some(il)) => self.offload.layer_on_gpu(il),
+            (W::TokenEmbd, None) => false,
+            // Read by every layer's RoPE: where the layers are.
+            (W::RopeFreqs, None) => self.offload.n_gpu_layers > 0,
+            (_, None) => self.offload.output,
+        }
+    }
+
     fn bind(
         &mut self,
         name: &str,
+        on_gpu: bool,
         shape: &[u64],
         matmul: bool,
         required: bool,
     ) -> Result<Option<TensorHandle>, WeightError> {
-        // A tensor bound twice (tied embeddings) is the same ggml tensor, in plain memory.
-        if let Some((h, _)) = self.bound.get(name) {
+        // A tensor bound twice in the same memory (tied embeddings) is the same ggml tensor;
+        // tied embeddings whose output layer is on the GPU get a second copy there, as in
+        // llama.cpp.
+        let key = (name.to_string(), on_gpu);
+        if let Some((h, _)) = self.bound.get(&key) {
             return Ok(Some(*h));
         }
         let Some(info) = self.file.tensor(name) else {
@@ -133,18 +179,31 @@ impl<'f> Binder<'f> {
         let ne: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let repack_ctx = match &self.repack {
             Some((ctx, buft))
-                if matmul && ne.len() == 2 && buft.cpu_supports_mul_mat(ty, ne[0], ne[1]) =>
+                if !on_gpu
+                    && matmul
+                    && ne.len() == 2
+                    && buft.cpu_supports_mul_mat(ty, ne[0], ne[1]) =>
             {
                 Some(ctx)
             }
             _ => None,
         };
-        let ctx = repack_ctx.unwrap_or(&self.plain);
+        let gpu_ctx = self.gpu.as_ref().filter(|_| on_gpu).map(|(c, _)| c);
+        let ctx = gpu_ctx.or(repack_ctx).unwrap_or(&self.plain);
         let t = ctx.new_tensor(ty, &ne).set_name(name);
         let h = ctx.handle(t);
-        self.bound.insert(name.to_string(), (h, info));
-        self.order.push(name.to_string());
+        self.bound.insert(key.clone(), (h, info));
+        self.order.push(key);
         Ok(Some(h))
+    }
+
+    /// The output matrix of a model whose output shares the token embeddings (`w`): the
+    /// same tensor, unless the output layer is on the GPU and the embeddings are not.
+    pub fn tied_output(&mut self, w: W, shape: &[u64]) -> Result<TensorHandle, WeightError> {
+        let on_gpu = self.gpu.is_some() && self.offload.output;
+        Ok(self
+            .bind(&w.name(None, "weight"), on_gpu, shape, true, true)?
+            .expect("required"))
     }
 
     /// A required tensor used element-wise or by get_rows.
@@ -154,8 +213,9 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<TensorHandle, WeightError> {
+        let g = self.on_gpu(w, layer);
         Ok(self
-            .bind(&w.name(layer, "weight"), shape, false, true)?
+            .bind(&w.name(layer, "weight"), g, shape, false, true)?
             .expect("required"))
     }
 
@@ -166,8 +226,9 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<TensorHandle, WeightError> {
+        let g = self.on_gpu(w, layer);
         Ok(self
-            .bind(&w.name(layer, "weight"), shape, true, true)?
+            .bind(&w.name(layer, "weight"), g, shape, true, true)?
             .expect("required"))
     }
 
@@ -177,7 +238,8 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        self.bind(&w.name(layer, "weight"), shape, true, false)
+        let g = self.on_gpu(w, layer);
+        self.bind(&w.name(layer, "weight"), g, shape, true, false)
     }
 
     pub fn opt_plain(
@@ -186,7 +248,8 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        self.bind(&w.name(layer, "weight"), shape, false, false)
+        let g = self.on_gpu(w, layer);
+        self.bind(&w.name(layer, "weight"), g, shape, false, false)
     }
 
     pub fn opt_bias(
@@ -195,7 +258,8 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        self.bind(&w.name(layer, "bias"), shape, false, false)
+        let g = self.on_gpu(w, layer);
+        self.bind(&w.name(layer, "bias"), g, shape, false, false)
     }
 
     /// Allocate and fill every bound tensor.
@@ -205,8 +269,8 @@ impl<'f> Binder<'f> {
         let mut copy = Vec::new();
         if self.opts.mmap {
             let region = plain.attach_host_memory(host.clone() as HostMemory)?;
-            for name in &self.order {
-                let (h, info) = self.bound[name];
+            for key in &self.order {
+                let (h, info) = self.bound[key];
                 if plain.owns(h) {
                     plain.place_in_host(plain.get(h), region, info.offset as usize)?;
                     p.mapped += info.size;
@@ -217,7 +281,7 @@ impl<'f> Binder<'f> {
             copy.extend(
                 self.order
                     .iter()
-                    .map(|n| self.bound[n])
+                    .map(|k| self.bound[k])
                     .filter(|(h, _)| plain.owns(*h)),
             );
         }
@@ -228,8 +292,8 @@ impl<'f> Binder<'f> {
             Some((ctx, buft)) => {
                 let mut n = 0;
                 p.repacked += ctx.alloc_tensors(buft, true)? as u64;
-                for name in &self.order {
-                    let (h, info) = self.bound[name];
+                for key in &self.order {
+                    let (h, info) = self.bound[key];
                     if ctx.owns(h) {
                         ctx.get(h).write_bytes(0, host.tensor_data(info))?;
                         n += 1;
@@ -240,9 +304,24 @@ impl<'f> Binder<'f> {
             }
             None => None,
         };
+        let gpu = match self.gpu {
+            Some((ctx, buft)) => {
+                p.gpu += ctx.alloc_tensors(buft, true)? as u64;
+                for key in &self.order {
+                    let (h, info) = self.bound[key];
+                    if ctx.owns(h) {
+                        ctx.get(h).write_bytes(0, host.tensor_data(info))?;
+                        p.n_gpu += 1;
+                    }
+                }
+                Some(ctx)
+            }
+            None => None,
+        };
         Ok(WeightSet {
             plain,
             repacked,
+            gpu,
             placements: p,
         })
     }

@@ -4,10 +4,18 @@
 //! Cargo.toml under a `cfg(any())` target so that it is locked and downloaded but never compiled).
 //! We find it with `cargo metadata`; `GGML_SRC_DIR` (a folder holding `include/` and `src/`)
 //! overrides. No cmake, no libclang, no third-party source in our repository.
+//!
+//! GPU backends, by feature: `cuda` (build/cuda.rs: nvcc over ggml-cuda, objects cached in
+//! OUT_DIR) and `metal` (build/metal.rs, Apple targets only). The CPU-only build is unaffected.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "build/cuda.rs"]
+mod cuda;
+#[path = "build/metal.rs"]
+mod metal;
 
 const PINNED: &str = "llama-cpp-sys-2";
 
@@ -15,6 +23,7 @@ fn main() {
     let ggml = ggml_dir();
     println!("cargo:rerun-if-env-changed=GGML_SRC_DIR");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=abi_check.c");
 
     let src = ggml.join("src");
@@ -22,6 +31,10 @@ fn main() {
     let cpu = src.join("ggml-cpu");
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let portable = env::var_os("CARGO_FEATURE_PORTABLE").is_some();
+    let apple = env::var("CARGO_CFG_TARGET_VENDOR").is_ok_and(|v| v == "apple");
+    let want_cuda = env::var_os("CARGO_FEATURE_CUDA").is_some();
+    // Metal only where it exists; elsewhere the feature is accepted and does nothing.
+    let want_metal = env::var_os("CARGO_FEATURE_METAL").is_some() && apple;
 
     let c_files = [
         src.join("ggml.c"),
@@ -93,11 +106,15 @@ fn main() {
             .define("GGML_USE_CPU", None)
             .define("GGML_USE_CPU_REPACK", None)
             .define("GGML_USE_LLAMAFILE", None)
-            .define("GGML_USE_OPENMP", None)
             .define("GGML_SCHED_MAX_COPIES", "4")
             .define("_XOPEN_SOURCE", "600")
-            .define("_GNU_SOURCE", None)
-            .flag("-fopenmp");
+            .define("_GNU_SOURCE", None);
+        if apple {
+            // Apple's clang has no OpenMP: ggml then uses its own thread pool.
+            b.define("_DARWIN_C_SOURCE", None);
+        } else {
+            b.define("GGML_USE_OPENMP", None).flag("-fopenmp");
+        }
     };
     // Only the CPU backend is compiled for the host CPU; ggml-base gets no tuning flags, as in
     // ggml's CMake build. This matters for results, not just portability: with FMA available
@@ -139,11 +156,30 @@ fn main() {
 
     let mut base_cpp = cc::Build::new();
     configure(&mut base_cpp);
+    // The backend registry (ggml-backend-reg.cpp) registers the GPU backends compiled in.
+    if want_cuda {
+        base_cpp.define("GGML_USE_CUDA", None);
+    }
+    if want_metal {
+        base_cpp.define("GGML_USE_METAL", None);
+    }
     base_cpp
         .cpp(true)
         .std("gnu++17")
         .files(cpp_files.iter().filter(|p| is_base(p)));
     objects.extend(base_cpp.compile_intermediates());
+    let mut backends = vec!["cpu"];
+    if want_cuda {
+        let c = cuda::build(&ggml, &out);
+        objects.extend(c.objects);
+        println!("cargo:cuda_lib_dir={}", c.lib_dir.display());
+        println!("cargo:cuda_archs={}", c.archs);
+        backends.push("cuda");
+    }
+    if want_metal {
+        objects.extend(metal::build(&ggml, &out, &configure));
+        backends.push("metal");
+    }
     let mut cpp = cc::Build::new();
     configure(&mut cpp);
     tune(&mut cpp);
@@ -153,15 +189,21 @@ fn main() {
         .objects(objects);
     cpp.compile("ggml");
 
-    println!("cargo:rustc-link-lib=dylib=gomp");
-    println!("cargo:rustc-link-lib=dylib=stdc++");
-    println!("cargo:rustc-link-lib=dylib=m");
+    if apple {
+        println!("cargo:rustc-link-lib=dylib=c++");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=gomp");
+        println!("cargo:rustc-link-lib=dylib=stdc++");
+        println!("cargo:rustc-link-lib=dylib=m");
+    }
     println!("cargo:include={}", include.display());
     println!("cargo:root={}", ggml.display());
     let flags = if portable { "avx2-baseline" } else { "native" };
     println!("cargo:rustc-env=GGML_SYS_CPU_FLAGS={flags}");
     println!("cargo:cpu_flags={flags}");
     println!("cargo:rustc-env=GGML_SYS_VERSION={version}");
+    println!("cargo:rustc-env=GGML_SYS_BACKENDS={}", backends.join(","));
+    println!("cargo:backends={}", backends.join(","));
     println!("cargo:version={version}");
 }
 

@@ -11,6 +11,8 @@ use std::ffi::{c_char, c_int, c_void};
 pub const CPU_FLAGS: &str = env!("GGML_SYS_CPU_FLAGS");
 /// ggml version of the compiled tree.
 pub const GGML_VERSION: &str = env!("GGML_SYS_VERSION");
+/// Backends compiled in, comma-separated ("cpu", "cpu,cuda", "cpu,metal").
+pub const BACKENDS: &str = env!("GGML_SYS_BACKENDS");
 
 pub const GGML_MAX_DIMS: usize = 4;
 pub const GGML_MAX_SRC: usize = 10;
@@ -55,6 +57,8 @@ pub const GGML_BACKEND_BUFFER_USAGE_WEIGHTS: ggml_backend_buffer_usage = 1;
 pub type ggml_backend_dev_type = c_int;
 pub const GGML_BACKEND_DEVICE_TYPE_CPU: ggml_backend_dev_type = 0;
 pub const GGML_BACKEND_DEVICE_TYPE_GPU: ggml_backend_dev_type = 1;
+pub const GGML_BACKEND_DEVICE_TYPE_IGPU: ggml_backend_dev_type = 2;
+pub const GGML_BACKEND_DEVICE_TYPE_ACCEL: ggml_backend_dev_type = 3;
 
 pub const GGML_ROPE_TYPE_NORMAL: c_int = 0;
 pub const GGML_ROPE_TYPE_NEOX: c_int = 2;
@@ -349,6 +353,19 @@ extern "C" {
     pub fn ggml_backend_dev_name(d: ggml_backend_dev_t) -> *const c_char;
     pub fn ggml_backend_dev_description(d: ggml_backend_dev_t) -> *const c_char;
     pub fn ggml_backend_dev_supports_op(d: ggml_backend_dev_t, op: *const ggml_tensor) -> bool;
+    pub fn ggml_backend_dev_type(d: ggml_backend_dev_t) -> ggml_backend_dev_type;
+    pub fn ggml_backend_dev_memory(d: ggml_backend_dev_t, free: *mut usize, total: *mut usize);
+    pub fn ggml_backend_dev_init(d: ggml_backend_dev_t, params: *const c_char) -> ggml_backend_t;
+    pub fn ggml_backend_dev_buffer_type(d: ggml_backend_dev_t) -> ggml_backend_buffer_type_t;
+    pub fn ggml_backend_reg_count() -> usize;
+    pub fn ggml_backend_reg_get(index: usize) -> ggml_backend_reg_t;
+    pub fn ggml_backend_reg_name(reg: ggml_backend_reg_t) -> *const c_char;
+    pub fn ggml_backend_buft_get_alignment(buft: ggml_backend_buffer_type_t) -> usize;
+    pub fn ggml_backend_buft_get_alloc_size(
+        buft: ggml_backend_buffer_type_t,
+        t: *const ggml_tensor,
+    ) -> usize;
+    pub fn ggml_backend_buft_is_host(buft: ggml_backend_buffer_type_t) -> bool;
     pub fn ggml_backend_buft_name(buft: ggml_backend_buffer_type_t) -> *const c_char;
     pub fn ggml_backend_buft_alloc_buffer(
         buft: ggml_backend_buffer_type_t,
