@@ -120,12 +120,18 @@ fn shrink(f: &GgufFile, keep: usize, tensors: bool) -> GgufWriter {
         .filter(|(k, _)| k.starts_with("tokenizer.ggml.") && k.ends_with("_token_id"))
         .filter_map(|(_, v)| v.as_u64())
         .collect();
+    let token_type = |i: usize| types.as_ref().and_then(|t| t.get(i).copied());
+    // The first 256 control and user-defined tokens (Gemma 3 has thousands: a special-token
+    // matcher over all of them would slow every fuzz run down), and every byte token.
+    let mut n_special = 0;
     let kept: Vec<usize> = (0..n)
         .filter(|&i| {
+            let special = matches!(token_type(i), Some(3..=4));
+            n_special += usize::from(special);
             i < keep
                 || special_ids.contains(&(i as u64))
-                // control, user-defined, byte
-                || types.as_ref().is_some_and(|t| matches!(t.get(i), Some(3..=4 | 6)))
+                || (special && n_special <= 256)
+                || token_type(i) == Some(6)
         })
         .collect();
     let mut new_id = std::collections::HashMap::new();
