@@ -10,6 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use ember::gguf::{GgufFile, GgufWriter, Value};
+use ember::model::Arch;
 use ember::tokenizer::{StreamDecoder, Tokenizer};
 
 /// What a regression input must do now.
@@ -34,7 +35,7 @@ fn fixture_dir() -> PathBuf {
 const FIXED: &str = "Hello world! <|im_start|>user\n  12345 ünïcödé 🙂\t<s></s>[CLS] x";
 
 /// The fuzz targets' steps (fuzz/fuzz_targets/*.rs, kept in step with them): parse and
-/// summarise the file, build the tokenizer, encode the fixed text and the bytes after the
+/// summarise the file, read a known architecture's hyper-parameters, build the tokenizer, encode the fixed text and the bytes after the
 /// metadata, decode the ids whole and streamed.
 fn run(bytes: &[u8]) -> Outcome {
     let Ok(f) = GgufFile::from_bytes(bytes.to_vec()) else {
@@ -45,6 +46,16 @@ fn run(bytes: &[u8]) -> Outcome {
     let _ = ember::gguf::describe_json(&f).to_string();
     for t in f.tensors() {
         assert_eq!(f.tensor_data(t).len() as u64, t.size);
+    }
+    let arch = f
+        .get_str("general.architecture")
+        .ok()
+        .and_then(Arch::from_name);
+    if let Some(Ok(hp)) = arch.map(|a| a.hparams(&f)) {
+        let _ = (hp.kv_shape(), hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
+        for il in 0..hp.n_layer as usize {
+            let _ = (hp.is_swa(il), hp.rope_base_scale(il));
+        }
     }
     let Ok(tok) = Tokenizer::from_gguf(&f) else {
         return Outcome::TokenizerErr;
