@@ -74,6 +74,13 @@ pub enum GgufError {
         limit: u64,
     },
 
+    #[error("metadata at offset {offset} in {context} would take more than {limit} bytes of memory once decoded (64 MiB + 4 bytes per file byte)")]
+    DecodedTooLarge {
+        offset: u64,
+        context: String,
+        limit: u64,
+    },
+
     #[error("arrays nested deeper than {max_depth} at offset {offset} in {context}")]
     ArrayTooDeep {
         offset: u64,
@@ -199,6 +206,7 @@ impl GgufError {
             | InvalidBool { offset, .. }
             | ArrayTooLong { offset, .. }
             | ArrayTooDeep { offset, .. }
+            | DecodedTooLarge { offset, .. }
             | TooManyKv { offset, .. }
             | TooManyTensors { offset, .. }
             | EmptyKey { offset }

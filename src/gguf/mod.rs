@@ -22,8 +22,9 @@
 //!   each kind of defect as its own [`GgufError`] variant naming the byte
 //!   offset (and key or tensor). Reads are bounds-checked, arithmetic is
 //!   checked, and no allocation exceeds what the remaining bytes could hold.
-//!   The limits are [`MAX_STRING_LEN`], [`MAX_ARRAY_LEN`], [`MAX_ARRAY_DEPTH`]
-//!   and [`MAX_DIMS`].
+//!   The limits are [`MAX_STRING_LEN`], [`MAX_ARRAY_LEN`], [`MAX_ARRAY_DEPTH`],
+//!   [`MAX_DIMS`], and the memory budget of the parsed form, [`DECODED_BASE`] +
+//!   [`DECODED_PER_FILE_BYTE`] × the file size.
 //! * [`GgufWriter`] produces valid files (used by tests and tools).
 //! * [`describe_text`] / [`describe_json`] summarise a file for `ember info`.
 //! * [`GgmlType`] is ggml's tensor type table (numbers, names, block sizes).
@@ -47,8 +48,8 @@ pub use describe::{describe_json, describe_text};
 pub use error::{GgufError, MetaError};
 pub use file::{GgufFile, TensorInfo};
 pub use reader::{
-    ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_DIMS,
-    MAX_STRING_LEN,
+    ALIGNMENT_KEY, DECODED_BASE, DECODED_PER_FILE_BYTE, DEFAULT_ALIGNMENT, GGUF_MAGIC,
+    MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_DIMS, MAX_STRING_LEN,
 };
 pub use types::GgmlType;
 pub use value::{Value, ValueType};

@@ -3,9 +3,12 @@
 //! [`parse`] walks a byte slice once, front to back, through a [`Cursor`]
 //! that refuses every read past the end. Counts read from the file are
 //! checked against what the remaining bytes could possibly hold before any
-//! allocation is made, so a hostile file cannot make the parser allocate more
-//! than a small multiple of its own size. All arithmetic on file-supplied
-//! numbers is checked.
+//! allocation is made, and everything the parsed form holds in memory is
+//! charged to a budget of [`DECODED_BASE`] + [`DECODED_PER_FILE_BYTE`] × the
+//! file size (a one-byte array element becomes a 32-byte [`Value`], so the
+//! counts alone would allow 32 times the file), so a hostile file cannot make
+//! the parser allocate more than a small multiple of its own size. All
+//! arithmetic on file-supplied numbers is checked.
 //!
 //! Order of checks: magic, version, counts, key/value pairs (keys unique and
 //! non-empty, values well-formed), `general.alignment`, tensor infos (names
@@ -33,6 +36,12 @@ pub const MAX_ARRAY_LEN: u64 = 1 << 26;
 pub const MAX_ARRAY_DEPTH: usize = 8;
 /// Most dimensions a tensor may have (ggml's `GGML_MAX_DIMS`).
 pub const MAX_DIMS: u32 = 4;
+/// Memory the parsed metadata and tensor table may take whatever the file size, in bytes.
+pub const DECODED_BASE: u64 = 64 << 20;
+/// Memory the parsed metadata and tensor table may take per byte of file, on top of
+/// [`DECODED_BASE`]. Real files need at most about 5 bytes per metadata byte (vocabulary-only
+/// files, all metadata, stay under 3 per file byte plus a few MiB; models far less).
+pub const DECODED_PER_FILE_BYTE: u64 = 4;
 
 /// Smallest possible key/value record: key length, a 1-byte key, type, 1-byte value.
 const MIN_KV_SIZE: u64 = 8 + 1 + 4 + 1;
@@ -77,6 +86,10 @@ impl fmt::Display for Ctx<'_> {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes of memory the parsed form may still take (see [`Cursor::charge`]).
+    budget: u64,
+    /// The budget the parse started with, for the error message.
+    limit: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -95,6 +108,21 @@ impl<'a> Cursor<'a> {
             context: ctx.to_string(),
             needed,
             available: self.left(),
+        }
+    }
+
+    /// Count `bytes` of memory about to be allocated for the parsed form against the budget.
+    fn charge(&mut self, bytes: u64, ctx: Ctx<'_>) -> Result<(), GgufError> {
+        match self.budget.checked_sub(bytes) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(GgufError::DecodedTooLarge {
+                offset: self.offset(),
+                context: ctx.to_string(),
+                limit: self.limit,
+            }),
         }
     }
 
@@ -145,6 +173,7 @@ impl<'a> Cursor<'a> {
         }
         let start = self.offset();
         let bytes = self.take(len, "string bytes", ctx)?;
+        self.charge(len, ctx)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_owned()),
             Err(e) => Err(GgufError::InvalidUtf8 {
@@ -220,7 +249,8 @@ impl<'a> Cursor<'a> {
         if count > self.left() / min {
             return Err(self.truncated("array elements", ctx, count.saturating_mul(min)));
         }
-        // count <= left / min: bounded by the bytes actually present.
+        // count <= left / min: bounded by the bytes actually present, and by the budget.
+        self.charge(count * size_of::<Value>() as u64, ctx)?;
         let mut items = Vec::with_capacity(count as usize);
         for _ in 0..count {
             items.push(self.value(elem, ctx, depth + 1)?);
@@ -231,8 +261,14 @@ impl<'a> Cursor<'a> {
 
 /// Parse and fully validate a GGUF image. Never panics; see the module docs.
 pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
-    let mut c = Cursor { buf, pos: 0 };
     let file_size = buf.len() as u64;
+    let limit = DECODED_BASE.saturating_add(file_size.saturating_mul(DECODED_PER_FILE_BYTE));
+    let mut c = Cursor {
+        buf,
+        pos: 0,
+        budget: limit,
+        limit,
+    };
 
     // --- header -----------------------------------------------------------
     if buf.is_empty() {
@@ -273,7 +309,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
     }
 
     // --- key/value pairs ----------------------------------------------------
-    // Both counts were checked against the bytes left, so these are bounded.
+    // Both counts were checked against the bytes left, so these are bounded; each key is
+    // held twice (the list and the index).
+    const KV_ENTRY: u64 = (size_of::<(String, Value)>() + size_of::<(String, usize)>()) as u64;
+    c.charge(n_kv * KV_ENTRY, Ctx::Header)?;
     let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv as usize);
     let mut key_index: HashMap<String, usize> = HashMap::with_capacity(n_kv as usize);
     let mut alignment_at: Option<(u64, u64)> = None; // (type tag offset, value offset)
@@ -289,6 +328,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
                 key,
             });
         }
+        c.charge(key.len() as u64, Ctx::Key(i))?;
         let ctx = Ctx::Value(&key);
         let type_offset = c.offset();
         let ty = c.value_type("value type", ctx)?;
@@ -326,6 +366,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
 
     // --- tensor infos -------------------------------------------------------
     let cap = n_tensors.min(c.left() / MIN_TENSOR_INFO_SIZE) as usize;
+    const TENSOR_ENTRY: u64 =
+        (size_of::<TensorInfo>() + size_of::<u64>() + size_of::<(String, usize)>()) as u64;
+    c.charge(cap as u64 * TENSOR_ENTRY, Ctx::Header)?;
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(cap);
     let mut info_offsets: Vec<u64> = Vec::with_capacity(cap);
     let mut tensor_index: HashMap<String, usize> = HashMap::with_capacity(cap);
@@ -338,6 +381,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
                 name,
             });
         }
+        c.charge(name.len() as u64, Ctx::TensorName(i))?;
         let (info, offset_field) = tensor_info(&mut c, name, alignment)?;
         tensor_index.insert(info.name.clone(), tensors.len());
         tensors.push(info);

@@ -63,6 +63,45 @@ fn counts_are_checked_before_allocating() {
     assert!(matches!(e, GgufError::Truncated { .. }));
 }
 
+/// The memory the parsed form may take, for a file of `len` bytes.
+fn decoded_limit(len: usize) -> u64 {
+    DECODED_BASE + DECODED_PER_FILE_BYTE * len as u64
+}
+
+#[test]
+fn decoded_size_is_bounded_by_the_file_size() {
+    // A u8 array: each one-byte element would become a 32-byte Value (32 times the file).
+    let n = 3 << 20; // 96 MiB decoded > 64 MiB + 4 × 3 MiB
+    let bytes = B::header(3, 0, 1)
+        .str("a")
+        .u32(vt::ARRAY)
+        .u32(vt::U8)
+        .u64(n)
+        .zeros(n as usize)
+        .build();
+    let limit = decoded_limit(bytes.len());
+    let e = err(bytes);
+    assert!(
+        matches!(e, GgufError::DecodedTooLarge { limit: l, .. } if l == limit),
+        "{e}"
+    );
+    assert_msg(&e, &["value of key 'a'", "bytes of memory once decoded"]);
+    // Many tiny keys: room for a list entry and an index entry each is made up front.
+    let n_kv = 5 << 19;
+    let e = err(B::header(3, 0, n_kv).zeros(n_kv as usize * 14).build());
+    assert!(matches!(e, GgufError::DecodedTooLarge { .. }), "{e}");
+    // Below the budget the same shapes parse.
+    let n = 1 << 20;
+    let f = ok(B::header(3, 0, 1)
+        .str("a")
+        .u32(vt::ARRAY)
+        .u32(vt::U8)
+        .u64(n)
+        .zeros(n as usize)
+        .build());
+    assert_eq!(f.get("a").unwrap().as_array().unwrap().len(), n as usize);
+}
+
 #[test]
 fn error_offsets_are_exposed() {
     assert_eq!(err(b"nope".to_vec()).offset(), Some(0));
