@@ -253,3 +253,46 @@ fn a_piped_chat_prints_only_the_answers() {
         show(&o)
     );
 }
+
+#[test]
+fn a_full_context_drops_the_oldest_exchanges_or_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = chat_model(dir.path());
+    let m = model.to_str().unwrap();
+    // Byte-level tiny vocabulary: each exchange is ~80 tokens of template and text.
+    let input = "first question\nsecond question\nthird question\nfourth question\n/show stats\n";
+    let args = [
+        "chat",
+        "-m",
+        m,
+        "-c",
+        "256",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "--ignore-eos",
+        "-t",
+        "1",
+    ];
+    let o = run_ember(&args, Some(input), &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is full: dropped the"), "{}", show(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        4,
+        "{}",
+        show(&o)
+    );
+
+    let mut args = args.to_vec();
+    args.extend(["--context-full", "error"]);
+    let o = run_ember(&args, Some(input), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no longer fits the context of 256"),
+        "{}",
+        show(&o)
+    );
+}

@@ -325,9 +325,14 @@ impl Repl<'_> {
         }
         .max(1);
         let mut dropped = 0;
+        // Once something must go, go down to half the context: dropping changes the prompt
+        // right after the system message, so everything after it is evaluated again, and this
+        // way that happens once every many turns rather than on every turn (llama.cpp's
+        // context shift also discards half).
+        let mut limit = n_ctx;
         loop {
             let p = self.conv.prompt(&self.loaded.tokenizer)?;
-            if p.tokens.len() + room <= n_ctx {
+            if p.tokens.len() + room <= limit {
                 return Ok((p, dropped));
             }
             if self.a.context_full == ContextFullPolicy::Error {
@@ -346,6 +351,7 @@ impl Repl<'_> {
                 ));
             }
             dropped += 1;
+            limit = n_ctx / 2;
         }
     }
 
