@@ -193,6 +193,30 @@ fn prompt_cache_reuses_the_prompt_and_refuses_a_mismatch() {
     );
     let v: Json = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["timings"]["prompt_cached"].as_u64().unwrap(), n_prompt);
+    // Without flash attention V is stored transposed: saved and restored all the same.
+    let cache_t = dir.path().join("t.cache");
+    let ct = cache_t.to_str().unwrap();
+    let args = [
+        "-p",
+        prompt.as_str(),
+        "-n",
+        "6",
+        "--json",
+        "-fa",
+        "off",
+        "--prompt-cache",
+        ct,
+    ];
+    let a: Json = serde_json::from_slice(&run(&m, &args, None).stdout).unwrap();
+    let b: Json = serde_json::from_slice(&run(&m, &args, None).stdout).unwrap();
+    assert_eq!(a["tokens"], b["tokens"]);
+    assert_eq!(b["timings"]["prompt_tokens"], 1);
+    let o = run(&m, &["-p", "x", "-n", "1", "--prompt-cache", ct], None);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("flash attention off"),
+        "{}",
+        show(&o)
+    );
     // Other cache types: a clear error.
     let o = run(
         &m,

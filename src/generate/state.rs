@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 
-use crate::ggml::{Tensor, Type};
+use crate::ggml::{Tensor, TensorHandle, Type};
 
 use super::session::Session;
 
@@ -90,6 +90,27 @@ impl Session {
         }
     }
 
+    /// The byte ranges holding positions `0..n`, in file order: per layer the K rows, then the
+    /// V rows (or, for a transposed V, each component's run of `n` values).
+    fn kv_ranges(&self, n: usize) -> Vec<(TensorHandle, usize, usize)> {
+        let kv = self.kv();
+        let mut out = Vec::new();
+        for il in 0..self.model().hp.n_layer as usize {
+            let (k, v) = (kv.k(il), kv.v(il));
+            out.push((k, 0, n * kv.ctx().get(k).nb()[1]));
+            let vt = kv.ctx().get(v);
+            if kv.v_trans {
+                let es = vt.ty().type_size();
+                let size = kv.size() as usize;
+                let comps = vt.n_elements() as usize / size;
+                out.extend((0..comps).map(|d| (v, d * size * es, n * es)));
+            } else {
+                out.push((v, 0, n * vt.nb()[1]));
+            }
+        }
+        out
+    }
+
     /// Write the first `tokens.len()` positions of the cache (which must hold those tokens)
     /// with `extra`, an application blob.
     pub fn save_state(
@@ -122,28 +143,10 @@ impl Session {
         w.write_all(extra)?;
         let kv = self.kv();
         let mut buf = Vec::new();
-        for il in 0..h.n_layer as usize {
-            let k = kv.ctx().get(kv.k(il));
-            buf.resize(n * h.k_row as usize, 0);
-            k.read_bytes(0, &mut buf)?;
+        for (h, offset, len) in self.kv_ranges(n) {
+            buf.resize(len, 0);
+            kv.ctx().get(h).read_bytes(offset, &mut buf)?;
             w.write_all(&buf)?;
-            let v = kv.ctx().get(kv.v(il));
-            if kv.v_trans {
-                let es = v.ty().type_size();
-                let (size, comps) = (
-                    kv.size() as usize,
-                    v.n_elements() as usize / kv.size() as usize,
-                );
-                buf.resize(n * es, 0);
-                for d in 0..comps {
-                    v.read_bytes(d * size * es, &mut buf)?;
-                    w.write_all(&buf)?;
-                }
-            } else {
-                buf.resize(n * h.v_row as usize, 0);
-                v.read_bytes(0, &mut buf)?;
-                w.write_all(&buf)?;
-            }
         }
         w.flush()?;
         Ok(())
@@ -230,28 +233,10 @@ impl Session {
         let n = n as usize;
         let kv = self.kv();
         let mut buf = Vec::new();
-        for il in 0..this.n_layer as usize {
-            let k = kv.ctx().get(kv.k(il));
-            buf.resize(n * this.k_row as usize, 0);
-            read_exact(r, &mut buf, "K rows")?;
-            k.write_bytes(0, &buf)?;
-            let v = kv.ctx().get(kv.v(il));
-            if kv.v_trans {
-                let es = v.ty().type_size();
-                let (size, comps) = (
-                    kv.size() as usize,
-                    v.n_elements() as usize / kv.size() as usize,
-                );
-                buf.resize(n * es, 0);
-                for d in 0..comps {
-                    read_exact(r, &mut buf, "V rows")?;
-                    v.write_bytes(d * size * es, &buf)?;
-                }
-            } else {
-                buf.resize(n * this.v_row as usize, 0);
-                read_exact(r, &mut buf, "V rows")?;
-                v.write_bytes(0, &buf)?;
-            }
+        for (h, offset, len) in self.kv_ranges(n) {
+            buf.resize(len, 0);
+            read_exact(r, &mut buf, "K and V rows")?;
+            kv.ctx().get(h).write_bytes(offset, &buf)?;
         }
         if r.read(&mut [0u8; 1])? != 0 {
             return Err(StateError::Corrupt("data after the last layer".into()));
