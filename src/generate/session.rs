@@ -58,6 +58,8 @@ pub struct Session {
     model: Rc<Model>,
     params: SessionParams,
     logits: Vec<f32>,
+    /// The inputs of the last micro-batch, their buffers kept for the next.
+    inputs: BatchInputs,
     /// Asked between micro-batches; true stops a long prompt early.
     interrupt: Option<fn() -> bool>,
     /// Re-use the last graph for a micro-batch of the same shape (`EMBER_NO_GRAPH_REUSE`
@@ -116,6 +118,7 @@ impl Session {
             model,
             params,
             logits: Vec::new(),
+            inputs: BatchInputs::default(),
             interrupt: None,
             reuse_graphs: std::env::var_os("EMBER_NO_GRAPH_REUSE").is_none(),
         };
@@ -245,22 +248,18 @@ impl Session {
         let n_vocab = self.model.hp.n_vocab as usize;
         let hp = &self.model.hp;
         let window = hp.swa.as_ref().map(|s| s.window);
-        let inputs = BatchInputs::new(tokens, p0, n_kv, &self.kv, hp.n_embd_v_gqa(), window);
+        let fa = self.params.flash_attn;
+        let inputs = &mut self.inputs;
+        inputs.fill(tokens, p0, n_kv, &self.kv, hp.n_embd_v_gqa(), window, fa);
         let b = self.built.as_ref().expect("built above");
         let t = |h: TensorHandle| b.ctx.get(h);
         t(b.tokens).write_i32(&inputs.tokens)?;
         t(b.pos).write_i32(&inputs.pos)?;
-        let masks = [
-            (Some(b.mask), Some(&inputs.mask)),
-            (b.mask_swa, inputs.mask_swa.as_ref()),
-        ];
-        for (h, m) in masks {
-            if let (Some(h), Some(m)) = (h, m) {
-                if self.params.flash_attn {
-                    t(h).write_f16_bits(&mask_f16(m))?;
-                } else {
-                    t(h).write_f32(m)?;
-                }
+        for (i, h) in [Some(b.mask), b.mask_swa].into_iter().enumerate() {
+            match h {
+                Some(h) if fa => t(h).write_f16_bits(&inputs.mask16[i])?,
+                Some(h) => t(h).write_f32(&inputs.mask[i])?,
+                None => {}
             }
         }
         t(b.k_idxs).write_i64(&inputs.k_idxs)?;
@@ -325,66 +324,81 @@ struct Built {
     ctx: Context,
 }
 
-/// Host-side values of a micro-batch's inputs.
+/// Host-side values of a micro-batch's inputs. One set lives as long as the session and is
+/// refilled for every micro-batch: the masks of a long prompt are megabytes, and allocating
+/// them afresh each time (in sizes that change turn after turn in a chat) fragments the heap.
+#[derive(Default)]
 struct BatchInputs {
     tokens: Vec<i32>,
     pos: Vec<i32>,
-    /// [n_tokens][n_kv], 0 or -inf
-    mask: Vec<f32>,
-    /// The same with the sliding window applied (models with local layers).
-    mask_swa: Option<Vec<f32>>,
+    /// [n_tokens][n_kv], 0 or -inf: causal, then causal within the sliding window. f32 for
+    /// the soft_max path, f16 bits for flash attention.
+    mask: [Vec<f32>; 2],
+    mask16: [Vec<u16>; 2],
     k_idxs: Vec<i64>,
     v_idxs: Vec<i64>,
 }
 
 impl BatchInputs {
-    fn new(
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
         tokens: &[u32],
         p0: u32,
         n_kv: u32,
         kv: &KvCache,
         n_embd_v: u32,
         window: Option<u32>,
-    ) -> Self {
+        f16_mask: bool,
+    ) {
         let n = tokens.len();
-        let pos: Vec<i32> = (0..n as i32).map(|i| p0 as i32 + i).collect();
-        // Cell j holds position j: causal means j <= p; the window also needs p - j < window.
-        let causal = |window: u32| {
-            let mut mask = vec![f32::NEG_INFINITY; n * n_kv as usize];
-            for (i, &p) in pos.iter().enumerate() {
-                let row = &mut mask[i * n_kv as usize..(i + 1) * n_kv as usize];
-                let first = (p as i64 - window as i64 + 1).max(0) as usize;
-                row[first..=(p as usize)].fill(0.0);
+        self.tokens.clear();
+        self.tokens.extend(tokens.iter().map(|&t| t as i32));
+        self.pos.clear();
+        self.pos.extend((0..n as i32).map(|i| p0 as i32 + i));
+        let windows = [Some(u32::MAX), window];
+        for (i, w) in windows.into_iter().enumerate() {
+            let Some(w) = w else {
+                self.mask[i].clear();
+                self.mask16[i].clear();
+                continue;
+            };
+            if f16_mask {
+                causal_mask(&mut self.mask16[i], &self.pos, n_kv, w, 0x0000, 0xFC00);
+            } else {
+                causal_mask(
+                    &mut self.mask[i],
+                    &self.pos,
+                    n_kv,
+                    w,
+                    0.0,
+                    f32::NEG_INFINITY,
+                );
             }
-            mask
-        };
-        let mask = causal(u32::MAX);
-        let mask_swa = window.map(causal);
-        let k_idxs: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
-        let v_idxs = if kv.v_trans {
+        }
+        self.k_idxs.clear();
+        self.k_idxs.extend(self.pos.iter().map(|&p| p as i64));
+        self.v_idxs.clear();
+        if kv.v_trans {
             let size = kv.size() as i64;
-            let mut v = Vec::with_capacity(n * n_embd_v as usize);
-            for &p in &pos {
-                v.extend((0..n_embd_v as i64).map(|d| d * size + p as i64));
+            for &p in &self.pos {
+                self.v_idxs
+                    .extend((0..n_embd_v as i64).map(|d| d * size + p as i64));
             }
-            v
         } else {
-            k_idxs.clone()
-        };
-        BatchInputs {
-            tokens: tokens.iter().map(|&t| t as i32).collect(),
-            pos,
-            mask,
-            mask_swa,
-            k_idxs,
-            v_idxs,
+            self.v_idxs.extend_from_slice(&self.k_idxs);
         }
     }
 }
 
-/// A 0 / -inf mask as f16 bits (flash attention takes an f16 mask).
-fn mask_f16(mask: &[f32]) -> Vec<u16> {
-    mask.iter()
-        .map(|&m| if m == 0.0 { 0x0000 } else { 0xFC00 })
-        .collect()
+/// Fill `out` with a [positions][n_kv] mask: cell j holds position j, so row p is `zero`
+/// where j <= p and p - j < window, `neg` (-inf) elsewhere.
+fn causal_mask<T: Copy>(out: &mut Vec<T>, pos: &[i32], n_kv: u32, window: u32, zero: T, neg: T) {
+    let n_kv = n_kv as usize;
+    out.clear();
+    out.resize(pos.len() * n_kv, neg);
+    for (row, &p) in out.chunks_exact_mut(n_kv).zip(pos) {
+        let first = (p as i64 - window as i64 + 1).max(0) as usize;
+        row[first..=(p as usize)].fill(zero);
+    }
 }
