@@ -222,6 +222,17 @@ impl<'ctx> Tensor<'ctx> {
         unsafe { sys::ggml_is_contiguous(self.as_ptr()) }
     }
 
+    /// Whether the tensor's data is allocated in host memory in ggml's own layout (not in a
+    /// GPU buffer, not repacked by an extra buffer type).
+    pub fn is_plain_host_data(&self) -> bool {
+        let h = self.header();
+        // SAFETY: a non-null buffer of a live tensor is a live ggml buffer.
+        !h.buffer.is_null()
+            && !h.data.is_null()
+            && h.extra.is_null()
+            && unsafe { sys::ggml_backend_buffer_is_host(h.buffer) }
+    }
+
     pub fn n_elements(&self) -> i64 {
         // SAFETY: live tensor header.
         unsafe { sys::ggml_nelements(self.as_ptr()) }
@@ -387,7 +398,7 @@ impl Graph<'_> {
 /// Graph operations. Each returns a new tensor header in `self` (the graph's context); inputs
 /// may live in other contexts that outlive it (weights, KV cache).
 impl Context {
-    fn op<'a>(
+    pub(super) fn op<'a>(
         &'a self,
         f: impl FnOnce(*mut sys::ggml_context) -> *mut sys::ggml_tensor,
     ) -> Tensor<'a> {

@@ -13,6 +13,7 @@
 mod backend;
 mod context;
 mod device;
+pub mod gemv;
 mod log;
 mod mmap;
 mod types;

@@ -3,7 +3,7 @@
 //! so that our logits match its logits. Every intermediate is named `{name}-{layer}` so graphs
 //! can be dumped and compared.
 
-use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
+use crate::ggml::{gemv, Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::KvCache;
 
 use super::Model;
@@ -156,9 +156,20 @@ impl<'g> Builder<'g> {
         self.ctx.mul(t, self.w(weight))
     }
 
+    /// `W x`: by the multi-row decode kernels where they apply (one token; they give ggml's
+    /// results bit for bit), else by ggml's matmul.
+    pub fn mm(&self, w: TensorHandle, x: Tensor<'g>) -> Tensor<'g> {
+        let w = self.w(w);
+        if gemv::applies(w, x) {
+            self.ctx.mul_mat_vec(w, x)
+        } else {
+            self.ctx.mul_mat(w, x)
+        }
+    }
+
     /// `W x (+ b)`.
     pub fn linear(&self, w: TensorHandle, b: Option<TensorHandle>, x: Tensor<'g>) -> Tensor<'g> {
-        let t = self.ctx.mul_mat(self.w(w), x);
+        let t = self.mm(w, x);
         match b {
             Some(b) => self.ctx.add(t, self.w(b)),
             None => t,
@@ -304,13 +315,13 @@ impl<'g> Builder<'g> {
         act: FfnAct,
     ) -> Tensor<'g> {
         let c = self.ctx;
-        let u = c.mul_mat(self.w(up), x);
-        let g = c.mul_mat(self.w(gate), x);
+        let u = self.mm(up, x);
+        let g = self.mm(gate, x);
         let h = match act {
             FfnAct::Silu => c.swiglu_split(g, u),
             FfnAct::Gelu => c.geglu_split(g, u),
         };
-        c.mul_mat(self.w(down), h)
+        self.mm(down, h)
     }
 
     /// Keep only the rows whose outputs are wanted (applied before the last layer's residual).

@@ -56,3 +56,4 @@ CHECK(offsetof(struct ggml_tensor, name) == 256);
 CHECK(offsetof(struct ggml_tensor, extra) == 320);
 CHECK(offsetof(struct ggml_tensor, padding) == 328);
 CHECK(sizeof(struct ggml_tensor) == 336);
+CHECK(GGML_N_TASKS_MAX == -1);

@@ -18,6 +18,13 @@ pub const GGML_MAX_DIMS: usize = 4;
 pub const GGML_MAX_SRC: usize = 10;
 pub const GGML_MAX_OP_PARAMS: usize = 64;
 pub const GGML_MAX_NAME: usize = 64;
+/// `n_tasks` of a custom op: as many as the backend has threads.
+pub const GGML_N_TASKS_MAX: c_int = -1;
+
+/// A custom op's body, called once per thread (`ith` of `nth`) with the op's result tensor.
+pub type ggml_custom_op_t = Option<
+    unsafe extern "C" fn(dst: *mut ggml_tensor, ith: c_int, nth: c_int, userdata: *mut c_void),
+>;
 
 pub type ggml_type = c_int;
 pub const GGML_TYPE_F32: ggml_type = 0;
@@ -181,6 +188,19 @@ extern "C" {
         b: *mut ggml_tensor,
     ) -> *mut ggml_tensor;
     pub fn ggml_prec_set_acc(a: *mut ggml_tensor, prec: ggml_prec) -> bool;
+    pub fn ggml_custom_4d(
+        ctx: *mut ggml_context,
+        type_: ggml_type,
+        ne0: i64,
+        ne1: i64,
+        ne2: i64,
+        ne3: i64,
+        args: *mut *mut ggml_tensor,
+        n_args: c_int,
+        fun: ggml_custom_op_t,
+        n_tasks: c_int,
+        userdata: *mut c_void,
+    ) -> *mut ggml_tensor;
     pub fn ggml_mul_mat_set_hint(a: *mut ggml_tensor, hint: ggml_op_hint);
     pub fn ggml_rms_norm(ctx: *mut ggml_context, a: *mut ggml_tensor, eps: f32)
         -> *mut ggml_tensor;

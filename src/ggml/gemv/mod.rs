@@ -1,0 +1,222 @@
+//! Matrix × vector products for decoding, as a ggml custom op.
+//!
+//! When one token is evaluated, every weight matrix is multiplied by one activation vector.
+//! ggml's CPU kernels for Q4_1, Q5_0 and Q8_0 weights then compute one row at a time along a
+//! single chain of fused multiply-adds, so the core waits on that chain's latency rather than
+//! on memory (profiled on SmolLM2: half the decode time in `ggml_vec_dot_q4_1_q8_1`). The op
+//! here computes several rows at once with independent chains and exactly ggml's arithmetic
+//! per row (see `x86.rs`): the same logits, sooner.
+//!
+//! Used only where it gives ggml's results: one token (for several, ggml's matmul goes through
+//! llamafile's tiled kernels for Q5_0/Q8_0, with another summation order), weights in plain
+//! host memory (not repacked, not on a GPU), an x86-64 CPU with AVX2, FMA and F16C.
+//! `EMBER_NO_GEMV=1` turns it off, to compare.
+
+use std::cell::RefCell;
+use std::ffi::{c_int, c_void};
+use std::sync::OnceLock;
+
+use ggml_sys as sys;
+
+use super::{Context, Tensor, Type};
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(test)]
+mod tests;
+
+/// Rows per kernel call.
+const ROWS: usize = 4;
+
+/// A weight format this op handles, with its activation format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// Q4_1 weights · Q8_1 activations
+    Q4_1,
+    /// Q5_0 weights · Q8_0 activations
+    Q5_0,
+    /// Q8_0 weights · Q8_0 activations
+    Q8_0,
+}
+
+impl Format {
+    fn of(ty: Type) -> Option<Format> {
+        match ty {
+            Type::Q4_1 => Some(Format::Q4_1),
+            Type::Q5_0 => Some(Format::Q5_0),
+            Type::Q8_0 => Some(Format::Q8_0),
+            _ => None,
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn act_bytes(self) -> usize {
+        match self {
+            Format::Q4_1 => x86::Q8_1_BYTES,
+            Format::Q5_0 | Format::Q8_0 => x86::Q8_0_BYTES,
+        }
+    }
+}
+
+/// The instruction set the kernels run with, or None where they cannot run (or are turned off).
+#[cfg(target_arch = "x86_64")]
+fn isa() -> Option<x86::Isa> {
+    static ISA: OnceLock<Option<x86::Isa>> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var_os("EMBER_NO_GEMV").is_some() {
+            None
+        } else {
+            x86::Isa::detect()
+        }
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn isa() -> Option<()> {
+    let _ = OnceLock::<()>::new;
+    None
+}
+
+/// Whether `w · x` can be the decode op: see the module documentation.
+pub fn applies(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    let (wn, xn) = (w.ne(), x.ne());
+    isa().is_some()
+        && Format::of(w.ty()).is_some()
+        && x.ty() == Type::F32
+        && xn[0] == wn[0]
+        && wn[0] % 32 == 0
+        && xn[1] == 1
+        && xn[2] == 1
+        && xn[3] == 1
+        && wn[2] == 1
+        && wn[3] == 1
+        && x.nb()[0] == 4
+        && w.is_contiguous()
+        && w.is_plain_host_data()
+}
+
+impl Context {
+    /// `w · x` for one activation vector, by the multi-row kernels. The caller checks
+    /// [`applies`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
+    pub fn mul_mat_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        assert!(applies(w, x), "mul_mat_vec: operands not supported");
+        let mut args = [w.as_ptr(), x.as_ptr()];
+        let (rows, cols) = (w.ne()[1], x.ne()[1]);
+        // SAFETY: live context and tensor headers; `args` outlives the call (ggml copies the
+        // pointers into the new tensor's sources); `gemv_op` is a valid custom op body with
+        // no user data.
+        self.op(|c| unsafe {
+            sys::ggml_custom_4d(
+                c,
+                sys::GGML_TYPE_F32,
+                rows,
+                cols,
+                1,
+                1,
+                args.as_mut_ptr(),
+                2,
+                Some(gemv_op),
+                sys::GGML_N_TASKS_MAX,
+                std::ptr::null_mut(),
+            )
+        })
+    }
+}
+
+thread_local! {
+    /// The quantized activation, per thread (each thread quantizes the vector itself: it is
+    /// a few hundred bytes, and the op has no barrier to share it).
+    static ACT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The custom op's body: thread `ith` of `nth` computes its share of the rows.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` a tensor made by [`Context::mul_mat_vec`]: its
+/// sources are the weight matrix and the f32 vector, all data allocated and `dst` f32
+/// `[rows, 1]` (checked by [`applies`] when the op was built).
+unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let Some(isa) = isa() else { return };
+        // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+        let dst = unsafe { &*dst };
+        // SAFETY: the op was built with these two sources, live for the graph's computation.
+        let (w, x) = unsafe { (&*dst.src[0], &*dst.src[1]) };
+        let Some(fmt) = Type::from_raw(w.type_ as u32).and_then(Format::of) else {
+            return;
+        };
+        let nb = w.ne[0] as usize / 32;
+        let n_rows = w.ne[1] as usize;
+        ACT.with_borrow_mut(|act| {
+            act.resize(nb * fmt.act_bytes(), 0);
+            let (xp, yp) = (x.data as *const f32, act.as_mut_ptr());
+            // SAFETY: `x` holds ne[0] = 32·nb contiguous floats (checked by `applies`); `act`
+            // was sized for nb activation blocks; the CPU features were detected by `isa`.
+            unsafe {
+                match fmt {
+                    Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
+                    Format::Q5_0 | Format::Q8_0 => x86::quantize_q8_0(xp, yp, nb),
+                }
+            }
+            let groups = n_rows.div_ceil(ROWS);
+            let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+            let (g0, g1) = (groups * ith / nth, groups * (ith + 1) / nth);
+            let row = |r: usize| (w.data as *const u8).wrapping_add(r * w.nb[1]);
+            let out = dst.data as *mut f32;
+            for g in g0..g1 {
+                let r0 = g * ROWS;
+                if r0 + ROWS <= n_rows {
+                    let rows: [*const u8; ROWS] = std::array::from_fn(|i| row(r0 + i));
+                    let mut o = [0.0f32; ROWS];
+                    // SAFETY: rows r0..r0+ROWS exist, each nb whole blocks (contiguous weight);
+                    // `out` has n_rows floats.
+                    unsafe {
+                        dot(isa, fmt, &rows, act.as_ptr(), nb, &mut o);
+                        std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(r0), ROWS);
+                    }
+                } else {
+                    for r in r0..n_rows {
+                        let mut o = [0.0f32; 1];
+                        // SAFETY: as above, one row.
+                        unsafe {
+                            dot(isa, fmt, &[row(r)], act.as_ptr(), nb, &mut o);
+                            *out.add(r) = o[0];
+                        }
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ith, nth);
+}
+
+/// R rows · the quantized activation, by format and instruction set.
+///
+/// # Safety
+/// `rows` point at `nb` blocks of `fmt` each, `y` at `nb` activation blocks; the CPU has the
+/// features of `isa`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn dot<const R: usize>(
+    isa: x86::Isa,
+    fmt: Format,
+    rows: &[*const u8; R],
+    y: *const u8,
+    nb: usize,
+    out: &mut [f32; R],
+) {
+    use x86::{avx2, vnni, Isa};
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        match (isa, fmt) {
+            (Isa::Vnni, Format::Q4_1) => vnni::dot_q4_1(rows, y, nb, out),
+            (Isa::Vnni, Format::Q5_0) => vnni::dot_q5_0(rows, y, nb, out),
+            (Isa::Vnni, Format::Q8_0) => vnni::dot_q8_0(rows, y, nb, out),
+            (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(rows, y, nb, out),
+            (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(rows, y, nb, out),
+            (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(rows, y, nb, out),
+        }
+    }
+}

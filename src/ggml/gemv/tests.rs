@@ -1,0 +1,169 @@
+//! The decode op against ggml's own `mul_mat`: equal bit for bit, for every format, shape and
+//! thread count.
+
+use super::*;
+use crate::ggml::{Backend, BufferType};
+
+/// xorshift64*: reproducible test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn byte(&mut self) -> u8 {
+        (self.next() >> 32) as u8
+    }
+
+    /// A float in [-2, 2).
+    fn float(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+    }
+
+    /// f16 bits of a value of either sign between 2^-10 and 1.
+    fn scale(&mut self) -> [u8; 2] {
+        let sign = (self.next() & 1) as u16;
+        let exp = 5 + (self.next() % 10) as u16;
+        let mant = (self.next() & 0x3ff) as u16;
+        ((sign << 15) | (exp << 10) | mant).to_le_bytes()
+    }
+}
+
+/// Random blocks of `ty` with valid scales: quants random, Q8_0 quants within ±127.
+fn random_blocks(rng: &mut Rng, ty: Type, n_blocks: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n_blocks {
+        match ty {
+            Type::Q4_1 => {
+                out.extend(rng.scale());
+                out.extend(rng.scale());
+                out.extend((0..16).map(|_| rng.byte()));
+            }
+            Type::Q5_0 => {
+                out.extend(rng.scale());
+                out.extend((0..20).map(|_| rng.byte()));
+            }
+            Type::Q8_0 => {
+                out.extend(rng.scale());
+                out.extend((0..32).map(|_| (rng.byte() as i8).max(-127) as u8));
+            }
+            _ => unreachable!(),
+        }
+    }
+    out
+}
+
+/// ggml's `mul_mat(w, x)` and `mul_mat_vec(w, x)` for a random `[k, n]` matrix of `ty`.
+fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng(seed);
+    let data = Context::new(2, 0).unwrap();
+    let w = data.new_tensor(ty, &[k as i64, n as i64]);
+    let x = data.new_tensor(Type::F32, &[k as i64, 1]);
+    data.alloc_tensors(BufferType::cpu(), false).unwrap();
+    w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / 32))
+        .unwrap();
+    let xs: Vec<f32> = (0..k).map(|_| rng.float()).collect();
+    x.write_f32(&xs).unwrap();
+
+    assert!(applies(w, x), "{ty:?} [{k}, {n}] should use the decode op");
+    let ctx = Context::new(8, 16).unwrap();
+    let mut g = ctx.new_graph(16);
+    let reference = ctx.mul_mat(w, x);
+    let ours = ctx.mul_mat_vec(w, x);
+    g.expand(reference);
+    g.expand(ours);
+    ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+    Backend::cpu(threads).unwrap().compute(&g).unwrap();
+    let mut a = vec![0.0; n];
+    let mut b = vec![0.0; n];
+    reference.read_f32(0, &mut a).unwrap();
+    ours.read_f32(0, &mut b).unwrap();
+    (a, b)
+}
+
+#[test]
+fn the_decode_op_gives_ggml_results_bit_for_bit() {
+    if isa().is_none() {
+        eprintln!("skipped: this CPU (or EMBER_NO_GEMV) has no decode kernels");
+        return;
+    }
+    let mut seed = 1;
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
+        for (k, n) in [(32, 1), (64, 3), (576, 37), (1536, 64), (576, 130)] {
+            for threads in [1, 2, 3] {
+                seed += 1;
+                let (a, b) = both(ty, k, n, threads, seed);
+                for (row, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "{ty:?} [{k}, {n}], {threads} threads, row {row}: ggml {x}, ours {y}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_single_vectors_of_plain_host_weights_apply() {
+    let data = Context::new(4, 0).unwrap();
+    let w = data.new_tensor(Type::Q4_1, &[64, 8]);
+    let x = data.new_tensor(Type::F32, &[64, 1]);
+    let x2 = data.new_tensor(Type::F32, &[64, 2]);
+    let wf = data.new_tensor(Type::F16, &[64, 8]);
+    assert!(!applies(w, x), "unallocated weights");
+    data.alloc_tensors(BufferType::cpu(), false).unwrap();
+    assert_eq!(applies(w, x), isa().is_some());
+    assert!(!applies(w, x2), "two tokens go through ggml's matmul");
+    assert!(!applies(wf, x), "f16 weights");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn vnni_and_avx2_kernels_agree() {
+    use super::x86::{avx2, vnni, Isa, Q8_0_BYTES, Q8_1_BYTES};
+    if Isa::detect() != Some(Isa::Vnni) {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    let mut rng = Rng(7);
+    let nb = 18;
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
+        let w: Vec<Vec<u8>> = (0..4).map(|_| random_blocks(&mut rng, ty, nb)).collect();
+        let xs: Vec<f32> = (0..nb * 32).map(|_| rng.float()).collect();
+        let mut y = vec![0u8; nb * Q8_1_BYTES.max(Q8_0_BYTES)];
+        let rows: [*const u8; 4] = std::array::from_fn(|r| w[r].as_ptr());
+        let (mut a, mut b) = ([0.0f32; 4], [0.0f32; 4]);
+        // SAFETY: the CPU has AVX-512 VNNI (checked above, which implies the AVX2 set), every
+        // row holds nb blocks of `ty` and `y` room for nb activation blocks.
+        unsafe {
+            match ty {
+                Type::Q4_1 => {
+                    x86::quantize_q8_1(xs.as_ptr(), y.as_mut_ptr(), nb);
+                    avx2::dot_q4_1(&rows, y.as_ptr(), nb, &mut a);
+                    vnni::dot_q4_1(&rows, y.as_ptr(), nb, &mut b);
+                }
+                Type::Q5_0 => {
+                    x86::quantize_q8_0(xs.as_ptr(), y.as_mut_ptr(), nb);
+                    avx2::dot_q5_0(&rows, y.as_ptr(), nb, &mut a);
+                    vnni::dot_q5_0(&rows, y.as_ptr(), nb, &mut b);
+                }
+                _ => {
+                    x86::quantize_q8_0(xs.as_ptr(), y.as_mut_ptr(), nb);
+                    avx2::dot_q8_0(&rows, y.as_ptr(), nb, &mut a);
+                    vnni::dot_q8_0(&rows, y.as_ptr(), nb, &mut b);
+                }
+            }
+        }
+        assert_eq!(
+            a.map(f32::to_bits),
+            b.map(f32::to_bits),
+            "{ty:?}: {a:?} vs {b:?}"
+        );
+    }
+}

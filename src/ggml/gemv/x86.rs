@@ -1,0 +1,294 @@
+//! x86-64 kernels: AVX2 + FMA + F16C, with AVX-512 VNNI's `vpdpbusd` where the CPU has it.
+//!
+//! Each kernel computes R rows of a matrix-vector product at once. Per row the arithmetic is
+//! ggml's own AVX2 `ggml_vec_dot_*` step for step (the same integer lane sums, the same f32
+//! multiplies, fused multiply-adds and horizontal sum, in the same order), so every result is
+//! bit for bit the one ggml computes; what changes is that R independent accumulator chains run
+//! side by side and one activation block serves R rows, where ggml's loop waits on a single
+//! chain of fused multiply-adds. The activation quantizers mirror ggml's `quantize_row_q8_0`
+//! and `quantize_row_q8_1` the same way.
+//!
+//! Every function here is `unsafe`: callers check the CPU features first ([`Isa::detect`]) and
+//! pass pointers to whole blocks (the caller's SAFETY comments say why they are).
+
+use std::arch::x86_64::*;
+
+/// Bytes of one block of 32 weights or activations.
+pub const Q4_1_BYTES: usize = 20; // f16 d, f16 m, 16 bytes of nibbles
+pub const Q5_0_BYTES: usize = 22; // f16 d, 4 bytes of high bits, 16 bytes of nibbles
+pub const Q8_0_BYTES: usize = 34; // f16 d, 32 i8
+pub const Q8_1_BYTES: usize = 36; // f16 d, f16 s (= d * sum of the quants), 32 i8
+
+/// The integer dot product instruction set in use. Both give the same exact integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// `vpmaddubsw` + `vpmaddwd`
+    Avx2,
+    /// `vpdpbusd` (AVX-512 VNNI on 256-bit vectors), as ggml uses when built for such a CPU.
+    Vnni,
+}
+
+impl Isa {
+    pub fn detect() -> Option<Isa> {
+        let base = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        if !base {
+            return None;
+        }
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            Some(Isa::Vnni)
+        } else {
+            Some(Isa::Avx2)
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f16_to_f32(p: *const u8) -> f32 {
+    let h = u16::from_le_bytes([*p, *p.add(1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f32_to_f16(x: f32) -> [u8; 2] {
+    // Round to nearest even, as ggml's `_cvtss_sh(x, 0)`.
+    let h = _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(x)));
+    (h as u16).to_le_bytes()
+}
+
+/// ggml's `hsum_float_8`: high half + low half, then pairs, then the last two.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hsum_float_8(x: __m256) -> f32 {
+    let mut r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// 16 bytes of nibbles as 32 bytes: the low nibbles, then the high ones.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
+    let tmp = _mm_loadu_si128(p as *const __m128i);
+    let bytes = _mm256_set_m128i(_mm_srli_epi16::<4>(tmp), tmp);
+    _mm256_and_si256(_mm256_set1_epi8(0x0F), bytes)
+}
+
+/// 32 bits as 32 bytes: 0xFF where the bit is set.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
+    let x32 = i32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    let shuf = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+/// Sums of 4 products u8 × i8 per 32-bit lane, as floats (`vpmaddubsw` cannot saturate on the
+/// inputs of these kernels: |q| <= 16 on one side for Q4_1/Q5_0, and Q8_0 quants lie in ±127).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn mul_sum_us8_avx2(ax: __m256i, sy: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+#[inline]
+unsafe fn mul_sum_us8_vnni(ax: __m256i, sy: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
+}
+
+/// The kernels, once per instruction set (`$mul_sum` is the u8 × i8 lane sum).
+macro_rules! kernels {
+    ($name:ident, $features:literal, $mul_sum:ident) => {
+        pub mod $name {
+            use super::*;
+
+            /// i8 × i8 lane sums: |x| × (y with x's sign), as ggml's `mul_sum_i8_pairs_float`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
+                $mul_sum(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+            }
+
+            /// R rows of Q4_1 (blocks at `rows[r]`) · one Q8_1 activation (`nb` blocks at `y`).
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q4_1<const R: usize>(
+                rows: &[*const u8; R],
+                y: *const u8,
+                nb: usize,
+                out: &mut [f32; R],
+            ) {
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut summs = [0.0f32; R];
+                for b in 0..nb {
+                    let yb = y.add(b * Q8_1_BYTES);
+                    let d1 = f16_to_f32(yb);
+                    let s1 = f16_to_f32(yb.add(2));
+                    let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
+                    for r in 0..R {
+                        let xb = rows[r].add(b * Q4_1_BYTES);
+                        let d0 = f16_to_f32(xb);
+                        // ggml's `summs += m * s` (a product of two f16 values is exact in f32, so
+                        // it makes no difference whether the compiler fuses it).
+                        summs[r] += f16_to_f32(xb.add(2)) * s1;
+                        let d0d1 = _mm256_mul_ps(_mm256_set1_ps(d0), _mm256_set1_ps(d1));
+                        let qx = bytes_from_nibbles_32(xb.add(4));
+                        acc[r] = _mm256_fmadd_ps(d0d1, $mul_sum(qx, qy), acc[r]);
+                    }
+                }
+                for r in 0..R {
+                    out[r] = hsum_float_8(acc[r]) + summs[r];
+                }
+            }
+
+            /// R rows of Q8_0 · one Q8_0 activation.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q8_0<const R: usize>(
+                rows: &[*const u8; R],
+                y: *const u8,
+                nb: usize,
+                out: &mut [f32; R],
+            ) {
+                let mut acc = [_mm256_setzero_ps(); R];
+                for b in 0..nb {
+                    let yb = y.add(b * Q8_0_BYTES);
+                    let d1 = f16_to_f32(yb);
+                    let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+                    for r in 0..R {
+                        let xb = rows[r].add(b * Q8_0_BYTES);
+                        let d = _mm256_set1_ps(f16_to_f32(xb) * d1);
+                        let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
+                        acc[r] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[r]);
+                    }
+                }
+                for r in 0..R {
+                    out[r] = hsum_float_8(acc[r]);
+                }
+            }
+
+            /// R rows of Q5_0 · one Q8_0 activation.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q5_0<const R: usize>(
+                rows: &[*const u8; R],
+                y: *const u8,
+                nb: usize,
+                out: &mut [f32; R],
+            ) {
+                let mut acc = [_mm256_setzero_ps(); R];
+                let high = _mm256_set1_epi8(0xF0u8 as i8);
+                for b in 0..nb {
+                    let yb = y.add(b * Q8_0_BYTES);
+                    let d1 = f16_to_f32(yb);
+                    let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+                    for r in 0..R {
+                        let xb = rows[r].add(b * Q5_0_BYTES);
+                        let d = _mm256_set1_ps(f16_to_f32(xb) * d1);
+                        let qx = bytes_from_nibbles_32(xb.add(6));
+                        let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
+                        let qx = _mm256_or_si256(qx, hi);
+                        acc[r] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[r]);
+                    }
+                }
+                for r in 0..R {
+                    out[r] = hsum_float_8(acc[r]);
+                }
+            }
+        }
+    };
+}
+
+kernels!(avx2, "avx2,fma,f16c", mul_sum_us8_avx2);
+kernels!(vnni, "avx2,fma,f16c,avx512vnni,avx512vl", mul_sum_us8_vnni);
+
+/// Max |x| over 32 floats, in ggml's order; and the 32 values scaled by 127 / max, rounded to
+/// nearest even and converted: (max, four vectors of i32).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn scale_block(x: *const f32) -> (f32, [__m256i; 4]) {
+    let v = [
+        _mm256_loadu_ps(x),
+        _mm256_loadu_ps(x.add(8)),
+        _mm256_loadu_ps(x.add(16)),
+        _mm256_loadu_ps(x.add(24)),
+    ];
+    let sign = _mm256_set1_ps(-0.0);
+    let mut max_abs = _mm256_andnot_ps(sign, v[0]);
+    for vi in &v[1..] {
+        max_abs = _mm256_max_ps(max_abs, _mm256_andnot_ps(sign, *vi));
+    }
+    let mut max4 = _mm_max_ps(
+        _mm256_extractf128_ps::<1>(max_abs),
+        _mm256_castps256_ps128(max_abs),
+    );
+    max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
+    max4 = _mm_max_ss(max4, _mm_movehdup_ps(max4));
+    let max = _mm_cvtss_f32(max4);
+    let id = if max != 0.0 { 127.0 / max } else { 0.0 };
+    let mul = _mm256_set1_ps(id);
+    let q = v.map(|vi| {
+        let r = _mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(vi, mul));
+        _mm256_cvtps_epi32(r)
+    });
+    (max, q)
+}
+
+/// Four vectors of i32 packed (with saturation) into 32 i8, in order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn pack_i8(q: [__m256i; 4], out: *mut u8) {
+    let a = _mm256_packs_epi32(q[0], q[1]);
+    let b = _mm256_packs_epi32(q[2], q[3]);
+    let p = _mm256_packs_epi16(a, b);
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(out as *mut __m256i, p);
+}
+
+/// ggml's `quantize_row_q8_0`: `nb` blocks of 32 floats at `x` into Q8_0 blocks at `y`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8_0(x: *const f32, y: *mut u8, nb: usize) {
+    for b in 0..nb {
+        let (max, q) = scale_block(x.add(b * 32));
+        let yb = y.add(b * Q8_0_BYTES);
+        let d = f32_to_f16(max / 127.0);
+        *yb = d[0];
+        *yb.add(1) = d[1];
+        pack_i8(q, yb.add(2));
+    }
+}
+
+/// ggml's `quantize_row_q8_1`: as Q8_0, plus s = d × the sum of the quants.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8_1(x: *const f32, y: *mut u8, nb: usize) {
+    for b in 0..nb {
+        let (max, q) = scale_block(x.add(b * 32));
+        let yb = y.add(b * Q8_1_BYTES);
+        let d = max / 127.0;
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s128 = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256::<1>(sum),
+        );
+        let s64 = _mm_add_epi32(s128, _mm_unpackhi_epi64(s128, s128));
+        let s32 = _mm_add_epi32(s64, _mm_shuffle_epi32::<0b01>(s64));
+        let isum = _mm_cvtsi128_si32(s32);
+        let dh = f32_to_f16(d);
+        let sh = f32_to_f16(d * isum as f32);
+        *yb = dh[0];
+        *yb.add(1) = dh[1];
+        *yb.add(2) = sh[0];
+        *yb.add(3) = sh[1];
+        pack_i8(q, yb.add(4));
+    }
+}
