@@ -50,6 +50,8 @@ pub struct Session {
     // Field order is drop order: the graph before the scheduler that allocated it, the
     // scheduler before the backends it uses.
     built: Option<Built>,
+    /// A graph context to build the next graph in (reset, not reallocated).
+    spare_ctx: Option<Context>,
     sched: Sched,
     /// The GPU's backend, when the model has layers offloaded to it.
     gpu: Option<Backend>,
@@ -111,6 +113,7 @@ impl Session {
         }
         let mut s = Session {
             built: None,
+            spare_ctx: None,
             sched,
             gpu,
             backend,
@@ -131,9 +134,12 @@ impl Session {
         self.built = None;
         let n = self.params.n_ubatch.min(self.params.n_ctx) as usize;
         let ctx = self.model.graph_context()?;
-        let mut b = Builder::new(&ctx, &self.model, &self.kv, n, self.kv.size(), n);
-        let _ = self.model.arch.build(&mut b);
-        self.sched.reserve(&b.graph)?;
+        {
+            let mut b = Builder::new(&ctx, &self.model, &self.kv, n, self.kv.size(), n);
+            let _ = self.model.arch.build(&mut b);
+            self.sched.reserve(&b.graph)?;
+        }
+        self.spare_ctx = Some(ctx);
         Ok(())
     }
 
@@ -240,7 +246,9 @@ impl Session {
         let n_kv = self.kv.cells.n_kv();
         let key = (tokens.len(), n_kv, rows.len());
         if !(self.reuse_graphs && self.built.as_ref().is_some_and(|b| b.key == key)) {
-            self.built = None;
+            if let Some(old) = self.built.take() {
+                self.spare_ctx = Some(old.ctx);
+            }
             let built = self.build(key)?;
             self.sched.alloc_graph(&built.ctx.graph(built.graph))?;
             self.built = Some(built);
@@ -281,8 +289,17 @@ impl Session {
 
     /// Build the forward graph for micro-batches of shape `key` (tokens, attended cells,
     /// output rows).
-    fn build(&self, key: (usize, u32, usize)) -> Result<Built, EvalError> {
-        let ctx = self.model.graph_context()?;
+    fn build(&mut self, key: (usize, u32, usize)) -> Result<Built, EvalError> {
+        // The last graph's context is re-used: its megabyte or two of tensor headers would
+        // otherwise be allocated and freed on every rebuild, which lets the heap's cached free
+        // memory (and so the resident size) drift in a long chat.
+        let ctx = match self.spare_ctx.take() {
+            Some(mut c) => {
+                c.reset();
+                c
+            }
+            None => self.model.graph_context()?,
+        };
         let (graph, inp, logits) = {
             let mut b = Builder::new(&ctx, &self.model, &self.kv, key.0, key.1, key.2);
             let logits = self.model.arch.build(&mut b);

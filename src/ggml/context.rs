@@ -77,6 +77,16 @@ impl Context {
             .ok_or(GgmlError::ContextAlloc(mem))
     }
 
+    /// Forget every tensor and graph made in this context (and free the buffers holding their
+    /// data), keeping its memory for new ones: a graph rebuilt every few tokens then costs no
+    /// allocation. The context takes a new id, so handles made before are refused.
+    pub fn reset(&mut self) {
+        self.buffers = ContextBuffers::default();
+        // SAFETY: live context; `&mut self` means no `Tensor` or `Graph` borrows it any more.
+        unsafe { sys::ggml_reset(self.as_ptr()) };
+        self.id = NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn as_ptr(&self) -> *mut sys::ggml_context {
         self.raw.as_ptr()
     }

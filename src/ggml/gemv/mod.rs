@@ -62,14 +62,23 @@ impl Format {
 /// The instruction set the kernels run with, or None where they cannot run (or are turned off).
 #[cfg(target_arch = "x86_64")]
 fn isa() -> Option<x86::Isa> {
-    static ISA: OnceLock<Option<x86::Isa>> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        if std::env::var_os("EMBER_NO_GEMV").is_some() {
-            None
-        } else {
-            x86::Isa::detect()
-        }
-    })
+    kernels().map(|k| k.0)
+}
+
+/// The instruction set and the f16 table, set up on first use.
+#[cfg(target_arch = "x86_64")]
+fn kernels() -> Option<&'static (x86::Isa, x86::F16Table)> {
+    static KERNELS: OnceLock<Option<(x86::Isa, x86::F16Table)>> = OnceLock::new();
+    KERNELS
+        .get_or_init(|| {
+            if std::env::var_os("EMBER_NO_GEMV").is_some() {
+                return None;
+            }
+            let isa = x86::Isa::detect()?;
+            // SAFETY: `detect` found F16C.
+            Some((isa, unsafe { x86::F16Table::new() }))
+        })
+        .as_ref()
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -139,7 +148,7 @@ thread_local! {
 unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
     #[cfg(target_arch = "x86_64")]
     {
-        let Some(isa) = isa() else { return };
+        let Some((isa, f16)) = kernels() else { return };
         // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
         let dst = unsafe { &*dst };
         // SAFETY: the op was built with these two sources, live for the graph's computation.
@@ -173,7 +182,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                     // SAFETY: rows r0..r0+ROWS exist, each nb whole blocks (contiguous weight);
                     // `out` has n_rows floats.
                     unsafe {
-                        dot(isa, fmt, &rows, act.as_ptr(), nb, &mut o);
+                        dot(*isa, f16, fmt, &rows, act.as_ptr(), nb, &mut o);
                         std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(r0), ROWS);
                     }
                 } else {
@@ -181,7 +190,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                         let mut o = [0.0f32; 1];
                         // SAFETY: as above, one row.
                         unsafe {
-                            dot(isa, fmt, &[row(r)], act.as_ptr(), nb, &mut o);
+                            dot(*isa, f16, fmt, &[row(r)], act.as_ptr(), nb, &mut o);
                             *out.add(r) = o[0];
                         }
                     }
@@ -201,6 +210,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
 #[cfg(target_arch = "x86_64")]
 unsafe fn dot<const R: usize>(
     isa: x86::Isa,
+    f16: &x86::F16Table,
     fmt: Format,
     rows: &[*const u8; R],
     y: *const u8,
@@ -211,12 +221,12 @@ unsafe fn dot<const R: usize>(
     // SAFETY: forwarded from the caller's contract.
     unsafe {
         match (isa, fmt) {
-            (Isa::Vnni, Format::Q4_1) => vnni::dot_q4_1(rows, y, nb, out),
-            (Isa::Vnni, Format::Q5_0) => vnni::dot_q5_0(rows, y, nb, out),
-            (Isa::Vnni, Format::Q8_0) => vnni::dot_q8_0(rows, y, nb, out),
-            (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(rows, y, nb, out),
-            (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(rows, y, nb, out),
-            (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(rows, y, nb, out),
+            (Isa::Vnni, Format::Q4_1) => vnni::dot_q4_1(f16, rows, y, nb, out),
+            (Isa::Vnni, Format::Q5_0) => vnni::dot_q5_0(f16, rows, y, nb, out),
+            (Isa::Vnni, Format::Q8_0) => vnni::dot_q8_0(f16, rows, y, nb, out),
+            (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(f16, rows, y, nb, out),
+            (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(f16, rows, y, nb, out),
+            (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(f16, rows, y, nb, out),
         }
     }
 }

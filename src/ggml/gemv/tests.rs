@@ -139,24 +139,26 @@ fn vnni_and_avx2_kernels_agree() {
         let mut y = vec![0u8; nb * Q8_1_BYTES.max(Q8_0_BYTES)];
         let rows: [*const u8; 4] = std::array::from_fn(|r| w[r].as_ptr());
         let (mut a, mut b) = ([0.0f32; 4], [0.0f32; 4]);
+        // SAFETY: the CPU has F16C (VNNI detected implies the base set).
+        let f16 = unsafe { x86::F16Table::new() };
         // SAFETY: the CPU has AVX-512 VNNI (checked above, which implies the AVX2 set), every
         // row holds nb blocks of `ty` and `y` room for nb activation blocks.
         unsafe {
             match ty {
                 Type::Q4_1 => {
                     x86::quantize_q8_1(xs.as_ptr(), y.as_mut_ptr(), nb);
-                    avx2::dot_q4_1(&rows, y.as_ptr(), nb, &mut a);
-                    vnni::dot_q4_1(&rows, y.as_ptr(), nb, &mut b);
+                    avx2::dot_q4_1(&f16, &rows, y.as_ptr(), nb, &mut a);
+                    vnni::dot_q4_1(&f16, &rows, y.as_ptr(), nb, &mut b);
                 }
                 Type::Q5_0 => {
                     x86::quantize_q8_0(xs.as_ptr(), y.as_mut_ptr(), nb);
-                    avx2::dot_q5_0(&rows, y.as_ptr(), nb, &mut a);
-                    vnni::dot_q5_0(&rows, y.as_ptr(), nb, &mut b);
+                    avx2::dot_q5_0(&f16, &rows, y.as_ptr(), nb, &mut a);
+                    vnni::dot_q5_0(&f16, &rows, y.as_ptr(), nb, &mut b);
                 }
                 _ => {
                     x86::quantize_q8_0(xs.as_ptr(), y.as_mut_ptr(), nb);
-                    avx2::dot_q8_0(&rows, y.as_ptr(), nb, &mut a);
-                    vnni::dot_q8_0(&rows, y.as_ptr(), nb, &mut b);
+                    avx2::dot_q8_0(&f16, &rows, y.as_ptr(), nb, &mut a);
+                    vnni::dot_q8_0(&f16, &rows, y.as_ptr(), nb, &mut b);
                 }
             }
         }
@@ -165,5 +167,54 @@ fn vnni_and_avx2_kernels_agree() {
             b.map(f32::to_bits),
             "{ty:?}: {a:?} vs {b:?}"
         );
+    }
+}
+
+/// Timing of both ops on one matrix (`cargo test --release --lib gemv_timing -- --ignored
+/// --nocapture`): prints figures, asserts nothing about speed.
+#[test]
+#[ignore]
+fn gemv_timing() {
+    let shapes = [
+        (Type::Q4_1, 576, 1536),
+        (Type::Q4_1, 1536, 576),
+        (Type::Q8_0, 576, 49152),
+        (Type::Q5_0, 640, 2048),
+        (Type::Q8_0, 640, 262144),
+    ];
+    let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
+    for (ty, k, n) in shapes {
+        let mut rng = Rng(3);
+        let data = Context::new(2, 0).unwrap();
+        let w = data.new_tensor(ty, &[k as i64, n as i64]);
+        let x = data.new_tensor(Type::F32, &[k as i64, 1]);
+        data.alloc_tensors(BufferType::cpu(), false).unwrap();
+        w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / 32))
+            .unwrap();
+        x.write_f32(&(0..k).map(|_| rng.float()).collect::<Vec<_>>())
+            .unwrap();
+        for ours in [false, true, false, true] {
+            let ctx = Context::new(8, 16).unwrap();
+            let mut g = ctx.new_graph(16);
+            let t = if ours {
+                ctx.mul_mat_vec(w, x)
+            } else {
+                ctx.mul_mat(w, x)
+            };
+            g.expand(t);
+            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+            let be = Backend::cpu(threads).unwrap();
+            let reps = (200_000_000 / (n * k)).max(10);
+            let t0 = std::time::Instant::now();
+            for _ in 0..reps {
+                be.compute(&g).unwrap();
+            }
+            let us = t0.elapsed().as_secs_f64() * 1e6 / reps as f64;
+            let gb = (w.nbytes() as f64) / us / 1e3;
+            eprintln!(
+                "{ty:?} [{k}, {n}] {}: {us:.1} µs ({gb:.1} GB/s)",
+                if ours { "ours" } else { "ggml" }
+            );
+        }
     }
 }

@@ -19,6 +19,10 @@ pub const Q5_0_BYTES: usize = 22; // f16 d, 4 bytes of high bits, 16 bytes of ni
 pub const Q8_0_BYTES: usize = 34; // f16 d, 32 i8
 pub const Q8_1_BYTES: usize = 36; // f16 d, f16 s (= d * sum of the quants), 32 i8
 
+/// How far ahead of each row's current block its data is prefetched, in bytes. Past a row's
+/// end this reaches into the next rows, which come next.
+const PREFETCH: usize = 8192;
+
 /// The integer dot product instruction set in use. Both give the same exact integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -44,11 +48,44 @@ impl Isa {
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn f16_to_f32(p: *const u8) -> f32 {
-    let h = u16::from_le_bytes([*p, *p.add(1)]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+/// Every f16 value as f32 (256 KiB, built once). The kernels look scales up here rather than
+/// converting them with `vcvtph2ps`: a load and a broadcast from memory cost no shuffle-port
+/// cycles, and the shuffle port is what limits these loops. The conversion is exact either way.
+pub struct F16Table(Box<[f32]>);
+
+impl F16Table {
+    /// # Safety
+    /// The CPU has F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn new() -> F16Table {
+        let mut t = vec![0.0f32; 1 << 16];
+        for (i, v) in t.chunks_exact_mut(8).enumerate() {
+            let h = _mm_setr_epi16(
+                (i * 8) as i16,
+                (i * 8 + 1) as i16,
+                (i * 8 + 2) as i16,
+                (i * 8 + 3) as i16,
+                (i * 8 + 4) as i16,
+                (i * 8 + 5) as i16,
+                (i * 8 + 6) as i16,
+                (i * 8 + 7) as i16,
+            );
+            _mm256_storeu_ps(v.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+        F16Table(t.into_boxed_slice())
+    }
+
+    /// A pointer to the f32 value of the f16 at `p` (little-endian bytes).
+    #[inline(always)]
+    unsafe fn at(&self, p: *const u8) -> *const f32 {
+        let h = u16::from_le_bytes([*p, *p.add(1)]);
+        self.0.as_ptr().add(h as usize)
+    }
+
+    #[inline(always)]
+    unsafe fn get(&self, p: *const u8) -> f32 {
+        *self.at(p)
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -69,27 +106,29 @@ unsafe fn hsum_float_8(x: __m256) -> f32 {
     _mm_cvtss_f32(r)
 }
 
-/// 16 bytes of nibbles as 32 bytes: the low nibbles, then the high ones.
+/// 16 bytes of nibbles as 32 bytes: the low nibbles, then the high ones (ggml's
+/// `bytes_from_nibbles_32`, built from a broadcast load and a per-half shift instead of an
+/// insert, again to stay off the shuffle port).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
-    let tmp = _mm_loadu_si128(p as *const __m128i);
-    let bytes = _mm256_set_m128i(_mm_srli_epi16::<4>(tmp), tmp);
-    _mm256_and_si256(_mm256_set1_epi8(0x0F), bytes)
+    let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+    let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+    _mm256_and_si256(_mm256_set1_epi8(0x0F), shifted)
 }
 
 /// 32 bits as 32 bytes: 0xFF where the bit is set.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
-    let x32 = i32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    let x32 = _mm256_castps_si256(_mm256_broadcast_ss(&*(p as *const f32)));
     let shuf = _mm256_set_epi64x(
         0x0303_0303_0303_0303,
         0x0202_0202_0202_0202,
         0x0101_0101_0101_0101,
         0,
     );
-    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
+    let bytes = _mm256_shuffle_epi8(x32, shuf);
     let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
@@ -125,6 +164,7 @@ macro_rules! kernels {
             /// R rows of Q4_1 (blocks at `rows[r]`) · one Q8_1 activation (`nb` blocks at `y`).
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q4_1<const R: usize>(
+                f16: &F16Table,
                 rows: &[*const u8; R],
                 y: *const u8,
                 nb: usize,
@@ -134,16 +174,16 @@ macro_rules! kernels {
                 let mut summs = [0.0f32; R];
                 for b in 0..nb {
                     let yb = y.add(b * Q8_1_BYTES);
-                    let d1 = f16_to_f32(yb);
-                    let s1 = f16_to_f32(yb.add(2));
+                    let d1 = _mm256_broadcast_ss(&*f16.at(yb));
+                    let s1 = f16.get(yb.add(2));
                     let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
                     for r in 0..R {
                         let xb = rows[r].add(b * Q4_1_BYTES);
-                        let d0 = f16_to_f32(xb);
-                        // ggml's `summs += m * s` (a product of two f16 values is exact in f32, so
-                        // it makes no difference whether the compiler fuses it).
-                        summs[r] += f16_to_f32(xb.add(2)) * s1;
-                        let d0d1 = _mm256_mul_ps(_mm256_set1_ps(d0), _mm256_set1_ps(d1));
+                        _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
+                        // ggml's `summs += m * s` (a product of two f16 values is exact in
+                        // f32, so it makes no difference whether the compiler fuses it).
+                        summs[r] += f16.get(xb.add(2)) * s1;
+                        let d0d1 = _mm256_mul_ps(_mm256_broadcast_ss(&*f16.at(xb)), d1);
                         let qx = bytes_from_nibbles_32(xb.add(4));
                         acc[r] = _mm256_fmadd_ps(d0d1, $mul_sum(qx, qy), acc[r]);
                     }
@@ -156,6 +196,7 @@ macro_rules! kernels {
             /// R rows of Q8_0 · one Q8_0 activation.
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q8_0<const R: usize>(
+                f16: &F16Table,
                 rows: &[*const u8; R],
                 y: *const u8,
                 nb: usize,
@@ -164,11 +205,12 @@ macro_rules! kernels {
                 let mut acc = [_mm256_setzero_ps(); R];
                 for b in 0..nb {
                     let yb = y.add(b * Q8_0_BYTES);
-                    let d1 = f16_to_f32(yb);
+                    let d1 = _mm256_broadcast_ss(&*f16.at(yb));
                     let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
                     for r in 0..R {
                         let xb = rows[r].add(b * Q8_0_BYTES);
-                        let d = _mm256_set1_ps(f16_to_f32(xb) * d1);
+                        _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
+                        let d = _mm256_mul_ps(_mm256_broadcast_ss(&*f16.at(xb)), d1);
                         let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
                         acc[r] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[r]);
                     }
@@ -181,6 +223,7 @@ macro_rules! kernels {
             /// R rows of Q5_0 · one Q8_0 activation.
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q5_0<const R: usize>(
+                f16: &F16Table,
                 rows: &[*const u8; R],
                 y: *const u8,
                 nb: usize,
@@ -190,11 +233,12 @@ macro_rules! kernels {
                 let high = _mm256_set1_epi8(0xF0u8 as i8);
                 for b in 0..nb {
                     let yb = y.add(b * Q8_0_BYTES);
-                    let d1 = f16_to_f32(yb);
+                    let d1 = _mm256_broadcast_ss(&*f16.at(yb));
                     let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
                     for r in 0..R {
                         let xb = rows[r].add(b * Q5_0_BYTES);
-                        let d = _mm256_set1_ps(f16_to_f32(xb) * d1);
+                        _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
+                        let d = _mm256_mul_ps(_mm256_broadcast_ss(&*f16.at(xb)), d1);
                         let qx = bytes_from_nibbles_32(xb.add(6));
                         let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
                         let qx = _mm256_or_si256(qx, hi);

@@ -132,6 +132,7 @@ pub type ggml_backend_dev_get_extra_bufts_t =
 
 extern "C" {
     // --- context and tensors ---
+    pub fn ggml_reset(ctx: *mut ggml_context);
     pub fn ggml_init(params: ggml_init_params) -> *mut ggml_context;
     pub fn ggml_free(ctx: *mut ggml_context);
     pub fn ggml_tensor_overhead() -> usize;
