@@ -121,7 +121,8 @@ unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
-    let x32 = _mm256_castps_si256(_mm256_broadcast_ss(&*(p as *const f32)));
+    // An unaligned read the compiler turns into a broadcast load.
+    let x32 = _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32));
     let shuf = _mm256_set_epi64x(
         0x0303_0303_0303_0303,
         0x0202_0202_0202_0202,
