@@ -15,6 +15,7 @@ impl Type {
     pub const Q5_0: Type = Type(ggml_sys::GGML_TYPE_Q5_0);
     pub const Q5_1: Type = Type(ggml_sys::GGML_TYPE_Q5_1);
     pub const Q8_0: Type = Type(ggml_sys::GGML_TYPE_Q8_0);
+    pub const Q6_K: Type = Type(ggml_sys::GGML_TYPE_Q6_K);
     pub const IQ4_NL: Type = Type(ggml_sys::GGML_TYPE_IQ4_NL);
     pub const I32: Type = Type(ggml_sys::GGML_TYPE_I32);
     pub const I64: Type = Type(ggml_sys::GGML_TYPE_I64);

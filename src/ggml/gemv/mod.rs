@@ -1,7 +1,7 @@
 //! Matrix × vector products for decoding, as a ggml custom op.
 //!
 //! When one token is evaluated, every weight matrix is multiplied by one activation vector.
-//! ggml's CPU kernels for Q4_1, Q5_0 and Q8_0 weights then compute one row at a time along a
+//! ggml's CPU kernels for Q4_1, Q5_0, Q8_0 and Q6_K weights then compute one row at a time along a
 //! single chain of fused multiply-adds, so the core waits on that chain's latency rather than
 //! on memory (profiled on SmolLM2: half the decode time in `ggml_vec_dot_q4_1_q8_1`). The op
 //! here computes several rows at once with independent chains and exactly ggml's arithmetic
@@ -38,6 +38,8 @@ enum Format {
     Q5_0,
     /// Q8_0 weights · Q8_0 activations
     Q8_0,
+    /// Q6_K weights · Q8_K activations (256 per block)
+    Q6K,
 }
 
 impl Format {
@@ -46,7 +48,16 @@ impl Format {
             Type::Q4_1 => Some(Format::Q4_1),
             Type::Q5_0 => Some(Format::Q5_0),
             Type::Q8_0 => Some(Format::Q8_0),
+            Type::Q6_K => Some(Format::Q6K),
             _ => None,
+        }
+    }
+
+    /// Weights per block.
+    fn block(self) -> usize {
+        match self {
+            Format::Q6K => 256,
+            _ => 32,
         }
     }
 
@@ -55,6 +66,7 @@ impl Format {
         match self {
             Format::Q4_1 => x86::Q8_1_BYTES,
             Format::Q5_0 | Format::Q8_0 => x86::Q8_0_BYTES,
+            Format::Q6K => x86::Q8_K_BYTES,
         }
     }
 }
@@ -91,10 +103,9 @@ fn isa() -> Option<()> {
 pub fn applies(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     let (wn, xn) = (w.ne(), x.ne());
     isa().is_some()
-        && Format::of(w.ty()).is_some()
+        && Format::of(w.ty()).is_some_and(|f| wn[0] % f.block() as i64 == 0)
         && x.ty() == Type::F32
         && xn[0] == wn[0]
-        && wn[0] % 32 == 0
         && xn[1] == 1
         && xn[2] == 1
         && xn[3] == 1
@@ -156,17 +167,18 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
         let Some(fmt) = Type::from_raw(w.type_ as u32).and_then(Format::of) else {
             return;
         };
-        let nb = w.ne[0] as usize / 32;
+        let nb = w.ne[0] as usize / fmt.block();
         let n_rows = w.ne[1] as usize;
         ACT.with_borrow_mut(|act| {
             act.resize(nb * fmt.act_bytes(), 0);
             let (xp, yp) = (x.data as *const f32, act.as_mut_ptr());
-            // SAFETY: `x` holds ne[0] = 32·nb contiguous floats (checked by `applies`); `act`
-            // was sized for nb activation blocks; the CPU features were detected by `isa`.
+            // SAFETY: `x` holds ne[0] = nb blocks of contiguous floats (checked by `applies`);
+            // `act` was sized for nb activation blocks; the CPU features were detected by `isa`.
             unsafe {
                 match fmt {
                     Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
                     Format::Q5_0 | Format::Q8_0 => x86::quantize_q8_0(xp, yp, nb),
+                    Format::Q6K => x86::quantize_q8_k(xp, yp, nb),
                 }
             }
             let groups = n_rows.div_ceil(ROWS);
@@ -227,6 +239,7 @@ unsafe fn dot<const R: usize>(
             (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(f16, rows, y, nb, out),
             (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(f16, rows, y, nb, out),
             (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(f16, rows, y, nb, out),
+            (_, Format::Q6K) => x86::dot_q6_k(f16, rows, y, nb, out),
         }
     }
 }

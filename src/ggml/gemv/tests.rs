@@ -51,6 +51,11 @@ fn random_blocks(rng: &mut Rng, ty: Type, n_blocks: usize) -> Vec<u8> {
                 out.extend(rng.scale());
                 out.extend((0..32).map(|_| (rng.byte() as i8).max(-127) as u8));
             }
+            Type::Q6_K => {
+                out.extend((0..192).map(|_| rng.byte()));
+                out.extend((0..16).map(|_| rng.byte()));
+                out.extend(rng.scale());
+            }
             _ => unreachable!(),
         }
     }
@@ -64,7 +69,8 @@ fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, V
     let w = data.new_tensor(ty, &[k as i64, n as i64]);
     let x = data.new_tensor(Type::F32, &[k as i64, 1]);
     data.alloc_tensors(BufferType::cpu(), false).unwrap();
-    w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / 32))
+    let block = if ty == Type::Q6_K { 256 } else { 32 };
+    w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / block))
         .unwrap();
     let xs: Vec<f32> = (0..k).map(|_| rng.float()).collect();
     x.write_f32(&xs).unwrap();
@@ -92,8 +98,19 @@ fn the_decode_op_gives_ggml_results_bit_for_bit() {
         return;
     }
     let mut seed = 1;
-    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
-        for (k, n) in [(32, 1), (64, 3), (576, 37), (1536, 64), (576, 130)] {
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0, Type::Q6_K] {
+        for (k, n) in [
+            (32, 1),
+            (64, 3),
+            (576, 37),
+            (1536, 64),
+            (576, 130),
+            (256, 5),
+            (2048, 9),
+        ] {
+            if ty == Type::Q6_K && k % 256 != 0 {
+                continue;
+            }
             for threads in [1, 2, 3] {
                 seed += 1;
                 let (a, b) = both(ty, k, n, threads, seed);
@@ -181,6 +198,7 @@ fn gemv_timing() {
         (Type::Q8_0, 576, 49152),
         (Type::Q5_0, 640, 2048),
         (Type::Q8_0, 640, 262144),
+        (Type::Q6_K, 1536, 8960),
     ];
     let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
     for (ty, k, n) in shapes {

@@ -337,3 +337,142 @@ pub unsafe fn quantize_q8_1(x: *const f32, y: *mut u8, nb: usize) {
         pack_i8(q, yb.add(4));
     }
 }
+
+/// Bytes of one super-block of 256 Q6_K weights: 128 low-nibble bytes, 64 bytes of high bit
+/// pairs, 16 i8 scales, f16 d.
+pub const Q6_K_BYTES: usize = 210;
+/// Bytes of one Q8_K activation super-block: f32 d, 256 i8, 16 i16 sums of 16.
+pub const Q8_K_BYTES: usize = 292;
+
+/// ggml's `quantize_row_q8_K` (its reference code, which the CPU backend uses): per 256 values
+/// the one of largest magnitude sets iscale = -127 / max, quants are round-to-nearest-even of
+/// iscale · x capped at 127, d = 1 / iscale, and the quants summed by 16.
+///
+/// # Safety
+/// `x` holds 256·nb floats and `y` room for nb blocks.
+pub unsafe fn quantize_q8_k(x: *const f32, y: *mut u8, nb: usize) {
+    for b in 0..nb {
+        let xs = std::slice::from_raw_parts(x.add(b * 256), 256);
+        let yb = y.add(b * Q8_K_BYTES);
+        let (mut max, mut amax) = (0.0f32, 0.0f32);
+        for &v in xs {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let qs = std::slice::from_raw_parts_mut(yb.add(4) as *mut i8, 256);
+        let d = if amax == 0.0 {
+            qs.fill(0);
+            0.0
+        } else {
+            let iscale = -127.0 / max;
+            for (q, &v) in qs.iter_mut().zip(xs) {
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            1.0 / iscale
+        };
+        std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), yb, 4);
+        for j in 0..16 {
+            let sum: i32 = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
+            // ggml leaves the sums unwritten when every value is 0; they are then multiplied
+            // by d = 0 and make no difference, so 0 is as good as anything.
+            let s = if amax == 0.0 { 0i16 } else { sum as i16 };
+            std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), yb.add(260 + 2 * j), 2);
+        }
+    }
+}
+
+/// ggml's table of byte shuffles picking scale `i` of a Q6_K/Q3_K super-block.
+static SCALE_SHUFFLE: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = (i / 8) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// R rows of Q6_K · one Q8_K activation: ggml's AVX2 `ggml_vec_dot_q6_K_q8_K` per row.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `rows` point at `nb` super-blocks each, `y` at `nb`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q6_k<const R: usize>(
+    f16: &F16Table,
+    rows: &[*const u8; R],
+    y: *const u8,
+    nb: usize,
+    out: &mut [f32; R],
+) {
+    let m3 = _mm256_set1_epi8(3);
+    let m15 = _mm256_set1_epi8(15);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let yb = y.add(b * Q8_K_BYTES);
+        let yd = f32::from_le_bytes([*yb, *yb.add(1), *yb.add(2), *yb.add(3)]);
+        let q8s = yb.add(4);
+        let q8sums = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+        for r in 0..R {
+            let xb = rows[r].add(b * Q6_K_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH + 64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH + 128) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH + 192) as *const i8);
+            let d = yd * f16.get(xb.add(208));
+            let mut q4 = xb;
+            let mut qh = xb.add(128);
+            let mut q8 = q8s;
+            let scales = _mm_loadu_si128(xb.add(192) as *const __m128i);
+            let scales_16 = _mm256_cvtepi8_epi16(scales);
+            let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, scales_16));
+            let mut sumi = _mm256_setzero_si256();
+            let mut is = 0;
+            for _ in 0..2 {
+                let q4bits1 = _mm256_loadu_si256(q4 as *const __m256i);
+                let q4bits2 = _mm256_loadu_si256(q4.add(32) as *const __m256i);
+                let q4bits_h = _mm256_loadu_si256(qh as *const __m256i);
+                q4 = q4.add(64);
+                qh = qh.add(32);
+                let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m3));
+                let q4h_1 =
+                    _mm256_slli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)));
+                let q4h_2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
+                let q4h_3 =
+                    _mm256_srli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)));
+                let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0);
+                let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
+                let q4_2 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
+                    q4h_2,
+                );
+                let q4_3 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
+                    q4h_3,
+                );
+                let q8_0 = _mm256_loadu_si256(q8 as *const __m256i);
+                let q8_1 = _mm256_loadu_si256(q8.add(32) as *const __m256i);
+                let q8_2 = _mm256_loadu_si256(q8.add(64) as *const __m256i);
+                let q8_3 = _mm256_loadu_si256(q8.add(96) as *const __m256i);
+                q8 = q8.add(128);
+                let shuffle = |i: usize| {
+                    let s = _mm_loadu_si128(SCALE_SHUFFLE.as_ptr().add(16 * i) as *const __m128i);
+                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, s))
+                };
+                let p16_0 = _mm256_madd_epi16(shuffle(is), _mm256_maddubs_epi16(q4_0, q8_0));
+                let p16_1 = _mm256_madd_epi16(shuffle(is + 1), _mm256_maddubs_epi16(q4_1, q8_1));
+                let p16_2 = _mm256_madd_epi16(shuffle(is + 2), _mm256_maddubs_epi16(q4_2, q8_2));
+                let p16_3 = _mm256_madd_epi16(shuffle(is + 3), _mm256_maddubs_epi16(q4_3, q8_3));
+                is += 4;
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
+            }
+            let sumi = _mm256_sub_epi32(sumi, q8sclsub);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum_float_8(acc[r]);
+    }
+}
