@@ -139,6 +139,41 @@ impl Context {
     }
 
     /// The tensor behind `h`. Panics if `h` was made by another context (a programming error).
+    /// Write whole tensors of this context from host bytes, on up to `threads` threads at once
+    /// (each thread takes every `threads`-th item). Used for weights that ggml repacks on
+    /// upload: the repacking (and the page faults of reading the mapped file and filling the
+    /// new buffer) then runs on every core.
+    pub fn write_tensors(
+        &self,
+        items: &[(TensorHandle, &[u8])],
+        threads: usize,
+    ) -> Result<(), GgmlError> {
+        let mut jobs = Vec::with_capacity(items.len());
+        for &(h, data) in items {
+            let t = self.get(h);
+            t.check_io(0, data.len())?;
+            jobs.push((SendTensor(t.as_ptr()), data));
+        }
+        let threads = threads.clamp(1, jobs.len().max(1));
+        let jobs = &jobs;
+        std::thread::scope(|scope| {
+            for first in 0..threads {
+                scope.spawn(move || {
+                    for (t, data) in jobs.iter().skip(first).step_by(threads) {
+                        // SAFETY: each tensor is allocated in a backend buffer and `data` fits
+                        // it (checked above); the tensors are distinct, and a CPU buffer's
+                        // set_tensor (a copy, or a repack into the tensor's own data) touches
+                        // nothing but that tensor's data, so the writes do not race.
+                        unsafe {
+                            sys::ggml_backend_tensor_set(t.0, data.as_ptr().cast(), 0, data.len())
+                        };
+                    }
+                });
+            }
+        });
+        Ok(())
+    }
+
     pub fn get(&self, h: TensorHandle) -> Tensor<'_> {
         assert_eq!(
             h.ctx_id, self.id,
@@ -191,6 +226,14 @@ impl Drop for Context {
         unsafe { sys::ggml_free(self.raw.as_ptr()) }
     }
 }
+
+/// A tensor pointer handed to a writer thread by [`Context::write_tensors`].
+struct SendTensor(*mut sys::ggml_tensor);
+
+// SAFETY: only used while the owning context is borrowed by `write_tensors`, one writer per
+// tensor.
+unsafe impl Send for SendTensor {}
+unsafe impl Sync for SendTensor {}
 
 /// A tensor header living in a [`Context`].
 #[derive(Clone, Copy)]

@@ -290,16 +290,18 @@ impl<'f> Binder<'f> {
         }
         let repacked = match self.repack {
             Some((ctx, buft)) => {
-                let mut n = 0;
                 p.repacked += ctx.alloc_tensors(buft, true)? as u64;
-                for key in &self.order {
-                    let (h, info) = self.bound[key];
-                    if ctx.owns(h) {
-                        ctx.get(h).write_bytes(0, host.tensor_data(info))?;
-                        n += 1;
-                    }
-                }
-                p.n_repacked = n;
+                let items: Vec<_> = self
+                    .order
+                    .iter()
+                    .map(|k| self.bound[k])
+                    .filter(|(h, _)| ctx.owns(*h))
+                    .map(|(h, info)| (h, host.tensor_data(info)))
+                    .collect();
+                // Repacking is CPU work: spread it over the cores.
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                ctx.write_tensors(&items, threads)?;
+                p.n_repacked = items.len();
                 Some(ctx)
             }
             None => None,
