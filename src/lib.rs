@@ -7,6 +7,8 @@
 pub mod app;
 pub mod chat;
 pub mod cli;
+#[doc(hidden)]
+pub mod fuzz_steps;
 pub mod generate;
 pub mod ggml;
 pub mod gguf;

@@ -9,9 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use ember::fuzz_steps::{exercise_tokenizer, walk_gguf};
 use ember::gguf::{GgufFile, GgufWriter, Value};
-use ember::model::Arch;
-use ember::tokenizer::{StreamDecoder, Tokenizer};
+use ember::tokenizer::Tokenizer;
 
 /// What a regression input must do now.
 #[derive(Debug, PartialEq)]
@@ -31,57 +31,17 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz")
 }
 
-/// The fixed text the tokenizer target encodes (fuzz/fuzz_targets/tokenizer.rs).
-const FIXED: &str = "Hello world! <|im_start|>user\n  12345 ünïcödé 🙂\t<s></s>[CLS] x";
-
-/// The fuzz targets' steps (fuzz/fuzz_targets/*.rs, kept in step with them): parse and
-/// summarise the file, read a known architecture's hyper-parameters, build the tokenizer, encode the fixed text and the bytes after the
-/// metadata, decode the ids whole and streamed.
+/// The fuzz targets' steps (`ember::fuzz_steps`, which the targets in fuzz/fuzz_targets/ run):
+/// parse and walk the file, build the tokenizer, encode and decode with it.
 fn run(bytes: &[u8]) -> Outcome {
     let Ok(f) = GgufFile::from_bytes(bytes.to_vec()) else {
         return Outcome::ParseErr;
     };
-    let mut summary = Vec::new();
-    ember::gguf::describe_text(&f, &mut summary).unwrap();
-    let _ = ember::gguf::describe_json(&f).to_string();
-    for t in f.tensors() {
-        assert_eq!(f.tensor_data(t).len() as u64, t.size);
-    }
-    let arch = f
-        .get_str("general.architecture")
-        .ok()
-        .and_then(Arch::from_name);
-    if let Some(Ok(hp)) = arch.map(|a| a.hparams(&f)) {
-        let _ = (hp.kv_shape(), hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
-        for il in 0..hp.n_layer as usize {
-            let _ = (hp.is_swa(il), hp.rope_base_scale(il));
-        }
-    }
+    walk_gguf(&f);
     let Ok(tok) = Tokenizer::from_gguf(&f) else {
         return Outcome::TokenizerErr;
     };
-    let start = usize::try_from(f.data_offset()).unwrap_or(usize::MAX);
-    let tail = bytes.get(start..).unwrap_or_default();
-    let tail = String::from_utf8_lossy(&tail[..tail.len().min(1024)]);
-    for text in [FIXED, &tail] {
-        for (add_special, parse_special) in [(true, true), (false, false)] {
-            let ids = tok.encode(text, add_special, parse_special);
-            assert!(ids.iter().all(|&id| (id as usize) < tok.n_vocab()));
-            let _ = tok.detokenize(&ids, true, false);
-            let _ = tok.detokenize(&ids, false, true);
-            let mut stream = StreamDecoder::new(parse_special);
-            for &id in &ids {
-                let _ = stream.push(&tok, id);
-            }
-            let _ = stream.flush();
-        }
-    }
-    let n = tok.n_vocab() as u32;
-    let probe = [0, 1, n / 2, n.saturating_sub(1), n, n + 1, u32::MAX];
-    let _ = tok.detokenize(&probe, true, true);
-    for id in probe {
-        let _ = (tok.describe_token(id), tok.token_text(id), tok.is_eog(id));
-    }
+    exercise_tokenizer(&tok, &f, bytes);
     Outcome::Tokenizes
 }
 
