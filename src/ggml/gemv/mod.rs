@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
+#[cfg(target_arch = "x86_64")]
 use std::sync::OnceLock;
 
 use ggml_sys as sys;
@@ -95,7 +96,6 @@ fn kernels() -> Option<&'static (x86::Isa, x86::F16Table)> {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn isa() -> Option<()> {
-    let _ = OnceLock::<()>::new;
     None
 }
 

@@ -2,7 +2,7 @@
 //! thread count.
 
 use super::*;
-use crate::ggml::{Backend, BufferType};
+use crate::ggml::{Backend, BufferType, TensorHandle};
 
 /// xorshift64*: reproducible test data without a dependency.
 struct Rng(u64);
@@ -62,18 +62,26 @@ fn random_blocks(rng: &mut Rng, ty: Type, n_blocks: usize) -> Vec<u8> {
     out
 }
 
-/// ggml's `mul_mat(w, x)` and `mul_mat_vec(w, x)` for a random `[k, n]` matrix of `ty`.
-fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+/// A context holding a random `[k, n]` matrix of `ty` and a random f32 vector of `k`.
+fn operands(ty: Type, k: usize, n: usize, seed: u64) -> (Context, TensorHandle, TensorHandle) {
     let mut rng = Rng(seed);
     let data = Context::new(2, 0).unwrap();
     let w = data.new_tensor(ty, &[k as i64, n as i64]);
     let x = data.new_tensor(Type::F32, &[k as i64, 1]);
     data.alloc_tensors(BufferType::cpu(), false).unwrap();
-    let block = if ty == Type::Q6_K { 256 } else { 32 };
+    let block = Format::of(ty).unwrap().block();
     w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / block))
         .unwrap();
     let xs: Vec<f32> = (0..k).map(|_| rng.float()).collect();
     x.write_f32(&xs).unwrap();
+    let (w, x) = (data.handle(w), data.handle(x));
+    (data, w, x)
+}
+
+/// ggml's `mul_mat(w, x)` and `mul_mat_vec(w, x)` for a random `[k, n]` matrix of `ty`.
+fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let (data, w, x) = operands(ty, k, n, seed);
+    let (w, x) = (data.get(w), data.get(x));
 
     assert!(applies(w, x), "{ty:?} [{k}, {n}] should use the decode op");
     let ctx = Context::new(8, 16).unwrap();
@@ -202,15 +210,8 @@ fn gemv_timing() {
     ];
     let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
     for (ty, k, n) in shapes {
-        let mut rng = Rng(3);
-        let data = Context::new(2, 0).unwrap();
-        let w = data.new_tensor(ty, &[k as i64, n as i64]);
-        let x = data.new_tensor(Type::F32, &[k as i64, 1]);
-        data.alloc_tensors(BufferType::cpu(), false).unwrap();
-        w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / 32))
-            .unwrap();
-        x.write_f32(&(0..k).map(|_| rng.float()).collect::<Vec<_>>())
-            .unwrap();
+        let (data, w, x) = operands(ty, k, n, 3);
+        let (w, x) = (data.get(w), data.get(x));
         for ours in [false, true, false, true] {
             let ctx = Context::new(8, 16).unwrap();
             let mut g = ctx.new_graph(16);
