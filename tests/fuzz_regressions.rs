@@ -117,7 +117,7 @@ fn shrink(f: &GgufFile, keep: usize, tensors: bool) -> GgufWriter {
     }
     for (key, value) in f.metadata() {
         let v = match value {
-            Value::Array(ty, items) if key == "tokenizer.ggml.merges" => {
+            Value::Array(items) if key == "tokenizer.ggml.merges" => {
                 let merges = items
                     .iter()
                     .filter(|m| {
@@ -129,15 +129,15 @@ fn shrink(f: &GgufFile, keep: usize, tensors: bool) -> GgufWriter {
                             && kept_text.contains(format!("{a}{b}").as_str())
                     })
                     .take(4 * keep)
-                    .cloned()
                     .collect();
-                Value::Array(*ty, merges)
+                Value::array(items.elem_type(), merges)
             }
-            Value::Array(ty, items) if key.starts_with("tokenizer.ggml.") && items.len() == n => {
-                Value::Array(*ty, kept.iter().map(|&i| items[i].clone()).collect())
+            Value::Array(items) if key.starts_with("tokenizer.ggml.") && items.len() == n => {
+                let kept = kept.iter().map(|&i| items.get(i).expect("in range"));
+                Value::array(items.elem_type(), kept.collect())
             }
-            Value::Array(ty, items) if items.len() > 256 => {
-                Value::Array(*ty, items[..256].to_vec())
+            Value::Array(items) if items.len() > 256 => {
+                Value::array(items.elem_type(), items.iter().take(256).collect())
             }
             v if key.starts_with("tokenizer.ggml.") && key.ends_with("_token_id") => {
                 match v.as_u64().and_then(|id| new_id.get(&(id as usize))) {

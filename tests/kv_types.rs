@@ -42,6 +42,7 @@ fn session(m: &Rc<Model>, type_k: Type, type_v: Type, flash_attn: bool) -> Sessi
         type_k,
         type_v,
         flash_attn,
+        swa_full: false,
     };
     Session::new(m.clone(), p).unwrap_or_else(|e| panic!("{type_k}/{type_v}: {e}"))
 }
@@ -105,7 +106,7 @@ fn allocated_tensors_have_the_chosen_types_and_the_reported_size() {
         }
         assert_eq!(kv.bytes().k, k_bytes);
         assert_eq!(kv.bytes().v, v_bytes);
-        assert_eq!(kv.bytes(), shape.bytes(N_CTX, tk, tv));
+        assert_eq!(kv.bytes(), shape.bytes(N_CTX, N_CTX, tk, tv));
     }
 }
 
@@ -116,9 +117,9 @@ fn sizes_follow_the_block_formats() {
     // 2 layers × 1 KV head × 64 values per cell: f16 2 B per value, q8_0 34 B per 32,
     // q4_0 18 B per 32.
     let cells = 2 * N_CTX as u64;
-    let b = shape.bytes(N_CTX, Type::F16, Type::Q8_0);
+    let b = shape.bytes(N_CTX, N_CTX, Type::F16, Type::Q8_0);
     assert_eq!((b.k, b.v), (cells * 64 * 2, cells * 2 * 34));
-    let b = shape.bytes(N_CTX, Type::Q4_0, Type::F32);
+    let b = shape.bytes(N_CTX, N_CTX, Type::Q4_0, Type::F32);
     assert_eq!((b.k, b.v), (cells * 2 * 18, cells * 64 * 4));
 }
 
@@ -149,6 +150,7 @@ fn a_block_larger_than_the_head_is_an_error_naming_both() {
         type_k: Type::Q8_0,
         type_v: Type::F16,
         flash_attn: true,
+        swa_full: false,
     };
     let err = Session::new(m, params)
         .err()

@@ -421,7 +421,7 @@ fn cases() -> Vec<Case> {
         written(TinyArch::Llama, |w| {
             w.add(
                 "tokenizer.ggml.token_type",
-                Value::Array(ValueType::I32, vec![Value::I32(1); 10]),
+                Value::array(ValueType::I32, vec![Value::I32(1); 10]),
             );
         }),
         &["tokenizer.ggml.token_type"],
@@ -432,7 +432,7 @@ fn cases() -> Vec<Case> {
         written(TinyArch::Llama, |w| {
             w.add(
                 "tokenizer.ggml.tokens",
-                Value::Array(ValueType::U32, vec![u32v(1); 260]),
+                Value::array(ValueType::U32, vec![u32v(1); 260]),
             );
         }),
         &["tokenizer.ggml.tokens"],

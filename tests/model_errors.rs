@@ -26,7 +26,7 @@ fn base(arch: &str) -> GgufWriter {
     w.add("general.architecture", Value::String(arch.into()));
     w.add(
         "tokenizer.ggml.tokens",
-        Value::Array(
+        Value::array(
             ValueType::String,
             (0..8).map(|i| Value::String(format!("t{i}"))).collect(),
         ),

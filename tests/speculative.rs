@@ -35,6 +35,7 @@ fn session(m: &Rc<Model>) -> Session {
         type_k: Type::F16,
         type_v: Type::F16,
         flash_attn: true,
+        swa_full: false,
     };
     Session::new(m.clone(), p).unwrap()
 }

@@ -209,6 +209,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             type_v: Type::F16,
             flash_attn: true,
             flash_attn_why: "",
+            swa_full: false,
             load: LoadOptions {
                 mmap: true,
                 repack: !a.no_repack,

@@ -209,7 +209,8 @@ impl Repl<'_> {
             );
         }
         let reused = self.conv.reusable(&prompt.tokens);
-        self.session.truncate(reused as u32);
+        // fewer (none) when a sliding-window ring has moved past the shared prefix
+        let reused = self.session.truncate(reused as u32) as usize;
         for &id in &prompt.tokens[..reused] {
             self.sampler.accept(id);
         }

@@ -20,7 +20,8 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     let type_k = cache_type("--cache-type-k", &a.cache_type_k)?;
     let type_v = cache_type("--cache-type-v", &a.cache_type_v)?;
     let f = open_gguf(&a.model, false).with_context(|| format!("reading {}", a.model.display()))?;
-    let kv = kv_report(&f, a.ctx_size, type_k, type_v)?;
+    let ring = (a.ubatch_size.max(1), a.swa_full);
+    let kv = kv_report(&f, a.ctx_size, ring, type_k, type_v)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if a.json {
@@ -43,6 +44,8 @@ pub fn run(a: &InfoArgs) -> Result<()> {
 /// The KV cache a session with these settings allocates.
 struct KvReport {
     n_ctx: u32,
+    /// Cells of each sliding-window layer (`n_ctx` when they keep the whole context).
+    ring: u32,
     type_k: Type,
     type_v: Type,
     shape: KvShape,
@@ -53,7 +56,14 @@ struct KvReport {
 
 /// `None` for files Ember cannot run (vocab-only files, other architectures); an error when
 /// the model is runnable but the cache types do not fit its heads.
-fn kv_report(f: &GgufFile, n_ctx: u32, type_k: Type, type_v: Type) -> Result<Option<KvReport>> {
+/// `ring`: the micro-batch size and `--swa-full`, which set the sliding-window layers' cells.
+fn kv_report(
+    f: &GgufFile,
+    n_ctx: u32,
+    ring: (u32, bool),
+    type_k: Type,
+    type_v: Type,
+) -> Result<Option<KvReport>> {
     let Some(arch) = f
         .get_str("general.architecture")
         .ok()
@@ -67,11 +77,13 @@ fn kv_report(f: &GgufFile, n_ctx: u32, type_k: Type, type_v: Type) -> Result<Opt
     let n_ctx = if n_ctx == 0 { hp.n_ctx_train } else { n_ctx };
     let shape = hp.kv_shape();
     shape.check(type_k, type_v)?;
+    let ring = shape.ring(n_ctx, ring.0, ring.1);
     Ok(Some(KvReport {
         n_ctx,
+        ring,
         type_k,
         type_v,
-        bytes: shape.bytes(n_ctx, type_k, type_v),
+        bytes: shape.bytes(n_ctx, ring, type_k, type_v),
         rot_k: rotation_size(type_k, hp.head_dim_k, true),
         rot_v: rotation_size(type_v, hp.head_dim_v, false),
         shape,
@@ -95,6 +107,9 @@ impl KvReport {
             "type_v": self.type_v.name(),
             "n_layer": self.shape.n_layer,
             "n_head_kv": self.shape.n_head_kv,
+            "n_swa_layers": self.shape.n_swa_layers(),
+            "swa_window": self.shape.swa.as_ref().map(|s| s.0),
+            "swa_cells": self.shape.swa.as_ref().map(|_| self.ring),
             "head_dim_k": self.shape.head_dim_k,
             "head_dim_v": self.shape.head_dim_v,
             "k_bytes": self.bytes.k,
@@ -118,6 +133,19 @@ impl KvReport {
             self.shape.head_dim_k,
             self.shape.head_dim_v
         )?;
+        if let Some((window, _)) = &self.shape.swa {
+            let n = self.shape.n_swa_layers();
+            writeln!(
+                out,
+                "  {n} of the layers attend a sliding window of {window}: they hold {} cells{}",
+                self.ring,
+                if self.ring < self.n_ctx {
+                    " (the window plus a micro-batch; --swa-full keeps all)"
+                } else {
+                    ""
+                }
+            )?;
+        }
         for (which, ty, bytes, per, rot) in [
             ("K", self.type_k, self.bytes.k, t.k, self.rot_k),
             ("V", self.type_v, self.bytes.v, t.v, self.rot_v),

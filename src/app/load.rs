@@ -86,6 +86,7 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
         type_k: cfg.type_k,
         type_v: cfg.type_v,
         flash_attn: cfg.flash_attn,
+        swa_full: cfg.swa_full,
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
     let kv = s.kv().bytes();

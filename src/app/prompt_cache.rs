@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
+use crate::generate::state::StateError;
 use crate::generate::Session;
 
 /// Restore the file's state into `session` (if the file exists) and return how many leading
@@ -25,9 +26,17 @@ pub fn restore(session: &mut Session, path: &Path, prompt: &[u32]) -> Result<usi
             return Err(e).with_context(|| format!("opening the prompt cache {}", path.display()))
         }
     };
-    let saved = session
-        .load_state(&mut BufReader::new(f))
-        .with_context(|| format!("prompt cache {}", path.display()))?;
+    let saved = match session.load_state(&mut BufReader::new(f)) {
+        Ok(saved) => saved,
+        Err(StateError::Version(v)) => {
+            log::warn!(
+                "prompt cache {} was written by another Ember (format {v}); it will be rewritten",
+                path.display()
+            );
+            return Ok(0);
+        }
+        Err(e) => return Err(e).with_context(|| format!("prompt cache {}", path.display())),
+    };
     let common = saved
         .tokens
         .iter()
@@ -35,7 +44,8 @@ pub fn restore(session: &mut Session, path: &Path, prompt: &[u32]) -> Result<usi
         .take_while(|(a, b)| a == b)
         .count();
     let reuse = common.min(prompt.len().saturating_sub(1));
-    session.truncate(reuse as u32);
+    // a sliding-window ring that moved past the shared prefix keeps nothing
+    let reuse = session.truncate(reuse as u32) as usize;
     log::info!(
         "prompt cache {}: {} of the prompt's {} tokens re-used ({} saved)",
         path.display(),

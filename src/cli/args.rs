@@ -167,6 +167,10 @@ pub struct ModelArgs {
     /// Flash attention: on, off or auto (auto = on for the CPU, as llama.cpp).
     #[arg(long = "flash-attn", default_value = "auto", value_enum)]
     pub flash_attn: FlashAttn,
+    /// Sliding-window layers (Gemma 3's local layers) keep the whole context instead of only
+    /// the window plus a micro-batch: more memory, but a chat can re-use any earlier prefix.
+    #[arg(long = "swa-full")]
+    pub swa_full: bool,
     /// Read weights into memory instead of mapping the file.
     #[arg(long = "no-mmap")]
     pub no_mmap: bool,
@@ -370,6 +374,12 @@ pub struct InfoArgs {
     /// KV cache type for V, for the KV cache figures.
     #[arg(long = "cache-type-v", default_value = "f16")]
     pub cache_type_v: String,
+    /// Micro-batch size (sliding-window layers keep the window plus one micro-batch).
+    #[arg(long = "ubatch-size", default_value_t = 512)]
+    pub ubatch_size: u32,
+    /// Sliding-window layers keep the whole context (as `--swa-full` when running).
+    #[arg(long = "swa-full")]
+    pub swa_full: bool,
 }
 
 #[derive(Args, Debug)]

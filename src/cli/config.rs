@@ -28,6 +28,8 @@ pub struct ModelConfig {
     pub flash_attn: bool,
     /// How the flash-attention setting was chosen, for the verbose report.
     pub flash_attn_why: &'static str,
+    /// Sliding-window layers keep the whole context (no ring).
+    pub swa_full: bool,
     pub load: LoadOptions,
     pub mlock: bool,
     pub verbose: u8,
@@ -109,6 +111,7 @@ impl ModelConfig {
             type_v,
             flash_attn,
             flash_attn_why,
+            swa_full: a.swa_full,
             load: LoadOptions {
                 mmap: !a.no_mmap,
                 repack: !a.no_repack,

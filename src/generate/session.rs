@@ -18,6 +18,9 @@ pub struct SessionParams {
     pub type_k: Type,
     pub type_v: Type,
     pub flash_attn: bool,
+    /// Sliding-window layers keep the whole context instead of a ring of window + micro-batch
+    /// cells (llama.cpp's `--swa-full`): more memory, but any prefix can be re-used.
+    pub swa_full: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,9 +88,10 @@ impl Session {
         } else {
             params.n_ctx
         };
+        let ring = shape.ring(n_cells, params.n_ubatch, params.swa_full);
         let kv = KvCache::placed(
             &shape,
-            n_cells,
+            (n_cells, ring),
             params.type_k,
             params.type_v,
             !params.flash_attn,
@@ -164,22 +168,21 @@ impl Session {
         self.kv.size()
     }
 
-    /// Forget positions from `n` on (their cells are overwritten by later batches).
-    pub fn truncate(&mut self, n: u32) {
-        self.kv.cells.truncate(n);
+    /// Forget positions from `n` on (their cells are overwritten by later batches). Returns
+    /// the positions kept: fewer than `n` (zero) when the sliding-window layers' ring no
+    /// longer holds the window before `n`; the caller then evaluates those tokens again.
+    pub fn truncate(&mut self, n: u32) -> u32 {
+        self.kv.cells.truncate(n)
     }
 
     pub fn clear(&mut self) {
         self.kv.cells.clear();
     }
 
-    /// Mark positions `0..n` as filled (their K and V rows were written directly).
+    /// Mark positions `0..n` as filled (their K and V rows were written directly; the local
+    /// layers' only from `kv().cells.window_start(n)` on).
     pub(crate) fn set_n_past(&mut self, n: u32) {
-        self.kv.cells.clear();
-        self.kv
-            .cells
-            .append(n)
-            .expect("restored state fits the cache (checked)");
+        self.kv.cells.restore(n);
     }
 
     /// A check run between micro-batches of a long batch: when it returns true, `eval` stops
@@ -255,10 +258,9 @@ impl Session {
         }
         let n_vocab = self.model.hp.n_vocab as usize;
         let hp = &self.model.hp;
-        let window = hp.swa.as_ref().map(|s| s.window);
         let fa = self.params.flash_attn;
         let inputs = &mut self.inputs;
-        inputs.fill(tokens, p0, n_kv, &self.kv, hp.n_embd_v_gqa(), window, fa);
+        inputs.fill(tokens, p0, &self.kv, hp.n_embd_v_gqa(), fa);
         let b = self.built.as_ref().expect("built above");
         let t = |h: TensorHandle| b.ctx.get(h);
         t(b.tokens).write_i32(&inputs.tokens)?;
@@ -270,8 +272,12 @@ impl Session {
                 None => {}
             }
         }
-        t(b.k_idxs).write_i64(&inputs.k_idxs)?;
-        t(b.v_idxs).write_i64(&inputs.v_idxs)?;
+        t(b.k_idxs).write_i64(&inputs.k_idxs[0])?;
+        t(b.v_idxs).write_i64(&inputs.v_idxs[0])?;
+        if let (Some(k), Some(v)) = (b.k_idxs_swa, b.v_idxs_swa) {
+            t(k).write_i64(&inputs.k_idxs[1])?;
+            t(v).write_i64(&inputs.v_idxs[1])?;
+        }
         if let Some(ids) = b.out_ids {
             t(ids).write_i32(rows)?;
         }
@@ -315,6 +321,8 @@ impl Session {
             mask_swa: inp.mask_swa.map(h),
             k_idxs: h(inp.k_idxs),
             v_idxs: h(inp.v_idxs),
+            k_idxs_swa: inp.k_idxs_swa.map(h),
+            v_idxs_swa: inp.v_idxs_swa.map(h),
             out_ids: inp.out_ids.map(h),
             logits,
             ctx,
@@ -336,6 +344,9 @@ struct Built {
     mask_swa: Option<TensorHandle>,
     k_idxs: TensorHandle,
     v_idxs: TensorHandle,
+    /// Cache rows in the local layers' ring, when they have one.
+    k_idxs_swa: Option<TensorHandle>,
+    v_idxs_swa: Option<TensorHandle>,
     out_ids: Option<TensorHandle>,
     logits: TensorHandle,
     ctx: Context,
@@ -344,6 +355,7 @@ struct Built {
 /// Host-side values of a micro-batch's inputs. One set lives as long as the session and is
 /// refilled for every micro-batch: the masks of a long prompt are megabytes, and allocating
 /// them afresh each time (in sizes that change turn after turn in a chat) fragments the heap.
+/// Index 0 is for the full-attention layers, 1 for the sliding-window layers.
 #[derive(Default)]
 struct BatchInputs {
     tokens: Vec<i32>,
@@ -352,70 +364,88 @@ struct BatchInputs {
     /// the soft_max path, f16 bits for flash attention.
     mask: [Vec<f32>; 2],
     mask16: [Vec<u16>; 2],
-    k_idxs: Vec<i64>,
-    v_idxs: Vec<i64>,
+    /// The cache row of each token (for a transposed V: of each of its values).
+    k_idxs: [Vec<i64>; 2],
+    v_idxs: [Vec<i64>; 2],
 }
 
 impl BatchInputs {
-    #[allow(clippy::too_many_arguments)]
-    fn fill(
-        &mut self,
-        tokens: &[u32],
-        p0: u32,
-        n_kv: u32,
-        kv: &KvCache,
-        n_embd_v: u32,
-        window: Option<u32>,
-        f16_mask: bool,
-    ) {
+    fn fill(&mut self, tokens: &[u32], p0: u32, kv: &KvCache, n_embd_v: u32, f16_mask: bool) {
         let n = tokens.len();
         self.tokens.clear();
         self.tokens.extend(tokens.iter().map(|&t| t as i32));
         self.pos.clear();
         self.pos.extend((0..n as i32).map(|i| p0 as i32 + i));
-        let windows = [Some(u32::MAX), window];
-        for (i, w) in windows.into_iter().enumerate() {
-            let Some(w) = w else {
+        let cells = &kv.cells;
+        // (window, cells of the layer, attended cells) per kind of layer
+        let kinds = [
+            Some((u32::MAX, cells.size(), cells.n_kv())),
+            cells.window().map(|w| (w, cells.ring(), cells.n_kv_swa())),
+        ];
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let Some((w, ring, n_kv)) = kind else {
                 self.mask[i].clear();
                 self.mask16[i].clear();
+                self.k_idxs[i].clear();
+                self.v_idxs[i].clear();
                 continue;
             };
             if f16_mask {
-                causal_mask(&mut self.mask16[i], &self.pos, n_kv, w, 0x0000, 0xFC00);
-            } else {
                 causal_mask(
-                    &mut self.mask[i],
+                    &mut self.mask16[i],
                     &self.pos,
                     n_kv,
                     w,
-                    0.0,
-                    f32::NEG_INFINITY,
+                    ring,
+                    0x0000,
+                    0xFC00,
                 );
+            } else {
+                let neg = f32::NEG_INFINITY;
+                causal_mask(&mut self.mask[i], &self.pos, n_kv, w, ring, 0.0, neg);
             }
-        }
-        self.k_idxs.clear();
-        self.k_idxs.extend(self.pos.iter().map(|&p| p as i64));
-        self.v_idxs.clear();
-        if kv.v_trans {
-            let size = kv.size() as i64;
-            for &p in &self.pos {
-                self.v_idxs
-                    .extend((0..n_embd_v as i64).map(|d| d * size + p as i64));
+            let k_idxs = &mut self.k_idxs[i];
+            k_idxs.clear();
+            k_idxs.extend(self.pos.iter().map(|&p| (p as u32 % ring) as i64));
+            let v_idxs = &mut self.v_idxs[i];
+            v_idxs.clear();
+            if kv.v_trans {
+                for &c in k_idxs.iter() {
+                    v_idxs.extend((0..n_embd_v as i64).map(|d| d * ring as i64 + c));
+                }
+            } else {
+                v_idxs.extend_from_slice(k_idxs);
             }
-        } else {
-            self.v_idxs.extend_from_slice(&self.k_idxs);
         }
     }
 }
 
-/// Fill `out` with a [positions][n_kv] mask: cell j holds position j, so row p is `zero`
-/// where j <= p and p - j < window, `neg` (-inf) elsewhere.
-fn causal_mask<T: Copy>(out: &mut Vec<T>, pos: &[i32], n_kv: u32, window: u32, zero: T, neg: T) {
+/// Fill `out` with a [positions][n_kv] mask for a layer whose position x lives in cell
+/// `x % ring`: row p is `zero` at the cells of positions `p - window + 1 ..= p` (those that
+/// exist), `neg` (-inf) elsewhere. The ring is larger than the window plus a micro-batch, so
+/// those cells are distinct and none is overwritten by a later token of the same batch.
+fn causal_mask<T: Copy>(
+    out: &mut Vec<T>,
+    pos: &[i32],
+    n_kv: u32,
+    window: u32,
+    ring: u32,
+    zero: T,
+    neg: T,
+) {
     let n_kv = n_kv as usize;
     out.clear();
     out.resize(pos.len() * n_kv, neg);
     for (row, &p) in out.chunks_exact_mut(n_kv).zip(pos) {
-        let first = (p as i64 - window as i64 + 1).max(0) as usize;
-        row[first..=(p as usize)].fill(zero);
+        let p = p as u32;
+        let first = (p as u64 + 1).saturating_sub(window as u64) as u32;
+        let (a, b) = (first % ring, p % ring);
+        if a <= b && p - first < ring {
+            row[a as usize..=b as usize].fill(zero);
+        } else {
+            // the run wraps around the ring's end
+            row[a as usize..].fill(zero);
+            row[..=b as usize].fill(zero);
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! u32 V type, u8 V transposed, u32 layers, u32 K row bytes, u32 V row bytes, u32 tokens, the
 //! token ids (u32 each), u64 length of an application blob and the blob (the REPL's
 //! conversation), then per layer: K rows of the tokens, V rows (or, for a transposed V, each
-//! V component's run of token values).
+//! V component's run of token values). A sliding-window layer stores only the tokens a later
+//! token can still attend to (the last `window` of them), in position order whatever ring its
+//! cache keeps them in. Version 2 brought that; version 1 stored every token in every layer.
 
 use std::io::{Read, Write};
 
@@ -15,7 +17,7 @@ use crate::ggml::{Tensor, TensorHandle, Type};
 use super::session::Session;
 
 const MAGIC: &[u8; 8] = b"EMBERKV1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// The application blob may not be larger than this (a conversation is text).
 const MAX_EXTRA: u64 = 256 << 20;
 
@@ -42,6 +44,8 @@ pub enum StateError {
     Shape(String),
     #[error("the state file holds {tokens} tokens, more than this context of {n_ctx} (raise -c)")]
     TooLong { tokens: u32, n_ctx: u32 },
+    #[error("the cache no longer holds the first {0} positions' sliding window (re-evaluate them, or run with --swa-full)")]
+    Unavailable(usize),
     #[error("the state file is truncated or corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -90,22 +94,36 @@ impl Session {
         }
     }
 
-    /// The byte ranges holding positions `0..n`, in file order: per layer the K rows, then the
-    /// V rows (or, for a transposed V, each component's run of `n` values).
+    /// The byte ranges holding positions `0..n` (a local layer: from `window_start(n)`), in
+    /// file order: per layer the K rows, then the V rows (or, for a transposed V, each
+    /// component's run of values), each in position order.
     fn kv_ranges(&self, n: usize) -> Vec<(TensorHandle, usize, usize)> {
         let kv = self.kv();
         let mut out = Vec::new();
         for il in 0..self.model().hp.n_layer as usize {
+            let lo = if kv.is_swa(il) {
+                kv.cells.window_start(n as u32) as usize
+            } else {
+                0
+            };
+            let cells = kv.layer_cells(il) as usize;
+            let runs = cell_runs(lo, n, cells);
             let (k, v) = (kv.k(il), kv.v(il));
-            out.push((k, 0, n * kv.ctx().get(k).nb()[1]));
+            let row = kv.ctx().get(k).nb()[1];
+            out.extend(runs.iter().map(|&(c, len)| (k, c * row, len * row)));
             let vt = kv.ctx().get(v);
             if kv.v_trans {
                 let es = vt.ty().type_size();
-                let size = kv.size() as usize;
-                let comps = vt.n_elements() as usize / size;
-                out.extend((0..comps).map(|d| (v, d * size * es, n * es)));
+                let comps = vt.n_elements() as usize / cells;
+                for d in 0..comps {
+                    out.extend(
+                        runs.iter()
+                            .map(|&(c, len)| (v, (d * cells + c) * es, len * es)),
+                    );
+                }
             } else {
-                out.push((v, 0, n * vt.nb()[1]));
+                let row = vt.nb()[1];
+                out.extend(runs.iter().map(|&(c, len)| (v, c * row, len * row)));
             }
         }
         out
@@ -120,10 +138,9 @@ impl Session {
         extra: &[u8],
     ) -> Result<(), StateError> {
         let n = tokens.len();
-        assert!(
-            n <= self.n_past() as usize,
-            "saving positions not evaluated"
-        );
+        if !self.kv().cells.holds_window(n as u32) {
+            return Err(StateError::Unavailable(n));
+        }
         let h = self.state_header();
         let mut head = Vec::with_capacity(64 + 4 * n);
         head.extend_from_slice(MAGIC);
@@ -246,6 +263,20 @@ impl Session {
     }
 }
 
+/// Positions `lo..n` of a layer with `cells` cells (position p in cell `p % cells`) as runs of
+/// consecutive cells: (first cell, count), in position order.
+fn cell_runs(lo: usize, n: usize, cells: usize) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut p = lo;
+    while p < n {
+        let c = p % cells;
+        let len = (n - p).min(cells - c);
+        runs.push((c, len));
+        p += len;
+    }
+    runs
+}
+
 fn read_exact(r: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), StateError> {
     r.read_exact(buf).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -266,4 +297,17 @@ fn read_u64(r: &mut impl Read) -> Result<u64, StateError> {
     let mut b = [0u8; 8];
     read_exact(r, &mut b, "header")?;
     Ok(u64::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell_runs;
+
+    #[test]
+    fn runs_wrap_around_the_ring() {
+        assert_eq!(cell_runs(0, 5, 100), [(0, 5)]);
+        assert_eq!(cell_runs(3, 3, 100), []);
+        assert_eq!(cell_runs(200, 300, 256), [(200, 56), (0, 44)]);
+        assert_eq!(cell_runs(256, 300, 256), [(0, 44)]);
+    }
 }

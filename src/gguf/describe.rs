@@ -177,8 +177,12 @@ fn text_value(v: &Value) -> String {
                 format!("\"{}\"", escape(s))
             }
         }
-        Value::Array(_, items) => {
-            let shown: Vec<String> = items.iter().take(TEXT_MAX_ITEMS).map(text_value).collect();
+        Value::Array(items) => {
+            let shown: Vec<String> = items
+                .iter()
+                .take(TEXT_MAX_ITEMS)
+                .map(|v| text_value(&v))
+                .collect();
             if items.len() > TEXT_MAX_ITEMS {
                 format!("[{} …] ({} items)", shown.join(", "), items.len())
             } else {
@@ -230,11 +234,13 @@ fn json_value(v: &Value) -> serde_json::Value {
         Value::F64(x) => json_float(*x, x.to_string()),
         Value::Bool(x) => json!(x),
         Value::String(s) => json!(s),
-        Value::Array(_, items) if items.len() > JSON_MAX_ITEMS => json!({
+        Value::Array(items) if items.len() > JSON_MAX_ITEMS => json!({
             "type": v.type_description(),
             "len": items.len(),
-            "head": items.iter().take(JSON_HEAD_ITEMS).map(json_value).collect::<Vec<_>>(),
+            "head": items.iter().take(JSON_HEAD_ITEMS).map(|v| json_value(&v)).collect::<Vec<_>>(),
         }),
-        Value::Array(_, items) => serde_json::Value::Array(items.iter().map(json_value).collect()),
+        Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(|v| json_value(&v)).collect())
+        }
     }
 }

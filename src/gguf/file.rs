@@ -7,10 +7,11 @@ use std::path::Path;
 
 use memmap2::{Mmap, MmapMut};
 
+use super::array::Array;
 use super::error::{GgufError, MetaError};
 use super::reader::{parse, Parsed};
 use super::types::GgmlType;
-use super::value::{Value, ValueType};
+use super::value::Value;
 
 /// One tensor of a GGUF file, as described by its tensor-info record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,13 +194,7 @@ impl GgufFile {
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>, MetaError> {
         let v = self.require(key)?;
         match v {
-            Value::Array(ValueType::String, items) => items
-                .iter()
-                .map(|it| {
-                    it.as_str()
-                        .ok_or_else(|| wrong_type(key, "array[string]", v))
-                })
-                .collect(),
+            Value::Array(Array::String(items)) => Ok(items.iter().collect()),
             _ => Err(wrong_type(key, "array[string]", v)),
         }
     }
@@ -208,14 +203,8 @@ impl GgufFile {
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, MetaError> {
         let v = self.require(key)?;
         match v {
-            Value::Array(ValueType::F32 | ValueType::F64, items) => items
-                .iter()
-                .map(|it| {
-                    it.as_f64()
-                        .map(|x| x as f32)
-                        .ok_or_else(|| wrong_type(key, "array[f32]", v))
-                })
-                .collect(),
+            Value::Array(Array::F32(items)) => Ok(items.clone()),
+            Value::Array(Array::F64(items)) => Ok(items.iter().map(|&x| x as f32).collect()),
             _ => Err(wrong_type(key, "array[f32]", v)),
         }
     }
@@ -225,7 +214,7 @@ impl GgufFile {
         const EXPECTED: &str = "array[i32] (integers in i32 range)";
         let v = self.require(key)?;
         match v {
-            Value::Array(elem, items) if elem.is_integer() => items
+            Value::Array(items) if items.elem_type().is_integer() => items
                 .iter()
                 .enumerate()
                 .map(|(i, it)| {
@@ -237,7 +226,7 @@ impl GgufFile {
                             found: format!(
                                 "{} with element {i} = {}",
                                 v.type_description(),
-                                scalar(it)
+                                scalar(&it)
                             ),
                         })
                 })

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+mod array;
 mod describe;
 mod error;
 mod file;
@@ -44,6 +45,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use array::{Array, Strings};
 pub use describe::{describe_json, describe_text};
 pub use error::{GgufError, MetaError};
 pub use file::{GgufFile, TensorInfo};

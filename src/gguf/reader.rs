@@ -5,8 +5,8 @@
 //! checked against what the remaining bytes could possibly hold before any
 //! allocation is made, and everything the parsed form holds in memory is
 //! charged to a budget of [`DECODED_BASE`] + [`DECODED_PER_FILE_BYTE`] × the
-//! file size (a one-byte array element becomes a 32-byte [`Value`], so the
-//! counts alone would allow 32 times the file), so a hostile file cannot make
+//! file size (an array of strings keeps an 8-byte end offset per element, a
+//! nested array 32 bytes per element), so a hostile file cannot make
 //! the parser allocate more than a small multiple of its own size. All
 //! arithmetic on file-supplied numbers is checked.
 //!
@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use super::array::{Array, Strings};
 use super::error::GgufError;
 use super::file::TensorInfo;
 use super::types::GgmlType;
@@ -161,6 +162,11 @@ impl<'a> Cursor<'a> {
 
     /// A u64 length followed by that many UTF-8 bytes.
     fn string(&mut self, ctx: Ctx<'_>) -> Result<String, GgufError> {
+        self.str(ctx).map(str::to_owned)
+    }
+
+    /// [`Cursor::string`] without the copy (its bytes are still charged: the caller keeps them).
+    fn str(&mut self, ctx: Ctx<'_>) -> Result<&'a str, GgufError> {
         let len_offset = self.offset();
         let len = self.u64("string length", ctx)?;
         if len > MAX_STRING_LEN {
@@ -175,7 +181,7 @@ impl<'a> Cursor<'a> {
         let bytes = self.take(len, "string bytes", ctx)?;
         self.charge(len, ctx)?;
         match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(s),
             Err(e) => Err(GgufError::InvalidUtf8 {
                 offset: start + e.valid_up_to() as u64,
                 context: ctx.to_string(),
@@ -222,11 +228,22 @@ impl<'a> Cursor<'a> {
                 }
             }
             ValueType::String => Value::String(self.string(ctx)?),
-            ValueType::Array => self.array_value(ctx, depth)?,
+            ValueType::Array => Value::Array(self.array_value(ctx, depth)?),
         })
     }
 
-    fn array_value(&mut self, ctx: Ctx<'_>, depth: usize) -> Result<Value, GgufError> {
+    /// `count` numbers of `N` bytes each, decoded by `f`.
+    fn numbers<const N: usize, T>(
+        &mut self,
+        count: u64,
+        what: &'static str,
+        ctx: Ctx<'_>,
+        f: fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, GgufError> {
+        (0..count).map(|_| Ok(f(self.array(what, ctx)?))).collect()
+    }
+
+    fn array_value(&mut self, ctx: Ctx<'_>, depth: usize) -> Result<Array, GgufError> {
         if depth >= MAX_ARRAY_DEPTH {
             return Err(GgufError::ArrayTooDeep {
                 offset: self.offset(),
@@ -250,12 +267,48 @@ impl<'a> Cursor<'a> {
             return Err(self.truncated("array elements", ctx, count.saturating_mul(min)));
         }
         // count <= left / min: bounded by the bytes actually present, and by the budget.
-        self.charge(count * size_of::<Value>() as u64, ctx)?;
-        let mut items = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            items.push(self.value(elem, ctx, depth + 1)?);
-        }
-        Ok(Value::Array(elem, items))
+        let per_item = match elem {
+            ValueType::String => size_of::<usize>(),
+            ValueType::Array => size_of::<Array>(),
+            _ => elem.min_encoded_size() as usize,
+        };
+        self.charge(count * per_item as u64, ctx)?;
+        Ok(match elem {
+            ValueType::U8 => Array::U8(self.numbers(count, "u8", ctx, |b: [u8; 1]| b[0])?),
+            ValueType::I8 => Array::I8(self.numbers(count, "i8", ctx, i8::from_le_bytes)?),
+            ValueType::U16 => Array::U16(self.numbers(count, "u16", ctx, u16::from_le_bytes)?),
+            ValueType::I16 => Array::I16(self.numbers(count, "i16", ctx, i16::from_le_bytes)?),
+            ValueType::U32 => Array::U32(self.numbers(count, "u32", ctx, u32::from_le_bytes)?),
+            ValueType::I32 => Array::I32(self.numbers(count, "i32", ctx, i32::from_le_bytes)?),
+            ValueType::U64 => Array::U64(self.numbers(count, "u64", ctx, u64::from_le_bytes)?),
+            ValueType::I64 => Array::I64(self.numbers(count, "i64", ctx, i64::from_le_bytes)?),
+            ValueType::F32 => Array::F32(self.numbers(count, "f32", ctx, f32::from_le_bytes)?),
+            ValueType::F64 => Array::F64(self.numbers(count, "f64", ctx, f64::from_le_bytes)?),
+            ValueType::Bool => {
+                let mut flags = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    match self.value(ValueType::Bool, ctx, depth + 1)? {
+                        Value::Bool(b) => flags.push(b),
+                        _ => unreachable!("a bool value is a Value::Bool"),
+                    }
+                }
+                Array::Bool(flags)
+            }
+            ValueType::String => {
+                let mut strings = Strings::with_capacity(count as usize, 0);
+                for _ in 0..count {
+                    strings.push(self.str(ctx)?);
+                }
+                Array::String(strings)
+            }
+            ValueType::Array => {
+                let mut items = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    items.push(self.array_value(ctx, depth + 1)?);
+                }
+                Array::Array(items)
+            }
+        })
     }
 }
 

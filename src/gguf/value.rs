@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::array::Array;
+
 /// A GGUF metadata value type, numbered as in the file format (0..=12).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ValueType {
@@ -104,8 +106,8 @@ impl fmt::Display for ValueType {
 
 /// A decoded GGUF metadata value.
 ///
-/// `Array` carries its declared element type; every element has that type
-/// (the reader guarantees it, and the writer requires it).
+/// An [`Array`] carries its element type; every element has that type (its representation
+/// guarantees it).
 #[derive(Clone, PartialEq, Debug)]
 pub enum Value {
     U8(u8),
@@ -120,7 +122,7 @@ pub enum Value {
     F64(f64),
     Bool(bool),
     String(String),
-    Array(ValueType, Vec<Value>),
+    Array(Array),
 }
 
 impl Value {
@@ -200,11 +202,22 @@ impl Value {
         }
     }
 
-    /// The elements, for `Value::Array`.
-    pub fn as_array(&self) -> Option<&[Value]> {
+    /// The array, for `Value::Array`.
+    pub fn as_array(&self) -> Option<&Array> {
         match self {
-            Value::Array(_, items) => Some(items),
+            Value::Array(a) => Some(a),
             _ => None,
+        }
+    }
+
+    /// An array of `elem` from values of that type (for writing files).
+    ///
+    /// # Panics
+    /// When an element has another type.
+    pub fn array(elem: ValueType, items: Vec<Value>) -> Value {
+        match Array::from_values(elem, items) {
+            Ok(a) => Value::Array(a),
+            Err(found) => panic!("an array declared as {elem} holds a {found}"),
         }
     }
 
@@ -212,12 +225,19 @@ impl Value {
     /// `"array[array[i32]]"` (nested element types read from the first element).
     pub fn type_description(&self) -> String {
         match self {
-            Value::Array(ValueType::Array, items) => match items.first() {
-                Some(first) => format!("array[{}]", first.type_description()),
-                None => "array[array]".to_string(),
-            },
-            Value::Array(elem, _) => format!("array[{}]", elem.name()),
+            Value::Array(a) => array_description(a),
             other => other.value_type().name().to_string(),
         }
+    }
+}
+
+/// `"array[i32]"`, `"array[array[string]]"` (nested element types read from the first element).
+fn array_description(a: &Array) -> String {
+    match a {
+        Array::Array(items) => match items.first() {
+            Some(first) => format!("array[{}]", array_description(first)),
+            None => "array[array]".to_string(),
+        },
+        a => format!("array[{}]", a.elem_type().name()),
     }
 }

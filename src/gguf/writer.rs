@@ -74,11 +74,9 @@ impl GgufWriter {
     /// Add (or replace, keeping its position) a metadata key.
     ///
     /// # Panics
-    /// If `key` is empty, or an array's elements do not all have its declared
-    /// element type.
+    /// If `key` is empty.
     pub fn add(&mut self, key: &str, v: Value) -> &mut Self {
         assert!(!key.is_empty(), "GgufWriter: empty metadata key");
-        check_array_types(key, &v);
         match self.metadata.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = v,
             None => self.metadata.push((key.to_string(), v)),
@@ -194,19 +192,6 @@ impl GgufWriter {
     }
 }
 
-fn check_array_types(key: &str, v: &Value) {
-    if let Value::Array(elem, items) = v {
-        for it in items {
-            assert!(
-                it.value_type() == *elem,
-                "GgufWriter: key '{key}': array declared as {elem} holds a {}",
-                it.value_type()
-            );
-            check_array_types(key, it);
-        }
-    }
-}
-
 fn pad(out: &mut Vec<u8>, align: u64) {
     let target = align_up(out.len() as u64, align) as usize;
     out.resize(target, 0);
@@ -239,11 +224,11 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
         Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => out.push(u8::from(*x)),
         Value::String(s) => put_str(out, s),
-        Value::Array(elem, items) => {
-            put_u32(out, ValueType::as_u32(*elem));
+        Value::Array(items) => {
+            put_u32(out, ValueType::as_u32(items.elem_type()));
             put_u64(out, items.len() as u64);
-            for it in items {
-                put_value(out, it);
+            for it in items.iter() {
+                put_value(out, &it);
             }
         }
     }

@@ -4,10 +4,14 @@
 //! ggml's flash-attention op; otherwise V is stored transposed (one row per channel, cells
 //! along the row) so that `softmax(KQ) · V` is a plain matrix product, as in llama.cpp.
 //! Bookkeeping (which cells hold which positions) lives in [`cells`], free of ggml.
+//!
+//! The sliding-window ("local") layers of a model like Gemma 3 may hold fewer cells than the
+//! context, as a ring (see [`cells`]): at `-c 4096` Gemma 3's 15 local layers keep 1,024 cells
+//! each instead of 4,096, as llama.cpp's SWA cache does.
 
 pub mod cells;
 
-pub use cells::{Cells, ContextFull, KV_PAD};
+pub use cells::{ring_cells, Cells, ContextFull, KV_PAD};
 
 use crate::ggml::{BufferType, Context, GgmlError, TensorHandle, Type};
 
@@ -27,6 +31,8 @@ pub struct KvCache {
     /// V stored transposed (no flash attention).
     pub v_trans: bool,
     pub cells: Cells,
+    /// `swa[il]`: layer il is a sliding-window layer (its cells are the ring).
+    swa: Vec<bool>,
     bytes: KvBytes,
     /// Walsh-Hadamard rotations applied to Q/K (and to V and back on the output) before a
     /// quantized cache stores them, as llama.cpp does: they spread outliers across a block so
@@ -57,6 +63,8 @@ pub struct KvShape {
     pub head_dim_k: u32,
     pub head_dim_v: u32,
     pub n_head_kv: u32,
+    /// The sliding window and which layers use it, for models with local layers.
+    pub swa: Option<(u32, Vec<bool>)>,
 }
 
 impl KvShape {
@@ -80,15 +88,49 @@ impl KvShape {
         Ok(())
     }
 
-    /// Bytes a cache of `size` cells takes with these types, K and V separately: per layer one
-    /// `[n_head_kv·head_dim, size]` tensor each, rows stored in ggml blocks (q8_0: 34 bytes
-    /// per 32 values, q4_0: 18 per 32). [`KvCache::new`] allocates exactly this.
-    pub fn bytes(&self, size: u32, type_k: Type, type_v: Type) -> KvBytes {
-        let per_layer =
-            |ty: Type, head: u32| ty.row_size((head * self.n_head_kv) as i64) as u64 * size as u64;
+    /// Whether layer `il` is a sliding-window layer.
+    pub fn is_swa(&self, il: u32) -> bool {
+        self.swa
+            .as_ref()
+            .is_some_and(|(_, l)| l.get(il as usize).copied().unwrap_or(false))
+    }
+
+    /// Number of sliding-window layers.
+    pub fn n_swa_layers(&self) -> u32 {
+        (0..self.n_layer).filter(|&il| self.is_swa(il)).count() as u32
+    }
+
+    /// Cells of layer `il` in a cache of `size` cells whose local layers hold `ring`.
+    pub fn layer_cells(&self, il: u32, size: u32, ring: u32) -> u32 {
+        if self.is_swa(il) {
+            ring.min(size)
+        } else {
+            size
+        }
+    }
+
+    /// The ring the local layers get for a context of `n_ctx` cells and micro-batches of
+    /// `n_ubatch` tokens: the window plus a micro-batch (see [`ring_cells`]), or the whole
+    /// context with `full` (llama.cpp's `--swa-full`) or without a window.
+    pub fn ring(&self, n_ctx: u32, n_ubatch: u32, full: bool) -> u32 {
+        match &self.swa {
+            Some((window, _)) if !full => ring_cells(n_ctx, *window, n_ubatch.max(1)),
+            _ => n_ctx,
+        }
+    }
+
+    /// Bytes a cache of `size` cells (`ring` in the local layers) takes with these types, K
+    /// and V separately: per layer one `[n_head_kv·head_dim, cells]` tensor each, rows stored
+    /// in ggml blocks (q8_0: 34 bytes per 32 values, q4_0: 18 per 32). [`KvCache::new`]
+    /// allocates exactly this.
+    pub fn bytes(&self, size: u32, ring: u32, type_k: Type, type_v: Type) -> KvBytes {
+        let cells: u64 = (0..self.n_layer)
+            .map(|il| self.layer_cells(il, size, ring) as u64)
+            .sum();
+        let row = |ty: Type, head: u32| ty.row_size((head * self.n_head_kv) as i64) as u64;
         KvBytes {
-            k: self.n_layer as u64 * per_layer(type_k, self.head_dim_k),
-            v: self.n_layer as u64 * per_layer(type_v, self.head_dim_v),
+            k: cells * row(type_k, self.head_dim_k),
+            v: cells * row(type_v, self.head_dim_v),
         }
     }
 }
@@ -101,20 +143,22 @@ impl KvCache {
         type_v: Type,
         v_trans: bool,
     ) -> Result<KvCache, KvError> {
-        Self::placed(shape, size, type_k, type_v, v_trans, None)
+        Self::placed(shape, (size, size), type_k, type_v, v_trans, None)
     }
 
-    /// A cache whose layers from `gpu.1` on live in GPU memory `gpu.0` (the layers offloaded
-    /// with `-ngl`; the rotation matrices go there too); the others in host memory.
+    /// A cache of `cells.0` cells (`cells.1` in the local layers) whose layers from `gpu.1` on
+    /// live in GPU memory `gpu.0` (the layers offloaded with `-ngl`; the rotation matrices go
+    /// there too); the others in host memory.
     pub fn placed(
         shape: &KvShape,
-        size: u32,
+        cells: (u32, u32),
         type_k: Type,
         type_v: Type,
         v_trans: bool,
         gpu: Option<(BufferType, u32)>,
     ) -> Result<KvCache, KvError> {
         shape.check(type_k, type_v)?;
+        let (size, ring) = (cells.0, cells.1.min(cells.0));
         let ctx = Context::new(2 * shape.n_layer as usize + 2, 0)?;
         let (ek, ev) = (
             (shape.head_dim_k * shape.n_head_kv) as i64,
@@ -123,11 +167,12 @@ impl KvCache {
         let mut k = Vec::new();
         let mut v = Vec::new();
         for il in 0..shape.n_layer {
+            let n = shape.layer_cells(il, size, ring) as i64;
             let kt = ctx
-                .new_tensor(type_k, &[ek, size as i64])
+                .new_tensor(type_k, &[ek, n])
                 .set_name(&format!("cache_k_l{il}"));
             let vt = ctx
-                .new_tensor(type_v, &[ev, size as i64])
+                .new_tensor(type_v, &[ev, n])
                 .set_name(&format!("cache_v_l{il}"));
             k.push(ctx.handle(kt));
             v.push(ctx.handle(vt));
@@ -168,7 +213,11 @@ impl KvCache {
             type_k,
             type_v,
             v_trans,
-            cells: Cells::new(size),
+            cells: match &shape.swa {
+                Some((window, _)) => Cells::with_window(size, *window, ring),
+                None => Cells::new(size),
+            },
+            swa: (0..shape.n_layer).map(|il| shape.is_swa(il)).collect(),
             bytes,
             k_rot,
             v_rot,
@@ -189,6 +238,29 @@ impl KvCache {
 
     pub fn size(&self) -> u32 {
         self.cells.size()
+    }
+
+    /// Whether layer `il` is a sliding-window layer.
+    pub fn is_swa(&self, il: usize) -> bool {
+        self.swa.get(il).copied().unwrap_or(false)
+    }
+
+    /// Cells of layer `il`: the ring for local layers, else the size.
+    pub fn layer_cells(&self, il: usize) -> u32 {
+        if self.is_swa(il) {
+            self.cells.ring()
+        } else {
+            self.cells.size()
+        }
+    }
+
+    /// The cell position `p` occupies in layer `il`.
+    pub fn cell(&self, il: usize, p: u32) -> u32 {
+        if self.is_swa(il) {
+            self.cells.ring_cell(p)
+        } else {
+            p
+        }
     }
 
     /// The rotation applied to Q and K before K is stored, if any.

@@ -124,6 +124,14 @@ impl Hparams {
             head_dim_k: self.head_dim_k,
             head_dim_v: self.head_dim_v,
             n_head_kv: self.n_head_kv,
+            swa: self.swa.as_ref().map(|s| {
+                (
+                    s.window,
+                    (0..self.n_layer as usize)
+                        .map(|il| self.is_swa(il))
+                        .collect(),
+                )
+            }),
         }
     }
 
@@ -428,7 +436,10 @@ impl Reader<'_> {
         let f = self.f;
         let layers = match f.get(&key).and_then(|v| v.as_array()) {
             Some(arr) => {
-                let flags: Option<Vec<bool>> = arr.iter().map(|x| x.as_bool()).collect();
+                let flags: Option<Vec<bool>> = match arr {
+                    crate::gguf::Array::Bool(b) => Some(b.clone()),
+                    _ => None,
+                };
                 match flags {
                     Some(f) if f.len() == n_layer as usize => f,
                     _ => {

@@ -16,12 +16,15 @@ pub struct Inputs<'g> {
     pub pos: Tensor<'g>,
     /// f16 (flash attention) or f32 [n_kv, n_tokens]: 0 where attention is allowed, -inf not
     pub mask: Tensor<'g>,
-    /// Sliding-window mask for architectures with local layers.
+    /// Sliding-window mask for architectures with local layers ([n_kv_swa, n_tokens]).
     pub mask_swa: Option<Tensor<'g>>,
     /// i64 [n_tokens]: the cache row of each new token
     pub k_idxs: Tensor<'g>,
     /// i64 [n_tokens] (or [n_tokens * n_embd_v_gqa] element indices when V is transposed)
     pub v_idxs: Tensor<'g>,
+    /// The same two for the local layers, when they keep a ring smaller than the cache.
+    pub k_idxs_swa: Option<Tensor<'g>>,
+    pub v_idxs_swa: Option<Tensor<'g>>,
     /// i32 [n_outputs]: rows whose logits are wanted (None: all rows)
     pub out_ids: Option<Tensor<'g>>,
 }
@@ -35,6 +38,8 @@ pub struct Builder<'g> {
     pub inp: Inputs<'g>,
     pub n_tokens: i64,
     pub n_kv: i64,
+    /// Cells the local layers attend to (at most their ring).
+    pub n_kv_swa: i64,
     pub flash_attn: bool,
 }
 
@@ -62,7 +67,9 @@ impl<'g> Builder<'g> {
         let swa = model.hp.swa.is_some();
         let graph_size = model.graph_size();
         let nt = n_tokens as i64;
+        let n_kv_swa = n_kv.min(kv.cells.ring()) as i64;
         let n_kv = n_kv as i64;
+        let ring = kv.cells.ring() < kv.size();
         let tokens = ctx
             .new_tensor(Type::I32, &[nt])
             .set_name("inp_tokens")
@@ -77,7 +84,7 @@ impl<'g> Builder<'g> {
             .set_name("attn_inp_kq_mask")
             .set_input();
         let mask_swa = swa.then(|| {
-            ctx.new_tensor(mask_type, &[n_kv, nt])
+            ctx.new_tensor(mask_type, &[n_kv_swa, nt])
                 .set_name("attn_inp_kq_mask_swa")
                 .set_input()
         });
@@ -94,6 +101,16 @@ impl<'g> Builder<'g> {
             .new_tensor(Type::I64, &[n_v])
             .set_name("inp_v_idxs")
             .set_input();
+        let k_idxs_swa = (swa && ring).then(|| {
+            ctx.new_tensor(Type::I64, &[nt])
+                .set_name("inp_k_idxs_swa")
+                .set_input()
+        });
+        let v_idxs_swa = (swa && ring).then(|| {
+            ctx.new_tensor(Type::I64, &[n_v])
+                .set_name("inp_v_idxs_swa")
+                .set_input()
+        });
         let out_ids = (n_outputs < n_tokens).then(|| {
             ctx.new_tensor(Type::I32, &[n_outputs as i64])
                 .set_name("inp_out_ids")
@@ -111,10 +128,13 @@ impl<'g> Builder<'g> {
                 mask_swa,
                 k_idxs,
                 v_idxs,
+                k_idxs_swa,
+                v_idxs_swa,
                 out_ids,
             },
             n_tokens: nt,
             n_kv,
+            n_kv_swa,
             flash_attn,
         }
     }
@@ -220,7 +240,14 @@ impl<'g> Builder<'g> {
             hp.n_head_kv as i64,
         );
         let (ek, ev) = (hd_k * n_head_kv, hd_v * n_head_kv);
-        let size = self.kv.size() as i64;
+        // A local layer's cells are its ring (the whole cache when it has none).
+        let size = self.kv.layer_cells(il) as i64;
+        let (n_kv, k_idxs, v_idxs) = match (swa, self.inp.k_idxs_swa, self.inp.v_idxs_swa) {
+            (true, Some(k), Some(v)) => (self.n_kv_swa, k, v),
+            (true, ..) => (self.n_kv_swa, self.inp.k_idxs, self.inp.v_idxs),
+            _ => (self.n_kv, self.inp.k_idxs, self.inp.v_idxs),
+        };
+        debug_assert_eq!(swa, self.kv.is_swa(il));
         let nt = self.n_tokens;
 
         // Quantized caches store rotated heads (see `KvCache::k_rot`); rotating Q the same way
@@ -241,19 +268,18 @@ impl<'g> Builder<'g> {
         self.graph.expand(v);
         self.graph.expand(k);
         let k_rows = c.view(k, &[ek, nt], &[k.nb()[2]], 0);
-        let k_store = c.set_rows(k_cache, k_rows, self.inp.k_idxs);
+        let k_store = c.set_rows(k_cache, k_rows, k_idxs);
         self.graph.expand(k_store);
         let v_store = if self.kv.v_trans {
             let v_flat = c.reshape(v, &[1, ev * nt]);
             let v_view = c.reshape(v_cache, &[1, ev * size]);
-            c.set_rows(v_view, v_flat, self.inp.v_idxs)
+            c.set_rows(v_view, v_flat, v_idxs)
         } else {
             let v_rows = c.view(v, &[ev, nt], &[v.nb()[2]], 0);
-            c.set_rows(v_cache, v_rows, self.inp.v_idxs)
+            c.set_rows(v_cache, v_rows, v_idxs)
         };
         self.graph.expand(v_store);
 
-        let n_kv = self.n_kv;
         let ty_k = self.kv.type_k;
         let ty_v = self.kv.type_v;
         let kk = cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size);

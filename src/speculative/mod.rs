@@ -148,7 +148,8 @@ fn calibrate(
         let batch = vec![last; size];
         let (r, secs) = timed(|| target.eval(&batch, Want::All).map(|_| ()));
         r?;
-        target.truncate(n0);
+        let kept = target.truncate(n0);
+        debug_assert_eq!(kept, n0, "a rollback of a few tokens keeps the window");
         cost.record_target(size, secs);
     }
     Ok(())
@@ -223,6 +224,11 @@ pub fn generate(
     em.prompt_done();
 
     let mut forced: Option<u32> = None;
+    let max_batch = match drafter {
+        Drafter::Model(d) => d.session.params().n_ubatch.min(target.params().n_ubatch),
+        Drafter::Lookup(_) => target.params().n_ubatch,
+    }
+    .max(2) as usize;
     let mut plain_streak = 0usize;
     let mut probe_after = 16usize;
     let stop = 'gen: loop {
@@ -250,7 +256,9 @@ pub fn generate(
         } else {
             usize::MAX
         };
-        let limit = draft_max.min(room).min(remaining);
+        // A verified batch stays within one micro-batch, so rolling it back never reaches
+        // past what a sliding-window ring holds.
+        let limit = draft_max.min(room).min(remaining).min(max_batch - 1);
         let mut k = if spec.fixed {
             limit
         } else {
@@ -357,11 +365,14 @@ pub fn generate(
 /// Keeps the first `len` positions in the target cache, and no more than those in the
 /// draft's (the lookup history is kept in step by its callers).
 fn rollback(target: &mut Session, drafter: &mut Drafter, len: usize) {
-    target.truncate(len as u32);
+    let kept = target.truncate(len as u32);
+    debug_assert_eq!(
+        kept as usize, len,
+        "a rollback within one micro-batch keeps the window"
+    );
     match drafter {
         Drafter::Model(d) => {
-            d.evaluated = d.evaluated.min(len);
-            d.session.truncate(d.evaluated as u32);
+            d.evaluated = d.session.truncate(d.evaluated.min(len) as u32) as usize;
         }
         Drafter::Lookup(l) => l.truncate(len.min(l.len())),
     }

@@ -3,7 +3,7 @@
 //! `vocab.rs` / `pretok.rs`; tests build a [`RawVocab`] by hand instead of a GGUF file.
 
 use super::error::TokenizerError;
-use crate::gguf::{GgufFile, MetaError, Value};
+use crate::gguf::{Array, GgufFile, MetaError, Value};
 
 pub(crate) const KEY_MODEL: &str = "tokenizer.ggml.model";
 pub(crate) const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -152,7 +152,7 @@ fn array<'a>(
     f: &'a GgufFile,
     key: &str,
     what: &'static str,
-) -> Result<Option<&'a [Value]>, MetaError> {
+) -> Result<Option<&'a Array>, MetaError> {
     f.get(key)
         .map(|v| v.as_array().ok_or_else(|| wrong(key, what, v)))
         .transpose()
@@ -162,17 +162,16 @@ fn str_array(f: &GgufFile, key: &'static str) -> Result<Option<Vec<String>>, Tok
     let Some(items) = array(f, key, "an array of strings")? else {
         return Ok(None);
     };
-    let mut out = Vec::with_capacity(items.len());
-    for (index, v) in items.iter().enumerate() {
-        let s = v.as_str().ok_or_else(|| TokenizerError::BadElement {
+    match items.strings() {
+        Some(s) => Ok(Some(s.iter().map(str::to_string).collect())),
+        None if items.is_empty() => Ok(Some(Vec::new())),
+        None => Err(TokenizerError::BadElement {
             key,
-            index,
+            index: 0,
             expected: "a string",
-            found: v.type_description(),
-        })?;
-        out.push(s.to_string());
+            found: items.elem_type().name().to_string(),
+        }),
     }
-    Ok(Some(out))
 }
 
 fn num_array<T>(
@@ -186,7 +185,7 @@ fn num_array<T>(
     };
     let mut out = Vec::with_capacity(items.len());
     for (index, v) in items.iter().enumerate() {
-        out.push(conv(v).ok_or_else(|| TokenizerError::BadElement {
+        out.push(conv(&v).ok_or_else(|| TokenizerError::BadElement {
             key,
             index,
             expected,

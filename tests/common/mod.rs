@@ -270,15 +270,15 @@ fn add_tiny_vocab(w: &mut GgufWriter, add_bos: bool) {
     w.add("tokenizer.ggml.pre", s("smollm"));
     w.add(
         "tokenizer.ggml.tokens",
-        Value::Array(ValueType::String, tokens.iter().map(|x| s(x)).collect()),
+        Value::array(ValueType::String, tokens.iter().map(|x| s(x)).collect()),
     );
     w.add(
         "tokenizer.ggml.token_type",
-        Value::Array(ValueType::I32, types),
+        Value::array(ValueType::I32, types),
     );
     w.add(
         "tokenizer.ggml.merges",
-        Value::Array(ValueType::String, ["t h", "th e", "Ġ the"].map(s).to_vec()),
+        Value::array(ValueType::String, ["t h", "th e", "Ġ the"].map(s).to_vec()),
     );
     w.add("tokenizer.ggml.bos_token_id", Value::U32(259));
     w.add("tokenizer.ggml.eos_token_id", Value::U32(259));

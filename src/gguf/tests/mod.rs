@@ -131,14 +131,14 @@ pub(super) fn sample_writer() -> GgufWriter {
         .add("flag", Value::Bool(true))
         .add(
             "tokenizer.ggml.tokens",
-            Value::Array(
+            Value::array(
                 ValueType::String,
                 vec![Value::String("a".into()), Value::String("b".into())],
             ),
         )
         .add(
             "ints",
-            Value::Array(ValueType::I32, vec![Value::I32(-1), Value::I32(7)]),
+            Value::array(ValueType::I32, vec![Value::I32(-1), Value::I32(7)]),
         );
     w.add_tensor("a.weight", GgmlType::F32, &[4, 2], pseudo_random(32, 1))
         .add_tensor("b.weight", GgmlType::Q4_0, &[32, 1], pseudo_random(18, 2));

@@ -4,7 +4,7 @@ use super::*;
 
 fn every_value() -> Vec<(String, Value)> {
     let s = |x: &str| Value::String(x.to_string());
-    let arr = |t: ValueType, v: Vec<Value>| Value::Array(t, v);
+    let arr = |t: ValueType, v: Vec<Value>| Value::array(t, v);
     vec![
         ("t.u8".into(), Value::U8(200)),
         ("t.i8".into(), Value::I8(-100)),
@@ -84,9 +84,9 @@ fn every_value() -> Vec<(String, Value)> {
 }
 
 fn nested(depth: usize) -> Value {
-    let mut v = Value::Array(ValueType::U8, vec![Value::U8(1)]);
+    let mut v = Value::array(ValueType::U8, vec![Value::U8(1)]);
     for _ in 1..depth {
-        v = Value::Array(ValueType::Array, vec![v]);
+        v = Value::array(ValueType::Array, vec![v]);
     }
     v
 }
@@ -196,7 +196,7 @@ fn writer_rejects_wrong_data_length() {
 #[test]
 #[should_panic(expected = "array declared as u8 holds a i32")]
 fn writer_rejects_mixed_array() {
-    GgufWriter::new().add("k", Value::Array(ValueType::U8, vec![Value::I32(1)]));
+    GgufWriter::new().add("k", Value::array(ValueType::U8, vec![Value::I32(1)]));
 }
 
 #[test]
@@ -241,8 +241,8 @@ fn value_types_and_accessors() {
     assert_eq!(Value::String("x".into()).as_str(), Some("x"));
     assert_eq!(Value::Bool(false).as_bool(), Some(false));
     assert_eq!(
-        Value::Array(ValueType::U8, vec![]).as_array(),
-        Some(&[][..])
+        Value::array(ValueType::U8, vec![]).as_array(),
+        Some(&crate::gguf::Array::U8(vec![]))
     );
     assert_eq!(
         every_value().last().unwrap().1.type_description(),
@@ -308,9 +308,9 @@ fn describe_json_of_written_file() {
     let mut w = sample_writer();
     w.add(
         "long",
-        Value::Array(ValueType::U32, (0..100).map(Value::U32).collect()),
+        Value::array(ValueType::U32, (0..100).map(Value::U32).collect()),
     )
-    .add("short", Value::Array(ValueType::U8, vec![Value::U8(3)]))
+    .add("short", Value::array(ValueType::U8, vec![Value::U8(3)]))
     .add("x", Value::F32(0.1));
     let f = ok(w.to_bytes());
     let j = describe_json(&f);
@@ -342,7 +342,7 @@ fn describe_text_of_written_file() {
     let mut w = sample_writer();
     w.add(
         "long",
-        Value::Array(ValueType::U32, (0..100).map(Value::U32).collect()),
+        Value::array(ValueType::U32, (0..100).map(Value::U32).collect()),
     )
     .add("template", Value::String("x".repeat(500)));
     let f = ok(w.to_bytes());
