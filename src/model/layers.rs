@@ -176,12 +176,14 @@ impl<'g> Builder<'g> {
         self.ctx.mul(t, self.w(weight))
     }
 
-    /// `W x`: by the multi-row decode kernels where they apply (one token; they give ggml's
-    /// results bit for bit), else by ggml's matmul.
+    /// `W x`: by the multi-row decode kernels (one token) or the tile kernels (several) where
+    /// they apply (both give ggml's results bit for bit), else by ggml's matmul.
     pub fn mm(&self, w: TensorHandle, x: Tensor<'g>) -> Tensor<'g> {
         let w = self.w(w);
         if gemv::applies(w, x) {
             self.ctx.mul_mat_vec(w, x)
+        } else if gemv::applies_tiled(w, x) {
+            self.ctx.mul_mat_tiled(w, x)
         } else {
             self.ctx.mul_mat(w, x)
         }

@@ -22,6 +22,8 @@ use ggml_sys as sys;
 use super::{Context, Tensor, Type};
 
 #[cfg(target_arch = "x86_64")]
+mod tile;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 #[cfg(test)]
@@ -116,7 +118,91 @@ pub fn applies(w: Tensor<'_>, x: Tensor<'_>) -> bool {
         && w.is_plain_host_data()
 }
 
+/// Whether `w · x` for several activation columns can go through the tile kernels
+/// ([`Context::mul_mat_tiled`]): Q4_1, Q5_0 or Q8_0 weights in plain host memory, contiguous f32
+/// columns, a CPU with AVX-512 VNNI. `EMBER_NO_TILED=1` turns it off, to compare.
+pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OFF: OnceLock<bool> = OnceLock::new();
+        let off = *OFF.get_or_init(|| std::env::var_os("EMBER_NO_TILED").is_some());
+        let (wn, xn) = (w.ne(), x.ne());
+        !off && isa() == Some(x86::Isa::Vnni)
+            && matches!(
+                Format::of(w.ty()),
+                Some(Format::Q4_1 | Format::Q5_0 | Format::Q8_0)
+            )
+            && wn[0] % 32 == 0
+            && x.ty() == Type::F32
+            && xn[0] == wn[0]
+            && xn[1] > 1
+            && xn[2] == 1
+            && xn[3] == 1
+            && wn[2] == 1
+            && wn[3] == 1
+            && x.nb()[0] == 4
+            && x.nb()[1] == 4 * xn[0] as usize
+            && w.is_contiguous()
+            && w.is_plain_host_data()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, x);
+        false
+    }
+}
+
 impl Context {
+    /// `w · x` for several activation columns, by the tile kernels: the columns are quantized
+    /// (one op, as ggml quantizes them), then multiplied in tiles (a second op). The caller
+    /// checks [`applies_tiled`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
+    pub fn mul_mat_tiled<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        assert!(applies_tiled(w, x), "mul_mat_tiled: operands not supported");
+        #[cfg(target_arch = "x86_64")]
+        {
+            let fmt = Format::of(w.ty()).expect("checked by applies_tiled");
+            let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
+            let col_bytes = (k as usize / 32 * fmt.act_bytes()) as i64;
+            let mut qargs = [x.as_ptr(), w.as_ptr()];
+            // SAFETY: live context and tensor headers; `qargs` outlives the call (ggml copies
+            // the pointers); `quantize_op` is a valid custom op body with no user data.
+            let xq = self.op(|c| unsafe {
+                sys::ggml_custom_4d(
+                    c,
+                    sys::GGML_TYPE_I8,
+                    col_bytes,
+                    cols,
+                    1,
+                    1,
+                    qargs.as_mut_ptr(),
+                    2,
+                    Some(quantize_op),
+                    sys::GGML_N_TASKS_MAX,
+                    std::ptr::null_mut(),
+                )
+            });
+            let mut args = [w.as_ptr(), xq.as_ptr()];
+            // SAFETY: as above, with `tile_op`.
+            self.op(|c| unsafe {
+                sys::ggml_custom_4d(
+                    c,
+                    sys::GGML_TYPE_F32,
+                    rows,
+                    cols,
+                    1,
+                    1,
+                    args.as_mut_ptr(),
+                    2,
+                    Some(tile_op),
+                    sys::GGML_N_TASKS_MAX,
+                    std::ptr::null_mut(),
+                )
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("applies_tiled is false off x86-64")
+    }
+
     /// `w · x` for one activation vector, by the multi-row kernels. The caller checks
     /// [`applies`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
     pub fn mul_mat_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
@@ -212,6 +298,149 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth);
+}
+
+/// Quantizes the activation columns for [`tile_op`]: thread `ith` of `nth` takes its share.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by [`Context::mul_mat_tiled`]: sources the f32
+/// columns and the weights, `dst` an i8 tensor of one quantized column per row.
+unsafe extern "C" fn quantize_op(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    _: *mut c_void,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+        let dst = unsafe { &*dst };
+        // SAFETY: the op was built with these two sources, live for the graph's computation.
+        let (x, w) = unsafe { (&*dst.src[0], &*dst.src[1]) };
+        let Some(fmt) = Type::from_raw(w.type_ as u32).and_then(Format::of) else {
+            return;
+        };
+        let nb = x.ne[0] as usize / 32;
+        let cols = x.ne[1] as usize;
+        let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+        for c in cols * ith / nth..cols * (ith + 1) / nth {
+            let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
+            let yp = (dst.data as *mut u8).wrapping_add(c * dst.nb[1]);
+            // SAFETY: column c holds nb blocks of contiguous floats (checked by
+            // `applies_tiled`); dst's row c has room for nb activation blocks (its size); the
+            // CPU features were detected.
+            unsafe {
+                match fmt {
+                    Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
+                    _ => x86::quantize_q8_0(xp, yp, nb),
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ith, nth);
+}
+
+/// Multiplies the weights by the quantized columns in tiles: thread `ith` of `nth` takes its
+/// share of the row groups, for every column.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by [`Context::mul_mat_tiled`]: sources the
+/// weights and the output of [`quantize_op`], `dst` f32 `[rows, cols]`.
+unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use tile::{TILE_C, TILE_R};
+        let Some((_, f16)) = kernels() else { return };
+        // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+        let dst = unsafe { &*dst };
+        // SAFETY: the op was built with these two sources, live for the graph's computation.
+        let (w, xq) = unsafe { (&*dst.src[0], &*dst.src[1]) };
+        let Some(fmt) = Type::from_raw(w.type_ as u32).and_then(Format::of) else {
+            return;
+        };
+        let nb = w.ne[0] as usize / 32;
+        let (n_rows, n_cols) = (w.ne[1] as usize, xq.ne[1] as usize);
+        let groups = n_rows.div_ceil(TILE_R);
+        let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+        let (g0, g1) = (groups * ith / nth, groups * (ith + 1) / nth);
+        let row = |r: usize| (w.data as *const u8).wrapping_add(r * w.nb[1]);
+        let col = |c: usize| (xq.data as *const u8).wrapping_add(c * xq.nb[1]);
+        let out = dst.data as *mut f32;
+        for c0 in (0..n_cols).step_by(TILE_C) {
+            let nc = TILE_C.min(n_cols - c0);
+            for g in g0..g1 {
+                let r0 = g * TILE_R;
+                let nr = TILE_R.min(n_rows - r0);
+                // SAFETY: rows r0..r0+nr and columns c0..c0+nc exist with nb whole blocks
+                // each; `out` holds n_rows × n_cols floats; the CPU has VNNI (`applies_tiled`).
+                unsafe { tile_any(fmt, f16, row, col, r0, nr, c0, nc, nb, out, n_rows) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ith, nth);
+}
+
+/// One tile of `nr` × `nc` (each 1 to 4) at (r0, c0), into `out` (column-major, `n_rows`).
+///
+/// # Safety
+/// As in [`tile_op`].
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_any(
+    fmt: Format,
+    f16: &x86::F16Table,
+    row: impl Fn(usize) -> *const u8,
+    col: impl Fn(usize) -> *const u8,
+    r0: usize,
+    nr: usize,
+    c0: usize,
+    nc: usize,
+    nb: usize,
+    out: *mut f32,
+    n_rows: usize,
+) {
+    unsafe fn run<const R: usize, const C: usize>(
+        fmt: Format,
+        f16: &x86::F16Table,
+        row: &impl Fn(usize) -> *const u8,
+        col: &impl Fn(usize) -> *const u8,
+        r0: usize,
+        c0: usize,
+        nb: usize,
+        out: *mut f32,
+        n_rows: usize,
+    ) {
+        let rows: [*const u8; R] = std::array::from_fn(|i| row(r0 + i));
+        let cols: [*const u8; C] = std::array::from_fn(|j| col(c0 + j));
+        let mut o = [[0.0f32; R]; C];
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            match fmt {
+                Format::Q4_1 => tile::tile_q4_1(f16, &rows, &cols, nb, &mut o),
+                Format::Q5_0 => {
+                    tile::tile_signed(tile::Signed::Q5_0, f16, &rows, &cols, nb, &mut o)
+                }
+                _ => tile::tile_signed(tile::Signed::Q8_0, f16, &rows, &cols, nb, &mut o),
+            }
+            for (j, oc) in o.iter().enumerate() {
+                std::ptr::copy_nonoverlapping(oc.as_ptr(), out.add((c0 + j) * n_rows + r0), R);
+            }
+        }
+    }
+    macro_rules! dispatch {
+        ($($r:literal, $c:literal);*) => {
+            match (nr, nc) {
+                $(($r, $c) => run::<$r, $c>(fmt, f16, &row, &col, r0, c0, nb, out, n_rows),)*
+                _ => unreachable!("tiles are 1 to 4 by 1 to 4"),
+            }
+        };
+    }
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        dispatch!(4,4; 4,3; 4,2; 4,1; 3,4; 3,3; 3,2; 3,1; 2,4; 2,3; 2,2; 2,1; 1,4; 1,3; 1,2; 1,1)
+    }
 }
 
 /// R rows · the quantized activation, by format and instruction set.

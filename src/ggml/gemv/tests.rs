@@ -64,15 +64,26 @@ fn random_blocks(rng: &mut Rng, ty: Type, n_blocks: usize) -> Vec<u8> {
 
 /// A context holding a random `[k, n]` matrix of `ty` and a random f32 vector of `k`.
 fn operands(ty: Type, k: usize, n: usize, seed: u64) -> (Context, TensorHandle, TensorHandle) {
+    operands_cols(ty, k, n, 1, seed)
+}
+
+/// The same with `m` activation columns.
+fn operands_cols(
+    ty: Type,
+    k: usize,
+    n: usize,
+    m: usize,
+    seed: u64,
+) -> (Context, TensorHandle, TensorHandle) {
     let mut rng = Rng(seed);
     let data = Context::new(2, 0).unwrap();
     let w = data.new_tensor(ty, &[k as i64, n as i64]);
-    let x = data.new_tensor(Type::F32, &[k as i64, 1]);
+    let x = data.new_tensor(Type::F32, &[k as i64, m as i64]);
     data.alloc_tensors(BufferType::cpu(), false).unwrap();
     let block = Format::of(ty).unwrap().block();
     w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / block))
         .unwrap();
-    let xs: Vec<f32> = (0..k).map(|_| rng.float()).collect();
+    let xs: Vec<f32> = (0..k * m).map(|_| rng.float()).collect();
     x.write_f32(&xs).unwrap();
     let (w, x) = (data.handle(w), data.handle(x));
     (data, w, x)
@@ -127,6 +138,57 @@ fn the_decode_op_gives_ggml_results_bit_for_bit() {
                         x.to_bits(),
                         y.to_bits(),
                         "{ty:?} [{k}, {n}], {threads} threads, row {row}: ggml {x}, ours {y}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// ggml's `mul_mat(w, x)` and `mul_mat_tiled(w, x)` for `m` columns.
+fn both_tiled(ty: Type, k: usize, n: usize, m: usize, threads: usize) -> (Vec<f32>, Vec<f32>) {
+    let (data, w, x) = operands_cols(ty, k, n, m, (k * 31 + n * 7 + m) as u64);
+    let (w, x) = (data.get(w), data.get(x));
+    assert!(applies_tiled(w, x), "{ty:?} [{k}, {n}] x {m}");
+    let ctx = Context::new(8, 16).unwrap();
+    let mut g = ctx.new_graph(16);
+    let reference = ctx.mul_mat(w, x);
+    let ours = ctx.mul_mat_tiled(w, x);
+    g.expand(reference);
+    g.expand(ours);
+    ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+    Backend::cpu(threads).unwrap().compute(&g).unwrap();
+    let mut a = vec![0.0; n * m];
+    let mut b = vec![0.0; n * m];
+    reference.read_f32(0, &mut a).unwrap();
+    ours.read_f32(0, &mut b).unwrap();
+    (a, b)
+}
+
+#[test]
+fn the_tiled_op_gives_ggml_results_bit_for_bit() {
+    if isa() != Some(x86::Isa::Vnni) {
+        eprintln!("skipped: this CPU (or EMBER_NO_GEMV) has no AVX-512 VNNI tile kernels");
+        return;
+    }
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
+        for (k, n, m) in [
+            (32, 4, 2),
+            (64, 7, 3),
+            (576, 37, 5),
+            (576, 64, 17),
+            (1536, 30, 64),
+            (256, 130, 9),
+            (640, 12, 130),
+        ] {
+            for threads in [1, 2, 3] {
+                let (a, b) = both_tiled(ty, k, n, m, threads);
+                assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
+                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "{ty:?} [{k}, {n}] x {m}, {threads} threads, element {i}: ggml {x}, ours {y}"
                     );
                 }
             }

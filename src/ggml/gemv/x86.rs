@@ -77,13 +77,13 @@ impl F16Table {
 
     /// A pointer to the f32 value of the f16 at `p` (little-endian bytes).
     #[inline(always)]
-    unsafe fn at(&self, p: *const u8) -> *const f32 {
+    pub(super) unsafe fn at(&self, p: *const u8) -> *const f32 {
         let h = u16::from_le_bytes([*p, *p.add(1)]);
         self.0.as_ptr().add(h as usize)
     }
 
     #[inline(always)]
-    unsafe fn get(&self, p: *const u8) -> f32 {
+    pub(super) unsafe fn get(&self, p: *const u8) -> f32 {
         *self.at(p)
     }
 }
@@ -99,7 +99,7 @@ unsafe fn f32_to_f16(x: f32) -> [u8; 2] {
 /// ggml's `hsum_float_8`: high half + low half, then pairs, then the last two.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn hsum_float_8(x: __m256) -> f32 {
+pub(super) unsafe fn hsum_float_8(x: __m256) -> f32 {
     let mut r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     r = _mm_add_ss(r, _mm_movehdup_ps(r));
@@ -111,7 +111,7 @@ unsafe fn hsum_float_8(x: __m256) -> f32 {
 /// insert, again to stay off the shuffle port).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
+pub(super) unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
     let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
     let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
     _mm256_and_si256(_mm256_set1_epi8(0x0F), shifted)
@@ -120,7 +120,7 @@ unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
 /// 32 bits as 32 bytes: 0xFF where the bit is set.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
+pub(super) unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
     // An unaligned read the compiler turns into a broadcast load.
     let x32 = _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32));
     let shuf = _mm256_set_epi64x(

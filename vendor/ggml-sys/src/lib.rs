@@ -36,6 +36,7 @@ pub const GGML_TYPE_Q5_1: ggml_type = 7;
 pub const GGML_TYPE_Q8_0: ggml_type = 8;
 pub const GGML_TYPE_Q6_K: ggml_type = 14;
 pub const GGML_TYPE_IQ4_NL: ggml_type = 20;
+pub const GGML_TYPE_I8: ggml_type = 24;
 pub const GGML_TYPE_I32: ggml_type = 26;
 pub const GGML_TYPE_I64: ggml_type = 27;
 pub const GGML_TYPE_BF16: ggml_type = 30;
