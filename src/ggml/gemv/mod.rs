@@ -350,8 +350,12 @@ unsafe extern "C" fn quantize_op(
 unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
     #[cfg(target_arch = "x86_64")]
     {
-        use tile::{TILE_C, TILE_R};
+        use tile::{TILE_R, WIDE_C};
         let Some((_, f16)) = kernels() else { return };
+        let wide = *WIDE.get_or_init(|| {
+            std::env::var_os("EMBER_NO_WIDE").is_none() && is_x86_feature_detected!("avx512f")
+        }) && !NARROW.load(std::sync::atomic::Ordering::Relaxed);
+        let tile_c = if wide { WIDE_C } else { tile::TILE_C };
         // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
         let dst = unsafe { &*dst };
         // SAFETY: the op was built with these two sources, live for the graph's computation.
@@ -367,19 +371,98 @@ unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
         let row = |r: usize| (w.data as *const u8).wrapping_add(r * w.nb[1]);
         let col = |c: usize| (xq.data as *const u8).wrapping_add(c * xq.nb[1]);
         let out = dst.data as *mut f32;
-        for c0 in (0..n_cols).step_by(TILE_C) {
-            let nc = TILE_C.min(n_cols - c0);
+        for c0 in (0..n_cols).step_by(tile_c) {
+            let nc = tile_c.min(n_cols - c0);
             for g in g0..g1 {
                 let r0 = g * TILE_R;
                 let nr = TILE_R.min(n_rows - r0);
                 // SAFETY: rows r0..r0+nr and columns c0..c0+nc exist with nb whole blocks
-                // each; `out` holds n_rows × n_cols floats; the CPU has VNNI (`applies_tiled`).
-                unsafe { tile_any(fmt, f16, row, col, r0, nr, c0, nc, nb, out, n_rows) };
+                // each; `out` holds n_rows × n_cols floats; the CPU has VNNI (`applies_tiled`)
+                // and, for the wide kernels, AVX-512 F (checked above).
+                unsafe {
+                    if wide {
+                        wide_any(fmt, f16, &row, &col, r0, nr, c0, nc, nb, out, n_rows)
+                    } else {
+                        tile_any(fmt, f16, row, col, r0, nr, c0, nc, nb, out, n_rows)
+                    }
+                };
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth);
+}
+
+/// Whether the 512-bit tile kernels run (AVX-512 F present; `EMBER_NO_WIDE=1` turns them off).
+#[cfg(target_arch = "x86_64")]
+static WIDE: OnceLock<bool> = OnceLock::new();
+
+/// Set by tests to run the 256-bit kernels where the 512-bit ones would (both give the same
+/// results, so other tests running meanwhile are unaffected).
+#[cfg(target_arch = "x86_64")]
+static NARROW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One tile of `nr` (1 to 4) × `nc` (1 to 8) at (r0, c0) by the 512-bit kernels, into `out`
+/// (column-major, `n_rows`).
+///
+/// # Safety
+/// As in [`tile_op`], and the CPU has AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn wide_any(
+    fmt: Format,
+    f16: &x86::F16Table,
+    row: &impl Fn(usize) -> *const u8,
+    col: &impl Fn(usize) -> *const u8,
+    r0: usize,
+    nr: usize,
+    c0: usize,
+    nc: usize,
+    nb: usize,
+    out: *mut f32,
+    n_rows: usize,
+) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run<const R: usize, const P: usize>(
+        fmt: Format,
+        f16: &x86::F16Table,
+        row: &impl Fn(usize) -> *const u8,
+        cols: &[*const u8; tile::WIDE_C],
+        r0: usize,
+        c0: usize,
+        nc: usize,
+        nb: usize,
+        out: *mut f32,
+        n_rows: usize,
+    ) {
+        let rows: [*const u8; R] = std::array::from_fn(|i| row(r0 + i));
+        let mut o = [[0.0f32; R]; tile::WIDE_C];
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            match fmt {
+                Format::Q4_1 => tile::wide_q4_1::<R, P>(f16, &rows, cols, nb, &mut o),
+                Format::Q5_0 => tile::wide_signed::<R, P>(true, f16, &rows, cols, nb, &mut o),
+                _ => tile::wide_signed::<R, P>(false, f16, &rows, cols, nb, &mut o),
+            }
+            for (j, oc) in o.iter().take(nc).enumerate() {
+                std::ptr::copy_nonoverlapping(oc.as_ptr(), out.add((c0 + j) * n_rows + r0), R);
+            }
+        }
+    }
+    // an odd last column is paired with itself, its second result dropped
+    let cols: [*const u8; tile::WIDE_C] = std::array::from_fn(|j| col(c0 + j.min(nc - 1)));
+    macro_rules! dispatch {
+        ($($r:literal, $p:literal);*) => {
+            match (nr, nc.div_ceil(2)) {
+                $(($r, $p) => run::<$r, $p>(fmt, f16, row, &cols, r0, c0, nc, nb, out, n_rows),)*
+                _ => unreachable!("tiles are 1 to 4 rows by 1 to 4 column pairs"),
+            }
+        };
+    }
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        dispatch!(4,4; 4,3; 4,2; 4,1; 3,4; 3,3; 3,2; 3,1; 2,4; 2,3; 2,2; 2,1; 1,4; 1,3; 1,2; 1,1)
+    }
 }
 
 /// One tile of `nr` × `nc` (each 1 to 4) at (r0, c0), into `out` (column-major, `n_rows`).

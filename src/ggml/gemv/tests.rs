@@ -182,6 +182,8 @@ fn the_tiled_op_gives_ggml_results_bit_for_bit() {
             (640, 12, 130),
         ] {
             for threads in [1, 2, 3] {
+                // 1 thread: the 256-bit kernels; more: the 512-bit ones where the CPU has them
+                NARROW.store(threads == 1, std::sync::atomic::Ordering::Relaxed);
                 let (a, b) = both_tiled(ty, k, n, m, threads);
                 assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
                 for (i, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -194,6 +196,7 @@ fn the_tiled_op_gives_ggml_results_bit_for_bit() {
             }
         }
     }
+    NARROW.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[test]
@@ -294,6 +297,47 @@ fn gemv_timing() {
             let gb = (w.nbytes() as f64) / us / 1e3;
             eprintln!(
                 "{ty:?} [{k}, {n}] {}: {us:.1} µs ({gb:.1} GB/s)",
+                if ours { "ours" } else { "ggml" }
+            );
+        }
+    }
+}
+
+/// Timing of ggml's matmul and the tile op on prompt-sized products (`cargo test --release
+/// --lib tiled_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
+#[test]
+#[ignore]
+fn tiled_timing() {
+    let shapes = [
+        (Type::Q4_1, 576, 1536, 512),
+        (Type::Q5_0, 896, 4864, 512),
+        (Type::Q8_0, 896, 896, 512),
+    ];
+    let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
+    for (ty, k, n, m) in shapes {
+        let (data, w, x) = operands_cols(ty, k, n, m, 3);
+        let (w, x) = (data.get(w), data.get(x));
+        for ours in [false, true, false, true] {
+            let ctx = Context::new(8, 16).unwrap();
+            let mut g = ctx.new_graph(16);
+            let t = if ours {
+                ctx.mul_mat_tiled(w, x)
+            } else {
+                ctx.mul_mat(w, x)
+            };
+            g.expand(t);
+            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+            let be = Backend::cpu(threads).unwrap();
+            be.compute(&g).unwrap();
+            let reps = 10;
+            let t0 = std::time::Instant::now();
+            for _ in 0..reps {
+                be.compute(&g).unwrap();
+            }
+            let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
+            let gmac = (k * n * m) as f64 / ms / 1e6;
+            eprintln!(
+                "{ty:?} [{k}, {n}] x {m} {}: {ms:.2} ms ({gmac:.1} GMAC/s)",
                 if ours { "ours" } else { "ggml" }
             );
         }

@@ -140,3 +140,165 @@ pub unsafe fn tile_signed<const R: usize, const C: usize>(
         }
     }
 }
+
+/// Two 8-lane halves as one 512-bit vector: `lo` in lanes 0-7, `hi` in 8-15.
+#[target_feature(enable = "avx512f,avx512vl")]
+#[inline]
+unsafe fn pair_si(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+#[target_feature(enable = "avx512f,avx512vl")]
+#[inline]
+unsafe fn pair_ps(lo: __m256, hi: __m256) -> __m512 {
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+        _mm512_castps_pd(_mm512_castps256_ps512(lo)),
+        _mm256_castps_pd(hi),
+    ))
+}
+
+/// `hsum_float_8` of each half.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+#[inline]
+unsafe fn hsum_halves(x: __m512) -> (f32, f32) {
+    let lo = _mm512_castps512_ps256(x);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
+    (hsum_float_8(lo), hsum_float_8(hi))
+}
+
+/// Columns per pass of the 512-bit kernels (as four pairs, one pair per vector).
+pub const WIDE_C: usize = 8;
+
+/// [`tile_signed`] with two columns per 512-bit vector: lanes 0-7 compute column 2p, lanes 8-15
+/// column 2p + 1, each lane exactly as in the 256-bit kernel. `P` column pairs; `cols` holds
+/// 2·P pointers (repeat the last column to fill an odd count, and ignore its result).
+///
+/// # Safety
+/// As [`tile_q4_1`], and the CPU has AVX-512 F.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+pub unsafe fn wide_signed<const R: usize, const P: usize>(
+    q5: bool,
+    f16: &F16Table,
+    rows: &[*const u8; R],
+    cols: &[*const u8],
+    nb: usize,
+    out: &mut [[f32; R]],
+) {
+    let (offset, wbytes) = if q5 {
+        (16u8, Q5_0_BYTES)
+    } else {
+        (128u8, Q8_0_BYTES)
+    };
+    let off = _mm512_set1_epi8(offset as i8);
+    let mut acc = [[_mm512_setzero_ps(); P]; R];
+    for b in 0..nb {
+        let mut d1 = [_mm512_setzero_ps(); P];
+        let mut qy = [_mm512_setzero_si512(); P];
+        let mut bias = [_mm512_setzero_si512(); P];
+        for p in 0..P {
+            let (y0, y1) = (
+                cols[2 * p].add(b * Q8_0_BYTES),
+                cols[2 * p + 1].add(b * Q8_0_BYTES),
+            );
+            d1[p] = pair_ps(
+                _mm256_broadcast_ss(&*f16.at(y0)),
+                _mm256_broadcast_ss(&*f16.at(y1)),
+            );
+            qy[p] = pair_si(
+                _mm256_loadu_si256(y0.add(2) as *const __m256i),
+                _mm256_loadu_si256(y1.add(2) as *const __m256i),
+            );
+            let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, qy[p]);
+            bias[p] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+        }
+        for r in 0..R {
+            let xb = rows[r].add(b * wbytes);
+            let d0 = _mm512_set1_ps(f16.get(xb));
+            let qx = if q5 {
+                _mm256_or_si256(
+                    bytes_from_nibbles_32(xb.add(6)),
+                    _mm256_and_si256(bytes_from_bits_32(xb.add(2)), _mm256_set1_epi8(0x10)),
+                )
+            } else {
+                _mm256_xor_si256(
+                    _mm256_loadu_si256(xb.add(2) as *const __m256i),
+                    _mm256_set1_epi8(0x80u8 as i8),
+                )
+            };
+            let qx = _mm512_broadcast_i64x4(qx);
+            for p in 0..P {
+                let d = _mm512_mul_ps(d0, d1[p]);
+                let q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias[p], qx, qy[p]));
+                acc[r][p] = _mm512_fmadd_ps(d, q, acc[r][p]);
+            }
+        }
+    }
+    for r in 0..R {
+        for p in 0..P {
+            let (a, b) = hsum_halves(acc[r][p]);
+            out[2 * p][r] = a;
+            out[2 * p + 1][r] = b;
+        }
+    }
+}
+
+/// [`tile_q4_1`] with two columns per 512-bit vector (see [`wide_signed`]).
+///
+/// # Safety
+/// As [`wide_signed`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+pub unsafe fn wide_q4_1<const R: usize, const P: usize>(
+    f16: &F16Table,
+    rows: &[*const u8; R],
+    cols: &[*const u8],
+    nb: usize,
+    out: &mut [[f32; R]],
+) {
+    let mut acc = [[_mm512_setzero_ps(); P]; R];
+    // per row, the running Σ m·s of each column (lane c of 8)
+    let mut summs = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let mut d1 = [_mm512_setzero_ps(); P];
+        let mut qy = [_mm512_setzero_si512(); P];
+        let mut s1 = [0.0f32; 8];
+        for p in 0..P {
+            let (y0, y1) = (
+                cols[2 * p].add(b * Q8_1_BYTES),
+                cols[2 * p + 1].add(b * Q8_1_BYTES),
+            );
+            d1[p] = pair_ps(
+                _mm256_broadcast_ss(&*f16.at(y0)),
+                _mm256_broadcast_ss(&*f16.at(y1)),
+            );
+            s1[2 * p] = f16.get(y0.add(2));
+            s1[2 * p + 1] = f16.get(y1.add(2));
+            qy[p] = pair_si(
+                _mm256_loadu_si256(y0.add(4) as *const __m256i),
+                _mm256_loadu_si256(y1.add(4) as *const __m256i),
+            );
+        }
+        let s1 = _mm256_loadu_ps(s1.as_ptr());
+        for r in 0..R {
+            let xb = rows[r].add(b * Q4_1_BYTES);
+            let d0 = _mm512_set1_ps(f16.get(xb));
+            // m · s is exact in f32: adding the product is ggml's `summs += m * s`
+            let m = _mm256_broadcast_ss(&*f16.at(xb.add(2)));
+            summs[r] = _mm256_add_ps(summs[r], _mm256_mul_ps(m, s1));
+            let qx = _mm512_broadcast_i64x4(bytes_from_nibbles_32(xb.add(4)));
+            for p in 0..P {
+                let d = _mm512_mul_ps(d0, d1[p]);
+                let q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy[p]));
+                acc[r][p] = _mm512_fmadd_ps(d, q, acc[r][p]);
+            }
+        }
+    }
+    for r in 0..R {
+        let mut s = [0.0f32; 8];
+        _mm256_storeu_ps(s.as_mut_ptr(), summs[r]);
+        for p in 0..P {
+            let (a, b) = hsum_halves(acc[r][p]);
+            out[2 * p][r] = a + s[2 * p];
+            out[2 * p + 1][r] = b + s[2 * p + 1];
+        }
+    }
+}
