@@ -310,6 +310,13 @@ fn sliding_window_ring_matches_a_full_cache() {
         assert_eq!(ring.kv().cells.ring(), 256);
         assert_eq!(full.kv().cells.ring(), 1024);
         assert!(ring.kv().bytes().k < full.kv().bytes().k);
+        // what `ember info` reports is what was allocated: layer 0 local (256 cells), 1 global
+        let shape = m.hp.kv_shape();
+        let ring_cells = shape.ring(1024, 16, false);
+        assert_eq!(ring_cells, 256);
+        let want = shape.bytes(1024, ring_cells, Type::F32, Type::F32);
+        assert_eq!(ring.kv().bytes(), want);
+        assert_eq!(want.k, (256 + 1024) * 4 * m.hp.n_embd_k_gqa() as u64);
         let a = ring.eval(&tokens[..600], Want::All).unwrap().to_vec();
         let b = full.eval(&tokens[..600], Want::All).unwrap().to_vec();
         let d = max_diff(&a, &b);
