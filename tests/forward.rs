@@ -21,16 +21,20 @@ fn load(path: &std::path::Path) -> Rc<Model> {
 }
 
 fn session(m: &Rc<Model>, fa: bool, ubatch: u32) -> Session {
-    let p = SessionParams {
-        n_ctx: 128,
-        n_ubatch: ubatch,
+    Session::new(m.clone(), params(128, ubatch, Type::F16, fa, false)).expect("session")
+}
+
+/// Two threads, the same type for K and V.
+fn params(n_ctx: u32, n_ubatch: u32, ty: Type, flash_attn: bool, swa_full: bool) -> SessionParams {
+    SessionParams {
+        n_ctx,
+        n_ubatch,
         n_threads: 2,
-        type_k: Type::F16,
-        type_v: Type::F16,
-        flash_attn: fa,
-        swa_full: false,
-    };
-    Session::new(m.clone(), p).expect("session")
+        type_k: ty,
+        type_v: ty,
+        flash_attn,
+        swa_full,
+    }
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -81,15 +85,7 @@ fn reused_graphs_give_the_same_logits_as_fresh_ones() {
         let m = load(&p);
         for fa in [true, false] {
             let run = |reuse: bool| {
-                let p = SessionParams {
-                    n_ctx: 512,
-                    n_ubatch: 512,
-                    n_threads: 2,
-                    type_k: Type::F16,
-                    type_v: Type::F16,
-                    flash_attn: fa,
-                    swa_full: false,
-                };
+                let p = params(512, 512, Type::F16, fa, false);
                 let mut s = Session::new(m.clone(), p).unwrap();
                 s.set_graph_reuse(reuse);
                 let mut out = s.eval(&TOKENS[..3], Want::Last).unwrap().to_vec();
@@ -295,16 +291,7 @@ fn sliding_window_ring_matches_a_full_cache() {
     let tokens: Vec<u32> = (0..700u32).map(|i| (i * 37 + 11) % 250).collect();
     for fa in [true, false] {
         let make = |swa_full: bool| {
-            let p = SessionParams {
-                n_ctx: 1024,
-                n_ubatch: 16,
-                n_threads: 2,
-                type_k: Type::F32,
-                type_v: Type::F32,
-                flash_attn: fa,
-                swa_full,
-            };
-            Session::new(m.clone(), p).expect("session")
+            Session::new(m.clone(), params(1024, 16, Type::F32, fa, swa_full)).expect("session")
         };
         let (mut ring, mut full) = (make(false), make(true));
         assert_eq!(ring.kv().cells.ring(), 256);
@@ -359,16 +346,7 @@ fn sliding_window_state_round_trip() {
     let m = load(&p);
     let tokens: Vec<u32> = (0..420u32).map(|i| (i * 53 + 7) % 250).collect();
     let make = |swa_full: bool| {
-        let p = SessionParams {
-            n_ctx: 1024,
-            n_ubatch: 16,
-            n_threads: 2,
-            type_k: Type::F32,
-            type_v: Type::F32,
-            flash_attn: true,
-            swa_full,
-        };
-        Session::new(m.clone(), p).expect("session")
+        Session::new(m.clone(), params(1024, 16, Type::F32, true, swa_full)).expect("session")
     };
     let mut first = make(false);
     first.eval(&tokens[..400], Want::Last).unwrap();

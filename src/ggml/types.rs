@@ -17,6 +17,7 @@ impl Type {
     pub const Q8_0: Type = Type(ggml_sys::GGML_TYPE_Q8_0);
     pub const Q6_K: Type = Type(ggml_sys::GGML_TYPE_Q6_K);
     pub const IQ4_NL: Type = Type(ggml_sys::GGML_TYPE_IQ4_NL);
+    pub const I8: Type = Type(ggml_sys::GGML_TYPE_I8);
     pub const I32: Type = Type(ggml_sys::GGML_TYPE_I32);
     pub const I64: Type = Type(ggml_sys::GGML_TYPE_I64);
 

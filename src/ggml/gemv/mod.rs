@@ -163,41 +163,8 @@ impl Context {
             let fmt = Format::of(w.ty()).expect("checked by applies_tiled");
             let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
             let col_bytes = (k as usize / 32 * fmt.act_bytes()) as i64;
-            let mut qargs = [x.as_ptr(), w.as_ptr()];
-            // SAFETY: live context and tensor headers; `qargs` outlives the call (ggml copies
-            // the pointers); `quantize_op` is a valid custom op body with no user data.
-            let xq = self.op(|c| unsafe {
-                sys::ggml_custom_4d(
-                    c,
-                    sys::GGML_TYPE_I8,
-                    col_bytes,
-                    cols,
-                    1,
-                    1,
-                    qargs.as_mut_ptr(),
-                    2,
-                    Some(quantize_op),
-                    sys::GGML_N_TASKS_MAX,
-                    std::ptr::null_mut(),
-                )
-            });
-            let mut args = [w.as_ptr(), xq.as_ptr()];
-            // SAFETY: as above, with `tile_op`.
-            self.op(|c| unsafe {
-                sys::ggml_custom_4d(
-                    c,
-                    sys::GGML_TYPE_F32,
-                    rows,
-                    cols,
-                    1,
-                    1,
-                    args.as_mut_ptr(),
-                    2,
-                    Some(tile_op),
-                    sys::GGML_N_TASKS_MAX,
-                    std::ptr::null_mut(),
-                )
-            })
+            let xq = self.custom_op(Type::I8, [col_bytes, cols], [x, w], quantize_op);
+            self.custom_op(Type::F32, [rows, cols], [w, xq], tile_op)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("applies_tiled is false off x86-64")
@@ -207,22 +174,32 @@ impl Context {
     /// [`applies`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
     pub fn mul_mat_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
         assert!(applies(w, x), "mul_mat_vec: operands not supported");
-        let mut args = [w.as_ptr(), x.as_ptr()];
-        let (rows, cols) = (w.ne()[1], x.ne()[1]);
+        self.custom_op(Type::F32, [w.ne()[1], x.ne()[1]], [w, x], gemv_op)
+    }
+
+    /// A `[ne0, ne1]` tensor of `ty` computed by `body` from two sources, on every thread.
+    fn custom_op<'a>(
+        &'a self,
+        ty: Type,
+        ne: [i64; 2],
+        srcs: [Tensor<'a>; 2],
+        body: unsafe extern "C" fn(*mut sys::ggml_tensor, c_int, c_int, *mut c_void),
+    ) -> Tensor<'a> {
+        let mut args = srcs.map(|t| t.as_ptr());
         // SAFETY: live context and tensor headers; `args` outlives the call (ggml copies the
-        // pointers into the new tensor's sources); `gemv_op` is a valid custom op body with
-        // no user data.
+        // pointers into the new tensor's sources); `body` is one of this module's custom op
+        // bodies, which take no user data.
         self.op(|c| unsafe {
             sys::ggml_custom_4d(
                 c,
-                sys::GGML_TYPE_F32,
-                rows,
-                cols,
+                ty.raw(),
+                ne[0],
+                ne[1],
                 1,
                 1,
                 args.as_mut_ptr(),
                 2,
-                Some(gemv_op),
+                Some(body),
                 sys::GGML_N_TASKS_MAX,
                 std::ptr::null_mut(),
             )
