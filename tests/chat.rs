@@ -42,6 +42,15 @@ fn spawn(model: &Path, history: &Path, extra: &[&str]) -> PtySession {
     spawn_command(c, Some(20_000)).expect("spawn ember chat in a pty")
 }
 
+/// Waits until the answer to `line` is being written. Ctrl-C sent earlier can reach the line
+/// editor while it still holds the terminal in raw mode, as a byte and not as a signal (seen on
+/// a loaded machine: the answer then never stopped).
+fn answer_started(p: &mut PtySession, line: &str) {
+    p.exp_string(line).unwrap();
+    p.exp_regex(r"\n[^\r\n]").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+}
+
 /// `/show stats` → (prompt tokens, re-used, evaluated).
 fn stats(p: &mut PtySession) -> (usize, usize, usize) {
     p.send_line("/show stats").unwrap();
@@ -92,7 +101,7 @@ fn ctrl_c_stops_the_answer_and_keeps_the_conversation() {
     let mut p = spawn(&model, &dir.path().join("h"), &["-c", "65536", "-n", "-1"]);
     p.exp_string(">>> ").unwrap();
     p.send_line("go on forever").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    answer_started(&mut p, "go on forever");
     let t = Instant::now();
     p.send_control('c').unwrap();
     p.exp_string(">>> ").unwrap();
@@ -118,7 +127,7 @@ fn ctrl_c_stops_the_answer_and_keeps_the_conversation() {
     p.send_line("/set n-predict -1").unwrap();
     p.exp_string(">>> ").unwrap();
     p.send_line("once more").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    answer_started(&mut p, "once more");
     p.send_control('c').unwrap();
     p.send_control('c').unwrap();
     p.exp_string(">>> ").unwrap();
