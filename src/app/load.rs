@@ -103,6 +103,18 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
         kv.v as f64 / 1048576.0,
         (kv.k + kv.v) as f64 / 1048576.0,
     );
+    let cells = &s.kv().cells;
+    if let Some(window) = cells.window() {
+        log::info!(
+            "sliding-window layers (window {window}) hold {} cells{}",
+            cells.ring(),
+            if cells.ring() < cells.size() {
+                " (the window plus a micro-batch, as a ring; --swa-full keeps all)"
+            } else {
+                ""
+            }
+        );
+    }
     let rot = |r: Option<u32>| r.map_or("none".to_string(), |n| n.to_string());
     log::info!(
         "flash attention {}; Hadamard rotation K {}, V {}; compute buffer {:.1} MiB, {} threads",
