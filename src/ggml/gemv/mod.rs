@@ -103,17 +103,23 @@ fn isa() -> Option<()> {
 
 /// Whether `w · x` can be the decode op: see the module documentation.
 pub fn applies(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    isa().is_some() && plain_operands(w, x) && x.ne()[1] == 1
+}
+
+/// What both ops need of their operands: a 2-D weight matrix of a handled format, whole blocks
+/// per row, contiguous and in plain host memory; f32 activation columns of the same length,
+/// each contiguous.
+fn plain_operands(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     let (wn, xn) = (w.ne(), x.ne());
-    isa().is_some()
-        && Format::of(w.ty()).is_some_and(|f| wn[0] % f.block() as i64 == 0)
+    Format::of(w.ty()).is_some_and(|f| wn[0] % f.block() as i64 == 0)
         && x.ty() == Type::F32
         && xn[0] == wn[0]
-        && xn[1] == 1
         && xn[2] == 1
         && xn[3] == 1
         && wn[2] == 1
         && wn[3] == 1
         && x.nb()[0] == 4
+        && (xn[1] == 1 || x.nb()[1] == 4 * xn[0] as usize)
         && w.is_contiguous()
         && w.is_plain_host_data()
 }
@@ -126,24 +132,13 @@ pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     {
         static OFF: OnceLock<bool> = OnceLock::new();
         let off = *OFF.get_or_init(|| std::env::var_os("EMBER_NO_TILED").is_some());
-        let (wn, xn) = (w.ne(), x.ne());
         !off && isa() == Some(x86::Isa::Vnni)
             && matches!(
                 Format::of(w.ty()),
                 Some(Format::Q4_1 | Format::Q5_0 | Format::Q8_0)
             )
-            && wn[0] % 32 == 0
-            && x.ty() == Type::F32
-            && xn[0] == wn[0]
-            && xn[1] > 1
-            && xn[2] == 1
-            && xn[3] == 1
-            && wn[2] == 1
-            && wn[3] == 1
-            && x.nb()[0] == 4
-            && x.nb()[1] == 4 * xn[0] as usize
-            && w.is_contiguous()
-            && w.is_plain_host_data()
+            && plain_operands(w, x)
+            && x.ne()[1] > 1
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -340,27 +335,32 @@ unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
         let Some(fmt) = Type::from_raw(w.type_ as u32).and_then(Format::of) else {
             return;
         };
-        let nb = w.ne[0] as usize / 32;
-        let (n_rows, n_cols) = (w.ne[1] as usize, xq.ne[1] as usize);
-        let groups = n_rows.div_ceil(TILE_R);
+        let job = TileJob {
+            fmt,
+            f16,
+            w,
+            xq,
+            nb: w.ne[0] as usize / 32,
+            out: dst.data as *mut f32,
+            n_rows: w.ne[1] as usize,
+        };
+        let n_cols = xq.ne[1] as usize;
+        let groups = job.n_rows.div_ceil(TILE_R);
         let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
         let (g0, g1) = (groups * ith / nth, groups * (ith + 1) / nth);
-        let row = |r: usize| (w.data as *const u8).wrapping_add(r * w.nb[1]);
-        let col = |c: usize| (xq.data as *const u8).wrapping_add(c * xq.nb[1]);
-        let out = dst.data as *mut f32;
         for c0 in (0..n_cols).step_by(tile_c) {
             let nc = tile_c.min(n_cols - c0);
             for g in g0..g1 {
                 let r0 = g * TILE_R;
-                let nr = TILE_R.min(n_rows - r0);
+                let nr = TILE_R.min(job.n_rows - r0);
                 // SAFETY: rows r0..r0+nr and columns c0..c0+nc exist with nb whole blocks
                 // each; `out` holds n_rows × n_cols floats; the CPU has VNNI (`applies_tiled`)
                 // and, for the wide kernels, AVX-512 F (checked above).
                 unsafe {
                     if wide {
-                        wide_any(fmt, f16, &row, &col, r0, nr, c0, nc, nb, out, n_rows)
+                        job.wide(r0, nr, c0, nc)
                     } else {
-                        tile_any(fmt, f16, row, col, r0, nr, c0, nc, nb, out, n_rows)
+                        job.narrow(r0, nr, c0, nc)
                     }
                 };
             }
@@ -379,127 +379,124 @@ static WIDE: OnceLock<bool> = OnceLock::new();
 #[cfg(target_arch = "x86_64")]
 static NARROW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// One tile of `nr` (1 to 4) × `nc` (1 to 8) at (r0, c0) by the 512-bit kernels, into `out`
-/// (column-major, `n_rows`).
-///
-/// # Safety
-/// As in [`tile_op`], and the CPU has AVX-512 F.
+/// What every tile of one [`tile_op`] shares: the weights, the quantized columns and where the
+/// results go (column-major, `n_rows` per column).
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn wide_any(
+struct TileJob<'a> {
     fmt: Format,
-    f16: &x86::F16Table,
-    row: &impl Fn(usize) -> *const u8,
-    col: &impl Fn(usize) -> *const u8,
-    r0: usize,
-    nr: usize,
-    c0: usize,
-    nc: usize,
+    f16: &'a x86::F16Table,
+    w: &'a sys::ggml_tensor,
+    xq: &'a sys::ggml_tensor,
+    /// Blocks of 32 per row.
     nb: usize,
     out: *mut f32,
     n_rows: usize,
-) {
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run<const R: usize, const P: usize>(
-        fmt: Format,
-        f16: &x86::F16Table,
-        row: &impl Fn(usize) -> *const u8,
-        cols: &[*const u8; tile::WIDE_C],
-        r0: usize,
-        c0: usize,
-        nc: usize,
-        nb: usize,
-        out: *mut f32,
-        n_rows: usize,
-    ) {
-        let rows: [*const u8; R] = std::array::from_fn(|i| row(r0 + i));
-        let mut o = [[0.0f32; R]; tile::WIDE_C];
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            match fmt {
-                Format::Q4_1 => tile::wide_q4_1::<R, P>(f16, &rows, cols, nb, &mut o),
-                Format::Q5_0 => tile::wide_signed::<R, P>(true, f16, &rows, cols, nb, &mut o),
-                _ => tile::wide_signed::<R, P>(false, f16, &rows, cols, nb, &mut o),
-            }
-            for (j, oc) in o.iter().take(nc).enumerate() {
-                std::ptr::copy_nonoverlapping(oc.as_ptr(), out.add((c0 + j) * n_rows + r0), R);
-            }
-        }
-    }
-    // an odd last column is paired with itself, its second result dropped
-    let cols: [*const u8; tile::WIDE_C] = std::array::from_fn(|j| col(c0 + j.min(nc - 1)));
-    macro_rules! dispatch {
-        ($($r:literal, $p:literal);*) => {
-            match (nr, nc.div_ceil(2)) {
-                $(($r, $p) => run::<$r, $p>(fmt, f16, row, &cols, r0, c0, nc, nb, out, n_rows),)*
-                _ => unreachable!("tiles are 1 to 4 rows by 1 to 4 column pairs"),
-            }
-        };
-    }
-    // SAFETY: forwarded from the caller's contract.
-    unsafe {
-        dispatch!(4,4; 4,3; 4,2; 4,1; 3,4; 3,3; 3,2; 3,1; 2,4; 2,3; 2,2; 2,1; 1,4; 1,3; 1,2; 1,1)
-    }
 }
 
-/// One tile of `nr` × `nc` (each 1 to 4) at (r0, c0), into `out` (column-major, `n_rows`).
-///
-/// # Safety
-/// As in [`tile_op`].
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_any(
-    fmt: Format,
-    f16: &x86::F16Table,
-    row: impl Fn(usize) -> *const u8,
-    col: impl Fn(usize) -> *const u8,
-    r0: usize,
-    nr: usize,
-    c0: usize,
-    nc: usize,
-    nb: usize,
-    out: *mut f32,
-    n_rows: usize,
-) {
-    unsafe fn run<const R: usize, const C: usize>(
-        fmt: Format,
-        f16: &x86::F16Table,
-        row: &impl Fn(usize) -> *const u8,
-        col: &impl Fn(usize) -> *const u8,
-        r0: usize,
-        c0: usize,
-        nb: usize,
-        out: *mut f32,
-        n_rows: usize,
-    ) {
-        let rows: [*const u8; R] = std::array::from_fn(|i| row(r0 + i));
-        let cols: [*const u8; C] = std::array::from_fn(|j| col(c0 + j));
-        let mut o = [[0.0f32; R]; C];
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            match fmt {
-                Format::Q4_1 => tile::tile_q4_1(f16, &rows, &cols, nb, &mut o),
-                Format::Q5_0 => {
-                    tile::tile_signed(tile::Signed::Q5_0, f16, &rows, &cols, nb, &mut o)
-                }
-                _ => tile::tile_signed(tile::Signed::Q8_0, f16, &rows, &cols, nb, &mut o),
-            }
-            for (j, oc) in o.iter().enumerate() {
-                std::ptr::copy_nonoverlapping(oc.as_ptr(), out.add((c0 + j) * n_rows + r0), R);
+impl TileJob<'_> {
+    fn row(&self, r: usize) -> *const u8 {
+        (self.w.data as *const u8).wrapping_add(r * self.w.nb[1])
+    }
+
+    fn col(&self, c: usize) -> *const u8 {
+        (self.xq.data as *const u8).wrapping_add(c * self.xq.nb[1])
+    }
+
+    /// Writes the first `nc` columns of a tile's results at (r0, c0).
+    ///
+    /// # Safety
+    /// Rows r0..r0+R and columns c0..c0+nc lie inside `out`.
+    unsafe fn store<const R: usize>(&self, o: &[[f32; R]], r0: usize, c0: usize, nc: usize) {
+        for (j, oc) in o.iter().take(nc).enumerate() {
+            // SAFETY: inside `out` (the caller's contract); `o` is a separate local array.
+            unsafe {
+                let dst = self.out.add((c0 + j) * self.n_rows + r0);
+                std::ptr::copy_nonoverlapping(oc.as_ptr(), dst, R);
             }
         }
     }
-    macro_rules! dispatch {
-        ($($r:literal, $c:literal);*) => {
-            match (nr, nc) {
-                $(($r, $c) => run::<$r, $c>(fmt, f16, &row, &col, r0, c0, nb, out, n_rows),)*
-                _ => unreachable!("tiles are 1 to 4 by 1 to 4"),
-            }
-        };
+
+    /// The weight format of a signed tile kernel (Q5_0 or Q8_0).
+    fn signed(&self) -> tile::Signed {
+        if self.fmt == Format::Q5_0 {
+            tile::Signed::Q5_0
+        } else {
+            tile::Signed::Q8_0
+        }
     }
-    // SAFETY: forwarded from the caller's contract.
-    unsafe {
-        dispatch!(4,4; 4,3; 4,2; 4,1; 3,4; 3,3; 3,2; 3,1; 2,4; 2,3; 2,2; 2,1; 1,4; 1,3; 1,2; 1,1)
+
+    /// One tile of `nr` (1 to 4) × `nc` (1 to 8) at (r0, c0) by the 512-bit kernels.
+    ///
+    /// # Safety
+    /// As in [`tile_op`], and the CPU has AVX-512 F.
+    unsafe fn wide(&self, r0: usize, nr: usize, c0: usize, nc: usize) {
+        unsafe fn run<const R: usize, const P: usize>(
+            job: &TileJob<'_>,
+            cols: &[*const u8; tile::WIDE_C],
+            r0: usize,
+            c0: usize,
+            nc: usize,
+        ) {
+            let rows: [*const u8; R] = std::array::from_fn(|i| job.row(r0 + i));
+            let mut o = [[0.0f32; R]; tile::WIDE_C];
+            let (f16, nb) = (job.f16, job.nb);
+            // SAFETY: forwarded from the caller's contract.
+            unsafe {
+                match job.fmt {
+                    Format::Q4_1 => tile::wide_q4_1::<R, P>(f16, &rows, cols, nb, &mut o),
+                    _ => tile::wide_signed::<R, P>(job.signed(), f16, &rows, cols, nb, &mut o),
+                }
+                job.store(&o, r0, c0, nc);
+            }
+        }
+        // an odd last column is paired with itself, its second result dropped
+        let cols: [*const u8; tile::WIDE_C] = std::array::from_fn(|j| self.col(c0 + j.min(nc - 1)));
+        macro_rules! dispatch {
+            ($($r:literal, $p:literal);*) => {
+                match (nr, nc.div_ceil(2)) {
+                    $(($r, $p) => run::<$r, $p>(self, &cols, r0, c0, nc),)*
+                    _ => unreachable!("tiles are 1 to 4 rows by 1 to 4 column pairs"),
+                }
+            };
+        }
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            dispatch!(4,4; 4,3; 4,2; 4,1; 3,4; 3,3; 3,2; 3,1; 2,4; 2,3; 2,2; 2,1; 1,4; 1,3; 1,2; 1,1)
+        }
+    }
+
+    /// One tile of `nr` × `nc` (each 1 to 4) at (r0, c0) by the 256-bit kernels.
+    ///
+    /// # Safety
+    /// As in [`tile_op`].
+    unsafe fn narrow(&self, r0: usize, nr: usize, c0: usize, nc: usize) {
+        unsafe fn run<const R: usize, const C: usize>(job: &TileJob<'_>, r0: usize, c0: usize) {
+            let rows: [*const u8; R] = std::array::from_fn(|i| job.row(r0 + i));
+            let cols: [*const u8; C] = std::array::from_fn(|j| job.col(c0 + j));
+            let mut o = [[0.0f32; R]; C];
+            let (f16, nb) = (job.f16, job.nb);
+            // SAFETY: forwarded from the caller's contract.
+            unsafe {
+                match job.fmt {
+                    Format::Q4_1 => tile::tile_q4_1(f16, &rows, &cols, nb, &mut o),
+                    _ => tile::tile_signed(job.signed(), f16, &rows, &cols, nb, &mut o),
+                }
+                job.store(&o, r0, c0, C);
+            }
+        }
+        macro_rules! dispatch {
+            ($($r:literal, $c:literal);*) => {
+                match (nr, nc) {
+                    $(($r, $c) => run::<$r, $c>(self, r0, c0),)*
+                    _ => unreachable!("tiles are 1 to 4 by 1 to 4"),
+                }
+            };
+        }
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            dispatch!(4,4; 4,3; 4,2; 4,1; 3,4; 3,3; 3,2; 3,1; 2,4; 2,3; 2,2; 2,1; 1,4; 1,3; 1,2; 1,1)
+        }
     }
 }
 

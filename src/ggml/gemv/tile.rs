@@ -83,7 +83,36 @@ pub enum Signed {
     Q5_0,
 }
 
-/// R rows of Q8_0 or Q5_0 (`FMT`) × C columns of Q8_0: `out[c][r]`.
+impl Signed {
+    /// The offset that makes the quants unsigned, and the bytes of a weight block.
+    fn offset_and_bytes(self) -> (u8, usize) {
+        match self {
+            Signed::Q8_0 => (128, Q8_0_BYTES),
+            Signed::Q5_0 => (16, Q5_0_BYTES),
+        }
+    }
+}
+
+/// A weight block's 32 quants plus the format's offset, as unsigned bytes.
+///
+/// # Safety
+/// As [`tile_q4_1`]; `xb` addresses one whole block of `fmt`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unsigned_quants(fmt: Signed, xb: *const u8) -> __m256i {
+    match fmt {
+        Signed::Q8_0 => _mm256_xor_si256(
+            _mm256_loadu_si256(xb.add(2) as *const __m256i),
+            _mm256_set1_epi8(0x80u8 as i8),
+        ),
+        Signed::Q5_0 => _mm256_or_si256(
+            bytes_from_nibbles_32(xb.add(6)),
+            _mm256_and_si256(bytes_from_bits_32(xb.add(2)), _mm256_set1_epi8(0x10)),
+        ),
+    }
+}
+
+/// R rows of Q8_0 or Q5_0 (`fmt`) × C columns of Q8_0: `out[c][r]`.
 ///
 /// # Safety
 /// As [`tile_q4_1`].
@@ -96,10 +125,7 @@ pub unsafe fn tile_signed<const R: usize, const C: usize>(
     nb: usize,
     out: &mut [[f32; R]; C],
 ) {
-    let (offset, wbytes) = match fmt {
-        Signed::Q8_0 => (128u8, Q8_0_BYTES),
-        Signed::Q5_0 => (16u8, Q5_0_BYTES),
-    };
+    let (offset, wbytes) = fmt.offset_and_bytes();
     let off = _mm256_set1_epi8(offset as i8);
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
@@ -117,16 +143,7 @@ pub unsafe fn tile_signed<const R: usize, const C: usize>(
         for r in 0..R {
             let xb = rows[r].add(b * wbytes);
             let d0 = _mm256_broadcast_ss(&*f16.at(xb));
-            let qx = match fmt {
-                Signed::Q8_0 => _mm256_xor_si256(
-                    _mm256_loadu_si256(xb.add(2) as *const __m256i),
-                    _mm256_set1_epi8(0x80u8 as i8),
-                ),
-                Signed::Q5_0 => _mm256_or_si256(
-                    bytes_from_nibbles_32(xb.add(6)),
-                    _mm256_and_si256(bytes_from_bits_32(xb.add(2)), _mm256_set1_epi8(0x10)),
-                ),
-            };
+            let qx = unsigned_quants(fmt, xb);
             for c in 0..C {
                 let d = _mm256_mul_ps(d0, d1[c]);
                 let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(bias[c], qx, qy[c]));
@@ -177,18 +194,14 @@ pub const WIDE_C: usize = 8;
 /// As [`tile_q4_1`], and the CPU has AVX-512 F.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
 pub unsafe fn wide_signed<const R: usize, const P: usize>(
-    q5: bool,
+    fmt: Signed,
     f16: &F16Table,
     rows: &[*const u8; R],
     cols: &[*const u8],
     nb: usize,
     out: &mut [[f32; R]],
 ) {
-    let (offset, wbytes) = if q5 {
-        (16u8, Q5_0_BYTES)
-    } else {
-        (128u8, Q8_0_BYTES)
-    };
+    let (offset, wbytes) = fmt.offset_and_bytes();
     let off = _mm512_set1_epi8(offset as i8);
     let mut acc = [[_mm512_setzero_ps(); P]; R];
     for b in 0..nb {
@@ -214,18 +227,7 @@ pub unsafe fn wide_signed<const R: usize, const P: usize>(
         for r in 0..R {
             let xb = rows[r].add(b * wbytes);
             let d0 = _mm512_set1_ps(f16.get(xb));
-            let qx = if q5 {
-                _mm256_or_si256(
-                    bytes_from_nibbles_32(xb.add(6)),
-                    _mm256_and_si256(bytes_from_bits_32(xb.add(2)), _mm256_set1_epi8(0x10)),
-                )
-            } else {
-                _mm256_xor_si256(
-                    _mm256_loadu_si256(xb.add(2) as *const __m256i),
-                    _mm256_set1_epi8(0x80u8 as i8),
-                )
-            };
-            let qx = _mm512_broadcast_i64x4(qx);
+            let qx = _mm512_broadcast_i64x4(unsigned_quants(fmt, xb));
             for p in 0..P {
                 let d = _mm512_mul_ps(d0, d1[p]);
                 let q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias[p], qx, qy[p]));
