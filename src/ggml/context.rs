@@ -138,7 +138,6 @@ impl Context {
         h.ctx_id == self.id
     }
 
-    /// The tensor behind `h`. Panics if `h` was made by another context (a programming error).
     /// Write whole tensors of this context from host bytes, on up to `threads` threads at once
     /// (each thread takes every `threads`-th item). Used for weights that ggml repacks on
     /// upload: the repacking (and the page faults of reading the mapped file and filling the
@@ -174,6 +173,7 @@ impl Context {
         Ok(())
     }
 
+    /// The tensor behind `h`. Panics if `h` was made by another context (a programming error).
     pub fn get(&self, h: TensorHandle) -> Tensor<'_> {
         assert_eq!(
             h.ctx_id, self.id,
