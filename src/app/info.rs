@@ -139,11 +139,7 @@ impl KvReport {
                 out,
                 "  {n} of the layers attend a sliding window of {window}: they hold {} cells{}",
                 self.ring,
-                if self.ring < self.n_ctx {
-                    " (the window plus a micro-batch; --swa-full keeps all)"
-                } else {
-                    ""
-                }
+                crate::kv::ring_note(self.ring, self.n_ctx)
             )?;
         }
         for (which, ty, bytes, per, rot) in [

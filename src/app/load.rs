@@ -108,11 +108,7 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
         log::info!(
             "sliding-window layers (window {window}) hold {} cells{}",
             cells.ring(),
-            if cells.ring() < cells.size() {
-                " (the window plus a micro-batch, as a ring; --swa-full keeps all)"
-            } else {
-                ""
-            }
+            crate::kv::ring_note(cells.ring(), cells.size())
         );
     }
     let rot = |r: Option<u32>| r.map_or("none".to_string(), |n| n.to_string());

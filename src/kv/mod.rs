@@ -31,8 +31,8 @@ pub struct KvCache {
     /// V stored transposed (no flash attention).
     pub v_trans: bool,
     pub cells: Cells,
-    /// `swa[il]`: layer il is a sliding-window layer (its cells are the ring).
-    swa: Vec<bool>,
+    /// Which layers are sliding-window layers (their cells are the ring).
+    shape: KvShape,
     bytes: KvBytes,
     /// Walsh-Hadamard rotations applied to Q/K (and to V and back on the output) before a
     /// quantized cache stores them, as llama.cpp does: they spread outliers across a block so
@@ -217,7 +217,7 @@ impl KvCache {
                 Some((window, _)) => Cells::with_window(size, *window, ring),
                 None => Cells::new(size),
             },
-            swa: (0..shape.n_layer).map(|il| shape.is_swa(il)).collect(),
+            shape: shape.clone(),
             bytes,
             k_rot,
             v_rot,
@@ -242,25 +242,13 @@ impl KvCache {
 
     /// Whether layer `il` is a sliding-window layer.
     pub fn is_swa(&self, il: usize) -> bool {
-        self.swa.get(il).copied().unwrap_or(false)
+        self.shape.is_swa(il as u32)
     }
 
     /// Cells of layer `il`: the ring for local layers, else the size.
     pub fn layer_cells(&self, il: usize) -> u32 {
-        if self.is_swa(il) {
-            self.cells.ring()
-        } else {
-            self.cells.size()
-        }
-    }
-
-    /// The cell position `p` occupies in layer `il`.
-    pub fn cell(&self, il: usize, p: u32) -> u32 {
-        if self.is_swa(il) {
-            self.cells.ring_cell(p)
-        } else {
-            p
-        }
+        self.shape
+            .layer_cells(il as u32, self.cells.size(), self.cells.ring())
     }
 
     /// The rotation applied to Q and K before K is stored, if any.
@@ -286,6 +274,16 @@ impl KvCache {
     /// Bytes of K and V as allocated (all layers).
     pub fn bytes(&self) -> KvBytes {
         self.bytes
+    }
+}
+
+/// What `ring` cells of the sliding-window layers are, in a context of `n_ctx`, for reports
+/// (`ember info`, `-v`): empty when they hold the whole context.
+pub fn ring_note(ring: u32, n_ctx: u32) -> &'static str {
+    if ring < n_ctx {
+        " (the window plus a micro-batch, as a ring; --swa-full keeps all)"
+    } else {
+        ""
     }
 }
 
