@@ -33,9 +33,10 @@ pub struct Strings {
 }
 
 impl Strings {
-    pub fn with_capacity(count: usize, bytes: usize) -> Self {
+    /// Room for `count` strings (their text grows as they come).
+    pub fn with_capacity(count: usize) -> Self {
         Strings {
-            text: String::with_capacity(bytes),
+            text: String::new(),
             ends: Vec::with_capacity(count),
         }
     }

@@ -213,23 +213,24 @@ impl<'a> Cursor<'a> {
             ValueType::I64 => Value::I64(i64::from_le_bytes(self.array("i64", ctx)?)),
             ValueType::F32 => Value::F32(f32::from_le_bytes(self.array("f32", ctx)?)),
             ValueType::F64 => Value::F64(f64::from_le_bytes(self.array("f64", ctx)?)),
-            ValueType::Bool => {
-                let offset = self.offset();
-                match self.u8("bool", ctx)? {
-                    0 => Value::Bool(false),
-                    1 => Value::Bool(true),
-                    byte => {
-                        return Err(GgufError::InvalidBool {
-                            offset,
-                            context: ctx.to_string(),
-                            byte,
-                        })
-                    }
-                }
-            }
+            ValueType::Bool => Value::Bool(self.bool(ctx)?),
             ValueType::String => Value::String(self.string(ctx)?),
             ValueType::Array => Value::Array(self.array_value(ctx, depth)?),
         })
+    }
+
+    /// A bool: one byte, 0 or 1.
+    fn bool(&mut self, ctx: Ctx<'_>) -> Result<bool, GgufError> {
+        let offset = self.offset();
+        match self.u8("bool", ctx)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(GgufError::InvalidBool {
+                offset,
+                context: ctx.to_string(),
+                byte,
+            }),
+        }
     }
 
     /// `count` numbers of `N` bytes each, decoded by `f`.
@@ -284,18 +285,13 @@ impl<'a> Cursor<'a> {
             ValueType::I64 => Array::I64(self.numbers(count, "i64", ctx, i64::from_le_bytes)?),
             ValueType::F32 => Array::F32(self.numbers(count, "f32", ctx, f32::from_le_bytes)?),
             ValueType::F64 => Array::F64(self.numbers(count, "f64", ctx, f64::from_le_bytes)?),
-            ValueType::Bool => {
-                let mut flags = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    match self.value(ValueType::Bool, ctx, depth + 1)? {
-                        Value::Bool(b) => flags.push(b),
-                        _ => unreachable!("a bool value is a Value::Bool"),
-                    }
-                }
-                Array::Bool(flags)
-            }
+            ValueType::Bool => Array::Bool(
+                (0..count)
+                    .map(|_| self.bool(ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             ValueType::String => {
-                let mut strings = Strings::with_capacity(count as usize, 0);
+                let mut strings = Strings::with_capacity(count as usize);
                 for _ in 0..count {
                     strings.push(self.str(ctx)?);
                 }
