@@ -286,6 +286,20 @@ impl<'ctx> Tensor<'ctx> {
             && unsafe { sys::ggml_backend_buffer_is_host(h.buffer) }
     }
 
+    /// Whether the tensor's data is host memory in ggml's CPU repack buffer, that is, in the
+    /// interleaved layout ggml chose for its type (Q4_K on an AVX2 CPU: `block_q4_Kx8`).
+    pub fn is_cpu_repacked(&self) -> bool {
+        let h = self.header();
+        if h.buffer.is_null() || h.data.is_null() || h.extra.is_null() {
+            return false;
+        }
+        // SAFETY: a non-null buffer of a live tensor is a live ggml buffer; its name is a
+        // NUL-terminated string owned by its (static) buffer type. (ggml does not call this
+        // buffer type "host", though its memory is: its layout is its own.)
+        unsafe { std::ffi::CStr::from_ptr(sys::ggml_backend_buffer_name(h.buffer)) }.to_bytes()
+            == b"CPU_REPACK"
+    }
+
     pub fn n_elements(&self) -> i64 {
         // SAFETY: live tensor header.
         unsafe { sys::ggml_nelements(self.as_ptr()) }

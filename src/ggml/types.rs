@@ -15,6 +15,7 @@ impl Type {
     pub const Q5_0: Type = Type(ggml_sys::GGML_TYPE_Q5_0);
     pub const Q5_1: Type = Type(ggml_sys::GGML_TYPE_Q5_1);
     pub const Q8_0: Type = Type(ggml_sys::GGML_TYPE_Q8_0);
+    pub const Q4_K: Type = Type(ggml_sys::GGML_TYPE_Q4_K);
     pub const Q6_K: Type = Type(ggml_sys::GGML_TYPE_Q6_K);
     pub const IQ4_NL: Type = Type(ggml_sys::GGML_TYPE_IQ4_NL);
     pub const I8: Type = Type(ggml_sys::GGML_TYPE_I8);

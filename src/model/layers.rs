@@ -184,6 +184,8 @@ impl<'g> Builder<'g> {
             self.ctx.mul_mat_vec(w, x)
         } else if gemv::applies_tiled(w, x) {
             self.ctx.mul_mat_tiled(w, x)
+        } else if gemv::applies_q4k(w, x) {
+            self.ctx.mul_mat_q4k(w, x)
         } else {
             self.ctx.mul_mat(w, x)
         }

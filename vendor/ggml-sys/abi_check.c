@@ -58,4 +58,5 @@ CHECK(offsetof(struct ggml_tensor, extra) == 320);
 CHECK(offsetof(struct ggml_tensor, padding) == 328);
 CHECK(sizeof(struct ggml_tensor) == 336);
 CHECK(GGML_N_TASKS_MAX == -1);
+CHECK(GGML_TYPE_Q4_K == 12);
 CHECK(GGML_TYPE_Q6_K == 14);

@@ -22,6 +22,8 @@ use ggml_sys as sys;
 use super::{Context, Tensor, Type};
 
 #[cfg(target_arch = "x86_64")]
+mod q4k;
+#[cfg(target_arch = "x86_64")]
 mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -147,7 +149,58 @@ pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     }
 }
 
+/// Whether `w · x` can go through the Q4_K tile op ([`Context::mul_mat_q4k`]): Q4_K weights
+/// that ggml's CPU repack buffer holds (rows a multiple of 8), four or more contiguous f32
+/// columns, a CPU with AVX-512 F, BW and VNNI. `EMBER_NO_TILED=1` turns it off, to compare.
+pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static CPU: OnceLock<bool> = OnceLock::new();
+        let cpu = *CPU.get_or_init(|| {
+            std::env::var_os("EMBER_NO_TILED").is_none()
+                && isa() == Some(x86::Isa::Vnni)
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+        });
+        let (wn, xn) = (w.ne(), x.ne());
+        cpu && w.ty() == Type::Q4_K
+            && w.is_cpu_repacked()
+            && wn[0] % 256 == 0
+            && wn[1] % 8 == 0
+            && wn[2] == 1
+            && wn[3] == 1
+            && x.ty() == Type::F32
+            && xn[0] == wn[0]
+            && xn[1] >= 4
+            && xn[2] == 1
+            && xn[3] == 1
+            && x.nb()[0] == 4
+            && x.nb()[1] == 4 * xn[0] as usize
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, x);
+        false
+    }
+}
+
 impl Context {
+    /// `w · x` for repacked Q4_K weights and several columns: the columns are quantized as
+    /// ggml quantizes them (one op), then multiplied (a second op). The caller checks
+    /// [`applies_q4k`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
+    pub fn mul_mat_q4k<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        assert!(applies_q4k(w, x), "mul_mat_q4k: operands not supported");
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
+            let col_bytes = k / 256 * q4k::ACT_BYTES as i64;
+            let xq = self.custom_op(Type::I8, [col_bytes, cols], [x, x], q4k::quantize_op);
+            self.custom_op(Type::F32, [rows, cols], [w, xq], q4k::tile_op)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("applies_q4k is false off x86-64")
+    }
+
     /// `w · x` for several activation columns, by the tile kernels: the columns are quantized
     /// (one op, as ggml quantizes them), then multiplied in tiles (a second op). The caller
     /// checks [`applies_tiled`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.

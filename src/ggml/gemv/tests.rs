@@ -199,6 +199,91 @@ fn the_tiled_op_gives_ggml_results_bit_for_bit() {
     NARROW.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Random Q4_K weights `[k, n]` in ggml's CPU repack buffer (None where this ggml has none)
+/// and random f32 columns `[k, m]` in plain memory.
+type Operands = (Context, TensorHandle, Context, TensorHandle);
+
+fn repacked_operands(k: usize, n: usize, m: usize, seed: u64) -> Option<Operands> {
+    let buft = BufferType::cpu_repack()?;
+    let mut rng = Rng(seed);
+    let weights = Context::new(1, 0).unwrap();
+    let w = weights.new_tensor(Type::Q4_K, &[k as i64, n as i64]);
+    weights.alloc_tensors(buft, true).unwrap();
+    let mut data = Vec::new();
+    for _ in 0..n * k / 256 {
+        data.extend(rng.scale());
+        data.extend(rng.scale());
+        data.extend((0..140).map(|_| rng.byte()));
+    }
+    w.write_bytes(0, &data).unwrap();
+    let cols = Context::new(1, 0).unwrap();
+    let x = cols.new_tensor(Type::F32, &[k as i64, m as i64]);
+    cols.alloc_tensors(BufferType::cpu(), false).unwrap();
+    // some columns with their largest magnitude both positive and negative (where ggml's two
+    // quantizers part ways)
+    let xs: Vec<f32> = (0..k * m)
+        .map(|i| match (i / k % 3, i % k) {
+            (1, 5) => 2.5,
+            (1, 9) => -2.5,
+            (2, 3) => -2.5,
+            (2, 7) => 2.5,
+            _ => rng.float(),
+        })
+        .collect();
+    x.write_f32(&xs).unwrap();
+    let (w, x) = (weights.handle(w), cols.handle(x));
+    Some((weights, w, cols, x))
+}
+
+#[test]
+fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
+    for (k, n, m) in [
+        (256, 8, 4),
+        (256, 16, 5),
+        (512, 24, 7),
+        (1536, 40, 13),
+        (768, 64, 16),
+        (256, 8, 6),
+        (1024, 48, 130),
+    ] {
+        let Some((weights, w, cols, x)) = repacked_operands(k, n, m, (k * 13 + n * 5 + m) as u64)
+        else {
+            eprintln!("skipped: this ggml has no CPU repack buffer");
+            return;
+        };
+        let (w, x) = (weights.get(w), cols.get(x));
+        assert!(w.is_cpu_repacked());
+        if !applies_q4k(w, x) {
+            eprintln!("skipped: this CPU (or EMBER_NO_TILED) has no Q4_K tile kernels");
+            return;
+        }
+        for threads in [1, 2, 3] {
+            let ctx = Context::new(8, 16).unwrap();
+            let mut g = ctx.new_graph(16);
+            let reference = ctx.mul_mat(w, x);
+            let ours = ctx.mul_mat_q4k(w, x);
+            g.expand(reference);
+            g.expand(ours);
+            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+            Backend::cpu(threads).unwrap().compute(&g).unwrap();
+            let mut a = vec![0.0; n * m];
+            let mut b = vec![0.0; n * m];
+            reference.read_f32(0, &mut a).unwrap();
+            ours.read_f32(0, &mut b).unwrap();
+            assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    p.to_bits(),
+                    q.to_bits(),
+                    "[{k}, {n}] x {m}, {threads} threads, row {}, column {}: ggml {p}, ours {q}",
+                    i % n,
+                    i / n
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn only_single_vectors_of_plain_host_weights_apply() {
     let data = Context::new(4, 0).unwrap();
@@ -338,6 +423,44 @@ fn tiled_timing() {
             let gmac = (k * n * m) as f64 / ms / 1e6;
             eprintln!(
                 "{ty:?} [{k}, {n}] x {m} {}: {ms:.2} ms ({gmac:.1} GMAC/s)",
+                if ours { "ours" } else { "ggml" }
+            );
+        }
+    }
+}
+
+/// Timing of ggml's matmul and the Q4_K op on repacked weights (`cargo test --release --lib
+/// q4k_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
+#[test]
+#[ignore]
+fn q4k_timing() {
+    let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
+    for (k, n, m) in [(1536, 8960, 512), (8960, 1536, 512), (1536, 1536, 512)] {
+        let Some((weights, w, cols, x)) = repacked_operands(k, n, m, 3) else {
+            return;
+        };
+        let (w, x) = (weights.get(w), cols.get(x));
+        for ours in [false, true, false, true] {
+            let ctx = Context::new(8, 16).unwrap();
+            let mut g = ctx.new_graph(16);
+            let t = if ours {
+                ctx.mul_mat_q4k(w, x)
+            } else {
+                ctx.mul_mat(w, x)
+            };
+            g.expand(t);
+            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+            let be = Backend::cpu(threads).unwrap();
+            be.compute(&g).unwrap();
+            let reps = 3;
+            let t0 = std::time::Instant::now();
+            for _ in 0..reps {
+                be.compute(&g).unwrap();
+            }
+            let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
+            let gmac = (k * n * m) as f64 / ms / 1e6;
+            eprintln!(
+                "Q4_K [{k}, {n}] x {m} {}: {ms:.1} ms ({gmac:.1} GMAC/s)",
                 if ours { "ours" } else { "ggml" }
             );
         }

@@ -34,6 +34,7 @@ pub const GGML_TYPE_Q4_1: ggml_type = 3;
 pub const GGML_TYPE_Q5_0: ggml_type = 6;
 pub const GGML_TYPE_Q5_1: ggml_type = 7;
 pub const GGML_TYPE_Q8_0: ggml_type = 8;
+pub const GGML_TYPE_Q4_K: ggml_type = 12;
 pub const GGML_TYPE_Q6_K: ggml_type = 14;
 pub const GGML_TYPE_IQ4_NL: ggml_type = 20;
 pub const GGML_TYPE_I8: ggml_type = 24;

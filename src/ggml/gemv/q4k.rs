@@ -1,0 +1,400 @@
+//! Q4_K weights × several activation columns for prompt processing, on CPUs with AVX-512 VNNI,
+//! reading the weights where ggml's CPU repack buffer holds them (`block_q4_Kx8`: the
+//! super-blocks of eight rows interleaved, 8 bytes of quants at a time).
+//!
+//! ggml's own kernel for that layout (`ggml_gemm_q4_K_8x8_q8_K`) multiplies with
+//! `vpmaddubsw`, adds the 16-bit sums, applies the sub-block scales with `vpmaddwd` and spends
+//! about as many shuffles again bringing rows and columns into place: some four vector
+//! instructions per 64 multiply-adds. Here each row group's quants are unpacked once into
+//! 16-row vectors (4 quants of each row per 32-bit lane), then every column takes one
+//! `vpdpbusd` per 64 multiply-adds, its four activation quants broadcast from memory.
+//!
+//! The results are ggml's bit for bit:
+//! - Per (row, column) the integer sums are ggml's: the dot product of each sub-block of 32
+//!   (below 2^16 in magnitude) and `m · bsum` of each pair of sub-blocks.
+//! - The float steps are ggml's. Per super-block and per pair of sub-blocks, `acc = fma(float(sc0
+//!   · dot0 + sc1 · dot1), d_w · d_x, acc)` and `acc_min = fma(float(m0 · s0 + m1 · s1),
+//!   dmin_w · d_x, acc_min)`; the result is `acc − acc_min`. The scaled pair sum is formed in
+//!   f32 from exact products of integers below 2^24, so it is the very integer.
+//! - Columns are quantized as ggml quantizes them: iscale = ±127 / amax, quants rounded half
+//!   to even, d = 1 / iscale. ggml's two quantizers (`ggml_quantize_mat_q8_K_4x8` for groups
+//!   of four columns, `quantize_row_q8_K` for the rest) may pick opposite signs when +amax
+//!   and −amax both occur; that negates d and every quant of the block, which leaves every
+//!   product and so every result unchanged.
+//! - ggml multiplies the columns left over after the groups of four (n mod 4) with its matrix
+//!   × vector kernel, which sums the whole super-block in integers before one fused
+//!   multiply-add. [`single`] does the same for them.
+//!
+//! The tests compare the op with `ggml_mul_mat` on repacked weights.
+
+use std::arch::x86_64::*;
+
+/// Bytes of one `block_q4_Kx8`: d[8], dmin[8] (f16), scales[96], qs[1024].
+pub const BLOCK_X8: usize = 1152;
+const X8_DMIN: usize = 16;
+const X8_SCALES: usize = 32;
+const X8_QS: usize = 128;
+
+/// Bytes of one quantized activation super-block: d (f32), the sums of the quants of each
+/// pair of sub-blocks of 32 (4 × two i16), the 256 quants.
+pub const ACT_BYTES: usize = 276;
+const ACT_SUMS: usize = 4;
+const ACT_QS: usize = 20;
+
+/// Rows per unpacked group (two `block_q4_Kx8`), one per 32-bit lane.
+pub const GROUP_ROWS: usize = 16;
+
+/// Bytes of one super-block of a row group, unpacked: quants (8 sub-blocks × 8 steps of 4 ×
+/// 16 rows), scales (8 × 16 f32), mins of each sub-block pair (4 × 16 × two i16), d and dmin
+/// (16 f32 each).
+pub const UNPACKED_BYTES: usize = U_DMIN + 64;
+const U_SCALES: usize = 4096;
+const U_MINS: usize = U_SCALES + 512;
+const U_D: usize = U_MINS + 256;
+const U_DMIN: usize = U_D + 64;
+
+/// Quantizes `nsb` super-blocks of floats at `x` into activation blocks at `y`.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW; `x` holds 256·nsb floats, `y` room for nsb blocks.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
+    for b in 0..nsb {
+        let xs = x.add(b * 256);
+        let yb = y.add(b * ACT_BYTES);
+        let mut v = [_mm512_setzero_ps(); 16];
+        let mut amax = _mm512_setzero_ps();
+        for (i, vi) in v.iter_mut().enumerate() {
+            *vi = _mm512_loadu_ps(xs.add(16 * i));
+            amax = _mm512_max_ps(amax, _mm512_abs_ps(*vi));
+        }
+        let amax = _mm512_reduce_max_ps(amax);
+        let iscale = if amax == 0.0 {
+            0.0
+        } else {
+            let positive = v
+                .iter()
+                .any(|&vi| _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(vi, _mm512_set1_ps(amax)) != 0);
+            // −127/(−amax) is 127/amax exactly, as ggml's two spellings compute it
+            -127.0 / if positive { amax } else { -amax }
+        };
+        let d: f32 = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
+        std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), yb, 4);
+        let s = _mm512_set1_ps(iscale);
+        let mut sums = [0i16; 8];
+        for j in 0..8 {
+            let q: [__m512i; 2] = std::array::from_fn(|h| {
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(v[2 * j + h], s),
+                )
+            });
+            for (h, qh) in q.iter().enumerate() {
+                let dst = yb.add(ACT_QS + 32 * j + 16 * h) as *mut __m128i;
+                _mm_storeu_si128(dst, _mm512_cvtsepi32_epi8(*qh));
+            }
+            sums[j] = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1])) as i16;
+        }
+        for (j, s) in sums.iter().enumerate() {
+            std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), yb.add(ACT_SUMS + 2 * j), 2);
+        }
+    }
+}
+
+/// A row group's scale and min of sub-block `sb` for row `j` (0-7) of one `block_q4_Kx8`,
+/// from the 12 bytes ggml packs the eight rows' values of that sub-block into.
+fn scale_min(p: &[u8], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (p[j] & 63, p[4 + j] & 63)
+    } else {
+        (
+            (p[4 + j] & 15) | ((p[j - 4] >> 6) << 4),
+            (p[4 + j] >> 4) | ((p[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Unpacks `nsb` super-blocks of two `block_q4_Kx8` rows groups (`a` for lanes 0-7, `b` for
+/// 8-15; pass `a` twice for a lone group) into `out`.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW; `a` and `b` address nsb blocks each, `out` room for
+/// nsb · [`UNPACKED_BYTES`].
+#[target_feature(enable = "avx512f,avx512bw,f16c")]
+pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
+    // the first and the second 4 bytes of each row's 8 in a chunk of 8 rows × 8 bytes
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let m4 = _mm512_set1_epi8(0x0F);
+    for s in 0..nsb {
+        let (pa, pb) = (a.add(s * BLOCK_X8), b.add(s * BLOCK_X8));
+        let o = out.add(s * UNPACKED_BYTES);
+        // chunk c holds bytes 8(c%4)..+8 of each row's quants of sub-blocks 2(c/4) (low
+        // nibbles) and 2(c/4)+1 (high nibbles)
+        for c in 0..16 {
+            let ra = _mm512_loadu_si512(pa.add(X8_QS + 64 * c) as *const _);
+            let rb = _mm512_loadu_si512(pb.add(X8_QS + 64 * c) as *const _);
+            let halves = [
+                _mm512_permutex2var_epi32(ra, even, rb),
+                _mm512_permutex2var_epi32(ra, odd, rb),
+            ];
+            let (g, q) = (c / 4, c % 4);
+            for (h, w) in halves.iter().enumerate() {
+                let step = 2 * q + h;
+                let lo = _mm512_and_si512(*w, m4);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(*w), m4);
+                _mm512_storeu_si512(o.add(((2 * g) * 8 + step) * 64) as *mut _, lo);
+                _mm512_storeu_si512(o.add(((2 * g + 1) * 8 + step) * 64) as *mut _, hi);
+            }
+        }
+        let mut scales = [[0.0f32; 16]; 8];
+        let mut mins = [[0u8; 16]; 8];
+        for (half, p) in [pa, pb].into_iter().enumerate() {
+            let packed = std::slice::from_raw_parts(p.add(X8_SCALES), 96);
+            for sb in 0..8 {
+                for j in 0..8 {
+                    let (sc, m) = scale_min(&packed[12 * sb..12 * sb + 12], j);
+                    scales[sb][8 * half + j] = sc as f32;
+                    mins[sb][8 * half + j] = m;
+                }
+            }
+        }
+        std::ptr::copy_nonoverlapping(scales.as_ptr() as *const u8, o.add(U_SCALES), 512);
+        for g in 0..4 {
+            for lane in 0..16 {
+                let pair = [mins[2 * g][lane], 0, mins[2 * g + 1][lane], 0];
+                std::ptr::copy_nonoverlapping(pair.as_ptr(), o.add(U_MINS + 64 * g + 4 * lane), 4);
+            }
+        }
+        for (at, to) in [(0, U_D), (X8_DMIN, U_DMIN)] {
+            let h = _mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(_mm_loadu_si128(pa.add(at) as *const _)),
+                _mm_loadu_si128(pb.add(at) as *const _),
+            );
+            _mm512_storeu_ps(o.add(to) as *mut f32, _mm512_cvtph_ps(h));
+        }
+    }
+}
+
+/// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
+#[inline(always)]
+unsafe fn bcast(p: *const u8) -> __m512i {
+    _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+}
+
+#[inline(always)]
+unsafe fn load(p: *const u8) -> __m512i {
+    _mm512_loadu_si512(p as *const _)
+}
+
+#[inline(always)]
+unsafe fn load_ps(p: *const u8) -> __m512 {
+    _mm512_loadu_ps(p as *const f32)
+}
+
+/// A row group (`u`, unpacked) × C columns of grouped activations, in ggml's matrix × matrix
+/// order: `out[c]` gets the 16 rows' results of column c.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW and VNNI; `u` holds nsb unpacked super-blocks, each `cols[c]`
+/// nsb activation blocks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn tile<const C: usize>(
+    u: *const u8,
+    cols: &[*const u8; C],
+    nsb: usize,
+    out: &mut [[f32; GROUP_ROWS]; C],
+) {
+    let mut acc = [_mm512_setzero_ps(); C];
+    let mut acc_min = [_mm512_setzero_ps(); C];
+    for b in 0..nsb {
+        let ub = u.add(b * UNPACKED_BYTES);
+        let ab: [*const u8; C] = std::array::from_fn(|c| cols[c].add(b * ACT_BYTES));
+        let (d, dmin) = (load_ps(ub.add(U_D)), load_ps(ub.add(U_DMIN)));
+        for g in 0..4 {
+            let mut dot0 = [_mm512_setzero_si512(); C];
+            let mut dot1 = [_mm512_setzero_si512(); C];
+            for step in 0..8 {
+                let w0 = load(ub.add((16 * g + step) * 64));
+                let w1 = load(ub.add((16 * g + 8 + step) * 64));
+                for c in 0..C {
+                    let q = ab[c].add(ACT_QS + 64 * g + 4 * step);
+                    dot0[c] = _mm512_dpbusd_epi32(dot0[c], w0, bcast(q));
+                    dot1[c] = _mm512_dpbusd_epi32(dot1[c], w1, bcast(q.add(32)));
+                }
+            }
+            let sc0 = load_ps(ub.add(U_SCALES + 128 * g));
+            let sc1 = load_ps(ub.add(U_SCALES + 128 * g + 64));
+            let mins = load(ub.add(U_MINS + 64 * g));
+            for c in 0..C {
+                let dx = _mm512_set1_ps(std::ptr::read_unaligned(ab[c] as *const f32));
+                // sc0·dot0 + sc1·dot1: exact products and sum, all below 2^24
+                let f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(dot0[c]), sc0);
+                let f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot1[c]), sc1, f0);
+                acc[c] = _mm512_fmadd_ps(f, _mm512_mul_ps(d, dx), acc[c]);
+                let m = _mm512_madd_epi16(mins, bcast(ab[c].add(ACT_SUMS + 4 * g)));
+                acc_min[c] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dmin, dx), acc_min[c]);
+            }
+        }
+    }
+    for c in 0..C {
+        _mm512_storeu_ps(out[c].as_mut_ptr(), _mm512_sub_ps(acc[c], acc_min[c]));
+    }
+}
+
+/// A row group × one column quantized alone, in ggml's matrix × vector order: the whole
+/// super-block summed in integers, then one fused multiply-add each for the scaled sums and
+/// the mins.
+///
+/// # Safety
+/// As [`tile`], for one column.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; GROUP_ROWS]) {
+    let mut acc = _mm512_setzero_ps();
+    let mut acc_min = _mm512_setzero_ps();
+    for b in 0..nsb {
+        let ub = u.add(b * UNPACKED_BYTES);
+        let ab = col.add(b * ACT_BYTES);
+        let mut sum = _mm512_setzero_si512();
+        let mut sum_min = _mm512_setzero_si512();
+        for sb in 0..8 {
+            let mut dot = _mm512_setzero_si512();
+            for step in 0..8 {
+                let w = load(ub.add((8 * sb + step) * 64));
+                dot = _mm512_dpbusd_epi32(dot, w, bcast(ab.add(ACT_QS + 32 * sb + 4 * step)));
+            }
+            let sc = _mm512_cvttps_epi32(load_ps(ub.add(U_SCALES + 64 * sb)));
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot, sc));
+        }
+        for g in 0..4 {
+            let mins = load(ub.add(U_MINS + 64 * g));
+            let m = _mm512_madd_epi16(mins, bcast(ab.add(ACT_SUMS + 4 * g)));
+            sum_min = _mm512_add_epi32(sum_min, m);
+        }
+        let dx = _mm512_set1_ps(std::ptr::read_unaligned(ab as *const f32));
+        acc = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(sum),
+            _mm512_mul_ps(load_ps(ub.add(U_D)), dx),
+            acc,
+        );
+        let dm = _mm512_mul_ps(load_ps(ub.add(U_DMIN)), dx);
+        acc_min = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_min), dm, acc_min);
+    }
+    _mm512_storeu_ps(out.as_mut_ptr(), _mm512_sub_ps(acc, acc_min));
+}
+
+/// Columns per tile.
+pub const TILE_C: usize = 4;
+
+thread_local! {
+    /// The unpacked row group, per thread.
+    static UNPACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Columns ggml quantizes in groups of four: all but the last `n % 4`.
+pub fn grouped_cols(n: usize) -> usize {
+    n - n % 4
+}
+
+/// Quantizes the activation columns: thread `ith` of `nth` takes its share.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k`: sources the f32
+/// columns (256·nsb floats each, contiguous) and the weights, `dst` an i8 tensor of one
+/// activation row of nsb blocks per column.
+pub unsafe extern "C" fn quantize_op(
+    dst: *mut ggml_sys::ggml_tensor,
+    ith: std::ffi::c_int,
+    nth: std::ffi::c_int,
+    _: *mut std::ffi::c_void,
+) {
+    // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+    let dst = unsafe { &*dst };
+    // SAFETY: the op was built with this source, live for the graph's computation.
+    let x = unsafe { &*dst.src[0] };
+    let nsb = x.ne[0] as usize / 256;
+    let cols = x.ne[1] as usize;
+    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+    for c in cols * ith / nth..cols * (ith + 1) / nth {
+        let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
+        let yp = (dst.data as *mut u8).wrapping_add(c * dst.nb[1]);
+        // SAFETY: column c holds nsb super-blocks of floats and dst's row c room for nsb
+        // activation blocks (checked when the op was built); the CPU features too.
+        unsafe { quantize(xp, yp, nsb) };
+    }
+}
+
+/// Multiplies the repacked weights by the quantized columns: thread `ith` of `nth` takes its
+/// share of the 16-row groups, unpacks each once and runs it over every column.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k`: sources the
+/// repacked Q4_K weights (rows a multiple of 8) and the output of [`quantize_op`], `dst` f32
+/// `[rows, cols]`.
+pub unsafe extern "C" fn tile_op(
+    dst: *mut ggml_sys::ggml_tensor,
+    ith: std::ffi::c_int,
+    nth: std::ffi::c_int,
+    _: *mut std::ffi::c_void,
+) {
+    // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+    let dst = unsafe { &*dst };
+    // SAFETY: the op was built with these two sources, live for the graph's computation.
+    let (w, xq) = unsafe { (&*dst.src[0], &*dst.src[1]) };
+    let nsb = w.ne[0] as usize / 256;
+    let n_rows = w.ne[1] as usize;
+    let n_cols = xq.ne[1] as usize;
+    let grouped = grouped_cols(n_cols);
+    let groups = n_rows.div_ceil(GROUP_ROWS);
+    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+    let block8 = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
+    let col = |c: usize| (xq.data as *const u8).wrapping_add(c * xq.nb[1]);
+    let out = dst.data as *mut f32;
+    UNPACKED.with_borrow_mut(|u| {
+        u.resize(nsb * UNPACKED_BYTES, 0);
+        for g in groups * ith / nth..groups * (ith + 1) / nth {
+            let r0 = g * GROUP_ROWS;
+            let nr = GROUP_ROWS.min(n_rows - r0);
+            let a = block8(2 * g);
+            let b = if nr > 8 { block8(2 * g + 1) } else { a };
+            // SAFETY: the weights hold n_rows / 8 groups of nsb blocks; `u` was sized above;
+            // the CPU features were checked when the op was built.
+            unsafe { unpack(a, b, nsb, u.as_mut_ptr()) };
+            let store = |c: usize, o: &[f32; GROUP_ROWS]| {
+                // SAFETY: column c < n_cols and rows r0..r0+nr lie inside `out`.
+                unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(c * n_rows + r0), nr) };
+            };
+            let mut c0 = 0;
+            while c0 < grouped {
+                let nc = TILE_C.min(grouped - c0);
+                let cols: [*const u8; TILE_C] = std::array::from_fn(|j| col(c0 + j.min(nc - 1)));
+                let mut o = [[0.0f32; GROUP_ROWS]; TILE_C];
+                // SAFETY: columns c0..c0+nc hold nsb activation blocks (repeated last column
+                // for a short tile, its results dropped); `u` holds the unpacked group.
+                unsafe {
+                    match nc {
+                        TILE_C => tile::<TILE_C>(u.as_ptr(), &cols, nsb, &mut o),
+                        _ => {
+                            for (j, oj) in o.iter_mut().enumerate().take(nc) {
+                                let one = [cols[j]];
+                                let mut r = [[0.0f32; GROUP_ROWS]; 1];
+                                tile::<1>(u.as_ptr(), &one, nsb, &mut r);
+                                *oj = r[0];
+                            }
+                        }
+                    }
+                }
+                for (j, oj) in o.iter().enumerate().take(nc) {
+                    store(c0 + j, oj);
+                }
+                c0 += nc;
+            }
+            for c in grouped..n_cols {
+                let mut o = [0.0f32; GROUP_ROWS];
+                // SAFETY: as above, one column quantized alone.
+                unsafe { single(u.as_ptr(), col(c), nsb, &mut o) };
+                store(c, &o);
+            }
+        }
+    });
+}
