@@ -194,8 +194,8 @@ impl Context {
         {
             let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
             let col_bytes = k / 256 * q4k::ACT_BYTES as i64;
-            let xq = self.custom_op(Type::I8, [col_bytes, cols], [x, x], q4k::quantize_op);
-            self.custom_op(Type::F32, [rows, cols], [w, xq], q4k::tile_op)
+            let xq = self.custom_op(Type::I8, [col_bytes, cols], &[x], None, q4k::quantize_op);
+            self.custom_op(Type::F32, [rows, cols], &[xq], Some(w), q4k::tile_op)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("applies_q4k is false off x86-64")
@@ -211,8 +211,8 @@ impl Context {
             let fmt = Format::of(w.ty()).expect("checked by applies_tiled");
             let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
             let col_bytes = (k as usize / 32 * fmt.act_bytes()) as i64;
-            let xq = self.custom_op(Type::I8, [col_bytes, cols], [x, w], quantize_op);
-            self.custom_op(Type::F32, [rows, cols], [w, xq], tile_op)
+            let xq = self.custom_op(Type::I8, [col_bytes, cols], &[x, w], None, quantize_op);
+            self.custom_op(Type::F32, [rows, cols], &[w, xq], None, tile_op)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("applies_tiled is false off x86-64")
@@ -222,21 +222,26 @@ impl Context {
     /// [`applies`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
     pub fn mul_mat_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
         assert!(applies(w, x), "mul_mat_vec: operands not supported");
-        self.custom_op(Type::F32, [w.ne()[1], x.ne()[1]], [w, x], gemv_op)
+        self.custom_op(Type::F32, [w.ne()[1], x.ne()[1]], &[w, x], None, gemv_op)
     }
 
-    /// A `[ne0, ne1]` tensor of `ty` computed by `body` from two sources, on every thread.
+    /// A `[ne0, ne1]` tensor of `ty` computed by `body` from `srcs`, on every thread. `hidden`,
+    /// if any, reaches `body` as its user data instead of as a source: a weight in a buffer
+    /// whose ops ggml's scheduler would refuse to place (the CPU repack buffer). It is never
+    /// written and lives in the model's weights, longer than any graph.
     fn custom_op<'a>(
         &'a self,
         ty: Type,
         ne: [i64; 2],
-        srcs: [Tensor<'a>; 2],
+        srcs: &[Tensor<'a>],
+        hidden: Option<Tensor<'a>>,
         body: unsafe extern "C" fn(*mut sys::ggml_tensor, c_int, c_int, *mut c_void),
     ) -> Tensor<'a> {
-        let mut args = srcs.map(|t| t.as_ptr());
+        let mut args: Vec<*mut sys::ggml_tensor> = srcs.iter().map(|t| t.as_ptr()).collect();
+        let user = hidden.map_or(std::ptr::null_mut(), |t| t.as_ptr().cast::<c_void>());
         // SAFETY: live context and tensor headers; `args` outlives the call (ggml copies the
         // pointers into the new tensor's sources); `body` is one of this module's custom op
-        // bodies, which take no user data.
+        // bodies, each reading its user data as what its builder passes here.
         self.op(|c| unsafe {
             sys::ggml_custom_4d(
                 c,
@@ -246,10 +251,10 @@ impl Context {
                 1,
                 1,
                 args.as_mut_ptr(),
-                2,
+                args.len() as c_int,
                 Some(body),
                 sys::GGML_N_TASKS_MAX,
-                std::ptr::null_mut(),
+                user,
             )
         })
     }

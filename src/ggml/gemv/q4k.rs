@@ -160,8 +160,8 @@ pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
         }
         std::ptr::copy_nonoverlapping(scales.as_ptr() as *const u8, o.add(U_SCALES), 512);
         for g in 0..4 {
-            for lane in 0..16 {
-                let pair = [mins[2 * g][lane], 0, mins[2 * g + 1][lane], 0];
+            for (lane, (&m0, &m1)) in mins[2 * g].iter().zip(&mins[2 * g + 1]).enumerate() {
+                let pair = [m0, 0, m1, 0];
                 std::ptr::copy_nonoverlapping(pair.as_ptr(), o.add(U_MINS + 64 * g + 4 * lane), 4);
             }
         }
@@ -328,19 +328,20 @@ pub unsafe extern "C" fn quantize_op(
 /// share of the 16-row groups, unpacks each once and runs it over every column.
 ///
 /// # Safety
-/// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k`: sources the
-/// repacked Q4_K weights (rows a multiple of 8) and the output of [`quantize_op`], `dst` f32
-/// `[rows, cols]`.
+/// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k`: its source the
+/// output of [`quantize_op`], `user` the repacked Q4_K weight tensor (rows a multiple of 8),
+/// `dst` f32 `[rows, cols]`.
 pub unsafe extern "C" fn tile_op(
     dst: *mut ggml_sys::ggml_tensor,
     ith: std::ffi::c_int,
     nth: std::ffi::c_int,
-    _: *mut std::ffi::c_void,
+    user: *mut std::ffi::c_void,
 ) {
-    // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
-    let dst = unsafe { &*dst };
-    // SAFETY: the op was built with these two sources, live for the graph's computation.
-    let (w, xq) = unsafe { (&*dst.src[0], &*dst.src[1]) };
+    // SAFETY: ggml passes the live result tensor, whose source is the quantized columns, and
+    // the user data the op was built with: the weight tensor, which outlives the graph.
+    let (dst, w) = unsafe { (&*dst, &*(user as *const ggml_sys::ggml_tensor)) };
+    // SAFETY: the op was built with this source, live for the graph's computation.
+    let xq = unsafe { &*dst.src[0] };
     let nsb = w.ne[0] as usize / 256;
     let n_rows = w.ne[1] as usize;
     let n_cols = xq.ne[1] as usize;
