@@ -186,6 +186,8 @@ impl<'g> Builder<'g> {
             self.ctx.mul_mat_tiled(w, x)
         } else if gemv::applies_q4k(w, x) {
             self.ctx.mul_mat_q4k(w, x)
+        } else if gemv::applies_q6k(w, x) {
+            self.ctx.mul_mat_q6k(w, x)
         } else {
             self.ctx.mul_mat(w, x)
         }

@@ -11,6 +11,11 @@
 //! llamafile's tiled kernels for Q5_0/Q8_0, with another summation order), weights in plain
 //! host memory (not repacked, not on a GPU), an x86-64 CPU with AVX2, FMA and F16C.
 //! `EMBER_NO_GEMV=1` turns it off, to compare.
+//!
+//! The prompt ops for several tokens live here too, each again giving ggml's results bit for
+//! bit on CPUs with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the
+//! K-quants, Q4_K as ggml repacks it and Q6_K, 16-row groups unpacked once for all tokens
+//! (`kquant.rs`, `groups.rs`, `q4k.rs`, `q6k.rs`). `EMBER_NO_TILED=1` turns them off.
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
@@ -22,7 +27,12 @@ use ggml_sys as sys;
 use super::{Context, Tensor, Type};
 
 #[cfg(target_arch = "x86_64")]
+mod groups;
+mod kquant;
+#[cfg(target_arch = "x86_64")]
 mod q4k;
+#[cfg(target_arch = "x86_64")]
+mod q6k;
 #[cfg(target_arch = "x86_64")]
 mod tile;
 #[cfg(target_arch = "x86_64")]
@@ -30,6 +40,8 @@ mod x86;
 
 #[cfg(test)]
 mod tests;
+
+pub use kquant::{applies_q4k, applies_q6k};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;
@@ -149,58 +161,10 @@ pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     }
 }
 
-/// Whether `w · x` can go through the Q4_K tile op ([`Context::mul_mat_q4k`]): Q4_K weights
-/// that ggml's CPU repack buffer holds (rows a multiple of 8), four or more contiguous f32
-/// columns, a CPU with AVX-512 F, BW and VNNI. `EMBER_NO_TILED=1` turns it off, to compare.
-pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static CPU: OnceLock<bool> = OnceLock::new();
-        let cpu = *CPU.get_or_init(|| {
-            std::env::var_os("EMBER_NO_TILED").is_none()
-                && isa() == Some(x86::Isa::Vnni)
-                && is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-        });
-        let (wn, xn) = (w.ne(), x.ne());
-        cpu && w.ty() == Type::Q4_K
-            && w.is_cpu_repacked()
-            && wn[0] % 256 == 0
-            && wn[1] % 8 == 0
-            && wn[2] == 1
-            && wn[3] == 1
-            && x.ty() == Type::F32
-            && xn[0] == wn[0]
-            && xn[1] >= 4
-            && xn[2] == 1
-            && xn[3] == 1
-            && x.nb()[0] == 4
-            && x.nb()[1] == 4 * xn[0] as usize
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (w, x);
-        false
-    }
-}
+/// A custom op's body, as ggml calls it.
+type OpBody = unsafe extern "C" fn(*mut sys::ggml_tensor, c_int, c_int, *mut c_void);
 
 impl Context {
-    /// `w · x` for repacked Q4_K weights and several columns: the columns are quantized as
-    /// ggml quantizes them (one op), then multiplied (a second op). The caller checks
-    /// [`applies_q4k`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
-    pub fn mul_mat_q4k<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
-        assert!(applies_q4k(w, x), "mul_mat_q4k: operands not supported");
-        #[cfg(target_arch = "x86_64")]
-        {
-            let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
-            let col_bytes = k / 256 * q4k::ACT_BYTES as i64;
-            let xq = self.custom_op(Type::I8, [col_bytes, cols], &[x], None, q4k::quantize_op);
-            self.custom_op(Type::F32, [rows, cols], &[xq], Some(w), q4k::tile_op)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("applies_q4k is false off x86-64")
-    }
-
     /// `w · x` for several activation columns, by the tile kernels: the columns are quantized
     /// (one op, as ggml quantizes them), then multiplied in tiles (a second op). The caller
     /// checks [`applies_tiled`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
@@ -235,7 +199,7 @@ impl Context {
         ne: [i64; 2],
         srcs: &[Tensor<'a>],
         hidden: Option<Tensor<'a>>,
-        body: unsafe extern "C" fn(*mut sys::ggml_tensor, c_int, c_int, *mut c_void),
+        body: OpBody,
     ) -> Tensor<'a> {
         let mut args: Vec<*mut sys::ggml_tensor> = srcs.iter().map(|t| t.as_ptr()).collect();
         let user = hidden.map_or(std::ptr::null_mut(), |t| t.as_ptr().cast::<c_void>());

@@ -29,6 +29,8 @@
 
 use std::arch::x86_64::*;
 
+use super::groups::GROUP_ROWS;
+
 /// Bytes of one `block_q4_Kx8`: d[8], dmin[8] (f16), scales[96], qs[1024].
 pub const BLOCK_X8: usize = 1152;
 const X8_DMIN: usize = 16;
@@ -40,9 +42,6 @@ const X8_QS: usize = 128;
 pub const ACT_BYTES: usize = 276;
 const ACT_SUMS: usize = 4;
 const ACT_QS: usize = 20;
-
-/// Rows per unpacked group (two `block_q4_Kx8`), one per 32-bit lane.
-pub const GROUP_ROWS: usize = 16;
 
 /// Bytes of one super-block of a row group, unpacked: quants (8 sub-blocks × 8 steps of 4 ×
 /// 16 rows), scales (8 × 16 f32), mins of each sub-block pair (4 × 16 × two i16), d and dmin
@@ -283,119 +282,40 @@ pub unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; G
     _mm512_storeu_ps(out.as_mut_ptr(), _mm512_sub_ps(acc, acc_min));
 }
 
-/// Columns per tile.
-pub const TILE_C: usize = 4;
+/// The Q4_K kernels for the row-group driver.
+pub struct Q4K;
 
-thread_local! {
-    /// The unpacked row group, per thread.
-    static UNPACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+impl super::groups::Kernels for Q4K {
+    const ACT_BYTES: usize = ACT_BYTES;
+    const UNPACKED_BYTES: usize = UNPACKED_BYTES;
 
-/// Columns ggml quantizes in groups of four: all but the last `n % 4`.
-pub fn grouped_cols(n: usize) -> usize {
-    n - n % 4
-}
-
-/// Quantizes the activation columns: thread `ith` of `nth` takes its share.
-///
-/// # Safety
-/// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k`: sources the f32
-/// columns (256·nsb floats each, contiguous) and the weights, `dst` an i8 tensor of one
-/// activation row of nsb blocks per column.
-pub unsafe extern "C" fn quantize_op(
-    dst: *mut ggml_sys::ggml_tensor,
-    ith: std::ffi::c_int,
-    nth: std::ffi::c_int,
-    _: *mut std::ffi::c_void,
-) {
-    // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
-    let dst = unsafe { &*dst };
-    // SAFETY: the op was built with this source, live for the graph's computation.
-    let x = unsafe { &*dst.src[0] };
-    let nsb = x.ne[0] as usize / 256;
-    let cols = x.ne[1] as usize;
-    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-    for c in cols * ith / nth..cols * (ith + 1) / nth {
-        let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
-        let yp = (dst.data as *mut u8).wrapping_add(c * dst.nb[1]);
-        // SAFETY: column c holds nsb super-blocks of floats and dst's row c room for nsb
-        // activation blocks (checked when the op was built); the CPU features too.
-        unsafe { quantize(xp, yp, nsb) };
+    fn grouped_cols(n: usize) -> usize {
+        n - n % 4
     }
-}
 
-/// Multiplies the repacked weights by the quantized columns: thread `ith` of `nth` takes its
-/// share of the 16-row groups, unpacks each once and runs it over every column.
-///
-/// # Safety
-/// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k`: its source the
-/// output of [`quantize_op`], `user` the repacked Q4_K weight tensor (rows a multiple of 8),
-/// `dst` f32 `[rows, cols]`.
-pub unsafe extern "C" fn tile_op(
-    dst: *mut ggml_sys::ggml_tensor,
-    ith: std::ffi::c_int,
-    nth: std::ffi::c_int,
-    user: *mut std::ffi::c_void,
-) {
-    // SAFETY: ggml passes the live result tensor, whose source is the quantized columns, and
-    // the user data the op was built with: the weight tensor, which outlives the graph.
-    let (dst, w) = unsafe { (&*dst, &*(user as *const ggml_sys::ggml_tensor)) };
-    // SAFETY: the op was built with this source, live for the graph's computation.
-    let xq = unsafe { &*dst.src[0] };
-    let nsb = w.ne[0] as usize / 256;
-    let n_rows = w.ne[1] as usize;
-    let n_cols = xq.ne[1] as usize;
-    let grouped = grouped_cols(n_cols);
-    let groups = n_rows.div_ceil(GROUP_ROWS);
-    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-    let block8 = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
-    let col = |c: usize| (xq.data as *const u8).wrapping_add(c * xq.nb[1]);
-    let out = dst.data as *mut f32;
-    UNPACKED.with_borrow_mut(|u| {
-        u.resize(nsb * UNPACKED_BYTES, 0);
-        for g in groups * ith / nth..groups * (ith + 1) / nth {
-            let r0 = g * GROUP_ROWS;
-            let nr = GROUP_ROWS.min(n_rows - r0);
-            let a = block8(2 * g);
-            let b = if nr > 8 { block8(2 * g + 1) } else { a };
-            // SAFETY: the weights hold n_rows / 8 groups of nsb blocks; `u` was sized above;
-            // the CPU features were checked when the op was built.
-            unsafe { unpack(a, b, nsb, u.as_mut_ptr()) };
-            let store = |c: usize, o: &[f32; GROUP_ROWS]| {
-                // SAFETY: column c < n_cols and rows r0..r0+nr lie inside `out`.
-                unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(c * n_rows + r0), nr) };
-            };
-            let mut c0 = 0;
-            while c0 < grouped {
-                let nc = TILE_C.min(grouped - c0);
-                let cols: [*const u8; TILE_C] = std::array::from_fn(|j| col(c0 + j.min(nc - 1)));
-                let mut o = [[0.0f32; GROUP_ROWS]; TILE_C];
-                // SAFETY: columns c0..c0+nc hold nsb activation blocks (repeated last column
-                // for a short tile, its results dropped); `u` holds the unpacked group.
-                unsafe {
-                    match nc {
-                        TILE_C => tile::<TILE_C>(u.as_ptr(), &cols, nsb, &mut o),
-                        _ => {
-                            for (j, oj) in o.iter_mut().enumerate().take(nc) {
-                                let one = [cols[j]];
-                                let mut r = [[0.0f32; GROUP_ROWS]; 1];
-                                tile::<1>(u.as_ptr(), &one, nsb, &mut r);
-                                *oj = r[0];
-                            }
-                        }
-                    }
-                }
-                for (j, oj) in o.iter().enumerate().take(nc) {
-                    store(c0 + j, oj);
-                }
-                c0 += nc;
-            }
-            for c in grouped..n_cols {
-                let mut o = [0.0f32; GROUP_ROWS];
-                // SAFETY: as above, one column quantized alone.
-                unsafe { single(u.as_ptr(), col(c), nsb, &mut o) };
-                store(c, &o);
-            }
-        }
-    });
+    unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
+        quantize(x, y, nsb)
+    }
+
+    unsafe fn unpack(w: &ggml_sys::ggml_tensor, r0: usize, nr: usize, out: *mut u8) {
+        let nsb = w.ne[0] as usize / 256;
+        let block8 = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
+        let a = block8(r0 / 8);
+        let b = if nr > 8 { block8(r0 / 8 + 1) } else { a };
+        unpack(a, b, nsb, out)
+    }
+
+    unsafe fn tile4(u: *const u8, cols: &[*const u8; 4], nsb: usize, out: &mut [[f32; 16]; 4]) {
+        tile::<4>(u, cols, nsb, out)
+    }
+
+    unsafe fn tile1(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {
+        let mut o = [[0.0f32; 16]; 1];
+        tile::<1>(u, &[col], nsb, &mut o);
+        *out = o[0];
+    }
+
+    unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {
+        single(u, col, nsb, out)
+    }
 }

@@ -285,6 +285,49 @@ fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
 }
 
 #[test]
+fn the_q6_k_op_gives_ggml_results_bit_for_bit() {
+    for (k, n, m) in [
+        (256, 16, 8),
+        (256, 5, 9),
+        (512, 40, 16),
+        (1536, 24, 17),
+        (768, 33, 40),
+        (2048, 16, 300),
+    ] {
+        let (data, w, x) = operands_cols(Type::Q6_K, k, n, m, (k * 3 + n * 11 + m) as u64);
+        let (w, x) = (data.get(w), data.get(x));
+        if !applies_q6k(w, x) {
+            eprintln!("skipped: this CPU (or EMBER_NO_TILED) has no Q6_K tile kernels");
+            return;
+        }
+        for threads in [1, 2, 3] {
+            let ctx = Context::new(8, 16).unwrap();
+            let mut g = ctx.new_graph(16);
+            let reference = ctx.mul_mat(w, x);
+            let ours = ctx.mul_mat_q6k(w, x);
+            g.expand(reference);
+            g.expand(ours);
+            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+            Backend::cpu(threads).unwrap().compute(&g).unwrap();
+            let mut a = vec![0.0; n * m];
+            let mut b = vec![0.0; n * m];
+            reference.read_f32(0, &mut a).unwrap();
+            ours.read_f32(0, &mut b).unwrap();
+            assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    p.to_bits(),
+                    q.to_bits(),
+                    "[{k}, {n}] x {m}, {threads} threads, row {}, column {}: ggml {p}, ours {q}",
+                    i % n,
+                    i / n
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn only_single_vectors_of_plain_host_weights_apply() {
     let data = Context::new(4, 0).unwrap();
     let w = data.new_tensor(Type::Q4_1, &[64, 8]);
@@ -429,11 +472,11 @@ fn tiled_timing() {
     }
 }
 
-/// Timing of ggml's matmul and the Q4_K op on repacked weights (`cargo test --release --lib
-/// q4k_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
+/// Timing of ggml's matmul and the Q4_K op (on repacked weights) and Q6_K op (`cargo test
+/// --release --lib k_quant_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
 #[test]
 #[ignore]
-fn q4k_timing() {
+fn k_quant_timing() {
     let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
     for (k, n, m) in [(1536, 8960, 512), (8960, 1536, 512), (1536, 1536, 512)] {
         let Some((weights, w, cols, x)) = repacked_operands(k, n, m, 3) else {
@@ -461,6 +504,33 @@ fn q4k_timing() {
             let gmac = (k * n * m) as f64 / ms / 1e6;
             eprintln!(
                 "Q4_K [{k}, {n}] x {m} {}: {ms:.1} ms ({gmac:.1} GMAC/s)",
+                if ours { "ours" } else { "ggml" }
+            );
+        }
+    }
+    for (k, n, m) in [(8960, 1536, 512), (1536, 256, 512)] {
+        let (data, w, x) = operands_cols(Type::Q6_K, k, n, m, 3);
+        let (w, x) = (data.get(w), data.get(x));
+        for ours in [false, true, false, true] {
+            let ctx = Context::new(8, 16).unwrap();
+            let mut g = ctx.new_graph(16);
+            let t = if ours {
+                ctx.mul_mat_q6k(w, x)
+            } else {
+                ctx.mul_mat(w, x)
+            };
+            g.expand(t);
+            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+            let be = Backend::cpu(threads).unwrap();
+            be.compute(&g).unwrap();
+            let t0 = std::time::Instant::now();
+            for _ in 0..3 {
+                be.compute(&g).unwrap();
+            }
+            let ms = t0.elapsed().as_secs_f64() * 1e3 / 3.0;
+            let gmac = (k * n * m) as f64 / ms / 1e6;
+            eprintln!(
+                "Q6_K [{k}, {n}] x {m} {}: {ms:.1} ms ({gmac:.1} GMAC/s)",
                 if ours { "ours" } else { "ggml" }
             );
         }

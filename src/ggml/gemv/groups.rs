@@ -1,0 +1,141 @@
+//! The driver shared by the prompt ops of the K-quant formats ([`super::q4k`],
+//! [`super::q6k`]): one op quantizes the activation columns, a second splits the weight rows
+//! into 16-row groups among the threads, unpacks each group once into a per-thread buffer and
+//! runs it over every column, four at a time.
+
+use std::cell::RefCell;
+use std::ffi::{c_int, c_void};
+
+use ggml_sys as sys;
+
+/// Rows per group: one per 32-bit lane of a 512-bit vector.
+pub const GROUP_ROWS: usize = 16;
+
+/// Columns per tile.
+const TILE_C: usize = 4;
+
+/// What a weight format brings to the driver. Every function is `unsafe`: the CPU has the
+/// features the op was built for, and the pointers address what each says.
+pub trait Kernels {
+    /// Bytes of one quantized activation super-block.
+    const ACT_BYTES: usize;
+    /// Bytes of one unpacked super-block of a row group.
+    const UNPACKED_BYTES: usize;
+
+    /// How many of `n` columns ggml multiplies with its matrix × matrix order (the rest, with
+    /// [`Kernels::single`]).
+    fn grouped_cols(n: usize) -> usize;
+
+    /// `nsb` super-blocks of floats at `x` into activation blocks at `y`.
+    unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize);
+
+    /// Rows r0..r0+nr (nr ≤ 16) of `w` into `out` (the group's unpacked super-blocks).
+    unsafe fn unpack(w: &sys::ggml_tensor, r0: usize, nr: usize, out: *mut u8);
+
+    /// The group × four columns, matrix × matrix order.
+    unsafe fn tile4(u: *const u8, cols: &[*const u8; 4], nsb: usize, out: &mut [[f32; 16]; 4]);
+
+    /// The group × one column, matrix × matrix order.
+    unsafe fn tile1(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]);
+
+    /// The group × one column, in the order ggml gives the columns past `grouped_cols`.
+    unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]);
+}
+
+thread_local! {
+    /// The unpacked row group, per thread.
+    static UNPACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Quantizes the activation columns: thread `ith` of `nth` takes its share.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by the op's builder: its source the f32
+/// columns (256·nsb floats each, contiguous), `dst` an i8 tensor of one activation row of nsb
+/// blocks per column; the CPU has the features `K` needs.
+pub unsafe extern "C" fn quantize_op<K: Kernels>(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    _: *mut c_void,
+) {
+    // SAFETY: ggml passes the live result tensor, whose source is the op's operand.
+    let dst = unsafe { &*dst };
+    // SAFETY: the op was built with this source, live for the graph's computation.
+    let x = unsafe { &*dst.src[0] };
+    let nsb = x.ne[0] as usize / 256;
+    let cols = x.ne[1] as usize;
+    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+    for c in cols * ith / nth..cols * (ith + 1) / nth {
+        let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
+        let yp = (dst.data as *mut u8).wrapping_add(c * dst.nb[1]);
+        // SAFETY: column c holds nsb super-blocks of floats and dst's row c room for nsb
+        // activation blocks (checked when the op was built); the CPU features too.
+        unsafe { K::quantize(xp, yp, nsb) };
+    }
+}
+
+/// Multiplies the weights by the quantized columns: thread `ith` of `nth` takes its share of
+/// the 16-row groups, unpacks each once and runs it over every column.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by the op's builder: its source the output of
+/// [`quantize_op`], `user` the weight tensor (which outlives the graph), `dst` f32
+/// `[rows, cols]`; the CPU has the features `K` needs.
+pub unsafe extern "C" fn tile_op<K: Kernels>(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    user: *mut c_void,
+) {
+    // SAFETY: ggml passes the live result tensor, whose source is the quantized columns, and
+    // the user data the op was built with: the weight tensor.
+    let (dst, w) = unsafe { (&*dst, &*(user as *const sys::ggml_tensor)) };
+    // SAFETY: the op was built with this source, live for the graph's computation.
+    let xq = unsafe { &*dst.src[0] };
+    let nsb = w.ne[0] as usize / 256;
+    let n_rows = w.ne[1] as usize;
+    let n_cols = xq.ne[1] as usize;
+    let grouped = K::grouped_cols(n_cols);
+    let groups = n_rows.div_ceil(GROUP_ROWS);
+    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+    let col = |c: usize| (xq.data as *const u8).wrapping_add(c * xq.nb[1]);
+    let out = dst.data as *mut f32;
+    UNPACKED.with_borrow_mut(|u| {
+        u.resize(nsb * K::UNPACKED_BYTES, 0);
+        for g in groups * ith / nth..groups * (ith + 1) / nth {
+            let r0 = g * GROUP_ROWS;
+            let nr = GROUP_ROWS.min(n_rows - r0);
+            // SAFETY: rows r0..r0+nr exist; `u` was sized for the group above.
+            unsafe { K::unpack(w, r0, nr, u.as_mut_ptr()) };
+            let store = |c: usize, o: &[f32; GROUP_ROWS]| {
+                // SAFETY: column c < n_cols and rows r0..r0+nr lie inside `out`.
+                unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(c * n_rows + r0), nr) };
+            };
+            let up = u.as_ptr();
+            let mut c0 = 0;
+            while c0 + TILE_C <= grouped {
+                let cols: [*const u8; TILE_C] = std::array::from_fn(|j| col(c0 + j));
+                let mut o = [[0.0f32; GROUP_ROWS]; TILE_C];
+                // SAFETY: columns c0..c0+4 hold nsb activation blocks; `u` the unpacked group.
+                unsafe { K::tile4(up, &cols, nsb, &mut o) };
+                for (j, oj) in o.iter().enumerate() {
+                    store(c0 + j, oj);
+                }
+                c0 += TILE_C;
+            }
+            for c in c0..n_cols {
+                let mut o = [0.0f32; GROUP_ROWS];
+                // SAFETY: as above, one column.
+                unsafe {
+                    if c < grouped {
+                        K::tile1(up, col(c), nsb, &mut o)
+                    } else {
+                        K::single(up, col(c), nsb, &mut o)
+                    }
+                };
+                store(c, &o);
+            }
+        }
+    });
+}

@@ -1,0 +1,126 @@
+//! Where the K-quant prompt ops apply (Q4_K as ggml repacks it, Q6_K), and their builders;
+//! the kernels are in `q4k.rs` and `q6k.rs`, their driver in `groups.rs`.
+
+#[cfg(target_arch = "x86_64")]
+use std::sync::OnceLock;
+
+#[cfg(target_arch = "x86_64")]
+use super::{groups, isa, q4k, q6k, x86};
+use super::{Context, Tensor, Type};
+
+/// Whether `w · x` can go through the Q4_K tile op ([`Context::mul_mat_q4k`]): Q4_K weights
+/// that ggml's CPU repack buffer holds (rows a multiple of 8), four or more contiguous f32
+/// columns, a CPU with AVX-512 F, BW and VNNI. `EMBER_NO_TILED=1` turns it off, to compare.
+pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        k_quant_cpu()
+            && w.ty() == Type::Q4_K
+            && w.is_cpu_repacked()
+            && w.ne()[1] % 8 == 0
+            && k_quant_operands(w, x)
+            && x.ne()[1] >= 4
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, x);
+        false
+    }
+}
+
+/// Whether `w · x` can go through the Q6_K tile op ([`Context::mul_mat_q6k`]): Q6_K weights in
+/// plain host memory, eight or more contiguous f32 columns (fewer go through ggml's
+/// `vec_dot`, in another order), a CPU with AVX-512 F, BW and VNNI. `EMBER_NO_TILED=1` turns
+/// it off.
+pub fn applies_q6k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        k_quant_cpu()
+            && w.ty() == Type::Q6_K
+            && w.is_plain_host_data()
+            && w.is_contiguous()
+            && k_quant_operands(w, x)
+            && x.ne()[1] >= 8
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, x);
+        false
+    }
+}
+
+/// Whether the K-quant prompt ops can run here (and are not turned off).
+#[cfg(target_arch = "x86_64")]
+fn k_quant_cpu() -> bool {
+    static CPU: OnceLock<bool> = OnceLock::new();
+    *CPU.get_or_init(|| {
+        std::env::var_os("EMBER_NO_TILED").is_none()
+            && isa() == Some(x86::Isa::Vnni)
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+    })
+}
+
+/// The shapes both K-quant prompt ops take: a 2-D weight of whole super-blocks per row, and
+/// contiguous f32 columns as long as its rows.
+fn k_quant_operands(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    let (wn, xn) = (w.ne(), x.ne());
+    wn[0] % 256 == 0
+        && wn[2] == 1
+        && wn[3] == 1
+        && x.ty() == Type::F32
+        && xn[0] == wn[0]
+        && xn[2] == 1
+        && xn[3] == 1
+        && x.nb()[0] == 4
+        && x.nb()[1] == 4 * xn[0] as usize
+}
+
+impl Context {
+    /// `w · x` for repacked Q4_K weights and several columns: the columns are quantized as
+    /// ggml quantizes them (one op), then multiplied (a second op). The caller checks
+    /// [`applies_q4k`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
+    pub fn mul_mat_q4k<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        assert!(applies_q4k(w, x), "mul_mat_q4k: operands not supported");
+        #[cfg(target_arch = "x86_64")]
+        return self.mul_mat_grouped::<q4k::Q4K>(w, x);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("applies_q4k is false off x86-64")
+    }
+
+    /// `w · x` for Q6_K weights and eight or more columns: quantized, then multiplied (two
+    /// ops). The caller checks [`applies_q6k`] first; the result is `ggml_mul_mat(w, x)`'s,
+    /// bit for bit.
+    pub fn mul_mat_q6k<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        assert!(applies_q6k(w, x), "mul_mat_q6k: operands not supported");
+        #[cfg(target_arch = "x86_64")]
+        return self.mul_mat_grouped::<q6k::Q6K>(w, x);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("applies_q6k is false off x86-64")
+    }
+
+    /// The two ops of the K-quant prompt kernels `K` (see [`groups`]).
+    #[cfg(target_arch = "x86_64")]
+    fn mul_mat_grouped<'a, K: groups::Kernels>(
+        &'a self,
+        w: Tensor<'a>,
+        x: Tensor<'a>,
+    ) -> Tensor<'a> {
+        let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
+        let col_bytes = k / 256 * K::ACT_BYTES as i64;
+        let xq = self.custom_op(
+            Type::I8,
+            [col_bytes, cols],
+            &[x],
+            None,
+            groups::quantize_op::<K>,
+        );
+        self.custom_op(
+            Type::F32,
+            [rows, cols],
+            &[xq],
+            Some(w),
+            groups::tile_op::<K>,
+        )
+    }
+}
