@@ -30,12 +30,13 @@ pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
 
 /// Whether `w · x` can go through the Q6_K tile op ([`Context::mul_mat_q6k`]): Q6_K weights in
 /// plain host memory, eight or more contiguous f32 columns (fewer go through ggml's
-/// `vec_dot`, in another order), a CPU with AVX-512 F, BW and VNNI. `EMBER_NO_TILED=1` turns
-/// it off.
+/// `vec_dot`, in another order), a CPU with AVX-512 F, BW and VNNI and a ggml built for it.
+/// `EMBER_NO_TILED=1` turns it off.
 pub fn applies_q6k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         k_quant_cpu()
+            && ggml_tiles_vnni()
             && w.ty() == Type::Q6_K
             && w.is_plain_host_data()
             && w.is_contiguous()
@@ -59,6 +60,15 @@ fn k_quant_cpu() -> bool {
             && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
     })
+}
+
+/// Whether ggml was compiled with AVX-512 VNNI, so that its tiled K-quant kernels (which the
+/// Q6_K op reproduces) are the VNNI ones; a build for an AVX2 baseline (`portable`) computes in
+/// another order.
+#[cfg(target_arch = "x86_64")]
+fn ggml_tiles_vnni() -> bool {
+    // SAFETY: a constant of ggml's build, no arguments, no side effects.
+    unsafe { ggml_sys::ggml_cpu_has_avx512_vnni() != 0 }
 }
 
 /// The shapes both K-quant prompt ops take: a 2-D weight of whole super-blocks per row, and

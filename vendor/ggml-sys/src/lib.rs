@@ -460,6 +460,7 @@ extern "C" {
     // --- CPU features ---
     pub fn ggml_cpu_has_avx2() -> c_int;
     pub fn ggml_cpu_has_avx512() -> c_int;
+    pub fn ggml_cpu_has_avx512_vnni() -> c_int;
     pub fn ggml_cpu_has_fma() -> c_int;
     pub fn ggml_cpu_has_f16c() -> c_int;
 }
