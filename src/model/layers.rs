@@ -182,6 +182,8 @@ impl<'g> Builder<'g> {
         let w = self.w(w);
         if gemv::applies(w, x) {
             self.ctx.mul_mat_vec(w, x)
+        } else if gemv::applies_q4k_vec(w, x) {
+            self.ctx.mul_mat_q4k_vec(w, x)
         } else if gemv::applies_tiled(w, x) {
             self.ctx.mul_mat_tiled(w, x)
         } else if gemv::applies_q4k(w, x) {

@@ -28,6 +28,28 @@ pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     }
 }
 
+/// Whether `w · x` can go through the Q4_K decode op ([`Context::mul_mat_q4k_vec`]): Q4_K
+/// weights that ggml's CPU repack buffer holds (rows a multiple of 8), one to three contiguous
+/// f32 columns (ggml's matrix × vector kernel, column by column), a CPU with AVX-512 F, BW and
+/// VNNI. `EMBER_NO_GEMV=1` turns it off, to compare.
+pub fn applies_q4k_vec(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        isa().is_some()
+            && k_quant_cpu_features()
+            && w.ty() == Type::Q4_K
+            && w.is_cpu_repacked()
+            && w.ne()[1] % 8 == 0
+            && k_quant_operands(w, x)
+            && (1..4).contains(&x.ne()[1])
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, x);
+        false
+    }
+}
+
 /// Whether `w · x` can go through the Q6_K tile op ([`Context::mul_mat_q6k`]): Q6_K weights in
 /// plain host memory, eight or more contiguous f32 columns (fewer go through ggml's
 /// `vec_dot`, in another order), a CPU with AVX-512 F, BW and VNNI and a ggml built for it.
@@ -54,12 +76,15 @@ pub fn applies_q6k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
 #[cfg(target_arch = "x86_64")]
 fn k_quant_cpu() -> bool {
     static CPU: OnceLock<bool> = OnceLock::new();
-    *CPU.get_or_init(|| {
-        std::env::var_os("EMBER_NO_TILED").is_none()
-            && isa() == Some(x86::Isa::Vnni)
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-    })
+    *CPU.get_or_init(|| std::env::var_os("EMBER_NO_TILED").is_none() && k_quant_cpu_features())
+}
+
+/// Whether the CPU has what the K-quant kernels use: AVX-512 F, BW and VNNI.
+#[cfg(target_arch = "x86_64")]
+fn k_quant_cpu_features() -> bool {
+    isa() == Some(x86::Isa::Vnni)
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
 }
 
 /// Whether ggml was compiled with AVX-512 VNNI, so that its tiled K-quant kernels (which the
@@ -96,6 +121,26 @@ impl Context {
         return self.mul_mat_grouped::<q4k::Q4K>(w, x);
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("applies_q4k is false off x86-64")
+    }
+
+    /// `w · x` for repacked Q4_K weights and one to three columns (decoding, short drafts): one
+    /// op reading the interleaved layout directly. The caller checks [`applies_q4k_vec`] first;
+    /// the result is `ggml_mul_mat(w, x)`'s, bit for bit.
+    pub fn mul_mat_q4k_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        assert!(
+            applies_q4k_vec(w, x),
+            "mul_mat_q4k_vec: operands not supported"
+        );
+        #[cfg(target_arch = "x86_64")]
+        return self.custom_op(
+            Type::F32,
+            [w.ne()[1], x.ne()[1]],
+            &[x],
+            Some(w),
+            q4k::vec_op,
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("applies_q4k_vec is false off x86-64")
     }
 
     /// `w · x` for Q6_K weights and eight or more columns: quantized, then multiplied (two

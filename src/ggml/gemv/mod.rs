@@ -41,7 +41,7 @@ mod x86;
 #[cfg(test)]
 mod tests;
 
-pub use kquant::{applies_q4k, applies_q6k};
+pub use kquant::{applies_q4k, applies_q4k_vec, applies_q6k};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;

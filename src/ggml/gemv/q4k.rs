@@ -282,6 +282,182 @@ pub unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; G
     _mm512_storeu_ps(out.as_mut_ptr(), _mm512_sub_ps(acc, acc_min));
 }
 
+/// How far ahead of each group's current super-block its data is prefetched, in bytes.
+const PREFETCH: usize = 8192;
+
+/// The scales and mins of one super-block of two `block_q4_Kx8` (lanes 0-7 and 8-15), from the
+/// 12 bytes per sub-block ggml packs them into: `sc[s]` the scales of sub-block s as i32 lanes,
+/// `mins[g]` those of sub-blocks 2g and 2g+1 as pairs of i16.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW; `a` and `b` address one block each.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn scales_mins(a: *const u8, b: *const u8) -> ([__m512i; 8], [__m512i; 4]) {
+    // per block and sub-block: 8 scale bytes, then 8 min bytes (ggml's kmask unpacking, on
+    // the three 32-bit words of each sub-block)
+    let mut bytes = [[[0u8; 16]; 8]; 2];
+    for (half, p) in [a, b].into_iter().enumerate() {
+        for (sb, out) in bytes[half].iter_mut().enumerate() {
+            let w = p.add(X8_SCALES + 12 * sb) as *const u32;
+            let (w0, w1, w2) = (
+                w.read_unaligned(),
+                w.add(1).read_unaligned(),
+                w.add(2).read_unaligned(),
+            );
+            let words = [
+                w0 & 0x3f3f_3f3f,
+                (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4),
+                w1 & 0x3f3f_3f3f,
+                ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4),
+            ];
+            for (i, word) in words.iter().enumerate() {
+                out[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
+            }
+        }
+    }
+    let lanes = |sb: usize, at: usize| {
+        let lo = std::ptr::read_unaligned(bytes[0][sb][at..].as_ptr() as *const u64);
+        let hi = std::ptr::read_unaligned(bytes[1][sb][at..].as_ptr() as *const u64);
+        _mm512_cvtepu8_epi32(_mm_set_epi64x(hi as i64, lo as i64))
+    };
+    let sc: [__m512i; 8] = std::array::from_fn(|sb| lanes(sb, 0));
+    let mins: [__m512i; 4] = std::array::from_fn(|g| {
+        _mm512_or_si512(
+            lanes(2 * g, 8),
+            _mm512_slli_epi32::<16>(lanes(2 * g + 1, 8)),
+        )
+    });
+    (sc, mins)
+}
+
+/// Two `block_q4_Kx8` row groups (`a`, `b`: lanes 0-7 and 8-15; pass `a` twice for a lone
+/// group) × one activation column, in ggml's matrix × vector order (as [`single`]), straight
+/// from the repacked layout: the decode kernel.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW and VNNI; `a` and `b` address nsb blocks each, `col` nsb
+/// activation blocks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+pub unsafe fn dot(
+    a: *const u8,
+    b: *const u8,
+    col: *const u8,
+    nsb: usize,
+    out: &mut [f32; GROUP_ROWS],
+) {
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let mut acc = _mm512_setzero_ps();
+    let mut acc_min = _mm512_setzero_ps();
+    for s in 0..nsb {
+        let (pa, pb) = (a.add(s * BLOCK_X8), b.add(s * BLOCK_X8));
+        for line in (0..BLOCK_X8).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(PREFETCH + line) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pb.wrapping_add(PREFETCH + line) as *const i8);
+        }
+        let ab = col.add(s * ACT_BYTES);
+        let (sc, mins) = scales_mins(pa, pb);
+        let mut sum = _mm512_setzero_si512();
+        for g in 0..4 {
+            let mut dot0 = _mm512_setzero_si512();
+            let mut dot1 = _mm512_setzero_si512();
+            for q in 0..4 {
+                let c = 4 * g + q;
+                let ra = load(pa.add(X8_QS + 64 * c));
+                let rb = load(pb.add(X8_QS + 64 * c));
+                let act = ab.add(ACT_QS + 64 * g + 8 * q);
+                for (h, idx) in [even, odd].into_iter().enumerate() {
+                    let w = _mm512_permutex2var_epi32(ra, idx, rb);
+                    let lo = _mm512_and_si512(w, m4);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4);
+                    dot0 = _mm512_dpbusd_epi32(dot0, lo, bcast(act.add(4 * h)));
+                    dot1 = _mm512_dpbusd_epi32(dot1, hi, bcast(act.add(32 + 4 * h)));
+                }
+            }
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot0, sc[2 * g]));
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot1, sc[2 * g + 1]));
+        }
+        let mut sum_min = _mm512_setzero_si512();
+        for (g, m) in mins.iter().enumerate() {
+            sum_min = _mm512_add_epi32(
+                sum_min,
+                _mm512_madd_epi16(*m, bcast(ab.add(ACT_SUMS + 4 * g))),
+            );
+        }
+        let f16x2 = |at: usize| {
+            _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(_mm_loadu_si128(pa.add(at) as *const _)),
+                _mm_loadu_si128(pb.add(at) as *const _),
+            ))
+        };
+        let dx = _mm512_set1_ps(std::ptr::read_unaligned(ab as *const f32));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(f16x2(0), dx), acc);
+        let dm = _mm512_mul_ps(f16x2(X8_DMIN), dx);
+        acc_min = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_min), dm, acc_min);
+    }
+    _mm512_storeu_ps(out.as_mut_ptr(), _mm512_sub_ps(acc, acc_min));
+}
+
+thread_local! {
+    /// The quantized activation columns of [`vec_op`], per thread (each thread quantizes them
+    /// itself: a few KiB, and the op has no barrier to share them).
+    static ACT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The decode op's body: repacked Q4_K weights × one to three columns, each in ggml's matrix ×
+/// vector order; thread `ith` of `nth` takes its share of the 16-row groups.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k_vec`: its source the
+/// f32 columns (256·nsb floats each, contiguous), `user` the repacked Q4_K weight tensor (rows
+/// a multiple of 8, outliving the graph), `dst` f32 `[rows, cols]`; the CPU has AVX-512 F, BW
+/// and VNNI.
+pub unsafe extern "C" fn vec_op(
+    dst: *mut ggml_sys::ggml_tensor,
+    ith: std::ffi::c_int,
+    nth: std::ffi::c_int,
+    user: *mut std::ffi::c_void,
+) {
+    // SAFETY: ggml passes the live result tensor, whose source is the columns, and the user
+    // data the op was built with: the weight tensor.
+    let (dst, w) = unsafe { (&*dst, &*(user as *const ggml_sys::ggml_tensor)) };
+    // SAFETY: the op was built with this source, live for the graph's computation.
+    let x = unsafe { &*dst.src[0] };
+    let nsb = w.ne[0] as usize / 256;
+    let n_rows = w.ne[1] as usize;
+    let n_cols = x.ne[1] as usize;
+    let groups = n_rows.div_ceil(GROUP_ROWS);
+    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+    let block8 = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
+    let out = dst.data as *mut f32;
+    ACT.with_borrow_mut(|act| {
+        act.resize(n_cols * nsb * ACT_BYTES, 0);
+        for c in 0..n_cols {
+            let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
+            // SAFETY: column c holds nsb super-blocks of floats, `act` room for n_cols rows of
+            // nsb activation blocks; the CPU features were checked when the op was built.
+            unsafe { quantize(xp, act.as_mut_ptr().add(c * nsb * ACT_BYTES), nsb) };
+        }
+        for g in groups * ith / nth..groups * (ith + 1) / nth {
+            let r0 = g * GROUP_ROWS;
+            let nr = GROUP_ROWS.min(n_rows - r0);
+            let a = block8(r0 / 8);
+            let b = if nr > 8 { block8(r0 / 8 + 1) } else { a };
+            for c in 0..n_cols {
+                let mut o = [0.0f32; GROUP_ROWS];
+                // SAFETY: the weights hold the group's nsb blocks, `act` column c's; rows
+                // r0..r0+nr of column c lie inside `out`.
+                unsafe {
+                    dot(a, b, act.as_ptr().add(c * nsb * ACT_BYTES), nsb, &mut o);
+                    std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(c * n_rows + r0), nr);
+                }
+            }
+        }
+    });
+}
+
 /// The Q4_K kernels for the row-group driver.
 pub struct Q4K;
 

@@ -285,6 +285,52 @@ fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
 }
 
 #[test]
+fn the_q4_k_decode_op_gives_ggml_results_bit_for_bit() {
+    for (k, n, m) in [
+        (256, 8, 1),
+        (256, 16, 1),
+        (512, 24, 2),
+        (1536, 40, 3),
+        (2048, 64, 1),
+    ] {
+        let Some((weights, w, cols, x)) = repacked_operands(k, n, m, (k * 7 + n * 3 + m) as u64)
+        else {
+            eprintln!("skipped: this ggml has no CPU repack buffer");
+            return;
+        };
+        let (w, x) = (weights.get(w), cols.get(x));
+        if !applies_q4k_vec(w, x) {
+            eprintln!("skipped: this CPU (or EMBER_NO_GEMV) has no Q4_K decode kernel");
+            return;
+        }
+        for threads in [1, 2, 3] {
+            let ctx = Context::new(8, 16).unwrap();
+            let mut g = ctx.new_graph(16);
+            let reference = ctx.mul_mat(w, x);
+            let ours = ctx.mul_mat_q4k_vec(w, x);
+            g.expand(reference);
+            g.expand(ours);
+            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+            Backend::cpu(threads).unwrap().compute(&g).unwrap();
+            let mut a = vec![0.0; n * m];
+            let mut b = vec![0.0; n * m];
+            reference.read_f32(0, &mut a).unwrap();
+            ours.read_f32(0, &mut b).unwrap();
+            assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    p.to_bits(),
+                    q.to_bits(),
+                    "[{k}, {n}] x {m}, {threads} threads, row {}, column {}: ggml {p}, ours {q}",
+                    i % n,
+                    i / n
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn the_q6_k_op_gives_ggml_results_bit_for_bit() {
     for (k, n, m) in [
         (256, 16, 8),
