@@ -332,59 +332,57 @@ unsafe fn scales_mins(a: *const u8, b: *const u8) -> ([__m512i; 8], [__m512i; 4]
 }
 
 /// Two `block_q4_Kx8` row groups (`a`, `b`: lanes 0-7 and 8-15; pass `a` twice for a lone
-/// group) × one activation column, in ggml's matrix × vector order (as [`single`]), straight
-/// from the repacked layout: the decode kernel.
+/// group) × C activation columns, each in ggml's matrix × vector order (as [`single`]), straight
+/// from the repacked layout: the decode kernel. The weights are brought into lanes once for the
+/// C columns.
 ///
 /// # Safety
-/// The CPU has AVX-512 F, BW and VNNI; `a` and `b` address nsb blocks each, `col` nsb
-/// activation blocks.
+/// The CPU has AVX-512 F, BW and VNNI; `a` and `b` address nsb blocks each, every `cols[c]`
+/// nsb activation blocks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-pub unsafe fn dot(
+pub unsafe fn dot<const C: usize>(
     a: *const u8,
     b: *const u8,
-    col: *const u8,
+    cols: &[*const u8; C],
     nsb: usize,
-    out: &mut [f32; GROUP_ROWS],
+    out: &mut [[f32; GROUP_ROWS]; C],
 ) {
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     let m4 = _mm512_set1_epi8(0x0F);
-    let mut acc = _mm512_setzero_ps();
-    let mut acc_min = _mm512_setzero_ps();
+    let mut acc = [_mm512_setzero_ps(); C];
+    let mut acc_min = [_mm512_setzero_ps(); C];
     for s in 0..nsb {
         let (pa, pb) = (a.add(s * BLOCK_X8), b.add(s * BLOCK_X8));
         for line in (0..BLOCK_X8).step_by(64) {
             _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(PREFETCH + line) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(pb.wrapping_add(PREFETCH + line) as *const i8);
         }
-        let ab = col.add(s * ACT_BYTES);
+        let ab: [*const u8; C] = std::array::from_fn(|c| cols[c].add(s * ACT_BYTES));
         let (sc, mins) = scales_mins(pa, pb);
-        let mut sum = _mm512_setzero_si512();
+        let mut sum = [_mm512_setzero_si512(); C];
         for g in 0..4 {
-            let mut dot0 = _mm512_setzero_si512();
-            let mut dot1 = _mm512_setzero_si512();
+            let mut dot0 = [_mm512_setzero_si512(); C];
+            let mut dot1 = [_mm512_setzero_si512(); C];
             for q in 0..4 {
-                let c = 4 * g + q;
-                let ra = load(pa.add(X8_QS + 64 * c));
-                let rb = load(pb.add(X8_QS + 64 * c));
-                let act = ab.add(ACT_QS + 64 * g + 8 * q);
+                let ch = 4 * g + q;
+                let ra = load(pa.add(X8_QS + 64 * ch));
+                let rb = load(pb.add(X8_QS + 64 * ch));
                 for (h, idx) in [even, odd].into_iter().enumerate() {
                     let w = _mm512_permutex2var_epi32(ra, idx, rb);
                     let lo = _mm512_and_si512(w, m4);
                     let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4);
-                    dot0 = _mm512_dpbusd_epi32(dot0, lo, bcast(act.add(4 * h)));
-                    dot1 = _mm512_dpbusd_epi32(dot1, hi, bcast(act.add(32 + 4 * h)));
+                    for c in 0..C {
+                        let act = ab[c].add(ACT_QS + 64 * g + 8 * q + 4 * h);
+                        dot0[c] = _mm512_dpbusd_epi32(dot0[c], lo, bcast(act));
+                        dot1[c] = _mm512_dpbusd_epi32(dot1[c], hi, bcast(act.add(32)));
+                    }
                 }
             }
-            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot0, sc[2 * g]));
-            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot1, sc[2 * g + 1]));
-        }
-        let mut sum_min = _mm512_setzero_si512();
-        for (g, m) in mins.iter().enumerate() {
-            sum_min = _mm512_add_epi32(
-                sum_min,
-                _mm512_madd_epi16(*m, bcast(ab.add(ACT_SUMS + 4 * g))),
-            );
+            for c in 0..C {
+                sum[c] = _mm512_add_epi32(sum[c], _mm512_mullo_epi32(dot0[c], sc[2 * g]));
+                sum[c] = _mm512_add_epi32(sum[c], _mm512_mullo_epi32(dot1[c], sc[2 * g + 1]));
+            }
         }
         let f16x2 = |at: usize| {
             _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(
@@ -392,12 +390,22 @@ pub unsafe fn dot(
                 _mm_loadu_si128(pb.add(at) as *const _),
             ))
         };
-        let dx = _mm512_set1_ps(std::ptr::read_unaligned(ab as *const f32));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(f16x2(0), dx), acc);
-        let dm = _mm512_mul_ps(f16x2(X8_DMIN), dx);
-        acc_min = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_min), dm, acc_min);
+        let (d, dmin) = (f16x2(0), f16x2(X8_DMIN));
+        for c in 0..C {
+            let mut sum_min = _mm512_setzero_si512();
+            for (g, m) in mins.iter().enumerate() {
+                let pair = bcast(ab[c].add(ACT_SUMS + 4 * g));
+                sum_min = _mm512_add_epi32(sum_min, _mm512_madd_epi16(*m, pair));
+            }
+            let dx = _mm512_set1_ps(std::ptr::read_unaligned(ab[c] as *const f32));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[c]), _mm512_mul_ps(d, dx), acc[c]);
+            let dm = _mm512_mul_ps(dmin, dx);
+            acc_min[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_min), dm, acc_min[c]);
+        }
     }
-    _mm512_storeu_ps(out.as_mut_ptr(), _mm512_sub_ps(acc, acc_min));
+    for c in 0..C {
+        _mm512_storeu_ps(out[c].as_mut_ptr(), _mm512_sub_ps(acc[c], acc_min[c]));
+    }
 }
 
 thread_local! {
@@ -445,14 +453,26 @@ pub unsafe extern "C" fn vec_op(
             let nr = GROUP_ROWS.min(n_rows - r0);
             let a = block8(r0 / 8);
             let b = if nr > 8 { block8(r0 / 8 + 1) } else { a };
-            for c in 0..n_cols {
-                let mut o = [0.0f32; GROUP_ROWS];
-                // SAFETY: the weights hold the group's nsb blocks, `act` column c's; rows
-                // r0..r0+nr of column c lie inside `out`.
-                unsafe {
-                    dot(a, b, act.as_ptr().add(c * nsb * ACT_BYTES), nsb, &mut o);
-                    std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(c * n_rows + r0), nr);
+            let col = |c: usize| act.as_ptr().wrapping_add(c * nsb * ACT_BYTES);
+            let mut o = [[0.0f32; GROUP_ROWS]; 3];
+            // SAFETY: the weights hold the group's nsb blocks, `act` every column's; n_cols is
+            // 1 to 3 (checked when the op was built).
+            unsafe {
+                match n_cols {
+                    1 => dot::<1>(a, b, &[col(0)], nsb, (&mut o[..1]).try_into().unwrap()),
+                    2 => dot::<2>(
+                        a,
+                        b,
+                        &[col(0), col(1)],
+                        nsb,
+                        (&mut o[..2]).try_into().unwrap(),
+                    ),
+                    _ => dot::<3>(a, b, &[col(0), col(1), col(2)], nsb, &mut o),
                 }
+            }
+            for (c, oc) in o.iter().take(n_cols).enumerate() {
+                // SAFETY: rows r0..r0+nr of column c lie inside `out`.
+                unsafe { std::ptr::copy_nonoverlapping(oc.as_ptr(), out.add(c * n_rows + r0), nr) };
             }
         }
     });
