@@ -3,6 +3,7 @@
 //! into 16-row groups among the threads, unpacks each group once into a per-thread buffer and
 //! runs it over every column, four at a time.
 
+use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 
@@ -10,6 +11,51 @@ use ggml_sys as sys;
 
 /// Rows per group: one per 32-bit lane of a 512-bit vector.
 pub const GROUP_ROWS: usize = 16;
+
+/// One super-block of 256 activations quantized as ggml quantizes them for the K-quants
+/// (`quantize_row_q8_K` and `ggml_quantize_mat_q8_K_4x8`): d, the quants, the sum of the quants
+/// of each 16.
+pub struct Q8K {
+    pub d: f32,
+    pub quants: [i8; 256],
+    pub sums16: [i16; 16],
+}
+
+/// Quantizes the 256 floats at `x`: iscale = −127 / amax, quants rounded half to even, d = 1 /
+/// iscale. ggml takes the sign of the largest value instead (its two quantizers even pick
+/// differently when +amax and −amax both occur); the other sign negates d and every quant
+/// alike, which changes no product of the K-quant kernels and so no result.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW; `x` holds 256 floats.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn quantize_q8_k(x: *const f32) -> Q8K {
+    let mut v = [_mm512_setzero_ps(); 16];
+    let mut amax = _mm512_setzero_ps();
+    for (i, vi) in v.iter_mut().enumerate() {
+        *vi = _mm512_loadu_ps(x.add(16 * i));
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(*vi));
+    }
+    let amax = _mm512_reduce_max_ps(amax);
+    let iscale = if amax == 0.0 { 0.0 } else { -127.0 / amax };
+    let mut out = Q8K {
+        d: if amax == 0.0 { 0.0 } else { 1.0 / iscale },
+        quants: [0; 256],
+        sums16: [0; 16],
+    };
+    let s = _mm512_set1_ps(iscale);
+    for (j, vj) in v.iter().enumerate() {
+        let q = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(*vj, s),
+        );
+        _mm_storeu_si128(
+            out.quants.as_mut_ptr().add(16 * j) as *mut __m128i,
+            _mm512_cvtsepi32_epi8(q),
+        );
+        out.sums16[j] = _mm512_reduce_add_epi32(q) as i16;
+    }
+    out
+}
 
 /// Columns per tile.
 const TILE_C: usize = 4;

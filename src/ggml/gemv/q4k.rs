@@ -16,11 +16,8 @@
 //!   · dot0 + sc1 · dot1), d_w · d_x, acc)` and `acc_min = fma(float(m0 · s0 + m1 · s1),
 //!   dmin_w · d_x, acc_min)`; the result is `acc − acc_min`. The scaled pair sum is formed in
 //!   f32 from exact products of integers below 2^24, so it is the very integer.
-//! - Columns are quantized as ggml quantizes them: iscale = ±127 / amax, quants rounded half
-//!   to even, d = 1 / iscale. ggml's two quantizers (`ggml_quantize_mat_q8_K_4x8` for groups
-//!   of four columns, `quantize_row_q8_K` for the rest) may pick opposite signs when +amax
-//!   and −amax both occur; that negates d and every quant of the block, which leaves every
-//!   product and so every result unchanged.
+//! - Columns are quantized as ggml quantizes them ([`quantize_q8_k`]; ggml uses one quantizer
+//!   for groups of four columns and another for the rest, alike up to the sign of d).
 //! - ggml multiplies the columns left over after the groups of four (n mod 4) with its matrix
 //!   × vector kernel, which sums the whole super-block in integers before one fused
 //!   multiply-add. [`single`] does the same for them.
@@ -29,7 +26,7 @@
 
 use std::arch::x86_64::*;
 
-use super::groups::GROUP_ROWS;
+use super::groups::{quantize_q8_k, GROUP_ROWS};
 
 /// Bytes of one `block_q4_Kx8`: d[8], dmin[8] (f16), scales[96], qs[1024].
 pub const BLOCK_X8: usize = 1152;
@@ -59,43 +56,14 @@ const U_DMIN: usize = U_D + 64;
 #[target_feature(enable = "avx512f,avx512bw")]
 pub unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
     for b in 0..nsb {
-        let xs = x.add(b * 256);
+        let q = quantize_q8_k(x.add(b * 256));
         let yb = y.add(b * ACT_BYTES);
-        let mut v = [_mm512_setzero_ps(); 16];
-        let mut amax = _mm512_setzero_ps();
-        for (i, vi) in v.iter_mut().enumerate() {
-            *vi = _mm512_loadu_ps(xs.add(16 * i));
-            amax = _mm512_max_ps(amax, _mm512_abs_ps(*vi));
-        }
-        let amax = _mm512_reduce_max_ps(amax);
-        let iscale = if amax == 0.0 {
-            0.0
-        } else {
-            let positive = v
-                .iter()
-                .any(|&vi| _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(vi, _mm512_set1_ps(amax)) != 0);
-            // −127/(−amax) is 127/amax exactly, as ggml's two spellings compute it
-            -127.0 / if positive { amax } else { -amax }
-        };
-        let d: f32 = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
-        std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), yb, 4);
-        let s = _mm512_set1_ps(iscale);
-        let mut sums = [0i16; 8];
+        std::ptr::copy_nonoverlapping(q.d.to_le_bytes().as_ptr(), yb, 4);
         for j in 0..8 {
-            let q: [__m512i; 2] = std::array::from_fn(|h| {
-                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                    _mm512_mul_ps(v[2 * j + h], s),
-                )
-            });
-            for (h, qh) in q.iter().enumerate() {
-                let dst = yb.add(ACT_QS + 32 * j + 16 * h) as *mut __m128i;
-                _mm_storeu_si128(dst, _mm512_cvtsepi32_epi8(*qh));
-            }
-            sums[j] = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1])) as i16;
+            let sum = q.sums16[2 * j] + q.sums16[2 * j + 1];
+            std::ptr::copy_nonoverlapping(sum.to_le_bytes().as_ptr(), yb.add(ACT_SUMS + 2 * j), 2);
         }
-        for (j, s) in sums.iter().enumerate() {
-            std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), yb.add(ACT_SUMS + 2 * j), 2);
-        }
+        std::ptr::copy_nonoverlapping(q.quants.as_ptr() as *const u8, yb.add(ACT_QS), 256);
     }
 }
 

@@ -12,12 +12,12 @@
 //!   sixteen sub-blocks of 16, formed here as Σ sc · Σ q · a − 32 · Σ sc · Σ a.
 //! - Its float steps are ggml's: `acc = fma(float(s) · d_w, d_x, acc)` per super-block, in order
 //!   (ggml's compiler fuses its multiply and add).
-//! - The columns are quantized as ggml's `quantize_row_q8_K` quantizes them (up to the sign
-//!   choice, which negates d and every quant of a block alike and changes no product).
+//! - The columns are quantized as ggml's `quantize_row_q8_K` quantizes them ([`quantize_q8_k`],
+//!   up to the sign of d).
 
 use std::arch::x86_64::*;
 
-use super::groups::GROUP_ROWS;
+use super::groups::{quantize_q8_k, GROUP_ROWS};
 
 /// Bytes of one Q6_K block: ql[128], qh[64], scales[16] (i8), d (f16).
 const BLOCK: usize = 210;
@@ -45,30 +45,11 @@ const U_D: usize = U_PAIRS + 512;
 #[target_feature(enable = "avx512f,avx512bw")]
 pub unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
     for b in 0..nsb {
-        let xs = x.add(b * 256);
+        let q = quantize_q8_k(x.add(b * 256));
         let yb = y.add(b * ACT_BYTES);
-        let mut v = [_mm512_setzero_ps(); 16];
-        let mut amax = _mm512_setzero_ps();
-        for (i, vi) in v.iter_mut().enumerate() {
-            *vi = _mm512_loadu_ps(xs.add(16 * i));
-            amax = _mm512_max_ps(amax, _mm512_abs_ps(*vi));
-        }
-        let amax = _mm512_reduce_max_ps(amax);
-        let iscale = if amax == 0.0 { 0.0 } else { -127.0 / amax };
-        let d: f32 = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
-        std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), yb, 4);
-        let s = _mm512_set1_ps(iscale);
-        for (j, vj) in v.iter().enumerate() {
-            let q = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                _mm512_mul_ps(*vj, s),
-            );
-            _mm_storeu_si128(
-                yb.add(ACT_QS + 16 * j) as *mut __m128i,
-                _mm512_cvtsepi32_epi8(q),
-            );
-            let sum = _mm512_reduce_add_epi32(q) as i16;
-            std::ptr::copy_nonoverlapping(sum.to_le_bytes().as_ptr(), yb.add(ACT_SUMS + 2 * j), 2);
-        }
+        std::ptr::copy_nonoverlapping(q.d.to_le_bytes().as_ptr(), yb, 4);
+        std::ptr::copy_nonoverlapping(q.sums16.as_ptr() as *const u8, yb.add(ACT_SUMS), 32);
+        std::ptr::copy_nonoverlapping(q.quants.as_ptr() as *const u8, yb.add(ACT_QS), 256);
     }
 }
 

@@ -2,7 +2,7 @@
 //! thread count.
 
 use super::*;
-use crate::ggml::{Backend, BufferType, TensorHandle};
+use crate::ggml::{Backend, BufferType, Tensor, TensorHandle};
 
 /// xorshift64*: reproducible test data without a dependency.
 struct Rng(u64);
@@ -235,6 +235,40 @@ fn repacked_operands(k: usize, n: usize, m: usize, seed: u64) -> Option<Operands
     Some((weights, w, cols, x))
 }
 
+/// `ours(ctx, w, x)` against ggml's `mul_mat(w, x)` for `[k, n]` weights and `m` columns, at
+/// 1–3 threads: equal bit for bit (and not all zero).
+fn assert_ggml_bits<'a>(
+    w: Tensor<'a>,
+    x: Tensor<'a>,
+    ours: impl for<'c> Fn(&'c Context, Tensor<'c>, Tensor<'c>) -> Tensor<'c>,
+) {
+    let (k, n, m) = (w.ne()[0], w.ne()[1] as usize, x.ne()[1] as usize);
+    for threads in [1, 2, 3] {
+        let ctx = Context::new(8, 16).unwrap();
+        let mut g = ctx.new_graph(16);
+        let reference = ctx.mul_mat(w, x);
+        let t = ours(&ctx, w, x);
+        g.expand(reference);
+        g.expand(t);
+        ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+        Backend::cpu(threads).unwrap().compute(&g).unwrap();
+        let mut a = vec![0.0; n * m];
+        let mut b = vec![0.0; n * m];
+        reference.read_f32(0, &mut a).unwrap();
+        t.read_f32(0, &mut b).unwrap();
+        assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(
+                p.to_bits(),
+                q.to_bits(),
+                "[{k}, {n}] x {m}, {threads} threads, row {}, column {}: ggml {p}, ours {q}",
+                i % n,
+                i / n
+            );
+        }
+    }
+}
+
 #[test]
 fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
     for (k, n, m) in [
@@ -257,30 +291,7 @@ fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
             eprintln!("skipped: this CPU (or EMBER_NO_TILED) has no Q4_K tile kernels");
             return;
         }
-        for threads in [1, 2, 3] {
-            let ctx = Context::new(8, 16).unwrap();
-            let mut g = ctx.new_graph(16);
-            let reference = ctx.mul_mat(w, x);
-            let ours = ctx.mul_mat_q4k(w, x);
-            g.expand(reference);
-            g.expand(ours);
-            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-            Backend::cpu(threads).unwrap().compute(&g).unwrap();
-            let mut a = vec![0.0; n * m];
-            let mut b = vec![0.0; n * m];
-            reference.read_f32(0, &mut a).unwrap();
-            ours.read_f32(0, &mut b).unwrap();
-            assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
-            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                assert_eq!(
-                    p.to_bits(),
-                    q.to_bits(),
-                    "[{k}, {n}] x {m}, {threads} threads, row {}, column {}: ggml {p}, ours {q}",
-                    i % n,
-                    i / n
-                );
-            }
-        }
+        assert_ggml_bits(w, x, |ctx, w, x| ctx.mul_mat_q4k(w, x));
     }
 }
 
@@ -303,30 +314,7 @@ fn the_q4_k_decode_op_gives_ggml_results_bit_for_bit() {
             eprintln!("skipped: this CPU (or EMBER_NO_GEMV) has no Q4_K decode kernel");
             return;
         }
-        for threads in [1, 2, 3] {
-            let ctx = Context::new(8, 16).unwrap();
-            let mut g = ctx.new_graph(16);
-            let reference = ctx.mul_mat(w, x);
-            let ours = ctx.mul_mat_q4k_vec(w, x);
-            g.expand(reference);
-            g.expand(ours);
-            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-            Backend::cpu(threads).unwrap().compute(&g).unwrap();
-            let mut a = vec![0.0; n * m];
-            let mut b = vec![0.0; n * m];
-            reference.read_f32(0, &mut a).unwrap();
-            ours.read_f32(0, &mut b).unwrap();
-            assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
-            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                assert_eq!(
-                    p.to_bits(),
-                    q.to_bits(),
-                    "[{k}, {n}] x {m}, {threads} threads, row {}, column {}: ggml {p}, ours {q}",
-                    i % n,
-                    i / n
-                );
-            }
-        }
+        assert_ggml_bits(w, x, |ctx, w, x| ctx.mul_mat_q4k_vec(w, x));
     }
 }
 
@@ -346,30 +334,7 @@ fn the_q6_k_op_gives_ggml_results_bit_for_bit() {
             eprintln!("skipped: this CPU (or EMBER_NO_TILED) has no Q6_K tile kernels");
             return;
         }
-        for threads in [1, 2, 3] {
-            let ctx = Context::new(8, 16).unwrap();
-            let mut g = ctx.new_graph(16);
-            let reference = ctx.mul_mat(w, x);
-            let ours = ctx.mul_mat_q6k(w, x);
-            g.expand(reference);
-            g.expand(ours);
-            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-            Backend::cpu(threads).unwrap().compute(&g).unwrap();
-            let mut a = vec![0.0; n * m];
-            let mut b = vec![0.0; n * m];
-            reference.read_f32(0, &mut a).unwrap();
-            ours.read_f32(0, &mut b).unwrap();
-            assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
-            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                assert_eq!(
-                    p.to_bits(),
-                    q.to_bits(),
-                    "[{k}, {n}] x {m}, {threads} threads, row {}, column {}: ggml {p}, ours {q}",
-                    i % n,
-                    i / n
-                );
-            }
-        }
+        assert_ggml_bits(w, x, |ctx, w, x| ctx.mul_mat_q6k(w, x));
     }
 }
 
@@ -477,6 +442,39 @@ fn gemv_timing() {
     }
 }
 
+/// Prints the time of ggml's `mul_mat(w, x)` and of `ours(ctx, w, x)`, alternately, twice each.
+fn time_against_ggml<'a>(
+    label: &str,
+    w: Tensor<'a>,
+    x: Tensor<'a>,
+    threads: usize,
+    reps: usize,
+    ours: impl for<'c> Fn(&'c Context, Tensor<'c>, Tensor<'c>) -> Tensor<'c>,
+) {
+    let (k, n, m) = (w.ne()[0], w.ne()[1], x.ne()[1]);
+    for mine in [false, true, false, true] {
+        let ctx = Context::new(8, 16).unwrap();
+        let mut g = ctx.new_graph(16);
+        let t = if mine {
+            ours(&ctx, w, x)
+        } else {
+            ctx.mul_mat(w, x)
+        };
+        g.expand(t);
+        ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+        let be = Backend::cpu(threads).unwrap();
+        be.compute(&g).unwrap();
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            be.compute(&g).unwrap();
+        }
+        let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let gmac = (k * n * m) as f64 / ms / 1e6;
+        let who = if mine { "ours" } else { "ggml" };
+        eprintln!("{label} [{k}, {n}] x {m} {who}: {ms:.2} ms ({gmac:.1} GMAC/s)");
+    }
+}
+
 /// Timing of ggml's matmul and the tile op on prompt-sized products (`cargo test --release
 /// --lib tiled_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
 #[test]
@@ -491,35 +489,15 @@ fn tiled_timing() {
     for (ty, k, n, m) in shapes {
         let (data, w, x) = operands_cols(ty, k, n, m, 3);
         let (w, x) = (data.get(w), data.get(x));
-        for ours in [false, true, false, true] {
-            let ctx = Context::new(8, 16).unwrap();
-            let mut g = ctx.new_graph(16);
-            let t = if ours {
-                ctx.mul_mat_tiled(w, x)
-            } else {
-                ctx.mul_mat(w, x)
-            };
-            g.expand(t);
-            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-            let be = Backend::cpu(threads).unwrap();
-            be.compute(&g).unwrap();
-            let reps = 10;
-            let t0 = std::time::Instant::now();
-            for _ in 0..reps {
-                be.compute(&g).unwrap();
-            }
-            let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
-            let gmac = (k * n * m) as f64 / ms / 1e6;
-            eprintln!(
-                "{ty:?} [{k}, {n}] x {m} {}: {ms:.2} ms ({gmac:.1} GMAC/s)",
-                if ours { "ours" } else { "ggml" }
-            );
-        }
+        time_against_ggml(&format!("{ty:?}"), w, x, threads, 10, |c, w, x| {
+            c.mul_mat_tiled(w, x)
+        });
     }
 }
 
-/// Timing of ggml's matmul and the Q4_K op (on repacked weights) and Q6_K op (`cargo test
-/// --release --lib k_quant_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
+/// Timing of ggml's matmul and the K-quant prompt ops, Q4_K on repacked weights and Q6_K
+/// (`cargo test --release --lib k_quant_timing -- --ignored --nocapture`, `GEMV_THREADS=2`):
+/// prints figures only.
 #[test]
 #[ignore]
 fn k_quant_timing() {
@@ -529,56 +507,11 @@ fn k_quant_timing() {
             return;
         };
         let (w, x) = (weights.get(w), cols.get(x));
-        for ours in [false, true, false, true] {
-            let ctx = Context::new(8, 16).unwrap();
-            let mut g = ctx.new_graph(16);
-            let t = if ours {
-                ctx.mul_mat_q4k(w, x)
-            } else {
-                ctx.mul_mat(w, x)
-            };
-            g.expand(t);
-            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-            let be = Backend::cpu(threads).unwrap();
-            be.compute(&g).unwrap();
-            let reps = 3;
-            let t0 = std::time::Instant::now();
-            for _ in 0..reps {
-                be.compute(&g).unwrap();
-            }
-            let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
-            let gmac = (k * n * m) as f64 / ms / 1e6;
-            eprintln!(
-                "Q4_K [{k}, {n}] x {m} {}: {ms:.1} ms ({gmac:.1} GMAC/s)",
-                if ours { "ours" } else { "ggml" }
-            );
-        }
+        time_against_ggml("Q4_K", w, x, threads, 3, |c, w, x| c.mul_mat_q4k(w, x));
     }
     for (k, n, m) in [(8960, 1536, 512), (1536, 256, 512)] {
         let (data, w, x) = operands_cols(Type::Q6_K, k, n, m, 3);
         let (w, x) = (data.get(w), data.get(x));
-        for ours in [false, true, false, true] {
-            let ctx = Context::new(8, 16).unwrap();
-            let mut g = ctx.new_graph(16);
-            let t = if ours {
-                ctx.mul_mat_q6k(w, x)
-            } else {
-                ctx.mul_mat(w, x)
-            };
-            g.expand(t);
-            ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-            let be = Backend::cpu(threads).unwrap();
-            be.compute(&g).unwrap();
-            let t0 = std::time::Instant::now();
-            for _ in 0..3 {
-                be.compute(&g).unwrap();
-            }
-            let ms = t0.elapsed().as_secs_f64() * 1e3 / 3.0;
-            let gmac = (k * n * m) as f64 / ms / 1e6;
-            eprintln!(
-                "Q6_K [{k}, {n}] x {m} {}: {ms:.1} ms ({gmac:.1} GMAC/s)",
-                if ours { "ours" } else { "ggml" }
-            );
-        }
+        time_against_ggml("Q6_K", w, x, threads, 3, |c, w, x| c.mul_mat_q6k(w, x));
     }
 }
