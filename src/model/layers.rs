@@ -176,19 +176,23 @@ impl<'g> Builder<'g> {
         self.ctx.mul(t, self.w(weight))
     }
 
-    /// `W x`: by the multi-row decode kernels (one token) or the tile kernels (several) where
-    /// they apply (both give ggml's results bit for bit), else by ggml's matmul.
+    /// `W x`: by Ember's decode kernels (one token; repacked Q4_K: up to three) or prompt
+    /// kernels (several) where they apply, all giving ggml's results bit for bit, else by
+    /// ggml's matmul. With layers on a GPU, ggml's scheduler runs the products of batches of 32
+    /// tokens or more on the GPU even for weights in host memory (op offload); those stay
+    /// ggml's matmul so that it still can (the repack buffer is never offloaded).
     pub fn mm(&self, w: TensorHandle, x: Tensor<'g>) -> Tensor<'g> {
         let w = self.w(w);
+        let offloadable = self.model.offload.any() && x.ne()[1] >= 32;
         if gemv::applies(w, x) {
             self.ctx.mul_mat_vec(w, x)
         } else if gemv::applies_q4k_vec(w, x) {
             self.ctx.mul_mat_q4k_vec(w, x)
-        } else if gemv::applies_tiled(w, x) {
-            self.ctx.mul_mat_tiled(w, x)
         } else if gemv::applies_q4k(w, x) {
             self.ctx.mul_mat_q4k(w, x)
-        } else if gemv::applies_q6k(w, x) {
+        } else if !offloadable && gemv::applies_tiled(w, x) {
+            self.ctx.mul_mat_tiled(w, x)
+        } else if !offloadable && gemv::applies_q6k(w, x) {
             self.ctx.mul_mat_q6k(w, x)
         } else {
             self.ctx.mul_mat(w, x)

@@ -187,6 +187,9 @@ fn main() {
         .std("gnu++17")
         .files(cpp_files.iter().filter(|p| !is_base(p)))
         .objects(objects);
+    let tool = cpp.get_compiler();
+    let fuses = tool.is_like_gnu() && !tool.is_like_clang();
+    println!("cargo:rustc-env=GGML_SYS_CXX_FUSES={}", u8::from(fuses));
     cpp.compile("ggml");
 
     if apple {

@@ -1,5 +1,6 @@
-//! Where the K-quant prompt ops apply (Q4_K as ggml repacks it, Q6_K), and their builders;
-//! the kernels are in `q4k.rs` and `q6k.rs`, their driver in `groups.rs`.
+//! Where the K-quant ops apply, and their builders: for prompts, Q4_K as ggml repacks it and
+//! Q6_K; for decoding (one to three tokens), Q4_K as ggml repacks it. The kernels are in
+//! `q4k.rs` and `q6k.rs`, the prompt ops' driver in `groups.rs`.
 
 #[cfg(target_arch = "x86_64")]
 use std::sync::OnceLock;
@@ -10,7 +11,8 @@ use super::{Context, Tensor, Type};
 
 /// Whether `w · x` can go through the Q4_K tile op ([`Context::mul_mat_q4k`]): Q4_K weights
 /// that ggml's CPU repack buffer holds (rows a multiple of 8), four or more contiguous f32
-/// columns, a CPU with AVX-512 F, BW and VNNI. `EMBER_NO_TILED=1` turns it off, to compare.
+/// columns, a CPU with AVX-512 F, BW and VNNI. `EMBER_NO_TILED=1` (or `EMBER_NO_GEMV=1`) turns
+/// it off, to compare.
 pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -53,7 +55,7 @@ pub fn applies_q4k_vec(w: Tensor<'_>, x: Tensor<'_>) -> bool {
 /// Whether `w · x` can go through the Q6_K tile op ([`Context::mul_mat_q6k`]): Q6_K weights in
 /// plain host memory, eight or more contiguous f32 columns (fewer go through ggml's
 /// `vec_dot`, in another order), a CPU with AVX-512 F, BW and VNNI and a ggml built for it.
-/// `EMBER_NO_TILED=1` turns it off.
+/// `EMBER_NO_TILED=1` (or `EMBER_NO_GEMV=1`) turns it off.
 pub fn applies_q6k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -87,13 +89,47 @@ fn k_quant_cpu_features() -> bool {
         && is_x86_feature_detected!("avx512bw")
 }
 
-/// Whether ggml was compiled with AVX-512 VNNI, so that its tiled K-quant kernels (which the
-/// Q6_K op reproduces) are the VNNI ones; a build for an AVX2 baseline (`portable`) computes in
-/// another order.
+/// Whether ggml's tiled K-quant kernels, which the Q6_K op reproduces, are the ones it
+/// reproduces: ggml compiled with AVX-512 VNNI (a build for an AVX2 baseline, `portable`,
+/// computes in another order).
+/// Its last multiply-add is fused only where GCC compiled ggml (GNU dialect, as `ggml-sys`
+/// builds it): clang keeps the two steps of `_mm512_add_ps(acc, _mm512_mul_ps(..))` apart. And
+/// `GGML_CPU_TILED_MM=0` turns ggml's tiled path off (it then uses `vec_dot`).
 #[cfg(target_arch = "x86_64")]
 fn ggml_tiles_vnni() -> bool {
-    // SAFETY: a constant of ggml's build, no arguments, no side effects.
-    unsafe { ggml_sys::ggml_cpu_has_avx512_vnni() != 0 }
+    static TILES: OnceLock<bool> = OnceLock::new();
+    *TILES.get_or_init(|| {
+        let enabled = std::env::var("GGML_CPU_TILED_MM").map_or(true, |v| atoi_nonzero(&v));
+        // SAFETY: a constant of ggml's build, no arguments, no side effects.
+        let vnni = unsafe { ggml_sys::ggml_cpu_has_avx512_vnni() != 0 };
+        enabled && vnni && ggml_sys::CXX_FUSES_MUL_ADD
+    })
+}
+
+/// Whether C's `atoi(s)` is not 0, as ggml reads its switches: leading blanks, a sign, then the
+/// digits up to the first other character.
+#[cfg(target_arch = "x86_64")]
+fn atoi_nonzero(s: &str) -> bool {
+    let t = s.trim_start();
+    let t = t.strip_prefix(['+', '-']).unwrap_or(t);
+    t.chars().take_while(char::is_ascii_digit).any(|c| c != '0')
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+#[test]
+fn switches_read_as_atoi() {
+    for (s, on) in [
+        ("1", true),
+        (" 2x", true),
+        ("-1", true),
+        ("0", false),
+        ("", false),
+    ] {
+        assert_eq!(atoi_nonzero(s), on, "{s:?}");
+    }
+    for s in ["00", "abc", "+-1", "x1"] {
+        assert!(!atoi_nonzero(s), "{s:?}");
+    }
 }
 
 /// The shapes both K-quant prompt ops take: a 2-D weight of whole super-blocks per row, and

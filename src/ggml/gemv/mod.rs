@@ -10,7 +10,8 @@
 //! Used only where it gives ggml's results: one token (for several, ggml's matmul goes through
 //! llamafile's tiled kernels for Q5_0/Q8_0, with another summation order), weights in plain
 //! host memory (not repacked, not on a GPU), an x86-64 CPU with AVX2, FMA and F16C.
-//! `EMBER_NO_GEMV=1` turns it off, to compare.
+//! `EMBER_NO_GEMV=1` turns it off, to compare. Q4_K weights as ggml repacks them have a decode
+//! op of their own (one to three tokens, `kquant.rs`, `q4k.rs`), turned off the same way.
 //!
 //! The prompt ops for several tokens live here too, each again giving ggml's results bit for
 //! bit on CPUs with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the

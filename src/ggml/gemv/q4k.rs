@@ -1,6 +1,7 @@
-//! Q4_K weights × several activation columns for prompt processing, on CPUs with AVX-512 VNNI,
-//! reading the weights where ggml's CPU repack buffer holds them (`block_q4_Kx8`: the
-//! super-blocks of eight rows interleaved, 8 bytes of quants at a time).
+//! Q4_K weights × several activation columns for prompt processing, and × one to three for
+//! decoding ([`dot`]), on CPUs with AVX-512 VNNI, reading the weights where ggml's CPU repack
+//! buffer holds them (`block_q4_Kx8`: the super-blocks of eight rows interleaved, 8 bytes of
+//! quants at a time).
 //!
 //! ggml's own kernel for that layout (`ggml_gemm_q4_K_8x8_q8_K`) multiplies with
 //! `vpmaddubsw`, adds the 16-bit sums, applies the sub-block scales with `vpmaddwd` and spends
@@ -143,16 +144,27 @@ pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
 }
 
 /// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
+///
+/// # Safety
+/// `p` addresses 4 readable bytes; the caller runs with AVX-512 F.
 #[inline(always)]
 unsafe fn bcast(p: *const u8) -> __m512i {
     _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
 }
 
+/// 64 bytes at `p`.
+///
+/// # Safety
+/// `p` addresses 64 readable bytes; the caller runs with AVX-512 F.
 #[inline(always)]
 unsafe fn load(p: *const u8) -> __m512i {
     _mm512_loadu_si512(p as *const _)
 }
 
+/// 16 floats at `p`.
+///
+/// # Safety
+/// As [`load`].
 #[inline(always)]
 unsafe fn load_ps(p: *const u8) -> __m512 {
     _mm512_loadu_ps(p as *const f32)

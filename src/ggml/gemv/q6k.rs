@@ -130,11 +130,18 @@ pub unsafe fn unpack(rows: &[*const u8; GROUP_ROWS], nsb: usize, out: *mut u8) {
 }
 
 /// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
+///
+/// # Safety
+/// `p` addresses 4 readable bytes; the caller runs with AVX-512 F.
 #[inline(always)]
 unsafe fn bcast(p: *const u8) -> __m512i {
     _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
 }
 
+/// 64 bytes at `p`.
+///
+/// # Safety
+/// `p` addresses 64 readable bytes; the caller runs with AVX-512 F.
 #[inline(always)]
 unsafe fn load(p: *const u8) -> __m512i {
     _mm512_loadu_si512(p as *const _)

@@ -13,6 +13,9 @@ pub const CPU_FLAGS: &str = env!("GGML_SYS_CPU_FLAGS");
 pub const GGML_VERSION: &str = env!("GGML_SYS_VERSION");
 /// Backends compiled in, comma-separated ("cpu", "cpu,cuda", "cpu,metal").
 pub const BACKENDS: &str = env!("GGML_SYS_BACKENDS");
+/// Whether the compiler that built ggml's C++ fuses `a * b + c` written with separate vector
+/// intrinsics into one fused multiply-add (GCC in GNU mode does; clang does not).
+pub const CXX_FUSES_MUL_ADD: bool = matches!(env!("GGML_SYS_CXX_FUSES").as_bytes(), b"1");
 
 pub const GGML_MAX_DIMS: usize = 4;
 pub const GGML_MAX_SRC: usize = 10;
