@@ -68,19 +68,6 @@ pub unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
     }
 }
 
-/// A row group's scale and min of sub-block `sb` for row `j` (0-7) of one `block_q4_Kx8`,
-/// from the 12 bytes ggml packs the eight rows' values of that sub-block into.
-fn scale_min(p: &[u8], j: usize) -> (u8, u8) {
-    if j < 4 {
-        (p[j] & 63, p[4 + j] & 63)
-    } else {
-        (
-            (p[4 + j] & 15) | ((p[j - 4] >> 6) << 4),
-            (p[4 + j] >> 4) | ((p[j] >> 6) << 4),
-        )
-    }
-}
-
 /// Unpacks `nsb` super-blocks of two `block_q4_Kx8` rows groups (`a` for lanes 0-7, `b` for
 /// 8-15; pass `a` twice for a lone group) into `out`.
 ///
@@ -89,58 +76,76 @@ fn scale_min(p: &[u8], j: usize) -> (u8, u8) {
 /// nsb · [`UNPACKED_BYTES`].
 #[target_feature(enable = "avx512f,avx512bw,f16c")]
 pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
-    // the first and the second 4 bytes of each row's 8 in a chunk of 8 rows × 8 bytes
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    let m4 = _mm512_set1_epi8(0x0F);
     for s in 0..nsb {
         let (pa, pb) = (a.add(s * BLOCK_X8), b.add(s * BLOCK_X8));
         let o = out.add(s * UNPACKED_BYTES);
-        // chunk c holds bytes 8(c%4)..+8 of each row's quants of sub-blocks 2(c/4) (low
-        // nibbles) and 2(c/4)+1 (high nibbles)
         for c in 0..16 {
-            let ra = _mm512_loadu_si512(pa.add(X8_QS + 64 * c) as *const _);
-            let rb = _mm512_loadu_si512(pb.add(X8_QS + 64 * c) as *const _);
-            let halves = [
-                _mm512_permutex2var_epi32(ra, even, rb),
-                _mm512_permutex2var_epi32(ra, odd, rb),
-            ];
             let (g, q) = (c / 4, c % 4);
-            for (h, w) in halves.iter().enumerate() {
+            for (h, (lo, hi)) in chunk_lanes(pa, pb, c).into_iter().enumerate() {
                 let step = 2 * q + h;
-                let lo = _mm512_and_si512(*w, m4);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(*w), m4);
                 _mm512_storeu_si512(o.add(((2 * g) * 8 + step) * 64) as *mut _, lo);
                 _mm512_storeu_si512(o.add(((2 * g + 1) * 8 + step) * 64) as *mut _, hi);
             }
         }
-        let mut scales = [[0.0f32; 16]; 8];
-        let mut mins = [[0u8; 16]; 8];
-        for (half, p) in [pa, pb].into_iter().enumerate() {
-            let packed = std::slice::from_raw_parts(p.add(X8_SCALES), 96);
-            for sb in 0..8 {
-                for j in 0..8 {
-                    let (sc, m) = scale_min(&packed[12 * sb..12 * sb + 12], j);
-                    scales[sb][8 * half + j] = sc as f32;
-                    mins[sb][8 * half + j] = m;
-                }
-            }
-        }
-        std::ptr::copy_nonoverlapping(scales.as_ptr() as *const u8, o.add(U_SCALES), 512);
-        for g in 0..4 {
-            for (lane, (&m0, &m1)) in mins[2 * g].iter().zip(&mins[2 * g + 1]).enumerate() {
-                let pair = [m0, 0, m1, 0];
-                std::ptr::copy_nonoverlapping(pair.as_ptr(), o.add(U_MINS + 64 * g + 4 * lane), 4);
-            }
-        }
-        for (at, to) in [(0, U_D), (X8_DMIN, U_DMIN)] {
-            let h = _mm256_inserti128_si256::<1>(
-                _mm256_castsi128_si256(_mm_loadu_si128(pa.add(at) as *const _)),
-                _mm_loadu_si128(pb.add(at) as *const _),
+        let (sc, mins) = scales_mins(pa, pb);
+        for (sb, v) in sc.iter().enumerate() {
+            _mm512_storeu_ps(
+                o.add(U_SCALES + 64 * sb) as *mut f32,
+                _mm512_cvtepi32_ps(*v),
             );
-            _mm512_storeu_ps(o.add(to) as *mut f32, _mm512_cvtph_ps(h));
         }
+        for (g, v) in mins.iter().enumerate() {
+            _mm512_storeu_si512(o.add(U_MINS + 64 * g) as *mut _, *v);
+        }
+        _mm512_storeu_ps(o.add(U_D) as *mut f32, f16_pair(pa, pb, 0));
+        _mm512_storeu_ps(o.add(U_DMIN) as *mut f32, f16_pair(pa, pb, X8_DMIN));
     }
+}
+
+/// Chunk `c` (of 16) of one super-block of two `block_q4_Kx8` in `vpdpbusd` lanes (row r of
+/// `a` in lane r, of `b` in lane 8 + r): for the first and the second 4 of the chunk's 8 bytes
+/// per row, the low nibbles (quants 8(c%4)..+4 of sub-block 2(c/4), resp. the next 4) and the
+/// high nibbles (the same of sub-block 2(c/4)+1).
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW; `a` and `b` address one block each.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn chunk_lanes(a: *const u8, b: *const u8, c: usize) -> [(__m512i, __m512i); 2] {
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let ra = load(a.add(X8_QS + 64 * c));
+    let rb = load(b.add(X8_QS + 64 * c));
+    [even, odd].map(|idx| {
+        let w = _mm512_permutex2var_epi32(ra, idx, rb);
+        (
+            _mm512_and_si512(w, m4),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4),
+        )
+    })
+}
+
+/// The eight f16 values at byte `at` of the blocks `a` and `b` (d or dmin), as 16 f32 lanes.
+///
+/// # Safety
+/// The CPU has AVX-512 F; `a` and `b` address one block each.
+#[target_feature(enable = "avx512f,f16c")]
+#[inline]
+unsafe fn f16_pair(a: *const u8, b: *const u8, at: usize) -> __m512 {
+    _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(
+        _mm256_castsi128_si256(_mm_loadu_si128(a.add(at) as *const _)),
+        _mm_loadu_si128(b.add(at) as *const _),
+    ))
+}
+
+/// The two `block_q4_Kx8` row groups holding rows r0..r0+nr (nr ≤ 16) of the repacked `w`:
+/// the second is the first again when nr ≤ 8 (its lanes are then computed and dropped).
+pub fn row_groups(w: &ggml_sys::ggml_tensor, r0: usize, nr: usize) -> (*const u8, *const u8) {
+    let nsb = w.ne[0] as usize / 256;
+    let group = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
+    let a = group(r0 / 8);
+    (a, if nr > 8 { group(r0 / 8 + 1) } else { a })
 }
 
 /// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
@@ -327,9 +332,6 @@ pub unsafe fn dot<const C: usize>(
     nsb: usize,
     out: &mut [[f32; GROUP_ROWS]; C],
 ) {
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    let m4 = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); C];
     let mut acc_min = [_mm512_setzero_ps(); C];
     for s in 0..nsb {
@@ -345,13 +347,7 @@ pub unsafe fn dot<const C: usize>(
             let mut dot0 = [_mm512_setzero_si512(); C];
             let mut dot1 = [_mm512_setzero_si512(); C];
             for q in 0..4 {
-                let ch = 4 * g + q;
-                let ra = load(pa.add(X8_QS + 64 * ch));
-                let rb = load(pb.add(X8_QS + 64 * ch));
-                for (h, idx) in [even, odd].into_iter().enumerate() {
-                    let w = _mm512_permutex2var_epi32(ra, idx, rb);
-                    let lo = _mm512_and_si512(w, m4);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4);
+                for (h, (lo, hi)) in chunk_lanes(pa, pb, 4 * g + q).into_iter().enumerate() {
                     for c in 0..C {
                         let act = ab[c].add(ACT_QS + 64 * g + 8 * q + 4 * h);
                         dot0[c] = _mm512_dpbusd_epi32(dot0[c], lo, bcast(act));
@@ -364,13 +360,7 @@ pub unsafe fn dot<const C: usize>(
                 sum[c] = _mm512_add_epi32(sum[c], _mm512_mullo_epi32(dot1[c], sc[2 * g + 1]));
             }
         }
-        let f16x2 = |at: usize| {
-            _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(
-                _mm256_castsi128_si256(_mm_loadu_si128(pa.add(at) as *const _)),
-                _mm_loadu_si128(pb.add(at) as *const _),
-            ))
-        };
-        let (d, dmin) = (f16x2(0), f16x2(X8_DMIN));
+        let (d, dmin) = (f16_pair(pa, pb, 0), f16_pair(pa, pb, X8_DMIN));
         for c in 0..C {
             let mut sum_min = _mm512_setzero_si512();
             for (g, m) in mins.iter().enumerate() {
@@ -418,7 +408,6 @@ pub unsafe extern "C" fn vec_op(
     let n_cols = x.ne[1] as usize;
     let groups = n_rows.div_ceil(GROUP_ROWS);
     let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-    let block8 = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
     let out = dst.data as *mut f32;
     ACT.with_borrow_mut(|act| {
         act.resize(n_cols * nsb * ACT_BYTES, 0);
@@ -431,8 +420,7 @@ pub unsafe extern "C" fn vec_op(
         for g in groups * ith / nth..groups * (ith + 1) / nth {
             let r0 = g * GROUP_ROWS;
             let nr = GROUP_ROWS.min(n_rows - r0);
-            let a = block8(r0 / 8);
-            let b = if nr > 8 { block8(r0 / 8 + 1) } else { a };
+            let (a, b) = row_groups(w, r0, nr);
             let col = |c: usize| act.as_ptr().wrapping_add(c * nsb * ACT_BYTES);
             let mut o = [[0.0f32; GROUP_ROWS]; 3];
             // SAFETY: the weights hold the group's nsb blocks, `act` every column's; n_cols is
@@ -474,11 +462,8 @@ impl super::groups::Kernels for Q4K {
     }
 
     unsafe fn unpack(w: &ggml_sys::ggml_tensor, r0: usize, nr: usize, out: *mut u8) {
-        let nsb = w.ne[0] as usize / 256;
-        let block8 = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
-        let a = block8(r0 / 8);
-        let b = if nr > 8 { block8(r0 / 8 + 1) } else { a };
-        unpack(a, b, nsb, out)
+        let (a, b) = row_groups(w, r0, nr);
+        unpack(a, b, w.ne[0] as usize / 256, out)
     }
 
     unsafe fn tile4(u: *const u8, cols: &[*const u8; 4], nsb: usize, out: &mut [[f32; 16]; 4]) {
