@@ -1,13 +1,16 @@
 //! The driver shared by the prompt ops of the K-quant formats ([`super::q4k`],
 //! [`super::q6k`]): one op quantizes the activation columns, a second splits the weight rows
 //! into 16-row groups among the threads, unpacks each group once into a per-thread buffer and
-//! runs it over every column, four at a time.
+//! runs it over every column, four at a time. Also what the K-quant kernels share: the
+//! activation quantizer and two load helpers.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 
 use ggml_sys as sys;
+
+use super::{quantize_columns, share};
 
 /// Rows per group: one per 32-bit lane of a 512-bit vector.
 pub const GROUP_ROWS: usize = 16;
@@ -55,6 +58,24 @@ pub unsafe fn quantize_q8_k(x: *const f32) -> Q8K {
         out.sums16[j] = _mm512_reduce_add_epi32(q) as i16;
     }
     out
+}
+
+/// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
+///
+/// # Safety
+/// `p` addresses 4 readable bytes; the caller runs with AVX-512 F.
+#[inline(always)]
+pub unsafe fn bcast(p: *const u8) -> __m512i {
+    _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+}
+
+/// 64 bytes at `p`.
+///
+/// # Safety
+/// `p` addresses 64 readable bytes; the caller runs with AVX-512 F.
+#[inline(always)]
+pub unsafe fn load(p: *const u8) -> __m512i {
+    _mm512_loadu_si512(p as *const _)
 }
 
 /// Columns per tile.
@@ -105,20 +126,12 @@ pub unsafe extern "C" fn quantize_op<K: Kernels>(
     nth: c_int,
     _: *mut c_void,
 ) {
-    // SAFETY: ggml passes the live result tensor, whose source is the op's operand.
-    let dst = unsafe { &*dst };
-    // SAFETY: the op was built with this source, live for the graph's computation.
-    let x = unsafe { &*dst.src[0] };
-    let nsb = x.ne[0] as usize / 256;
-    let cols = x.ne[1] as usize;
-    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-    for c in cols * ith / nth..cols * (ith + 1) / nth {
-        let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
-        let yp = (dst.data as *mut u8).wrapping_add(c * dst.nb[1]);
-        // SAFETY: column c holds nsb super-blocks of floats and dst's row c room for nsb
-        // activation blocks (checked when the op was built); the CPU features too.
-        unsafe { K::quantize(xp, yp, nsb) };
-    }
+    // SAFETY: ggml passes the live result tensor, whose source is the op's operand, live for
+    // the graph's computation.
+    let nsb = unsafe { (*(*dst).src[0]).ne[0] } as usize / 256;
+    // SAFETY: every column holds nsb super-blocks of floats and each row of `dst` room for nsb
+    // activation blocks (checked when the op was built); the CPU features too.
+    unsafe { quantize_columns(dst, ith, nth, |xp, yp| K::quantize(xp, yp, nsb)) };
 }
 
 /// Multiplies the weights by the quantized columns: thread `ith` of `nth` takes its share of
@@ -143,13 +156,11 @@ pub unsafe extern "C" fn tile_op<K: Kernels>(
     let n_rows = w.ne[1] as usize;
     let n_cols = xq.ne[1] as usize;
     let grouped = K::grouped_cols(n_cols);
-    let groups = n_rows.div_ceil(GROUP_ROWS);
-    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
     let col = |c: usize| (xq.data as *const u8).wrapping_add(c * xq.nb[1]);
     let out = dst.data as *mut f32;
     UNPACKED.with_borrow_mut(|u| {
         u.resize(nsb * K::UNPACKED_BYTES, 0);
-        for g in groups * ith / nth..groups * (ith + 1) / nth {
+        for g in share(n_rows.div_ceil(GROUP_ROWS), ith, nth) {
             let r0 = g * GROUP_ROWS;
             let nr = GROUP_ROWS.min(n_rows - r0);
             // SAFETY: rows r0..r0+nr exist; `u` was sized for the group above.

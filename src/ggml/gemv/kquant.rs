@@ -16,12 +16,7 @@ use super::{Context, Tensor, Type};
 pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        k_quant_cpu()
-            && w.ty() == Type::Q4_K
-            && w.is_cpu_repacked()
-            && w.ne()[1] % 8 == 0
-            && k_quant_operands(w, x)
-            && x.ne()[1] >= 4
+        !super::tiled_off() && repacked_q4k(w, x) && x.ne()[1] >= 4
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -37,13 +32,7 @@ pub fn applies_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
 pub fn applies_q4k_vec(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        isa().is_some()
-            && k_quant_cpu_features()
-            && w.ty() == Type::Q4_K
-            && w.is_cpu_repacked()
-            && w.ne()[1] % 8 == 0
-            && k_quant_operands(w, x)
-            && (1..4).contains(&x.ne()[1])
+        repacked_q4k(w, x) && (1..4).contains(&x.ne()[1])
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -59,7 +48,8 @@ pub fn applies_q4k_vec(w: Tensor<'_>, x: Tensor<'_>) -> bool {
 pub fn applies_q6k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        k_quant_cpu()
+        !super::tiled_off()
+            && k_quant_cpu()
             && ggml_tiles_vnni()
             && w.ty() == Type::Q6_K
             && w.is_plain_host_data()
@@ -74,24 +64,33 @@ pub fn applies_q6k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     }
 }
 
-/// Whether the K-quant prompt ops can run here (and are not turned off).
+/// Repacked Q4_K weights (rows a multiple of 8, as ggml repacks them) and columns both Q4_K
+/// ops take, on a CPU that runs them.
+#[cfg(target_arch = "x86_64")]
+fn repacked_q4k(w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    k_quant_cpu()
+        && w.ty() == Type::Q4_K
+        && w.is_cpu_repacked()
+        && w.ne()[1] % 8 == 0
+        && k_quant_operands(w, x)
+}
+
+/// Whether the CPU has what the K-quant kernels use, AVX-512 F, BW and VNNI (and
+/// `EMBER_NO_GEMV` leaves the kernels on). Read once.
 #[cfg(target_arch = "x86_64")]
 fn k_quant_cpu() -> bool {
     static CPU: OnceLock<bool> = OnceLock::new();
-    *CPU.get_or_init(|| std::env::var_os("EMBER_NO_TILED").is_none() && k_quant_cpu_features())
-}
-
-/// Whether the CPU has what the K-quant kernels use: AVX-512 F, BW and VNNI.
-#[cfg(target_arch = "x86_64")]
-fn k_quant_cpu_features() -> bool {
-    isa() == Some(x86::Isa::Vnni)
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
+    *CPU.get_or_init(|| {
+        isa() == Some(x86::Isa::Vnni)
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+    })
 }
 
 /// Whether ggml's tiled K-quant kernels, which the Q6_K op reproduces, are the ones it
 /// reproduces: ggml compiled with AVX-512 VNNI (a build for an AVX2 baseline, `portable`,
 /// computes in another order).
+///
 /// Its last multiply-add is fused only where GCC compiled ggml (GNU dialect, as `ggml-sys`
 /// builds it): clang keeps the two steps of `_mm512_add_ps(acc, _mm512_mul_ps(..))` apart. And
 /// `GGML_CPU_TILED_MM=0` turns ggml's tiled path off (it then uses `vec_dot`).

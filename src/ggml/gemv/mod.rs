@@ -145,9 +145,8 @@ fn plain_operands(w: Tensor<'_>, x: Tensor<'_>) -> bool {
 pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        static OFF: OnceLock<bool> = OnceLock::new();
-        let off = *OFF.get_or_init(|| std::env::var_os("EMBER_NO_TILED").is_some());
-        !off && isa() == Some(x86::Isa::Vnni)
+        !tiled_off()
+            && isa() == Some(x86::Isa::Vnni)
             && matches!(
                 Format::of(w.ty()),
                 Some(Format::Q4_1 | Format::Q5_0 | Format::Q8_0)
@@ -159,6 +158,43 @@ pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
     {
         let _ = (w, x);
         false
+    }
+}
+
+/// Thread `ith` of `nth`'s share of `n` items (rows, row groups or columns), as ggml passes
+/// a custom op its thread index and count.
+#[cfg(target_arch = "x86_64")]
+fn share(n: usize, ith: c_int, nth: c_int) -> std::ops::Range<usize> {
+    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+    n * ith / nth..n * (ith + 1) / nth
+}
+
+/// Whether `EMBER_NO_TILED` turns the prompt ops off (read once).
+#[cfg(target_arch = "x86_64")]
+fn tiled_off() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var_os("EMBER_NO_TILED").is_some())
+}
+
+/// Quantizes the f32 columns of `dst`'s first source into `dst`, one row per column, by
+/// `quantize(column, row)`: thread `ith` of `nth` takes its share.
+///
+/// # Safety
+/// `dst` is a live custom-op result whose first source is the f32 columns; `quantize` may be
+/// handed any column and the row of `dst` for it.
+#[cfg(target_arch = "x86_64")]
+unsafe fn quantize_columns(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    quantize: impl Fn(*const f32, *mut u8),
+) {
+    // SAFETY: ggml passes the live result tensor, whose first source is the columns, live for
+    // the graph's computation.
+    let (dst, x) = unsafe { (&*dst, &*(*dst).src[0]) };
+    for c in share(x.ne[1] as usize, ith, nth) {
+        let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
+        quantize(xp, (dst.data as *mut u8).wrapping_add(c * dst.nb[1]));
     }
 }
 
@@ -262,12 +298,10 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                     Format::Q6K => x86::quantize_q8_k(xp, yp, nb),
                 }
             }
-            let groups = n_rows.div_ceil(ROWS);
-            let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-            let (g0, g1) = (groups * ith / nth, groups * (ith + 1) / nth);
+            let groups = share(n_rows.div_ceil(ROWS), ith, nth);
             let row = |r: usize| (w.data as *const u8).wrapping_add(r * w.nb[1]);
             let out = dst.data as *mut f32;
-            for g in g0..g1 {
+            for g in groups {
                 let r0 = g * ROWS;
                 if r0 + ROWS <= n_rows {
                     let rows: [*const u8; ROWS] = std::array::from_fn(|i| row(r0 + i));
@@ -308,28 +342,21 @@ unsafe extern "C" fn quantize_op(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
-        let dst = unsafe { &*dst };
-        // SAFETY: the op was built with these two sources, live for the graph's computation.
-        let (x, w) = unsafe { (&*dst.src[0], &*dst.src[1]) };
+        // SAFETY: ggml passes the live result tensor; the op was built with the weights as its
+        // second source, live for the graph's computation.
+        let (x, w) = unsafe { (&*(*dst).src[0], &*(*dst).src[1]) };
         let Some(fmt) = Type::from_raw(w.type_ as u32).and_then(Format::of) else {
             return;
         };
         let nb = x.ne[0] as usize / 32;
-        let cols = x.ne[1] as usize;
-        let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-        for c in cols * ith / nth..cols * (ith + 1) / nth {
-            let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
-            let yp = (dst.data as *mut u8).wrapping_add(c * dst.nb[1]);
-            // SAFETY: column c holds nb blocks of contiguous floats (checked by
-            // `applies_tiled`); dst's row c has room for nb activation blocks (its size); the
-            // CPU features were detected.
-            unsafe {
-                match fmt {
-                    Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
-                    _ => x86::quantize_q8_0(xp, yp, nb),
-                }
-            }
+        // SAFETY: the op was built by `mul_mat_tiled`, whose columns hold nb blocks of
+        // contiguous floats each (checked by `applies_tiled`) and whose rows of `dst` have room
+        // for nb activation blocks (its size); the CPU features were detected.
+        unsafe {
+            quantize_columns(dst, ith, nth, |xp, yp| match fmt {
+                Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
+                _ => x86::quantize_q8_0(xp, yp, nb),
+            })
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -368,12 +395,10 @@ unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
             n_rows: w.ne[1] as usize,
         };
         let n_cols = xq.ne[1] as usize;
-        let groups = job.n_rows.div_ceil(TILE_R);
-        let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-        let (g0, g1) = (groups * ith / nth, groups * (ith + 1) / nth);
+        let groups = share(job.n_rows.div_ceil(TILE_R), ith, nth);
         for c0 in (0..n_cols).step_by(tile_c) {
             let nc = tile_c.min(n_cols - c0);
-            for g in g0..g1 {
+            for g in groups.clone() {
                 let r0 = g * TILE_R;
                 let nr = TILE_R.min(job.n_rows - r0);
                 // SAFETY: rows r0..r0+nr and columns c0..c0+nc exist with nb whole blocks

@@ -27,7 +27,7 @@
 
 use std::arch::x86_64::*;
 
-use super::groups::{quantize_q8_k, GROUP_ROWS};
+use super::groups::{bcast, load, quantize_q8_k, GROUP_ROWS};
 
 /// Bytes of one `block_q4_Kx8`: d[8], dmin[8] (f16), scales[96], qs[1024].
 pub const BLOCK_X8: usize = 1152;
@@ -146,24 +146,6 @@ pub fn row_groups(w: &ggml_sys::ggml_tensor, r0: usize, nr: usize) -> (*const u8
     let group = |i: usize| (w.data as *const u8).wrapping_add(i * nsb * BLOCK_X8);
     let a = group(r0 / 8);
     (a, if nr > 8 { group(r0 / 8 + 1) } else { a })
-}
-
-/// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
-///
-/// # Safety
-/// `p` addresses 4 readable bytes; the caller runs with AVX-512 F.
-#[inline(always)]
-unsafe fn bcast(p: *const u8) -> __m512i {
-    _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
-}
-
-/// 64 bytes at `p`.
-///
-/// # Safety
-/// `p` addresses 64 readable bytes; the caller runs with AVX-512 F.
-#[inline(always)]
-unsafe fn load(p: *const u8) -> __m512i {
-    _mm512_loadu_si512(p as *const _)
 }
 
 /// 16 floats at `p`.
@@ -406,8 +388,6 @@ pub unsafe extern "C" fn vec_op(
     let nsb = w.ne[0] as usize / 256;
     let n_rows = w.ne[1] as usize;
     let n_cols = x.ne[1] as usize;
-    let groups = n_rows.div_ceil(GROUP_ROWS);
-    let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
     let out = dst.data as *mut f32;
     ACT.with_borrow_mut(|act| {
         act.resize(n_cols * nsb * ACT_BYTES, 0);
@@ -417,7 +397,7 @@ pub unsafe extern "C" fn vec_op(
             // nsb activation blocks; the CPU features were checked when the op was built.
             unsafe { quantize(xp, act.as_mut_ptr().add(c * nsb * ACT_BYTES), nsb) };
         }
-        for g in groups * ith / nth..groups * (ith + 1) / nth {
+        for g in super::share(n_rows.div_ceil(GROUP_ROWS), ith, nth) {
             let r0 = g * GROUP_ROWS;
             let nr = GROUP_ROWS.min(n_rows - r0);
             let (a, b) = row_groups(w, r0, nr);

@@ -17,7 +17,7 @@
 
 use std::arch::x86_64::*;
 
-use super::groups::{quantize_q8_k, GROUP_ROWS};
+use super::groups::{bcast, load, quantize_q8_k, GROUP_ROWS};
 
 /// Bytes of one Q6_K block: ql[128], qh[64], scales[16] (i8), d (f16).
 const BLOCK: usize = 210;
@@ -127,24 +127,6 @@ pub unsafe fn unpack(rows: &[*const u8; GROUP_ROWS], nsb: usize, out: *mut u8) {
         let h = _mm256_loadu_si256(d.as_ptr() as *const __m256i);
         _mm512_storeu_ps(o.add(U_D) as *mut f32, _mm512_cvtph_ps(h));
     }
-}
-
-/// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
-///
-/// # Safety
-/// `p` addresses 4 readable bytes; the caller runs with AVX-512 F.
-#[inline(always)]
-unsafe fn bcast(p: *const u8) -> __m512i {
-    _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
-}
-
-/// 64 bytes at `p`.
-///
-/// # Safety
-/// `p` addresses 64 readable bytes; the caller runs with AVX-512 F.
-#[inline(always)]
-unsafe fn load(p: *const u8) -> __m512i {
-    _mm512_loadu_si512(p as *const _)
 }
 
 /// A row group (`u`, unpacked) × C columns: `out[c]` gets the 16 rows' results of column c.
