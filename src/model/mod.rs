@@ -1,6 +1,7 @@
 //! Models: hyper-parameters, weights bound by name and shape, and the forward graph of each
 //! supported architecture (see [`arch`] for how to add one).
 
+pub mod agree;
 pub mod arch;
 pub mod hparams;
 pub mod layers;
@@ -65,6 +66,8 @@ pub enum LoadError {
     UnsupportedArch { found: String, supported: String },
     #[error(transparent)]
     Hparams(#[from] HparamsError),
+    #[error(transparent)]
+    Disagree(#[from] agree::Disagreement),
     #[error(transparent)]
     Weights(#[from] WeightError),
     #[error("cannot lock the model in memory (--mlock): {0}")]
@@ -147,6 +150,7 @@ impl Model {
                 .join(", "),
         })?;
         let hp = arch.hparams(&file)?;
+        agree::check_vocab(&file, &arch_name)?;
         let offload = Offload::plan(opts.n_gpu_layers, opts.main_gpu, hp.n_layer)?;
         let mut b = weights::Binder::new(&file, opts, &offload)?;
         let (e, v) = (hp.n_embd as u64, hp.n_vocab as u64);
