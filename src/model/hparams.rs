@@ -511,8 +511,8 @@ mod tests {
     use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
     use crate::model::Arch;
 
-    /// Metadata of a 4-layer Gemma 3 (no tensors: hparams reads only metadata, and the
-    /// layer-count cap counts tensors, so `n` placeholder tensors are added).
+    /// Metadata of a 4-layer Gemma 3, changed by `edit`. Hparams read only metadata, but
+    /// the layer count may not exceed the tensor count, so four placeholder tensors are added.
     fn gemma3(edit: impl FnOnce(&mut GgufWriter)) -> Result<super::Hparams, String> {
         let mut w = GgufWriter::new();
         let u = Value::U32;
