@@ -12,6 +12,7 @@ pub mod fuzz_steps;
 pub mod generate;
 pub mod ggml;
 pub mod gguf;
+pub mod hash;
 pub mod kv;
 pub mod logging;
 pub mod model;

@@ -79,8 +79,8 @@ fn missing_and_misshapen_tensors_are_named() {
     w.add_tensor(
         "token_embd.weight",
         GgmlType::F32,
-        &[32, 9],
-        vec![0; 32 * 9 * 4],
+        &[31, 8],
+        vec![0; 31 * 8 * 4],
     );
     let e = load(&w);
     assert!(

@@ -1,23 +1,29 @@
 //! Saving and restoring a session's KV state: the tokens evaluated so far and their K and V
-//! rows, with what is needed to refuse a file made for another model or other cache types.
-//! Used by `--prompt-cache` and the REPL's `/save` and `/load`.
+//! rows, with what is needed to refuse a file made for another model or other cache types, and
+//! checksums that refuse a corrupt one. Used by `--prompt-cache` and the REPL's `/save` and
+//! `/load`.
 //!
-//! Layout (little-endian): magic `EMBERKV1`, u32 version, u64 model fingerprint, u32 K type,
-//! u32 V type, u8 V transposed, u32 layers, u32 K row bytes, u32 V row bytes, u32 tokens, the
-//! token ids (u32 each), u64 length of an application blob and the blob (the REPL's
-//! conversation), then per layer: K rows of the tokens, V rows (or, for a transposed V, each
-//! V component's run of token values). A sliding-window layer stores only the tokens a later
-//! token can still attend to (the last `window` of them), in position order whatever ring its
-//! cache keeps them in. Version 2 brought that; version 1 stored every token in every layer.
+//! Layout (little-endian): a fixed header, magic `EMBERKV1`, u32 version, u64 model
+//! fingerprint, u32 K type, u32 V type, u8 V transposed, u32 layers, u32 K row bytes, u32 V row
+//! bytes, u32 tokens, u64 length of an application blob (the REPL's conversation), u64
+//! checksum of the header so far; then the token ids (u32 each), the blob, per layer the K
+//! rows of the tokens and the V rows (or, for a transposed V, each V component's run of token
+//! values), and a u64 checksum of every byte before it. A sliding-window layer stores only the
+//! tokens a later token can still attend to (the last `window` of them), in position order
+//! whatever ring its cache keeps them in. Checksums are [`crate::hash`]; the header has its own
+//! so that a damaged header is reported as damage, not as a file for another model.
+//! Version 3 brought the checksums; version 2 the sliding-window rows; version 1 stored every
+//! token in every layer.
 
 use std::io::{Read, Write};
 
 use crate::ggml::{Tensor, TensorHandle, Type};
+use crate::hash::Hasher;
 
 use super::session::Session;
 
 const MAGIC: &[u8; 8] = b"EMBERKV1";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The application blob may not be larger than this (a conversation is text).
 const MAX_EXTRA: u64 = 256 << 20;
 
@@ -46,6 +52,8 @@ pub enum StateError {
     TooLong { tokens: u32, n_ctx: u32 },
     #[error("the cache no longer holds the first {0} positions' sliding window (re-evaluate them, or run with --swa-full)")]
     Unavailable(usize),
+    #[error("the state file is corrupt (checksum mismatch in its {0})")]
+    Checksum(&'static str),
     #[error("the state file is truncated or corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -69,6 +77,8 @@ pub struct Restored {
     pub extra: Vec<u8>,
 }
 
+/// The fixed header: what must match this session, and the sizes of what follows.
+#[derive(Clone, Debug, PartialEq)]
 struct Header {
     fingerprint: u64,
     type_k: u32,
@@ -77,10 +87,119 @@ struct Header {
     n_layer: u32,
     k_row: u32,
     v_row: u32,
+    n_tokens: u32,
+    extra_len: u64,
+}
+
+impl Header {
+    /// Magic, version, the fields and the header checksum.
+    fn write(&self, w: &mut Hashing<impl Write>) -> std::io::Result<()> {
+        let mut b = Vec::with_capacity(64);
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&VERSION.to_le_bytes());
+        b.extend_from_slice(&self.fingerprint.to_le_bytes());
+        b.extend_from_slice(&self.type_k.to_le_bytes());
+        b.extend_from_slice(&self.type_v.to_le_bytes());
+        b.push(self.v_trans as u8);
+        for v in [self.n_layer, self.k_row, self.v_row, self.n_tokens] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.extra_len.to_le_bytes());
+        w.write_all(&b)?;
+        w.write_checksum()
+    }
+
+    /// Read and check magic, version and the header checksum.
+    fn read(r: &mut Hashing<impl Read>) -> Result<Header, StateError> {
+        let mut magic = Vec::with_capacity(8);
+        r.take(8).read_to_end(&mut magic)?;
+        if magic != MAGIC {
+            return Err(StateError::Magic);
+        }
+        let version = read_u32(r)?;
+        if version != VERSION {
+            return Err(StateError::Version(version));
+        }
+        let fingerprint = read_u64(r)?;
+        let (type_k, type_v) = (read_u32(r)?, read_u32(r)?);
+        let mut b = [0u8; 1];
+        read_exact(r, &mut b, "header")?;
+        let h = Header {
+            fingerprint,
+            type_k,
+            type_v,
+            v_trans: b[0] != 0,
+            n_layer: read_u32(r)?,
+            k_row: read_u32(r)?,
+            v_row: read_u32(r)?,
+            n_tokens: read_u32(r)?,
+            extra_len: read_u64(r)?,
+        };
+        r.check_checksum("header")?;
+        if b[0] > 1 {
+            return Err(StateError::Corrupt(format!("flag byte {}", b[0])));
+        }
+        Ok(h)
+    }
+}
+
+/// A reader or writer that hashes every byte going through it.
+struct Hashing<T> {
+    inner: T,
+    hash: Hasher,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Hashing {
+            inner,
+            hash: Hasher::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.write(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Hashing<W> {
+    /// Write the checksum of everything written so far (itself hashed too, like any byte).
+    fn write_checksum(&mut self) -> std::io::Result<()> {
+        let sum = self.hash.finish();
+        self.write_all(&sum.to_le_bytes())
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.write(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: Read> Hashing<R> {
+    /// Read a checksum and compare it with that of everything read before it.
+    fn check_checksum(&mut self, part: &'static str) -> Result<(), StateError> {
+        let want = self.hash.finish();
+        if read_u64(self)? != want {
+            return Err(StateError::Checksum(part));
+        }
+        Ok(())
+    }
 }
 
 impl Session {
-    fn state_header(&self) -> Header {
+    /// This session's header, for a file of `n_tokens` tokens and `extra_len` blob bytes.
+    fn state_header(&self, n_tokens: u32, extra_len: u64) -> Header {
         let kv = self.kv();
         let row = |t: Tensor<'_>| t.nb()[1] as u32;
         Header {
@@ -91,6 +210,8 @@ impl Session {
             n_layer: self.model().hp.n_layer,
             k_row: row(kv.ctx().get(kv.k(0))),
             v_row: row(kv.ctx().get(kv.v(0))),
+            n_tokens,
+            extra_len,
         }
     }
 
@@ -141,22 +262,11 @@ impl Session {
         if !self.kv().cells.holds_window(n as u32) {
             return Err(StateError::Unavailable(n));
         }
-        let h = self.state_header();
-        let mut head = Vec::with_capacity(64 + 4 * n);
-        head.extend_from_slice(MAGIC);
-        head.extend_from_slice(&VERSION.to_le_bytes());
-        head.extend_from_slice(&h.fingerprint.to_le_bytes());
-        head.extend_from_slice(&h.type_k.to_le_bytes());
-        head.extend_from_slice(&h.type_v.to_le_bytes());
-        head.push(h.v_trans as u8);
-        for v in [h.n_layer, h.k_row, h.v_row, n as u32] {
-            head.extend_from_slice(&v.to_le_bytes());
-        }
-        for &t in tokens {
-            head.extend_from_slice(&t.to_le_bytes());
-        }
-        head.extend_from_slice(&(extra.len() as u64).to_le_bytes());
-        w.write_all(&head)?;
+        let mut w = Hashing::new(w);
+        self.state_header(n as u32, extra.len() as u64)
+            .write(&mut w)?;
+        let ids: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+        w.write_all(&ids)?;
         w.write_all(extra)?;
         let kv = self.kv();
         let mut buf = Vec::new();
@@ -165,6 +275,7 @@ impl Session {
             kv.ctx().get(h).read_bytes(offset, &mut buf)?;
             w.write_all(&buf)?;
         }
+        w.write_checksum()?;
         w.flush()?;
         Ok(())
     }
@@ -172,77 +283,59 @@ impl Session {
     /// Replace the cache's contents with a saved state. On error the cache is left empty.
     pub fn load_state(&mut self, r: &mut impl Read) -> Result<Restored, StateError> {
         self.clear();
-        let this = self.state_header();
-        let mut magic = Vec::with_capacity(8);
-        r.take(8).read_to_end(&mut magic)?;
-        if magic != MAGIC {
-            return Err(StateError::Magic);
-        }
-        let version = read_u32(r)?;
-        if version != VERSION {
-            return Err(StateError::Version(version));
-        }
-        let fingerprint = read_u64(r)?;
-        if fingerprint != this.fingerprint {
+        let this = self.state_header(0, 0);
+        let mut r = Hashing::new(r);
+        let file = Header::read(&mut r)?;
+        if file.fingerprint != this.fingerprint {
             return Err(StateError::Model {
-                file: fingerprint,
+                file: file.fingerprint,
                 this: this.fingerprint,
             });
         }
-        let (tk, tv) = (read_u32(r)?, read_u32(r)?);
-        if (tk, tv) != (this.type_k, this.type_v) {
+        if (file.type_k, file.type_v) != (this.type_k, this.type_v) {
             let name = |t: u32| Type::from_raw(t).map_or(format!("type {t}"), |t| t.to_string());
             return Err(StateError::CacheTypes {
-                fk: name(tk),
-                fv: name(tv),
+                fk: name(file.type_k),
+                fv: name(file.type_v),
                 k: self.kv().type_k,
                 v: self.kv().type_v,
             });
         }
-        let mut b = [0u8; 1];
-        read_exact(r, &mut b, "header")?;
-        let file_trans = b[0] != 0;
-        if file_trans != this.v_trans {
+        if file.v_trans != this.v_trans {
             return Err(StateError::Layout {
-                file_trans,
+                file_trans: file.v_trans,
                 this_trans: this.v_trans,
             });
         }
-        let shape = [read_u32(r)?, read_u32(r)?, read_u32(r)?];
+        let shape = [file.n_layer, file.k_row, file.v_row];
         if shape != [this.n_layer, this.k_row, this.v_row] {
             return Err(StateError::Shape(format!(
                 "{} layers, rows of {} and {} bytes",
                 shape[0], shape[1], shape[2]
             )));
         }
-        let n = read_u32(r)?;
+        let n = file.n_tokens;
         if n > self.n_ctx() {
             return Err(StateError::TooLong {
                 tokens: n,
                 n_ctx: self.n_ctx(),
             });
         }
+        if file.extra_len > MAX_EXTRA {
+            return Err(StateError::Corrupt(format!(
+                "application data of {} bytes",
+                file.extra_len
+            )));
+        }
         let mut raw = vec![0u8; 4 * n as usize];
-        read_exact(r, &mut raw, "token list")?;
+        read_exact(&mut r, &mut raw, "token list")?;
         let tokens: Vec<u32> = raw
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        let n_vocab = self.model().hp.n_vocab;
-        if let Some(t) = tokens.iter().find(|&&t| t >= n_vocab) {
-            return Err(StateError::Corrupt(format!(
-                "token id {t} outside the vocabulary"
-            )));
-        }
-        let extra_len = read_u64(r)?;
-        if extra_len > MAX_EXTRA {
-            return Err(StateError::Corrupt(format!(
-                "application data of {extra_len} bytes"
-            )));
-        }
         let mut extra = Vec::new();
-        r.take(extra_len).read_to_end(&mut extra)?;
-        if extra.len() as u64 != extra_len {
+        (&mut r).take(file.extra_len).read_to_end(&mut extra)?;
+        if extra.len() as u64 != file.extra_len {
             return Err(StateError::Corrupt(
                 "file ends inside the application data".into(),
             ));
@@ -252,11 +345,18 @@ impl Session {
         let mut buf = Vec::new();
         for (h, offset, len) in self.kv_ranges(n) {
             buf.resize(len, 0);
-            read_exact(r, &mut buf, "K and V rows")?;
+            read_exact(&mut r, &mut buf, "K and V rows")?;
             kv.ctx().get(h).write_bytes(offset, &buf)?;
         }
+        r.check_checksum("contents")?;
         if r.read(&mut [0u8; 1])? != 0 {
-            return Err(StateError::Corrupt("data after the last layer".into()));
+            return Err(StateError::Corrupt("data after the checksum".into()));
+        }
+        let n_vocab = self.model().hp.n_vocab;
+        if let Some(t) = tokens.iter().find(|&&t| t >= n_vocab) {
+            return Err(StateError::Corrupt(format!(
+                "token id {t} outside the vocabulary"
+            )));
         }
         self.set_n_past(n as u32);
         Ok(Restored { tokens, extra })
@@ -301,7 +401,7 @@ fn read_u64(r: &mut impl Read) -> Result<u64, StateError> {
 
 #[cfg(test)]
 mod tests {
-    use super::cell_runs;
+    use super::{cell_runs, Hashing, Header, StateError};
 
     #[test]
     fn runs_wrap_around_the_ring() {
@@ -309,5 +409,77 @@ mod tests {
         assert_eq!(cell_runs(3, 3, 100), []);
         assert_eq!(cell_runs(200, 300, 256), [(200, 56), (0, 44)]);
         assert_eq!(cell_runs(256, 300, 256), [(0, 44)]);
+    }
+
+    fn header() -> Header {
+        Header {
+            fingerprint: 0x0123_4567_89ab_cdef,
+            type_k: 1,
+            type_v: 8,
+            v_trans: true,
+            n_layer: 30,
+            k_row: 384,
+            v_row: 384,
+            n_tokens: 17,
+            extra_len: 5,
+        }
+    }
+
+    fn header_bytes() -> Vec<u8> {
+        let mut w = Hashing::new(Vec::new());
+        header().write(&mut w).unwrap();
+        w.inner
+    }
+
+    #[test]
+    fn a_header_reads_back() {
+        let bytes = header_bytes();
+        assert_eq!(bytes.len(), 61);
+        let h = Header::read(&mut Hashing::new(bytes.as_slice())).unwrap();
+        assert_eq!(h, header());
+    }
+
+    #[test]
+    fn a_damaged_header_is_corrupt_not_another_model() {
+        // Guards the header checksum: a flipped bit in the fingerprint or a size must not be
+        // reported as "another model" or acted on (the magic and version come first).
+        let bytes = header_bytes();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                let e = Header::read(&mut Hashing::new(b.as_slice())).unwrap_err();
+                match (i, e) {
+                    (0..8, StateError::Magic)
+                    | (8..12, StateError::Version(_))
+                    | (12.., StateError::Checksum("header")) => {}
+                    (i, e) => panic!("byte {i} bit {bit}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_header_is_refused() {
+        let bytes = header_bytes();
+        for n in 12..bytes.len() {
+            let e = Header::read(&mut Hashing::new(&bytes[..n])).unwrap_err();
+            assert!(
+                matches!(e, StateError::Corrupt(ref m) if m.contains("header")),
+                "{n} bytes: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_old_version_is_refused_by_its_number() {
+        let mut b = header_bytes();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let e = Header::read(&mut Hashing::new(b.as_slice())).unwrap_err();
+        assert!(matches!(e, StateError::Version(2)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "state file version 2 is not supported (this Ember writes version 3)"
+        );
     }
 }

@@ -249,9 +249,11 @@ pub fn read_with(
     let n_ctx_train = r.u32(Key::ContextLength);
     let n_embd = r.u32(Key::EmbeddingLength);
     let n_layer = r.u32(Key::BlockCount);
-    let n_ff = r.u32(Key::FeedForwardLength);
-    let n_head = r.u32(Key::HeadCount);
-    let n_head_kv = r.opt_u32(Key::HeadCountKv).unwrap_or(n_head);
+    let n_ff = r.scalar_of_layers(Key::FeedForwardLength, n_layer, Reader::u32);
+    let n_head = r.scalar_of_layers(Key::HeadCount, n_layer, Reader::u32);
+    let n_head_kv = r
+        .scalar_of_layers(Key::HeadCountKv, n_layer, Reader::opt_u32)
+        .unwrap_or(n_head);
     let rms_eps = r.f32(Key::RmsEps);
     let default_head = n_embd.checked_div(n_head).unwrap_or(0);
     let head_dim_k = r.opt_u32(Key::KeyLength).unwrap_or(default_head);
@@ -315,7 +317,8 @@ pub fn read_with(
             (Key::EmbeddingLength, n_embd),
             (Key::HeadCount, n_head),
         ] {
-            if v == 0 && f.get(&k.name(arch)).is_some() {
+            // (a key of another type is already reported)
+            if v == 0 && f.get_u32(&k.name(arch)) == Ok(0) {
                 r.push(MetaError::WrongType {
                     key: k.name(arch),
                     expected: "a positive integer",
@@ -426,6 +429,40 @@ fn check_heads(r: &mut Reader<'_>, f: &GgufFile, arch: &str, h: Heads) {
 }
 
 impl Reader<'_> {
+    /// A key that llama.cpp also accepts as an array of one value per layer: such an array
+    /// must have `n_layer` entries (else this reports both counts and gives the default);
+    /// Ember reads one value for all layers, so `read` still refuses an array of the right
+    /// length as the wrong type.
+    fn scalar_of_layers<T: Default>(
+        &mut self,
+        k: Key,
+        n_layer: u32,
+        read: impl FnOnce(&mut Self, Key) -> T,
+    ) -> T {
+        let key = k.name(&self.arch);
+        if let Some(a) = self.f.get(&key).and_then(|v| v.as_array()) {
+            if let Some(e) = self.per_layer_count(&key, a.len(), n_layer) {
+                self.push(e);
+                return T::default();
+            }
+        }
+        read(self, k)
+    }
+
+    /// The error for a per-layer array of `len` entries in a model of `n_layer` layers, if
+    /// they differ (none when `n_layer` is 0: a missing or bad block count is reported
+    /// already).
+    fn per_layer_count(&self, key: &str, len: usize, n_layer: u32) -> Option<MetaError> {
+        (n_layer != 0 && len != n_layer as usize).then(|| MetaError::WrongType {
+            key: key.to_string(),
+            expected: "one entry per layer",
+            found: format!(
+                "{len} entries ({} is {n_layer})",
+                Key::BlockCount.name(&self.arch)
+            ),
+        })
+    }
+
     /// Sliding-window attention as llama.cpp reads it: the window from
     /// `attention.sliding_window` (absent or 0: none); the local layers from
     /// `attention.sliding_window_pattern`, either a bool per layer or a period `n` (every n-th
@@ -436,21 +473,21 @@ impl Reader<'_> {
         let f = self.f;
         let layers = match f.get(&key).and_then(|v| v.as_array()) {
             Some(arr) => {
-                let flags: Option<Vec<bool>> = match arr {
-                    crate::gguf::Array::Bool(b) => Some(b.clone()),
-                    _ => None,
-                };
-                match flags {
-                    Some(f) if f.len() == n_layer as usize => f,
-                    _ => {
-                        self.push(MetaError::WrongType {
-                            key,
-                            expected: "one bool per layer",
-                            found: "another array".into(),
-                        });
-                        vec![false; n_layer as usize]
+                let found = match arr {
+                    crate::gguf::Array::Bool(b) if b.len() == n_layer as usize => Ok(b.clone()),
+                    crate::gguf::Array::Bool(b) => {
+                        Err(self.per_layer_count(&key, b.len(), n_layer))
                     }
-                }
+                    other => Err(Some(MetaError::WrongType {
+                        key,
+                        expected: "one bool per layer",
+                        found: format!("an array of {}", other.elem_type().name()),
+                    })),
+                };
+                found.unwrap_or_else(|e| {
+                    self.errors.extend(e);
+                    vec![false; n_layer as usize]
+                })
             }
             None => {
                 let n = self
@@ -466,5 +503,123 @@ impl Reader<'_> {
             freq_base,
             freq_scale: 1.0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
+    use crate::model::Arch;
+
+    /// Metadata of a 4-layer Gemma 3, changed by `edit`. Hparams read only metadata, but
+    /// the layer count may not exceed the tensor count, so four placeholder tensors are added.
+    fn gemma3(edit: impl FnOnce(&mut GgufWriter)) -> Result<super::Hparams, String> {
+        let mut w = GgufWriter::new();
+        let u = Value::U32;
+        w.add("general.architecture", Value::String("gemma3".into()));
+        for (k, v) in [
+            ("context_length", 256),
+            ("embedding_length", 64),
+            ("block_count", 4),
+            ("feed_forward_length", 96),
+            ("attention.head_count", 4),
+            ("attention.head_count_kv", 2),
+            ("attention.sliding_window", 8),
+        ] {
+            w.add(&format!("gemma3.{k}"), u(v));
+        }
+        w.add("gemma3.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
+        w.add(
+            "tokenizer.ggml.tokens",
+            Value::array(ValueType::String, vec![Value::String("a".into()); 8]),
+        );
+        for i in 0..4 {
+            w.add_tensor(
+                &format!("t{i}"),
+                crate::gguf::GgmlType::F32,
+                &[1],
+                vec![0; 4],
+            );
+        }
+        edit(&mut w);
+        let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
+        Arch::Gemma3.hparams(&f).map_err(|e| e.to_string())
+    }
+
+    fn bools(b: &[bool]) -> Value {
+        Value::array(ValueType::Bool, b.iter().map(|&x| Value::Bool(x)).collect())
+    }
+
+    fn u32s(n: usize, v: u32) -> Value {
+        Value::array(ValueType::U32, vec![Value::U32(v); n])
+    }
+
+    #[test]
+    fn sliding_window_pattern_array_has_one_bool_per_layer() {
+        let hp = gemma3(|w| {
+            w.add(
+                "gemma3.attention.sliding_window_pattern",
+                bools(&[true, false, true, true]),
+            );
+        })
+        .unwrap();
+        assert_eq!(
+            (0..4).map(|il| hp.is_swa(il)).collect::<Vec<_>>(),
+            [true, false, true, true]
+        );
+        // Every layer local, or none: both are patterns too.
+        let hp = gemma3(|w| {
+            w.add("gemma3.attention.sliding_window_pattern", bools(&[true; 4]));
+        })
+        .unwrap();
+        assert!((0..4).all(|il| hp.is_swa(il)));
+    }
+
+    #[test]
+    fn a_per_layer_array_of_another_length_names_both_counts() {
+        let e = gemma3(|w| {
+            w.add(
+                "gemma3.attention.sliding_window_pattern",
+                bools(&[true, false, true]),
+            );
+        })
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "bad model metadata: metadata key 'gemma3.attention.sliding_window_pattern' \
+             should be one entry per layer, found 3 entries (gemma3.block_count is 4)"
+        );
+        let e = gemma3(|w| {
+            w.add("gemma3.attention.sliding_window_pattern", u32s(4, 1));
+        })
+        .unwrap_err();
+        assert!(
+            e.ends_with("should be one bool per layer, found an array of u32"),
+            "{e}"
+        );
+        for key in [
+            "attention.head_count",
+            "attention.head_count_kv",
+            "feed_forward_length",
+        ] {
+            let e = gemma3(|w| {
+                w.add(&format!("gemma3.{key}"), u32s(5, 4));
+            })
+            .unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "bad model metadata: metadata key 'gemma3.{key}' should be one entry per \
+                     layer, found 5 entries (gemma3.block_count is 4)"
+                )
+            );
+            // The right length is still one value Ember cannot take per layer: one error.
+            let e = gemma3(|w| {
+                w.add(&format!("gemma3.{key}"), u32s(4, 4));
+            })
+            .unwrap_err();
+            assert_eq!(e.matches("metadata key").count(), 1, "{e}");
+            assert!(e.contains(&format!("'gemma3.{key}' should be u32")), "{e}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Models: hyper-parameters, weights bound by name and shape, and the forward graph of each
 //! supported architecture (see [`arch`] for how to add one).
 
+pub mod agree;
 pub mod arch;
 pub mod hparams;
 pub mod layers;
@@ -66,6 +67,8 @@ pub enum LoadError {
     #[error(transparent)]
     Hparams(#[from] HparamsError),
     #[error(transparent)]
+    Disagree(#[from] agree::Disagreement),
+    #[error(transparent)]
     Weights(#[from] WeightError),
     #[error("cannot lock the model in memory (--mlock): {0}")]
     Mlock(std::io::Error),
@@ -117,12 +120,12 @@ pub struct Model {
 }
 
 impl Model {
-    /// A 64-bit fingerprint of the model file, to recognise state files made with it: FNV-1a
-    /// over the file size, the header (metadata and tensor table, up to 64 MiB) and the first
+    /// A 64-bit fingerprint of the model file, to recognise state files made with it: the
+    /// crate's [hash](crate::hash) of the file size, the header (metadata and tensor table, up to 64 MiB) and the first
     /// and last 4 KiB of every tensor's data.
     pub fn fingerprint(&self) -> u64 {
         let f = &self.file;
-        let mut h = Fnv::new();
+        let mut h = crate::hash::Hasher::new();
         h.write(&f.file_size().to_le_bytes());
         let bytes = f.bytes();
         let head = (f.data_offset() as usize).min(bytes.len()).min(64 << 20);
@@ -132,7 +135,7 @@ impl Model {
             h.write(&d[..d.len().min(4096)]);
             h.write(&d[d.len().saturating_sub(4096)..]);
         }
-        h.0
+        h.finish()
     }
 
     /// Load a model from an opened GGUF file.
@@ -147,6 +150,7 @@ impl Model {
                 .join(", "),
         })?;
         let hp = arch.hparams(&file)?;
+        agree::check_vocab(&file, &arch_name)?;
         let offload = Offload::plan(opts.n_gpu_layers, opts.main_gpu, hp.n_layer)?;
         let mut b = weights::Binder::new(&file, opts, &offload)?;
         let (e, v) = (hp.n_embd as u64, hp.n_vocab as u64);
@@ -185,20 +189,5 @@ impl Model {
     /// Nodes a forward graph of this model may need.
     pub fn graph_size(&self) -> usize {
         (self.file.tensors().len() * 8).max(1024) + 64 * self.hp.n_layer as usize
-    }
-}
-
-/// FNV-1a, 64 bits.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        }
     }
 }

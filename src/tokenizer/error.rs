@@ -51,6 +51,14 @@ pub enum TokenizerError {
     #[error("metadata key 'tokenizer.ggml.tokens' has {0} entries; expected 1 to 2^31-1")]
     BadVocabSize(usize),
 
+    /// A special-token id key names a token past the end of the vocabulary.
+    #[error("metadata key '{key}' is {id}, but tokenizer.ggml.tokens has {n} entries (ids 0 to {})", .n - 1)]
+    SpecialOutOfRange {
+        key: &'static str,
+        id: u64,
+        n: usize,
+    },
+
     /// A flag asks for a token the vocabulary does not have.
     #[error("metadata key '{flag}' is true but the vocabulary has no {what} token ({id_key})")]
     MissingSpecial {

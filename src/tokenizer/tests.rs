@@ -150,11 +150,26 @@ fn special_ids_and_eog() {
 }
 
 #[test]
-fn out_of_range_special_id_is_ignored() {
+fn out_of_range_special_id_is_refused_naming_both_sides() {
+    // llama.cpp ignores such an id with a warning; Ember refuses the file (issue 19).
     let mut r = raw("smollm");
-    r.special_ids
-        .push(("tokenizer.ggml.eot_token_id", 1_000_000));
-    assert_eq!(tok(&r).eot(), Some(2));
+    let n = r.tokens.len();
+    for id in [n as u64, 1_000_000, u64::from(u32::MAX) + 1] {
+        r.special_ids = vec![("tokenizer.ggml.eot_token_id", id)];
+        let Err(e) = Tokenizer::from_raw(r.clone()) else {
+            panic!("id {id} accepted")
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "metadata key 'tokenizer.ggml.eot_token_id' is {id}, but tokenizer.ggml.tokens \
+                 has {n} entries (ids 0 to {})",
+                n - 1
+            )
+        );
+    }
+    r.special_ids = vec![("tokenizer.ggml.eot_token_id", n as u64 - 1)];
+    assert_eq!(tok(&r).eot(), Some(n as u32 - 1));
 }
 
 #[test]

@@ -291,8 +291,9 @@ impl Vocab {
         }
         let index = TokenIndex::new(&tokens);
 
-        // Special ids: defaults out of range are disabled, keys override (out-of-range keys are
-        // ignored with a warning, as llama.cpp does).
+        // Special ids: defaults out of range are disabled, keys override. A key out of range
+        // is refused (llama.cpp ignores it with a warning): the file disagrees with itself, and
+        // the id meant is unknown.
         for id in ids.iter_mut() {
             if id.is_some_and(|v| v as usize >= n) {
                 *id = None;
@@ -302,11 +303,10 @@ impl Vocab {
             let Some(&(_, v)) = raw.special_ids.iter().find(|(k, _)| *k == key) else {
                 continue;
             };
-            if v as usize >= n || v > u32::MAX as u64 {
-                log::warn!("bad special token: '{key}' = {v} (vocabulary has {n} tokens); ignored");
-            } else {
-                ids[slot as usize] = Some(v as u32);
+            if v >= n as u64 {
+                return Err(TokenizerError::SpecialOutOfRange { key, id: v, n });
             }
+            ids[slot as usize] = Some(v as u32);
         }
         if let Some(v) = raw.add_bos {
             add_bos = v;
