@@ -6,11 +6,11 @@ mod common;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ember::generate::{generate, GenerateParams, Session, SessionParams, Want};
+use ember::generate::{generate, EvalError, GenerateParams, Session, SessionParams, Want};
 use ember::ggml::Type;
 use ember::model::{open_gguf, LoadOptions, Model};
 use ember::sampling::{Sampler, SamplingParams};
-use ember::speculative::{self, DraftModel, Drafter, Lookup, SpecParams, Speculator};
+use ember::speculative::{self, Draft, DraftModel, Drafter, Lookup, SpecParams, Speculator};
 use ember::tokenizer::Tokenizer;
 
 struct Loaded {
@@ -135,6 +135,66 @@ fn greedy_output_equals_plain_decoding_with_any_draft() {
     };
     let (got, _, _) = speculative(&target, d, spec, greedy(), GEN);
     assert_eq!(got, want, "cost model");
+}
+
+/// Drafts from a known text: its continuation (`wrong` false, every draft accepted) or, at
+/// each position, another token than the one there (every draft rejected).
+struct Replay {
+    answer: Vec<u32>,
+    wrong: bool,
+    text: Vec<u32>,
+}
+
+impl Drafter for Replay {
+    fn start(&mut self, prompt: &[u32]) -> Result<Option<f64>, EvalError> {
+        self.text = prompt.to_vec();
+        Ok(Some(0.0))
+    }
+
+    fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError> {
+        let next = self.answer.iter().skip(self.text.len()).take(k);
+        let tokens = if self.wrong {
+            next.map(|&t| (t + 1) % n_vocab as u32).collect()
+        } else {
+            next.copied().collect()
+        };
+        Ok(Draft::point_masses(tokens))
+    }
+
+    fn accept(&mut self, tokens: &[u32]) {
+        self.text.extend_from_slice(tokens);
+    }
+
+    fn rollback(&mut self, len: usize) {
+        self.text.truncate(len);
+    }
+
+    fn is_free(&self) -> bool {
+        true
+    }
+}
+
+/// A new drafter is one `impl Drafter`, outside the crate too: whether all its drafts are
+/// accepted or none, the text is plain decoding's and the cache holds it.
+#[test]
+fn a_drafter_of_ones_own_keeps_plain_decodings_tokens() {
+    let (_d1, p1) = common::tiny_model(1);
+    let target = load(&p1);
+    let want = plain(&target);
+    let answer: Vec<u32> = PROMPT.iter().chain(&want).copied().collect();
+    for wrong in [false, true] {
+        let d = Box::new(Replay {
+            answer: answer.clone(),
+            wrong,
+            text: Vec::new(),
+        });
+        let (got, s, stats) = speculative(&target, d, fixed(4), greedy(), GEN);
+        assert_eq!(got, want, "wrong drafts: {wrong}");
+        assert_eq!(s.n_past() as usize, PROMPT.len() + want.len() - 1);
+        assert!(stats.drafted > 0, "{stats:?}");
+        let accepted = if wrong { 0 } else { stats.drafted };
+        assert_eq!(stats.accepted, accepted, "wrong drafts: {wrong}");
+    }
 }
 
 #[test]

@@ -14,7 +14,10 @@ use crate::tokenizer::Tokenizer;
 use super::drafter::{Draft, Drafter};
 use super::policy::Policy;
 use super::stats::SpecStats;
-use super::{accept, timed, Speculator, GREEDY_REPACKED_MAX_DRAFT};
+use super::{accept, timed, Speculator};
+
+/// Longest draft at temperature 0 on repacked weights (a batch of 3 rows).
+const GREEDY_REPACKED_MAX_DRAFT: usize = 2;
 
 /// The longest draft whose verification picks exactly the tokens plain decoding would, where
 /// that is shorter than any draft: ggml's repacked kernels multiply groups of 4 rows
@@ -64,7 +67,10 @@ pub(super) fn generate(
     // A verified batch stays within one micro-batch, so rolling it back never reaches past
     // what a sliding-window ring holds.
     let n_ubatch = target.params().n_ubatch;
-    let max_batch = drafter.max_batch().map_or(n_ubatch, |d| d.min(n_ubatch)).max(2) as usize;
+    let max_batch = drafter
+        .max_batch()
+        .map_or(n_ubatch, |d| d.min(n_ubatch))
+        .max(2) as usize;
     let run = Run {
         n_ctx: target.n_ctx(),
         target,

@@ -33,10 +33,6 @@ pub use drafter::{Draft, Drafter};
 pub use lookup::Lookup;
 pub use stats::SpecStats;
 
-/// Longest draft at temperature 0 on repacked weights (batch of 3 rows, see
-/// `decode::exact_draft_cap`).
-pub const GREEDY_REPACKED_MAX_DRAFT: usize = 2;
-
 #[derive(Clone, Debug)]
 pub struct SpecParams {
     /// Most tokens drafted per step.

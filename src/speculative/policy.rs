@@ -143,7 +143,11 @@ mod tests {
             }
             p.verified(0);
         }
-        assert_eq!(probes, [16, 32, 64], "each probe drafted nothing; the wait doubles");
+        assert_eq!(
+            probes,
+            [16, 32, 64],
+            "each probe drafted nothing; the wait doubles"
+        );
         // a draft verified resets the streak
         p.verified(2);
         assert_eq!(p.draft_len(4), 0);
