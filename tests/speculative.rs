@@ -6,11 +6,11 @@ mod common;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ember::generate::{generate, GenerateParams, Session, SessionParams, Want};
+use ember::generate::{generate, EvalError, GenerateParams, Session, SessionParams, Want};
 use ember::ggml::Type;
 use ember::model::{open_gguf, LoadOptions, Model};
 use ember::sampling::{Sampler, SamplingParams};
-use ember::speculative::{self, lookup::Lookup, DraftModel, Drafter, SpecParams};
+use ember::speculative::{self, Draft, DraftModel, Drafter, Lookup, SpecParams, Speculator};
 use ember::tokenizer::Tokenizer;
 
 struct Loaded {
@@ -68,16 +68,16 @@ fn plain(t: &Loaded) -> Vec<u32> {
 
 fn speculative(
     t: &Loaded,
-    d: &mut Drafter,
-    spec: &SpecParams,
+    d: Box<dyn Drafter>,
+    spec: SpecParams,
     sp: SamplingParams,
     g: GenerateParams,
 ) -> (Vec<u32>, Session, speculative::SpecStats) {
     let mut s = session(&t.model);
     let mut out = Vec::new();
     let mut sampler = Sampler::new(sp);
-    let (_, _, stats) =
-        speculative::generate(&mut s, d, &t.tok, &mut sampler, &PROMPT, g, spec, |id| {
+    let (_, _, stats) = Speculator::new(d, spec)
+        .generate(&mut s, &t.tok, &mut sampler, &PROMPT, g, |id| {
             out.push(id);
             true
         })
@@ -85,18 +85,14 @@ fn speculative(
     (out, s, stats)
 }
 
-fn model_drafter(d: &Loaded, sp: SamplingParams) -> Drafter {
-    Drafter::Model(Box::new(DraftModel::new(
-        session(&d.model),
-        Sampler::new(sp),
-    )))
+fn model_drafter(d: &Loaded, sp: SamplingParams) -> Box<dyn Drafter> {
+    Box::new(DraftModel::new(session(&d.model), Sampler::new(sp), 0.0))
 }
 
 fn fixed(k: usize) -> SpecParams {
     SpecParams {
         draft_max: k,
         draft_min: 0,
-        p_min: 0.0,
         fixed: true,
     }
 }
@@ -117,8 +113,8 @@ fn greedy_output_equals_plain_decoding_with_any_draft() {
     for (name, path) in [("itself", &p1), ("unrelated", &p2), ("1-layer cut", &cut)] {
         let draft = load(path);
         for k in [1, 3, 8] {
-            let mut d = model_drafter(&draft, greedy());
-            let (got, s, stats) = speculative(&target, &mut d, &fixed(k), greedy(), GEN);
+            let d = model_drafter(&draft, greedy());
+            let (got, s, stats) = speculative(&target, d, fixed(k), greedy(), GEN);
             assert_eq!(got, want, "draft {name}, k = {k}");
             assert_eq!(s.n_past() as usize, PROMPT.len() + want.len() - 1);
             if name == "itself" {
@@ -127,18 +123,78 @@ fn greedy_output_equals_plain_decoding_with_any_draft() {
             }
         }
     }
-    let mut d = Drafter::Lookup(Lookup::new(3));
-    let (got, _, _) = speculative(&target, &mut d, &fixed(4), greedy(), GEN);
+    let d = Box::new(Lookup::new(3));
+    let (got, _, _) = speculative(&target, d, fixed(4), greedy(), GEN);
     assert_eq!(got, want, "prompt lookup");
     // the cost model may choose any length, plain decoding included: same tokens
     let draft = load(&p2);
-    let mut d = model_drafter(&draft, greedy());
+    let d = model_drafter(&draft, greedy());
     let spec = SpecParams {
         fixed: false,
         ..fixed(6)
     };
-    let (got, _, _) = speculative(&target, &mut d, &spec, greedy(), GEN);
+    let (got, _, _) = speculative(&target, d, spec, greedy(), GEN);
     assert_eq!(got, want, "cost model");
+}
+
+/// Drafts from a known text: its continuation (`wrong` false, every draft accepted) or, at
+/// each position, another token than the one there (every draft rejected).
+struct Replay {
+    answer: Vec<u32>,
+    wrong: bool,
+    text: Vec<u32>,
+}
+
+impl Drafter for Replay {
+    fn start(&mut self, prompt: &[u32]) -> Result<Option<f64>, EvalError> {
+        self.text = prompt.to_vec();
+        Ok(Some(0.0))
+    }
+
+    fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError> {
+        let next = self.answer.iter().skip(self.text.len()).take(k);
+        let tokens = if self.wrong {
+            next.map(|&t| (t + 1) % n_vocab as u32).collect()
+        } else {
+            next.copied().collect()
+        };
+        Ok(Draft::point_masses(tokens))
+    }
+
+    fn accept(&mut self, tokens: &[u32]) {
+        self.text.extend_from_slice(tokens);
+    }
+
+    fn rollback(&mut self, len: usize) {
+        self.text.truncate(len);
+    }
+
+    fn is_free(&self) -> bool {
+        true
+    }
+}
+
+/// A new drafter is one `impl Drafter`, outside the crate too: whether all its drafts are
+/// accepted or none, the text is plain decoding's and the cache holds it.
+#[test]
+fn a_drafter_of_ones_own_keeps_plain_decodings_tokens() {
+    let (_d1, p1) = common::tiny_model(1);
+    let target = load(&p1);
+    let want = plain(&target);
+    let answer: Vec<u32> = PROMPT.iter().chain(&want).copied().collect();
+    for wrong in [false, true] {
+        let d = Box::new(Replay {
+            answer: answer.clone(),
+            wrong,
+            text: Vec::new(),
+        });
+        let (got, s, stats) = speculative(&target, d, fixed(4), greedy(), GEN);
+        assert_eq!(got, want, "wrong drafts: {wrong}");
+        assert_eq!(s.n_past() as usize, PROMPT.len() + want.len() - 1);
+        assert!(stats.drafted > 0, "{stats:?}");
+        let accepted = if wrong { 0 } else { stats.drafted };
+        assert_eq!(stats.accepted, accepted, "wrong drafts: {wrong}");
+    }
 }
 
 #[test]
@@ -146,8 +202,8 @@ fn rollback_leaves_the_cache_as_plain_decoding_does() {
     let (_d1, p1) = common::tiny_model(1);
     let (_d2, p2) = common::tiny_model(2);
     let (target, draft) = (load(&p1), load(&p2));
-    let mut d = model_drafter(&draft, greedy());
-    let (got, mut s, stats) = speculative(&target, &mut d, &fixed(5), greedy(), GEN);
+    let d = model_drafter(&draft, greedy());
+    let (got, mut s, stats) = speculative(&target, d, fixed(5), greedy(), GEN);
     assert!(
         stats.accepted < stats.drafted,
         "an unrelated draft gets rejections"
@@ -208,8 +264,8 @@ fn sampled_tokens_follow_the_target_distribution() {
     };
     let mut rejected = 0;
     for seed in 0..runs {
-        let mut d = model_drafter(&draft, sp(seed + 10_000));
-        let (got, _, st) = speculative(&target, &mut d, &fixed(3), sp(seed), g);
+        let d = model_drafter(&draft, sp(seed + 10_000));
+        let (got, _, st) = speculative(&target, d, fixed(3), sp(seed), g);
         counts[got[1] as usize] += 1;
         rejected += st.drafted - st.accepted;
     }

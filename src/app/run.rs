@@ -122,23 +122,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
         n_predict: a.n_predict,
         ignore_eos: a.ignore_eos,
     };
-    let mut drafter = super::speculate::drafter(a, &cfg, &loaded, &mut sampler)?;
+    let mut speculator = super::speculate::speculator(a, &cfg, &loaded, &sampler)?;
     let on_token = |id| super::signals::received().is_none() && out.token(id);
     let new = &ids[reused..];
-    let (stop, mut timings, spec_stats) = match &mut drafter {
-        Some(d) => {
-            let sp = super::speculate::spec_params(&a.spec);
-            let (stop, t, st) = crate::speculative::generate(
-                &mut session,
-                d,
-                tok,
-                &mut sampler,
-                new,
-                params,
-                &sp,
-                on_token,
-            )
-            .map_err(interrupted)?;
+    let (stop, mut timings, spec_stats) = match &mut speculator {
+        Some(sp) => {
+            let (stop, t, st) = sp
+                .generate(&mut session, tok, &mut sampler, new, params, on_token)
+                .map_err(interrupted)?;
             (stop, t, Some(st))
         }
         None => {

@@ -7,27 +7,36 @@ use crate::cli::args::FlashAttn;
 use crate::cli::args::{RunArgs, SpecArgs};
 use crate::cli::config::{cache_type, flash_attn_choice, ModelConfig, UsageError};
 use crate::sampling::{Sampler, SamplingParams};
-use crate::speculative::{compat, lookup::Lookup, DraftModel, Drafter, SpecParams};
+use crate::speculative::{compat, DraftModel, Drafter, Lookup, SpecParams, Speculator};
 
 use super::load::{self, Loaded};
 
-pub fn spec_params(a: &SpecArgs) -> SpecParams {
+fn spec_params(a: &SpecArgs) -> SpecParams {
     SpecParams {
         draft_max: a.draft_max,
         draft_min: a.draft_min,
-        p_min: a.draft_p_min,
         fixed: a.spec_fixed,
     }
 }
 
-/// The drafter the flags ask for, if any.
-pub fn drafter(
+/// The speculation the flags ask for, if any.
+pub fn speculator(
     a: &RunArgs,
     target_cfg: &ModelConfig,
     target: &Loaded,
-    sampler: &mut Sampler,
-) -> Result<Option<Drafter>> {
-    let s = &a.spec;
+    sampler: &Sampler,
+) -> Result<Option<Speculator>> {
+    let drafter = drafter(&a.spec, target_cfg, target, sampler)?;
+    Ok(drafter.map(|d| Speculator::new(d, spec_params(&a.spec))))
+}
+
+/// The drafter the flags ask for, if any.
+fn drafter(
+    s: &SpecArgs,
+    target_cfg: &ModelConfig,
+    target: &Loaded,
+    sampler: &Sampler,
+) -> Result<Option<Box<dyn Drafter>>> {
     if s.draft_max == 0 {
         if s.lookup || s.model_draft.is_some() {
             return Err(UsageError("--draft-max must be at least 1".into()).into());
@@ -38,7 +47,7 @@ pub fn drafter(
         if s.lookup_ngram == 0 {
             return Err(UsageError("--lookup-ngram must be at least 1".into()).into());
         }
-        return Ok(Some(Drafter::Lookup(Lookup::new(s.lookup_ngram))));
+        return Ok(Some(Box::new(Lookup::new(s.lookup_ngram))));
     }
     let Some(path) = &s.model_draft else {
         return Ok(None);
@@ -77,8 +86,9 @@ pub fn drafter(
         seed: u64::from(sampler.seed()) ^ 0x9e37_79b9,
         ..sampler.params().clone()
     };
-    Ok(Some(Drafter::Model(Box::new(DraftModel::new(
+    Ok(Some(Box::new(DraftModel::new(
         session,
         Sampler::new(params),
-    )))))
+        s.draft_p_min,
+    ))))
 }

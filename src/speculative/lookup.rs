@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 
+use crate::generate::EvalError;
+
+use super::drafter::{Draft, Drafter};
+
 /// N-gram index over a growing token history.
 #[derive(Clone, Debug)]
 pub struct Lookup {
@@ -41,6 +45,14 @@ impl Lookup {
         }
     }
 
+    /// Forgets the whole history.
+    pub fn clear(&mut self) {
+        self.history.clear();
+        for index in &mut self.index {
+            index.clear();
+        }
+    }
+
     /// Forgets the history from position `len` on (it must be re-extended in order). Indexed
     /// n-grams pointing past `len` are dropped lazily by [`draft`](Self::draft).
     pub fn truncate(&mut self, len: usize) {
@@ -73,6 +85,36 @@ impl Lookup {
             }
         }
         Vec::new()
+    }
+}
+
+/// Drafts cost no model evaluation: the text is indexed as it grows.
+impl Drafter for Lookup {
+    fn start(&mut self, prompt: &[u32]) -> Result<Option<f64>, EvalError> {
+        self.clear();
+        self.extend(prompt);
+        Ok(Some(0.0))
+    }
+
+    fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError> {
+        let tokens = self
+            .draft(k)
+            .into_iter()
+            .take_while(|&t| (t as usize) < n_vocab)
+            .collect();
+        Ok(Draft::point_masses(tokens))
+    }
+
+    fn accept(&mut self, tokens: &[u32]) {
+        self.extend(tokens);
+    }
+
+    fn rollback(&mut self, len: usize) {
+        self.truncate(len);
+    }
+
+    fn is_free(&self) -> bool {
+        true
     }
 }
 

@@ -1,0 +1,309 @@
+//! The speculative loop: hand out a token, draft after it, verify the token and the draft in
+//! one batched target pass, hand out the accepted prefix, roll both caches back to it. How
+//! many tokens to draft is the [`Policy`]'s call; which drafter drafts, the [`Drafter`]'s.
+
+use std::time::Instant;
+
+use crate::generate::decode::{check_prompt, Emitter};
+use crate::generate::{
+    EvalError, GenerateError, GenerateParams, Session, StopReason, Timings, Want,
+};
+use crate::sampling::Sampler;
+use crate::tokenizer::Tokenizer;
+
+use super::drafter::{Draft, Drafter};
+use super::policy::Policy;
+use super::stats::SpecStats;
+use super::{accept, timed, Speculator};
+
+/// Longest draft at temperature 0 on repacked weights (a batch of 3 rows).
+const GREEDY_REPACKED_MAX_DRAFT: usize = 2;
+
+/// The longest draft whose verification picks exactly the tokens plain decoding would, where
+/// that is shorter than any draft: ggml's repacked kernels multiply groups of 4 rows
+/// differently from single rows (gemm vs gemv), so at temperature 0 a verification batch of
+/// more than 3 could pick another argmax than plain decoding in a near-tie. Up to 3 rows every
+/// row takes the single-row path, so the text stays plain decoding's bit for bit;
+/// --no-repack lifts the cap.
+fn exact_draft_cap(target: &Session, sampler: &Sampler) -> Option<usize> {
+    if sampler.is_greedy() && target.model().weights.placements.n_repacked > 0 {
+        Some(GREEDY_REPACKED_MAX_DRAFT)
+    } else {
+        None
+    }
+}
+
+/// Speculative generation; see [`Speculator::generate`].
+pub(super) fn generate(
+    speculator: &mut Speculator,
+    target: &mut Session,
+    tok: &Tokenizer,
+    sampler: &mut Sampler,
+    prompt: &[u32],
+    params: GenerateParams,
+    on_token: impl FnMut(u32) -> bool,
+) -> Result<(StopReason, Timings, SpecStats), GenerateError> {
+    let (drafter, spec) = (&mut *speculator.drafter, &speculator.params);
+    check_prompt(target, prompt)?;
+    let draft_max = spec
+        .draft_max
+        .max(1)
+        .min(exact_draft_cap(target, sampler).unwrap_or(usize::MAX));
+    for &id in prompt {
+        sampler.accept(id);
+    }
+    let mut em = Emitter::new(tok, params, on_token, prompt.len());
+    debug_assert_eq!(target.n_past(), 0, "speculation starts from an empty cache");
+    let logits = target.eval(prompt, Want::Last)?.to_vec();
+    let mut policy = Policy::new(draft_max, spec.fixed);
+    if let Some(secs) = drafter.start(prompt)? {
+        policy.record_draft(secs);
+    }
+    if policy.measures() {
+        let last = *prompt.last().expect("check_prompt refuses an empty prompt");
+        calibrate(target, &mut policy, last, draft_max + 1)?;
+    }
+    em.prompt_done();
+    // A verified batch stays within one micro-batch, so rolling it back never reaches past
+    // what a sliding-window ring holds.
+    let n_ubatch = target.params().n_ubatch;
+    let max_batch = drafter
+        .max_batch()
+        .map_or(n_ubatch, |d| d.min(n_ubatch))
+        .max(2) as usize;
+    let run = Run {
+        n_ctx: target.n_ctx(),
+        target,
+        drafter,
+        sampler,
+        em,
+        policy,
+        stats: SpecStats {
+            k_hist: vec![0; draft_max + 1],
+            ..SpecStats::default()
+        },
+        n_vocab: logits.len(),
+        draft_max,
+        draft_min: spec.draft_min.max(1),
+        max_batch,
+        n_predict: params.n_predict,
+    };
+    run.decode(logits)
+}
+
+/// Measures the target's time for batches of 1, 2 and 3 or 4 (evaluated, then rolled back) so
+/// the cost model starts from facts where drafts are short; the user pays this once, before
+/// the first token. Longer batches are extrapolated (conservatively: the cost per token falls
+/// as batches grow) until steps measure them.
+fn calibrate(
+    target: &mut Session,
+    policy: &mut Policy,
+    last: u32,
+    n: usize,
+) -> Result<(), EvalError> {
+    let n0 = target.n_past();
+    let room = (target.n_ctx() - n0) as usize;
+    let sizes: &[usize] = if n <= 3 { &[1, 2, 3] } else { &[1, 2, 4] };
+    for &size in sizes {
+        if size > n || size > room {
+            continue;
+        }
+        let batch = vec![last; size];
+        let (r, secs) = timed(|| target.eval(&batch, Want::All).map(|_| ()));
+        r?;
+        let kept = target.truncate(n0);
+        debug_assert_eq!(kept, n0, "a rollback of a few tokens keeps the window");
+        policy.record_target(size, secs);
+    }
+    Ok(())
+}
+
+/// What follows a step.
+enum Next {
+    /// Sample the next token from the logits.
+    Sample,
+    /// The next token is this one (drawn where a draft was rejected).
+    Forced(u32),
+    Stop(StopReason),
+}
+
+/// One speculative generation after the prompt.
+struct Run<'a, 't, F: FnMut(u32) -> bool> {
+    target: &'a mut Session,
+    drafter: &'a mut dyn Drafter,
+    sampler: &'a mut Sampler,
+    em: Emitter<'t, F>,
+    policy: Policy,
+    stats: SpecStats,
+    n_ctx: u32,
+    n_vocab: usize,
+    /// Most tokens drafted per step; shorter drafts than `draft_min` are not verified.
+    draft_max: usize,
+    draft_min: usize,
+    /// Most tokens one verification pass may hold.
+    max_batch: usize,
+    n_predict: i64,
+}
+
+impl<F: FnMut(u32) -> bool> Run<'_, '_, F> {
+    /// Steps until a stop; `logits` predicts the first token after the prompt.
+    fn decode(
+        mut self,
+        mut logits: Vec<f32>,
+    ) -> Result<(StopReason, Timings, SpecStats), GenerateError> {
+        let mut forced = None;
+        let stop = loop {
+            if self.em.length_reached() {
+                break StopReason::Length;
+            }
+            let id = match forced.take() {
+                Some(id) => id,
+                None => self.sampler.sample(&logits),
+            };
+            match self.step(id, &mut logits)? {
+                Next::Sample => {}
+                Next::Forced(next) => forced = Some(next),
+                Next::Stop(reason) => break reason,
+            }
+        };
+        self.stats.target_alone_tps = self.policy.target_alone_tps();
+        Ok((stop, self.em.finish(), self.stats))
+    }
+
+    /// Hands out `id`, drafts after it and verifies `id` and the draft in one target pass;
+    /// on `Next::Sample`, `logits` predicts the next token.
+    fn step(&mut self, id: u32, logits: &mut Vec<f32>) -> Result<Next, GenerateError> {
+        if let Some(reason) = self.em.emit(self.sampler, id) {
+            return Ok(Next::Stop(reason));
+        }
+        self.push(id);
+        if self.target.n_past() + 1 >= self.n_ctx {
+            return Ok(Next::Stop(StopReason::ContextFull));
+        }
+        let k = self.policy.draft_len(self.draft_limit());
+        self.stats.k_hist[k.min(self.draft_max)] += 1;
+        let n0 = self.target.n_past() as usize;
+        let draft = self.propose(k)?;
+        self.policy.verified(draft.len());
+        let mut batch = Vec::with_capacity(draft.len() + 1);
+        batch.push(id);
+        batch.extend_from_slice(&draft.tokens);
+        let want = if draft.is_empty() {
+            Want::Last
+        } else {
+            Want::All
+        };
+        let (rows, secs) = timed(|| self.target.eval(&batch, want).map(<[f32]>::to_vec));
+        let rows = rows?;
+        self.policy.record_target(batch.len(), secs);
+        self.stats.target_passes += 1;
+        if draft.is_empty() {
+            *logits = rows;
+            return Ok(Next::Sample);
+        }
+        self.stats.drafted += draft.len();
+        self.verify(n0, &draft, &rows, logits)
+    }
+
+    /// The most tokens a draft may have this step: within the context, the tokens still
+    /// wanted and one micro-batch.
+    fn draft_limit(&self) -> usize {
+        let room = (self.n_ctx - self.target.n_past() - 1) as usize;
+        let remaining = if self.n_predict >= 0 {
+            (self.n_predict as usize).saturating_sub(self.em.generated())
+        } else {
+            usize::MAX
+        };
+        self.draft_max
+            .min(room)
+            .min(remaining)
+            .min(self.max_batch - 1)
+    }
+
+    /// Up to `k` drafted tokens (none for `k = 0`, or where fewer than `draft_min` came).
+    fn propose(&mut self, k: usize) -> Result<Draft, EvalError> {
+        if k == 0 {
+            return Ok(Draft::default());
+        }
+        let t0 = Instant::now();
+        let draft = self.drafter.propose(k, self.n_vocab)?;
+        let spent = t0.elapsed();
+        self.stats.draft_time += spent;
+        if !self.drafter.is_free() {
+            // catching up and sampling included; an empty draft still cost its time
+            self.policy
+                .record_draft(spent.as_secs_f64() / draft.len().max(1) as f64);
+        }
+        if draft.len() < self.draft_min {
+            return Ok(Draft::default());
+        }
+        Ok(draft)
+    }
+
+    /// Checks the draft against the target's rows (row i predicts the token after the
+    /// batch's token i), hands out the accepted prefix and rolls both caches back to it. The
+    /// batch started at cache position `n0`.
+    fn verify(
+        &mut self,
+        n0: usize,
+        draft: &Draft,
+        rows: &[f32],
+        logits: &mut Vec<f32>,
+    ) -> Result<Next, GenerateError> {
+        let n_vocab = self.n_vocab;
+        let greedy = self.sampler.is_greedy();
+        for (i, (&x, q)) in draft.tokens.iter().zip(&draft.dists).enumerate() {
+            let row = &rows[i * n_vocab..(i + 1) * n_vocab];
+            let p = self.sampler.distribution(row);
+            let ok = if greedy {
+                p[0].0 == x
+            } else {
+                let u = self.sampler.uniform();
+                accept::accept(&p, q, x, u)
+            };
+            self.policy.record_acceptance(ok);
+            if !ok {
+                let next = if greedy {
+                    p[0].0
+                } else {
+                    let r = accept::residual(&p, q);
+                    accept::draw(&r, self.sampler.uniform())
+                };
+                // the cache keeps the batch's tokens before the rejected one
+                self.rollback(n0 + 1 + i);
+                return Ok(Next::Forced(next));
+            }
+            self.stats.accepted += 1;
+            if let Some(reason) = self.em.emit(self.sampler, x) {
+                // as in plain decoding, the last token handed out (or the end-of-generation
+                // token) is not left in the cache
+                self.rollback(n0 + 1 + i);
+                return Ok(Next::Stop(reason));
+            }
+            self.push(x);
+        }
+        self.rollback(n0 + 1 + draft.len());
+        // every draft accepted: the last row predicts the next token
+        let last = draft.len();
+        logits.clear();
+        logits.extend_from_slice(&rows[last * n_vocab..(last + 1) * n_vocab]);
+        Ok(Next::Sample)
+    }
+
+    /// `id` was handed out: the drafter's text grows by it. The target's cache holds the
+    /// text but its last token (sampled, not evaluated yet).
+    fn push(&mut self, id: u32) {
+        self.drafter.accept(&[id]);
+    }
+
+    /// Keeps the first `len` positions in the target cache, and no more than those in the
+    /// drafter's.
+    fn rollback(&mut self, len: usize) {
+        let kept = self.target.truncate(len as u32);
+        debug_assert_eq!(
+            kept as usize, len,
+            "a rollback within one micro-batch keeps the window"
+        );
+        self.drafter.rollback(len);
+    }
+}
