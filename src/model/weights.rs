@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::ggml::kernels::{Placement, Route};
+use crate::ggml::kernels::{Kernel, Placement, Route};
 use crate::ggml::{BufferType, Context, GgmlError, HostMemory, Tensor, TensorHandle, Type};
 use crate::gguf::{GgufFile, TensorInfo};
 
@@ -79,7 +79,10 @@ impl WeightSet {
 
     /// `w · x` in graph context `ctx`, by the kernel `w`'s route picks for `x`'s columns.
     pub fn matmul<'a>(&'a self, ctx: &'a Context, w: TensorHandle, x: Tensor<'a>) -> Tensor<'a> {
-        let kernel = self.route(w).kernel(x.ne()[1]);
+        let kernel = self
+            .routes
+            .get(&w)
+            .map_or(Kernel::Ggml, |r| r.kernel(x.ne()[1]));
         ctx.mul_mat_by(kernel, self.get(w), x)
     }
 
@@ -91,11 +94,11 @@ impl WeightSet {
             .unwrap_or_else(|| Route::ggml(Placement::of(self.get(w))))
     }
 
-    /// How many activation columns of one forward pass give, token for token, the logits that
-    /// one-token passes give (see [`Route::exact_columns`]): the fewest of any matrix's route;
-    /// `None` where no route limits it. With weights in ggml's CPU repack buffer this is 3, so
-    /// a greedy speculative step that must pick exactly what plain decoding picks verifies at
-    /// most 3 tokens (a draft of 2).
+    /// How many tokens one forward pass may evaluate and still give each token the logits a
+    /// one-token pass gives, bit for bit: the fewest [`Route::exact_columns`] of any matrix
+    /// (`None`: no route limits it). A greedy speculative step that must pick exactly what
+    /// plain decoding picks verifies at most this many tokens (a draft one shorter). With
+    /// weights in ggml's CPU repack buffer this is 3.
     pub fn exact_columns(&self) -> Option<usize> {
         self.routes.values().filter_map(Route::exact_columns).min()
     }
@@ -433,5 +436,21 @@ impl<'f> Binder<'f> {
 impl AsRef<[u8]> for GgufFile {
     fn as_ref(&self) -> &[u8] {
         self.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layer_pattern;
+
+    #[test]
+    fn layer_names_group_across_layers() {
+        assert_eq!(layer_pattern("blk.12.attn_q.weight"), "blk.*.attn_q.weight");
+        assert_eq!(
+            layer_pattern("blk.0.ffn_down.weight"),
+            "blk.*.ffn_down.weight"
+        );
+        assert_eq!(layer_pattern("output.weight"), "output.weight");
+        assert_eq!(layer_pattern("blk.x.attn_q.weight"), "blk.x.attn_q.weight");
     }
 }
