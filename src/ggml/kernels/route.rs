@@ -7,16 +7,16 @@
 //! reproduces; the column ranges below are those. Outside them, and wherever a switch turns
 //! Ember's ops off, a weight is multiplied by ggml's own matmul:
 //!
-//! | kernel                | weights                                   | columns   |
-//! |-----------------------|-------------------------------------------|-----------|
-//! | decode op             | Q4_1, Q5_0, Q8_0, Q6_K in plain host memory | 1       |
-//! | Q4_K decode op        | Q4_K in ggml's CPU repack buffer          | 1–3       |
-//! | Q4_K prompt op        | Q4_K in ggml's CPU repack buffer          | 4 or more |
-//! | tile op               | Q4_1, Q5_0, Q8_0 in plain host memory     | 2 or more |
-//! | Q6_K prompt op        | Q6_K in plain host memory                 | 8 or more |
+//! | kernel         | weights                                     | columns   |
+//! |----------------|---------------------------------------------|-----------|
+//! | decode op      | Q4_1, Q5_0, Q8_0, Q6_K in plain host memory | 1         |
+//! | Q4_K decode op | Q4_K in ggml's CPU repack buffer            | 1–3       |
+//! | Q4_K prompt op | Q4_K in ggml's CPU repack buffer            | 4 or more |
+//! | tile op        | Q4_1, Q5_0, Q8_0 in plain host memory       | 2 or more |
+//! | Q6_K prompt op | Q6_K in plain host memory                   | 8 or more |
 //!
-//! Where the weights may run there (see each [`Kernel`]): the CPU's features, and for the Q6_K
-//! op ggml's build. With layers on a GPU, ggml's scheduler runs products of 32 columns or more
+//! Each kernel also needs the CPU features it uses (`runs_on` in `mod.rs`), and the Q6_K op a
+//! ggml built as it reproduces (AVX-512 VNNI, GCC) with its tiled path on. With layers on a GPU, ggml's scheduler runs products of 32 columns or more
 //! on the GPU even where the weights are in host memory: those stay ggml's matmul (the tile
 //! and Q6_K ops), so that it still can; repacked weights are never moved, so the Q4_K ops stay.
 //!
