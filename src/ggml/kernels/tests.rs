@@ -563,7 +563,7 @@ fn vnni_and_avx2_kernels_agree() {
 /// Timing of both ops on one matrix (`cargo test --release --lib gemv_timing -- --ignored
 /// --nocapture`): prints figures, asserts nothing about speed.
 #[test]
-#[ignore]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn gemv_timing() {
     let shapes = [
         (Type::Q4_1, 576, 1536),
@@ -639,7 +639,7 @@ fn time_against_ggml<'a>(
 /// Timing of ggml's matmul and the tile op on prompt-sized products (`cargo test --release
 /// --lib tiled_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
 #[test]
-#[ignore]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn tiled_timing() {
     let shapes = [
         (Type::Q4_1, 576, 1536, 512),
@@ -660,7 +660,7 @@ fn tiled_timing() {
 /// (`cargo test --release --lib k_quant_timing -- --ignored --nocapture`, `GEMV_THREADS=2`):
 /// prints figures only.
 #[test]
-#[ignore]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn k_quant_timing() {
     let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
     for (k, n, m) in [(1536, 8960, 512), (8960, 1536, 512), (1536, 1536, 512)] {
