@@ -1,4 +1,5 @@
-//! Build facts for `ember --version`: git revision, profile, target, enabled backends.
+//! Build facts for `ember --version`: git revision, profile, target, enabled backends; and the
+//! host CPU's features, as cfgs for the kernel tests (see `cpu_cfgs`).
 use std::process::Command;
 
 fn main() {
@@ -35,6 +36,47 @@ fn main() {
         "cargo:rustc-env=EMBER_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()
     );
+    cpu_cfgs();
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
+}
+
+/// cfgs saying what the kernels of `src/ggml/kernels/` can run on the CPU the tests will run
+/// on, so that a test this CPU cannot run is ignored, with the reason, and never passes
+/// without running. Known only when building for the machine that builds (host = target, as
+/// ggml itself is compiled for the host CPU); otherwise none is set and those tests are ignored.
+/// - `cpu_avx2`: AVX2, FMA and F16C (the decode op);
+/// - `cpu_avx512vnni`: and AVX-512 F, BW, VL and VNNI (the tile op and the K-quant ops);
+/// - `ggml_tiles_vnni`: and ggml compiled for it (not `portable`) by a compiler that fuses its
+///   last multiply-add (GCC): the tiled path the Q6_K op reproduces.
+fn cpu_cfgs() {
+    for cfg in ["cpu_avx2", "cpu_avx512vnni", "ggml_tiles_vnni"] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    if var("HOST") != var("TARGET") {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        let vnni = avx2
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni");
+        let ggml_tiles =
+            vnni && var("DEP_GGML_CPU_FLAGS") == "native" && var("DEP_GGML_CXX_FUSES") == "1";
+        for (cfg, on) in [
+            ("cpu_avx2", avx2),
+            ("cpu_avx512vnni", vnni),
+            ("ggml_tiles_vnni", ggml_tiles),
+        ] {
+            if on {
+                println!("cargo::rustc-cfg={cfg}");
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::config::ModelConfig;
 use crate::generate::{Session, SessionParams};
+use crate::ggml::kernels::Placement;
 use crate::model::{open_gguf, Model};
 use crate::tokenizer::Tokenizer;
 
@@ -45,6 +46,7 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
         p.repacked as f64 / 1048576.0,
         p.n_repacked
     );
+    log_routes(&model);
     log::info!(
         "backends: {}; devices: {}",
         crate::ggml::compiled_backends(),
@@ -63,6 +65,39 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
         tokenizer,
         load_time: start.elapsed(),
     })
+}
+
+/// The route table (`-v`): which kernel multiplies each matrix, by number of columns (tokens
+/// in a micro-batch), matrices alike grouped.
+fn log_routes(model: &Model) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
+    let rows = model.weights.route_table();
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let exact = model
+        .weights
+        .exact_columns()
+        .map_or("any number of".to_string(), |n| format!("up to {n}"));
+    log::info!(
+        "kernel routes by columns per product (products of {exact} columns give one-column results bit for bit):"
+    );
+    for r in rows {
+        let placement = match r.placement {
+            Placement::Host => "host",
+            Placement::Repacked => "repacked",
+            Placement::Device => "gpu",
+        };
+        log::info!(
+            "  {:<width$} x{:<3} {:<6} {:>14} {:<8} {}",
+            r.name,
+            r.count,
+            r.ty.name(),
+            format!("[{}, {}]", r.ne[0], r.ne[1]),
+            placement,
+            r.route
+        );
+    }
 }
 
 /// A session with the configured context (0 or above the training context → the training context).

@@ -20,7 +20,7 @@ static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A lifetime-free reference to a tensor of a long-lived context (weights, KV cache), turned
 /// back into a [`Tensor`] by [`Context::get`] on the same context.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TensorHandle {
     ptr: NonNull<sys::ggml_tensor>,
     ctx_id: u64,

@@ -13,7 +13,7 @@
 mod backend;
 mod context;
 mod device;
-pub mod gemv;
+pub mod kernels;
 mod log;
 mod mmap;
 mod types;

@@ -3,7 +3,7 @@
 //! so that our logits match its logits. Every intermediate is named `{name}-{layer}` so graphs
 //! can be dumped and compared.
 
-use crate::ggml::{gemv, Context, Graph, Tensor, TensorHandle, Type};
+use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::KvCache;
 
 use super::Model;
@@ -176,27 +176,9 @@ impl<'g> Builder<'g> {
         self.ctx.mul(t, self.w(weight))
     }
 
-    /// `W x`: by Ember's decode kernels (one token; repacked Q4_K: up to three) or prompt
-    /// kernels (several) where they apply, all giving ggml's results bit for bit, else by
-    /// ggml's matmul. With layers on a GPU, ggml's scheduler runs the products of batches of 32
-    /// tokens or more on the GPU even for weights in host memory (op offload); those stay
-    /// ggml's matmul so that it still can (the repack buffer is never offloaded).
+    /// `W x`, by the kernel `W`'s route picks (decided at load: `crate::ggml::kernels`).
     pub fn mm(&self, w: TensorHandle, x: Tensor<'g>) -> Tensor<'g> {
-        let w = self.w(w);
-        let offloadable = self.model.offload.any() && x.ne()[1] >= 32;
-        if gemv::applies(w, x) {
-            self.ctx.mul_mat_vec(w, x)
-        } else if gemv::applies_q4k_vec(w, x) {
-            self.ctx.mul_mat_q4k_vec(w, x)
-        } else if gemv::applies_q4k(w, x) {
-            self.ctx.mul_mat_q4k(w, x)
-        } else if !offloadable && gemv::applies_tiled(w, x) {
-            self.ctx.mul_mat_tiled(w, x)
-        } else if !offloadable && gemv::applies_q6k(w, x) {
-            self.ctx.mul_mat_q6k(w, x)
-        } else {
-            self.ctx.mul_mat(w, x)
-        }
+        self.model.weights.matmul(self.ctx, w, x)
     }
 
     /// `W x (+ b)`.

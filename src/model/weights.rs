@@ -1,11 +1,14 @@
 //! Binding GGUF tensors to ggml tensors: by name, with the expected shape, and placed either in
 //! place in the file mapping (zero copy) or in ggml's CPU repack buffer where ggml says its
 //! interleaved kernels apply (llama.cpp's default too), or, for layers offloaded with `-ngl`
-//! (see [`super::offload`]), copied into the GPU's memory.
+//! (see [`super::offload`]), copied into the GPU's memory. Once placed, each matrix gets its
+//! kernel route ([`Route`]: which kernel multiplies it, by number of columns), and the graph
+//! builder multiplies by [`WeightSet::matmul`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::ggml::kernels::{Kernel, Placement, Route};
 use crate::ggml::{BufferType, Context, GgmlError, HostMemory, Tensor, TensorHandle, Type};
 use crate::gguf::{GgufFile, TensorInfo};
 
@@ -53,12 +56,16 @@ impl Default for LoadOptions {
     }
 }
 
-/// The model's weight tensors, in up to three ggml contexts (plain, repacked, on the GPU).
+/// The model's weight tensors, in up to three ggml contexts (plain, repacked, on the GPU), and
+/// the kernel route of each matrix.
 pub struct WeightSet {
     plain: Context,
     repacked: Option<Context>,
     gpu: Option<Context>,
     pub placements: Placements,
+    /// The matrices (left operands of products), by name in binding order, with their routes.
+    matrices: Vec<(String, TensorHandle)>,
+    routes: HashMap<TensorHandle, Route>,
 }
 
 impl WeightSet {
@@ -68,6 +75,84 @@ impl WeightSet {
             (_, Some(g)) if g.owns(h) => g.get(h),
             _ => self.plain.get(h),
         }
+    }
+
+    /// `w · x` in graph context `ctx`, by the kernel `w`'s route picks for `x`'s columns.
+    pub fn matmul<'a>(&'a self, ctx: &'a Context, w: TensorHandle, x: Tensor<'a>) -> Tensor<'a> {
+        let kernel = self
+            .routes
+            .get(&w)
+            .map_or(Kernel::Ggml, |r| r.kernel(x.ne()[1]));
+        ctx.mul_mat_by(kernel, self.get(w), x)
+    }
+
+    /// The kernel route of matrix `w` (ggml's matmul throughout for a tensor not bound as one).
+    pub fn route(&self, w: TensorHandle) -> Route {
+        self.routes
+            .get(&w)
+            .cloned()
+            .unwrap_or_else(|| Route::ggml(Placement::of(self.get(w))))
+    }
+
+    /// How many tokens one forward pass may evaluate and still give each token the logits a
+    /// one-token pass gives, bit for bit: the fewest [`Route::exact_columns`] of any matrix
+    /// (`None`: no route limits it). A greedy speculative step that must pick exactly what
+    /// plain decoding picks verifies at most this many tokens (a draft one shorter). With
+    /// weights in ggml's CPU repack buffer this is 3.
+    pub fn exact_columns(&self) -> Option<usize> {
+        self.routes.values().filter_map(Route::exact_columns).min()
+    }
+
+    /// The route table, one row per group of matrices alike (same name but for the layer,
+    /// type, shape, memory and route), in binding order.
+    pub fn route_table(&self) -> Vec<RouteRow> {
+        let mut rows: Vec<RouteRow> = Vec::new();
+        for (name, h) in &self.matrices {
+            let t = self.get(*h);
+            let route = self.route(*h);
+            let row = RouteRow {
+                name: layer_pattern(name),
+                count: 1,
+                ty: t.ty(),
+                ne: [t.ne()[0], t.ne()[1]],
+                placement: route.placement(),
+                route,
+            };
+            match rows.iter_mut().find(|r| r.same_group(&row)) {
+                Some(r) => r.count += 1,
+                None => rows.push(row),
+            }
+        }
+        rows
+    }
+}
+
+/// Matrices alike and their route (see [`WeightSet::route_table`]).
+#[derive(Clone, Debug)]
+pub struct RouteRow {
+    /// The name, `blk.*.` for every layer's.
+    pub name: String,
+    /// How many matrices (layers).
+    pub count: usize,
+    pub ty: Type,
+    /// [columns, rows]
+    pub ne: [i64; 2],
+    pub placement: Placement,
+    pub route: Route,
+}
+
+impl RouteRow {
+    fn same_group(&self, o: &RouteRow) -> bool {
+        (&self.name, self.ty, self.ne, self.placement, &self.route)
+            == (&o.name, o.ty, o.ne, o.placement, &o.route)
+    }
+}
+
+/// `blk.12.attn_q.weight` → `blk.*.attn_q.weight`.
+fn layer_pattern(name: &str) -> String {
+    match name.strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+        Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) => format!("blk.*.{rest}"),
+        _ => name.to_string(),
     }
 }
 
@@ -94,6 +179,8 @@ pub struct Binder<'f> {
     /// By name and "on the GPU".
     bound: HashMap<(String, bool), (TensorHandle, &'f TensorInfo)>,
     order: Vec<(String, bool)>,
+    /// Those bound (at least once) as the left operand of products.
+    matrices: HashSet<(String, bool)>,
 }
 
 impl<'f> Binder<'f> {
@@ -122,6 +209,7 @@ impl<'f> Binder<'f> {
             offload: offload.clone(),
             bound: HashMap::new(),
             order: Vec::new(),
+            matrices: HashSet::new(),
         })
     }
 
@@ -152,6 +240,9 @@ impl<'f> Binder<'f> {
         // llama.cpp.
         let key = (name.to_string(), on_gpu);
         if let Some((h, _)) = self.bound.get(&key) {
+            if matmul {
+                self.matrices.insert(key);
+            }
             return Ok(Some(*h));
         }
         let Some(info) = self.file.tensor(name) else {
@@ -193,6 +284,9 @@ impl<'f> Binder<'f> {
         let t = ctx.new_tensor(ty, &ne).set_name(name);
         let h = ctx.handle(t);
         self.bound.insert(key.clone(), (h, info));
+        if matmul {
+            self.matrices.insert(key.clone());
+        }
         self.order.push(key);
         Ok(Some(h))
     }
@@ -320,17 +414,43 @@ impl<'f> Binder<'f> {
             }
             None => None,
         };
-        Ok(WeightSet {
+        let mut ws = WeightSet {
             plain,
             repacked,
             gpu,
             placements: p,
-        })
+            matrices: Vec::new(),
+            routes: HashMap::new(),
+        };
+        // Routes are decided once the weights are where they stay.
+        let gpu_layers = self.offload.any();
+        for key in self.order.iter().filter(|k| self.matrices.contains(*k)) {
+            let (h, _) = self.bound[key];
+            ws.routes.insert(h, Route::decide(ws.get(h), gpu_layers));
+            ws.matrices.push((key.0.clone(), h));
+        }
+        Ok(ws)
     }
 }
 
 impl AsRef<[u8]> for GgufFile {
     fn as_ref(&self) -> &[u8] {
         self.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layer_pattern;
+
+    #[test]
+    fn layer_names_group_across_layers() {
+        assert_eq!(layer_pattern("blk.12.attn_q.weight"), "blk.*.attn_q.weight");
+        assert_eq!(
+            layer_pattern("blk.0.ffn_down.weight"),
+            "blk.*.ffn_down.weight"
+        );
+        assert_eq!(layer_pattern("output.weight"), "output.weight");
+        assert_eq!(layer_pattern("blk.x.attn_q.weight"), "blk.x.attn_q.weight");
     }
 }

@@ -190,6 +190,8 @@ fn main() {
     let tool = cpp.get_compiler();
     let fuses = tool.is_like_gnu() && !tool.is_like_clang();
     println!("cargo:rustc-env=GGML_SYS_CXX_FUSES={}", u8::from(fuses));
+    // For dependents' build scripts (DEP_GGML_CXX_FUSES): Ember's kernel tests need it.
+    println!("cargo:cxx_fuses={}", u8::from(fuses));
     cpp.compile("ggml");
 
     if apple {

@@ -8,7 +8,7 @@
 //! chain of fused multiply-adds. The activation quantizers mirror ggml's `quantize_row_q8_0`
 //! and `quantize_row_q8_1` the same way.
 //!
-//! Every function here is `unsafe`: callers check the CPU features first ([`Isa::detect`]) and
+//! Every function here is `unsafe`: callers check the CPU features first (`route::Machine`) and
 //! pass pointers to whole blocks (the caller's SAFETY comments say why they are).
 
 use std::arch::x86_64::*;
@@ -30,22 +30,6 @@ pub enum Isa {
     Avx2,
     /// `vpdpbusd` (AVX-512 VNNI on 256-bit vectors), as ggml uses when built for such a CPU.
     Vnni,
-}
-
-impl Isa {
-    pub fn detect() -> Option<Isa> {
-        let base = is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c");
-        if !base {
-            return None;
-        }
-        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-            Some(Isa::Vnni)
-        } else {
-            Some(Isa::Avx2)
-        }
-    }
 }
 
 /// Every f16 value as f32 (256 KiB, built once). The kernels look scales up here rather than

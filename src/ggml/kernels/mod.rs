@@ -1,22 +1,25 @@
-//! Matrix × vector products for decoding, as a ggml custom op.
+//! Ember's matrix kernels, as ggml custom ops, and the route that picks one per weight.
 //!
-//! When one token is evaluated, every weight matrix is multiplied by one activation vector.
-//! ggml's CPU kernels for Q4_1, Q5_0, Q8_0 and Q6_K weights then compute one row at a time along a
-//! single chain of fused multiply-adds, so the core waits on that chain's latency rather than
-//! on memory (profiled on SmolLM2: half the decode time in `ggml_vec_dot_q4_1_q8_1`). The op
-//! here computes several rows at once with independent chains and exactly ggml's arithmetic
-//! per row (see `x86.rs`): the same logits, sooner.
+//! **Decode op.** When one token is evaluated, every weight matrix is multiplied by one
+//! activation vector. ggml's CPU kernels for Q4_1, Q5_0, Q8_0 and Q6_K weights then compute one
+//! row at a time along a single chain of fused multiply-adds, so the core waits on that chain's
+//! latency rather than on memory (profiled on SmolLM2: half the decode time in
+//! `ggml_vec_dot_q4_1_q8_1`). The op here computes several rows at once with independent
+//! chains and exactly ggml's arithmetic per row (see `x86.rs`): the same logits, sooner. Q4_K
+//! weights as ggml repacks them have a decode op of their own (one to three tokens,
+//! `kquant.rs`, `q4k.rs`).
 //!
-//! Used only where it gives ggml's results: one token (for several, ggml's matmul goes through
-//! llamafile's tiled kernels for Q5_0/Q8_0, with another summation order), weights in plain
-//! host memory (not repacked, not on a GPU), an x86-64 CPU with AVX2, FMA and F16C.
-//! `EMBER_NO_GEMV=1` turns it off, to compare. Q4_K weights as ggml repacks them have a decode
-//! op of their own (one to three tokens, `kquant.rs`, `q4k.rs`), turned off the same way.
+//! **Prompt ops** for several tokens, each again giving ggml's results bit for bit on CPUs
+//! with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the K-quants, Q4_K as
+//! ggml repacks it and Q6_K, 16-row groups unpacked once for all tokens (`kquant.rs`,
+//! `groups.rs`, `q4k.rs`, `q6k.rs`).
 //!
-//! The prompt ops for several tokens live here too, each again giving ggml's results bit for
-//! bit on CPUs with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the
-//! K-quants, Q4_K as ggml repacks it and Q6_K, 16-row groups unpacked once for all tokens
-//! (`kquant.rs`, `groups.rs`, `q4k.rs`, `q6k.rs`). `EMBER_NO_TILED=1` turns them off.
+//! **Routes.** Which of them multiplies a weight, for how many columns, is decided once per
+//! weight at load time in `route.rs` (CPU features, ggml's build, where the weight lives, the
+//! environment switches `EMBER_NO_GEMV`, `EMBER_NO_TILED`, `EMBER_NO_WIDE`,
+//! `GGML_CPU_TILED_MM`); [`Context::mul_mat_by`] runs the kernel a route picked. This file
+//! says what each kernel can run on ([`runs_on`], [`takes`]): a matter of safety, not of
+//! choice.
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
@@ -34,6 +37,7 @@ mod kquant;
 mod q4k;
 #[cfg(target_arch = "x86_64")]
 mod q6k;
+mod route;
 #[cfg(target_arch = "x86_64")]
 mod tile;
 #[cfg(target_arch = "x86_64")]
@@ -42,7 +46,7 @@ mod x86;
 #[cfg(test)]
 mod tests;
 
-pub use kquant::{applies_q4k, applies_q4k_vec, applies_q6k};
+pub use route::{Kernel, KernelSwitches, Machine, Placement, Route};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;
@@ -89,75 +93,105 @@ impl Format {
     }
 }
 
-/// The instruction set the kernels run with, or None where they cannot run (or are turned off).
+/// The instruction set the decode and tile kernels run with, or None where this CPU has not
+/// their base set (AVX2, FMA, F16C).
 #[cfg(target_arch = "x86_64")]
 fn isa() -> Option<x86::Isa> {
-    kernels().map(|k| k.0)
+    let m = Machine::get();
+    match (m.avx2, m.vnni) {
+        (false, _) => None,
+        (true, false) => Some(x86::Isa::Avx2),
+        (true, true) => Some(x86::Isa::Vnni),
+    }
 }
 
-/// The instruction set and the f16 table, set up on first use.
+/// The f16 table, set up on first use, on a CPU with F16C.
 #[cfg(target_arch = "x86_64")]
-fn kernels() -> Option<&'static (x86::Isa, x86::F16Table)> {
-    static KERNELS: OnceLock<Option<(x86::Isa, x86::F16Table)>> = OnceLock::new();
-    KERNELS
+fn f16_table() -> Option<&'static x86::F16Table> {
+    static TABLE: OnceLock<Option<x86::F16Table>> = OnceLock::new();
+    TABLE
         .get_or_init(|| {
-            if std::env::var_os("EMBER_NO_GEMV").is_some() {
-                return None;
-            }
-            let isa = x86::Isa::detect()?;
-            // SAFETY: `detect` found F16C.
-            Some((isa, unsafe { x86::F16Table::new() }))
+            isa()?;
+            // SAFETY: `isa` found F16C.
+            Some(unsafe { x86::F16Table::new() })
         })
         .as_ref()
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn isa() -> Option<()> {
-    None
+/// Whether kernel `k` can multiply weight `w` on machine `m`: its format, shape and memory,
+/// and the CPU features the kernel uses. (Which columns it takes: [`takes`].)
+fn runs_on(k: Kernel, w: Tensor<'_>, m: &Machine) -> bool {
+    match k {
+        Kernel::Ggml => true,
+        Kernel::Decode => m.avx2 && plain_weight(w),
+        Kernel::Tile { wide } => {
+            m.vnni
+                && (m.avx512f || !wide)
+                && matches!(
+                    Format::of(w.ty()),
+                    Some(Format::Q4_1 | Format::Q5_0 | Format::Q8_0)
+                )
+                && plain_weight(w)
+        }
+        Kernel::Q4kDecode | Kernel::Q4kPrompt => m.k_quant && kquant::repacked_q4k(w),
+        Kernel::Q6kPrompt => m.k_quant && kquant::plain_q6k(w),
+    }
 }
 
-/// Whether `w · x` can be the decode op: see the module documentation.
-pub fn applies(w: Tensor<'_>, x: Tensor<'_>) -> bool {
-    isa().is_some() && plain_operands(w, x) && x.ne()[1] == 1
+/// Whether kernel `k` can multiply `w` by the columns `x`: [`runs_on`] this machine, and
+/// the columns are ones it takes (f32, contiguous, as many of them as it handles).
+pub fn takes(k: Kernel, w: Tensor<'_>, x: Tensor<'_>) -> bool {
+    let n = x.ne()[1];
+    let cols = match k {
+        Kernel::Ggml => return true,
+        Kernel::Decode => n == 1 && f32_columns(w, x, false),
+        Kernel::Tile { .. } => n > 1 && f32_columns(w, x, false),
+        Kernel::Q4kDecode => (1..4).contains(&n) && f32_columns(w, x, true),
+        Kernel::Q4kPrompt => n >= 4 && f32_columns(w, x, true),
+        Kernel::Q6kPrompt => n >= 8 && f32_columns(w, x, true),
+    };
+    cols && runs_on(k, w, Machine::get())
 }
 
-/// What both ops need of their operands: a 2-D weight matrix of a handled format, whole blocks
-/// per row, contiguous and in plain host memory; f32 activation columns of the same length,
-/// each contiguous.
-fn plain_operands(w: Tensor<'_>, x: Tensor<'_>) -> bool {
-    let (wn, xn) = (w.ne(), x.ne());
+/// A weight the decode and tile kernels read: a 2-D matrix of a handled format, whole blocks
+/// per row, contiguous and in plain host memory.
+fn plain_weight(w: Tensor<'_>) -> bool {
+    let wn = w.ne();
     Format::of(w.ty()).is_some_and(|f| wn[0] % f.block() as i64 == 0)
-        && x.ty() == Type::F32
-        && xn[0] == wn[0]
-        && xn[2] == 1
-        && xn[3] == 1
         && wn[2] == 1
         && wn[3] == 1
-        && x.nb()[0] == 4
-        && (xn[1] == 1 || x.nb()[1] == 4 * xn[0] as usize)
         && w.is_contiguous()
         && w.is_plain_host_data()
 }
 
-/// Whether `w · x` for several activation columns can go through the tile kernels
-/// ([`Context::mul_mat_tiled`]): Q4_1, Q5_0 or Q8_0 weights in plain host memory, contiguous f32
-/// columns, a CPU with AVX-512 VNNI. `EMBER_NO_TILED=1` turns it off, to compare.
-pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        !tiled_off()
-            && isa() == Some(x86::Isa::Vnni)
-            && matches!(
-                Format::of(w.ty()),
-                Some(Format::Q4_1 | Format::Q5_0 | Format::Q8_0)
-            )
-            && plain_operands(w, x)
-            && x.ne()[1] > 1
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (w, x);
-        false
+/// f32 activation columns as long as `w`'s rows, each contiguous, and (`packed`, or more than
+/// one) one after the other.
+fn f32_columns(w: Tensor<'_>, x: Tensor<'_>, packed: bool) -> bool {
+    let xn = x.ne();
+    x.ty() == Type::F32
+        && xn[0] == w.ne()[0]
+        && xn[2] == 1
+        && xn[3] == 1
+        && x.nb()[0] == 4
+        && ((xn[1] == 1 && !packed) || x.nb()[1] == 4 * xn[0] as usize)
+}
+
+impl Context {
+    /// `w · x` by kernel `k`, as a weight's [`Route`] picks it for `x`'s column count; by
+    /// ggml's matmul where `k` does not take these columns (not contiguous f32). The result is
+    /// `ggml_mul_mat(w, x)`'s, bit for bit, within the route's column ranges.
+    pub fn mul_mat_by<'a>(&'a self, k: Kernel, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        if !takes(k, w, x) {
+            return self.mul_mat(w, x);
+        }
+        match k {
+            Kernel::Ggml => self.mul_mat(w, x),
+            Kernel::Decode => self.mul_mat_vec(w, x),
+            Kernel::Tile { wide } => self.mul_mat_tiled(w, x, wide),
+            Kernel::Q4kDecode => self.mul_mat_q4k_vec(w, x),
+            Kernel::Q4kPrompt => self.mul_mat_q4k(w, x),
+            Kernel::Q6kPrompt => self.mul_mat_q6k(w, x),
+        }
     }
 }
 
@@ -167,13 +201,6 @@ pub fn applies_tiled(w: Tensor<'_>, x: Tensor<'_>) -> bool {
 fn share(n: usize, ith: c_int, nth: c_int) -> std::ops::Range<usize> {
     let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
     n * ith / nth..n * (ith + 1) / nth
-}
-
-/// Whether `EMBER_NO_TILED` turns the prompt ops off (read once).
-#[cfg(target_arch = "x86_64")]
-fn tiled_off() -> bool {
-    static OFF: OnceLock<bool> = OnceLock::new();
-    *OFF.get_or_init(|| std::env::var_os("EMBER_NO_TILED").is_some())
 }
 
 /// Quantizes the f32 columns of `dst`'s first source into `dst`, one row per column, by
@@ -202,27 +229,36 @@ unsafe fn quantize_columns(
 type OpBody = unsafe extern "C" fn(*mut sys::ggml_tensor, c_int, c_int, *mut c_void);
 
 impl Context {
-    /// `w · x` for several activation columns, by the tile kernels: the columns are quantized
-    /// (one op, as ggml quantizes them), then multiplied in tiles (a second op). The caller
-    /// checks [`applies_tiled`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
-    pub fn mul_mat_tiled<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
-        assert!(applies_tiled(w, x), "mul_mat_tiled: operands not supported");
+    /// `w · x` for several activation columns, by the tile kernels (`wide`: the 512-bit
+    /// ones): the columns are quantized (one op, as ggml quantizes them), then multiplied in
+    /// tiles (a second op). The result is `ggml_mul_mat(w, x)`'s, bit for bit.
+    fn mul_mat_tiled<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>, wide: bool) -> Tensor<'a> {
+        let k = Kernel::Tile { wide };
+        assert!(takes(k, w, x), "mul_mat_tiled: operands not supported");
         #[cfg(target_arch = "x86_64")]
         {
-            let fmt = Format::of(w.ty()).expect("checked by applies_tiled");
+            let fmt = Format::of(w.ty()).expect("checked by takes");
             let (k, rows, cols) = (w.ne()[0], w.ne()[1], x.ne()[1]);
             let col_bytes = (k as usize / 32 * fmt.act_bytes()) as i64;
             let xq = self.custom_op(Type::I8, [col_bytes, cols], &[x, w], None, quantize_op);
-            self.custom_op(Type::F32, [rows, cols], &[w, xq], None, tile_op)
+            let body: OpBody = if wide {
+                tile_op::<true>
+            } else {
+                tile_op::<false>
+            };
+            self.custom_op(Type::F32, [rows, cols], &[w, xq], None, body)
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("applies_tiled is false off x86-64")
+        unreachable!("no tile kernels off x86-64")
     }
 
-    /// `w · x` for one activation vector, by the multi-row kernels. The caller checks
-    /// [`applies`] first; the result is `ggml_mul_mat(w, x)`'s, bit for bit.
-    pub fn mul_mat_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
-        assert!(applies(w, x), "mul_mat_vec: operands not supported");
+    /// `w · x` for one activation vector, by the multi-row kernels. The result is
+    /// `ggml_mul_mat(w, x)`'s, bit for bit.
+    fn mul_mat_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
+        assert!(
+            takes(Kernel::Decode, w, x),
+            "mul_mat_vec: operands not supported"
+        );
         self.custom_op(Type::F32, [w.ne()[1], x.ne()[1]], &[w, x], None, gemv_op)
     }
 
@@ -272,11 +308,13 @@ thread_local! {
 /// # Safety
 /// Called by ggml's CPU backend with `dst` a tensor made by [`Context::mul_mat_vec`]: its
 /// sources are the weight matrix and the f32 vector, all data allocated and `dst` f32
-/// `[rows, 1]` (checked by [`applies`] when the op was built).
+/// `[rows, 1]` (checked by [`takes`] when the op was built).
 unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
     #[cfg(target_arch = "x86_64")]
     {
-        let Some((isa, f16)) = kernels() else { return };
+        let (Some(isa), Some(f16)) = (isa(), f16_table()) else {
+            return;
+        };
         // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
         let dst = unsafe { &*dst };
         // SAFETY: the op was built with these two sources, live for the graph's computation.
@@ -289,7 +327,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
         ACT.with_borrow_mut(|act| {
             act.resize(nb * fmt.act_bytes(), 0);
             let (xp, yp) = (x.data as *const f32, act.as_mut_ptr());
-            // SAFETY: `x` holds ne[0] = nb blocks of contiguous floats (checked by `applies`);
+            // SAFETY: `x` holds ne[0] = nb blocks of contiguous floats (checked by `takes`);
             // `act` was sized for nb activation blocks; the CPU features were detected by `isa`.
             unsafe {
                 match fmt {
@@ -309,7 +347,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                     // SAFETY: rows r0..r0+ROWS exist, each nb whole blocks (contiguous weight);
                     // `out` has n_rows floats.
                     unsafe {
-                        dot(*isa, f16, fmt, &rows, act.as_ptr(), nb, &mut o);
+                        dot(isa, f16, fmt, &rows, act.as_ptr(), nb, &mut o);
                         std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(r0), ROWS);
                     }
                 } else {
@@ -317,7 +355,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                         let mut o = [0.0f32; 1];
                         // SAFETY: as above, one row.
                         unsafe {
-                            dot(*isa, f16, fmt, &[row(r)], act.as_ptr(), nb, &mut o);
+                            dot(isa, f16, fmt, &[row(r)], act.as_ptr(), nb, &mut o);
                             *out.add(r) = o[0];
                         }
                     }
@@ -350,7 +388,7 @@ unsafe extern "C" fn quantize_op(
         };
         let nb = x.ne[0] as usize / 32;
         // SAFETY: the op was built by `mul_mat_tiled`, whose columns hold nb blocks of
-        // contiguous floats each (checked by `applies_tiled`) and whose rows of `dst` have room
+        // contiguous floats each (checked by `takes`) and whose rows of `dst` have room
         // for nb activation blocks (its size); the CPU features were detected.
         unsafe {
             quantize_columns(dst, ith, nth, |xp, yp| match fmt {
@@ -363,21 +401,24 @@ unsafe extern "C" fn quantize_op(
     let _ = (dst, ith, nth);
 }
 
-/// Multiplies the weights by the quantized columns in tiles: thread `ith` of `nth` takes its
-/// share of the row groups, for every column.
+/// Multiplies the weights by the quantized columns in tiles, by the 512-bit kernels (`WIDE`)
+/// or the 256-bit ones: thread `ith` of `nth` takes its share of the row groups, for every
+/// column.
 ///
 /// # Safety
 /// Called by ggml's CPU backend with `dst` made by [`Context::mul_mat_tiled`]: sources the
 /// weights and the output of [`quantize_op`], `dst` f32 `[rows, cols]`.
-unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
+unsafe extern "C" fn tile_op<const WIDE: bool>(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    _: *mut c_void,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         use tile::{TILE_R, WIDE_C};
-        let Some((_, f16)) = kernels() else { return };
-        let wide = *WIDE.get_or_init(|| {
-            std::env::var_os("EMBER_NO_WIDE").is_none() && is_x86_feature_detected!("avx512f")
-        }) && !NARROW.load(std::sync::atomic::Ordering::Relaxed);
-        let tile_c = if wide { WIDE_C } else { tile::TILE_C };
+        let Some(f16) = f16_table() else { return };
+        let tile_c = if WIDE { WIDE_C } else { tile::TILE_C };
         // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
         let dst = unsafe { &*dst };
         // SAFETY: the op was built with these two sources, live for the graph's computation.
@@ -402,10 +443,10 @@ unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                 let r0 = g * TILE_R;
                 let nr = TILE_R.min(job.n_rows - r0);
                 // SAFETY: rows r0..r0+nr and columns c0..c0+nc exist with nb whole blocks
-                // each; `out` holds n_rows × n_cols floats; the CPU has VNNI (`applies_tiled`)
-                // and, for the wide kernels, AVX-512 F (checked above).
+                // each; `out` holds n_rows × n_cols floats; the CPU has VNNI and, for the wide
+                // kernels, AVX-512 F (checked by `takes` when the op was built).
                 unsafe {
-                    if wide {
+                    if WIDE {
                         job.wide(r0, nr, c0, nc)
                     } else {
                         job.narrow(r0, nr, c0, nc)
@@ -417,15 +458,6 @@ unsafe extern "C" fn tile_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth);
 }
-
-/// Whether the 512-bit tile kernels run (AVX-512 F present; `EMBER_NO_WIDE=1` turns them off).
-#[cfg(target_arch = "x86_64")]
-static WIDE: OnceLock<bool> = OnceLock::new();
-
-/// Set by tests to run the 256-bit kernels where the 512-bit ones would (both give the same
-/// results, so other tests running meanwhile are unaffected).
-#[cfg(target_arch = "x86_64")]
-static NARROW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What every tile of one [`tile_op`] shares: the weights, the quantized columns and where the
 /// results go (column-major, `n_rows` per column).

@@ -1,8 +1,17 @@
-//! The decode op against ggml's own `mul_mat`: equal bit for bit, for every format, shape and
-//! thread count.
+//! Ember's kernels against ggml's own `mul_mat`: equal bit for bit, for every format, shape and
+//! thread count; and the routes that pick them.
+//!
+//! A test this CPU (or this ggml) cannot run is ignored, saying why (the cfgs come from
+//! `build.rs`); one that runs asserts the kernel is there, it never passes without running.
 
+use super::route::{Kernel, KernelSwitches, Machine, Placement, Route};
 use super::*;
 use crate::ggml::{Backend, BufferType, Tensor, TensorHandle};
+
+/// The route of `w` with every switch on, no GPU.
+fn route(w: Tensor<'_>) -> Route {
+    Route::decide_with(w, false, Machine::get(), &KernelSwitches::ALL_ON)
+}
 
 /// xorshift64*: reproducible test data without a dependency.
 struct Rng(u64);
@@ -33,7 +42,8 @@ impl Rng {
     }
 }
 
-/// Random blocks of `ty` with valid scales: quants random, Q8_0 quants within ±127.
+/// Random blocks of `ty` with valid scales: quants random, Q8_0 quants within ±127 (floats:
+/// one value per block).
 fn random_blocks(rng: &mut Rng, ty: Type, n_blocks: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for _ in 0..n_blocks {
@@ -56,6 +66,17 @@ fn random_blocks(rng: &mut Rng, ty: Type, n_blocks: usize) -> Vec<u8> {
                 out.extend((0..16).map(|_| rng.byte()));
                 out.extend(rng.scale());
             }
+            Type::Q4_0 => {
+                out.extend(rng.scale());
+                out.extend((0..16).map(|_| rng.byte()));
+            }
+            Type::Q4_K => {
+                out.extend(rng.scale());
+                out.extend(rng.scale());
+                out.extend((0..140).map(|_| rng.byte()));
+            }
+            Type::F16 => out.extend(rng.scale()),
+            Type::F32 => out.extend(rng.float().to_le_bytes()),
             _ => unreachable!(),
         }
     }
@@ -80,7 +101,7 @@ fn operands_cols(
     let w = data.new_tensor(ty, &[k as i64, n as i64]);
     let x = data.new_tensor(Type::F32, &[k as i64, m as i64]);
     data.alloc_tensors(BufferType::cpu(), false).unwrap();
-    let block = Format::of(ty).unwrap().block();
+    let block = ty.block_size() as usize;
     w.write_bytes(0, &random_blocks(&mut rng, ty, n * k / block))
         .unwrap();
     let xs: Vec<f32> = (0..k * m).map(|_| rng.float()).collect();
@@ -94,7 +115,7 @@ fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, V
     let (data, w, x) = operands(ty, k, n, seed);
     let (w, x) = (data.get(w), data.get(x));
 
-    assert!(applies(w, x), "{ty:?} [{k}, {n}] should use the decode op");
+    assert_eq!(route(w).kernel(1), Kernel::Decode, "{ty:?} [{k}, {n}]");
     let ctx = Context::new(8, 16).unwrap();
     let mut g = ctx.new_graph(16);
     let reference = ctx.mul_mat(w, x);
@@ -111,11 +132,8 @@ fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, V
 }
 
 #[test]
+#[cfg_attr(not(cpu_avx2), ignore = "this CPU has no AVX2, FMA and F16C")]
 fn the_decode_op_gives_ggml_results_bit_for_bit() {
-    if isa().is_none() {
-        eprintln!("skipped: this CPU (or EMBER_NO_GEMV) has no decode kernels");
-        return;
-    }
     let mut seed = 1;
     for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0, Type::Q6_K] {
         for (k, n) in [
@@ -145,15 +163,25 @@ fn the_decode_op_gives_ggml_results_bit_for_bit() {
     }
 }
 
-/// ggml's `mul_mat(w, x)` and `mul_mat_tiled(w, x)` for `m` columns.
-fn both_tiled(ty: Type, k: usize, n: usize, m: usize, threads: usize) -> (Vec<f32>, Vec<f32>) {
+/// ggml's `mul_mat(w, x)` and `mul_mat_tiled(w, x, wide)` for `m` columns.
+fn both_tiled(
+    ty: Type,
+    k: usize,
+    n: usize,
+    m: usize,
+    threads: usize,
+    wide: bool,
+) -> (Vec<f32>, Vec<f32>) {
     let (data, w, x) = operands_cols(ty, k, n, m, (k * 31 + n * 7 + m) as u64);
     let (w, x) = (data.get(w), data.get(x));
-    assert!(applies_tiled(w, x), "{ty:?} [{k}, {n}] x {m}");
+    let tiles = Kernel::Tile {
+        wide: Machine::get().avx512f,
+    };
+    assert_eq!(route(w).kernel(m as i64), tiles, "{ty:?} [{k}, {n}] x {m}");
     let ctx = Context::new(8, 16).unwrap();
     let mut g = ctx.new_graph(16);
     let reference = ctx.mul_mat(w, x);
-    let ours = ctx.mul_mat_tiled(w, x);
+    let ours = ctx.mul_mat_tiled(w, x, wide);
     g.expand(reference);
     g.expand(ours);
     ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
@@ -166,11 +194,8 @@ fn both_tiled(ty: Type, k: usize, n: usize, m: usize, threads: usize) -> (Vec<f3
 }
 
 #[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
 fn the_tiled_op_gives_ggml_results_bit_for_bit() {
-    if isa() != Some(x86::Isa::Vnni) {
-        eprintln!("skipped: this CPU (or EMBER_NO_GEMV) has no AVX-512 VNNI tile kernels");
-        return;
-    }
     for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
         for (k, n, m) in [
             (32, 4, 2),
@@ -182,9 +207,8 @@ fn the_tiled_op_gives_ggml_results_bit_for_bit() {
             (640, 12, 130),
         ] {
             for threads in [1, 2, 3] {
-                // 1 thread: the 256-bit kernels; more: the 512-bit ones where the CPU has them
-                NARROW.store(threads == 1, std::sync::atomic::Ordering::Relaxed);
-                let (a, b) = both_tiled(ty, k, n, m, threads);
+                // 1 thread: the 256-bit kernels; more: the 512-bit ones
+                let (a, b) = both_tiled(ty, k, n, m, threads, threads > 1);
                 assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|&v| v != 0.0));
                 for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                     assert_eq!(
@@ -196,15 +220,14 @@ fn the_tiled_op_gives_ggml_results_bit_for_bit() {
             }
         }
     }
-    NARROW.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Random Q4_K weights `[k, n]` in ggml's CPU repack buffer (None where this ggml has none)
-/// and random f32 columns `[k, m]` in plain memory.
+/// Random Q4_K weights `[k, n]` in ggml's CPU repack buffer and random f32 columns `[k, m]`
+/// in plain memory.
 type Operands = (Context, TensorHandle, Context, TensorHandle);
 
-fn repacked_operands(k: usize, n: usize, m: usize, seed: u64) -> Option<Operands> {
-    let buft = BufferType::cpu_repack()?;
+fn repacked_operands(k: usize, n: usize, m: usize, seed: u64) -> Operands {
+    let buft = BufferType::cpu_repack().expect("this ggml has no CPU repack buffer");
     let mut rng = Rng(seed);
     let weights = Context::new(1, 0).unwrap();
     let w = weights.new_tensor(Type::Q4_K, &[k as i64, n as i64]);
@@ -232,7 +255,7 @@ fn repacked_operands(k: usize, n: usize, m: usize, seed: u64) -> Option<Operands
         .collect();
     x.write_f32(&xs).unwrap();
     let (w, x) = (weights.handle(w), cols.handle(x));
-    Some((weights, w, cols, x))
+    (weights, w, cols, x)
 }
 
 /// `ours(ctx, w, x)` against ggml's `mul_mat(w, x)` for `[k, n]` weights and `m` columns, at
@@ -270,6 +293,7 @@ fn assert_ggml_bits<'a>(
 }
 
 #[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
 fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
     for (k, n, m) in [
         (256, 8, 4),
@@ -283,22 +307,16 @@ fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
         (256, 24, 16),
         (512, 40, 20),
     ] {
-        let Some((weights, w, cols, x)) = repacked_operands(k, n, m, (k * 13 + n * 5 + m) as u64)
-        else {
-            eprintln!("skipped: this ggml has no CPU repack buffer");
-            return;
-        };
+        let (weights, w, cols, x) = repacked_operands(k, n, m, (k * 13 + n * 5 + m) as u64);
         let (w, x) = (weights.get(w), cols.get(x));
         assert!(w.is_cpu_repacked());
-        if !applies_q4k(w, x) {
-            eprintln!("skipped: this CPU (or EMBER_NO_TILED) has no Q4_K tile kernels");
-            return;
-        }
+        assert_eq!(route(w).kernel(m as i64), Kernel::Q4kPrompt);
         assert_ggml_bits(w, x, |ctx, w, x| ctx.mul_mat_q4k(w, x));
     }
 }
 
 #[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
 fn the_q4_k_decode_op_gives_ggml_results_bit_for_bit() {
     for (k, n, m) in [
         (256, 8, 1),
@@ -307,21 +325,18 @@ fn the_q4_k_decode_op_gives_ggml_results_bit_for_bit() {
         (1536, 40, 3),
         (2048, 64, 1),
     ] {
-        let Some((weights, w, cols, x)) = repacked_operands(k, n, m, (k * 7 + n * 3 + m) as u64)
-        else {
-            eprintln!("skipped: this ggml has no CPU repack buffer");
-            return;
-        };
+        let (weights, w, cols, x) = repacked_operands(k, n, m, (k * 7 + n * 3 + m) as u64);
         let (w, x) = (weights.get(w), cols.get(x));
-        if !applies_q4k_vec(w, x) {
-            eprintln!("skipped: this CPU (or EMBER_NO_GEMV) has no Q4_K decode kernel");
-            return;
-        }
+        assert_eq!(route(w).kernel(m as i64), Kernel::Q4kDecode);
         assert_ggml_bits(w, x, |ctx, w, x| ctx.mul_mat_q4k_vec(w, x));
     }
 }
 
 #[test]
+#[cfg_attr(
+    not(ggml_tiles_vnni),
+    ignore = "this CPU has no AVX-512 VNNI, or ggml was not built for it by GCC"
+)]
 fn the_q6_k_op_gives_ggml_results_bit_for_bit() {
     for (k, n, m) in [
         (256, 16, 8),
@@ -333,36 +348,179 @@ fn the_q6_k_op_gives_ggml_results_bit_for_bit() {
     ] {
         let (data, w, x) = operands_cols(Type::Q6_K, k, n, m, (k * 3 + n * 11 + m) as u64);
         let (w, x) = (data.get(w), data.get(x));
-        if !applies_q6k(w, x) {
-            eprintln!("skipped: this CPU (or EMBER_NO_TILED) has no Q6_K tile kernels");
-            return;
-        }
+        assert_eq!(
+            route(w).kernel(m as i64),
+            Kernel::Q6kPrompt,
+            "and ggml's tiled path on (GGML_CPU_TILED_MM unset or not 0)"
+        );
         assert_ggml_bits(w, x, |ctx, w, x| ctx.mul_mat_q6k(w, x));
     }
 }
 
 #[test]
-fn only_single_vectors_of_plain_host_weights_apply() {
+fn routes_follow_placement_format_and_columns() {
     let data = Context::new(4, 0).unwrap();
     let w = data.new_tensor(Type::Q4_1, &[64, 8]);
-    let x = data.new_tensor(Type::F32, &[64, 1]);
-    let x2 = data.new_tensor(Type::F32, &[64, 2]);
     let wf = data.new_tensor(Type::F16, &[64, 8]);
-    assert!(!applies(w, x), "unallocated weights");
+    let w6 = data.new_tensor(Type::Q6_K, &[256, 8]);
+    assert_eq!(
+        route(w),
+        Route::ggml(Placement::Device),
+        "unallocated weights"
+    );
     data.alloc_tensors(BufferType::cpu(), false).unwrap();
-    assert_eq!(applies(w, x), isa().is_some());
-    assert!(!applies(w, x2), "two tokens go through ggml's matmul");
-    assert!(!applies(wf, x), "f16 weights");
+    let m = Machine::get();
+    let r = route(w);
+    assert_eq!(r.placement(), Placement::Host);
+    assert_eq!(r.kernel(1) == Kernel::Decode, m.avx2);
+    let tiles = Kernel::Tile { wide: m.avx512f };
+    assert_eq!(r.kernel(2) == tiles, m.vnni);
+    assert_eq!(r.kernel(512) == tiles, m.vnni);
+    assert_eq!(route(wf).describe(), "all ggml", "f16 weights");
+    assert_eq!(route(wf).exact_columns(), Some(1));
+    let ggml_tiles = m.k_quant && m.ggml_vnni && m.ggml_fuses_mul_add;
+    let r6 = route(w6);
+    assert_eq!(r6.kernel(1) == Kernel::Decode, m.avx2);
+    assert_eq!(r6.kernel(7), Kernel::Ggml, "ggml's vec_dot order below 8");
+    assert_eq!(r6.kernel(8) == Kernel::Q6kPrompt, ggml_tiles);
+    assert_eq!(r.exact_columns(), None);
+    assert_eq!(r6.exact_columns(), Some(7));
+}
+
+#[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+fn switches_and_gpu_layers_change_routes_as_documented() {
+    let data = Context::new(2, 0).unwrap();
+    let w = data.new_tensor(Type::Q8_0, &[64, 8]);
+    let w6 = data.new_tensor(Type::Q6_K, &[256, 8]);
+    data.alloc_tensors(BufferType::cpu(), false).unwrap();
+    let m = Machine::get();
+    let on = KernelSwitches::ALL_ON;
+    let describe = |w, gpu, s: KernelSwitches| Route::decide_with(w, gpu, m, &s).describe();
+    assert_eq!(describe(w, false, on), "1 decode, 2+ tile-512");
+    assert_eq!(describe(w, true, on), "1 decode, 2-31 tile-512, 32+ ggml");
+    let no_wide = KernelSwitches {
+        wide_tiles: false,
+        ..on
+    };
+    assert_eq!(describe(w, false, no_wide), "1 decode, 2+ tile-256");
+    let no_tiled = KernelSwitches {
+        prompt_ops: false,
+        ..on
+    };
+    assert_eq!(describe(w, false, no_tiled), "1 decode, 2+ ggml");
+    let no_gemv = KernelSwitches {
+        ember_ops: false,
+        ..on
+    };
+    assert_eq!(describe(w, false, no_gemv), "all ggml");
+    let ggml_untiled = KernelSwitches {
+        ggml_tiled_mm: false,
+        ..on
+    };
+    assert_eq!(describe(w6, false, ggml_untiled), "1 decode, 2+ ggml");
+    if m.ggml_vnni && m.ggml_fuses_mul_add {
+        assert_eq!(describe(w6, false, on), "1 decode, 2-7 ggml, 8+ q6k-prompt");
+        assert_eq!(
+            describe(w6, true, on),
+            "1 decode, 2-7 ggml, 8-31 q6k-prompt, 32+ ggml"
+        );
+    }
+    let (weights, wq, _cols, _x) = repacked_operands(256, 16, 1, 5);
+    let wq = weights.get(wq);
+    assert_eq!(describe(wq, true, on), "1-3 q4k-decode, 4+ q4k-prompt");
+    assert_eq!(describe(wq, false, no_tiled), "1-3 q4k-decode, 4+ ggml");
+    assert_eq!(describe(wq, false, no_gemv), "all ggml");
+    assert_eq!(route(wq).exact_columns(), Some(3));
+}
+
+/// Column `c` of `[k, m]` f32 columns, as its own `[k, 1]` tensor of `ctx`.
+fn column<'a>(ctx: &'a Context, x: Tensor<'a>, c: usize) -> Tensor<'a> {
+    let k = x.ne()[0];
+    ctx.view(x, &[k, 1], &[x.nb()[1]], c * x.nb()[1])
+}
+
+/// For `m` of 1 to `max` columns: the product of `w` by the first `m` columns of `x` through
+/// the kernel its route picks, against each column alone through the kernel for one column
+/// (what decoding computes); the first `m` where they differ, if any.
+fn first_inexact(w: Tensor<'_>, x: Tensor<'_>, max: usize) -> Option<usize> {
+    let r = route(w);
+    let n = w.ne()[1] as usize;
+    for m in 1..=max {
+        let size = 16 + 4 * max;
+        let ctx = Context::new(size, size).unwrap();
+        let mut g = ctx.new_graph(size);
+        let xm = ctx.view(x, &[x.ne()[0], m as i64], &[x.nb()[1]], 0);
+        let xm = ctx.cont(xm);
+        let all = ctx.mul_mat_by(r.kernel(m as i64), w, xm);
+        g.expand(all);
+        let singles: Vec<_> = (0..m)
+            .map(|c| {
+                let xc = ctx.cont(column(&ctx, x, c));
+                let t = ctx.mul_mat_by(r.kernel(1), w, xc);
+                g.expand(t);
+                t
+            })
+            .collect();
+        ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+        Backend::cpu(2).unwrap().compute(&g).unwrap();
+        let mut a = vec![0.0; n * m];
+        all.read_f32(0, &mut a).unwrap();
+        for (c, t) in singles.iter().enumerate() {
+            let mut b = vec![0.0; n];
+            t.read_f32(0, &mut b).unwrap();
+            let same = a[c * n..(c + 1) * n]
+                .iter()
+                .zip(&b)
+                .all(|(p, q)| p.to_bits() == q.to_bits());
+            if !same {
+                return Some(m);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+fn exact_columns_hold() {
+    let m = 40;
+    let check = |what: &str, w: Tensor<'_>, x: Tensor<'_>| {
+        let exact = route(w).exact_columns();
+        let upto = exact.map_or(m, |e| e + 1);
+        assert_eq!(
+            first_inexact(w, x, upto),
+            exact.map(|e| e + 1),
+            "{what}: {}",
+            route(w).describe()
+        );
+    };
+    for ty in [
+        Type::Q4_0,
+        Type::Q4_1,
+        Type::Q5_0,
+        Type::Q8_0,
+        Type::Q4_K,
+        Type::Q6_K,
+        Type::F16,
+        Type::F32,
+    ] {
+        let (data, w, x) = operands_cols(ty, 512, 24, m, 11);
+        check(ty.name(), data.get(w), data.get(x));
+    }
+    let (weights, w, cols, x) = repacked_operands(512, 24, m, 11);
+    check("repacked q4_K", weights.get(w), cols.get(x));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
 fn vnni_and_avx2_kernels_agree() {
-    use super::x86::{avx2, vnni, Isa, Q8_0_BYTES, Q8_1_BYTES};
-    if Isa::detect() != Some(Isa::Vnni) {
-        eprintln!("skipped: this CPU has no AVX-512 VNNI");
-        return;
-    }
+    use super::x86::{avx2, vnni, Q8_0_BYTES, Q8_1_BYTES};
+    assert!(
+        Machine::get().vnni,
+        "the build saw AVX-512 VNNI, the test does not"
+    );
     let mut rng = Rng(7);
     let nb = 18;
     for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
@@ -405,7 +563,7 @@ fn vnni_and_avx2_kernels_agree() {
 /// Timing of both ops on one matrix (`cargo test --release --lib gemv_timing -- --ignored
 /// --nocapture`): prints figures, asserts nothing about speed.
 #[test]
-#[ignore]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn gemv_timing() {
     let shapes = [
         (Type::Q4_1, 576, 1536),
@@ -481,7 +639,7 @@ fn time_against_ggml<'a>(
 /// Timing of ggml's matmul and the tile op on prompt-sized products (`cargo test --release
 /// --lib tiled_timing -- --ignored --nocapture`, `GEMV_THREADS=2`): prints figures only.
 #[test]
-#[ignore]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn tiled_timing() {
     let shapes = [
         (Type::Q4_1, 576, 1536, 512),
@@ -493,7 +651,7 @@ fn tiled_timing() {
         let (data, w, x) = operands_cols(ty, k, n, m, 3);
         let (w, x) = (data.get(w), data.get(x));
         time_against_ggml(&format!("{ty:?}"), w, x, threads, 10, |c, w, x| {
-            c.mul_mat_tiled(w, x)
+            c.mul_mat_tiled(w, x, Machine::get().avx512f)
         });
     }
 }
@@ -502,13 +660,11 @@ fn tiled_timing() {
 /// (`cargo test --release --lib k_quant_timing -- --ignored --nocapture`, `GEMV_THREADS=2`):
 /// prints figures only.
 #[test]
-#[ignore]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn k_quant_timing() {
     let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
     for (k, n, m) in [(1536, 8960, 512), (8960, 1536, 512), (1536, 1536, 512)] {
-        let Some((weights, w, cols, x)) = repacked_operands(k, n, m, 3) else {
-            return;
-        };
+        let (weights, w, cols, x) = repacked_operands(k, n, m, 3);
         let (w, x) = (weights.get(w), cols.get(x));
         time_against_ggml("Q4_K", w, x, threads, 3, |c, w, x| c.mul_mat_q4k(w, x));
     }

@@ -1,0 +1,399 @@
+//! Which kernel multiplies each weight: decided once per weight, when the model is loaded, and
+//! recorded beside it (a [`Route`]). The one place that reads the kernels' environment
+//! switches ([`KernelSwitches`]), the CPU's features and ggml's build facts ([`Machine`]).
+//!
+//! A route maps a number of activation columns to a [`Kernel`]. Every kernel of Ember gives
+//! ggml's `ggml_mul_mat` result bit for bit, but only where ggml computes in the order it
+//! reproduces; the column ranges below are those. Outside them, and wherever a switch turns
+//! Ember's ops off, a weight is multiplied by ggml's own matmul:
+//!
+//! | kernel         | weights                                     | columns   |
+//! |----------------|---------------------------------------------|-----------|
+//! | decode op      | Q4_1, Q5_0, Q8_0, Q6_K in plain host memory | 1         |
+//! | Q4_K decode op | Q4_K in ggml's CPU repack buffer            | 1–3       |
+//! | Q4_K prompt op | Q4_K in ggml's CPU repack buffer            | 4 or more |
+//! | tile op        | Q4_1, Q5_0, Q8_0 in plain host memory       | 2 or more |
+//! | Q6_K prompt op | Q6_K in plain host memory                   | 8 or more |
+//!
+//! Each kernel also needs the CPU features it uses (`runs_on` in `mod.rs`), and the Q6_K op a
+//! ggml built as it reproduces (AVX-512 VNNI, GCC) with its tiled path on. With layers on a GPU, ggml's scheduler runs products of 32 columns or more
+//! on the GPU even where the weights are in host memory: those stay ggml's matmul (the tile
+//! and Q6_K ops), so that it still can; repacked weights are never moved, so the Q4_K ops stay.
+//!
+//! A route also says how many columns of one product give, column for column, what one-column
+//! products give ([`Route::exact_columns`]): what speculation (a verification batch of several
+//! tokens) needs to pick what plain decoding picks.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::sync::OnceLock;
+
+use super::super::Tensor;
+
+/// The kernels' switches in the environment, read once, here only: set to compare Ember's ops
+/// against ggml's (`EMBER_NO_GEMV=1`, `EMBER_NO_TILED=1`, `EMBER_NO_WIDE=1`), and ggml's own
+/// `GGML_CPU_TILED_MM`, which changes what the Q6_K op has to reproduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSwitches {
+    /// Ember's ops may run (`EMBER_NO_GEMV` unset; set, none does, decode or prompt).
+    pub ember_ops: bool,
+    /// Ember's prompt ops may run: tile, Q4_K prompt, Q6_K (`EMBER_NO_TILED` unset).
+    pub prompt_ops: bool,
+    /// The tile op may use its 512-bit kernels (`EMBER_NO_WIDE` unset); both give the same
+    /// results.
+    pub wide_tiles: bool,
+    /// ggml's tiled matrix path is on (`GGML_CPU_TILED_MM` unset or, read as ggml reads it
+    /// with `atoi`, not 0); off, ggml multiplies Q6_K weights by `vec_dot`.
+    pub ggml_tiled_mm: bool,
+}
+
+impl KernelSwitches {
+    /// All of Ember's ops on, ggml's defaults.
+    pub const ALL_ON: KernelSwitches = KernelSwitches {
+        ember_ops: true,
+        prompt_ops: true,
+        wide_tiles: true,
+        ggml_tiled_mm: true,
+    };
+
+    /// The switches as this process's environment sets them (read once).
+    pub fn get() -> &'static KernelSwitches {
+        static SWITCHES: OnceLock<KernelSwitches> = OnceLock::new();
+        SWITCHES.get_or_init(|| KernelSwitches::from(|k: &str| std::env::var_os(k)))
+    }
+
+    /// The switches an environment (`var(name)`) sets.
+    pub fn from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> KernelSwitches {
+        KernelSwitches {
+            ember_ops: var("EMBER_NO_GEMV").is_none(),
+            prompt_ops: var("EMBER_NO_TILED").is_none(),
+            wide_tiles: var("EMBER_NO_WIDE").is_none(),
+            ggml_tiled_mm: var("GGML_CPU_TILED_MM")
+                .is_none_or(|v| atoi_nonzero(&v.to_string_lossy())),
+        }
+    }
+}
+
+/// Whether C's `atoi(s)` is not 0, as ggml reads its switches: leading blanks, a sign, then the
+/// digits up to the first other character.
+fn atoi_nonzero(s: &str) -> bool {
+    let t = s.trim_start();
+    let t = t.strip_prefix(['+', '-']).unwrap_or(t);
+    t.chars().take_while(char::is_ascii_digit).any(|c| c != '0')
+}
+
+/// What this CPU and this build of ggml give the kernels (found once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// AVX2, FMA and F16C: the decode op's kernels.
+    pub avx2: bool,
+    /// AVX-512 VNNI and VL as well: the tile op, the decode op's VNNI kernels.
+    pub vnni: bool,
+    /// AVX-512 F: the tile op's 512-bit kernels.
+    pub avx512f: bool,
+    /// AVX-512 F, BW and VNNI (and the above): the K-quant ops.
+    pub k_quant: bool,
+    /// ggml's CPU kernels were compiled with AVX-512 VNNI (not a `portable` build): its tiled
+    /// K-quant path is the one the Q6_K op reproduces.
+    pub ggml_vnni: bool,
+    /// The compiler that built ggml fuses its last multiply-add (GCC does, clang does not), as
+    /// the Q6_K op does.
+    pub ggml_fuses_mul_add: bool,
+}
+
+impl Machine {
+    pub fn get() -> &'static Machine {
+        static MACHINE: OnceLock<Machine> = OnceLock::new();
+        MACHINE.get_or_init(Machine::detect)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn detect() -> Machine {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        let vnni =
+            avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+        let avx512f = is_x86_feature_detected!("avx512f");
+        // SAFETY: a constant of ggml's build, no arguments, no side effects.
+        let ggml_vnni = unsafe { ggml_sys::ggml_cpu_has_avx512_vnni() != 0 };
+        Machine {
+            avx2,
+            vnni,
+            avx512f,
+            k_quant: vnni && avx512f && is_x86_feature_detected!("avx512bw"),
+            ggml_vnni,
+            ggml_fuses_mul_add: ggml_sys::CXX_FUSES_MUL_ADD,
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn detect() -> Machine {
+        Machine {
+            avx2: false,
+            vnni: false,
+            avx512f: false,
+            k_quant: false,
+            ggml_vnni: false,
+            ggml_fuses_mul_add: ggml_sys::CXX_FUSES_MUL_ADD,
+        }
+    }
+}
+
+/// A kernel that multiplies a weight matrix by activation columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// ggml's `ggml_mul_mat` (which ggml's scheduler may also run on a GPU).
+    Ggml,
+    /// Ember's decode op: one column, several rows per pass (Q4_1, Q5_0, Q8_0, Q6_K).
+    Decode,
+    /// Ember's tile op for Q4_1, Q5_0, Q8_0, by its 512-bit kernels or its 256-bit ones.
+    Tile { wide: bool },
+    /// Ember's Q4_K decode op: one to three columns of a repacked Q4_K weight.
+    Q4kDecode,
+    /// Ember's Q4_K prompt op: a repacked Q4_K weight, 16-row groups unpacked once.
+    Q4kPrompt,
+    /// Ember's Q6_K prompt op: 16-row groups unpacked once.
+    Q6kPrompt,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Ggml => "ggml",
+            Kernel::Decode => "decode",
+            Kernel::Tile { wide: true } => "tile-512",
+            Kernel::Tile { wide: false } => "tile-256",
+            Kernel::Q4kDecode => "q4k-decode",
+            Kernel::Q4kPrompt => "q4k-prompt",
+            Kernel::Q6kPrompt => "q6k-prompt",
+        }
+    }
+}
+
+/// Where a weight's data lives, as far as the kernels care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// Host memory in ggml's own layout (in place in the file mapping, or copied).
+    Host,
+    /// ggml's CPU repack buffer, in the interleaved layout ggml chose for the type.
+    Repacked,
+    /// Anywhere else (a GPU's memory).
+    Device,
+}
+
+impl Placement {
+    pub fn of(w: Tensor<'_>) -> Placement {
+        if w.is_plain_host_data() {
+            Placement::Host
+        } else if w.is_cpu_repacked() {
+            Placement::Repacked
+        } else {
+            Placement::Device
+        }
+    }
+}
+
+/// Which kernel multiplies one weight, by the number of activation columns.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Kernels other than ggml's, each with the column counts it takes (disjoint).
+    bands: Vec<(Kernel, RangeInclusive<i64>)>,
+    placement: Placement,
+    /// See [`Route::exact_columns`].
+    exact: Option<usize>,
+}
+
+/// Products of this many columns or more may run on a GPU when the model has layers there.
+const GPU_BATCH: i64 = 32;
+
+/// Columns of a repacked weight that ggml (and the Q4_K decode op, which keeps its order)
+/// multiplies one by one with its matrix × vector kernel; from four on, groups of four go
+/// through its matrix × matrix kernel, which sums in another order.
+const REPACKED_EXACT: usize = 3;
+
+/// Columns of a K-quant (or i-quant) weight in host memory that ggml multiplies by `vec_dot`,
+/// column by column; from eight on its tiled path takes over, in another order.
+const GGML_TILED_EXACT: usize = 7;
+
+/// Columns of a float weight (f32, f16, bf16) in host memory that ggml multiplies in one
+/// order: one (from two on, llamafile's tiles sum in another order than `vec_dot`).
+const FLOAT_EXACT: usize = 1;
+
+impl Route {
+    /// The route of weight `w` (allocated, as loaded) on this machine with this process's
+    /// switches; `gpu_layers`: the model has layers on a GPU.
+    pub fn decide(w: Tensor<'_>, gpu_layers: bool) -> Route {
+        Route::decide_with(w, gpu_layers, Machine::get(), KernelSwitches::get())
+    }
+
+    /// The route of `w` on machine `m` with switches `s`.
+    pub fn decide_with(w: Tensor<'_>, gpu_layers: bool, m: &Machine, s: &KernelSwitches) -> Route {
+        let host_max = if gpu_layers { GPU_BATCH - 1 } else { i64::MAX };
+        // ggml multiplies Q6_K weights by 8+ columns in the order the Q6_K op keeps only with
+        // its tiled path on, built with AVX-512 VNNI by a compiler that fuses the last step.
+        let ggml_tiles = s.ggml_tiled_mm && m.ggml_vnni && m.ggml_fuses_mul_add;
+        let wide = s.wide_tiles && m.avx512f;
+        let candidates = [
+            (Kernel::Decode, s.ember_ops, 1..=1),
+            (Kernel::Q4kDecode, s.ember_ops, 1..=3),
+            (Kernel::Q4kPrompt, s.ember_ops && s.prompt_ops, 4..=i64::MAX),
+            (
+                Kernel::Tile { wide },
+                s.ember_ops && s.prompt_ops,
+                2..=host_max,
+            ),
+            (
+                Kernel::Q6kPrompt,
+                s.ember_ops && s.prompt_ops && ggml_tiles,
+                8..=host_max,
+            ),
+        ];
+        let bands = candidates
+            .into_iter()
+            .filter(|(k, on, _)| *on && super::runs_on(*k, w, m))
+            .map(|(k, _, cols)| (k, cols))
+            .collect();
+        let placement = Placement::of(w);
+        let ty = w.ty();
+        let exact = match placement {
+            Placement::Repacked => Some(REPACKED_EXACT),
+            Placement::Host if ty.block_size() == 256 && s.ggml_tiled_mm => Some(GGML_TILED_EXACT),
+            Placement::Host if !ty.is_quantized() => Some(FLOAT_EXACT),
+            Placement::Host | Placement::Device => None,
+        };
+        Route {
+            bands,
+            placement,
+            exact,
+        }
+    }
+
+    /// ggml's matmul for every column count (a weight no kernel of Ember takes).
+    pub fn ggml(placement: Placement) -> Route {
+        Route {
+            bands: Vec::new(),
+            placement,
+            exact: None,
+        }
+    }
+
+    /// The kernel for `n_cols` activation columns.
+    pub fn kernel(&self, n_cols: i64) -> Kernel {
+        self.bands
+            .iter()
+            .find(|(_, cols)| cols.contains(&n_cols))
+            .map_or(Kernel::Ggml, |(k, _)| *k)
+    }
+
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// How many activation columns of one product give, column for column, the bits that
+    /// one-column products (decoding) give, through the kernels this route picks: a
+    /// speculative verification batch of up to this many tokens picks, at temperature 0, what
+    /// plain decoding picks. `None`: no limit known.
+    ///
+    /// - repacked weights: 3 (ggml's matrix × vector kernel, or the Q4_K decode op, which keeps
+    ///   its order, takes up to three columns one by one; from four on, ggml's matrix × matrix
+    ///   kernel sums in another order);
+    /// - K-quants and i-quants in host memory: 7 (from eight columns on, ggml's tiled path),
+    ///   unless `GGML_CPU_TILED_MM=0`;
+    /// - floats (f32, f16, bf16) in host memory: 1 (llamafile's tiles from two columns on);
+    /// - Q4_0, Q4_1, Q5_0, Q8_0 in host memory: no limit (the decode op is ggml's `vec_dot`,
+    ///   the tile op and llamafile's tiles sum each column in the same order);
+    /// - weights on a GPU: not known (`None`; ggml's GPU kernels are not checked here).
+    ///
+    /// `tests.rs` (`exact_columns_hold`) checks each host case against ggml.
+    pub fn exact_columns(&self) -> Option<usize> {
+        self.exact
+    }
+
+    /// The kernels by column count, e.g. `1 decode, 2-31 tile-512, 32+ ggml`.
+    pub fn describe(&self) -> String {
+        let mut starts: Vec<i64> = vec![1];
+        for (_, cols) in &self.bands {
+            starts.push(*cols.start());
+            if *cols.end() < i64::MAX {
+                starts.push(cols.end() + 1);
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let mut parts: Vec<(i64, i64, Kernel)> = Vec::new();
+        for (i, &a) in starts.iter().enumerate() {
+            let b = starts.get(i + 1).map_or(i64::MAX, |n| n - 1);
+            let k = self.kernel(a);
+            match parts.last_mut() {
+                Some(last) if last.2 == k => last.1 = b,
+                _ => parts.push((a, b, k)),
+            }
+        }
+        parts
+            .iter()
+            .map(|&(a, b, k)| match (a, b) {
+                (1, i64::MAX) => format!("all {}", k.name()),
+                (a, i64::MAX) => format!("{a}+ {}", k.name()),
+                (a, b) if a == b => format!("{a} {}", k.name()),
+                (a, b) => format!("{a}-{b} {}", k.name()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_read_as_atoi() {
+        for (s, on) in [
+            ("1", true),
+            (" 2x", true),
+            ("-1", true),
+            ("0", false),
+            ("", false),
+        ] {
+            assert_eq!(atoi_nonzero(s), on, "{s:?}");
+        }
+        for s in ["00", "abc", "+-1", "x1"] {
+            assert!(!atoi_nonzero(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn switches_come_from_the_environment_given() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                set.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert_eq!(KernelSwitches::from(env(&[])), KernelSwitches::ALL_ON);
+        let s = KernelSwitches::from(env(&[
+            ("EMBER_NO_GEMV", "1"),
+            ("EMBER_NO_TILED", ""),
+            ("EMBER_NO_WIDE", "0"),
+            ("GGML_CPU_TILED_MM", "0"),
+        ]));
+        assert_eq!(
+            s,
+            KernelSwitches {
+                ember_ops: false,
+                prompt_ops: false,
+                wide_tiles: false,
+                ggml_tiled_mm: false
+            }
+        );
+        assert!(KernelSwitches::from(env(&[("GGML_CPU_TILED_MM", "1")])).ggml_tiled_mm);
+    }
+}
