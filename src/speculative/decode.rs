@@ -16,21 +16,18 @@ use super::policy::Policy;
 use super::stats::SpecStats;
 use super::{accept, timed, Speculator};
 
-/// Longest draft at temperature 0 on repacked weights (a batch of 3 rows).
-const GREEDY_REPACKED_MAX_DRAFT: usize = 2;
-
 /// The longest draft whose verification picks exactly the tokens plain decoding would, where
-/// that is shorter than any draft: ggml's repacked kernels multiply groups of 4 rows
-/// differently from single rows (gemm vs gemv), so at temperature 0 a verification batch of
-/// more than 3 could pick another argmax than plain decoding in a near-tie. Up to 3 rows every
-/// row takes the single-row path, so the text stays plain decoding's bit for bit;
-/// --no-repack lifts the cap.
+/// that is shorter than any draft. Each weight's kernel route knows how many columns one product
+/// can take and still give one-column decoding's results bit for bit (ggml's repacked kernels
+/// multiply groups of 4 rows differently from single rows; its tiled K-quant path takes over
+/// from 8; f16 matrices from 2): at temperature 0 a longer verification batch could pick another
+/// argmax than plain decoding in a near-tie. A draft of n tokens is a batch of n + 1 columns.
 fn exact_draft_cap(target: &Session, sampler: &Sampler) -> Option<usize> {
-    if sampler.is_greedy() && target.model().weights.placements.n_repacked > 0 {
-        Some(GREEDY_REPACKED_MAX_DRAFT)
-    } else {
-        None
+    if !sampler.is_greedy() {
+        return None;
     }
+    let cols = target.model().weights.exact_columns()?;
+    Some(cols.saturating_sub(1))
 }
 
 /// Speculative generation; see [`Speculator::generate`].
