@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result};
 
 use crate::cli::args::FlashAttn;
-use crate::cli::args::{RunArgs, SpecArgs};
+use crate::cli::args::SpecArgs;
 use crate::cli::config::{cache_type, flash_attn_choice, ModelConfig, UsageError};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::speculative::{compat, lookup::Lookup, DraftModel, Drafter, SpecParams};
@@ -22,12 +22,11 @@ pub fn spec_params(a: &SpecArgs) -> SpecParams {
 
 /// The drafter the flags ask for, if any.
 pub fn drafter(
-    a: &RunArgs,
+    s: &SpecArgs,
     target_cfg: &ModelConfig,
     target: &Loaded,
     sampler: &mut Sampler,
 ) -> Result<Option<Drafter>> {
-    let s = &a.spec;
     if s.draft_max == 0 {
         if s.lookup || s.model_draft.is_some() {
             return Err(UsageError("--draft-max must be at least 1".into()).into());
