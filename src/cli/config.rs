@@ -367,3 +367,73 @@ pub fn default_model_path() -> Result<PathBuf, UsageError> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{normalize_args, Cli};
+
+    fn run_config(args: &[&str], chat_command: bool) -> Result<RunConfig, UsageError> {
+        let argv = normalize_args(
+            ["ember", "-m", "model.gguf"]
+                .iter()
+                .chain(args)
+                .map(|s| s.to_string()),
+        );
+        RunConfig::from_args(&Cli::parse_from(argv).run, chat_command)
+    }
+
+    #[test]
+    fn context_size_is_resolved_in_one_place() {
+        // generation: the default, capped at the training context; 0 = the training context
+        assert_eq!(ContextSize::generate(None).resolve(8192), GENERATE_CTX);
+        assert_eq!(ContextSize::generate(None).resolve(2048), 2048);
+        assert_eq!(ContextSize::generate(Some(0)).resolve(2048), 2048);
+        assert_eq!(ContextSize::generate(Some(100_000)).resolve(2048), 2048);
+        // measurements get what they ask for, past the training context too
+        assert_eq!(ContextSize::exactly(4096).resolve(2048), 4096);
+        assert_eq!(ContextSize::exactly(0).resolve(2048), 2048);
+        // never an empty context, even from a file that claims a training context of 0
+        assert_eq!(ContextSize::Trained.resolve(0), 1);
+        assert_eq!(ContextSize::generate(None).resolve(0), 1);
+    }
+
+    #[test]
+    fn run_config_resolves_the_flags_once() {
+        let c = run_config(
+            &[
+                "-p", r"a\nb", "--stop", "x", "-r", "y", "--stop", "z", "-n", "7", "--json",
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.mode, RunMode::OneShot);
+        assert_eq!(c.prompt, PromptSource::Text("a\nb".into()));
+        assert_eq!(c.stops, ["x", "z", "y"]);
+        assert_eq!(c.generate.n_predict, 7);
+        assert_eq!(c.output, OutputFormat::Json);
+        assert_eq!(c.model.n_ctx, ContextSize::AtMost(GENERATE_CTX));
+        assert_eq!(c.system_prompt, None);
+
+        let c = run_config(&["-p", r"a\nb", "--no-escape"], false).unwrap();
+        assert_eq!(c.prompt, PromptSource::Text(r"a\nb".into()));
+        let c = run_config(&["-f", "prompt.txt", "-c", "0"], false).unwrap();
+        assert_eq!(c.prompt, PromptSource::File("prompt.txt".into()));
+        assert_eq!(c.model.n_ctx, ContextSize::Trained);
+    }
+
+    #[test]
+    fn the_chat_takes_its_system_prompt_from_p_and_refuses_one_shot_outputs() {
+        let c = run_config(&["-cnv", "-p", "be brief"], false).unwrap();
+        assert_eq!(c.mode, RunMode::Chat);
+        assert_eq!(c.system_prompt.as_deref(), Some("be brief"));
+        let c = run_config(&["-p", "be brief", "-sys", "terse"], true).unwrap();
+        assert_eq!(c.system_prompt.as_deref(), Some("terse"));
+        for flag in [&["--json"][..], &["--jsonl"], &["--prompt-cache", "x.bin"]] {
+            let e = run_config(flag, true).unwrap_err();
+            assert!(e.0.contains("one-shot runs"), "{}", e.0);
+        }
+    }
+}
