@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use crate::cli::args::{BenchArgs, BenchOutput};
-use crate::cli::config::{cache_type, flash_attn_choice, ModelConfig, UsageError};
+use crate::cli::config::{cache_type, flash_attn_choice, ContextSize, ModelConfig, UsageError};
 use crate::generate::{Session, Want};
 use crate::ggml::Type;
 use crate::model::LoadOptions;
@@ -201,7 +201,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     for path in &a.models {
         let base = ModelConfig {
             path: path.clone(),
-            n_ctx: 0,
+            n_ctx: ContextSize::Trained,
             n_threads: 1,
             n_batch: a.batch_size,
             n_ubatch: a.ubatch_size.min(a.batch_size),
@@ -228,7 +228,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         for s in &settings {
             for &(n_prompt, n_gen) in &tests {
                 let cfg = ModelConfig {
-                    n_ctx: n_prompt + n_gen,
+                    n_ctx: ContextSize::exactly(n_prompt + n_gen),
                     n_threads: s.threads,
                     type_k: s.type_k,
                     type_v: s.type_v,

@@ -2,115 +2,49 @@
 //! Answers stream to stdout; notices go to stderr. Each turn evaluates only the tokens the KV
 //! cache does not already hold; Ctrl-C stops an answer and keeps it in the conversation.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::json;
 
-use crate::chat::{ChatTemplate, Conversation, Format, Message};
-use crate::cli::args::{ContextFullPolicy, RunArgs};
-use crate::cli::config::{ModelConfig, UsageError};
-use crate::generate::stop::StopStrings;
-use crate::generate::{generate, EvalError, GenerateError, GenerateParams, Session, Timings};
+use crate::chat::{Conversation, Format, Message};
+use crate::cli::args::ContextFullPolicy;
+use crate::cli::config::{OutputFormat, RunConfig};
+use crate::generate::{EvalError, GenerateError, GenerateParams};
 use crate::sampling::{Sampler, SamplingParams};
-use crate::tokenizer::StreamDecoder;
 
 use super::chat_commands::{self as cmds, Command, Setting, Show};
 use super::chat_input::{Input, Read};
-use super::load::Loaded;
-
-/// Context size of the chat unless -c says otherwise.
-const DEFAULT_CTX: u32 = 4096;
-
-/// Whether the command line asks for the chat: -cnv, or no prompt and a terminal on stdin.
-pub fn wanted(a: &RunArgs) -> bool {
-    a.conversation
-        || (!a.no_conversation
-            && a.prompt.is_none()
-            && a.file.is_none()
-            && std::io::stdin().is_terminal())
-}
-
-/// The conversation format: `--chat-template`, else the model's template, else raw text.
-pub fn format(a: &RunArgs, l: &Loaded) -> Result<Format> {
-    let tok = &l.tokenizer;
-    let text = |id: Option<u32>| id.map_or(String::new(), |id| tok.token_text(id).to_string());
-    let (bos, eos) = (text(tok.bos()), text(tok.eos()));
-    if let Some(arg) = &a.chat_template {
-        if arg == "raw" || arg == "none" {
-            return Ok(Format::Raw);
-        }
-        return Ok(Format::Template(Box::new(ChatTemplate::from_arg(
-            arg, &bos, &eos,
-        )?)));
-    }
-    match l.model.file.get_str("tokenizer.chat_template") {
-        Ok(src) => Ok(Format::Template(Box::new(
-            ChatTemplate::new("the model's", src, &bos, &eos)
-                .context("the model's chat template (choose another with --chat-template)")?,
-        ))),
-        Err(_) => Ok(Format::Raw),
-    }
-}
-
-/// `--chat`: the one-shot prompt as a user message (after `-sys`), rendered for the answer.
-pub fn one_shot_prompt(a: &RunArgs, l: &Loaded, prompt: &str) -> Result<String> {
-    let format = format(a, l)?;
-    if matches!(format, Format::Raw) {
-        log::warn!("--chat: this model has no chat template; the prompt is used as it is (choose one with --chat-template)");
-    }
-    let mut c = Conversation::new(format, a.system_prompt.as_deref());
-    c.messages.push(Message::new("user", prompt));
-    Ok(c.render()?)
-}
+use super::front::Front;
+use super::output::{Output, Summary};
 
 /// Figures of the last turn, for `/show stats`.
 struct TurnStats {
     prompt_tokens: usize,
-    reused: usize,
     dropped: usize,
-    timings: Timings,
-    stop: &'static str,
+    /// How the answer ended; `prompt_cached` is what the KV cache already held.
+    summary: Summary,
 }
 
 struct Repl<'a> {
-    a: &'a RunArgs,
+    cfg: &'a RunConfig,
     /// The model file's name.
     name: String,
-    loaded: &'a Loaded,
-    session: Session,
+    front: Front,
     conv: Conversation,
     params: SamplingParams,
     sampler: Sampler,
-    n_predict: i64,
+    /// `-n` and `--ignore-eos`; `/set n-predict` changes the first.
+    generate: GenerateParams,
     last: Option<TurnStats>,
 }
 
-pub fn run(a: &RunArgs) -> Result<()> {
-    if a.json || a.jsonl || a.prompt_cache.is_some() {
-        return Err(UsageError(
-            "--json, --jsonl and --prompt-cache are for one-shot runs, not the chat (use /save and /load)".into(),
-        )
-        .into());
-    }
-    if a.spec.model_draft.is_some() || a.spec.lookup {
-        log::warn!(
-            "speculative decoding (-md, --lookup) is for one-shot runs; the chat decodes plainly"
-        );
-    }
-    let cfg = ModelConfig::from_args(&a.model, DEFAULT_CTX)?;
+pub fn run(cfg: &RunConfig) -> Result<()> {
     super::signals::install_chat();
-    let loaded = super::load::load(&cfg)?;
-    let cfg = ModelConfig {
-        n_ctx: cfg.n_ctx.min(loaded.model.hp.n_ctx_train.max(1)),
-        ..cfg
-    };
-    let mut session = super::load::session(&loaded, &cfg)?;
-    session.set_interrupt(Some(super::signals::interrupted));
-    let format = format(a, &loaded)?;
-    // With -cnv, -p gives the system prompt, as in llama.cpp.
-    let system = a.system_prompt.as_deref().or(a.prompt.as_deref());
+    let front = Front::open(&cfg.model)?;
+    let format = front.chat_format(cfg.chat_template.as_deref())?;
     let name = cfg
+        .model
         .path
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
@@ -118,22 +52,21 @@ pub fn run(a: &RunArgs) -> Result<()> {
         Format::Template(t) => eprintln!(
             "ember: chatting with {name} ({} chat template, context {}). /? for help, Ctrl-D or /bye to exit.",
             t.name(),
-            session.n_ctx()
+            front.session.n_ctx()
         ),
         Format::Raw => eprintln!(
             "ember: {name} has no chat template: raw completion, each message continues the text (choose a template with --chat-template). /? for help, Ctrl-D or /bye to exit."
         ),
     }
-    let params = super::run::sampling_params(&a.sampling);
+    let params = cfg.sampling.clone();
     let mut repl = Repl {
-        a,
+        cfg,
         name,
-        loaded: &loaded,
-        session,
-        conv: Conversation::new(format, system),
+        front,
+        conv: Conversation::new(format, cfg.system_prompt.as_deref()),
         sampler: Sampler::new(params.clone()),
         params,
-        n_predict: a.n_predict,
+        generate: cfg.generate,
         last: None,
     };
     let mut input = Input::open();
@@ -192,7 +125,6 @@ pub fn run(a: &RunArgs) -> Result<()> {
 impl Repl<'_> {
     /// One exchange: the user's message in, the answer streamed out.
     fn turn(&mut self, text: &str) -> Result<()> {
-        let tok = &self.loaded.tokenizer;
         self.conv.messages.push(Message::new("user", text));
         let (prompt, dropped) = match self.fit_prompt() {
             Ok(p) => p,
@@ -201,68 +133,40 @@ impl Repl<'_> {
                 return Err(e);
             }
         };
+        let session = &mut self.front.session;
         if dropped > 0 {
             eprintln!(
                 "(the context of {} tokens is full: dropped the {dropped} oldest exchange{})",
-                self.session.n_ctx(),
+                session.n_ctx(),
                 if dropped == 1 { "" } else { "s" }
             );
         }
         let reused = self.conv.reusable(&prompt.tokens);
         // fewer (none) when a sliding-window ring has moved past the shared prefix
-        let reused = self.session.truncate(reused as u32) as usize;
+        let reused = session.truncate(reused as u32) as usize;
         for &id in &prompt.tokens[..reused] {
             self.sampler.accept(id);
         }
         super::signals::reset_interrupt();
-        let stops: Vec<String> = self
-            .a
-            .stop
-            .iter()
-            .chain(&self.a.reverse_prompt)
-            .cloned()
-            .collect();
-        let mut stops = StopStrings::new(stops);
-        let mut decoder = StreamDecoder::new(self.a.special);
-        let mut answer = String::new();
-        let mut ids = Vec::new();
         let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        let mut write_err = None;
-        let params = GenerateParams {
-            n_predict: self.n_predict,
-            ignore_eos: self.a.ignore_eos,
-        };
-        let on_token = |id| {
-            if super::signals::received().is_some() {
-                return false;
-            }
-            ids.push(id);
-            let shown = stops.push(&decoder.push(tok, id));
-            answer.push_str(&shown);
-            if let Err(e) = out.write_all(shown.as_bytes()).and_then(|_| out.flush()) {
-                write_err = Some(e);
-                return false;
-            }
-            stops.hit().is_none()
-        };
-        let new = &prompt.tokens[reused..];
-        let result = generate(
-            &mut self.session,
-            tok,
-            &mut self.sampler,
-            new,
-            params,
-            on_token,
+        let mut out = Output::new(
+            OutputFormat::Text,
+            stdout.lock(),
+            self.cfg.special,
+            self.cfg.stops.clone(),
         );
-        let interrupted = super::signals::received().is_some();
+        let new = &prompt.tokens[reused..];
+        let result = self
+            .front
+            .decode(&mut self.sampler, None, new, self.generate, &mut out);
         super::signals::reset_interrupt();
-        let (stop, timings) = match result {
-            Ok(r) => r,
+        let session = &mut self.front.session;
+        let decoded = match result {
+            Ok(d) => d,
             Err(GenerateError::Eval(EvalError::Interrupted)) => {
                 // Stopped inside the prompt: the question goes, what was evaluated stays.
                 self.conv.messages.pop();
-                let n = self.session.n_past() as usize;
+                let n = session.n_past() as usize;
                 self.conv
                     .set_cached_tokens(&prompt.tokens[..n.min(prompt.tokens.len())]);
                 eprintln!("(stopped)");
@@ -271,47 +175,40 @@ impl Repl<'_> {
             Err(e) => {
                 self.conv.messages.pop();
                 self.conv.reset_cache();
-                self.session.clear();
+                session.clear();
                 return Err(e.into());
             }
         };
-        if stops.hit().is_none() {
-            let tail = stops.push(&decoder.flush());
-            answer.push_str(&tail);
-            let tail2 = stops.flush();
-            answer.push_str(&tail2);
-            let _ = out.write_all(tail.as_bytes());
-            let _ = out.write_all(tail2.as_bytes());
-        }
-        let end = if answer.is_empty() || answer.ends_with('\n') {
-            ""
-        } else {
-            "\n"
+        let summary = Summary {
+            stop_reason: decoded.stop_reason(out.stop_hit()),
+            load: self.front.loaded.load_time,
+            timings: decoded.timings,
+            prompt_cached: reused,
         };
-        let r = out.write_all(end.as_bytes()).and_then(|_| out.flush());
-        drop(out);
-        if let Some(e) = write_err.or(r.err()) {
+        if let Some(e) = out.take_error() {
             return Err(anyhow::Error::new(e).context("writing the answer"));
         }
-        self.conv.messages.push(Message::new("assistant", &answer));
-        let n_past = self.session.n_past() as usize;
-        self.conv.set_cached(tok, prompt.clone(), &ids, n_past);
-        let stop = if interrupted {
-            "interrupted"
-        } else {
-            super::output::stop_reason(stop, stops.hit().is_some(), false)
-        };
-        if stop == "context_full" {
+        out.finish(&summary).context("writing the answer")?;
+        self.conv
+            .messages
+            .push(Message::new("assistant", out.text()));
+        let n_past = session.n_past() as usize;
+        self.conv.set_cached(
+            &self.front.loaded.tokenizer,
+            prompt.clone(),
+            out.ids(),
+            n_past,
+        );
+        drop(out);
+        if summary.stop_reason == "context_full" {
             eprintln!(
                 "(the answer filled the context; older exchanges will be dropped for the next one)"
             );
         }
         self.last = Some(TurnStats {
             prompt_tokens: prompt.tokens.len(),
-            reused,
             dropped,
-            timings,
-            stop,
+            summary,
         });
         Ok(())
     }
@@ -319,8 +216,8 @@ impl Repl<'_> {
     /// The prompt for the next answer, dropping the oldest exchanges while it leaves too little
     /// room (unless `--context-full error`). Returns it with the number of exchanges dropped.
     fn fit_prompt(&mut self) -> Result<(crate::chat::Prompt, usize)> {
-        let n_ctx = self.session.n_ctx() as usize;
-        let room = match usize::try_from(self.n_predict) {
+        let n_ctx = self.front.session.n_ctx() as usize;
+        let room = match usize::try_from(self.generate.n_predict) {
             Ok(n) => n.min(n_ctx / 2),
             Err(_) => n_ctx / 4,
         }
@@ -332,11 +229,11 @@ impl Repl<'_> {
         // context shift also discards half).
         let mut limit = n_ctx;
         loop {
-            let p = self.conv.prompt(&self.loaded.tokenizer)?;
+            let p = self.conv.prompt(&self.front.loaded.tokenizer)?;
             if p.tokens.len() + room <= limit {
                 return Ok((p, dropped));
             }
-            if self.a.context_full == ContextFullPolicy::Error {
+            if self.cfg.context_full == ContextFullPolicy::Error {
                 return Err(anyhow!(
                     "the conversation ({} tokens, plus {room} for the answer) no longer fits the context of {n_ctx} tokens (/clear, or run with --context-full drop)",
                     p.tokens.len()
@@ -381,7 +278,7 @@ impl Repl<'_> {
             Setting::MinP(v) => p.min_p = v,
             Setting::RepeatPenalty(v) => p.repeat_penalty = v,
             Setting::Seed(v) => p.seed = v,
-            Setting::NPredict(v) => self.n_predict = v,
+            Setting::NPredict(v) => self.generate.n_predict = v,
             Setting::System(text) => {
                 self.conv.set_system(Some(&text));
                 eprintln!(
@@ -402,16 +299,17 @@ impl Repl<'_> {
     fn show(&self, s: Show) {
         match s {
             Show::Info => {
-                let m = &self.loaded.model;
-                let kv = self.session.kv();
+                let m = &self.front.loaded.model;
+                let session = &self.front.session;
+                let kv = session.kv();
                 eprintln!(
                     "model: {} ({} arch, {} layers, vocab {})\ncontext: {} of {} tokens used\nKV cache: K {} V {} ({:.1} MiB)\nmessages: {}",
                     self.name,
                     m.arch.name(),
                     m.hp.n_layer,
                     m.hp.n_vocab,
-                    self.session.n_past(),
-                    self.session.n_ctx(),
+                    session.n_past(),
+                    session.n_ctx(),
                     kv.type_k,
                     kv.type_v,
                     (kv.bytes().k + kv.bytes().v) as f64 / 1048576.0,
@@ -428,23 +326,23 @@ impl Repl<'_> {
                 eprintln!(
                     "temp {} | top-k {} | top-p {} | min-p {} | repeat-penalty {} (last {}) | seed {} | n-predict {}",
                     p.temp, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n,
-                    self.sampler.seed(), self.n_predict
+                    self.sampler.seed(), self.generate.n_predict
                 );
             }
             Show::Stats => match &self.last {
                 None => eprintln!("no turn yet"),
                 Some(s) => {
-                    let t = &s.timings;
+                    let t = &s.summary.timings;
                     eprintln!(
                         "last turn: prompt {} tokens, {} re-used from the cache, {} evaluated{} | {} | stop: {}\ncontext: {} of {} tokens used",
                         s.prompt_tokens,
-                        s.reused,
+                        s.summary.prompt_cached,
                         t.prompt_tokens,
                         if s.dropped > 0 { format!(" ({} exchanges dropped)", s.dropped) } else { String::new() },
                         t.report(),
-                        s.stop,
-                        self.session.n_past(),
-                        self.session.n_ctx()
+                        s.summary.stop_reason,
+                        self.front.session.n_past(),
+                        self.front.session.n_ctx()
                     );
                 }
             },
@@ -461,7 +359,8 @@ impl Repl<'_> {
         let tmp = path.with_extension("tmp");
         let write = || -> Result<()> {
             let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            self.session
+            self.front
+                .session
                 .save_state(&mut w, &cached.tokens, extra.to_string().as_bytes())?;
             w.flush()?;
             std::fs::rename(&tmp, path)?;
@@ -483,7 +382,10 @@ impl Repl<'_> {
     /// `/load FILE`: replaces the conversation and the cache.
     fn load(&mut self, path: &std::path::Path) -> Result<()> {
         let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let restored = self.session.load_state(&mut std::io::BufReader::new(f));
+        let restored = self
+            .front
+            .session
+            .load_state(&mut std::io::BufReader::new(f));
         let restored = match restored {
             Ok(r) => r,
             Err(e) => {
@@ -500,7 +402,7 @@ impl Repl<'_> {
         let (messages, text) = match parsed {
             Ok(p) => p,
             Err(e) => {
-                self.session.clear();
+                self.front.session.clear();
                 self.conv.reset_cache();
                 return Err(e.context(format!("{} holds no conversation", path.display())));
             }

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use crate::cli::args::InfoArgs;
-use crate::cli::config::cache_type;
+use crate::cli::config::{cache_type, ContextSize};
 use crate::ggml::Type;
 use crate::gguf::{describe_json, describe_text, GgufFile};
 use crate::kv::{rotation_size, KvBytes, KvShape};
@@ -74,7 +74,7 @@ fn kv_report(
     let Ok(hp) = arch.hparams(f) else {
         return Ok(None);
     };
-    let n_ctx = if n_ctx == 0 { hp.n_ctx_train } else { n_ctx };
+    let n_ctx = ContextSize::exactly(n_ctx).resolve(hp.n_ctx_train);
     let shape = hp.kv_shape();
     shape.check(type_k, type_v)?;
     let ring = shape.ring(n_ctx, ring.0, ring.1);

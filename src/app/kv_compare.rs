@@ -26,7 +26,7 @@ pub fn run(
     tokens: &[u32],
     n_chunk: usize,
 ) -> Result<()> {
-    let n_ctx = cfg.n_ctx as usize;
+    let n_ctx = cfg.n_ctx.resolve(loaded.model.hp.n_ctx_train) as usize;
     let n_vocab = loaded.model.hp.n_vocab as usize;
     let base_cfg = ModelConfig {
         type_k: Type::F16,

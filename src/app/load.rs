@@ -100,14 +100,10 @@ fn log_routes(model: &Model) {
     }
 }
 
-/// A session with the configured context (0 or above the training context → the training context).
+/// A session with the configured context (see `ContextSize::resolve`).
 pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
     let hp = &l.model.hp;
-    let n_ctx = if cfg.n_ctx == 0 {
-        hp.n_ctx_train
-    } else {
-        cfg.n_ctx
-    };
+    let n_ctx = cfg.n_ctx.resolve(hp.n_ctx_train);
     if n_ctx > hp.n_ctx_train && hp.n_ctx_train > 0 {
         log::warn!(
             "context {n_ctx} is larger than the model's training context {}",
@@ -115,8 +111,8 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
         );
     }
     let params = SessionParams {
-        n_ctx: n_ctx.max(1),
-        n_ubatch: cfg.n_ubatch.min(n_ctx.max(1)),
+        n_ctx,
+        n_ubatch: cfg.n_ubatch.min(n_ctx),
         n_threads: cfg.n_threads,
         type_k: cfg.type_k,
         type_v: cfg.type_v,
@@ -125,7 +121,7 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
     let kv = s.kv().bytes();
-    let per = |b: u64| b / n_ctx.max(1) as u64;
+    let per = |b: u64| b / n_ctx as u64;
     log::info!(
         "KV cache for {n_ctx} tokens: K {} {} bytes/token, {} bytes ({:.2} MiB); V {} {} bytes/token, {} bytes ({:.2} MiB); total {:.2} MiB",
         cfg.type_k,

@@ -5,6 +5,7 @@ pub mod bench_roof;
 pub mod chat;
 pub mod chat_commands;
 pub mod chat_input;
+pub mod front;
 pub mod info;
 pub mod input;
 pub mod kv_compare;
@@ -19,7 +20,7 @@ pub mod tokenize;
 
 use std::process::ExitCode;
 
-use crate::cli::config::UsageError;
+use crate::cli::config::{RunConfig, RunMode, UsageError};
 use crate::cli::{Cli, Command};
 
 /// Run the parsed command line; errors print as one line on stderr.
@@ -46,9 +47,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Perplexity(a)) => perplexity::run(&a),
         Some(Command::Tokenize(a)) => tokenize::run(&a),
         Some(Command::Bench(a)) => bench::run(&a),
-        Some(Command::Chat(a)) => chat::run(&a),
-        None if chat::wanted(&cli.run) => chat::run(&cli.run),
-        None => run::run(&cli.run),
+        Some(Command::Chat(a)) => run_or_chat(&a, true),
+        None => run_or_chat(&cli.run, false),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,6 +61,15 @@ pub fn main(cli: Cli) -> ExitCode {
             eprintln!("ember: error: {}", one_line(&chain(&e)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
+    }
+}
+
+/// One-shot generation or the chat (`chat_command`: `ember chat`), from one validated config.
+fn run_or_chat(a: &crate::cli::args::RunArgs, chat_command: bool) -> anyhow::Result<()> {
+    let cfg = RunConfig::from_args(a, chat_command)?;
+    match cfg.mode {
+        RunMode::OneShot => run::run(&cfg),
+        RunMode::Chat => chat::run(&cfg),
     }
 }
 

@@ -1,27 +1,20 @@
-//! What one-shot generation writes on stdout: the text as it is generated (ending with a
-//! newline), or one JSON object at the end (`--json`), or one JSON object per token and a
-//! summary (`--jsonl`). Stop strings are applied here, on the text.
+//! What generation writes on stdout, for one-shot runs and chat answers alike: the text as it
+//! is generated (ending with a newline), or one JSON object at the end (`--json`), or one JSON
+//! object per token and a summary (`--jsonl`). Stop strings are applied here, on the text.
 
 use std::io::Write;
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::cli::config::OutputFormat;
 use crate::generate::stop::StopStrings;
 use crate::generate::{StopReason, Timings};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Text,
-    Json,
-    Jsonl,
-}
-
-pub struct Output<'t, W: Write> {
-    mode: Mode,
+pub struct Output<W: Write> {
+    format: OutputFormat,
     out: W,
-    tok: &'t Tokenizer,
     decoder: StreamDecoder,
     stops: StopStrings,
     /// Everything released so far (after stop strings).
@@ -30,12 +23,11 @@ pub struct Output<'t, W: Write> {
     write_err: Option<std::io::Error>,
 }
 
-impl<'t, W: Write> Output<'t, W> {
-    pub fn new(mode: Mode, out: W, tok: &'t Tokenizer, special: bool, stops: Vec<String>) -> Self {
+impl<W: Write> Output<W> {
+    pub fn new(format: OutputFormat, out: W, special: bool, stops: Vec<String>) -> Self {
         Output {
-            mode,
+            format,
             out,
-            tok,
             decoder: StreamDecoder::new(special),
             stops: StopStrings::new(stops),
             text: String::new(),
@@ -45,14 +37,14 @@ impl<'t, W: Write> Output<'t, W> {
     }
 
     /// A generated token; false when generation should stop (a stop string, or stdout failed).
-    pub fn token(&mut self, id: u32) -> bool {
+    pub fn token(&mut self, tok: &Tokenizer, id: u32) -> bool {
         self.ids.push(id);
-        let piece = self.decoder.push(self.tok, id);
+        let piece = self.decoder.push(tok, id);
         let shown = self.stops.push(&piece);
-        let r = match self.mode {
-            Mode::Text => self.write_text(&shown),
-            Mode::Json => Ok(()),
-            Mode::Jsonl => {
+        let r = match self.format {
+            OutputFormat::Text => self.write_text(&shown),
+            OutputFormat::Json => Ok(()),
+            OutputFormat::Jsonl => {
                 let line = json!({"id": id, "text": shown});
                 writeln!(self.out, "{line}").and_then(|_| self.out.flush())
             }
@@ -82,6 +74,16 @@ impl<'t, W: Write> Output<'t, W> {
         self.stops.hit().is_some()
     }
 
+    /// The text released so far (all of it after [`finish`](Self::finish)).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The tokens handed to [`token`](Self::token).
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
     /// Release what is held back and end the output: a final newline for text, the object
     /// for `--json`, the summary line for `--jsonl`.
     pub fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
@@ -90,14 +92,14 @@ impl<'t, W: Write> Output<'t, W> {
             tail.push_str(&self.stops.flush());
         }
         self.text.push_str(&tail);
-        match self.mode {
-            Mode::Text => {
+        match self.format {
+            OutputFormat::Text => {
                 if !self.text.is_empty() && !self.text.ends_with('\n') {
                     tail.push('\n');
                 }
                 self.write_text(&tail)?;
             }
-            Mode::Json => {
+            OutputFormat::Json => {
                 let v = json!({
                     "text": self.text,
                     "tokens": self.ids,
@@ -106,7 +108,7 @@ impl<'t, W: Write> Output<'t, W> {
                 });
                 writeln!(self.out, "{v}")?;
             }
-            Mode::Jsonl => {
+            OutputFormat::Jsonl => {
                 if !tail.is_empty() {
                     writeln!(self.out, "{}", json!({"text": tail}))?;
                 }

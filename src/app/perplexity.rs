@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 
 use crate::cli::args::PerplexityArgs;
-use crate::cli::config::{ModelConfig, UsageError};
+use crate::cli::config::{ContextSize, ModelConfig, UsageError, PERPLEXITY_CTX};
 use crate::generate::{Session, Want};
 use crate::perplexity::{
     first_scored, scored_per_chunk, KldAccumulator, LogitsReader, LogitsWriter, PplAccumulator,
@@ -16,17 +16,16 @@ use crate::perplexity::{
 
 use super::load::{self, Loaded};
 
-/// llama-perplexity's usual context.
-const DEFAULT_CTX: u32 = 512;
-
 pub fn run(a: &PerplexityArgs) -> Result<()> {
-    let cfg = ModelConfig::from_args(&a.model, DEFAULT_CTX)?;
+    let n_ctx = ContextSize::exactly(a.model.ctx_size.unwrap_or(PERPLEXITY_CTX));
+    let cfg = ModelConfig::from_args(&a.model, n_ctx)?;
     if a.kl_divergence {
         return kl_divergence(a, &cfg);
     }
     let text = read_text(a)?;
     let loaded = load::load(&cfg)?;
-    let n_ctx = cfg.n_ctx as usize;
+    let cfg = cfg.resolved(loaded.model.hp.n_ctx_train);
+    let n_ctx = cfg.n_ctx.resolve(loaded.model.hp.n_ctx_train) as usize;
     let (tokens, n_chunk) = chunk_tokens(a, &loaded, &text, n_ctx)?;
     if a.kv_compare {
         return super::kv_compare::run(a, &cfg, &loaded, &tokens, n_chunk);
@@ -154,7 +153,7 @@ fn kl_divergence(a: &PerplexityArgs, cfg: &ModelConfig) -> Result<()> {
         .with_context(|| format!("reading saved logits {}", base.display()))?;
     let n_ctx = reader.n_ctx() as usize;
     let cfg = ModelConfig {
-        n_ctx: n_ctx as u32,
+        n_ctx: ContextSize::exactly(reader.n_ctx()),
         ..cfg.clone()
     };
     let loaded = load::load(&cfg)?;

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result};
 
 use crate::cli::args::FlashAttn;
-use crate::cli::args::{RunArgs, SpecArgs};
+use crate::cli::args::SpecArgs;
 use crate::cli::config::{cache_type, flash_attn_choice, ModelConfig, UsageError};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::speculative::{compat, DraftModel, Drafter, Lookup, SpecParams, Speculator};
@@ -21,13 +21,13 @@ fn spec_params(a: &SpecArgs) -> SpecParams {
 
 /// The speculation the flags ask for, if any.
 pub fn speculator(
-    a: &RunArgs,
+    a: &SpecArgs,
     target_cfg: &ModelConfig,
     target: &Loaded,
     sampler: &Sampler,
 ) -> Result<Option<Speculator>> {
-    let drafter = drafter(&a.spec, target_cfg, target, sampler)?;
-    Ok(drafter.map(|d| Speculator::new(d, spec_params(&a.spec))))
+    let drafter = drafter(a, target_cfg, target, sampler)?;
+    Ok(drafter.map(|d| Speculator::new(d, spec_params(a))))
 }
 
 /// The drafter the flags ask for, if any.
