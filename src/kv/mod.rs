@@ -22,6 +22,14 @@ pub struct KvBytes {
     pub v: u64,
 }
 
+/// The two kinds of attention layer: over every cell of the cache, or over a sliding window
+/// (the "local" layers, whose cells may be a ring smaller than the cache).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnKind {
+    Full,
+    Local,
+}
+
 pub struct KvCache {
     ctx: Context,
     k: Vec<TensorHandle>,
@@ -249,6 +257,37 @@ impl KvCache {
     pub fn layer_cells(&self, il: usize) -> u32 {
         self.shape
             .layer_cells(il as u32, self.cells.size(), self.cells.ring())
+    }
+
+    /// Which kind of attention layer `il` runs.
+    pub fn kind(&self, il: usize) -> AttnKind {
+        if self.is_swa(il) {
+            AttnKind::Local
+        } else {
+            AttnKind::Full
+        }
+    }
+
+    /// Whether some layer runs attention of kind `kind` (a model may have only one kind).
+    pub fn has_kind(&self, kind: AttnKind) -> bool {
+        (0..self.k.len()).any(|il| self.kind(il) == kind)
+    }
+
+    /// Cells of the layers of kind `kind`: the whole cache, or the local layers' ring.
+    pub fn kind_cells(&self, kind: AttnKind) -> u32 {
+        match kind {
+            AttnKind::Full => self.cells.size(),
+            AttnKind::Local => self.cells.ring(),
+        }
+    }
+
+    /// How many positions back a token sees in the layers of kind `kind` (itself included):
+    /// the sliding window, or every position.
+    pub fn kind_window(&self, kind: AttnKind) -> u32 {
+        match kind {
+            AttnKind::Full => u32::MAX,
+            AttnKind::Local => self.cells.window().unwrap_or(u32::MAX),
+        }
     }
 
     /// The rotation applied to Q and K before K is stored, if any.

@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod hparams;
+pub mod inputs;
 pub mod layers;
 pub mod names;
 pub mod offload;
