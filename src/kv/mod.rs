@@ -103,6 +103,14 @@ impl KvShape {
             .is_some_and(|(_, l)| l.get(il as usize).copied().unwrap_or(false))
     }
 
+    /// The sliding window, when some layer uses it.
+    pub fn window(&self) -> Option<u32> {
+        self.swa
+            .as_ref()
+            .filter(|_| self.n_swa_layers() > 0)
+            .map(|&(w, _)| w)
+    }
+
     /// Number of sliding-window layers.
     pub fn n_swa_layers(&self) -> u32 {
         (0..self.n_layer).filter(|&il| self.is_swa(il)).count() as u32
@@ -121,8 +129,8 @@ impl KvShape {
     /// `n_ubatch` tokens: the window plus a micro-batch (see [`ring_cells`]), or the whole
     /// context with `full` (llama.cpp's `--swa-full`) or without a window.
     pub fn ring(&self, n_ctx: u32, n_ubatch: u32, full: bool) -> u32 {
-        match &self.swa {
-            Some((window, _)) if !full => ring_cells(n_ctx, *window, n_ubatch.max(1)),
+        match self.window() {
+            Some(window) if !full => ring_cells(n_ctx, window, n_ubatch.max(1)),
             _ => n_ctx,
         }
     }
@@ -221,8 +229,8 @@ impl KvCache {
             type_k,
             type_v,
             v_trans,
-            cells: match &shape.swa {
-                Some((window, _)) => Cells::with_window(size, *window, ring),
+            cells: match shape.window() {
+                Some(window) => Cells::with_window(size, window, ring),
                 None => Cells::new(size),
             },
             shape: shape.clone(),
