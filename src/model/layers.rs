@@ -1,7 +1,8 @@
-//! The shared graph vocabulary every architecture is built from: inputs, norm, RoPE, attention
-//! over the KV cache, feed-forward blocks. Op for op what llama.cpp's `llm_graph_context` does,
-//! so that our logits match its logits. Every intermediate is named `{name}-{layer}` so graphs
-//! can be dumped and compared.
+//! The shared graph vocabulary every architecture is built from: embeddings, norm, RoPE,
+//! attention over the KV cache, feed-forward blocks, over the graph inputs of
+//! [`super::inputs`]. Op for op what llama.cpp's `llm_graph_context` does, so that our logits
+//! match its logits. Every intermediate is named `{name}-{layer}` so graphs can be dumped and
+//! compared.
 
 use crate::ggml::{gemv, Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::KvCache;
