@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use crate::ggml::{Backend, Context, GgmlError, GraphHandle, Sched, TensorHandle, Type};
 use crate::kv::{ContextFull, KvCache, KvError, KV_PAD};
+use crate::model::inputs::{GraphShape, Inputs, Scratch, UBatch};
 use crate::model::layers::Builder;
 use crate::model::Model;
 
@@ -63,8 +64,10 @@ pub struct Session {
     model: Rc<Model>,
     params: SessionParams,
     logits: Vec<f32>,
-    /// The inputs of the last micro-batch, their buffers kept for the next.
-    inputs: BatchInputs,
+    /// The positions of the micro-batch being evaluated (kept, like `scratch`).
+    pos: Vec<i32>,
+    /// Host buffers the graph inputs are written through, kept for the next micro-batch.
+    scratch: Scratch,
     /// Asked between micro-batches; true stops a long prompt early.
     interrupt: Option<fn() -> bool>,
     /// Re-use the last graph for a micro-batch of the same shape (`EMBER_NO_GRAPH_REUSE`
@@ -125,7 +128,8 @@ impl Session {
             model,
             params,
             logits: Vec::new(),
-            inputs: BatchInputs::default(),
+            pos: Vec::new(),
+            scratch: Scratch::default(),
             interrupt: None,
             reuse_graphs: std::env::var_os("EMBER_NO_GRAPH_REUSE").is_none(),
         };
@@ -139,7 +143,12 @@ impl Session {
         let n = self.params.n_ubatch.min(self.params.n_ctx) as usize;
         let ctx = self.model.graph_context()?;
         {
-            let mut b = Builder::new(&ctx, &self.model, &self.kv, n, self.kv.size(), n);
+            let shape = GraphShape {
+                n_tokens: n,
+                n_kv: self.kv.size(),
+                n_outputs: n,
+            };
+            let mut b = Builder::new(&ctx, &self.model, &self.kv, shape);
             let _ = self.model.arch.build(&mut b);
             self.sched.reserve(&b.graph)?;
         }
@@ -246,41 +255,28 @@ impl Session {
 
     fn eval_ubatch(&mut self, tokens: &[u32], rows: &[i32], keep: bool) -> Result<(), EvalError> {
         let p0 = self.kv.cells.append(tokens.len() as u32)?;
-        let n_kv = self.kv.cells.n_kv();
-        let key = (tokens.len(), n_kv, rows.len());
-        if !(self.reuse_graphs && self.built.as_ref().is_some_and(|b| b.key == key)) {
+        self.pos.clear();
+        self.pos
+            .extend((0..tokens.len() as i32).map(|i| p0 as i32 + i));
+        let ub = UBatch {
+            tokens,
+            pos: &self.pos,
+            out_rows: rows,
+        };
+        let shape = GraphShape::of(&ub, &self.kv.cells);
+        let reuse =
+            self.reuse_graphs && (self.built.as_ref()).is_some_and(|b| b.inputs.can_reuse(&shape));
+        if !reuse {
             if let Some(old) = self.built.take() {
                 self.spare_ctx = Some(old.ctx);
             }
-            let built = self.build(key)?;
+            let built = build(&self.model, &self.kv, self.spare_ctx.take(), shape)?;
             self.sched.alloc_graph(&built.ctx.graph(built.graph))?;
             self.built = Some(built);
         }
         let n_vocab = self.model.hp.n_vocab as usize;
-        let hp = &self.model.hp;
-        let fa = self.params.flash_attn;
-        let inputs = &mut self.inputs;
-        inputs.fill(tokens, p0, &self.kv, hp.n_embd_v_gqa(), fa);
         let b = self.built.as_ref().expect("built above");
-        let t = |h: TensorHandle| b.ctx.get(h);
-        t(b.tokens).write_i32(&inputs.tokens)?;
-        t(b.pos).write_i32(&inputs.pos)?;
-        for (i, h) in [Some(b.mask), b.mask_swa].into_iter().enumerate() {
-            match h {
-                Some(h) if fa => t(h).write_f16_bits(&inputs.mask16[i])?,
-                Some(h) => t(h).write_f32(&inputs.mask[i])?,
-                None => {}
-            }
-        }
-        t(b.k_idxs).write_i64(&inputs.k_idxs[0])?;
-        t(b.v_idxs).write_i64(&inputs.v_idxs[0])?;
-        if let (Some(k), Some(v)) = (b.k_idxs_swa, b.v_idxs_swa) {
-            t(k).write_i64(&inputs.k_idxs[1])?;
-            t(v).write_i64(&inputs.v_idxs[1])?;
-        }
-        if let Some(ids) = b.out_ids {
-            t(ids).write_i32(rows)?;
-        }
+        b.inputs.set(&b.ctx, &ub, &mut self.scratch)?;
         if let Err(e) = self.sched.compute(&b.ctx.graph(b.graph)) {
             self.built = None;
             return Err(e.into());
@@ -288,164 +284,50 @@ impl Session {
         if keep {
             let start = self.logits.len();
             self.logits.resize(start + rows.len() * n_vocab, 0.0);
-            t(b.logits).read_f32(0, &mut self.logits[start..])?;
+            b.ctx.get(b.logits).read_f32(0, &mut self.logits[start..])?;
         }
         Ok(())
     }
-
-    /// Build the forward graph for micro-batches of shape `key` (tokens, attended cells,
-    /// output rows).
-    fn build(&mut self, key: (usize, u32, usize)) -> Result<Built, EvalError> {
-        // The last graph's context is re-used: its megabyte or two of tensor headers would
-        // otherwise be allocated and freed on every rebuild, which lets the heap's cached free
-        // memory (and so the resident size) drift in a long chat.
-        let ctx = match self.spare_ctx.take() {
-            Some(mut c) => {
-                c.reset();
-                c
-            }
-            None => self.model.graph_context()?,
-        };
-        let (graph, inp, logits) = {
-            let mut b = Builder::new(&ctx, &self.model, &self.kv, key.0, key.1, key.2);
-            let logits = self.model.arch.build(&mut b);
-            (ctx.graph_handle(&b.graph), b.inp, ctx.handle(logits))
-        };
-        let h = |t| ctx.handle(t);
-        Ok(Built {
-            key,
-            graph,
-            tokens: h(inp.tokens),
-            pos: h(inp.pos),
-            mask: h(inp.mask),
-            mask_swa: inp.mask_swa.map(h),
-            k_idxs: h(inp.k_idxs),
-            v_idxs: h(inp.v_idxs),
-            k_idxs_swa: inp.k_idxs_swa.map(h),
-            v_idxs_swa: inp.v_idxs_swa.map(h),
-            out_ids: inp.out_ids.map(h),
-            logits,
-            ctx,
-        })
-    }
 }
 
-/// The last forward graph, kept for the next micro-batch of the same shape (decoding token
-/// after token): only its inputs are written again, it is neither built nor allocated anew
-/// (llama.cpp's graph reuse). Positions, the mask and the cache rows written are all inputs,
+/// Build the forward graph of `model` over `kv` for micro-batches of shape `shape`, in
+/// `spare` (the last graph's context, reset) when there is one: its megabyte or two of tensor
+/// headers would otherwise be allocated and freed on every rebuild, which lets the heap's
+/// cached free memory (and so the resident size) drift in a long chat.
+fn build(
+    model: &Model,
+    kv: &KvCache,
+    spare: Option<Context>,
+    shape: GraphShape,
+) -> Result<Built, EvalError> {
+    let ctx = match spare {
+        Some(mut c) => {
+            c.reset();
+            c
+        }
+        None => model.graph_context()?,
+    };
+    let (graph, inputs, logits) = {
+        let mut b = Builder::new(&ctx, model, kv, shape);
+        let logits = model.arch.build(&mut b);
+        (ctx.graph_handle(&b.graph), b.inp, ctx.handle(logits))
+    };
+    Ok(Built {
+        graph,
+        inputs,
+        logits,
+        ctx,
+    })
+}
+
+/// The last forward graph, kept for the next micro-batch its inputs fit (decoding token after
+/// token): only its inputs are written again, it is neither built nor allocated anew
+/// (llama.cpp's graph reuse). Positions, the masks and the cache rows written are all inputs,
 /// so the same graph serves every step until the attended cell count grows.
 struct Built {
-    /// (tokens, attended cells, output rows)
-    key: (usize, u32, usize),
     graph: GraphHandle,
-    tokens: TensorHandle,
-    pos: TensorHandle,
-    mask: TensorHandle,
-    mask_swa: Option<TensorHandle>,
-    k_idxs: TensorHandle,
-    v_idxs: TensorHandle,
-    /// Cache rows in the local layers' ring, when they have one.
-    k_idxs_swa: Option<TensorHandle>,
-    v_idxs_swa: Option<TensorHandle>,
-    out_ids: Option<TensorHandle>,
+    /// Its input tensors, which say whether the graph fits a micro-batch.
+    inputs: Inputs,
     logits: TensorHandle,
     ctx: Context,
-}
-
-/// Host-side values of a micro-batch's inputs. One set lives as long as the session and is
-/// refilled for every micro-batch: the masks of a long prompt are megabytes, and allocating
-/// them afresh each time (in sizes that change turn after turn in a chat) fragments the heap.
-/// Index 0 is for the full-attention layers, 1 for the sliding-window layers.
-#[derive(Default)]
-struct BatchInputs {
-    tokens: Vec<i32>,
-    pos: Vec<i32>,
-    /// [n_tokens][n_kv], 0 or -inf: causal, then causal within the sliding window. f32 for
-    /// the soft_max path, f16 bits for flash attention.
-    mask: [Vec<f32>; 2],
-    mask16: [Vec<u16>; 2],
-    /// The cache row of each token (for a transposed V: of each of its values).
-    k_idxs: [Vec<i64>; 2],
-    v_idxs: [Vec<i64>; 2],
-}
-
-impl BatchInputs {
-    fn fill(&mut self, tokens: &[u32], p0: u32, kv: &KvCache, n_embd_v: u32, f16_mask: bool) {
-        let n = tokens.len();
-        self.tokens.clear();
-        self.tokens.extend(tokens.iter().map(|&t| t as i32));
-        self.pos.clear();
-        self.pos.extend((0..n as i32).map(|i| p0 as i32 + i));
-        let cells = &kv.cells;
-        // (window, cells of the layer, attended cells) per kind of layer
-        let kinds = [
-            Some((u32::MAX, cells.size(), cells.n_kv())),
-            cells.window().map(|w| (w, cells.ring(), cells.n_kv_swa())),
-        ];
-        for (i, kind) in kinds.into_iter().enumerate() {
-            let Some((w, ring, n_kv)) = kind else {
-                self.mask[i].clear();
-                self.mask16[i].clear();
-                self.k_idxs[i].clear();
-                self.v_idxs[i].clear();
-                continue;
-            };
-            if f16_mask {
-                causal_mask(
-                    &mut self.mask16[i],
-                    &self.pos,
-                    n_kv,
-                    w,
-                    ring,
-                    0x0000,
-                    0xFC00,
-                );
-            } else {
-                let neg = f32::NEG_INFINITY;
-                causal_mask(&mut self.mask[i], &self.pos, n_kv, w, ring, 0.0, neg);
-            }
-            let k_idxs = &mut self.k_idxs[i];
-            k_idxs.clear();
-            k_idxs.extend(self.pos.iter().map(|&p| (p as u32 % ring) as i64));
-            let v_idxs = &mut self.v_idxs[i];
-            v_idxs.clear();
-            if kv.v_trans {
-                for &c in k_idxs.iter() {
-                    v_idxs.extend((0..n_embd_v as i64).map(|d| d * ring as i64 + c));
-                }
-            } else {
-                v_idxs.extend_from_slice(k_idxs);
-            }
-        }
-    }
-}
-
-/// Fill `out` with a [positions][n_kv] mask for a layer whose position x lives in cell
-/// `x % ring`: row p is `zero` at the cells of positions `p - window + 1 ..= p` (those that
-/// exist), `neg` (-inf) elsewhere. The ring is larger than the window plus a micro-batch, so
-/// those cells are distinct and none is overwritten by a later token of the same batch.
-fn causal_mask<T: Copy>(
-    out: &mut Vec<T>,
-    pos: &[i32],
-    n_kv: u32,
-    window: u32,
-    ring: u32,
-    zero: T,
-    neg: T,
-) {
-    let n_kv = n_kv as usize;
-    out.clear();
-    out.resize(pos.len() * n_kv, neg);
-    for (row, &p) in out.chunks_exact_mut(n_kv).zip(pos) {
-        let p = p as u32;
-        let first = (p as u64 + 1).saturating_sub(window as u64) as u32;
-        let (a, b) = (first % ring, p % ring);
-        if a <= b && p - first < ring {
-            row[a as usize..=b as usize].fill(zero);
-        } else {
-            // the run wraps around the ring's end
-            row[a as usize..].fill(zero);
-            row[..=b as usize].fill(zero);
-        }
-    }
 }

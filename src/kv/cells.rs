@@ -167,11 +167,6 @@ impl Cells {
         let padded = self.used.div_ceil(KV_PAD).max(1) * KV_PAD;
         padded.min(self.size)
     }
-
-    /// The same for the local layers: at most their ring.
-    pub fn n_kv_swa(&self) -> u32 {
-        self.n_kv().min(self.ring())
-    }
 }
 
 #[cfg(test)]
@@ -225,7 +220,7 @@ mod tests {
             c.append(50).unwrap();
         }
         assert_eq!(c.used(), 1000);
-        assert_eq!((c.n_kv(), c.n_kv_swa()), (1024, 256));
+        assert_eq!((c.n_kv(), c.ring()), (1024, 256));
         assert_eq!(c.ring_cell(999), 999 % 256);
         // the ring holds 744..1000: a rollback of a few positions keeps them
         assert!(c.holds_window(990));

@@ -22,6 +22,14 @@ pub struct KvBytes {
     pub v: u64,
 }
 
+/// The two kinds of attention layer: over every cell of the cache, or over a sliding window
+/// (the "local" layers, whose cells may be a ring smaller than the cache).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnKind {
+    Full,
+    Local,
+}
+
 pub struct KvCache {
     ctx: Context,
     k: Vec<TensorHandle>,
@@ -95,6 +103,14 @@ impl KvShape {
             .is_some_and(|(_, l)| l.get(il as usize).copied().unwrap_or(false))
     }
 
+    /// The sliding window, when some layer uses it.
+    pub fn window(&self) -> Option<u32> {
+        self.swa
+            .as_ref()
+            .filter(|_| self.n_swa_layers() > 0)
+            .map(|&(w, _)| w)
+    }
+
     /// Number of sliding-window layers.
     pub fn n_swa_layers(&self) -> u32 {
         (0..self.n_layer).filter(|&il| self.is_swa(il)).count() as u32
@@ -113,8 +129,8 @@ impl KvShape {
     /// `n_ubatch` tokens: the window plus a micro-batch (see [`ring_cells`]), or the whole
     /// context with `full` (llama.cpp's `--swa-full`) or without a window.
     pub fn ring(&self, n_ctx: u32, n_ubatch: u32, full: bool) -> u32 {
-        match &self.swa {
-            Some((window, _)) if !full => ring_cells(n_ctx, *window, n_ubatch.max(1)),
+        match self.window() {
+            Some(window) if !full => ring_cells(n_ctx, window, n_ubatch.max(1)),
             _ => n_ctx,
         }
     }
@@ -213,8 +229,8 @@ impl KvCache {
             type_k,
             type_v,
             v_trans,
-            cells: match &shape.swa {
-                Some((window, _)) => Cells::with_window(size, *window, ring),
+            cells: match shape.window() {
+                Some(window) => Cells::with_window(size, window, ring),
                 None => Cells::new(size),
             },
             shape: shape.clone(),
@@ -249,6 +265,37 @@ impl KvCache {
     pub fn layer_cells(&self, il: usize) -> u32 {
         self.shape
             .layer_cells(il as u32, self.cells.size(), self.cells.ring())
+    }
+
+    /// Which kind of attention layer `il` runs.
+    pub fn kind(&self, il: usize) -> AttnKind {
+        if self.is_swa(il) {
+            AttnKind::Local
+        } else {
+            AttnKind::Full
+        }
+    }
+
+    /// Whether some layer runs attention of kind `kind` (a model may have only one kind).
+    pub fn has_kind(&self, kind: AttnKind) -> bool {
+        (0..self.k.len()).any(|il| self.kind(il) == kind)
+    }
+
+    /// Cells of the layers of kind `kind`: the whole cache, or the local layers' ring.
+    pub fn kind_cells(&self, kind: AttnKind) -> u32 {
+        match kind {
+            AttnKind::Full => self.cells.size(),
+            AttnKind::Local => self.cells.ring(),
+        }
+    }
+
+    /// How many positions back a token sees in the layers of kind `kind` (itself included):
+    /// the sliding window, or every position.
+    pub fn kind_window(&self, kind: AttnKind) -> u32 {
+        match kind {
+            AttnKind::Full => u32::MAX,
+            AttnKind::Local => self.cells.window().unwrap_or(u32::MAX),
+        }
     }
 
     /// The rotation applied to Q and K before K is stored, if any.

@@ -1,33 +1,14 @@
-//! The shared graph vocabulary every architecture is built from: inputs, norm, RoPE, attention
-//! over the KV cache, feed-forward blocks. Op for op what llama.cpp's `llm_graph_context` does,
-//! so that our logits match its logits. Every intermediate is named `{name}-{layer}` so graphs
-//! can be dumped and compared.
+//! The shared graph vocabulary every architecture is built from: embeddings, norm, RoPE,
+//! attention over the KV cache, feed-forward blocks, over the graph inputs of
+//! [`super::inputs`]. Op for op what llama.cpp's `llm_graph_context` does, so that our logits
+//! match its logits. Every intermediate is named `{name}-{layer}` so graphs can be dumped and
+//! compared.
 
 use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::KvCache;
 
+use super::inputs::{GraphShape, Inputs};
 use super::Model;
-
-/// The input tensors of one micro-batch graph (written after allocation).
-pub struct Inputs<'g> {
-    /// i32 [n_tokens]
-    pub tokens: Tensor<'g>,
-    /// i32 [n_tokens]
-    pub pos: Tensor<'g>,
-    /// f16 (flash attention) or f32 [n_kv, n_tokens]: 0 where attention is allowed, -inf not
-    pub mask: Tensor<'g>,
-    /// Sliding-window mask for architectures with local layers ([n_kv_swa, n_tokens]).
-    pub mask_swa: Option<Tensor<'g>>,
-    /// i64 [n_tokens]: the cache row of each new token
-    pub k_idxs: Tensor<'g>,
-    /// i64 [n_tokens] (or [n_tokens * n_embd_v_gqa] element indices when V is transposed)
-    pub v_idxs: Tensor<'g>,
-    /// The same two for the local layers, when they keep a ring smaller than the cache.
-    pub k_idxs_swa: Option<Tensor<'g>>,
-    pub v_idxs_swa: Option<Tensor<'g>>,
-    /// i32 [n_outputs]: rows whose logits are wanted (None: all rows)
-    pub out_ids: Option<Tensor<'g>>,
-}
 
 /// Builds one forward graph for a micro-batch.
 pub struct Builder<'g> {
@@ -35,11 +16,9 @@ pub struct Builder<'g> {
     pub model: &'g Model,
     pub kv: &'g KvCache,
     pub graph: Graph<'g>,
-    pub inp: Inputs<'g>,
+    /// The graph's inputs (see [`super::inputs`]).
+    pub inp: Inputs,
     pub n_tokens: i64,
-    pub n_kv: i64,
-    /// Cells the local layers attend to (at most their ring).
-    pub n_kv_swa: i64,
     pub flash_attn: bool,
 }
 
@@ -53,89 +32,19 @@ pub enum FfnAct {
 }
 
 impl<'g> Builder<'g> {
-    /// A graph for `n_tokens` new tokens attending to `n_kv` cache cells, with logits for
-    /// `n_outputs` rows. Flash attention is used exactly when the cache stores V untransposed.
-    pub fn new(
-        ctx: &'g Context,
-        model: &'g Model,
-        kv: &'g KvCache,
-        n_tokens: usize,
-        n_kv: u32,
-        n_outputs: usize,
-    ) -> Self {
-        let flash_attn = !kv.v_trans;
-        let swa = model.hp.swa.is_some();
-        let graph_size = model.graph_size();
-        let nt = n_tokens as i64;
-        let n_kv_swa = n_kv.min(kv.cells.ring()) as i64;
-        let n_kv = n_kv as i64;
-        let ring = kv.cells.ring() < kv.size();
-        let tokens = ctx
-            .new_tensor(Type::I32, &[nt])
-            .set_name("inp_tokens")
-            .set_input();
-        let pos = ctx
-            .new_tensor(Type::I32, &[nt])
-            .set_name("inp_pos")
-            .set_input();
-        let mask_type = if flash_attn { Type::F16 } else { Type::F32 };
-        let mask = ctx
-            .new_tensor(mask_type, &[n_kv, nt])
-            .set_name("attn_inp_kq_mask")
-            .set_input();
-        let mask_swa = swa.then(|| {
-            ctx.new_tensor(mask_type, &[n_kv_swa, nt])
-                .set_name("attn_inp_kq_mask_swa")
-                .set_input()
-        });
-        let k_idxs = ctx
-            .new_tensor(Type::I64, &[nt])
-            .set_name("inp_k_idxs")
-            .set_input();
-        let n_v = if kv.v_trans {
-            nt * model.hp.n_embd_v_gqa() as i64
-        } else {
-            nt
-        };
-        let v_idxs = ctx
-            .new_tensor(Type::I64, &[n_v])
-            .set_name("inp_v_idxs")
-            .set_input();
-        let k_idxs_swa = (swa && ring).then(|| {
-            ctx.new_tensor(Type::I64, &[nt])
-                .set_name("inp_k_idxs_swa")
-                .set_input()
-        });
-        let v_idxs_swa = (swa && ring).then(|| {
-            ctx.new_tensor(Type::I64, &[n_v])
-                .set_name("inp_v_idxs_swa")
-                .set_input()
-        });
-        let out_ids = (n_outputs < n_tokens).then(|| {
-            ctx.new_tensor(Type::I32, &[n_outputs as i64])
-                .set_name("inp_out_ids")
-                .set_input()
-        });
+    /// A graph for a micro-batch of shape `shape`: `n_tokens` new tokens attending to `n_kv`
+    /// cache cells, with logits for `n_outputs` rows. Flash attention is used exactly when the
+    /// cache stores V untransposed.
+    pub fn new(ctx: &'g Context, model: &'g Model, kv: &'g KvCache, shape: GraphShape) -> Self {
+        let inp = Inputs::new(ctx, kv, &shape, model.hp.n_embd_v_gqa());
         Builder {
             ctx,
             model,
             kv,
-            graph: ctx.new_graph(graph_size),
-            inp: Inputs {
-                tokens,
-                pos,
-                mask,
-                mask_swa,
-                k_idxs,
-                v_idxs,
-                k_idxs_swa,
-                v_idxs_swa,
-                out_ids,
-            },
-            n_tokens: nt,
-            n_kv,
-            n_kv_swa,
-            flash_attn,
+            graph: ctx.new_graph(model.graph_size()),
+            inp,
+            n_tokens: shape.n_tokens as i64,
+            flash_attn: !kv.v_trans,
         }
     }
 
@@ -154,9 +63,10 @@ impl<'g> Builder<'g> {
     /// Token embeddings: rows of `token_embd` for the input ids, times the model's embedding
     /// scale when it has one.
     pub fn embeddings(&mut self) -> Tensor<'g> {
-        let t = self
-            .ctx
-            .get_rows(self.w(self.model.tok_embd), self.inp.tokens);
+        let t = self.ctx.get_rows(
+            self.w(self.model.tok_embd),
+            self.inp.tokens.tensor(self.ctx),
+        );
         let scale = self.model.hp.embd_scale;
         let t = if scale != 1.0 {
             self.ctx.scale(t, scale)
@@ -198,7 +108,7 @@ impl<'g> Builder<'g> {
         let ff = self.model.rope_freqs.map(|h| self.w(h));
         self.ctx.rope_ext(
             x,
-            self.inp.pos,
+            self.inp.pos.tensor(self.ctx),
             ff,
             r.n_rot as i32,
             r.kind.ggml_mode(),
@@ -212,7 +122,8 @@ impl<'g> Builder<'g> {
         )
     }
 
-    /// Store this batch's K and V in the cache, then attend over the cache. `q`, `k`, `v` are
+    /// Store this batch's K and V in the cache, then attend over the cache (over the sliding
+    /// window in a local layer: the cache says which layers are). `q`, `k`, `v` are
     /// `[head_dim, n_head(_kv), n_tokens]`; returns `[head_dim_v * n_head, n_tokens]`.
     pub fn attention(
         &mut self,
@@ -221,7 +132,6 @@ impl<'g> Builder<'g> {
         k: Tensor<'g>,
         v: Tensor<'g>,
         kq_scale: f32,
-        swa: bool,
     ) -> Tensor<'g> {
         let c = self.ctx;
         let hp = &self.model.hp;
@@ -236,12 +146,9 @@ impl<'g> Builder<'g> {
         let (ek, ev) = (hd_k * n_head_kv, hd_v * n_head_kv);
         // A local layer's cells are its ring (the whole cache when it has none).
         let size = self.kv.layer_cells(il) as i64;
-        let (n_kv, k_idxs, v_idxs) = match (swa, self.inp.k_idxs_swa, self.inp.v_idxs_swa) {
-            (true, Some(k), Some(v)) => (self.n_kv_swa, k, v),
-            (true, ..) => (self.n_kv_swa, self.inp.k_idxs, self.inp.v_idxs),
-            _ => (self.n_kv, self.inp.k_idxs, self.inp.v_idxs),
-        };
-        debug_assert_eq!(swa, self.kv.is_swa(il));
+        let inp = self.inp.attn(self.kv.kind(il));
+        let n_kv = inp.mask.n_kv() as i64;
+        let (mask, k_idxs, v_idxs) = (inp.mask.tensor(c), inp.rows.k(c), inp.rows.v(c));
         let nt = self.n_tokens;
 
         // Quantized caches store rotated heads (see `KvCache::k_rot`); rotating Q the same way
@@ -277,11 +184,6 @@ impl<'g> Builder<'g> {
         let ty_k = self.kv.type_k;
         let ty_v = self.kv.type_v;
         let kk = cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size);
-        let mask = if swa {
-            self.inp.mask_swa.expect("swa mask")
-        } else {
-            self.inp.mask
-        };
         let q = c.permute(q, [0, 2, 1, 3]);
         let kk = c.permute(kk, [0, 2, 1, 3]);
         let out = if self.flash_attn {
@@ -346,7 +248,7 @@ impl<'g> Builder<'g> {
 
     /// Keep only the rows whose outputs are wanted (applied before the last layer's residual).
     pub fn select_outputs(&self, x: Tensor<'g>) -> Tensor<'g> {
-        match self.inp.out_ids {
+        match self.inp.out_ids.tensor(self.ctx) {
             Some(ids) => self.ctx.get_rows(x, ids),
             None => x,
         }

@@ -4,6 +4,7 @@
 pub mod agree;
 pub mod arch;
 pub mod hparams;
+pub mod inputs;
 pub mod layers;
 pub mod names;
 pub mod offload;

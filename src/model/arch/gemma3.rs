@@ -67,7 +67,7 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
         let k = b.name(b.rope(k, il), "Kcur", Some(il));
         let v = b.name(v, "Vcur", Some(il));
         let q = c.scale(q, hp.attn_scale);
-        let att = b.attention(il, q, k, v, 1.0, hp.is_swa(il));
+        let att = b.attention(il, q, k, v, 1.0);
         let mut cur = b.linear(l.wo, None, att);
         let mut residual = x;
         if il + 1 == m.layers.len() {

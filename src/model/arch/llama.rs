@@ -67,7 +67,7 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
         let q = b.name(b.rope(q, il), "Qcur", Some(il));
         let k = b.name(b.rope(k, il), "Kcur", Some(il));
         let v = b.name(v, "Vcur", Some(il));
-        let att = b.attention(il, q, k, v, kq_scale, false);
+        let att = b.attention(il, q, k, v, kq_scale);
         let mut cur = b.linear(l.wo, l.bo, att);
         if il + 1 == m.layers.len() {
             cur = b.select_outputs(cur);

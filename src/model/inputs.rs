@@ -1,0 +1,569 @@
+//! The inputs of a forward graph. Each is one type that makes its tensor(s) when a graph is
+//! built (`new`), writes them from the micro-batch once the graph is allocated
+//! ([`GraphInput::set`]), and says whether a built graph fits another micro-batch
+//! ([`GraphInput::can_reuse`]), as llama.cpp's `llm_graph_input_*` types do. Adding an input
+//! (or, later, a second sequence to the micro-batch) is a change to this file only.
+//!
+//! The attention inputs come once per kind of attention layer ([`AttnKind`]): the layers that
+//! attend to the whole cache and the sliding-window ("local") ones each have a mask and the
+//! cache rows their K and V go to, made only when some layer is of that kind.
+
+use crate::ggml::{Context, GgmlError, Tensor, TensorHandle, Type};
+use crate::kv::{AttnKind, Cells, KvCache};
+
+/// One micro-batch of one sequence, as the inputs see it.
+pub struct UBatch<'a> {
+    /// The token ids.
+    pub tokens: &'a [u32],
+    /// The position of each token.
+    pub pos: &'a [i32],
+    /// Rows of the batch whose logits are wanted, ascending.
+    pub out_rows: &'a [i32],
+}
+
+/// What a forward graph's tensors depend on, besides the model and the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraphShape {
+    pub n_tokens: usize,
+    /// Cache cells the full-attention layers attend to (the local layers: at most their ring).
+    pub n_kv: u32,
+    /// Rows with logits.
+    pub n_outputs: usize,
+}
+
+impl GraphShape {
+    /// The shape of the graph for `ub`, its tokens already appended to `cells`.
+    pub fn of(ub: &UBatch<'_>, cells: &Cells) -> GraphShape {
+        GraphShape {
+            n_tokens: ub.tokens.len(),
+            n_kv: cells.n_kv(),
+            n_outputs: ub.out_rows.len(),
+        }
+    }
+}
+
+/// Host-side buffers the inputs are written through. One set lives as long as the session and
+/// serves every micro-batch: the masks of a long prompt are megabytes, and allocating them
+/// afresh each time (in sizes that change turn after turn in a chat) fragments the heap.
+#[derive(Default)]
+pub struct Scratch {
+    i32: Vec<i32>,
+    i64: Vec<i64>,
+    f32: Vec<f32>,
+    f16: Vec<u16>,
+}
+
+/// What a graph input does once its tensors exist.
+pub trait GraphInput {
+    /// Write the values of micro-batch `ub` into this input's tensors (of context `ctx`, the
+    /// graph allocated).
+    fn set(&self, ctx: &Context, ub: &UBatch<'_>, scratch: &mut Scratch) -> Result<(), GgmlError>;
+
+    /// Whether this input's tensors, as built, fit a micro-batch of shape `shape`: when every
+    /// input's do, the graph is re-used with only its inputs written again.
+    fn can_reuse(&self, shape: &GraphShape) -> bool;
+}
+
+/// Every input of one forward graph.
+pub struct Inputs {
+    pub tokens: TokenIds,
+    pub pos: Positions,
+    /// The full-attention layers' inputs, when some layer attends to the whole cache.
+    pub full: Option<KvInputs>,
+    /// The sliding-window layers' inputs, when some layer is local.
+    pub local: Option<KvInputs>,
+    pub out_ids: OutputRows,
+}
+
+impl Inputs {
+    /// The inputs of a graph of shape `shape` over cache `kv`, whose values are `n_embd_v`
+    /// wide per cell. Tensors are made in the order graphs have always had them: tokens,
+    /// positions, the masks, the cache rows, the output rows.
+    pub fn new(ctx: &Context, kv: &KvCache, shape: &GraphShape, n_embd_v: u32) -> Inputs {
+        let tokens = TokenIds::new(ctx, shape);
+        let pos = Positions::new(ctx, shape);
+        let kinds = [AttnKind::Full, AttnKind::Local].map(|k| kv.has_kind(k).then_some(k));
+        let [full_mask, local_mask] = kinds.map(|k| k.map(|k| KqMask::new(ctx, kv, k, shape)));
+        let full_rows = kinds[0].map(|k| CacheRows::new(ctx, kv, k, shape, n_embd_v));
+        let local_rows = kinds[1].map(|k| match &full_rows {
+            // Without a ring the local layers' cells are the full layers' cells.
+            Some(r) if kv.kind_cells(k) == r.cells => r.shared(),
+            _ => CacheRows::new(ctx, kv, k, shape, n_embd_v),
+        });
+        let kv_inputs = |mask: Option<KqMask>, rows: Option<CacheRows>| {
+            mask.zip(rows).map(|(mask, rows)| KvInputs { mask, rows })
+        };
+        Inputs {
+            tokens,
+            pos,
+            full: kv_inputs(full_mask, full_rows),
+            local: kv_inputs(local_mask, local_rows),
+            out_ids: OutputRows::new(ctx, shape),
+        }
+    }
+
+    /// The inputs of the attention layers of kind `kind`.
+    ///
+    /// # Panics
+    /// If no layer is of that kind (then the graph has no such layer to ask).
+    pub fn attn(&self, kind: AttnKind) -> &KvInputs {
+        match kind {
+            AttnKind::Full => self.full.as_ref(),
+            AttnKind::Local => self.local.as_ref(),
+        }
+        .expect("attention inputs exist for every kind of layer the cache has")
+    }
+
+    fn all(&self) -> impl Iterator<Item = &dyn GraphInput> {
+        let kv = [&self.full, &self.local].into_iter().flatten();
+        [&self.tokens as &dyn GraphInput, &self.pos]
+            .into_iter()
+            .chain(kv.flat_map(|a| [&a.mask as &dyn GraphInput, &a.rows]))
+            .chain([&self.out_ids as &dyn GraphInput])
+    }
+
+    /// Write micro-batch `ub` into every input (the graph allocated in `ctx`).
+    pub fn set(
+        &self,
+        ctx: &Context,
+        ub: &UBatch<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<(), GgmlError> {
+        self.all().try_for_each(|i| i.set(ctx, ub, scratch))
+    }
+
+    /// Whether the graph these inputs belong to fits a micro-batch of shape `shape`.
+    pub fn can_reuse(&self, shape: &GraphShape) -> bool {
+        self.all().all(|i| i.can_reuse(shape))
+    }
+}
+
+/// i32 [n_tokens]: the token ids (`inp_tokens`).
+pub struct TokenIds {
+    tensor: TensorHandle,
+    n_tokens: usize,
+}
+
+impl TokenIds {
+    fn new(ctx: &Context, shape: &GraphShape) -> TokenIds {
+        let t = ctx
+            .new_tensor(Type::I32, &[shape.n_tokens as i64])
+            .set_name("inp_tokens")
+            .set_input();
+        TokenIds {
+            tensor: ctx.handle(t),
+            n_tokens: shape.n_tokens,
+        }
+    }
+
+    pub fn tensor<'g>(&self, ctx: &'g Context) -> Tensor<'g> {
+        ctx.get(self.tensor)
+    }
+}
+
+impl GraphInput for TokenIds {
+    fn set(&self, ctx: &Context, ub: &UBatch<'_>, s: &mut Scratch) -> Result<(), GgmlError> {
+        s.i32.clear();
+        s.i32.extend(ub.tokens.iter().map(|&t| t as i32));
+        self.tensor(ctx).write_i32(&s.i32)
+    }
+
+    fn can_reuse(&self, shape: &GraphShape) -> bool {
+        self.n_tokens == shape.n_tokens
+    }
+}
+
+/// i32 [n_tokens]: the position of each token (`inp_pos`), for RoPE.
+pub struct Positions {
+    tensor: TensorHandle,
+    n_tokens: usize,
+}
+
+impl Positions {
+    fn new(ctx: &Context, shape: &GraphShape) -> Positions {
+        let t = ctx
+            .new_tensor(Type::I32, &[shape.n_tokens as i64])
+            .set_name("inp_pos")
+            .set_input();
+        Positions {
+            tensor: ctx.handle(t),
+            n_tokens: shape.n_tokens,
+        }
+    }
+
+    pub fn tensor<'g>(&self, ctx: &'g Context) -> Tensor<'g> {
+        ctx.get(self.tensor)
+    }
+}
+
+impl GraphInput for Positions {
+    fn set(&self, ctx: &Context, ub: &UBatch<'_>, _: &mut Scratch) -> Result<(), GgmlError> {
+        self.tensor(ctx).write_i32(ub.pos)
+    }
+
+    fn can_reuse(&self, shape: &GraphShape) -> bool {
+        self.n_tokens == shape.n_tokens
+    }
+}
+
+/// The inputs of the attention layers of one kind.
+pub struct KvInputs {
+    pub mask: KqMask,
+    pub rows: CacheRows,
+}
+
+/// f16 (flash attention) or f32 [n_kv, n_tokens]: 0 where a token may attend to a cell, -inf
+/// where not (`attn_inp_kq_mask`, `_swa` for the local layers): causal, and within the window.
+pub struct KqMask {
+    tensor: TensorHandle,
+    /// f16 bits (flash attention) rather than f32 (soft_max).
+    f16: bool,
+    /// Attended cells.
+    n_kv: u32,
+    n_tokens: usize,
+    /// How many positions back a token sees (itself included).
+    window: u32,
+    /// Cells of the layers (position p lives in cell `p % cells`).
+    cells: u32,
+}
+
+impl KqMask {
+    fn new(ctx: &Context, kv: &KvCache, kind: AttnKind, shape: &GraphShape) -> KqMask {
+        let cells = kv.kind_cells(kind);
+        let n_kv = shape.n_kv.min(cells);
+        // Flash attention exactly when V is stored untransposed; its mask is f16.
+        let f16 = !kv.v_trans;
+        let ty = if f16 { Type::F16 } else { Type::F32 };
+        let t = ctx
+            .new_tensor(ty, &[n_kv as i64, shape.n_tokens as i64])
+            .set_name(&format!("attn_inp_kq_mask{}", suffix(kind)))
+            .set_input();
+        KqMask {
+            tensor: ctx.handle(t),
+            f16,
+            n_kv,
+            n_tokens: shape.n_tokens,
+            window: kv.kind_window(kind),
+            cells,
+        }
+    }
+
+    pub fn tensor<'g>(&self, ctx: &'g Context) -> Tensor<'g> {
+        ctx.get(self.tensor)
+    }
+
+    /// Cells the layers attend to.
+    pub fn n_kv(&self) -> u32 {
+        self.n_kv
+    }
+}
+
+impl GraphInput for KqMask {
+    fn set(&self, ctx: &Context, ub: &UBatch<'_>, s: &mut Scratch) -> Result<(), GgmlError> {
+        let (n_kv, w, cells) = (self.n_kv, self.window, self.cells);
+        if self.f16 {
+            causal_mask(&mut s.f16, ub.pos, n_kv, w, cells, 0x0000, 0xFC00);
+            self.tensor(ctx).write_f16_bits(&s.f16)
+        } else {
+            let neg = f32::NEG_INFINITY;
+            causal_mask(&mut s.f32, ub.pos, n_kv, w, cells, 0.0, neg);
+            self.tensor(ctx).write_f32(&s.f32)
+        }
+    }
+
+    fn can_reuse(&self, shape: &GraphShape) -> bool {
+        self.n_tokens == shape.n_tokens && self.n_kv == shape.n_kv.min(self.cells)
+    }
+}
+
+/// i64 [n_tokens]: the cache row each token's K goes to (`inp_k_idxs`, `_swa` for a local
+/// layers' ring), and the same for V (`inp_v_idxs`), or for a transposed V the index of each
+/// of its values, [n_tokens * n_embd_v].
+pub struct CacheRows {
+    k: TensorHandle,
+    v: TensorHandle,
+    /// Cells of the layers (position p lives in cell `p % cells`).
+    cells: u32,
+    /// Values per cell of a transposed V (None: V is stored by rows like K).
+    v_trans_width: Option<u32>,
+    n_tokens: usize,
+    /// The full layers' tensors, shared by local layers without a ring: written by them.
+    shared: bool,
+}
+
+impl CacheRows {
+    fn new(
+        ctx: &Context,
+        kv: &KvCache,
+        kind: AttnKind,
+        shape: &GraphShape,
+        n_embd_v: u32,
+    ) -> CacheRows {
+        let nt = shape.n_tokens as i64;
+        let v_trans_width = kv.v_trans.then_some(n_embd_v);
+        let n_v = v_trans_width.map_or(nt, |w| nt * w as i64);
+        let make = |ne: i64, name: &str| {
+            let t = ctx
+                .new_tensor(Type::I64, &[ne])
+                .set_name(&format!("{name}{}", suffix(kind)))
+                .set_input();
+            ctx.handle(t)
+        };
+        CacheRows {
+            k: make(nt, "inp_k_idxs"),
+            v: make(n_v, "inp_v_idxs"),
+            cells: kv.kind_cells(kind),
+            v_trans_width,
+            n_tokens: shape.n_tokens,
+            shared: false,
+        }
+    }
+
+    /// The same tensors, for layers with the same cells (written by their owner).
+    fn shared(&self) -> CacheRows {
+        CacheRows {
+            shared: true,
+            ..*self
+        }
+    }
+
+    pub fn k<'g>(&self, ctx: &'g Context) -> Tensor<'g> {
+        ctx.get(self.k)
+    }
+
+    pub fn v<'g>(&self, ctx: &'g Context) -> Tensor<'g> {
+        ctx.get(self.v)
+    }
+}
+
+impl GraphInput for CacheRows {
+    fn set(&self, ctx: &Context, ub: &UBatch<'_>, s: &mut Scratch) -> Result<(), GgmlError> {
+        if self.shared {
+            return Ok(());
+        }
+        let cells = self.cells;
+        let rows = &mut s.i64;
+        rows.clear();
+        rows.extend(ub.pos.iter().map(|&p| (p as u32 % cells) as i64));
+        self.k(ctx).write_i64(rows)?;
+        if let Some(width) = self.v_trans_width {
+            // value d of a cell c sits at d * cells + c
+            rows.clear();
+            for &p in ub.pos {
+                let c = (p as u32 % cells) as i64;
+                rows.extend((0..width as i64).map(|d| d * cells as i64 + c));
+            }
+        }
+        self.v(ctx).write_i64(rows)
+    }
+
+    fn can_reuse(&self, shape: &GraphShape) -> bool {
+        self.n_tokens == shape.n_tokens
+    }
+}
+
+/// i32 [n_outputs]: the rows whose logits are wanted (`inp_out_ids`); no tensor when every
+/// row is.
+pub struct OutputRows {
+    tensor: Option<TensorHandle>,
+    n_outputs: usize,
+}
+
+impl OutputRows {
+    fn new(ctx: &Context, shape: &GraphShape) -> OutputRows {
+        let tensor = (shape.n_outputs < shape.n_tokens).then(|| {
+            let t = ctx
+                .new_tensor(Type::I32, &[shape.n_outputs as i64])
+                .set_name("inp_out_ids")
+                .set_input();
+            ctx.handle(t)
+        });
+        OutputRows {
+            tensor,
+            n_outputs: shape.n_outputs,
+        }
+    }
+
+    /// None when every row is wanted.
+    pub fn tensor<'g>(&self, ctx: &'g Context) -> Option<Tensor<'g>> {
+        self.tensor.map(|h| ctx.get(h))
+    }
+}
+
+impl GraphInput for OutputRows {
+    fn set(&self, ctx: &Context, ub: &UBatch<'_>, _: &mut Scratch) -> Result<(), GgmlError> {
+        match self.tensor(ctx) {
+            Some(t) => t.write_i32(ub.out_rows),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the tensor exists is decided by the row count against the token count, and
+    /// [`TokenIds`] checks the token count.
+    fn can_reuse(&self, shape: &GraphShape) -> bool {
+        self.n_outputs == shape.n_outputs
+    }
+}
+
+/// The suffix of an input's name for layers of kind `kind`, as llama.cpp names them.
+fn suffix(kind: AttnKind) -> &'static str {
+    match kind {
+        AttnKind::Full => "",
+        AttnKind::Local => "_swa",
+    }
+}
+
+/// Fill `out` with a [positions][n_kv] mask for a layer whose position x lives in cell
+/// `x % ring`: row p is `zero` at the cells of positions `p - window + 1 ..= p` (those that
+/// exist), `neg` (-inf) elsewhere. The ring is larger than the window plus a micro-batch, so
+/// those cells are distinct and none is overwritten by a later token of the same batch.
+fn causal_mask<T: Copy>(
+    out: &mut Vec<T>,
+    pos: &[i32],
+    n_kv: u32,
+    window: u32,
+    ring: u32,
+    zero: T,
+    neg: T,
+) {
+    let n_kv = n_kv as usize;
+    out.clear();
+    out.resize(pos.len() * n_kv, neg);
+    for (row, &p) in out.chunks_exact_mut(n_kv).zip(pos) {
+        let p = p as u32;
+        let first = (p as u64 + 1).saturating_sub(window as u64) as u32;
+        let (a, b) = (first % ring, p % ring);
+        if a <= b && p - first < ring {
+            row[a as usize..=b as usize].fill(zero);
+        } else {
+            // the run wraps around the ring's end
+            row[a as usize..].fill(zero);
+            row[..=b as usize].fill(zero);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::KvShape;
+
+    /// A cache of `size` cells (`ring` in the local layers) for layers local as `local` says.
+    fn cache(local: &[bool], window: u32, size: u32, ring: u32, v_trans: bool) -> KvCache {
+        let shape = KvShape {
+            n_layer: local.len() as u32,
+            head_dim_k: 32,
+            head_dim_v: 32,
+            n_head_kv: 1,
+            swa: Some((window, local.to_vec())),
+        };
+        KvCache::placed(&shape, (size, ring), Type::F16, Type::F16, v_trans, None).unwrap()
+    }
+
+    fn shape(n_tokens: usize, n_kv: u32, n_outputs: usize) -> GraphShape {
+        GraphShape {
+            n_tokens,
+            n_kv,
+            n_outputs,
+        }
+    }
+
+    fn names(ctx: &Context, a: &KvInputs) -> [String; 3] {
+        [a.mask.tensor(ctx), a.rows.k(ctx), a.rows.v(ctx)].map(|t| t.name())
+    }
+
+    #[test]
+    fn attention_inputs_exist_for_the_kinds_of_layer_the_model_has() {
+        let ctx = Context::new(16, 0).unwrap();
+        let s = shape(4, 256, 1);
+        // local and global layers, the local ones in a ring: each kind its own rows
+        let kv = cache(&[true, false], 8, 1024, 256, false);
+        let inp = Inputs::new(&ctx, &kv, &s, 32);
+        let (full, local) = (inp.full.as_ref().unwrap(), inp.local.as_ref().unwrap());
+        assert_eq!(
+            names(&ctx, full),
+            ["attn_inp_kq_mask", "inp_k_idxs", "inp_v_idxs"]
+        );
+        assert_eq!(
+            names(&ctx, local),
+            ["attn_inp_kq_mask_swa", "inp_k_idxs_swa", "inp_v_idxs_swa"]
+        );
+        assert!(!local.rows.shared);
+        // without a ring the local layers write the full layers' rows
+        let mut ctx = ctx;
+        ctx.reset();
+        let kv = cache(&[true, false], 8, 1024, 1024, false);
+        let inp = Inputs::new(&ctx, &kv, &s, 32);
+        let (full, local) = (inp.full.as_ref().unwrap(), inp.local.as_ref().unwrap());
+        assert!(local.rows.shared && !full.rows.shared);
+        assert_eq!(local.rows.k, full.rows.k);
+        // every layer local: no full-attention inputs; none local: no sliding-window ones
+        for ring in [256, 1024] {
+            ctx.reset();
+            let kv = cache(&[true, true], 8, 1024, ring, false);
+            let inp = Inputs::new(&ctx, &kv, &s, 32);
+            assert!(inp.full.is_none());
+            let local = inp.local.as_ref().unwrap();
+            assert_eq!(
+                names(&ctx, local),
+                ["attn_inp_kq_mask_swa", "inp_k_idxs_swa", "inp_v_idxs_swa"]
+            );
+            assert!(!local.rows.shared);
+        }
+        ctx.reset();
+        let kv = cache(&[false, false], 8, 1024, 256, false);
+        let inp = Inputs::new(&ctx, &kv, &s, 32);
+        assert!(inp.local.is_none() && inp.full.is_some());
+    }
+
+    #[test]
+    fn a_graph_is_reused_for_micro_batches_its_inputs_fit() {
+        let mut ctx = Context::new(16, 0).unwrap();
+        let built = shape(1, 512, 1);
+        let kv = cache(&[true, false], 8, 1024, 256, false);
+        let inp = Inputs::new(&ctx, &kv, &built, 32);
+        assert_eq!(inp.attn(AttnKind::Local).mask.n_kv(), 256);
+        assert!(inp.can_reuse(&built));
+        assert!(!inp.can_reuse(&shape(1, 768, 1)));
+        assert!(!inp.can_reuse(&shape(2, 512, 1)));
+        assert!(!inp.can_reuse(&shape(2, 512, 2)));
+        // the full layers' mask has an attended-cell count of its own: the output rows as well
+        ctx.reset();
+        let built = shape(4, 512, 1);
+        let inp = Inputs::new(&ctx, &kv, &built, 32);
+        assert!(inp.out_ids.tensor(&ctx).is_some());
+        assert!(!inp.can_reuse(&shape(4, 512, 4)));
+        // all layers local: past the ring more attended cells change nothing
+        ctx.reset();
+        let kv = cache(&[true, true], 8, 1024, 256, false);
+        let inp = Inputs::new(&ctx, &kv, &shape(1, 512, 1), 32);
+        assert!(inp.can_reuse(&shape(1, 768, 1)));
+        assert!(inp.can_reuse(&shape(1, 256, 1)));
+        assert!(!inp.can_reuse(&shape(2, 768, 2)));
+    }
+
+    #[test]
+    fn a_transposed_v_has_a_row_index_per_value() {
+        let ctx = Context::new(16, 0).unwrap();
+        let kv = cache(&[false], 8, 256, 256, true);
+        let inp = Inputs::new(&ctx, &kv, &shape(3, 256, 1), 32);
+        let full = inp.attn(AttnKind::Full);
+        assert_eq!(full.rows.k(&ctx).ne()[0], 3);
+        assert_eq!(full.rows.v(&ctx).ne()[0], 3 * 32);
+        assert_eq!(full.mask.tensor(&ctx).ty(), Type::F32);
+    }
+
+    #[test]
+    fn masks_are_causal_within_the_window_around_the_ring() {
+        let (z, n) = (0u8, 1u8);
+        let mut m = Vec::new();
+        // every position seen: position p sees cells 0..=p
+        causal_mask(&mut m, &[0, 2], 4, u32::MAX, 8, z, n);
+        assert_eq!(m, [[z, n, n, n], [z, z, z, n]].concat());
+        // window 3 in a ring of 8: position 9 sees 7, 8, 9 in cells 7, 0, 1
+        causal_mask(&mut m, &[9, 10], 8, 3, 8, z, n);
+        let row9 = [z, z, n, n, n, n, n, z];
+        let row10 = [z, z, z, n, n, n, n, n];
+        assert_eq!(m, [row9, row10].concat());
+    }
+}
