@@ -325,7 +325,7 @@ pub fn hadamard(n: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod rotation_tests {
+mod tests {
     use super::*;
 
     #[test]
