@@ -1,5 +1,5 @@
 //! The steps the fuzz targets (fuzz/fuzz_targets/*.rs) run on an input, shared with the
-//! regression test that replays the inputs they found (tests/fuzz_regressions.rs), so the
+//! regression test that replays the inputs they found (tests/it/fuzz_regressions.rs), so the
 //! two cannot drift apart. Each step must end in `Ok`/`Err`, never a panic; the assertions
 //! here are invariants the fuzzer checks along the way.
 

@@ -2,7 +2,7 @@
 //! panic, hang or allocate more than a small multiple of the input. A file that parses is
 //! then walked like `ember info` walks it (every value, every tensor's data, both summaries),
 //! and a known architecture's hyper-parameters are read from it (pure Rust, no ggml): the
-//! steps of `ember::fuzz_steps`, which tests/fuzz_regressions.rs replays.
+//! steps of `ember::fuzz_steps`, which tests/it/fuzz_regressions.rs replays.
 #![no_main]
 
 use ember::fuzz_steps::walk_gguf;

@@ -3,7 +3,7 @@
 //! fixed string and the bytes after the metadata (the reader ignores trailing bytes when a
 //! file has no tensors, so the fuzzer can mutate the text too), and decodes what it got
 //! back, whole and streamed, plus ids outside the vocabulary (`ember::fuzz_steps`, which
-//! tests/fuzz_regressions.rs replays for the inputs kept as regression tests).
+//! tests/it/fuzz_regressions.rs replays for the inputs kept as regression tests).
 #![no_main]
 
 use ember::fuzz_steps::exercise_tokenizer;

@@ -42,9 +42,6 @@ mod types;
 mod value;
 mod writer;
 
-#[cfg(test)]
-mod tests;
-
 pub use array::{Array, Strings};
 pub use describe::{describe_json, describe_text};
 pub use error::{GgufError, MetaError};
@@ -56,3 +53,6 @@ pub use reader::{
 pub use types::GgmlType;
 pub use value::{Value, ValueType};
 pub use writer::GgufWriter;
+
+#[cfg(test)]
+mod tests;

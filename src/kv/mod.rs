@@ -372,7 +372,7 @@ pub fn hadamard(n: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod rotation_tests {
+mod tests {
     use super::*;
 
     #[test]

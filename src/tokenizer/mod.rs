@@ -28,15 +28,6 @@ mod stream;
 mod vocab;
 mod wpm;
 
-#[cfg(test)]
-mod bench_tests;
-#[cfg(test)]
-mod spm_tests;
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod vectors_tests;
-
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
 
@@ -350,3 +341,6 @@ impl std::fmt::Debug for Tokenizer {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! Tests for the GGUF module: writer→reader round trips, one test per
 //! validation rule (broken files built byte by byte with [`B`]), robustness
-//! sweeps (robustness.rs), the describe output, and the real SmolLM2 model when present.
+//! sweeps (robustness.rs), the describe output, and the real SmolLM2 model (model.rs).
 
 use super::*;
 

@@ -5,7 +5,7 @@
 //! Also home of the seed-corpus writer that scripts/fuzz runs (an ignored test, so it can
 //! use the tests' tiny-model writer in tests/common).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -203,10 +203,9 @@ fn prefix(path: &Path, n: usize) -> Vec<u8> {
 #[test]
 #[ignore = "run by scripts/fuzz with EMBER_FUZZ_SEEDS set"]
 fn write_seed_corpus() {
-    let Some(out) = std::env::var_os("EMBER_FUZZ_SEEDS").map(PathBuf::from) else {
-        eprintln!("EMBER_FUZZ_SEEDS not set: nothing to do");
-        return;
-    };
+    let out = std::env::var_os("EMBER_FUZZ_SEEDS")
+        .map(PathBuf::from)
+        .expect("EMBER_FUZZ_SEEDS is not set (scripts/fuzz sets it)");
     let (gguf_dir, tok_dir) = (out.join("gguf"), out.join("tokenizer"));
     std::fs::create_dir_all(&gguf_dir).unwrap();
     std::fs::create_dir_all(&tok_dir).unwrap();

@@ -1,7 +1,7 @@
 //! KV cache types: every K/V type pair runs, the allocated tensors have the chosen types, the
 //! reported sizes are the allocation, and impossible combinations are clear errors.
 
-mod common;
+use crate::common;
 
 use std::rc::Rc;
 use std::sync::Arc;

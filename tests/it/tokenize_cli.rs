@@ -1,6 +1,6 @@
-//! `ember tokenize` end to end: on a vocab-only file (always) and on SmolLM2 (when fetched).
+//! `ember tokenize` end to end: on a vocab-only file (always) and on SmolLM2 (`models/fetch-default`).
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 
@@ -104,9 +104,7 @@ fn errors_are_clear() {
 
 #[test]
 fn smollm2_ids_match_llama_tokenize() {
-    let Some(model) = common::smollm2() else {
-        return;
-    };
+    let model = common::smollm2();
     // Recorded with llama.cpp's `llama-tokenize -m SmolLM2 -p TEXT --ids --log-disable`.
     let ids = stdout(&ember(
         &[

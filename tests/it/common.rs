@@ -1,5 +1,5 @@
 //! Shared test helpers: a tiny random-weight llama model written by our own GGUF writer, and
-//! access to the real SmolLM2 model when it has been fetched.
+//! the real SmolLM2 model (fetched by `models/fetch-default`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -238,8 +238,9 @@ pub fn tiny_model_of(seed: u64, arch: TinyArch) -> (tempfile::TempDir, PathBuf) 
     (dir, p)
 }
 
-/// The real SmolLM2 model, if fetched (CI fetches it; local runs skip without it).
-pub fn smollm2() -> Option<PathBuf> {
+/// The real SmolLM2 model (`$EMBER_TEST_MODEL`, `models/` or `~/.cache/models`). A test that
+/// needs it fails, naming the command that fetches it, when it is absent (`.ci/run` fetches it).
+pub fn smollm2() -> PathBuf {
     let candidates = [
         std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from),
         Some(
@@ -249,11 +250,11 @@ pub fn smollm2() -> Option<PathBuf> {
         std::env::var_os("HOME")
             .map(|h| PathBuf::from(h).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")),
     ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("SmolLM2 model not found: skipping (run models/fetch-default)");
-    }
-    found
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .expect("the SmolLM2 model is not fetched: run models/fetch-default")
 }
 
 /// The tiny models' vocabulary: 256 byte tokens, 3 merges (`th`, `the`, `Ġthe`) and

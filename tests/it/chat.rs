@@ -2,7 +2,7 @@
 //! the cache, Ctrl-C during an answer then a follow-up, history recall, /save + /load, and the
 //! ways out (Ctrl-D, Ctrl-C twice). Plus the chat fed from a pipe.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `ember bench`: the tests it runs and the formats it prints (figures are not judged here).
 
-mod common;
+use crate::common;
 
 #[test]
 fn bench_runs_every_combination_and_prints_json() {

@@ -1,7 +1,7 @@
 //! Ember in scripts: the prompt from stdin, `--json` and `--jsonl`, stop strings, the final
 //! newline, `--chat`, exit codes, and `--prompt-cache` (re-use, refusal of a mismatch).
 
-mod common;
+use crate::common;
 
 use common::{run_ember, show};
 use serde_json::Value as Json;

@@ -1,7 +1,7 @@
-//! End-to-end tests of the `ember` binary: on the tiny model (always) and on SmolLM2 (when
-//! fetched; `.ci/run` fetches it).
+//! End-to-end tests of the `ember` binary: on the tiny model (always) and on SmolLM2 (fetched by
+//! `models/fetch-default`; `.ci/run` runs it).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 
@@ -197,10 +197,8 @@ fn perplexity_writes_and_reads_saved_logits() {
 
 #[test]
 fn smollm2_greedy_matches_llama_cpp_golden_outputs() {
-    let Some(model) = common::smollm2() else {
-        return;
-    };
-    let fixture = include_str!("fixtures/smollm2-greedy-f16.jsonl");
+    let model = common::smollm2();
+    let fixture = include_str!("../fixtures/smollm2-greedy-f16.jsonl");
     let mut matched = 0;
     for line in fixture.lines() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -239,9 +237,7 @@ fn smollm2_greedy_matches_llama_cpp_golden_outputs() {
 
 #[test]
 fn smollm2_answers_and_pipes_quietly() {
-    let Some(model) = common::smollm2() else {
-        return;
-    };
+    let model = common::smollm2();
     let m = model.to_str().unwrap();
     let o = ember(&[
         "-m",

@@ -1,6 +1,6 @@
 //! Forward-pass tests on a tiny random-weight llama model written by our GGUF writer.
 
-mod common;
+use crate::common;
 
 use std::rc::Rc;
 use std::sync::Arc;

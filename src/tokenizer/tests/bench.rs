@@ -1,7 +1,7 @@
 //! Timing of vocabulary loading and tokenization on real models (ignored by default):
 //!
 //! ```text
-//! cargo test --release --lib tokenizer::bench_tests -- --ignored --nocapture
+//! cargo test --release --lib tokenizer::tests::bench -- --ignored --nocapture
 //! ```
 //!
 //! Tokenizes `~/.cache/corpus/britannica-11th.txt` (or `$EMBER_CORPUS`) with add_special =
@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::Tokenizer;
 use crate::gguf::GgufFile;
+use crate::tokenizer::Tokenizer;
 
 fn home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
@@ -23,14 +23,17 @@ fn bench(model: &str) {
     let corpus = std::env::var_os("EMBER_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| home().join(".cache/corpus/britannica-11th.txt"));
-    let (Ok(text), true) = (std::fs::read_to_string(&corpus), path.exists()) else {
-        eprintln!(
-            "skipping: {} or {} not found",
-            path.display(),
+    assert!(
+        path.exists(),
+        "{} not found: ../shared/tools/fetch-models.sh fetches it",
+        path.display()
+    );
+    let text = std::fs::read_to_string(&corpus).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: ../shared/tools/fetch-corpus.sh fetches it",
             corpus.display()
-        );
-        return;
-    };
+        )
+    });
     let t0 = Instant::now();
     let f = GgufFile::open(&path).unwrap();
     let t1 = Instant::now();
@@ -84,13 +87,14 @@ fn bench_build_steps() {
         "vocab-tests/ggml-vocab-gemma-4.gguf",
     ] {
         let path = home().join(".cache").join(model);
-        if !path.exists() {
-            eprintln!("skipping: {} not found", path.display());
-            continue;
-        }
+        assert!(
+            path.exists(),
+            "{} not found: ../shared/tools/fetch-models.sh and scripts/fetch-vocab-tests fetch it",
+            path.display()
+        );
         let f = GgufFile::open(&path).unwrap();
         let t0 = Instant::now();
-        let raw = super::meta::RawVocab::from_gguf(&f).unwrap();
+        let raw = crate::tokenizer::meta::RawVocab::from_gguf(&f).unwrap();
         let t1 = Instant::now();
         let _tok = Tokenizer::from_raw(raw).unwrap();
         let t2 = Instant::now();

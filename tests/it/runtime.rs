@@ -3,7 +3,7 @@
 //! than the context (a clear error, or `--truncate-prompt`), `-n` past the context (stops with
 //! the reason on stderr).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,9 @@
-//! Unit tests on a hand-made byte-level vocabulary.
+//! Unit tests on a hand-made byte-level vocabulary; by topic, SentencePiece (`spm`), parity
+//! with llama.cpp on real vocabularies (`vectors`) and timings (`bench`, ignored).
+
+mod bench;
+mod spm;
+mod vectors;
 
 use super::bytes::byte_to_char;
 use super::meta::RawVocab;

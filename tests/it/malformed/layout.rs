@@ -1,6 +1,6 @@
 //! Byte surgery on a valid GGUF file: where each field lies, and copies with one changed.
 
-use super::common::{tiny_writer, TinyArch};
+use crate::common::{tiny_writer, TinyArch};
 use ember::gguf::GgufWriter;
 
 /// What a case hands to the binary.

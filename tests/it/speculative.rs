@@ -1,7 +1,7 @@
 //! Speculative decoding on tiny models: greedy output equals plain decoding with any draft,
 //! sampled output follows the target's distribution (χ²), and rollback leaves no trace.
 
-mod common;
+use crate::common;
 
 use std::rc::Rc;
 use std::sync::Arc;

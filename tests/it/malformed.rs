@@ -8,8 +8,7 @@
 //! GGUF-level defects also make `ember info` fail the same way; files that are valid GGUF but
 //! not a usable model are still described by `ember info` (exit 0).
 
-mod common;
-#[path = "malformed/layout.rs"]
+use crate::common;
 mod layout;
 
 use std::process::{Command, Output, Stdio};
