@@ -14,6 +14,7 @@ mod cli;
 mod forward;
 mod fuzz_regressions;
 mod gpu_cli;
+mod integrity;
 mod kv_types;
 mod malformed;
 mod model_errors;

@@ -3,7 +3,7 @@
 //! written, and a model whose metadata disagrees with its tensors (a vocabulary shorter than
 //! the embedding, a special-token id past the vocabulary, a per-layer array of another length).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
