@@ -60,6 +60,19 @@ fn f16_bits(x: f32) -> u16 {
     sign | h as u16
 }
 
+/// Q8_0 blocks of 32: an f16 scale (the largest magnitude / 127), then 32 rounded i8 quants.
+fn q8_0_bytes(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() / 32 * 34);
+    for block in v.chunks(32) {
+        let amax = block.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(f16_bits(d).to_le_bytes());
+        out.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
+    }
+    out
+}
+
 /// The GPT-2 byte-to-unicode table (bytes as printable characters).
 fn byte_chars() -> Vec<String> {
     let mut keep: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
@@ -140,6 +153,11 @@ pub fn tiny_writer(seed: u64, arch: TinyArch) -> GgufWriter {
 
 /// The writer of a tiny model of architecture `arch` with the shape `t`.
 pub fn tiny_writer_shaped(seed: u64, arch: TinyArch, t: &Tiny) -> GgufWriter {
+    tiny_writer_typed(seed, arch, t, GgmlType::F16)
+}
+
+/// The writer of a tiny model whose matrices are `mat_type` (F16 or Q8_0).
+fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) -> GgufWriter {
     let mut w = GgufWriter::new();
     let s = |x: &str| Value::String(x.to_string());
     let a = arch.name();
@@ -217,10 +235,12 @@ pub fn tiny_writer_shaped(seed: u64, arch: TinyArch, t: &Tiny) -> GgufWriter {
     for (name, dims) in mats {
         let n: u64 = dims.iter().product();
         let scale = 1.0 / (dims[0] as f32).sqrt() * 1.7;
-        let bytes: Vec<u8> = (0..n)
-            .flat_map(|_| f16_bits(rng.next(scale)).to_le_bytes())
-            .collect();
-        w.add_tensor(&name, GgmlType::F16, &dims, bytes);
+        let v: Vec<f32> = (0..n).map(|_| rng.next(scale)).collect();
+        let bytes = match mat_type {
+            GgmlType::Q8_0 => q8_0_bytes(&v),
+            _ => v.iter().flat_map(|&x| f16_bits(x).to_le_bytes()).collect(),
+        };
+        w.add_tensor(&name, mat_type, &dims, bytes);
     }
     w
 }
@@ -228,6 +248,18 @@ pub fn tiny_writer_shaped(seed: u64, arch: TinyArch, t: &Tiny) -> GgufWriter {
 /// A fresh tiny model in a temporary directory (kept alive by the returned guard).
 pub fn tiny_model(seed: u64) -> (tempfile::TempDir, PathBuf) {
     tiny_model_of(seed, TinyArch::Llama)
+}
+
+/// A fresh tiny llama model whose matrices are Q8_0: products of any number of columns give
+/// one column's results bit for bit, so greedy speculation on it is not capped (f16 matrices
+/// are exact for one column only, see `WeightSet::exact_columns`).
+pub fn tiny_model_q8(seed: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tiny-q8.gguf");
+    tiny_writer_typed(seed, TinyArch::Llama, &TINY, GgmlType::Q8_0)
+        .write(&p)
+        .expect("write tiny model");
+    (dir, p)
 }
 
 /// A fresh tiny model of architecture `arch` in a temporary directory.
