@@ -43,9 +43,6 @@ mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-#[cfg(test)]
-mod tests;
-
 pub use route::{Kernel, KernelSwitches, Machine, Placement, Route};
 
 /// Rows per kernel call.
@@ -609,3 +606,6 @@ unsafe fn dot<const R: usize>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
