@@ -19,4 +19,5 @@ pub mod model;
 pub mod perplexity;
 pub mod sampling;
 pub mod speculative;
+pub mod switches;
 pub mod tokenizer;

@@ -107,7 +107,7 @@ impl Session {
         };
         let backends: Vec<&Backend> = gpu.iter().chain([&backend]).collect();
         let mut sched = Sched::new(&backends, model.graph_size())?;
-        if std::env::var_os("EMBER_DEBUG_TENSORS").is_some() {
+        if crate::switches::Switches::get().debug_tensors {
             // Every computed node's name, op, shape and sum on stderr, to set beside
             // llama.cpp's llama-eval-callback output when an architecture disagrees.
             sched.set_observer(Some(Box::new(|n| {
@@ -131,7 +131,7 @@ impl Session {
             pos: Vec::new(),
             scratch: Scratch::default(),
             interrupt: None,
-            reuse_graphs: std::env::var_os("EMBER_NO_GRAPH_REUSE").is_none(),
+            reuse_graphs: crate::switches::Switches::get().graph_reuse,
         };
         s.reserve()?;
         Ok(s)

@@ -339,8 +339,11 @@ pub fn ring_note(ring: u32, n_ctx: u32) -> &'static str {
 /// power of two dividing the head (from 64 up), V always 64. `EMBER_ATTN_ROT_DISABLE=1` turns
 /// rotations off (llama.cpp's `LLAMA_ATTN_ROT_DISABLE`), for experiments.
 pub fn rotation_size(ty: Type, head: u32, is_k: bool) -> Option<u32> {
-    let disabled = std::env::var("EMBER_ATTN_ROT_DISABLE").is_ok_and(|v| v != "0" && !v.is_empty());
-    if disabled || !ty.is_quantized() || head == 0 || !head.is_multiple_of(64) {
+    if !crate::switches::Switches::get().attn_rot
+        || !ty.is_quantized()
+        || head == 0
+        || !head.is_multiple_of(64)
+    {
         return None;
     }
     let mut n = 64;

@@ -1,6 +1,6 @@
 //! Which kernel multiplies each weight: decided once per weight, when the model is loaded, and
-//! recorded beside it (a [`Route`]). The one place that reads the kernels' environment
-//! switches ([`KernelSwitches`]), the CPU's features and ggml's build facts ([`Machine`]).
+//! recorded beside it (a [`Route`]), from the kernels' switches ([`KernelSwitches`], read from
+//! the environment in `crate::switches`), the CPU's features and ggml's build facts ([`Machine`]).
 //!
 //! A route maps a number of activation columns to a [`Kernel`]. Every kernel of Ember gives
 //! ggml's `ggml_mul_mat` result bit for bit, but only where ggml computes in the order it
@@ -29,58 +29,7 @@ use std::ops::RangeInclusive;
 use std::sync::OnceLock;
 
 use super::super::Tensor;
-
-/// The kernels' switches in the environment, read once, here only: set to compare Ember's ops
-/// against ggml's (`EMBER_NO_GEMV=1`, `EMBER_NO_TILED=1`, `EMBER_NO_WIDE=1`), and ggml's own
-/// `GGML_CPU_TILED_MM`, which changes what the Q6_K op has to reproduce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelSwitches {
-    /// Ember's ops may run (`EMBER_NO_GEMV` unset; set, none does, decode or prompt).
-    pub ember_ops: bool,
-    /// Ember's prompt ops may run: tile, Q4_K prompt, Q6_K (`EMBER_NO_TILED` unset).
-    pub prompt_ops: bool,
-    /// The tile op may use its 512-bit kernels (`EMBER_NO_WIDE` unset); both give the same
-    /// results.
-    pub wide_tiles: bool,
-    /// ggml's tiled matrix path is on (`GGML_CPU_TILED_MM` unset or, read as ggml reads it
-    /// with `atoi`, not 0); off, ggml multiplies Q6_K weights by `vec_dot`.
-    pub ggml_tiled_mm: bool,
-}
-
-impl KernelSwitches {
-    /// All of Ember's ops on, ggml's defaults.
-    pub const ALL_ON: KernelSwitches = KernelSwitches {
-        ember_ops: true,
-        prompt_ops: true,
-        wide_tiles: true,
-        ggml_tiled_mm: true,
-    };
-
-    /// The switches as this process's environment sets them (read once).
-    pub fn get() -> &'static KernelSwitches {
-        static SWITCHES: OnceLock<KernelSwitches> = OnceLock::new();
-        SWITCHES.get_or_init(|| KernelSwitches::from(|k: &str| std::env::var_os(k)))
-    }
-
-    /// The switches an environment (`var(name)`) sets.
-    pub fn from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> KernelSwitches {
-        KernelSwitches {
-            ember_ops: var("EMBER_NO_GEMV").is_none(),
-            prompt_ops: var("EMBER_NO_TILED").is_none(),
-            wide_tiles: var("EMBER_NO_WIDE").is_none(),
-            ggml_tiled_mm: var("GGML_CPU_TILED_MM")
-                .is_none_or(|v| atoi_nonzero(&v.to_string_lossy())),
-        }
-    }
-}
-
-/// Whether C's `atoi(s)` is not 0, as ggml reads its switches: leading blanks, a sign, then the
-/// digits up to the first other character.
-fn atoi_nonzero(s: &str) -> bool {
-    let t = s.trim_start();
-    let t = t.strip_prefix(['+', '-']).unwrap_or(t);
-    t.chars().take_while(char::is_ascii_digit).any(|c| c != '0')
-}
+pub use crate::switches::KernelSwitches;
 
 /// What this CPU and this build of ggml give the kernels (found once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,54 +295,5 @@ impl Route {
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn switches_read_as_atoi() {
-        for (s, on) in [
-            ("1", true),
-            (" 2x", true),
-            ("-1", true),
-            ("0", false),
-            ("", false),
-        ] {
-            assert_eq!(atoi_nonzero(s), on, "{s:?}");
-        }
-        for s in ["00", "abc", "+-1", "x1"] {
-            assert!(!atoi_nonzero(s), "{s:?}");
-        }
-    }
-
-    #[test]
-    fn switches_come_from_the_environment_given() {
-        let env = |set: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                set.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| std::ffi::OsString::from(v))
-            }
-        };
-        assert_eq!(KernelSwitches::from(env(&[])), KernelSwitches::ALL_ON);
-        let s = KernelSwitches::from(env(&[
-            ("EMBER_NO_GEMV", "1"),
-            ("EMBER_NO_TILED", ""),
-            ("EMBER_NO_WIDE", "0"),
-            ("GGML_CPU_TILED_MM", "0"),
-        ]));
-        assert_eq!(
-            s,
-            KernelSwitches {
-                ember_ops: false,
-                prompt_ops: false,
-                wide_tiles: false,
-                ggml_tiled_mm: false
-            }
-        );
-        assert!(KernelSwitches::from(env(&[("GGML_CPU_TILED_MM", "1")])).ggml_tiled_mm);
     }
 }
