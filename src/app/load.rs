@@ -83,7 +83,7 @@ fn log_routes(model: &Model) {
         "kernel routes by columns per product (products of {exact} columns give one-column results bit for bit):"
     );
     for r in rows {
-        let placement = match r.placement {
+        let placement = match r.route.placement() {
             Placement::Host => "host",
             Placement::Repacked => "repacked",
             Placement::Device => "gpu",

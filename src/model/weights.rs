@@ -115,7 +115,6 @@ impl WeightSet {
                 count: 1,
                 ty: t.ty(),
                 ne: [t.ne()[0], t.ne()[1]],
-                placement: route.placement(),
                 route,
             };
             match rows.iter_mut().find(|r| r.same_group(&row)) {
@@ -137,14 +136,12 @@ pub struct RouteRow {
     pub ty: Type,
     /// [columns, rows]
     pub ne: [i64; 2],
-    pub placement: Placement,
     pub route: Route,
 }
 
 impl RouteRow {
     fn same_group(&self, o: &RouteRow) -> bool {
-        (&self.name, self.ty, self.ne, self.placement, &self.route)
-            == (&o.name, o.ty, o.ne, o.placement, &o.route)
+        (&self.name, self.ty, self.ne, &self.route) == (&o.name, o.ty, o.ne, &o.route)
     }
 }
 
