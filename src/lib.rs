@@ -20,4 +20,6 @@ pub mod perplexity;
 pub mod sampling;
 pub mod speculative;
 pub mod switches;
+#[cfg(test)]
+mod test_data;
 pub mod tokenizer;

@@ -4,19 +4,10 @@
 use super::*;
 
 fn model_path() -> std::path::PathBuf {
-    // models/fetch-default puts it in the repository; developers may have it in ~/.cache/models.
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if repo.exists() {
-        return repo;
-    }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    let path = std::path::Path::new(&home).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "SmolLM2-135M-Instruct.Q4_1.gguf not found: run models/fetch-default"
-    );
-    path
+    crate::test_data::real_model(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "run models/fetch-default",
+    )
 }
 
 #[test]

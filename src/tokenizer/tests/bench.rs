@@ -14,9 +14,7 @@ use std::time::Instant;
 use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
 
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-}
+use crate::test_data::home;
 
 fn bench(model: &str) {
     let path = home().join(".cache/models").join(model);

@@ -5,9 +5,10 @@
 //! command that fetches the file, when it is absent; the Gemma 3 ones are ignored by default
 //! (`.ci/run` does not fetch that model: run them with `--ignored`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::gguf::GgufFile;
+use crate::test_data::{real_model, vocab_dir};
 use crate::tokenizer::meta::RawVocab;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -168,10 +169,6 @@ fn stream_decoder_assembles_byte_tokens() {
     assert_eq!(d.flush(), "\u{FFFD}");
 }
 
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-}
-
 /// The tokenizer of the file at `path`; fails naming `fetch` (how to get it) when it is absent.
 fn load(path: &Path, fetch: &str) -> Tokenizer {
     assert!(path.exists(), "{} not found: {fetch}", path.display());
@@ -180,22 +177,12 @@ fn load(path: &Path, fetch: &str) -> Tokenizer {
 }
 
 fn gemma3() -> Tokenizer {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-Q4_K_M.gguf");
-    let path = if repo.exists() {
-        repo
-    } else {
-        home().join(".cache/models/gemma-3-270m-Q4_K_M.gguf")
-    };
-    load(
-        &path,
-        "fetch it with ../shared/tools/fetch-models.sh gemma3",
-    )
+    let fetch = "fetch it with ../shared/tools/fetch-models.sh gemma3";
+    load(&real_model("gemma-3-270m-Q4_K_M.gguf", fetch), fetch)
 }
 
 fn llama_spm() -> Tokenizer {
-    let dir = std::env::var_os("VOCAB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".cache/vocab-tests"));
+    let dir = vocab_dir();
     load(
         &dir.join("ggml-vocab-llama-spm.gguf"),
         "run scripts/fetch-vocab-tests",

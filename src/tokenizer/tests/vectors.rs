@@ -11,11 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::gguf::GgufFile;
+use crate::test_data::{real_model, vocab_dir};
 use crate::tokenizer::{Tokenizer, TokenizerError};
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-}
 
 fn load(path: &Path) -> Result<Tokenizer, TokenizerError> {
     let f = GgufFile::open(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
@@ -23,17 +20,9 @@ fn load(path: &Path) -> Result<Tokenizer, TokenizerError> {
 }
 
 fn smollm2() -> Tokenizer {
-    // models/fetch-default puts it in the repository; developers may have it in ~/.cache/models.
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let path = if repo.exists() {
-        repo
-    } else {
-        home().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    };
-    assert!(
-        path.exists(),
-        "{} not found: run models/fetch-default",
-        path.display()
+    let path = real_model(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "run models/fetch-default",
     );
     load(&path).expect("SmolLM2 tokenizer")
 }
@@ -201,9 +190,7 @@ fn read_vectors(base: &Path) -> Option<Vec<(String, Vec<u32>)>> {
 
 #[test]
 fn llama_cpp_vocab_vectors() {
-    let dir = std::env::var_os("VOCAB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".cache/vocab-tests"));
+    let dir = vocab_dir();
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
             "{}: {e}: run scripts/fetch-vocab-tests to fetch llama.cpp's tokenizer vectors",
