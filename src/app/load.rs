@@ -118,6 +118,7 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
         type_v: cfg.type_v,
         flash_attn: cfg.flash_attn,
         swa_full: cfg.swa_full,
+        n_seq: 1,
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
     let kv = s.kv().bytes();

@@ -1,11 +1,22 @@
-//! An evaluation session: a model, its KV cache and a scheduler. Feeds token batches through
-//! the forward graph in micro-batches and returns the logits that were asked for.
+//! An evaluation session: a model, the KV caches of its sequences and a scheduler. Feeds token
+//! batches through the forward graph in micro-batches and returns the logits that were asked
+//! for.
+//!
+//! A session holds one sequence, or several (`n_seq`, for batches of prompts): each has a
+//! cache of its own (an equal share of the context, whole multiples of [`KV_PAD`] cells), its
+//! positions and its cells, so that what one sequence computes never depends on another's.
+//! One micro-batch may carry one token of each of several sequences ([`Session::decode_step`]):
+//! the weights are read once for all of them, each sequence attends over its own cache, and
+//! every product computes each column as a one-column product would
+//! (`WeightSet::matmul_invariant`). A prompt is evaluated one sequence at a time, in the
+//! micro-batches it would have alone. So a sequence's logits are those it gets alone, bit for
+//! bit.
 
 use std::rc::Rc;
 
 use crate::ggml::{Backend, Context, GgmlError, GraphHandle, Sched, TensorHandle, Type};
 use crate::kv::{ContextFull, KvCache, KvError, KV_PAD};
-use crate::model::inputs::{GraphShape, Inputs, Scratch, UBatch};
+use crate::model::inputs::{GraphShape, Inputs, Scratch, SeqShape, UBatch};
 use crate::model::layers::Builder;
 use crate::model::Model;
 
@@ -22,6 +33,21 @@ pub struct SessionParams {
     /// Sliding-window layers keep the whole context instead of a ring of window + micro-batch
     /// cells (llama.cpp's `--swa-full`): more memory, but any prefix can be re-used.
     pub swa_full: bool,
+    /// Sequences, each with its share of the `n_ctx` cells (1: one sequence, all of them).
+    pub n_seq: u32,
+}
+
+impl SessionParams {
+    /// Cells of each sequence's cache: the whole context for one sequence; for several an
+    /// equal share, whole multiples of [`KV_PAD`] (at least one), so that the cells a sequence
+    /// attends to are padded as they would be alone.
+    pub fn seq_cells(&self) -> u32 {
+        if self.n_seq <= 1 {
+            self.n_ctx
+        } else {
+            ((self.n_ctx / self.n_seq) / KV_PAD).max(1) * KV_PAD
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +60,8 @@ pub enum EvalError {
     ContextFull(#[from] ContextFull),
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
     BadToken { id: u32, n_vocab: u32 },
+    #[error("no sequence {slot}: the session has {n_seq}")]
+    BadSeq { slot: usize, n_seq: usize },
     /// The interrupt check said stop between two micro-batches.
     #[error("interrupted")]
     Interrupted,
@@ -60,11 +88,13 @@ pub struct Session {
     /// The GPU's backend, when the model has layers offloaded to it.
     gpu: Option<Backend>,
     backend: Backend,
-    kv: KvCache,
+    /// One cache per sequence.
+    seqs: Vec<KvCache>,
     model: Rc<Model>,
     params: SessionParams,
     logits: Vec<f32>,
-    /// The positions of the micro-batch being evaluated (kept, like `scratch`).
+    /// The tokens and positions of the micro-batch being evaluated (kept, like `scratch`).
+    tokens: Vec<u32>,
     pos: Vec<i32>,
     /// Host buffers the graph inputs are written through, kept for the next micro-batch.
     scratch: Scratch,
@@ -87,26 +117,30 @@ impl Session {
         // On a GPU the cache is padded to 256 cells as llama.cpp pads its context: ggml-cuda's
         // fast flash-attention kernels need a multiple of 256 cells.
         let n_cells = if kv_gpu.is_some() {
-            params.n_ctx.div_ceil(KV_PAD) * KV_PAD
+            params.seq_cells().div_ceil(KV_PAD) * KV_PAD
         } else {
-            params.n_ctx
+            params.seq_cells()
         };
         let ring = shape.ring(n_cells, params.n_ubatch, params.swa_full);
-        let kv = KvCache::placed(
-            &shape,
-            (n_cells, ring),
-            params.type_k,
-            params.type_v,
-            !params.flash_attn,
-            kv_gpu,
-        )?;
+        let seqs = (0..params.n_seq.max(1))
+            .map(|_| {
+                KvCache::placed(
+                    &shape,
+                    (n_cells, ring),
+                    params.type_k,
+                    params.type_v,
+                    !params.flash_attn,
+                    kv_gpu,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let backend = Backend::cpu(params.n_threads)?;
         let gpu = match off.device.filter(|_| off.any()) {
             Some(d) => Some(Backend::for_device(&d)?),
             None => None,
         };
         let backends: Vec<&Backend> = gpu.iter().chain([&backend]).collect();
-        let mut sched = Sched::new(&backends, model.graph_size())?;
+        let mut sched = Sched::new(&backends, model.graph_size(seqs.len()))?;
         if crate::switches::Switches::get().debug_tensors {
             // Every computed node's name, op, shape and sum on stderr, to set beside
             // llama.cpp's llama-eval-callback output when an architecture disagrees.
@@ -124,10 +158,11 @@ impl Session {
             sched,
             gpu,
             backend,
-            kv,
+            seqs,
             model,
             params,
             logits: Vec::new(),
+            tokens: Vec::new(),
             pos: Vec::new(),
             scratch: Scratch::default(),
             interrupt: None,
@@ -137,18 +172,33 @@ impl Session {
         Ok(s)
     }
 
-    /// Allocate compute buffers for the largest graph up front.
+    /// Allocate compute buffers for the largest graphs up front: a full micro-batch of one
+    /// sequence, and with several a step of one token each.
     fn reserve(&mut self) -> Result<(), EvalError> {
         self.built = None;
-        let n = self.params.n_ubatch.min(self.params.n_ctx) as usize;
-        let ctx = self.model.graph_context()?;
-        {
-            let shape = GraphShape {
-                n_tokens: n,
-                n_kv: self.kv.size(),
-                n_outputs: n,
-            };
-            let mut b = Builder::new(&ctx, &self.model, &self.kv, shape);
+        let size = self.seqs[0].size();
+        let n = self.params.n_ubatch.min(size) as usize;
+        let ctx = self.model.graph_context(self.seqs.len())?;
+        let mut shapes = vec![GraphShape::single(n, size, n, 0)];
+        if self.seqs.len() > 1 {
+            let seqs = (0..self.seqs.len())
+                .map(|slot| SeqShape {
+                    slot,
+                    n_tokens: 1,
+                    n_kv: size,
+                })
+                .collect();
+            shapes.push(GraphShape {
+                n_tokens: self.seqs.len(),
+                n_outputs: self.seqs.len(),
+                seqs,
+            });
+        }
+        let mut ctx = ctx;
+        for shape in shapes {
+            ctx.reset();
+            let kvs: Vec<&KvCache> = shape.seqs.iter().map(|s| &self.seqs[s.slot]).collect();
+            let mut b = Builder::new(&ctx, &self.model, &kvs, &shape);
             let _ = self.model.arch.build(&mut b);
             self.sched.reserve(&b.graph)?;
         }
@@ -164,34 +214,56 @@ impl Session {
         &self.params
     }
 
+    /// The cache of the first (in a one-sequence session, the only) sequence.
     pub fn kv(&self) -> &KvCache {
-        &self.kv
+        &self.seqs[0]
     }
 
-    /// Positions evaluated so far.
+    /// How many sequences the session holds.
+    pub fn n_seq(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// The cache of sequence `slot`.
+    pub fn seq_kv(&self, slot: usize) -> &KvCache {
+        &self.seqs[slot]
+    }
+
+    /// Positions evaluated so far (of the first sequence).
     pub fn n_past(&self) -> u32 {
-        self.kv.cells.used()
+        self.seqs[0].cells.used()
     }
 
+    /// Positions sequence `slot` has evaluated.
+    pub fn seq_n_past(&self, slot: usize) -> u32 {
+        self.seqs[slot].cells.used()
+    }
+
+    /// Cells of one sequence's cache.
     pub fn n_ctx(&self) -> u32 {
-        self.kv.size()
+        self.seqs[0].size()
     }
 
     /// Forget positions from `n` on (their cells are overwritten by later batches). Returns
     /// the positions kept: fewer than `n` (zero) when the sliding-window layers' ring no
     /// longer holds the window before `n`; the caller then evaluates those tokens again.
     pub fn truncate(&mut self, n: u32) -> u32 {
-        self.kv.cells.truncate(n)
+        self.seqs[0].cells.truncate(n)
     }
 
     pub fn clear(&mut self) {
-        self.kv.cells.clear();
+        self.seqs[0].cells.clear();
+    }
+
+    /// Forget everything sequence `slot` evaluated (a new prompt takes its place).
+    pub fn clear_seq(&mut self, slot: usize) {
+        self.seqs[slot].cells.clear();
     }
 
     /// Mark positions `0..n` as filled (their K and V rows were written directly; the local
     /// layers' only from `kv().cells.window_start(n)` on).
     pub(crate) fn set_n_past(&mut self, n: u32) {
-        self.kv.cells.restore(n);
+        self.seqs[0].cells.restore(n);
     }
 
     /// A check run between micro-batches of a long batch: when it returns true, `eval` stops
@@ -214,21 +286,21 @@ impl Session {
             + self.gpu.as_ref().map_or(0, |g| self.sched.buffer_size(g))
     }
 
-    /// Evaluate `tokens` at the next positions. Returns the logits of the wanted rows,
-    /// `n_vocab` floats per row, in order.
+    /// Evaluate `tokens` at the next positions (of the first sequence). Returns the logits of
+    /// the wanted rows, `n_vocab` floats per row, in order.
     pub fn eval(&mut self, tokens: &[u32], want: Want) -> Result<&[f32], EvalError> {
-        let n_vocab = self.model.hp.n_vocab;
-        if let Some(&id) = tokens.iter().find(|&&t| t >= n_vocab) {
-            return Err(EvalError::BadToken { id, n_vocab });
-        }
-        if self.kv.cells.used() as usize + tokens.len() > self.kv.size() as usize {
-            return Err(ContextFull {
-                used: self.kv.cells.used(),
-                size: self.kv.size(),
-                wanted: tokens.len() as u32,
-            }
-            .into());
-        }
+        self.eval_seq(0, tokens, want)
+    }
+
+    /// Evaluate `tokens` at sequence `slot`'s next positions, in micro-batches of that
+    /// sequence alone. Returns the logits of the wanted rows, `n_vocab` floats per row.
+    pub fn eval_seq(
+        &mut self,
+        slot: usize,
+        tokens: &[u32],
+        want: Want,
+    ) -> Result<&[f32], EvalError> {
+        self.check(slot, tokens)?;
         self.logits.clear();
         let ub = self.params.n_ubatch.max(1) as usize;
         for (i, chunk) in tokens.chunks(ub).enumerate() {
@@ -248,29 +320,109 @@ impl Session {
                 // A graph always has an output; one discarded row costs next to nothing.
                 (vec![chunk.len() as i32 - 1], false)
             };
-            self.eval_ubatch(chunk, &rows, keep)?;
+            self.eval_ubatch(&[(slot, chunk)], &rows, keep)?;
         }
         Ok(&self.logits)
     }
 
-    fn eval_ubatch(&mut self, tokens: &[u32], rows: &[i32], keep: bool) -> Result<(), EvalError> {
-        let p0 = self.kv.cells.append(tokens.len() as u32)?;
+    /// One token for each of several sequences (distinct slots), in one micro-batch: each
+    /// sequence's logits are those it would get evaluating its token alone, bit for bit.
+    /// Returns `n_vocab` logits per step, in order.
+    pub fn decode_step(&mut self, steps: &[(usize, u32)]) -> Result<&[f32], EvalError> {
+        if let [(slot, token)] = *steps {
+            return self.eval_seq(slot, &[token], Want::Last);
+        }
+        for (i, &(slot, token)) in steps.iter().enumerate() {
+            self.check(slot, &[token])?;
+            if steps[..i].iter().any(|&(s, _)| s == slot) {
+                return Err(EvalError::BadSeq {
+                    slot,
+                    n_seq: self.seqs.len(),
+                });
+            }
+        }
+        self.logits.clear();
+        let segs: Vec<(usize, [u32; 1])> = steps.iter().map(|&(s, t)| (s, [t])).collect();
+        let segs: Vec<(usize, &[u32])> = segs.iter().map(|(s, t)| (*s, &t[..])).collect();
+        let rows: Vec<i32> = (0..steps.len() as i32).collect();
+        self.eval_ubatch(&segs, &rows, true)?;
+        Ok(&self.logits)
+    }
+
+    /// Whether `tokens` may be evaluated in sequence `slot`: it exists, the ids are in the
+    /// vocabulary and its cache has room.
+    fn check(&self, slot: usize, tokens: &[u32]) -> Result<(), EvalError> {
+        let Some(kv) = self.seqs.get(slot) else {
+            return Err(EvalError::BadSeq {
+                slot,
+                n_seq: self.seqs.len(),
+            });
+        };
+        let n_vocab = self.model.hp.n_vocab;
+        if let Some(&id) = tokens.iter().find(|&&t| t >= n_vocab) {
+            return Err(EvalError::BadToken { id, n_vocab });
+        }
+        if kv.cells.used() as usize + tokens.len() > kv.size() as usize {
+            return Err(ContextFull {
+                used: kv.cells.used(),
+                size: kv.size(),
+                wanted: tokens.len() as u32,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// One micro-batch: the tokens of each `(slot, tokens)` at that sequence's next positions,
+    /// logits kept for `rows` (of the whole batch) when `keep`.
+    fn eval_ubatch(
+        &mut self,
+        segs: &[(usize, &[u32])],
+        rows: &[i32],
+        keep: bool,
+    ) -> Result<(), EvalError> {
         self.pos.clear();
-        self.pos
-            .extend((0..tokens.len() as i32).map(|i| p0 as i32 + i));
+        self.tokens.clear();
+        let mut seqs = Vec::with_capacity(segs.len());
+        for (i, &(slot, tokens)) in segs.iter().enumerate() {
+            let p0 = match self.seqs[slot].cells.append(tokens.len() as u32) {
+                Ok(p) => p,
+                Err(e) => {
+                    // undo the sequences appended before this one
+                    for &(s, t) in &segs[..i] {
+                        let kept = self.seqs[s].cells.used() - t.len() as u32;
+                        self.seqs[s].cells.truncate(kept);
+                    }
+                    return Err(e.into());
+                }
+            };
+            self.pos
+                .extend((0..tokens.len() as i32).map(|i| p0 as i32 + i));
+            self.tokens.extend_from_slice(tokens);
+            seqs.push(SeqShape {
+                slot,
+                n_tokens: tokens.len(),
+                n_kv: self.seqs[slot].cells.n_kv(),
+            });
+        }
+        let shape = GraphShape {
+            n_tokens: self.tokens.len(),
+            n_outputs: rows.len(),
+            seqs,
+        };
         let ub = UBatch {
-            tokens,
+            tokens: &self.tokens,
             pos: &self.pos,
             out_rows: rows,
         };
-        let shape = GraphShape::of(&ub, &self.kv.cells);
         let reuse =
             self.reuse_graphs && (self.built.as_ref()).is_some_and(|b| b.inputs.can_reuse(&shape));
         if !reuse {
             if let Some(old) = self.built.take() {
                 self.spare_ctx = Some(old.ctx);
             }
-            let built = build(&self.model, &self.kv, self.spare_ctx.take(), shape)?;
+            let kvs: Vec<&KvCache> = shape.seqs.iter().map(|s| &self.seqs[s.slot]).collect();
+            let built = build(&self.model, &kvs, self.spare_ctx.take(), &shape)?;
             self.sched.alloc_graph(&built.ctx.graph(built.graph))?;
             self.built = Some(built);
         }
@@ -290,25 +442,26 @@ impl Session {
     }
 }
 
-/// Build the forward graph of `model` over `kv` for micro-batches of shape `shape`, in
+/// Build the forward graph of `model` over `kvs` (one cache per sequence of the batch) for
+/// micro-batches of shape `shape`, in
 /// `spare` (the last graph's context, reset) when there is one: its megabyte or two of tensor
 /// headers would otherwise be allocated and freed on every rebuild, which lets the heap's
 /// cached free memory (and so the resident size) drift in a long chat.
 fn build(
     model: &Model,
-    kv: &KvCache,
+    kvs: &[&KvCache],
     spare: Option<Context>,
-    shape: GraphShape,
+    shape: &GraphShape,
 ) -> Result<Built, EvalError> {
     let ctx = match spare {
         Some(mut c) => {
             c.reset();
             c
         }
-        None => model.graph_context()?,
+        None => model.graph_context(kvs.len())?,
     };
     let (graph, inputs, logits) = {
-        let mut b = Builder::new(&ctx, model, kv, shape);
+        let mut b = Builder::new(&ctx, model, kvs, shape);
         let logits = model.arch.build(&mut b);
         (ctx.graph_handle(&b.graph), b.inp, ctx.handle(logits))
     };

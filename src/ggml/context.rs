@@ -556,6 +556,12 @@ impl Context {
         self.op(|c| unsafe { sys::ggml_cast(c, a.as_ptr(), ty.raw()) })
     }
 
+    /// `a` and `b` one after the other along dimension `dim` (their other sizes equal).
+    pub fn concat<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>, dim: i32) -> Tensor<'a> {
+        // SAFETY: see `add` (ggml asserts the types match and the other dimensions agree).
+        self.op(|c| unsafe { sys::ggml_concat(c, a.as_ptr(), b.as_ptr(), dim) })
+    }
+
     pub fn cont<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
         // SAFETY: see `add`.
         self.op(|c| unsafe { sys::ggml_cont(c, a.as_ptr()) })

@@ -4,41 +4,73 @@
 //! ([`GraphInput::can_reuse`]), as llama.cpp's `llm_graph_input_*` types do. Adding an input
 //! (or, later, a second sequence to the micro-batch) is a change to this file only.
 //!
-//! The attention inputs come once per kind of attention layer ([`AttnKind`]): the layers that
-//! attend to the whole cache and the sliding-window ("local") ones each have a mask and the
-//! cache rows their K and V go to, made only when some layer is of that kind.
+//! The attention inputs come once per sequence of the micro-batch and per kind of attention
+//! layer ([`AttnKind`]): the layers that attend to the whole cache and the sliding-window
+//! ("local") ones each have a mask and the cache rows their K and V go to, made only when some
+//! layer is of that kind. A micro-batch holds one or more sequences, each a run of consecutive
+//! tokens with its own cache (see `generate::session`).
+
+use std::ops::Range;
 
 use crate::ggml::{Context, GgmlError, Tensor, TensorHandle, Type};
 use crate::kv::{AttnKind, Cells, KvCache};
 
-/// One micro-batch of one sequence, as the inputs see it.
+/// One micro-batch, as the inputs see it: the tokens of one or more sequences, each sequence's
+/// a run of consecutive rows.
 pub struct UBatch<'a> {
     /// The token ids.
     pub tokens: &'a [u32],
-    /// The position of each token.
+    /// The position of each token (in its own sequence).
     pub pos: &'a [i32],
     /// Rows of the batch whose logits are wanted, ascending.
     pub out_rows: &'a [i32],
 }
 
-/// What a forward graph's tensors depend on, besides the model and the cache.
+/// One sequence's part of a micro-batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqShape {
+    /// Which of the session's sequence caches it attends to.
+    pub slot: usize,
+    /// Its tokens (consecutive rows of the batch, after the previous sequences').
+    pub n_tokens: usize,
+    /// Cache cells its full-attention layers attend to (the local layers: at most their ring).
+    pub n_kv: u32,
+}
+
+/// What a forward graph's tensors depend on, besides the model and the caches.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GraphShape {
     pub n_tokens: usize,
-    /// Cache cells the full-attention layers attend to (the local layers: at most their ring).
-    pub n_kv: u32,
     /// Rows with logits.
     pub n_outputs: usize,
+    /// The sequences, in row order (one for a single sequence's micro-batch).
+    pub seqs: Vec<SeqShape>,
 }
 
 impl GraphShape {
-    /// The shape of the graph for `ub`, its tokens already appended to `cells`.
-    pub fn of(ub: &UBatch<'_>, cells: &Cells) -> GraphShape {
+    /// The shape of the graph for `ub`, all of one sequence (cache `slot`), its tokens already
+    /// appended to `cells`.
+    pub fn of(ub: &UBatch<'_>, slot: usize, cells: &Cells) -> GraphShape {
+        GraphShape::single(ub.tokens.len(), cells.n_kv(), ub.out_rows.len(), slot)
+    }
+
+    /// One sequence (cache `slot`): `n_tokens` tokens attending to `n_kv` cells.
+    pub fn single(n_tokens: usize, n_kv: u32, n_outputs: usize, slot: usize) -> GraphShape {
         GraphShape {
-            n_tokens: ub.tokens.len(),
-            n_kv: cells.n_kv(),
-            n_outputs: ub.out_rows.len(),
+            n_tokens,
+            n_outputs,
+            seqs: vec![SeqShape {
+                slot,
+                n_tokens,
+                n_kv,
+            }],
         }
+    }
+
+    /// The rows of sequence `i`.
+    pub fn span(&self, i: usize) -> Range<usize> {
+        let start: usize = self.seqs[..i].iter().map(|s| s.n_tokens).sum();
+        start..start + self.seqs[i].n_tokens
     }
 }
 
@@ -68,40 +100,22 @@ pub trait GraphInput {
 pub struct Inputs {
     pub tokens: TokenIds,
     pub pos: Positions,
+    /// Each sequence's attention inputs, in row order.
+    pub seqs: Vec<SeqInputs>,
+    pub out_ids: OutputRows,
+    /// The cache slot of each sequence, as built.
+    slots: Vec<usize>,
+}
+
+/// One sequence's attention inputs.
+pub struct SeqInputs {
     /// The full-attention layers' inputs, when some layer attends to the whole cache.
     pub full: Option<KvInputs>,
     /// The sliding-window layers' inputs, when some layer is local.
     pub local: Option<KvInputs>,
-    pub out_ids: OutputRows,
 }
 
-impl Inputs {
-    /// The inputs of a graph of shape `shape` over cache `kv`, whose values are `n_embd_v`
-    /// wide per cell. Tensors are made in the order graphs have always had them: tokens,
-    /// positions, the masks, the cache rows, the output rows.
-    pub fn new(ctx: &Context, kv: &KvCache, shape: &GraphShape, n_embd_v: u32) -> Inputs {
-        let tokens = TokenIds::new(ctx, shape);
-        let pos = Positions::new(ctx, shape);
-        let kinds = [AttnKind::Full, AttnKind::Local].map(|k| kv.has_kind(k).then_some(k));
-        let [full_mask, local_mask] = kinds.map(|k| k.map(|k| KqMask::new(ctx, kv, k, shape)));
-        let full_rows = kinds[0].map(|k| CacheRows::new(ctx, kv, k, shape, n_embd_v));
-        let local_rows = kinds[1].map(|k| match &full_rows {
-            // Without a ring the local layers' cells are the full layers' cells.
-            Some(r) if kv.kind_cells(k) == r.cells => r.shared(),
-            _ => CacheRows::new(ctx, kv, k, shape, n_embd_v),
-        });
-        let kv_inputs = |mask: Option<KqMask>, rows: Option<CacheRows>| {
-            mask.zip(rows).map(|(mask, rows)| KvInputs { mask, rows })
-        };
-        Inputs {
-            tokens,
-            pos,
-            full: kv_inputs(full_mask, full_rows),
-            local: kv_inputs(local_mask, local_rows),
-            out_ids: OutputRows::new(ctx, shape),
-        }
-    }
-
+impl SeqInputs {
     /// The inputs of the attention layers of kind `kind`.
     ///
     /// # Panics
@@ -113,9 +127,68 @@ impl Inputs {
         }
         .expect("attention inputs exist for every kind of layer the cache has")
     }
+}
+
+impl Inputs {
+    /// The inputs of a graph of shape `shape`, sequence `i` over cache `kvs[i]` (every cache
+    /// of one geometry), values `n_embd_v` wide per cell. Tensors are made in the order graphs
+    /// have always had them: tokens, positions, the masks, the cache rows, the output rows.
+    pub fn new(ctx: &Context, kvs: &[&KvCache], shape: &GraphShape, n_embd_v: u32) -> Inputs {
+        assert_eq!(kvs.len(), shape.seqs.len(), "one cache per sequence");
+        let tokens = TokenIds::new(ctx, shape);
+        let pos = Positions::new(ctx, shape);
+        let at = |i: usize| Seq {
+            index: i,
+            of: shape.seqs.len(),
+            span: shape.span(i),
+            n_kv: shape.seqs[i].n_kv,
+        };
+        let kinds = [AttnKind::Full, AttnKind::Local].map(|k| kvs[0].has_kind(k).then_some(k));
+        let masks: Vec<[Option<KqMask>; 2]> = (0..kvs.len())
+            .map(|i| kinds.map(|k| k.map(|k| KqMask::new(ctx, kvs[i], k, at(i)))))
+            .collect();
+        let seqs = masks
+            .into_iter()
+            .enumerate()
+            .map(|(i, [full_mask, local_mask])| {
+                let kv = kvs[i];
+                let full_rows = kinds[0].map(|k| CacheRows::new(ctx, kv, k, at(i), n_embd_v));
+                let local_rows = kinds[1].map(|k| match &full_rows {
+                    // Without a ring the local layers' cells are the full layers' cells.
+                    Some(r) if kv.kind_cells(k) == r.cells => r.shared(),
+                    _ => CacheRows::new(ctx, kv, k, at(i), n_embd_v),
+                });
+                let kv_inputs = |mask: Option<KqMask>, rows: Option<CacheRows>| {
+                    mask.zip(rows).map(|(mask, rows)| KvInputs { mask, rows })
+                };
+                SeqInputs {
+                    full: kv_inputs(full_mask, full_rows),
+                    local: kv_inputs(local_mask, local_rows),
+                }
+            })
+            .collect();
+        Inputs {
+            tokens,
+            pos,
+            seqs,
+            out_ids: OutputRows::new(ctx, shape),
+            slots: shape.seqs.iter().map(|s| s.slot).collect(),
+        }
+    }
+
+    /// The inputs of the attention layers of kind `kind` of the first (or only) sequence.
+    ///
+    /// # Panics
+    /// If no layer is of that kind (then the graph has no such layer to ask).
+    pub fn attn(&self, kind: AttnKind) -> &KvInputs {
+        self.seqs[0].attn(kind)
+    }
 
     fn all(&self) -> impl Iterator<Item = &dyn GraphInput> {
-        let kv = [&self.full, &self.local].into_iter().flatten();
+        let kv = self
+            .seqs
+            .iter()
+            .flat_map(|s| [&s.full, &s.local].into_iter().flatten());
         [&self.tokens as &dyn GraphInput, &self.pos]
             .into_iter()
             .chain(kv.flat_map(|a| [&a.mask as &dyn GraphInput, &a.rows]))
@@ -132,9 +205,39 @@ impl Inputs {
         self.all().try_for_each(|i| i.set(ctx, ub, scratch))
     }
 
-    /// Whether the graph these inputs belong to fits a micro-batch of shape `shape`.
+    /// Whether the graph these inputs belong to fits a micro-batch of shape `shape`: the same
+    /// sequences' caches, in the same order, and every input's tensors fit.
     pub fn can_reuse(&self, shape: &GraphShape) -> bool {
-        self.all().all(|i| i.can_reuse(shape))
+        self.slots.len() == shape.seqs.len()
+            && self
+                .slots
+                .iter()
+                .zip(&shape.seqs)
+                .all(|(&a, b)| a == b.slot)
+            && self.all().all(|i| i.can_reuse(shape))
+    }
+}
+
+/// Where one sequence's inputs sit in a micro-batch.
+#[derive(Clone)]
+struct Seq {
+    /// Its place among the batch's sequences.
+    index: usize,
+    /// How many sequences the batch has (names get a suffix when more than one).
+    of: usize,
+    /// Its rows.
+    span: Range<usize>,
+    n_kv: u32,
+}
+
+impl Seq {
+    /// A tensor name for this sequence's input: `base` alone in a one-sequence batch.
+    fn name(&self, base: &str, kind: AttnKind) -> String {
+        if self.of == 1 {
+            format!("{base}{}", suffix(kind))
+        } else {
+            format!("{base}{}.s{}", suffix(kind), self.index)
+        }
     }
 }
 
@@ -220,6 +323,9 @@ pub struct KqMask {
     f16: bool,
     /// Attended cells.
     n_kv: u32,
+    /// Its sequence's place in the batch and rows.
+    seq: usize,
+    span: Range<usize>,
     n_tokens: usize,
     /// How many positions back a token sees (itself included).
     window: u32,
@@ -228,21 +334,24 @@ pub struct KqMask {
 }
 
 impl KqMask {
-    fn new(ctx: &Context, kv: &KvCache, kind: AttnKind, shape: &GraphShape) -> KqMask {
+    fn new(ctx: &Context, kv: &KvCache, kind: AttnKind, seq: Seq) -> KqMask {
         let cells = kv.kind_cells(kind);
-        let n_kv = shape.n_kv.min(cells);
+        let n_kv = seq.n_kv.min(cells);
+        let n_tokens = seq.span.len();
         // Flash attention exactly when V is stored untransposed; its mask is f16.
         let f16 = !kv.v_trans;
         let ty = if f16 { Type::F16 } else { Type::F32 };
         let t = ctx
-            .new_tensor(ty, &[n_kv as i64, shape.n_tokens as i64])
-            .set_name(&format!("attn_inp_kq_mask{}", suffix(kind)))
+            .new_tensor(ty, &[n_kv as i64, n_tokens as i64])
+            .set_name(&seq.name("attn_inp_kq_mask", kind))
             .set_input();
         KqMask {
             tensor: ctx.handle(t),
             f16,
             n_kv,
-            n_tokens: shape.n_tokens,
+            seq: seq.index,
+            span: seq.span,
+            n_tokens,
             window: kv.kind_window(kind),
             cells,
         }
@@ -261,18 +370,23 @@ impl KqMask {
 impl GraphInput for KqMask {
     fn set(&self, ctx: &Context, ub: &UBatch<'_>, s: &mut Scratch) -> Result<(), GgmlError> {
         let (n_kv, w, cells) = (self.n_kv, self.window, self.cells);
+        let pos = &ub.pos[self.span.clone()];
         if self.f16 {
-            causal_mask(&mut s.f16, ub.pos, n_kv, w, cells, 0x0000, 0xFC00);
+            causal_mask(&mut s.f16, pos, n_kv, w, cells, 0x0000, 0xFC00);
             self.tensor(ctx).write_f16_bits(&s.f16)
         } else {
             let neg = f32::NEG_INFINITY;
-            causal_mask(&mut s.f32, ub.pos, n_kv, w, cells, 0.0, neg);
+            causal_mask(&mut s.f32, pos, n_kv, w, cells, 0.0, neg);
             self.tensor(ctx).write_f32(&s.f32)
         }
     }
 
     fn can_reuse(&self, shape: &GraphShape) -> bool {
-        self.n_tokens == shape.n_tokens && self.n_kv == shape.n_kv.min(self.cells)
+        shape.seqs.get(self.seq).is_some_and(|q| {
+            self.n_tokens == q.n_tokens
+                && self.span.start == shape.span(self.seq).start
+                && self.n_kv == q.n_kv.min(self.cells)
+        })
     }
 }
 
@@ -286,26 +400,22 @@ pub struct CacheRows {
     cells: u32,
     /// Values per cell of a transposed V (None: V is stored by rows like K).
     v_trans_width: Option<u32>,
+    /// Its sequence's rows of the batch.
+    span: Range<usize>,
     n_tokens: usize,
     /// The full layers' tensors, shared by local layers without a ring: written by them.
     shared: bool,
 }
 
 impl CacheRows {
-    fn new(
-        ctx: &Context,
-        kv: &KvCache,
-        kind: AttnKind,
-        shape: &GraphShape,
-        n_embd_v: u32,
-    ) -> CacheRows {
-        let nt = shape.n_tokens as i64;
+    fn new(ctx: &Context, kv: &KvCache, kind: AttnKind, seq: Seq, n_embd_v: u32) -> CacheRows {
+        let nt = seq.span.len() as i64;
         let v_trans_width = kv.v_trans.then_some(n_embd_v);
         let n_v = v_trans_width.map_or(nt, |w| nt * w as i64);
         let make = |ne: i64, name: &str| {
             let t = ctx
                 .new_tensor(Type::I64, &[ne])
-                .set_name(&format!("{name}{}", suffix(kind)))
+                .set_name(&seq.name(name, kind))
                 .set_input();
             ctx.handle(t)
         };
@@ -314,7 +424,8 @@ impl CacheRows {
             v: make(n_v, "inp_v_idxs"),
             cells: kv.kind_cells(kind),
             v_trans_width,
-            n_tokens: shape.n_tokens,
+            n_tokens: seq.span.len(),
+            span: seq.span,
             shared: false,
         }
     }
@@ -323,6 +434,7 @@ impl CacheRows {
     fn shared(&self) -> CacheRows {
         CacheRows {
             shared: true,
+            span: self.span.clone(),
             ..*self
         }
     }
@@ -342,14 +454,15 @@ impl GraphInput for CacheRows {
             return Ok(());
         }
         let cells = self.cells;
+        let pos = &ub.pos[self.span.clone()];
         let rows = &mut s.i64;
         rows.clear();
-        rows.extend(ub.pos.iter().map(|&p| (p as u32 % cells) as i64));
+        rows.extend(pos.iter().map(|&p| (p as u32 % cells) as i64));
         self.k(ctx).write_i64(rows)?;
         if let Some(width) = self.v_trans_width {
             // value d of a cell c sits at d * cells + c
             rows.clear();
-            for &p in ub.pos {
+            for &p in pos {
                 let c = (p as u32 % cells) as i64;
                 rows.extend((0..width as i64).map(|d| d * cells as i64 + c));
             }
@@ -358,7 +471,8 @@ impl GraphInput for CacheRows {
     }
 
     fn can_reuse(&self, shape: &GraphShape) -> bool {
-        self.n_tokens == shape.n_tokens
+        // (The mask of the same sequence checks where its rows start.)
+        self.n_tokens == self.span.len() && shape.n_tokens >= self.span.end
     }
 }
 
@@ -461,11 +575,7 @@ mod tests {
     }
 
     fn shape(n_tokens: usize, n_kv: u32, n_outputs: usize) -> GraphShape {
-        GraphShape {
-            n_tokens,
-            n_kv,
-            n_outputs,
-        }
+        GraphShape::single(n_tokens, n_kv, n_outputs, 0)
     }
 
     fn names(ctx: &Context, a: &KvInputs) -> [String; 3] {
@@ -478,8 +588,11 @@ mod tests {
         let s = shape(4, 256, 1);
         // local and global layers, the local ones in a ring: each kind its own rows
         let kv = cache(&[true, false], 8, 1024, 256, false);
-        let inp = Inputs::new(&ctx, &kv, &s, 32);
-        let (full, local) = (inp.full.as_ref().unwrap(), inp.local.as_ref().unwrap());
+        let inp = Inputs::new(&ctx, &[&kv], &s, 32);
+        let (full, local) = (
+            inp.seqs[0].full.as_ref().unwrap(),
+            inp.seqs[0].local.as_ref().unwrap(),
+        );
         assert_eq!(
             names(&ctx, full),
             ["attn_inp_kq_mask", "inp_k_idxs", "inp_v_idxs"]
@@ -493,17 +606,20 @@ mod tests {
         let mut ctx = ctx;
         ctx.reset();
         let kv = cache(&[true, false], 8, 1024, 1024, false);
-        let inp = Inputs::new(&ctx, &kv, &s, 32);
-        let (full, local) = (inp.full.as_ref().unwrap(), inp.local.as_ref().unwrap());
+        let inp = Inputs::new(&ctx, &[&kv], &s, 32);
+        let (full, local) = (
+            inp.seqs[0].full.as_ref().unwrap(),
+            inp.seqs[0].local.as_ref().unwrap(),
+        );
         assert!(local.rows.shared && !full.rows.shared);
         assert_eq!(local.rows.k, full.rows.k);
         // every layer local: no full-attention inputs; none local: no sliding-window ones
         for ring in [256, 1024] {
             ctx.reset();
             let kv = cache(&[true, true], 8, 1024, ring, false);
-            let inp = Inputs::new(&ctx, &kv, &s, 32);
-            assert!(inp.full.is_none());
-            let local = inp.local.as_ref().unwrap();
+            let inp = Inputs::new(&ctx, &[&kv], &s, 32);
+            assert!(inp.seqs[0].full.is_none());
+            let local = inp.seqs[0].local.as_ref().unwrap();
             assert_eq!(
                 names(&ctx, local),
                 ["attn_inp_kq_mask_swa", "inp_k_idxs_swa", "inp_v_idxs_swa"]
@@ -512,8 +628,8 @@ mod tests {
         }
         ctx.reset();
         let kv = cache(&[false, false], 8, 1024, 256, false);
-        let inp = Inputs::new(&ctx, &kv, &s, 32);
-        assert!(inp.local.is_none() && inp.full.is_some());
+        let inp = Inputs::new(&ctx, &[&kv], &s, 32);
+        assert!(inp.seqs[0].local.is_none() && inp.seqs[0].full.is_some());
     }
 
     #[test]
@@ -521,7 +637,7 @@ mod tests {
         let mut ctx = Context::new(16, 0).unwrap();
         let built = shape(1, 512, 1);
         let kv = cache(&[true, false], 8, 1024, 256, false);
-        let inp = Inputs::new(&ctx, &kv, &built, 32);
+        let inp = Inputs::new(&ctx, &[&kv], &built, 32);
         assert_eq!(inp.attn(AttnKind::Local).mask.n_kv(), 256);
         assert!(inp.can_reuse(&built));
         assert!(!inp.can_reuse(&shape(1, 768, 1)));
@@ -530,13 +646,13 @@ mod tests {
         // the full layers' mask has an attended-cell count of its own: the output rows as well
         ctx.reset();
         let built = shape(4, 512, 1);
-        let inp = Inputs::new(&ctx, &kv, &built, 32);
+        let inp = Inputs::new(&ctx, &[&kv], &built, 32);
         assert!(inp.out_ids.tensor(&ctx).is_some());
         assert!(!inp.can_reuse(&shape(4, 512, 4)));
         // all layers local: past the ring more attended cells change nothing
         ctx.reset();
         let kv = cache(&[true, true], 8, 1024, 256, false);
-        let inp = Inputs::new(&ctx, &kv, &shape(1, 512, 1), 32);
+        let inp = Inputs::new(&ctx, &[&kv], &shape(1, 512, 1), 32);
         assert!(inp.can_reuse(&shape(1, 768, 1)));
         assert!(inp.can_reuse(&shape(1, 256, 1)));
         assert!(!inp.can_reuse(&shape(2, 768, 2)));
@@ -546,7 +662,7 @@ mod tests {
     fn a_transposed_v_has_a_row_index_per_value() {
         let ctx = Context::new(16, 0).unwrap();
         let kv = cache(&[false], 8, 256, 256, true);
-        let inp = Inputs::new(&ctx, &kv, &shape(3, 256, 1), 32);
+        let inp = Inputs::new(&ctx, &[&kv], &shape(3, 256, 1), 32);
         let full = inp.attn(AttnKind::Full);
         assert_eq!(full.rows.k(&ctx).ne()[0], 3);
         assert_eq!(full.rows.v(&ctx).ne()[0], 3 * 32);

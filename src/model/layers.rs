@@ -10,16 +10,23 @@ use crate::kv::KvCache;
 use super::inputs::{GraphShape, Inputs};
 use super::Model;
 
-/// Builds one forward graph for a micro-batch.
+/// Builds one forward graph for a micro-batch of one or more sequences.
 pub struct Builder<'g> {
     pub ctx: &'g Context,
     pub model: &'g Model,
-    pub kv: &'g KvCache,
+    /// The cache of each sequence of the batch, in row order.
+    kvs: Vec<&'g KvCache>,
+    /// Each sequence's rows: (first, count).
+    spans: Vec<(i64, i64)>,
     pub graph: Graph<'g>,
     /// The graph's inputs (see [`super::inputs`]).
     pub inp: Inputs,
     pub n_tokens: i64,
     pub flash_attn: bool,
+    /// Every product computes each column as a one-column product does (see
+    /// [`WeightSet::matmul_invariant`](super::WeightSet::matmul_invariant)): set when the
+    /// batch holds several sequences, so that none's result depends on the others.
+    pub invariant: bool,
 }
 
 /// Activation used by a gated feed-forward block.
@@ -32,19 +39,32 @@ pub enum FfnAct {
 }
 
 impl<'g> Builder<'g> {
-    /// A graph for a micro-batch of shape `shape`: `n_tokens` new tokens attending to `n_kv`
-    /// cache cells, with logits for `n_outputs` rows. Flash attention is used exactly when the
-    /// cache stores V untransposed.
-    pub fn new(ctx: &'g Context, model: &'g Model, kv: &'g KvCache, shape: GraphShape) -> Self {
-        let inp = Inputs::new(ctx, kv, &shape, model.hp.n_embd_v_gqa());
+    /// A graph for a micro-batch of shape `shape`: `n_tokens` new tokens, those of sequence
+    /// `i` attending to `n_kv` cells of cache `kvs[i]`, with logits for `n_outputs` rows. Flash
+    /// attention is used exactly when the caches store V untransposed.
+    pub fn new(
+        ctx: &'g Context,
+        model: &'g Model,
+        kvs: &[&'g KvCache],
+        shape: &GraphShape,
+    ) -> Self {
+        let inp = Inputs::new(ctx, kvs, shape, model.hp.n_embd_v_gqa());
+        let spans = (0..shape.seqs.len())
+            .map(|i| {
+                let r = shape.span(i);
+                (r.start as i64, r.len() as i64)
+            })
+            .collect();
         Builder {
             ctx,
             model,
-            kv,
-            graph: ctx.new_graph(model.graph_size()),
+            kvs: kvs.to_vec(),
+            spans,
+            graph: ctx.new_graph(model.graph_size(kvs.len())),
             inp,
             n_tokens: shape.n_tokens as i64,
-            flash_attn: !kv.v_trans,
+            flash_attn: !kvs[0].v_trans,
+            invariant: kvs.len() > 1,
         }
     }
 
@@ -88,7 +108,11 @@ impl<'g> Builder<'g> {
 
     /// `W x`, by the kernel `W`'s route picks (decided at load: `crate::ggml::kernels`).
     pub fn mm(&self, w: TensorHandle, x: Tensor<'g>) -> Tensor<'g> {
-        self.model.weights.matmul(self.ctx, w, x)
+        if self.invariant {
+            self.model.weights.matmul_invariant(self.ctx, w, x)
+        } else {
+            self.model.weights.matmul(self.ctx, w, x)
+        }
     }
 
     /// `W x (+ b)`.
@@ -124,7 +148,9 @@ impl<'g> Builder<'g> {
 
     /// Store this batch's K and V in the cache, then attend over the cache (over the sliding
     /// window in a local layer: the cache says which layers are). `q`, `k`, `v` are
-    /// `[head_dim, n_head(_kv), n_tokens]`; returns `[head_dim_v * n_head, n_tokens]`.
+    /// `[head_dim, n_head(_kv), n_tokens]`; returns `[head_dim_v * n_head, n_tokens]`. Each
+    /// sequence of the batch stores to and attends over its own cache, its rows exactly as
+    /// they would be alone; the outputs are put back together in row order.
     pub fn attention(
         &mut self,
         il: usize,
@@ -133,11 +159,53 @@ impl<'g> Builder<'g> {
         v: Tensor<'g>,
         kq_scale: f32,
     ) -> Tensor<'g> {
+        if self.kvs.len() == 1 {
+            let out = self.attend(il, 0, q, k, v, kq_scale);
+            self.graph.expand(out);
+            return out;
+        }
+        let c = self.ctx;
+        let rows = |t: Tensor<'g>, (first, n): (i64, i64)| {
+            let (ne, nb) = (t.ne(), t.nb());
+            c.view(
+                t,
+                &[ne[0], ne[1], n],
+                &[nb[1], nb[2]],
+                first as usize * nb[2],
+            )
+        };
+        let mut out: Option<Tensor<'g>> = None;
+        for i in 0..self.kvs.len() {
+            let span = self.spans[i];
+            let (qs, ks, vs) = (rows(q, span), rows(k, span), rows(v, span));
+            let o = self.attend(il, i, qs, ks, vs, kq_scale);
+            out = Some(match out {
+                Some(a) => c.concat(a, o, 1),
+                None => o,
+            });
+        }
+        let out = self.name(out.expect("a batch has a sequence"), "kqv_all", Some(il));
+        self.graph.expand(out);
+        out
+    }
+
+    /// [`attention`](Self::attention) for sequence `seq` of the batch: `q`, `k`, `v` are its
+    /// rows.
+    fn attend(
+        &mut self,
+        il: usize,
+        seq: usize,
+        q: Tensor<'g>,
+        k: Tensor<'g>,
+        v: Tensor<'g>,
+        kq_scale: f32,
+    ) -> Tensor<'g> {
         let c = self.ctx;
         let hp = &self.model.hp;
-        let kvc = self.kv.ctx();
-        let k_cache = kvc.get(self.kv.k(il));
-        let v_cache = kvc.get(self.kv.v(il));
+        let kv = self.kvs[seq];
+        let kvc = kv.ctx();
+        let k_cache = kvc.get(kv.k(il));
+        let v_cache = kvc.get(kv.v(il));
         let (hd_k, hd_v, n_head_kv) = (
             hp.head_dim_k as i64,
             hp.head_dim_v as i64,
@@ -145,16 +213,16 @@ impl<'g> Builder<'g> {
         );
         let (ek, ev) = (hd_k * n_head_kv, hd_v * n_head_kv);
         // A local layer's cells are its ring (the whole cache when it has none).
-        let size = self.kv.layer_cells(il) as i64;
-        let inp = self.inp.attn(self.kv.kind(il));
+        let size = kv.layer_cells(il) as i64;
+        let inp = self.inp.seqs[seq].attn(kv.kind(il));
         let n_kv = inp.mask.n_kv() as i64;
         let (mask, k_idxs, v_idxs) = (inp.mask.tensor(c), inp.rows.k(c), inp.rows.v(c));
-        let nt = self.n_tokens;
+        let nt = self.spans[seq].1;
 
         // Quantized caches store rotated heads (see `KvCache::k_rot`); rotating Q the same way
         // keeps Q·K unchanged, and V's rotation is undone on the output.
-        let k_rot = self.kv.k_rot().map(|h| kvc.get(h));
-        let v_rot = self.kv.v_rot().map(|h| kvc.get(h));
+        let k_rot = kv.k_rot().map(|h| kvc.get(h));
+        let v_rot = kv.v_rot().map(|h| kvc.get(h));
         let (q, k) = match k_rot {
             Some(r) => (c.mul_mat_hadamard(q, r), c.mul_mat_hadamard(k, r)),
             None => (q, k),
@@ -171,7 +239,7 @@ impl<'g> Builder<'g> {
         let k_rows = c.view(k, &[ek, nt], &[k.nb()[2]], 0);
         let k_store = c.set_rows(k_cache, k_rows, k_idxs);
         self.graph.expand(k_store);
-        let v_store = if self.kv.v_trans {
+        let v_store = if kv.v_trans {
             let v_flat = c.reshape(v, &[1, ev * nt]);
             let v_view = c.reshape(v_cache, &[1, ev * size]);
             c.set_rows(v_view, v_flat, v_idxs)
@@ -181,8 +249,8 @@ impl<'g> Builder<'g> {
         };
         self.graph.expand(v_store);
 
-        let ty_k = self.kv.type_k;
-        let ty_v = self.kv.type_v;
+        let ty_k = kv.type_k;
+        let ty_v = kv.type_v;
         let kk = cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size);
         let q = c.permute(q, [0, 2, 1, 3]);
         let kk = c.permute(kk, [0, 2, 1, 3]);
@@ -219,12 +287,10 @@ impl<'g> Builder<'g> {
             c.reshape(merged, &[ne[0] * ne[1], ne[2] * ne[3]])
         };
         let out = self.name(out, "kqv_out", Some(il));
-        let out = match v_rot {
+        match v_rot {
             Some(r) => c.mul_mat_hadamard(out, r),
             None => out,
-        };
-        self.graph.expand(out);
-        out
+        }
     }
 
     /// Gated feed-forward: down(act(gate x) * up x).

@@ -182,13 +182,26 @@ impl Model {
         })
     }
 
-    /// A context with room for one forward graph of this model and its tensors.
-    pub fn graph_context(&self) -> Result<crate::ggml::Context, crate::ggml::GgmlError> {
-        crate::ggml::Context::new(self.graph_size() + 16, self.graph_size())
+    /// A context with room for one forward graph of this model over `n_seq` sequences and its
+    /// tensors.
+    pub fn graph_context(
+        &self,
+        n_seq: usize,
+    ) -> Result<crate::ggml::Context, crate::ggml::GgmlError> {
+        let n = self.graph_size(n_seq);
+        crate::ggml::Context::new(n + 16, n)
     }
 
-    /// Nodes a forward graph of this model may need.
-    pub fn graph_size(&self) -> usize {
-        (self.file.tensors().len() * 8).max(1024) + 64 * self.hp.n_layer as usize
+    /// Nodes a forward graph of this model over a batch of `n_seq` sequences may need: each
+    /// sequence attends on its own, and a product may be cut into column groups (see
+    /// [`WeightSet::matmul_invariant`]).
+    pub fn graph_size(&self, n_seq: usize) -> usize {
+        (self.file.tensors().len() * 8).max(1024)
+            + 64 * self.hp.n_layer as usize
+            + if n_seq > 1 {
+                (self.file.tensors().len() * 3 + 64 * self.hp.n_layer as usize) * n_seq
+            } else {
+                0
+            }
     }
 }

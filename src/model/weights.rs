@@ -86,6 +86,21 @@ impl WeightSet {
         ctx.mul_mat_by(kernel, self.get(w), x)
     }
 
+    /// `w · x` in graph context `ctx`, each column of `x` multiplied as a one-column product
+    /// would multiply it (bit for bit): a batch of several sequences' tokens, whose results
+    /// must not depend on each other. See [`Route::invariant`].
+    pub fn matmul_invariant<'a>(
+        &'a self,
+        ctx: &'a Context,
+        w: TensorHandle,
+        x: Tensor<'a>,
+    ) -> Tensor<'a> {
+        match self.routes.get(&w) {
+            Some(r) => ctx.mul_mat_invariant(r, self.get(w), x),
+            None => ctx.mul_mat(self.get(w), x),
+        }
+    }
+
     /// The kernel route of matrix `w` (ggml's matmul throughout for a tensor not bound as one).
     pub fn route(&self, w: TensorHandle) -> Route {
         self.routes

@@ -43,6 +43,7 @@ fn session(m: &Rc<Model>, type_k: Type, type_v: Type, flash_attn: bool) -> Sessi
         type_v,
         flash_attn,
         swa_full: false,
+        n_seq: 1,
     };
     Session::new(m.clone(), p).unwrap_or_else(|e| panic!("{type_k}/{type_v}: {e}"))
 }
@@ -151,6 +152,7 @@ fn a_block_larger_than_the_head_is_an_error_naming_both() {
         type_v: Type::F16,
         flash_attn: true,
         swa_full: false,
+        n_seq: 1,
     };
     let err = Session::new(m, params)
         .err()

@@ -36,6 +36,7 @@ fn session(m: &Rc<Model>) -> Session {
         type_v: Type::F16,
         flash_attn: true,
         swa_full: false,
+        n_seq: 1,
     };
     Session::new(m.clone(), p).unwrap()
 }

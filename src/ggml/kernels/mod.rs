@@ -43,7 +43,7 @@ mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use route::{Kernel, KernelSwitches, Machine, Placement, Route};
+pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;
@@ -141,9 +141,11 @@ pub fn takes(k: Kernel, w: Tensor<'_>, x: Tensor<'_>) -> bool {
     let n = x.ne()[1];
     let cols = match k {
         Kernel::Ggml => return true,
-        Kernel::Decode => n == 1 && f32_columns(w, x, false),
+        // (Routes give the decode ops one column, or up to three; they take any number, each
+        // column as a lone one: see `Route::invariant`.)
+        Kernel::Decode => n >= 1 && f32_columns(w, x, n > 1),
         Kernel::Tile { .. } => n > 1 && f32_columns(w, x, false),
-        Kernel::Q4kDecode => (1..4).contains(&n) && f32_columns(w, x, true),
+        Kernel::Q4kDecode => n >= 1 && f32_columns(w, x, true),
         Kernel::Q4kPrompt => n >= 4 && f32_columns(w, x, true),
         Kernel::Q6kPrompt => n >= 8 && f32_columns(w, x, true),
     };
@@ -188,6 +190,36 @@ impl Context {
             Kernel::Q4kDecode => self.mul_mat_q4k_vec(w, x),
             Kernel::Q4kPrompt => self.mul_mat_q4k(w, x),
             Kernel::Q6kPrompt => self.mul_mat_q6k(w, x),
+        }
+    }
+}
+
+impl Context {
+    /// `w · x`, each column of `x` multiplied as a one-column product by `route` would multiply
+    /// it, bit for bit (how: [`Route::invariant`]).
+    pub fn mul_mat_invariant<'a>(
+        &'a self,
+        route: &Route,
+        w: Tensor<'a>,
+        x: Tensor<'a>,
+    ) -> Tensor<'a> {
+        let n = x.ne()[1];
+        match route.invariant(n) {
+            Invariant::Direct(k) | Invariant::Columns(k) => self.mul_mat_by(k, w, x),
+            Invariant::Groups(g) => {
+                let g = g.max(1) as i64;
+                let mut out: Option<Tensor<'a>> = None;
+                for c0 in (0..n).step_by(g as usize) {
+                    let m = g.min(n - c0);
+                    let xs = self.view(x, &[x.ne()[0], m], &[x.nb()[1]], c0 as usize * x.nb()[1]);
+                    let part = self.mul_mat_by(route.kernel(m), w, xs);
+                    out = Some(match out {
+                        Some(a) => self.concat(a, part, 1),
+                        None => part,
+                    });
+                }
+                out.expect("a product has a column")
+            }
         }
     }
 }
@@ -250,7 +282,7 @@ impl Context {
     }
 
     /// `w · x` for one activation vector, by the multi-row kernels. The result is
-    /// `ggml_mul_mat(w, x)`'s, bit for bit.
+    /// `ggml_mul_mat(w, x)`'s, bit for bit. Several columns are each computed as a lone one.
     fn mul_mat_vec<'a>(&'a self, w: Tensor<'a>, x: Tensor<'a>) -> Tensor<'a> {
         assert!(
             takes(Kernel::Decode, w, x),
@@ -300,12 +332,13 @@ thread_local! {
     static ACT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The custom op's body: thread `ith` of `nth` computes its share of the rows.
+/// The custom op's body: thread `ith` of `nth` computes its share of the rows, for every column
+/// (one, when decoding).
 ///
 /// # Safety
 /// Called by ggml's CPU backend with `dst` a tensor made by [`Context::mul_mat_vec`]: its
-/// sources are the weight matrix and the f32 vector, all data allocated and `dst` f32
-/// `[rows, 1]` (checked by [`takes`] when the op was built).
+/// sources are the weight matrix and the f32 columns, all data allocated and `dst` f32
+/// `[rows, cols]` (checked by [`takes`] when the op was built).
 unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -321,16 +354,22 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
         };
         let nb = w.ne[0] as usize / fmt.block();
         let n_rows = w.ne[1] as usize;
+        let n_cols = x.ne[1] as usize;
+        let col_bytes = nb * fmt.act_bytes();
         ACT.with_borrow_mut(|act| {
-            act.resize(nb * fmt.act_bytes(), 0);
-            let (xp, yp) = (x.data as *const f32, act.as_mut_ptr());
-            // SAFETY: `x` holds ne[0] = nb blocks of contiguous floats (checked by `takes`);
-            // `act` was sized for nb activation blocks; the CPU features were detected by `isa`.
-            unsafe {
-                match fmt {
-                    Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
-                    Format::Q5_0 | Format::Q8_0 => x86::quantize_q8_0(xp, yp, nb),
-                    Format::Q6K => x86::quantize_q8_k(xp, yp, nb),
+            act.resize(n_cols * col_bytes, 0);
+            for c in 0..n_cols {
+                let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
+                let yp = act.as_mut_ptr().wrapping_add(c * col_bytes);
+                // SAFETY: column c of `x` holds nb blocks of contiguous floats (checked by
+                // `takes`); `act` was sized for n_cols columns of nb activation blocks; the CPU
+                // features were detected by `isa`.
+                unsafe {
+                    match fmt {
+                        Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
+                        Format::Q5_0 | Format::Q8_0 => x86::quantize_q8_0(xp, yp, nb),
+                        Format::Q6K => x86::quantize_q8_k(xp, yp, nb),
+                    }
                 }
             }
             let groups = share(n_rows.div_ceil(ROWS), ith, nth);
@@ -338,22 +377,28 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
             let out = dst.data as *mut f32;
             for g in groups {
                 let r0 = g * ROWS;
-                if r0 + ROWS <= n_rows {
-                    let rows: [*const u8; ROWS] = std::array::from_fn(|i| row(r0 + i));
-                    let mut o = [0.0f32; ROWS];
-                    // SAFETY: rows r0..r0+ROWS exist, each nb whole blocks (contiguous weight);
-                    // `out` has n_rows floats.
-                    unsafe {
-                        dot(isa, f16, fmt, &rows, act.as_ptr(), nb, &mut o);
-                        std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(r0), ROWS);
-                    }
-                } else {
-                    for r in r0..n_rows {
-                        let mut o = [0.0f32; 1];
-                        // SAFETY: as above, one row.
+                // Every column in turn over the group's rows (in the cache after the first):
+                // each column computed as a lone one is.
+                for c in 0..n_cols {
+                    let y = act.as_ptr().wrapping_add(c * col_bytes);
+                    let out = out.wrapping_add(c * n_rows);
+                    if r0 + ROWS <= n_rows {
+                        let rows: [*const u8; ROWS] = std::array::from_fn(|i| row(r0 + i));
+                        let mut o = [0.0f32; ROWS];
+                        // SAFETY: rows r0..r0+ROWS exist, each nb whole blocks (contiguous
+                        // weight); `out` has n_rows floats for column c.
                         unsafe {
-                            dot(isa, f16, fmt, &[row(r)], act.as_ptr(), nb, &mut o);
-                            *out.add(r) = o[0];
+                            dot(isa, f16, fmt, &rows, y, nb, &mut o);
+                            std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(r0), ROWS);
+                        }
+                    } else {
+                        for r in r0..n_rows {
+                            let mut o = [0.0f32; 1];
+                            // SAFETY: as above, one row.
+                            unsafe {
+                                dot(isa, f16, fmt, &[row(r)], y, nb, &mut o);
+                                *out.add(r) = o[0];
+                            }
                         }
                     }
                 }

@@ -366,8 +366,9 @@ thread_local! {
     static ACT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The decode op's body: repacked Q4_K weights × one to three columns, each in ggml's matrix ×
-/// vector order; thread `ith` of `nth` takes its share of the 16-row groups.
+/// The decode op's body: repacked Q4_K weights × columns, each in ggml's matrix × vector order
+/// (so each as a lone column gives it); thread `ith` of `nth` takes its share of the 16-row
+/// groups.
 ///
 /// # Safety
 /// Called by ggml's CPU backend with `dst` made by `Context::mul_mat_q4k_vec`: its source the
@@ -402,25 +403,32 @@ pub unsafe extern "C" fn vec_op(
             let nr = GROUP_ROWS.min(n_rows - r0);
             let (a, b) = row_groups(w, r0, nr);
             let col = |c: usize| act.as_ptr().wrapping_add(c * nsb * ACT_BYTES);
-            let mut o = [[0.0f32; GROUP_ROWS]; 3];
-            // SAFETY: the weights hold the group's nsb blocks, `act` every column's; n_cols is
-            // 1 to 3 (checked when the op was built).
-            unsafe {
-                match n_cols {
-                    1 => dot::<1>(a, b, &[col(0)], nsb, (&mut o[..1]).try_into().unwrap()),
-                    2 => dot::<2>(
-                        a,
-                        b,
-                        &[col(0), col(1)],
-                        nsb,
-                        (&mut o[..2]).try_into().unwrap(),
-                    ),
-                    _ => dot::<3>(a, b, &[col(0), col(1), col(2)], nsb, &mut o),
+            // Columns three at a time, the group's weights brought in for each three (while
+            // they are in the cache): every column in the order of a lone one.
+            for c0 in (0..n_cols).step_by(3) {
+                let nc = 3.min(n_cols - c0);
+                let mut o = [[0.0f32; GROUP_ROWS]; 3];
+                // SAFETY: the weights hold the group's nsb blocks, `act` every column's.
+                unsafe {
+                    match nc {
+                        1 => dot::<1>(a, b, &[col(c0)], nsb, (&mut o[..1]).try_into().unwrap()),
+                        2 => dot::<2>(
+                            a,
+                            b,
+                            &[col(c0), col(c0 + 1)],
+                            nsb,
+                            (&mut o[..2]).try_into().unwrap(),
+                        ),
+                        _ => dot::<3>(a, b, &[col(c0), col(c0 + 1), col(c0 + 2)], nsb, &mut o),
+                    }
                 }
-            }
-            for (c, oc) in o.iter().take(n_cols).enumerate() {
-                // SAFETY: rows r0..r0+nr of column c lie inside `out`.
-                unsafe { std::ptr::copy_nonoverlapping(oc.as_ptr(), out.add(c * n_rows + r0), nr) };
+                for (j, oc) in o.iter().take(nc).enumerate() {
+                    // SAFETY: rows r0..r0+nr of column c0 + j lie inside `out`.
+                    unsafe {
+                        let at = out.add((c0 + j) * n_rows + r0);
+                        std::ptr::copy_nonoverlapping(oc.as_ptr(), at, nr)
+                    };
+                }
             }
         }
     });

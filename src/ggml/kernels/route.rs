@@ -292,6 +292,36 @@ impl Route {
     }
 }
 
+/// How a product of several columns gives each column the bits a one-column product gives
+/// (a batch of several sequences, each column one sequence's token: see
+/// [`Route::invariant`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invariant {
+    /// The route's own kernel for this many columns does.
+    Direct(Kernel),
+    /// The one-column kernel, run over every column (the decode ops take any number, each
+    /// column as a lone one): the weights are read once for all of them.
+    Columns(Kernel),
+    /// Products of at most this many columns each (the weights read once per group).
+    Groups(usize),
+}
+
+impl Route {
+    /// How to multiply `n_cols` columns so that each gets what a one-column product gives it:
+    /// the route's kernel where its [`exact_columns`](Self::exact_columns) allow (or no limit is
+    /// known: weights on a GPU), else the decode op over all columns where one-column products
+    /// run it, else groups of `exact_columns`.
+    pub fn invariant(&self, n_cols: i64) -> Invariant {
+        match self.exact {
+            Some(e) if n_cols > e as i64 => match self.kernel(1) {
+                k @ (Kernel::Decode | Kernel::Q4kDecode) => Invariant::Columns(k),
+                _ => Invariant::Groups(e),
+            },
+            _ => Invariant::Direct(self.kernel(n_cols)),
+        }
+    }
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe())

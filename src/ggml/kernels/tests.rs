@@ -512,6 +512,76 @@ fn exact_columns_hold() {
     check("repacked q4_K", weights.get(w), cols.get(x));
 }
 
+/// The product of `w` by `m` columns of `x` the batch-invariant way, against each column alone
+/// through the one-column kernel: equal bit for bit.
+fn assert_invariant(what: &str, w: Tensor<'_>, x: Tensor<'_>, m: usize) {
+    let r = route(w);
+    let n = w.ne()[1] as usize;
+    let size = 64 + 8 * m;
+    let ctx = Context::new(size, size).unwrap();
+    let mut g = ctx.new_graph(size);
+    let xm = ctx.cont(ctx.view(x, &[x.ne()[0], m as i64], &[x.nb()[1]], 0));
+    let all = ctx.mul_mat_invariant(&r, w, xm);
+    g.expand(all);
+    let singles: Vec<_> = (0..m)
+        .map(|c| {
+            let t = ctx.mul_mat_by(r.kernel(1), w, ctx.cont(column(&ctx, x, c)));
+            g.expand(t);
+            t
+        })
+        .collect();
+    ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+    Backend::cpu(2).unwrap().compute(&g).unwrap();
+    let mut a = vec![0.0; n * m];
+    all.read_f32(0, &mut a).unwrap();
+    for (c, t) in singles.iter().enumerate() {
+        let mut b = vec![0.0; n];
+        t.read_f32(0, &mut b).unwrap();
+        for (row, (p, q)) in a[c * n..(c + 1) * n].iter().zip(&b).enumerate() {
+            assert_eq!(
+                p.to_bits(),
+                q.to_bits(),
+                "{what} ({:?}), {m} columns: column {c} row {row}: {p} alone {q}",
+                r.invariant(m as i64)
+            );
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+fn invariant_products_give_one_column_results() {
+    for ty in [
+        Type::Q4_0,
+        Type::Q4_1,
+        Type::Q5_0,
+        Type::Q8_0,
+        Type::Q4_K,
+        Type::Q6_K,
+        Type::F16,
+        Type::F32,
+    ] {
+        let (data, w, x) = operands_cols(ty, 512, 24, 24, 5);
+        for m in [2, 4, 8, 13, 24] {
+            assert_invariant(ty.name(), data.get(w), data.get(x), m);
+        }
+    }
+    let (weights, w, cols, x) = repacked_operands(512, 24, 24, 5);
+    for m in [2, 4, 8, 13, 24] {
+        assert_invariant("repacked q4_K", weights.get(w), cols.get(x), m);
+    }
+    // the decode ops take every column of a wide product themselves
+    let (data, w6, _) = operands_cols(Type::Q6_K, 512, 24, 1, 5);
+    assert_eq!(
+        route(data.get(w6)).invariant(8),
+        super::Invariant::Columns(Kernel::Decode)
+    );
+    assert_eq!(
+        route(weights.get(w)).invariant(8),
+        super::Invariant::Columns(Kernel::Q4kDecode)
+    );
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 #[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]

@@ -232,6 +232,12 @@ extern "C" {
     pub fn ggml_cast(ctx: *mut ggml_context, a: *mut ggml_tensor, t: ggml_type)
         -> *mut ggml_tensor;
     pub fn ggml_cont(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_concat(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+        dim: c_int,
+    ) -> *mut ggml_tensor;
     pub fn ggml_reshape_2d(
         ctx: *mut ggml_context,
         a: *mut ggml_tensor,
