@@ -68,24 +68,7 @@ impl Front {
 
     /// The conversation format: `--chat-template`, else the model's template, else raw text.
     pub fn chat_format(&self, chat_template: Option<&str>) -> Result<Format> {
-        let tok = &self.loaded.tokenizer;
-        let text = |id: Option<u32>| id.map_or(String::new(), |id| tok.token_text(id).to_string());
-        let (bos, eos) = (text(tok.bos()), text(tok.eos()));
-        if let Some(arg) = chat_template {
-            if arg == "raw" || arg == "none" {
-                return Ok(Format::Raw);
-            }
-            return Ok(Format::Template(Box::new(ChatTemplate::from_arg(
-                arg, &bos, &eos,
-            )?)));
-        }
-        match self.loaded.model.file.get_str("tokenizer.chat_template") {
-            Ok(src) => Ok(Format::Template(Box::new(
-                ChatTemplate::new("the model's", src, &bos, &eos)
-                    .context("the model's chat template (choose another with --chat-template)")?,
-            ))),
-            Err(_) => Ok(Format::Raw),
-        }
+        chat_format(&self.loaded, chat_template)
     }
 
     /// A one-shot prompt's tokens: the text (with `--chat`, a user message after the system
@@ -156,6 +139,30 @@ impl Front {
             spec,
             interrupted: signals::received(),
         })
+    }
+}
+
+/// The conversation format of a loaded model: `chat_template` (a name, a file, or raw), else
+/// the model's template, else raw text.
+pub fn chat_format(loaded: &Loaded, chat_template: Option<&str>) -> Result<Format> {
+    let tok = &loaded.tokenizer;
+
+    let text = |id: Option<u32>| id.map_or(String::new(), |id| tok.token_text(id).to_string());
+    let (bos, eos) = (text(tok.bos()), text(tok.eos()));
+    if let Some(arg) = chat_template {
+        if arg == "raw" || arg == "none" {
+            return Ok(Format::Raw);
+        }
+        return Ok(Format::Template(Box::new(ChatTemplate::from_arg(
+            arg, &bos, &eos,
+        )?)));
+    }
+    match loaded.model.file.get_str("tokenizer.chat_template") {
+        Ok(src) => Ok(Format::Template(Box::new(
+            ChatTemplate::new("the model's", src, &bos, &eos)
+                .context("the model's chat template (choose another with --chat-template)")?,
+        ))),
+        Err(_) => Ok(Format::Raw),
     }
 }
 

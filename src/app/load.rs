@@ -102,6 +102,11 @@ fn log_routes(model: &Model) {
 
 /// A session with the configured context (see `ContextSize::resolve`).
 pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
+    session_seqs(l, cfg, 1)
+}
+
+/// A session of `n_seq` sequences sharing the configured context.
+pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32) -> Result<Session> {
     let hp = &l.model.hp;
     let n_ctx = cfg.n_ctx.resolve(hp.n_ctx_train);
     if n_ctx > hp.n_ctx_train && hp.n_ctx_train > 0 {
@@ -118,7 +123,7 @@ pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
         type_v: cfg.type_v,
         flash_attn: cfg.flash_attn,
         swa_full: cfg.swa_full,
-        n_seq: 1,
+        n_seq,
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
     let kv = s.kv().bytes();

@@ -1,5 +1,6 @@
 //! One module per user-facing mode; orchestration only.
 
+pub mod batch;
 pub mod bench;
 pub mod bench_roof;
 pub mod chat;
@@ -31,6 +32,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Tokenize(t)) => t.verbose,
         Some(Command::Bench(b)) => b.verbose,
         Some(Command::Chat(r)) => r.model.verbose,
+        Some(Command::Batch(b)) => b.model.verbose,
         None => cli.run.model.verbose,
     };
     crate::logging::init(verbose);
@@ -48,6 +50,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Tokenize(a)) => tokenize::run(&a),
         Some(Command::Bench(a)) => bench::run(&a),
         Some(Command::Chat(a)) => run_or_chat(&a, true),
+        Some(Command::Batch(a)) => batch::run(&a),
         None => run_or_chat(&cli.run, false),
     };
     match result {

@@ -8,17 +8,15 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cli::config::OutputFormat;
-use crate::generate::stop::StopStrings;
+use crate::generate::text::TextStream;
 use crate::generate::{StopReason, Timings};
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tokenizer::Tokenizer;
 
 pub struct Output<W: Write> {
     format: OutputFormat,
     out: W,
-    decoder: StreamDecoder,
-    stops: StopStrings,
-    /// Everything released so far (after stop strings).
-    text: String,
+    /// The text released so far (after stop strings).
+    text: TextStream,
     ids: Vec<u32>,
     write_err: Option<std::io::Error>,
 }
@@ -28,9 +26,7 @@ impl<W: Write> Output<W> {
         Output {
             format,
             out,
-            decoder: StreamDecoder::new(special),
-            stops: StopStrings::new(stops),
-            text: String::new(),
+            text: TextStream::new(special, stops),
             ids: Vec::new(),
             write_err: None,
         }
@@ -39,8 +35,7 @@ impl<W: Write> Output<W> {
     /// A generated token; false when generation should stop (a stop string, or stdout failed).
     pub fn token(&mut self, tok: &Tokenizer, id: u32) -> bool {
         self.ids.push(id);
-        let piece = self.decoder.push(tok, id);
-        let shown = self.stops.push(&piece);
+        let shown = self.text.push(tok, id);
         let r = match self.format {
             OutputFormat::Text => self.write_text(&shown),
             OutputFormat::Json => Ok(()),
@@ -49,12 +44,11 @@ impl<W: Write> Output<W> {
                 writeln!(self.out, "{line}").and_then(|_| self.out.flush())
             }
         };
-        self.text.push_str(&shown);
         if let Err(e) = r {
             self.write_err = Some(e);
             return false;
         }
-        self.stops.hit().is_none()
+        self.text.stop_hit().is_none()
     }
 
     fn write_text(&mut self, s: &str) -> std::io::Result<()> {
@@ -71,12 +65,12 @@ impl<W: Write> Output<W> {
     }
 
     pub fn stop_hit(&self) -> bool {
-        self.stops.hit().is_some()
+        self.text.stop_hit().is_some()
     }
 
     /// The text released so far (all of it after [`finish`](Self::finish)).
     pub fn text(&self) -> &str {
-        &self.text
+        self.text.text()
     }
 
     /// The tokens handed to [`token`](Self::token).
@@ -87,21 +81,18 @@ impl<W: Write> Output<W> {
     /// Release what is held back and end the output: a final newline for text, the object
     /// for `--json`, the summary line for `--jsonl`.
     pub fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
-        let mut tail = self.stops.push(&self.decoder.flush());
-        if self.stops.hit().is_none() {
-            tail.push_str(&self.stops.flush());
-        }
-        self.text.push_str(&tail);
+        let mut tail = self.text.finish();
+        let text = self.text.text();
         match self.format {
             OutputFormat::Text => {
-                if !self.text.is_empty() && !self.text.ends_with('\n') {
+                if !text.is_empty() && !text.ends_with('\n') {
                     tail.push('\n');
                 }
                 self.write_text(&tail)?;
             }
             OutputFormat::Json => {
                 let v = json!({
-                    "text": self.text,
+                    "text": text,
                     "tokens": self.ids,
                     "stop_reason": summary.stop_reason,
                     "timings": summary.timings_json(),
@@ -114,7 +105,7 @@ impl<W: Write> Output<W> {
                 }
                 let v = json!({
                     "done": true,
-                    "text": self.text,
+                    "text": text,
                     "stop_reason": summary.stop_reason,
                     "timings": summary.timings_json(),
                 });

@@ -53,6 +53,63 @@ pub enum Command {
     Bench(BenchArgs),
     /// Chat with a model in an interactive prompt (the same as -cnv).
     Chat(Box<RunArgs>),
+    /// Many prompts at once, for scripts: JSONL requests in (or plain lines), one JSONL result
+    /// per request out, several sequences decoded together.
+    Batch(Box<BatchArgs>),
+}
+
+/// `ember batch`: requests from a file or stdin, results on stdout.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Input: one JSON object per line, {\"id\": ..., \"prompt\": \"...\"} or {\"id\": ..., \"messages\": [{\"role\": ..., \"content\": ...}]},\n\
+    with optional n_predict, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop (a string or a list).\n\
+    Output: one object per request, in input order: {\"id\", \"text\", \"stop_reason\", \"timings\"}, or {\"id\", \"error\"}.\n\
+    Exit codes: 0 every request answered, 1 some failed (after all ran), 2 usage error, 130 interrupted."
+)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Read requests from FILE (default: stdin).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Each line of plain text is one prompt (its id: the line number).
+    #[arg(long = "lines")]
+    pub lines: bool,
+    /// With --lines: each line is a user message, formatted by the chat template.
+    #[arg(long = "chat", requires = "lines")]
+    pub chat: bool,
+    /// System prompt for --chat lines.
+    #[arg(long = "system-prompt", requires = "chat")]
+    pub system_prompt: Option<String>,
+    /// Chat template for messages: a built-in name, a Jinja file, or raw (default: the
+    /// model's).
+    #[arg(long = "chat-template")]
+    pub chat_template: Option<String>,
+    /// Sequences evaluated at once (-np; default: from the context size and the cores, printed
+    /// with -v). Each gets an equal share of -c.
+    #[arg(long = "parallel")]
+    pub parallel: Option<u32>,
+    /// Write each result as soon as it is done, not in input order.
+    #[arg(long = "unordered")]
+    pub unordered: bool,
+    /// Tokens to generate per request, unless it says (-1 = until end of generation or a full
+    /// sequence).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+    /// End a request's generation at this text (repeatable), unless it gives its own.
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Show control tokens in the output.
+    #[arg(long = "special")]
+    pub special: bool,
+    /// Treat special-token text in prompts as plain text.
+    #[arg(long = "no-parse-special")]
+    pub no_parse_special: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 /// `ember bench`: list-valued flags take comma-separated values (or repeat), and every

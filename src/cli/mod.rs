@@ -22,6 +22,10 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-ctvd", "--cache-type-v-draft"),
     ("-td", "--threads-draft"),
     ("-sys", "--system-prompt"),
+    ("-np", "--parallel"),
+    ("-npl", "--n-parallel"),
+    ("-npp", "--n-pp"),
+    ("-ntg", "--n-tg"),
 ];
 
 /// Rewrite llama.cpp-style multi-letter short flags (`-ctk q8_0`, `-fa=on`) to their long

@@ -1,0 +1,295 @@
+//! The batch engine: many requests through the sequences of one session (continuous
+//! batching). Each request takes a free sequence; its prompt is evaluated alone, in the
+//! micro-batches it would have alone; then every decoding sequence advances one token per step,
+//! all in one micro-batch ([`Session::decode_step`]). A finished request frees its sequence for
+//! the next. A request's tokens, text and stop reason are those of a one-shot run with the same
+//! settings, bit for bit: the session gives each sequence its lone logits, and each request has
+//! its own sampler (seed), stop strings and length.
+//!
+//! Steps alternate between one prompt micro-batch (when a prompt waits) and one decode step
+//! (when some sequence decodes), so new prompts start while others generate.
+
+use std::time::{Duration, Instant};
+
+use crate::sampling::{Sampler, SamplingParams};
+use crate::tokenizer::Tokenizer;
+
+use super::session::{EvalError, Session, Want};
+use super::text::TextStream;
+use super::{StopReason, Timings};
+
+/// One request, its prompt already tokens.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The caller's handle for it (results carry it back).
+    pub index: usize,
+    pub prompt: Vec<u32>,
+    pub sampling: SamplingParams,
+    /// Tokens to generate; negative: until end of generation or a full sequence.
+    pub n_predict: i64,
+    pub ignore_eos: bool,
+    pub stop: Vec<String>,
+    /// Control tokens shown as their text.
+    pub special: bool,
+}
+
+/// A request's result.
+#[derive(Debug)]
+pub struct Finished {
+    pub index: usize,
+    pub outcome: Result<Done, String>,
+}
+
+/// A request that ran to a stop.
+#[derive(Debug)]
+pub struct Done {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub stop: StopReason,
+    /// A stop string ended it.
+    pub stop_hit: bool,
+    pub timings: Timings,
+}
+
+/// A request in a sequence.
+struct Active {
+    req: Request,
+    sampler: Sampler,
+    text: TextStream,
+    tokens: Vec<u32>,
+    /// Prompt tokens evaluated so far.
+    prompt_done: usize,
+    /// The token to evaluate next (decoding), once the prompt is done.
+    pending: Option<u32>,
+    start: Instant,
+    first_at: Option<Instant>,
+    timings: Timings,
+}
+
+impl Active {
+    fn new(req: Request) -> Active {
+        let mut sampler = Sampler::new(req.sampling.clone());
+        for &id in &req.prompt {
+            sampler.accept(id);
+        }
+        Active {
+            text: TextStream::new(req.special, req.stop.clone()),
+            sampler,
+            tokens: Vec::new(),
+            prompt_done: 0,
+            pending: None,
+            start: Instant::now(),
+            first_at: None,
+            timings: Timings {
+                prompt_tokens: req.prompt.len(),
+                ..Timings::default()
+            },
+            req,
+        }
+    }
+
+    fn length_reached(&self) -> bool {
+        self.req.n_predict >= 0 && self.timings.generated as i64 >= self.req.n_predict
+    }
+
+    /// Given the logits after its last evaluated token: sample and hand out the next token as
+    /// the one-shot decode loop does; `Some` when the request is done.
+    fn advance(&mut self, tok: &Tokenizer, logits: &[f32], room: bool) -> Option<StopReason> {
+        if self.length_reached() {
+            return Some(StopReason::Length);
+        }
+        let id = self.sampler.sample(logits);
+        self.sampler.accept(id);
+        if !self.req.ignore_eos && tok.is_eog(id) {
+            return Some(StopReason::Eog);
+        }
+        self.timings.generated += 1;
+        self.tokens.push(id);
+        self.text.push(tok, id);
+        if self.text.stop_hit().is_some() {
+            return Some(StopReason::Cancelled);
+        }
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+            self.timings.ttft = self.start.elapsed();
+        }
+        if self.length_reached() {
+            return Some(StopReason::Length);
+        }
+        if !room {
+            return Some(StopReason::ContextFull);
+        }
+        self.pending = Some(id);
+        None
+    }
+
+    fn finish(mut self, stop: StopReason) -> Finished {
+        self.timings.decode = self.first_at.map_or(Duration::ZERO, |f| f.elapsed());
+        self.text.finish();
+        Finished {
+            index: self.req.index,
+            outcome: Ok(Done {
+                stop_hit: self.text.stop_hit().is_some(),
+                text: self.text.into_text(),
+                tokens: self.tokens,
+                stop,
+                timings: self.timings,
+            }),
+        }
+    }
+}
+
+/// Requests through the sequences of a session.
+pub struct Batch<'a> {
+    session: &'a mut Session,
+    tok: &'a Tokenizer,
+    slots: Vec<Option<Active>>,
+    /// The last step evaluated a prompt micro-batch (the next decodes, if it can).
+    last_was_prompt: bool,
+    /// Tokens evaluated in decode steps, and prompt tokens, so far.
+    pub decoded: usize,
+    pub prompted: usize,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(session: &'a mut Session, tok: &'a Tokenizer) -> Batch<'a> {
+        let n = session.n_seq();
+        Batch {
+            session,
+            tok,
+            slots: (0..n).map(|_| None).collect(),
+            last_was_prompt: false,
+            decoded: 0,
+            prompted: 0,
+        }
+    }
+
+    /// Cells of each sequence: the longest prompt plus generation a request may have.
+    pub fn seq_cells(&self) -> u32 {
+        self.session.n_ctx()
+    }
+
+    pub fn has_free_slot(&self) -> bool {
+        self.slots.iter().any(Option::is_none)
+    }
+
+    /// Requests in sequences.
+    pub fn active(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
+    /// Give `req` a free sequence. A request that cannot run (empty prompt, longer than a
+    /// sequence) is finished at once with its error; `None` when it was admitted.
+    ///
+    /// # Panics
+    /// When no sequence is free ([`has_free_slot`](Self::has_free_slot)).
+    pub fn admit(&mut self, req: Request) -> Option<Finished> {
+        let cells = self.session.n_ctx() as usize;
+        let error = if req.prompt.is_empty() {
+            Some("the prompt is empty".to_string())
+        } else if req.prompt.len() > cells {
+            Some(format!(
+                "the prompt has {} tokens, more than a sequence's {cells} (raise -c or lower -np)",
+                req.prompt.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            return Some(Finished {
+                index: req.index,
+                outcome: Err(e),
+            });
+        }
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .expect("admit needs a free sequence");
+        self.session.clear_seq(slot);
+        self.slots[slot] = Some(Active::new(req));
+        None
+    }
+
+    /// One step: a prompt micro-batch or a decode step over every decoding sequence. Returns
+    /// the requests that finished.
+    pub fn step(&mut self) -> Result<Vec<Finished>, EvalError> {
+        let prompting = self
+            .slots
+            .iter()
+            .position(|a| a.as_ref().is_some_and(|a| a.pending.is_none()));
+        let decoding = self.slots.iter().flatten().any(|a| a.pending.is_some());
+        let mut done = Vec::new();
+        match prompting {
+            Some(slot) if !(decoding && self.last_was_prompt) => {
+                self.last_was_prompt = true;
+                self.prompt_step(slot, &mut done)?;
+            }
+            _ if decoding => {
+                self.last_was_prompt = false;
+                self.decode_step(&mut done)?;
+            }
+            _ => {}
+        }
+        Ok(done)
+    }
+
+    /// The next micro-batch of sequence `slot`'s prompt (cut where a lone run cuts it); after
+    /// the last one, its first token.
+    fn prompt_step(&mut self, slot: usize, done: &mut Vec<Finished>) -> Result<(), EvalError> {
+        let ub = self.session.params().n_ubatch.max(1) as usize;
+        let a = self.slots[slot].as_mut().expect("a prompting sequence");
+        let start = a.prompt_done;
+        let end = (start + ub).min(a.req.prompt.len());
+        let room =
+            (self.session.seq_n_past(slot) as usize + end - start) < self.session.n_ctx() as usize;
+        let logits = self
+            .session
+            .eval_seq(slot, &a.req.prompt[start..end], Want::Last)?;
+        a.prompt_done = end;
+        self.prompted += end - start;
+        if end < a.req.prompt.len() {
+            return Ok(());
+        }
+        a.timings.prompt = a.start.elapsed();
+        if let Some(stop) = a.advance(self.tok, logits, room) {
+            let a = self.slots[slot].take().expect("a prompting sequence");
+            done.push(a.finish(stop));
+        }
+        Ok(())
+    }
+
+    /// One token of every decoding sequence, in one micro-batch.
+    fn decode_step(&mut self, done: &mut Vec<Finished>) -> Result<(), EvalError> {
+        let steps: Vec<(usize, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, a)| a.as_ref().and_then(|a| a.pending).map(|t| (slot, t)))
+            .collect();
+        let n_vocab = self.session.model().hp.n_vocab as usize;
+        let logits = self.session.decode_step(&steps)?.to_vec();
+        self.decoded += steps.len();
+        for (k, &(slot, _)) in steps.iter().enumerate() {
+            let room = self.session.seq_n_past(slot) < self.session.n_ctx();
+            let a = self.slots[slot].as_mut().expect("a decoding sequence");
+            a.pending = None;
+            let l = &logits[k * n_vocab..(k + 1) * n_vocab];
+            if let Some(stop) = a.advance(self.tok, l, room) {
+                let a = self.slots[slot].take().expect("a decoding sequence");
+                done.push(a.finish(stop));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop every request in a sequence (an interrupt): each finishes as cancelled with what
+    /// it generated so far.
+    pub fn cancel_all(&mut self) -> Vec<Finished> {
+        self.slots
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|a| a.finish(StopReason::Cancelled))
+            .collect()
+    }
+}
