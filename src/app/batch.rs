@@ -69,10 +69,12 @@ pub fn run(a: &BatchArgs) -> Result<()> {
     let n_seq = a
         .parallel
         .unwrap_or_else(|| default_parallel(total_ctx, cfg.n_threads));
-    let mut session = load::session_seqs(&loaded, &cfg, n_seq)?;
+    let invariant = a.invariant == "on";
+    let mut session = load::session_seqs(&loaded, &cfg, n_seq, invariant)?;
     log::info!(
-        "batch: {n_seq} sequences of {} cells each (-c {total_ctx} shared; -np sets the count)",
-        session.n_ctx()
+        "batch: {n_seq} sequences of {} cells each (-c {total_ctx} shared; -np sets the count); batch invariance {}",
+        session.n_ctx(),
+        a.invariant
     );
     let format = super::front::chat_format(&loaded, a.chat_template.as_deref())?;
     let lines_format = if a.chat {

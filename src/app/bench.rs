@@ -123,15 +123,54 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 /// One combination of the list-valued settings.
-struct Setting {
-    threads: usize,
-    type_k: Type,
-    type_v: Type,
-    flash_attn: bool,
-    flash_attn_why: &'static str,
+pub(super) struct Setting {
+    pub(super) threads: usize,
+    pub(super) type_k: Type,
+    pub(super) type_v: Type,
+    pub(super) flash_attn: bool,
+    pub(super) flash_attn_why: &'static str,
 }
 
-fn settings(a: &BenchArgs) -> Result<Vec<Setting>, UsageError> {
+impl Setting {
+    /// `base` with this setting's threads, cache types and attention, and context `n_ctx`.
+    pub(super) fn config(&self, base: &ModelConfig, n_ctx: u32) -> ModelConfig {
+        ModelConfig {
+            n_ctx: ContextSize::exactly(n_ctx),
+            n_threads: self.threads,
+            type_k: self.type_k,
+            type_v: self.type_v,
+            flash_attn: self.flash_attn,
+            flash_attn_why: self.flash_attn_why,
+            ..base.clone()
+        }
+    }
+}
+
+/// The model settings of `ember bench` for model `path` (context and setting filled in per test).
+pub(super) fn base_config(a: &BenchArgs, path: &std::path::Path) -> ModelConfig {
+    ModelConfig {
+        path: path.to_path_buf(),
+        n_ctx: ContextSize::Trained,
+        n_threads: 1,
+        n_batch: a.batch_size,
+        n_ubatch: a.ubatch_size.min(a.batch_size),
+        type_k: Type::F16,
+        type_v: Type::F16,
+        flash_attn: true,
+        flash_attn_why: "",
+        swa_full: false,
+        load: LoadOptions {
+            mmap: true,
+            repack: !a.no_repack,
+            n_gpu_layers: a.n_gpu_layers,
+            main_gpu: a.main_gpu,
+        },
+        mlock: false,
+        verbose: a.verbose,
+    }
+}
+
+pub(super) fn settings(a: &BenchArgs) -> Result<Vec<Setting>, UsageError> {
     let default_threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(4);
@@ -172,6 +211,9 @@ fn settings(a: &BenchArgs) -> Result<Vec<Setting>, UsageError> {
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     let settings = settings(a)?;
+    if !a.n_parallel.is_empty() {
+        return super::bench_batched::run(a, &settings);
+    }
     let tests: Vec<(u32, u32)> = a
         .n_prompt
         .iter()
@@ -199,26 +241,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     // The bandwidth roof, measured once per thread count, only for generation tests.
     let mut bandwidths: Vec<(usize, f64)> = Vec::new();
     for path in &a.models {
-        let base = ModelConfig {
-            path: path.clone(),
-            n_ctx: ContextSize::Trained,
-            n_threads: 1,
-            n_batch: a.batch_size,
-            n_ubatch: a.ubatch_size.min(a.batch_size),
-            type_k: Type::F16,
-            type_v: Type::F16,
-            flash_attn: true,
-            flash_attn_why: "",
-            swa_full: false,
-            load: LoadOptions {
-                mmap: true,
-                repack: !a.no_repack,
-                n_gpu_layers: a.n_gpu_layers,
-                main_gpu: a.main_gpu,
-            },
-            mlock: false,
-            verbose: a.verbose,
-        };
+        let base = base_config(a, path);
         let loaded = load::load(&base)?;
         let name = path.file_stem().map_or_else(
             || path.display().to_string(),
@@ -227,15 +250,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let (size, n_params) = model_size(&loaded);
         for s in &settings {
             for &(n_prompt, n_gen) in &tests {
-                let cfg = ModelConfig {
-                    n_ctx: ContextSize::exactly(n_prompt + n_gen),
-                    n_threads: s.threads,
-                    type_k: s.type_k,
-                    type_v: s.type_v,
-                    flash_attn: s.flash_attn,
-                    flash_attn_why: s.flash_attn_why,
-                    ..base.clone()
-                };
+                let cfg = s.config(&base, n_prompt + n_gen);
                 let mut session = load::session(&loaded, &cfg)?;
                 let mut rng = Rand(0x5eed_1234_abcd_0001);
                 let run = |session: &mut Session, rng: &mut Rand| -> Result<u64> {
@@ -344,7 +359,7 @@ fn print_record(out: &mut dyn Write, fmt: BenchOutput, r: &Record) -> std::io::R
 }
 
 /// Bytes and parameters of the model's tensors.
-fn model_size(l: &Loaded) -> (u64, u64) {
+pub(super) fn model_size(l: &Loaded) -> (u64, u64) {
     let tensors = l.model.file.tensors();
     let size = tensors.iter().map(|t| t.size).sum();
     let params = tensors.iter().map(|t| t.dims.iter().product::<u64>()).sum();
@@ -352,10 +367,10 @@ fn model_size(l: &Loaded) -> (u64, u64) {
 }
 
 /// A small deterministic generator for benchmark token ids (llama-bench uses `rand()`).
-struct Rand(u64);
+pub(super) struct Rand(pub(super) u64);
 
 impl Rand {
-    fn below(&mut self, n: u32) -> u32 {
+    pub(super) fn below(&mut self, n: u32) -> u32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

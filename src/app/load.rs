@@ -102,11 +102,12 @@ fn log_routes(model: &Model) {
 
 /// A session with the configured context (see `ContextSize::resolve`).
 pub fn session(l: &Loaded, cfg: &ModelConfig) -> Result<Session> {
-    session_seqs(l, cfg, 1)
+    session_seqs(l, cfg, 1, true)
 }
 
-/// A session of `n_seq` sequences sharing the configured context.
-pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32) -> Result<Session> {
+/// A session of `n_seq` sequences sharing the configured context (`invariant`: see
+/// `SessionParams::invariant`).
+pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32, invariant: bool) -> Result<Session> {
     let hp = &l.model.hp;
     let n_ctx = cfg.n_ctx.resolve(hp.n_ctx_train);
     if n_ctx > hp.n_ctx_train && hp.n_ctx_train > 0 {
@@ -124,6 +125,7 @@ pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32) -> Result<Session
         flash_attn: cfg.flash_attn,
         swa_full: cfg.swa_full,
         n_seq,
+        invariant,
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
     let kv = s.kv().bytes();

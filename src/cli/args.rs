@@ -92,6 +92,11 @@ pub struct BatchArgs {
     /// Write each result as soon as it is done, not in input order.
     #[arg(long = "unordered")]
     pub unordered: bool,
+    /// Batch invariance: on (default), each request's result is bit for bit that of a lone
+    /// run; off, steps of several sequences use the fastest kernels for their size (results
+    /// within rounding of a lone run's, and dependent on what else is in the batch).
+    #[arg(long = "invariant", default_value = "on", value_parser = ["on", "off"])]
+    pub invariant: String,
     /// Tokens to generate per request, unless it says (-1 = until end of generation or a full
     /// sequence).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
@@ -138,6 +143,20 @@ pub struct BenchArgs {
     /// Repetitions of each test (after one warm-up run).
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     pub reps: u32,
+    /// Batched test instead (llama-batched-bench's, -npl): sequences decoded together, e.g.
+    /// 1,2,4,8,16; each gets -npp prompt tokens, then -ntg tokens one step at a time.
+    #[arg(long = "n-parallel", value_delimiter = ',')]
+    pub n_parallel: Vec<u32>,
+    /// Batched test: prompt tokens per sequence (-npp).
+    #[arg(long = "n-pp", value_delimiter = ',', default_value = "128")]
+    pub n_pp: Vec<u32>,
+    /// Batched test: generated tokens per sequence (-ntg).
+    #[arg(long = "n-tg", value_delimiter = ',', default_value = "128")]
+    pub n_tg: Vec<u32>,
+    /// Batched test: batch invariance on (each sequence's logits as alone) or off (the
+    /// fastest kernels for each step's size); `on,off` measures both.
+    #[arg(long = "invariant", value_delimiter = ',', default_value = "on", value_parser = ["on", "off"])]
+    pub invariant: Vec<String>,
     /// Threads (default: the number of available cores).
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,

@@ -35,6 +35,9 @@ pub struct SessionParams {
     pub swa_full: bool,
     /// Sequences, each with its share of the `n_ctx` cells (1: one sequence, all of them).
     pub n_seq: u32,
+    /// A step of several sequences computes each one's logits as alone, bit for bit (the
+    /// default); off: by the fastest kernels for the step's size, results within rounding.
+    pub invariant: bool,
 }
 
 impl SessionParams {
@@ -192,6 +195,7 @@ impl Session {
                 n_tokens: self.seqs.len(),
                 n_outputs: self.seqs.len(),
                 seqs,
+                invariant: self.params.invariant,
             });
         }
         let mut ctx = ctx;
@@ -409,6 +413,7 @@ impl Session {
             n_tokens: self.tokens.len(),
             n_outputs: rows.len(),
             seqs,
+            invariant: self.params.invariant,
         };
         let ub = UBatch {
             tokens: &self.tokens,

@@ -45,6 +45,9 @@ pub struct GraphShape {
     pub n_outputs: usize,
     /// The sequences, in row order (one for a single sequence's micro-batch).
     pub seqs: Vec<SeqShape>,
+    /// With several sequences: every product computes each column as a one-column product
+    /// (each sequence's results as alone); else by the fastest kernels for the column count.
+    pub invariant: bool,
 }
 
 impl GraphShape {
@@ -64,6 +67,7 @@ impl GraphShape {
                 n_tokens,
                 n_kv,
             }],
+            invariant: true,
         }
     }
 
@@ -105,6 +109,8 @@ pub struct Inputs {
     pub out_ids: OutputRows,
     /// The cache slot of each sequence, as built.
     slots: Vec<usize>,
+    /// Built for column-invariant products.
+    invariant: bool,
 }
 
 /// One sequence's attention inputs.
@@ -173,6 +179,7 @@ impl Inputs {
             seqs,
             out_ids: OutputRows::new(ctx, shape),
             slots: shape.seqs.iter().map(|s| s.slot).collect(),
+            invariant: shape.invariant,
         }
     }
 
@@ -208,7 +215,8 @@ impl Inputs {
     /// Whether the graph these inputs belong to fits a micro-batch of shape `shape`: the same
     /// sequences' caches, in the same order, and every input's tensors fit.
     pub fn can_reuse(&self, shape: &GraphShape) -> bool {
-        self.slots.len() == shape.seqs.len()
+        self.invariant == shape.invariant
+            && self.slots.len() == shape.seqs.len()
             && self
                 .slots
                 .iter()

@@ -64,7 +64,7 @@ impl<'g> Builder<'g> {
             inp,
             n_tokens: shape.n_tokens as i64,
             flash_attn: !kvs[0].v_trans,
-            invariant: kvs.len() > 1,
+            invariant: kvs.len() > 1 && shape.invariant,
         }
     }
 

@@ -26,6 +26,7 @@ fn session(m: &Rc<Model>, n_ctx: u32, n_seq: u32, fa: bool) -> Session {
         flash_attn: fa,
         swa_full: false,
         n_seq,
+        invariant: true,
     };
     Session::new(m.clone(), p).expect("session")
 }

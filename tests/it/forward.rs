@@ -35,6 +35,7 @@ fn params(n_ctx: u32, n_ubatch: u32, ty: Type, flash_attn: bool, swa_full: bool)
         flash_attn,
         swa_full,
         n_seq: 1,
+        invariant: true,
     }
 }
 

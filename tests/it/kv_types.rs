@@ -44,6 +44,7 @@ fn session(m: &Rc<Model>, type_k: Type, type_v: Type, flash_attn: bool) -> Sessi
         flash_attn,
         swa_full: false,
         n_seq: 1,
+        invariant: true,
     };
     Session::new(m.clone(), p).unwrap_or_else(|e| panic!("{type_k}/{type_v}: {e}"))
 }
@@ -153,6 +154,7 @@ fn a_block_larger_than_the_head_is_an_error_naming_both() {
         flash_attn: true,
         swa_full: false,
         n_seq: 1,
+        invariant: true,
     };
     let err = Session::new(m, params)
         .err()

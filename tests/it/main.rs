@@ -7,6 +7,7 @@
 
 mod common;
 
+mod batch_cli;
 mod batch_engine;
 mod bench_cli;
 mod chat;

@@ -37,6 +37,7 @@ fn session(m: &Rc<Model>) -> Session {
         flash_attn: true,
         swa_full: false,
         n_seq: 1,
+        invariant: true,
     };
     Session::new(m.clone(), p).unwrap()
 }

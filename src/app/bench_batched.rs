@@ -1,0 +1,203 @@
+//! `ember bench -npl 1,2,4,8,16`: llama-batched-bench's test, line for line comparable. For
+//! each prompt length `pp`, generation length `tg` and sequence count `pl`: `pl` prompts of
+//! `pp` random tokens (each evaluated in the micro-batches it would have alone), then `tg`
+//! steps of one token per sequence, all sequences in one micro-batch. Columns as
+//! llama-batched-bench's: `S_PP` = pl·pp / T_PP, `S_TG` = pl·tg / T_TG, `S` = N_KV / T.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+
+use crate::cli::args::{BenchArgs, BenchOutput};
+use crate::cli::config::UsageError;
+use crate::generate::{Session, Want};
+use crate::kv::KV_PAD;
+
+use super::bench::{base_config, Rand, Setting};
+use super::load::{self, Loaded};
+
+/// One measured combination.
+struct Line {
+    model: String,
+    threads: usize,
+    invariant: bool,
+    pp: u32,
+    tg: u32,
+    pl: u32,
+    t_pp: f64,
+    t_tg: f64,
+}
+
+impl Line {
+    fn n_kv(&self) -> u32 {
+        self.pl * (self.pp + self.tg)
+    }
+    fn s_pp(&self) -> f64 {
+        rate((self.pl * self.pp) as f64, self.t_pp)
+    }
+    fn s_tg(&self) -> f64 {
+        rate((self.pl * self.tg) as f64, self.t_tg)
+    }
+    fn s(&self) -> f64 {
+        rate(self.n_kv() as f64, self.t_pp + self.t_tg)
+    }
+}
+
+fn rate(n: f64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n / secs
+    } else {
+        0.0
+    }
+}
+
+pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
+    if a.n_parallel.contains(&0) || a.n_pp.contains(&0) {
+        return Err(UsageError("-npl and -npp must be positive".into()).into());
+    }
+    let mut out = std::io::stdout().lock();
+    match a.output {
+        BenchOutput::Md => {
+            writeln!(out, "| model | threads | inv | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |")?;
+            writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+        }
+        BenchOutput::Csv => writeln!(
+            out,
+            "model,n_threads,invariant,pp,tg,pl,n_kv,t_pp,speed_pp,t_tg,speed_tg,t,speed"
+        )?,
+        BenchOutput::Json | BenchOutput::Jsonl => {}
+    }
+    let mut lines = Vec::new();
+    for path in &a.models {
+        let base = base_config(a, path);
+        let loaded = load::load(&base)?;
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        for s in settings {
+            for &pp in &a.n_pp {
+                for &tg in &a.n_tg {
+                    for (&pl, inv) in pls(a) {
+                        // every sequence holds its prompt and generation, in whole 256s
+                        let per = (pp + tg).div_ceil(KV_PAD).max(1) * KV_PAD;
+                        let cfg = s.config(&base, per * pl);
+                        let mut session = load::session_seqs(&loaded, &cfg, pl, inv)?;
+                        let mut rng = Rand(0x5eed_1234_abcd_0001);
+                        if !a.no_warmup {
+                            once(&mut session, &loaded, pp.min(16), tg.min(4), &mut rng)
+                                .context("warm-up run")?;
+                        }
+                        let (t_pp, t_tg) = once(&mut session, &loaded, pp, tg, &mut rng)?;
+                        let l = Line {
+                            model: name.clone(),
+                            threads: s.threads,
+                            invariant: inv,
+                            pp,
+                            tg,
+                            pl,
+                            t_pp,
+                            t_tg,
+                        };
+                        print_line(&mut out, a.output, &l)?;
+                        lines.push(l);
+                    }
+                }
+            }
+        }
+    }
+    if a.output == BenchOutput::Json {
+        let all: Vec<_> = lines.iter().map(json_line).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(())
+}
+
+/// Each sequence count with each invariance setting (a count of one only once: it has no
+/// batch to be invariant to).
+fn pls(a: &BenchArgs) -> Vec<(&u32, bool)> {
+    let mut v = Vec::new();
+    for pl in &a.n_parallel {
+        for (i, inv) in a.invariant.iter().enumerate() {
+            if *pl > 1 || i == 0 {
+                v.push((pl, inv == "on"));
+            }
+        }
+    }
+    v
+}
+
+/// One run: every sequence's prompt, then `tg` steps of all sequences; seconds of each phase.
+fn once(s: &mut Session, l: &Loaded, pp: u32, tg: u32, rng: &mut Rand) -> Result<(f64, f64)> {
+    let n_vocab = l.model.hp.n_vocab;
+    let pl = s.n_seq();
+    for slot in 0..pl {
+        s.clear_seq(slot);
+    }
+    let prompts: Vec<Vec<u32>> = (0..pl)
+        .map(|_| (0..pp).map(|_| rng.below(n_vocab)).collect())
+        .collect();
+    let t0 = Instant::now();
+    for (slot, p) in prompts.iter().enumerate() {
+        s.eval_seq(slot, p, Want::Last)?;
+    }
+    let t_pp = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for _ in 0..tg {
+        let steps: Vec<(usize, u32)> = (0..pl).map(|slot| (slot, rng.below(n_vocab))).collect();
+        s.decode_step(&steps)?;
+    }
+    Ok((t_pp, t1.elapsed().as_secs_f64()))
+}
+
+fn print_line(out: &mut dyn Write, fmt: BenchOutput, l: &Line) -> std::io::Result<()> {
+    match fmt {
+        BenchOutput::Md => writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} |",
+            l.model,
+            l.threads,
+            if l.invariant { "on" } else { "off" },
+            l.pp,
+            l.tg,
+            l.pl,
+            l.n_kv(),
+            l.t_pp,
+            l.s_pp(),
+            l.t_tg,
+            l.s_tg(),
+            l.t_pp + l.t_tg,
+            l.s()
+        ),
+        BenchOutput::Csv => writeln!(
+            out,
+            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+            l.model,
+            l.threads,
+            l.invariant,
+            l.pp,
+            l.tg,
+            l.pl,
+            l.n_kv(),
+            l.t_pp,
+            l.s_pp(),
+            l.t_tg,
+            l.s_tg(),
+            l.t_pp + l.t_tg,
+            l.s()
+        ),
+        BenchOutput::Jsonl => writeln!(out, "{}", json_line(l)),
+        BenchOutput::Json => Ok(()),
+    }
+}
+
+/// llama-batched-bench's JSONL keys, with the model's name.
+fn json_line(l: &Line) -> serde_json::Value {
+    json!({
+        "model": l.model, "n_threads": l.threads, "invariant": l.invariant, "pp": l.pp, "tg": l.tg, "pl": l.pl,
+        "n_kv": l.n_kv(), "t_pp": l.t_pp, "speed_pp": l.s_pp(), "t_tg": l.t_tg,
+        "speed_tg": l.s_tg(), "t": l.t_pp + l.t_tg, "speed": l.s(),
+    })
+}
