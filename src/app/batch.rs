@@ -151,10 +151,11 @@ pub fn run(a: &BatchArgs) -> Result<()> {
     out.flush_all()?;
     progress.clear();
     log::info!(
-        "batch: {} requests ({} failed), {} prompt and {} generated tokens in {:.1} s",
+        "batch: {} requests ({} failed), {} prompt tokens evaluated ({} more shared between sequences), {} generated, in {:.1} s",
         out.done,
         out.failed,
         batch.prompted,
+        batch.shared,
         batch.decoded,
         progress.start.elapsed().as_secs_f64()
     );

@@ -8,6 +8,14 @@
 //!
 //! Steps alternate between one prompt micro-batch (when a prompt waits) and one decode step
 //! (when some sequence decodes), so new prompts start while others generate.
+//!
+//! **Shared prefixes.** A prompt's micro-batches that another sequence has already evaluated —
+//! the same tokens, cut at the same places, so the very computation the prompt would do alone
+//! — are not evaluated again: the sequence that holds them (a freed one, in place; or another,
+//! by copying its cache rows) lends them. Only whole micro-batches before the prompt's last
+//! one qualify (a shorter first micro-batch computes its rows in another shape), so this pays
+//! for long shared heads: a document asked many questions, a long system prompt (lower `-ub`
+//! to share shorter heads; a lone run must then use the same `-ub` to match).
 
 use std::time::{Duration, Instant};
 
@@ -146,9 +154,14 @@ pub struct Batch<'a> {
     slots: Vec<Option<Active>>,
     /// The last step evaluated a prompt micro-batch (the next decodes, if it can).
     last_was_prompt: bool,
+    /// Per sequence, the prompt tokens its cache holds as a lone run computes them (the
+    /// micro-batches evaluated; kept after its request finishes, until the next takes it).
+    held: Vec<Vec<u32>>,
     /// Tokens evaluated in decode steps, and prompt tokens, so far.
     pub decoded: usize,
     pub prompted: usize,
+    /// Prompt tokens another sequence lent (not evaluated again).
+    pub shared: usize,
 }
 
 impl<'a> Batch<'a> {
@@ -159,8 +172,10 @@ impl<'a> Batch<'a> {
             tok,
             slots: (0..n).map(|_| None).collect(),
             last_was_prompt: false,
+            held: vec![Vec::new(); n],
             decoded: 0,
             prompted: 0,
+            shared: 0,
         }
     }
 
@@ -201,14 +216,54 @@ impl<'a> Batch<'a> {
                 outcome: Err(e),
             });
         }
-        let slot = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .expect("admit needs a free sequence");
-        self.session.clear_seq(slot);
-        self.slots[slot] = Some(Active::new(req));
+        let (slot, lender, n) = self.place(&req.prompt);
+        let mut done = 0;
+        if n > 0 {
+            let lent = match lender {
+                None => self.session.truncate_seq(slot, n as u32) as usize,
+                Some(from) => match self.session.copy_prefix(from, slot, n as u32) {
+                    Ok(()) => n,
+                    Err(_) => 0,
+                },
+            };
+            if lent == n {
+                done = n;
+                self.shared += n;
+            }
+        }
+        if done == 0 {
+            self.session.clear_seq(slot);
+        }
+        self.held[slot] = req.prompt[..done].to_vec();
+        let mut a = Active::new(req);
+        a.prompt_done = done;
+        self.slots[slot] = Some(a);
         None
+    }
+
+    /// Where a prompt goes: a free sequence, the one that lends it tokens (itself: `None`, or
+    /// another), and how many. The free sequence holding the most of it is taken; another
+    /// lends instead when it holds more and rows can be copied.
+    fn place(&self, prompt: &[u32]) -> (usize, Option<usize>, usize) {
+        let ub = self.session.params().n_ubatch.max(1) as usize;
+        let lendable = |held: &[u32]| {
+            let common = held.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+            // whole micro-batches, and never the prompt's last one (its logits are needed)
+            (common / ub * ub).min((prompt.len() - 1) / ub * ub)
+        };
+        let free = (0..self.slots.len()).filter(|&s| self.slots[s].is_none());
+        let (slot, own) = free
+            .map(|s| (s, lendable(&self.held[s])))
+            .max_by_key(|&(s, n)| (n, std::cmp::Reverse(s)))
+            .expect("admit needs a free sequence");
+        let other = (0..self.slots.len())
+            .filter(|&s| s != slot)
+            .map(|s| (s, lendable(&self.held[s])))
+            .max_by_key(|&(s, n)| (n, std::cmp::Reverse(s)));
+        match other {
+            Some((from, n)) if n > own && self.session.can_copy_prefix() => (slot, Some(from), n),
+            _ => (slot, None, own),
+        }
     }
 
     /// One step: a prompt micro-batch or a decode step over every decoding sequence. Returns
@@ -247,6 +302,7 @@ impl<'a> Batch<'a> {
             .session
             .eval_seq(slot, &a.req.prompt[start..end], Want::Last)?;
         a.prompt_done = end;
+        self.held[slot].extend_from_slice(&a.req.prompt[start..end]);
         self.prompted += end - start;
         if end < a.req.prompt.len() {
             return Ok(());

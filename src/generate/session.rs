@@ -264,6 +264,57 @@ impl Session {
         self.seqs[slot].cells.clear();
     }
 
+    /// Forget sequence `slot`'s positions from `n` on; returns the positions kept (see
+    /// [`truncate`](Self::truncate)).
+    pub fn truncate_seq(&mut self, slot: usize, n: u32) -> u32 {
+        self.seqs[slot].cells.truncate(n)
+    }
+
+    /// Whether positions can be copied between sequences ([`copy_prefix`](Self::copy_prefix)):
+    /// not when sliding-window layers keep a ring (a ring's cells hold later positions).
+    pub fn can_copy_prefix(&self) -> bool {
+        let c = &self.seqs[0].cells;
+        c.ring() >= c.size()
+    }
+
+    /// Make sequence `to` hold positions `0..n` of sequence `from` (a shared prompt prefix
+    /// evaluated once): their K and V rows copied, `to`'s later positions forgotten.
+    pub fn copy_prefix(&mut self, from: usize, to: usize, n: u32) -> Result<(), EvalError> {
+        let n_seq = self.seqs.len();
+        if from >= n_seq || to >= n_seq || from == to {
+            return Err(EvalError::BadSeq { slot: to, n_seq });
+        }
+        let n = n.min(self.seqs[from].cells.used());
+        assert!(self.can_copy_prefix(), "no copies between rings");
+        let (src, dst) = (&self.seqs[from], &self.seqs[to]);
+        let mut buf = Vec::new();
+        let cells = src.size() as usize;
+        for il in 0..self.model.hp.n_layer as usize {
+            let (sc, dc) = (src.ctx(), dst.ctx());
+            for (a, b, is_v) in [(src.k(il), dst.k(il), false), (src.v(il), dst.v(il), true)] {
+                let (a, b) = (sc.get(a), dc.get(b));
+                let transposed = is_v && src.v_trans;
+                if transposed {
+                    // value d of cell c at d * cells + c: each channel's first n cells
+                    let elt = a.ty().row_size(1);
+                    let width = a.ne()[0] as usize;
+                    buf.resize(n as usize * elt, 0);
+                    for d in 0..width {
+                        let at = d * cells * elt;
+                        a.read_bytes(at, &mut buf)?;
+                        b.write_bytes(at, &buf)?;
+                    }
+                } else {
+                    buf.resize(a.ty().row_size(a.ne()[0]) * n as usize, 0);
+                    a.read_bytes(0, &mut buf)?;
+                    b.write_bytes(0, &buf)?;
+                }
+            }
+        }
+        self.seqs[to].cells.restore(n);
+        Ok(())
+    }
+
     /// Mark positions `0..n` as filled (their K and V rows were written directly; the local
     /// layers' only from `kv().cells.window_start(n)` on).
     pub(crate) fn set_n_past(&mut self, n: u32) {

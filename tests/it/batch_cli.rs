@@ -172,6 +172,39 @@ fn plain_lines_stdin_and_unordered() {
 }
 
 #[test]
+fn a_shared_prompt_head_is_evaluated_once_and_changes_nothing() {
+    let (_d, m) = tiny();
+    let head = "the cat ran a dog the cat ran a dog the cat ran a dog the cat";
+    let prompts: Vec<String> = ["ran", "a dog", "the", "cat cat", "dog ran the"]
+        .iter()
+        .map(|t| format!("{head} {t}"))
+        .collect();
+    let reqs: String = prompts
+        .iter()
+        .map(|p| format!("{}\n", serde_json::json!({"prompt": p})))
+        .collect();
+    let args = ["-n", "4", "--temp", "0", "-ub", "8", "--ignore-eos"];
+    let mut batch = vec!["batch", "-m", &m, "-np", "2", "-t", "1", "-v"];
+    batch.extend_from_slice(&args);
+    let o = run_ember(&batch, Some(&reqs), &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let shared: usize = err
+        .split("prompt tokens evaluated (")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no batch summary: {err}"));
+    assert!(
+        shared >= 4 * 8,
+        "later prompts borrow the head's micro-batches: {err}"
+    );
+    for (r, p) in lines(&o).iter().zip(&prompts) {
+        assert_eq!(r["text"], alone(&m, p, &args).as_str(), "{p}");
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let (_d, m) = tiny();
     let o = run_ember(&["batch", "-m", &m, "-np", "0"], Some(""), &[]);

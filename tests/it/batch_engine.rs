@@ -151,3 +151,24 @@ fn a_sequence_s_cache_is_its_own() {
         "past the sequence's share"
     );
 }
+
+#[test]
+fn a_copied_prefix_gives_the_lone_logits() {
+    for fa in [true, false] {
+        let (_d, p) = common::tiny_model(7);
+        let m = load(&p);
+        // 20 tokens; micro-batches of 8: the first 16 are two whole micro-batches
+        let prompt: Vec<u32> = (0..20).map(|j| (j * 13 % 200) as u32 + 1).collect();
+        let want = alone(&m, &prompt, 3, fa);
+        let mut s = session(&m, 512, 2, fa);
+        s.eval_seq(0, &prompt[..16], Want::Last).unwrap();
+        s.eval_seq(1, &[9, 9, 9], Want::Last).unwrap();
+        assert!(s.can_copy_prefix());
+        s.copy_prefix(0, 1, 16).unwrap();
+        assert_eq!(s.seq_n_past(1), 16);
+        let l = s.eval_seq(1, &prompt[16..], Want::Last).unwrap().to_vec();
+        assert_eq!(bits(&l), bits(&want[0]), "fa={fa}");
+        let l = s.decode_step(&[(1, argmax(&l))]).unwrap().to_vec();
+        assert_eq!(bits(&l), bits(&want[1]), "fa={fa}");
+    }
+}
