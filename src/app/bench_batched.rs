@@ -2,7 +2,13 @@
 //! each prompt length `pp`, generation length `tg` and sequence count `pl`: `pl` prompts of
 //! `pp` random tokens (each evaluated in the micro-batches it would have alone), then `tg`
 //! steps of one token per sequence, all sequences in one micro-batch. Columns as
-//! llama-batched-bench's: `S_PP` = pl·pp / T_PP, `S_TG` = pl·tg / T_TG, `S` = N_KV / T.
+//! llama-batched-bench's: `S_PP` = pl·pp / T_PP, `S_TG` = pl·tg / T_TG, `S` = N_KV / T; then
+//! where generation stands against this machine's roofs: `bw %`, the bytes a step reads
+//! (every weight once, each sequence's attended KV cells) per second as a share of the
+//! measured read bandwidth, and `GOPS`, the matrix operations done per second (2 per weight
+//! per token). Decoding one sequence sits near the bandwidth roof; as sequences are added the
+//! weights are shared and `bw %` falls while `GOPS` climbs, until the kernels' compute bounds
+//! it: where `S_TG` flattens.
 
 use std::io::Write;
 use std::time::Instant;
@@ -28,6 +34,11 @@ struct Line {
     pl: u32,
     t_pp: f64,
     t_tg: f64,
+    /// Bytes one generation step reads, the read bandwidth (bytes/s), and operations per
+    /// generated token.
+    step_bytes: u64,
+    bandwidth: f64,
+    ops_per_token: f64,
 }
 
 impl Line {
@@ -43,6 +54,38 @@ impl Line {
     fn s(&self) -> f64 {
         rate(self.n_kv() as f64, self.t_pp + self.t_tg)
     }
+    fn bw_pct(&self) -> f64 {
+        100.0 * rate(self.step_bytes as f64 * self.tg as f64, self.t_tg) / self.bandwidth.max(1.0)
+    }
+    fn gops(&self) -> f64 {
+        self.s_tg() * self.ops_per_token / 1e9
+    }
+}
+
+/// Bytes a generation step of `pl` sequences reads, each with a prompt of `pp` and `tg`
+/// steps (the mean over the steps): the weights once, the attended KV cells of each.
+fn step_bytes(l: &Loaded, s: &Session, pp: u32, tg: u32) -> u64 {
+    let kv = s.seq_kv(0).bytes();
+    let per_cell = (kv.k + kv.v) / s.n_ctx().max(1) as u64;
+    let cells: u64 = (1..=tg.max(1))
+        .map(|i| ((pp + i).div_ceil(KV_PAD) * KV_PAD).min(s.n_ctx()) as u64)
+        .sum::<u64>()
+        / tg.max(1) as u64;
+    super::bench_roof::weight_bytes_per_token(&l.model.file) + s.n_seq() as u64 * cells * per_cell
+}
+
+/// Multiply-adds are two operations: two per weight of every matrix a token goes through
+/// (the token embedding only when it is also the output).
+fn ops_per_token(l: &Loaded) -> f64 {
+    let f = &l.model.file;
+    let tied = f.tensor("output.weight").is_none();
+    let params: u64 = f
+        .tensors()
+        .iter()
+        .filter(|t| t.dims.len() >= 2 && (t.name != "token_embd.weight" || tied))
+        .map(|t| t.dims.iter().product::<u64>())
+        .sum();
+    2.0 * params as f64
 }
 
 fn rate(n: f64, secs: f64) -> f64 {
@@ -60,16 +103,17 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match a.output {
         BenchOutput::Md => {
-            writeln!(out, "| model | threads | inv | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |")?;
-            writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+            writeln!(out, "| model | threads | inv | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s | bw % | GOPS |")?;
+            writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
         }
         BenchOutput::Csv => writeln!(
             out,
-            "model,n_threads,invariant,pp,tg,pl,n_kv,t_pp,speed_pp,t_tg,speed_tg,t,speed"
+            "model,n_threads,invariant,pp,tg,pl,n_kv,t_pp,speed_pp,t_tg,speed_tg,t,speed,bw_pct,gops"
         )?,
         BenchOutput::Json | BenchOutput::Jsonl => {}
     }
     let mut lines = Vec::new();
+    let mut bandwidths: Vec<(usize, f64)> = Vec::new();
     for path in &a.models {
         let base = base_config(a, path);
         let loaded = load::load(&base)?;
@@ -78,6 +122,19 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
             |s| s.to_string_lossy().into_owned(),
         );
         for s in settings {
+            let bandwidth = match bandwidths.iter().find(|(t, _)| *t == s.threads) {
+                Some(&(_, bw)) => bw,
+                None => {
+                    let bw = super::bench_roof::read_bandwidth(s.threads);
+                    log::info!(
+                        "read bandwidth with {} threads: {:.1} GB/s",
+                        s.threads,
+                        bw / 1e9
+                    );
+                    bandwidths.push((s.threads, bw));
+                    bw
+                }
+            };
             for &pp in &a.n_pp {
                 for &tg in &a.n_tg {
                     for (&pl, inv) in pls(a) {
@@ -100,6 +157,9 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
                             pl,
                             t_pp,
                             t_tg,
+                            step_bytes: step_bytes(&loaded, &session, pp, tg),
+                            bandwidth,
+                            ops_per_token: ops_per_token(&loaded),
                         };
                         print_line(&mut out, a.output, &l)?;
                         lines.push(l);
@@ -156,7 +216,7 @@ fn print_line(out: &mut dyn Write, fmt: BenchOutput, l: &Line) -> std::io::Resul
     match fmt {
         BenchOutput::Md => writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} | {:.1} | {:.1} |",
             l.model,
             l.threads,
             if l.invariant { "on" } else { "off" },
@@ -169,11 +229,13 @@ fn print_line(out: &mut dyn Write, fmt: BenchOutput, l: &Line) -> std::io::Resul
             l.t_tg,
             l.s_tg(),
             l.t_pp + l.t_tg,
-            l.s()
+            l.s(),
+            l.bw_pct(),
+            l.gops()
         ),
         BenchOutput::Csv => writeln!(
             out,
-            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.2},{:.2}",
             l.model,
             l.threads,
             l.invariant,
@@ -186,7 +248,9 @@ fn print_line(out: &mut dyn Write, fmt: BenchOutput, l: &Line) -> std::io::Resul
             l.t_tg,
             l.s_tg(),
             l.t_pp + l.t_tg,
-            l.s()
+            l.s(),
+            l.bw_pct(),
+            l.gops()
         ),
         BenchOutput::Jsonl => writeln!(out, "{}", json_line(l)),
         BenchOutput::Json => Ok(()),
@@ -199,5 +263,7 @@ fn json_line(l: &Line) -> serde_json::Value {
         "model": l.model, "n_threads": l.threads, "invariant": l.invariant, "pp": l.pp, "tg": l.tg, "pl": l.pl,
         "n_kv": l.n_kv(), "t_pp": l.t_pp, "speed_pp": l.s_pp(), "t_tg": l.t_tg,
         "speed_tg": l.s_tg(), "t": l.t_pp + l.t_tg, "speed": l.s(),
+        "step_bytes": l.step_bytes, "bandwidth_gbs": l.bandwidth / 1e9, "bw_pct": l.bw_pct(),
+        "gops": l.gops(),
     })
 }
