@@ -35,8 +35,10 @@ struct Line {
     t_pp: f64,
     t_tg: f64,
     /// Bytes one generation step reads, the read bandwidth (bytes/s), and operations per
-    /// generated token.
+    /// generated token; bytes of weights one prompt micro-batch reads, and its tokens.
     step_bytes: u64,
+    weight_bytes: u64,
+    ub_tokens: u32,
     bandwidth: f64,
     ops_per_token: f64,
 }
@@ -158,6 +160,10 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
                             t_pp,
                             t_tg,
                             step_bytes: step_bytes(&loaded, &session, pp, tg),
+                            weight_bytes: super::bench_roof::weight_bytes_per_token(
+                                &loaded.model.file,
+                            ),
+                            ub_tokens: pp.min(cfg.n_ubatch),
                             bandwidth,
                             ops_per_token: ops_per_token(&loaded),
                         };
@@ -172,7 +178,50 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
         let all: Vec<_> = lines.iter().map(json_line).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
     }
+    if let (Some(path), Some(first)) = (&a.plot, lines.first()) {
+        plot(path, &lines, first)?;
+    }
     Ok(())
+}
+
+/// The roofline of the machine (with the first test's thread count) and every test's decode
+/// and prompt points.
+fn plot(path: &std::path::Path, lines: &[Line], first: &Line) -> Result<()> {
+    let threads = first.threads;
+    let peak = crate::ggml::kernels::int8_peak_ops(threads)
+        .context("the compute roof needs a CPU with AVX-512 VNNI")?;
+    log::info!("int8 peak with {threads} threads: {:.0} GOPS", peak / 1e9);
+    let mut points = Vec::new();
+    let one_model = lines.iter().all(|l| l.model == first.model);
+    for l in lines.iter().filter(|l| l.threads == threads) {
+        let inv = if l.invariant { "" } else { " (invariance off)" };
+        let model = if one_model {
+            String::new()
+        } else {
+            format!("{} ", l.model)
+        };
+        points.push(super::bench_plot::Point {
+            series: format!("{model}decode{inv}"),
+            intensity: l.ops_per_token * l.pl as f64 / l.step_bytes.max(1) as f64,
+            ops: l.gops() * 1e9,
+        });
+        points.push(super::bench_plot::Point {
+            series: format!("{model}prompt"),
+            intensity: l.ops_per_token * l.ub_tokens as f64 / l.weight_bytes.max(1) as f64,
+            ops: l.s_pp() * l.ops_per_token,
+        });
+    }
+    let title = format!(
+        "{}, {threads} threads, {:.1} GB/s read, {:.0} int8 GOPS peak",
+        if one_model {
+            first.model.as_str()
+        } else {
+            "roofline"
+        },
+        first.bandwidth / 1e9,
+        peak / 1e9
+    );
+    super::bench_plot::write(path, &title, first.bandwidth, peak, &points)
 }
 
 /// Each sequence count with each invariance setting (a count of one only once: it has no

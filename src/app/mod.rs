@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod bench;
 pub mod bench_batched;
+pub mod bench_plot;
 pub mod bench_roof;
 pub mod chat;
 pub mod chat_commands;

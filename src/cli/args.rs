@@ -157,6 +157,10 @@ pub struct BenchArgs {
     /// fastest kernels for each step's size); `on,off` measures both.
     #[arg(long = "invariant", value_delimiter = ',', default_value = "on", value_parser = ["on", "off"])]
     pub invariant: Vec<String>,
+    /// Batched test: draw the roofline (bandwidth and int8 compute roofs, each test a point)
+    /// to this SVG file.
+    #[arg(long = "plot", value_name = "FILE.svg", requires = "n_parallel")]
+    pub plot: Option<PathBuf>,
     /// Threads (default: the number of available cores).
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,

@@ -460,3 +460,22 @@ pub unsafe fn dot_q6_k<const R: usize>(
         out[r] = hsum_float_8(acc[r]);
     }
 }
+
+/// `iters` rounds of eight independent 512-bit VNNI dot products (u8 × i8 → i32, 64 multiply-
+/// adds each): the int8 peak the prompt and tile kernels are built from, for `ember bench`'s
+/// compute roof. Returns the accumulated lanes' sum (so the work is not optimised away).
+///
+/// # Safety
+/// The CPU has AVX-512 F and VNNI.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub unsafe fn vnni_spin(iters: usize) -> i64 {
+    let a = _mm512_set1_epi8(3);
+    let b = _mm512_set1_epi8(-2);
+    let mut acc = [_mm512_setzero_si512(); 8];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_dpbusd_epi32(*x, a, b);
+        }
+    }
+    acc.iter().map(|&x| _mm512_reduce_add_epi32(x) as i64).sum()
+}
