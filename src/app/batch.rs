@@ -108,7 +108,7 @@ pub fn run(a: &BatchArgs) -> Result<()> {
     loop {
         if let Some(i) = signals::received() {
             for f in batch.cancel_all() {
-                out.finish(f)?;
+                out.finish(f, true)?;
             }
             out.flush_all()?;
             progress.clear();
@@ -131,7 +131,7 @@ pub fn run(a: &BatchArgs) -> Result<()> {
             match req {
                 Ok(req) => {
                     if let Some(f) = batch.admit(req) {
-                        out.finish(f)?;
+                        out.finish(f, false)?;
                     }
                 }
                 Err(e) => out.error(index, e)?,
@@ -144,7 +144,7 @@ pub fn run(a: &BatchArgs) -> Result<()> {
             continue;
         }
         for f in batch.step()? {
-            out.finish(f)?;
+            out.finish(f, false)?;
         }
         progress.show(out.done, batch.decoded + batch.prompted);
     }
@@ -376,7 +376,8 @@ impl<W: Write> Results<W> {
         }
     }
 
-    fn finish(&mut self, f: Finished) -> Result<()> {
+    /// A request's result (`interrupted`: a signal stopped it).
+    fn finish(&mut self, f: Finished, interrupted: bool) -> Result<()> {
         match f.outcome {
             Err(e) => self.error(f.index, e),
             Ok(d) => {
@@ -387,7 +388,7 @@ impl<W: Write> Results<W> {
                 let v = json!({
                     "id": id,
                     "text": d.text,
-                    "stop_reason": stop_reason(d.stop, d.stop_hit, false),
+                    "stop_reason": stop_reason(d.stop, d.stop_hit, interrupted),
                     "timings": {
                         "prompt_tokens": t.prompt_tokens,
                         "prompt_ms": ms(t.prompt),

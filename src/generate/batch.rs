@@ -72,6 +72,8 @@ struct Active {
     start: Instant,
     first_at: Option<Instant>,
     timings: Timings,
+    /// Admission order.
+    admitted: u64,
 }
 
 impl Active {
@@ -92,6 +94,7 @@ impl Active {
                 prompt_tokens: req.prompt.len(),
                 ..Timings::default()
             },
+            admitted: 0,
             req,
         }
     }
@@ -162,6 +165,8 @@ pub struct Batch<'a> {
     pub prompted: usize,
     /// Prompt tokens another sequence lent (not evaluated again).
     pub shared: usize,
+    /// Requests admitted so far.
+    admitted: u64,
 }
 
 impl<'a> Batch<'a> {
@@ -176,6 +181,7 @@ impl<'a> Batch<'a> {
             decoded: 0,
             prompted: 0,
             shared: 0,
+            admitted: 0,
         }
     }
 
@@ -237,6 +243,8 @@ impl<'a> Batch<'a> {
         self.held[slot] = req.prompt[..done].to_vec();
         let mut a = Active::new(req);
         a.prompt_done = done;
+        a.admitted = self.admitted;
+        self.admitted += 1;
         self.slots[slot] = Some(a);
         None
     }
@@ -269,10 +277,15 @@ impl<'a> Batch<'a> {
     /// One step: a prompt micro-batch or a decode step over every decoding sequence. Returns
     /// the requests that finished.
     pub fn step(&mut self) -> Result<Vec<Finished>, EvalError> {
-        let prompting = self
-            .slots
-            .iter()
-            .position(|a| a.as_ref().is_some_and(|a| a.pending.is_none()));
+        // the prompt admitted first (a freed sequence's next prompt must not overtake the
+        // others waiting)
+        let prompting = (0..self.slots.len())
+            .filter_map(|s| {
+                let a = self.slots[s].as_ref()?;
+                a.pending.is_none().then_some((a.admitted, s))
+            })
+            .min()
+            .map(|(_, s)| s);
         let decoding = self.slots.iter().flatten().any(|a| a.pending.is_some());
         let mut done = Vec::new();
         match prompting {
