@@ -151,6 +151,24 @@ pub struct Route {
     placement: Placement,
     /// See [`Route::exact_columns`].
     exact: Option<usize>,
+    /// Up to how many columns the decode op, run over every column, beats the tile op in a
+    /// batch-invariant product (see [`Route::invariant`]).
+    decode_cols: i64,
+}
+
+/// Up to how many columns of a batch-invariant product (one token of each of several sequences)
+/// the decode op, run over every column with the weights in the cache, is faster than the tile
+/// op (both give each column's one-column bits). Measured on this project's 2-core AVX-512 VNNI
+/// machine with `ember bench -npl` at `-t 1`: Q4_1 (SmolLM2) 205 against 142 t/s at 2
+/// sequences, even at 4-5, behind from 6 (225 against 245); Q5_0 and Q8_0 (Qwen2.5 0.5B) 63
+/// against 30 at 2, 77 against 68 at 8, even at 12-16. Other weights: none.
+fn decode_columns(ty: super::super::Type) -> i64 {
+    use super::super::Type;
+    match ty {
+        Type::Q4_1 => 5,
+        Type::Q5_0 | Type::Q8_0 => 12,
+        _ => 0,
+    }
 }
 
 /// Products of this many columns or more may run on a GPU when the model has layers there.
@@ -198,13 +216,14 @@ impl Route {
                 8..=host_max,
             ),
         ];
-        let bands = candidates
+        let bands: Vec<(Kernel, RangeInclusive<i64>)> = candidates
             .into_iter()
             .filter(|(k, on, _)| *on && super::runs_on(*k, w, m))
             .map(|(k, _, cols)| (k, cols))
             .collect();
         let placement = Placement::of(w);
         let ty = w.ty();
+        let decodes = bands.iter().any(|(k, _)| *k == Kernel::Decode);
         let exact = match placement {
             Placement::Repacked => Some(REPACKED_EXACT),
             Placement::Host if ty.block_size() == 256 && s.ggml_tiled_mm => Some(GGML_TILED_EXACT),
@@ -215,6 +234,7 @@ impl Route {
             bands,
             placement,
             exact,
+            decode_cols: if decodes { decode_columns(ty) } else { 0 },
         }
     }
 
@@ -224,6 +244,7 @@ impl Route {
             bands: Vec::new(),
             placement,
             exact: None,
+            decode_cols: 0,
         }
     }
 
@@ -312,6 +333,9 @@ impl Route {
     /// known: weights on a GPU), else the decode op over all columns where one-column products
     /// run it, else groups of `exact_columns`.
     pub fn invariant(&self, n_cols: i64) -> Invariant {
+        if n_cols <= self.decode_cols && self.kernel(1) == Kernel::Decode {
+            return Invariant::Columns(Kernel::Decode);
+        }
         match self.exact {
             Some(e) if n_cols > e as i64 => match self.kernel(1) {
                 k @ (Kernel::Decode | Kernel::Q4kDecode) => Invariant::Columns(k),
