@@ -27,7 +27,21 @@ pub enum Key {
     SlidingWindowPattern,
     RopeFreqBaseSwa,
     FinalLogitSoftcapping,
+    AttnLogitSoftcapping,
     VocabSize,
+    LogitScale,
+    ResidualScale,
+    EmbeddingScale,
+    AttentionScale,
+    AttentionTemperatureScale,
+    RopeScalingAttnFactor,
+    RopeScalingFinetuned,
+    RopeYarnLogMul,
+    RopeYarnBetaFast,
+    RopeYarnBetaSlow,
+    ExpertCount,
+    ExpertUsedCount,
+    ExpertFeedForwardLength,
 }
 
 impl Key {
@@ -51,7 +65,21 @@ impl Key {
             Key::SlidingWindowPattern => "attention.sliding_window_pattern",
             Key::RopeFreqBaseSwa => "rope.freq_base_swa",
             Key::FinalLogitSoftcapping => "final_logit_softcapping",
+            Key::AttnLogitSoftcapping => "attn_logit_softcapping",
             Key::VocabSize => "vocab_size",
+            Key::LogitScale => "logit_scale",
+            Key::ResidualScale => "residual_scale",
+            Key::EmbeddingScale => "embedding_scale",
+            Key::AttentionScale => "attention.scale",
+            Key::AttentionTemperatureScale => "attention.temperature_scale",
+            Key::RopeScalingAttnFactor => "rope.scaling.attn_factor",
+            Key::RopeScalingFinetuned => "rope.scaling.finetuned",
+            Key::RopeYarnLogMul => "rope.scaling.yarn_log_multiplier",
+            Key::RopeYarnBetaFast => "rope.scaling.yarn_beta_fast",
+            Key::RopeYarnBetaSlow => "rope.scaling.yarn_beta_slow",
+            Key::ExpertCount => "expert_count",
+            Key::ExpertUsedCount => "expert_used_count",
+            Key::ExpertFeedForwardLength => "expert_feed_forward_length",
         };
         format!("{arch}.{suffix}")
     }
@@ -81,6 +109,11 @@ pub struct Rope {
     pub freq_scale: f32,
     pub n_ctx_orig: u32,
     pub ext_factor: f32,
+    /// Magnitude scale of the rotated values (YaRN's and LongRoPE's attention factor); 1 mostly.
+    pub attn_factor: f32,
+    /// YaRN's correction range (llama.cpp's defaults 32 and 1 unless the file gives them).
+    pub beta_fast: f32,
+    pub beta_slow: f32,
 }
 
 #[derive(Clone, Debug)]
@@ -105,7 +138,31 @@ pub struct Hparams {
     pub attn_scale: f32,
     /// `c * tanh(logits / c)` on the output logits, when set (Gemma 2 style).
     pub final_logit_softcap: Option<f32>,
+    /// `c * tanh(kq / c)` on the attention logits before the softmax, when set (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// The logits are divided by this (Granite), when set.
+    pub logit_scale: Option<f32>,
+    /// Attention and feed-forward outputs are multiplied by this before their residual add
+    /// (Granite), when set.
+    pub residual_scale: Option<f32>,
+    /// Mixture-of-experts feed-forward blocks, when `expert_count` is above 0.
+    pub moe: Option<Moe>,
+    /// Layers that apply no RoPE to Q and K (SmolLM3: every 4th; Granite without
+    /// `rope.scaling.finetuned`: all); empty when every layer does.
+    pub no_rope: Vec<bool>,
 }
+
+/// Mixture of experts: how many, how many each token uses, and their width.
+#[derive(Clone, Debug)]
+pub struct Moe {
+    pub n_expert: u32,
+    pub n_expert_used: u32,
+    /// each expert's hidden width
+    pub n_ff_exp: u32,
+}
+
+/// The most experts a file may have (llama.cpp's `LLAMA_MAX_EXPERTS`).
+pub const MAX_EXPERTS: u32 = 512;
 
 /// Sliding-window attention: which layers use it, the window, and their RoPE.
 #[derive(Clone, Debug)]
@@ -117,6 +174,8 @@ pub struct Swa {
     /// RoPE base and scale of the local layers (global layers use [`Rope`]'s).
     pub freq_base: f32,
     pub freq_scale: f32,
+    /// The local layers use RoPE without YaRN's extrapolation and attention factor.
+    pub plain_rope: bool,
 }
 
 impl Hparams {
@@ -159,6 +218,20 @@ impl Hparams {
             Some(s) if self.is_swa(il) => (s.freq_base, s.freq_scale),
             _ => (self.rope.freq_base, self.rope.freq_scale),
         }
+    }
+
+    /// RoPE (ext_factor, attn_factor) of layer `il`: the model's, except in local layers of
+    /// models whose local layers use plain RoPE (OLMo 2/3 with YaRN: 0 and 1).
+    pub fn rope_ext_attn(&self, il: usize) -> (f32, f32) {
+        match &self.swa {
+            Some(s) if s.plain_rope && self.is_swa(il) => (0.0, 1.0),
+            _ => (self.rope.ext_factor, self.rope.attn_factor),
+        }
+    }
+
+    /// Whether layer `il` applies RoPE to Q and K.
+    pub fn uses_rope(&self, il: usize) -> bool {
+        !self.no_rope.get(il).copied().unwrap_or(false)
     }
 }
 
@@ -208,18 +281,25 @@ pub fn read_with(
 
     let freq_scale = match scaling.as_str() {
         "none" => 1.0,
-        "linear" | "yarn" if factor > 0.0 => 1.0 / factor,
-        "linear" | "yarn" => 1.0,
+        "linear" | "yarn" | "longrope" if factor > 0.0 => 1.0 / factor,
+        "linear" | "yarn" | "longrope" => 1.0,
         other => {
             r.push(MetaError::WrongType {
                 key: Key::RopeScalingType.name(arch),
-                expected: "none, linear or yarn",
+                expected: "none, linear, yarn or longrope",
                 found: other.to_string(),
             });
             1.0
         }
     };
-    let ext_factor = if scaling == "yarn" { 1.0 } else { 0.0 };
+    let yarn = scaling == "yarn";
+    let ext_factor = if yarn { 1.0 } else { 0.0 };
+    let attn_factor = rope_attn_factor(
+        yarn,
+        freq_scale,
+        r.opt_f32(Key::RopeYarnLogMul).unwrap_or(0.0),
+        r.opt_f32(Key::RopeScalingAttnFactor).unwrap_or(1.0),
+    );
     let n_tensors = f.tensors().len();
     let mut n_layer_checked = n_layer;
     if n_layer as usize > n_tensors.max(1) {
@@ -292,14 +372,81 @@ pub fn read_with(
             freq_scale,
             n_ctx_orig,
             ext_factor,
+            attn_factor,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
         },
         swa: None,
         embd_scale: 1.0,
         attn_scale: 1.0 / (head_dim_k.max(1) as f32).sqrt(),
         final_logit_softcap: None,
+        attn_softcap: None,
+        logit_scale: None,
+        residual_scale: None,
+        no_rope: Vec::new(),
+        moe: read_moe(&mut r, arch, n_layer, n_ff),
     };
     extra(&mut r, &mut hp);
     r.finish(hp)
+}
+
+/// RoPE's attention factor as llama.cpp derives it: with YaRN, the magnitude correction
+/// `mscale(factor) / mscale_all_dims(factor)` (1 without a log multiplier) divided by
+/// `1 + 0.1 ln factor`, which ggml's YaRN multiplies back in; always times the file's
+/// `rope.scaling.attn_factor`. Each step in f32, in llama.cpp's order.
+pub fn rope_attn_factor(yarn: bool, freq_scale: f32, log_mul: f32, file_factor: f32) -> f32 {
+    let mut a = 1.0f32;
+    if yarn {
+        let mscale = |scale: f32, m: f32| {
+            if scale <= 1.0 {
+                1.0
+            } else {
+                0.1f32 * m * scale.ln() + 1.0
+            }
+        };
+        let factor = 1.0f32 / freq_scale;
+        a = if log_mul != 0.0 {
+            mscale(factor, 1.0) / mscale(factor, log_mul)
+        } else {
+            mscale(factor, 1.0)
+        };
+        a *= 1.0f32 / (1.0 + 0.1 * factor.ln());
+    }
+    a * file_factor
+}
+
+/// The experts of a mixture-of-experts model: `expert_count` (absent or 0: a dense model),
+/// `expert_used_count` (1..=expert_count) and their width, `expert_feed_forward_length`
+/// where the file gives it, else `feed_forward_length`.
+fn read_moe(r: &mut Reader<'_>, arch: &str, n_layer: u32, n_ff: u32) -> Option<Moe> {
+    let n_expert = r.opt_u32(Key::ExpertCount).filter(|&n| n > 0)?;
+    let n_used = r
+        .scalar_of_layers(Key::ExpertUsedCount, n_layer, Reader::opt_u32)
+        .unwrap_or(0);
+    if n_expert > MAX_EXPERTS {
+        r.push(invalid(
+            Key::ExpertCount.name(arch),
+            "at most 512 experts",
+            n_expert.to_string(),
+        ));
+        return None;
+    }
+    if n_used == 0 || n_used > n_expert {
+        r.push(invalid(
+            Key::ExpertUsedCount.name(arch),
+            "1 to expert_count experts per token",
+            format!("{n_used} (of {n_expert})"),
+        ));
+        return None;
+    }
+    let n_ff_exp = r
+        .scalar_of_layers(Key::ExpertFeedForwardLength, n_layer, Reader::opt_u32)
+        .unwrap_or(n_ff);
+    Some(Moe {
+        n_expert,
+        n_expert_used: n_used,
+        n_ff_exp,
+    })
 }
 
 fn invalid(key: String, expected: &'static str, found: String) -> MetaError {

@@ -52,6 +52,13 @@ impl<'a> Reader<'a> {
         self.note(r)
     }
 
+    pub fn opt_bool(&mut self, k: Key) -> Option<bool> {
+        let key = k.name(&self.arch);
+        self.f.get(&key)?;
+        let r = self.f.get_bool(&key).map(Some);
+        self.note(r)
+    }
+
     pub fn opt_str(&mut self, k: Key) -> Option<String> {
         let key = k.name(&self.arch);
         self.f.get(&key)?;
@@ -112,7 +119,19 @@ impl Reader<'_> {
     /// `attention.sliding_window_pattern`, either a bool per layer or a period `n` (every n-th
     /// layer global, the others local), `default_period` when absent.
     pub fn swa(&mut self, n_layer: u32, default_period: u32) -> Option<Swa> {
-        let window = self.opt_u32(Key::SlidingWindow).filter(|&w| w > 0)?;
+        self.swa_or(n_layer, default_period, 0)
+    }
+
+    /// [`Reader::swa`] with a window of `default_window` when the file gives none (Gemma 2:
+    /// 4096; 0 for no sliding window).
+    pub fn swa_or(
+        &mut self,
+        n_layer: u32,
+        default_period: u32,
+        default_window: u32,
+    ) -> Option<Swa> {
+        let window = self.opt_u32(Key::SlidingWindow).unwrap_or(default_window);
+        let window = Some(window).filter(|&w| w > 0)?;
         let key = Key::SlidingWindowPattern.name(&self.arch);
         let f = self.f;
         let layers = match f.get(&key).and_then(|v| v.as_array()) {
@@ -146,7 +165,7 @@ impl Reader<'_> {
             layers,
             freq_base,
             freq_scale: 1.0,
+            plain_rope: false,
         })
     }
 }
-
