@@ -22,6 +22,7 @@ pub enum Key {
     RopeDimensionCount,
     RopeScalingType,
     RopeScalingFactor,
+    RopeScaleLinear,
     RopeScalingOrigCtx,
     SlidingWindow,
     SlidingWindowPattern,
@@ -60,6 +61,7 @@ impl Key {
             Key::RopeDimensionCount => "rope.dimension_count",
             Key::RopeScalingType => "rope.scaling.type",
             Key::RopeScalingFactor => "rope.scaling.factor",
+            Key::RopeScaleLinear => "rope.scale_linear",
             Key::RopeScalingOrigCtx => "rope.scaling.original_context_length",
             Key::SlidingWindow => "attention.sliding_window",
             Key::SlidingWindowPattern => "attention.sliding_window_pattern",
@@ -268,10 +270,15 @@ pub fn read_with(
     let head_dim_v = r.opt_u32(Key::ValueLength).unwrap_or(default_head);
     let n_rot = r.opt_u32(Key::RopeDimensionCount).unwrap_or(head_dim_k);
     let freq_base = r.opt_f32(Key::RopeFreqBase).unwrap_or(10_000.0);
+    // As llama.cpp: linear unless the file says, the factor from `rope.scaling.factor` or the
+    // older `rope.scale_linear`.
     let scaling = r
         .opt_str(Key::RopeScalingType)
-        .unwrap_or_else(|| "none".into());
-    let factor = r.opt_f32(Key::RopeScalingFactor).unwrap_or(0.0);
+        .unwrap_or_else(|| "linear".into());
+    let factor = r
+        .opt_f32(Key::RopeScalingFactor)
+        .or_else(|| r.opt_f32(Key::RopeScaleLinear))
+        .unwrap_or(0.0);
     let n_ctx_orig = r.opt_u32(Key::RopeScalingOrigCtx).unwrap_or(n_ctx_train);
     let vocab_len = f
         .get("tokenizer.ggml.tokens")

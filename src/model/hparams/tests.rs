@@ -112,3 +112,56 @@ fn a_per_layer_array_of_another_length_names_both_counts() {
         assert!(e.contains(&format!("'gemma3.{key}' should be u32")), "{e}");
     }
 }
+
+#[test]
+fn rope_scaling_defaults_to_linear_as_llama_cpp() {
+    // A factor without a type scales linearly (llama.cpp's default type), the older key too.
+    for key in ["gemma3.rope.scaling.factor", "gemma3.rope.scale_linear"] {
+        let hp = gemma3(|w| {
+            w.add(key, Value::F32(4.0));
+        })
+        .unwrap();
+        assert_eq!(hp.rope.freq_scale, 0.25, "{key}");
+        assert_eq!((hp.rope.ext_factor, hp.rope.attn_factor), (0.0, 1.0));
+    }
+    let hp = gemma3(|w| {
+        w.add("gemma3.rope.scaling.factor", Value::F32(4.0));
+        w.add("gemma3.rope.scaling.type", Value::String("none".into()));
+    })
+    .unwrap();
+    assert_eq!(hp.rope.freq_scale, 1.0);
+}
+
+#[test]
+fn yarn_attention_factor_is_llama_cpps() {
+    // Without a log multiplier mscale(f) / (1 + 0.1 ln f) is 1 up to f32 rounding; with one,
+    // the ratio of the two magnitude corrections (llama.cpp logs 1.1218 for factor 16 and
+    // multiplier 0.5), divided by 1 + 0.1 ln 16 which ggml's YaRN multiplies back in.
+    let a = super::rope_attn_factor(true, 1.0 / 16.0, 0.0, 1.0);
+    assert!((a - 1.0).abs() < 1e-6, "{a}");
+    let a = super::rope_attn_factor(true, 1.0 / 16.0, 0.5, 1.0);
+    assert!((a * (1.0 + 0.1 * 16f32.ln()) - 1.1218).abs() < 1e-4, "{a}");
+    assert_eq!(super::rope_attn_factor(false, 0.5, 1.0, 1.19), 1.19);
+}
+
+#[test]
+fn expert_counts_are_checked_naming_the_key() {
+    let hp = gemma3(|w| {
+        w.add("gemma3.expert_count", Value::U32(8));
+        w.add("gemma3.expert_used_count", Value::U32(2));
+    })
+    .unwrap();
+    let moe = hp.moe.unwrap();
+    assert_eq!((moe.n_expert, moe.n_expert_used, moe.n_ff_exp), (8, 2, 96));
+    let e = gemma3(|w| {
+        w.add("gemma3.expert_count", Value::U32(2));
+        w.add("gemma3.expert_used_count", Value::U32(3));
+    })
+    .unwrap_err();
+    assert!(e.contains("'gemma3.expert_used_count'"), "{e}");
+    let e = gemma3(|w| {
+        w.add("gemma3.expert_count", Value::U32(100_000));
+    })
+    .unwrap_err();
+    assert!(e.contains("'gemma3.expert_count'"), "{e}");
+}
