@@ -110,8 +110,10 @@ pub enum TinyArch {
     Gemma2 {
         window: u32,
     },
-    /// Fused QKV and fused gate+up matrices.
-    Phi3,
+    /// Fused gate+up matrices; fused QKV too, or the same weights as separate Q, K and V.
+    Phi3 {
+        fused_qkv: bool,
+    },
     Mistral3,
     /// Four layers, the last without RoPE.
     Smollm3,
@@ -129,7 +131,7 @@ impl TinyArch {
         TinyArch::Qwen3Moe,
         TinyArch::Gemma3 { window: 4 },
         TinyArch::Gemma2 { window: 4 },
-        TinyArch::Phi3,
+        TinyArch::Phi3 { fused_qkv: true },
         TinyArch::Mistral3,
         TinyArch::Smollm3,
         TinyArch::Olmo2,
@@ -144,7 +146,7 @@ impl TinyArch {
             TinyArch::Qwen3Moe => "qwen3moe",
             TinyArch::Gemma3 { .. } => "gemma3",
             TinyArch::Gemma2 { .. } => "gemma2",
-            TinyArch::Phi3 => "phi3",
+            TinyArch::Phi3 { .. } => "phi3",
             TinyArch::Mistral3 => "mistral3",
             TinyArch::Smollm3 => "smollm3",
             TinyArch::Olmo2 => "olmo2",
@@ -300,7 +302,8 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             }
         }
         let blk = |n: &str| format!("blk.{il}.{n}.weight");
-        if arch == TinyArch::Phi3 {
+        let phi3 = matches!(arch, TinyArch::Phi3 { .. });
+        if phi3 {
             mats.push((blk("attn_qkv"), vec![e, q + 2 * kv]));
             mats.push((blk("ffn_up"), vec![e, 2 * ff]));
         } else {
@@ -316,7 +319,7 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             mats.push((blk("ffn_up_exps"), vec![e, ffe, n_expert]));
             mats.push((blk("ffn_down_exps"), vec![ffe, e, n_expert]));
         } else {
-            if arch != TinyArch::Phi3 {
+            if !phi3 {
                 mats.push((blk("ffn_gate"), vec![e, ff]));
                 mats.push((blk("ffn_up"), vec![e, ff]));
             }
@@ -334,6 +337,18 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             GgmlType::Q8_0 => q8_0_bytes(&v),
             _ => v.iter().flat_map(|&x| f16_bits(x).to_le_bytes()).collect(),
         };
+        if arch == (TinyArch::Phi3 { fused_qkv: false }) && name.ends_with("attn_qkv.weight") {
+            // The same rows as separate Q, K and V matrices.
+            let row = bytes.len() / dims[1] as usize;
+            let mut at = 0;
+            for (part, rows) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)] {
+                let n = rows as usize * row;
+                let name = name.replace("attn_qkv", part);
+                w.add_tensor(&name, mat_type, &[e, rows], bytes[at..at + n].to_vec());
+                at += n;
+            }
+            continue;
+        }
         w.add_tensor(&name, mat_type, &dims, bytes);
     }
     w
