@@ -4,7 +4,7 @@
 //! and final logits (c = 30), and sliding-window attention on every other layer (even
 //! layers local; window 4096 unless the file says) with the global layers' RoPE.
 
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, MetaError};
 use crate::model::hparams::{self, Hparams, HparamsError, Key, RopeType};
 use crate::model::weights::{Binder, WeightError};
 use crate::model::Layer;
@@ -23,11 +23,20 @@ pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
             s.freq_scale = hp.rope.freq_scale;
             s
         });
-        hp.attn_softcap = Some(r.opt_f32(Key::AttnLogitSoftcapping).unwrap_or(ATTN_SOFTCAP));
-        hp.final_logit_softcap = Some(
-            r.opt_f32(Key::FinalLogitSoftcapping)
-                .unwrap_or(FINAL_SOFTCAP),
-        );
+        let mut cap = |k: Key, default: f32| {
+            let c = r.opt_f32(k).unwrap_or(default);
+            if c == 0.0 {
+                // c·tanh(x/c) divides by it
+                r.push(MetaError::WrongType {
+                    key: k.name("gemma2"),
+                    expected: "a non-zero soft-capping value",
+                    found: "0".into(),
+                });
+            }
+            Some(c)
+        };
+        hp.attn_softcap = cap(Key::AttnLogitSoftcapping, ATTN_SOFTCAP);
+        hp.final_logit_softcap = cap(Key::FinalLogitSoftcapping, FINAL_SOFTCAP);
         hp.embd_scale = (hp.n_embd as f32).sqrt();
         // Gemma 2 27B (46 layers) scales by the model width per head, the others by head_dim.
         let d = if hp.n_layer == 46 {
