@@ -16,8 +16,9 @@
 //!    compiler lists them), and a tiny model of it to `tests/common` (`TinyArch`) so the
 //!    forward tests cover it;
 //! 4. check it against llama.cpp: `ember perplexity --kl-divergence` on a real model, or on a
-//!    random-weight one that llama.cpp builds (`../shared/tools/synth-model.sh`): the KLD
-//!    should be ~0; if it is not, `EMBER_DEBUG_TENSORS=1` prints every node like llama.cpp's
+//!    random-weight one that llama.cpp builds (`scripts/arch-check`, over
+//!    `../shared/tools/synth-model.sh`; add the new shapes to its table): the KLD should be
+//!    ~0; if it is not, `EMBER_DEBUG_TENSORS=1` prints every node like llama.cpp's
 //!    `llama-eval-callback` does, and the first node whose values differ is the bug.
 
 mod bind;
