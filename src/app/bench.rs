@@ -286,8 +286,15 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     };
                     let kv = session.kv().bytes();
                     let per_cell = (kv.k + kv.v) / session.n_ctx().max(1) as u64;
-                    let bytes = super::bench_roof::weight_bytes_per_token(&loaded.model.file)
-                        + super::bench_roof::kv_bytes_per_token(n_gen, session.n_ctx(), per_cell);
+                    let experts =
+                        (loaded.model.hp.moe.as_ref()).map(|m| (m.n_expert_used, m.n_expert));
+                    let bytes =
+                        super::bench_roof::weight_bytes_per_token(&loaded.model.file, experts)
+                            + super::bench_roof::kv_bytes_per_token(
+                                n_gen,
+                                session.n_ctx(),
+                                per_cell,
+                            );
                     (bytes, bw)
                 } else {
                     (0, 0.0)

@@ -73,21 +73,45 @@ fn step_bytes(l: &Loaded, s: &Session, pp: u32, tg: u32) -> u64 {
         .map(|i| ((pp + i).div_ceil(KV_PAD) * KV_PAD).min(s.n_ctx()) as u64)
         .sum::<u64>()
         / tg.max(1) as u64;
-    super::bench_roof::weight_bytes_per_token(&l.model.file) + s.n_seq() as u64 * cells * per_cell
+    super::bench_roof::weight_bytes_per_token(&l.model.file, experts_read(l, s.n_seq()))
+        + s.n_seq() as u64 * cells * per_cell
+}
+
+/// Of a mixture of experts, how many of its experts `n` tokens read (used, total): the
+/// expected number of distinct experts when each token picks `used` of `total` at random.
+fn experts_read(l: &Loaded, n: usize) -> Option<(u32, u32)> {
+    let m = l.model.hp.moe.as_ref()?;
+    let (used, total) = (m.n_expert_used as f64, m.n_expert.max(1) as f64);
+    let distinct = total * (1.0 - (1.0 - used / total).powi(n as i32));
+    Some((distinct.round().clamp(used, total) as u32, m.n_expert))
 }
 
 /// Multiply-adds are two operations: two per weight of every matrix a token goes through
-/// (the token embedding only when it is also the output).
+/// (the token embedding only when it is also the output; of experts, the ones it uses).
 fn ops_per_token(l: &Loaded) -> f64 {
     let f = &l.model.file;
     let tied = f.tensor("output.weight").is_none();
-    let params: u64 = f
+    let active = l
+        .model
+        .hp
+        .moe
+        .as_ref()
+        .map_or(1.0, |m| m.n_expert_used as f64 / m.n_expert.max(1) as f64);
+    let params: f64 = f
         .tensors()
         .iter()
         .filter(|t| t.dims.len() >= 2 && (t.name != "token_embd.weight" || tied))
-        .map(|t| t.dims.iter().product::<u64>())
+        .map(|t| {
+            let n = t.dims.iter().product::<u64>() as f64;
+            // of a stack of experts, a token goes through the ones it is routed to
+            if t.name.contains("_exps.") {
+                n * active
+            } else {
+                n
+            }
+        })
         .sum();
-    2.0 * params as f64
+    2.0 * params
 }
 
 fn rate(n: f64, secs: f64) -> f64 {
@@ -162,6 +186,7 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
                             step_bytes: step_bytes(&loaded, &session, pp, tg),
                             weight_bytes: super::bench_roof::weight_bytes_per_token(
                                 &loaded.model.file,
+                                experts_read(&loaded, pp.min(cfg.n_ubatch) as usize),
                             ),
                             ub_tokens: pp.min(cfg.n_ubatch),
                             bandwidth,

@@ -46,8 +46,9 @@ fn sum(v: &[u64]) -> u64 {
 }
 
 /// Bytes of weights one decoded token reads: every tensor, except that of the token embedding
-/// only one row is read, unless it doubles as the output matrix (no `output.weight`).
-pub fn weight_bytes_per_token(f: &GgufFile) -> u64 {
+/// only one row is read, unless it doubles as the output matrix (no `output.weight`), and of a
+/// stack of experts (`*_exps`) only the `used` of its `total` experts the router picks.
+pub fn weight_bytes_per_token(f: &GgufFile, experts: Option<(u32, u32)>) -> u64 {
     let tied = f.tensor("output.weight").is_none();
     f.tensors()
         .iter()
@@ -55,6 +56,8 @@ pub fn weight_bytes_per_token(f: &GgufFile) -> u64 {
             if t.name == "token_embd.weight" && !tied {
                 let rows = t.dims.get(1).copied().unwrap_or(1).max(1);
                 t.size / rows
+            } else if let Some((used, total)) = experts.filter(|_| t.name.contains("_exps.")) {
+                t.size / total.max(1) as u64 * used as u64
             } else {
                 t.size
             }
@@ -88,6 +91,33 @@ mod tests {
             (256 * 256 + 256 * 512) / 512
         );
         assert_eq!(kv_bytes_per_token(0, 4096, 10), 0);
+    }
+
+    #[test]
+    fn a_token_reads_only_its_experts() {
+        use crate::gguf::{GgmlType, GgufWriter};
+        let mut w = GgufWriter::new();
+        w.add_tensor("token_embd.weight", GgmlType::F32, &[4, 8], vec![0; 128]);
+        w.add_tensor("output.weight", GgmlType::F32, &[4, 8], vec![0; 128]);
+        w.add_tensor(
+            "blk.0.ffn_gate_inp.weight",
+            GgmlType::F32,
+            &[4, 8],
+            vec![0; 128],
+        );
+        w.add_tensor(
+            "blk.0.ffn_up_exps.weight",
+            GgmlType::F32,
+            &[4, 2, 8],
+            vec![0; 256],
+        );
+        let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
+        // one embedding row, the output, the router, and 2 of the 8 experts
+        assert_eq!(
+            weight_bytes_per_token(&f, Some((2, 8))),
+            16 + 128 + 128 + 64
+        );
+        assert_eq!(weight_bytes_per_token(&f, None), 16 + 128 + 128 + 256);
     }
 
     #[test]

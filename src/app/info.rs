@@ -1,5 +1,5 @@
-//! `ember info MODEL [--json] [-c N -ctk X -ctv Y]`: metadata, tensor table and, for a model
-//! Ember can run, the KV cache it would allocate.
+//! `ember info MODEL [--json] [-c N -ctk X -ctv Y]`: metadata, tensor table, whether Ember
+//! runs the file (and why not), and for a model Ember can run, the KV cache it would allocate.
 
 use std::io::Write;
 
@@ -24,8 +24,13 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     let kv = kv_report(&f, a.ctx_size, ring, type_k, type_v)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let runs = crate::model::Model::check(&f);
     if a.json {
         let mut v = describe_json(&f);
+        v["ember_runs"] = json!(runs.is_ok());
+        if let Err(e) = &runs {
+            v["ember_runs_error"] = json!(e.to_string());
+        }
         if let Some(kv) = &kv {
             v["kv_cache"] = kv.json();
         }
@@ -33,6 +38,14 @@ pub fn run(a: &InfoArgs) -> Result<()> {
         writeln!(out)?;
     } else {
         describe_text(&f, &mut out)?;
+        match &runs {
+            Ok(arch) => writeln!(
+                out,
+                "\nEmber runs this file (architecture {}).",
+                arch.name()
+            )?,
+            Err(e) => writeln!(out, "\nEmber cannot run this file: {e}")?,
+        }
         if let Some(kv) = &kv {
             kv.write_text(&mut out)?;
         }

@@ -20,6 +20,18 @@ pub const VERSION: &str = concat!(
     env!("EMBER_CPU_FLAGS"),
 );
 
+/// The text after the options in `--help`: exit codes, defaults, and the architectures
+/// Ember runs (from [`Arch::TABLE`](crate::model::Arch::TABLE)).
+fn after_help() -> String {
+    format!(
+        "Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted (SIGINT), 143 SIGTERM.\n\
+         Without a prompt on a terminal, the chat REPL starts (ember chat).\n\
+         Without -m, the default model from `models/fetch-default` is used.\n\
+         Architectures (general.architecture): {}.",
+        crate::model::Arch::names()
+    )
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ember",
@@ -27,9 +39,7 @@ pub const VERSION: &str = concat!(
     about = "Run GGUF language models: one-shot prompts, a chat REPL, scripting, perplexity, benchmarks",
     args_conflicts_with_subcommands = true,
     disable_version_flag = true,
-    after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted (SIGINT), 143 SIGTERM.\n\
-                  Without a prompt on a terminal, the chat REPL starts (ember chat).\n\
-                  Without -m, the default model from `models/fetch-default` is used."
+    after_help = after_help()
 )]
 pub struct Cli {
     /// Print the version, the backends compiled in and the devices found, then exit.

@@ -158,6 +158,25 @@ impl BufferType {
         let w = ctx.new_tensor(ty, &[ne0, ne1]);
         let x = ctx.new_tensor(Type::F32, &[ne0, 512]);
         let op = ctx.mul_mat(w, x);
+        self.cpu_supports(w, op)
+    }
+
+    /// Whether the CPU backend runs the per-expert product of experts `[ne0, ne1, ne2]` of
+    /// type `ty` stored in this buffer type, `n_used` per token, for a batch of 512 tokens
+    /// (the question llama.cpp asks to place expert weights).
+    pub fn cpu_supports_mul_mat_id(&self, ty: Type, ne: [i64; 3], n_used: i64) -> bool {
+        let Ok(ctx) = Context::new(4, 0) else {
+            return false;
+        };
+        let w = ctx.new_tensor(ty, &ne);
+        let x = ctx.new_tensor(Type::F32, &[ne[0], n_used, 512]);
+        let ids = ctx.new_tensor(Type::I32, &[n_used, 512]);
+        let op = ctx.mul_mat_id(w, x, ids);
+        self.cpu_supports(w, op)
+    }
+
+    /// Whether the CPU device supports `op` with its weight `w` stored in this buffer type.
+    fn cpu_supports(&self, w: Tensor<'_>, op: Tensor<'_>) -> bool {
         // SAFETY: a zero-size buffer of this type is allocated only to mark `w` as stored in it
         // (no data is read or written: supports_op inspects types, shapes and the buffer type);
         // the pointer is cleared before the buffer is freed.

@@ -9,6 +9,8 @@ use super::backend::ContextBuffers;
 use super::{GgmlError, Type};
 use ggml_sys as sys;
 
+mod routing;
+
 /// Owns a `ggml_context` that holds tensor headers and graphs (no tensor data).
 pub struct Context {
     raw: NonNull<sys::ggml_context>,
@@ -537,6 +539,12 @@ impl Context {
     pub fn tanh<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
         // SAFETY: see `add`.
         self.op(|c| unsafe { sys::ggml_tanh(c, a.as_ptr()) })
+    }
+
+    /// silu of the first half of each row of `a` times its second half (a fused gate and up).
+    pub fn swiglu<'a>(&'a self, a: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `add`.
+        self.op(|c| unsafe { sys::ggml_swiglu(c, a.as_ptr()) })
     }
 
     /// silu(a) * b, fused.

@@ -8,7 +8,7 @@ use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::KvCache;
 
 use super::inputs::{GraphShape, Inputs};
-use super::Model;
+use super::{Experts, Ffn, Layer, Model, Qkv};
 
 /// Builds one forward graph for a micro-batch of one or more sequences.
 pub struct Builder<'g> {
@@ -124,25 +124,163 @@ impl<'g> Builder<'g> {
         }
     }
 
+    /// Q, K and V of layer `l` for the input `x`, as `[head_dim, n_head(_kv), n_tokens]`:
+    /// three projections (plus biases), or views into one fused projection.
+    pub fn qkv(&self, l: &Layer, x: Tensor<'g>) -> (Tensor<'g>, Tensor<'g>, Tensor<'g>) {
+        let c = self.ctx;
+        let hp = &self.model.hp;
+        let (hd, hdv, nh, nkv, nt) = (
+            hp.head_dim_k as i64,
+            hp.head_dim_v as i64,
+            hp.n_head as i64,
+            hp.n_head_kv as i64,
+            self.n_tokens,
+        );
+        match l.qkv {
+            Qkv::Split {
+                wq,
+                wk,
+                wv,
+                bq,
+                bk,
+                bv,
+            } => (
+                c.reshape(self.linear(wq, bq, x), &[hd, nh, nt]),
+                c.reshape(self.linear(wk, bk, x), &[hd, nkv, nt]),
+                c.reshape(self.linear(wv, bv, x), &[hdv, nkv, nt]),
+            ),
+            Qkv::Fused { w, b } => {
+                let qkv = self.linear(w, b, x);
+                let ty = qkv.ty();
+                let row = qkv.nb()[1];
+                let view = |d: i64, n: i64, first: i64| {
+                    c.view(qkv, &[d, n, nt], &[ty.row_size(d), row], ty.row_size(first))
+                };
+                (
+                    view(hd, nh, 0),
+                    view(hd, nkv, hd * nh),
+                    view(hdv, nkv, hd * nh + hd * nkv),
+                )
+            }
+        }
+    }
+
+    /// The feed-forward block `f`: gated with activation `act` (gate and up separate, or fused
+    /// into one matrix whose first half is the gate; biases where it has them), or a mixture
+    /// of SwiGLU experts.
+    pub fn ffn(&mut self, f: &Ffn, x: Tensor<'g>, act: FfnAct) -> Tensor<'g> {
+        let c = self.ctx;
+        let f = match f {
+            Ffn::Gated(f) => f,
+            Ffn::Moe(e) => return self.moe(e, x),
+        };
+        let up = self.linear(f.up, f.up_b, x);
+        let h = match f.gate {
+            Some(gate) => {
+                let g = self.linear(gate, f.gate_b, x);
+                match act {
+                    FfnAct::Silu => c.swiglu_split(g, up),
+                    FfnAct::Gelu => c.geglu_split(g, up),
+                }
+            }
+            None => c.swiglu(up),
+        };
+        self.linear(f.down, f.down_b, h)
+    }
+
+    /// A mixture of SwiGLU experts, routed as llama.cpp's `build_moe_ffn` does: softmax over
+    /// the router's logits, the top `n_expert_used` experts, their probabilities normalised
+    /// to sum 1 (the sum clamped below at f16's smallest normal), each expert's output scaled
+    /// by its weight and the outputs summed in rank order.
+    fn moe(&mut self, e: &Experts, x: Tensor<'g>) -> Tensor<'g> {
+        let nt = x.ne()[1];
+        if !self.invariant || nt == 1 {
+            return self.moe_tokens(e, x);
+        }
+        // Batch-invariant: each token through its experts as alone (`mul_mat_id` groups a
+        // batch's tokens by expert, and how many an expert gets decides its kernel's order).
+        let c = self.ctx;
+        let mut out: Option<Tensor<'g>> = None;
+        for j in 0..nt {
+            let xj = c.view(x, &[x.ne()[0], 1], &[x.nb()[1]], j as usize * x.nb()[1]);
+            let o = self.moe_tokens(e, c.cont(xj));
+            out = Some(match out {
+                Some(a) => c.concat(a, o, 1),
+                None => o,
+            });
+        }
+        out.expect("a batch has a token")
+    }
+
+    /// [`moe`](Self::moe) for the tokens `x` together.
+    fn moe_tokens(&mut self, e: &Experts, x: Tensor<'g>) -> Tensor<'g> {
+        let c = self.ctx;
+        let moe = self.model.hp.moe.as_ref().expect("a model with experts");
+        let (n_embd, nt) = (x.ne()[0], x.ne()[1]);
+        let (n_expert, k) = (moe.n_expert as i64, moe.n_expert_used as i64);
+        let logits = self.mm(e.gate_inp, x);
+        let probs = c.soft_max(logits);
+        let selected = c.argsort_top_k(probs, k as i32);
+        let probs = c.reshape(probs, &[1, n_expert, nt]);
+        let weights = c.get_rows(probs, selected);
+        let weights = c.reshape(weights, &[k, nt]);
+        // f16's smallest normal number, 2^-14
+        let sum = c.clamp(c.sum_rows(weights), 1.0 / 16384.0, f32::INFINITY);
+        let weights = c.reshape(c.div(weights, sum), &[1, k, nt]);
+        self.graph.expand(weights);
+        let cur = c.reshape(x, &[n_embd, 1, nt]);
+        let up = c.mul_mat_id(self.w(e.up), cur, selected);
+        let gate = c.mul_mat_id(self.w(e.gate), cur, selected);
+        let h = c.swiglu_split(gate, up);
+        let experts = c.mul_mat_id(self.w(e.down), h, selected);
+        let experts = c.mul(experts, weights);
+        self.graph.expand(experts);
+        let nb = experts.nb();
+        let views: Vec<_> = (0..k as usize)
+            .map(|i| {
+                let v = c.view(experts, &[n_embd, nt], &[nb[2]], i * nb[1]);
+                self.graph.expand(v);
+                v
+            })
+            .collect();
+        let mut out = views[0];
+        for &v in &views[1..] {
+            out = c.add(out, v);
+            self.graph.expand(out);
+        }
+        if k == 1 {
+            out = c.cont(out);
+        }
+        out
+    }
+
     /// RoPE with the model's parameters, at layer `il`'s base and scale (local layers of
-    /// sliding-window models have their own).
+    /// sliding-window models have their own), with the model's frequency factors: llama3's
+    /// `rope_freqs`, or LongRoPE's long factors when the cache is longer than the original
+    /// context and its short ones otherwise.
     pub fn rope(&self, x: Tensor<'g>, il: usize) -> Tensor<'g> {
-        let r = &self.model.hp.rope;
-        let (freq_base, freq_scale) = self.model.hp.rope_base_scale(il);
-        let ff = self.model.rope_freqs.map(|h| self.w(h));
+        let m = self.model;
+        let r = &m.hp.rope;
+        let (freq_base, freq_scale) = m.hp.rope_base_scale(il);
+        let (ext_factor, attn_factor) = m.hp.rope_ext_attn(il);
+        let factors = match m.rope_freqs {
+            Some(f) => Some(f),
+            None if self.kvs[0].size() > r.n_ctx_orig => m.rope_long,
+            None => m.rope_short,
+        };
         self.ctx.rope_ext(
             x,
             self.inp.pos.tensor(self.ctx),
-            ff,
+            factors.map(|h| self.w(h)),
             r.n_rot as i32,
             r.kind.ggml_mode(),
             r.n_ctx_orig as i32,
             freq_base,
             freq_scale,
-            r.ext_factor,
-            1.0,
-            32.0,
-            1.0,
+            ext_factor,
+            attn_factor,
+            r.beta_fast,
+            r.beta_slow,
         )
     }
 
@@ -240,6 +378,8 @@ impl<'g> Builder<'g> {
         let k_store = c.set_rows(k_cache, k_rows, k_idxs);
         self.graph.expand(k_store);
         let v_store = if kv.v_trans {
+            // (a view into a fused QKV projection is made contiguous first, as llama.cpp does)
+            let v = if v.is_contiguous() { v } else { c.cont(v) };
             let v_flat = c.reshape(v, &[1, ev * nt]);
             let v_view = c.reshape(v_cache, &[1, ev * size]);
             c.set_rows(v_view, v_flat, v_idxs)
@@ -257,7 +397,8 @@ impl<'g> Builder<'g> {
         let out = if self.flash_attn {
             let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);
-            let fa = c.flash_attn_ext(q, kk, vv, Some(mask), kq_scale, 0.0);
+            let softcap = hp.attn_softcap.unwrap_or(0.0);
+            let fa = c.flash_attn_ext(q, kk, vv, Some(mask), kq_scale, softcap);
             // f32 accumulation, as llama.cpp asks (the CPU kernel always does; GPUs may not).
             c.set_prec_f32(fa);
             let fa = self.name(fa, "fattn", Some(il));
@@ -266,7 +407,10 @@ impl<'g> Builder<'g> {
         } else {
             let kq = c.mul_mat(kk, q);
             c.set_prec_f32(kq);
-            let kq = self.name(kq, "kq", Some(il));
+            let mut kq = self.name(kq, "kq", Some(il));
+            if let Some(cap) = hp.attn_softcap {
+                kq = c.scale(c.tanh(c.scale(kq, 1.0 / cap)), cap);
+            }
             let kq = c.soft_max_ext(kq, Some(mask), kq_scale);
             // transposed V: [n_kv, n_head_kv, head_dim_v] with cells along rows
             let vv = c.view(
@@ -293,25 +437,6 @@ impl<'g> Builder<'g> {
         }
     }
 
-    /// Gated feed-forward: down(act(gate x) * up x).
-    pub fn ffn_gated(
-        &self,
-        x: Tensor<'g>,
-        gate: TensorHandle,
-        up: TensorHandle,
-        down: TensorHandle,
-        act: FfnAct,
-    ) -> Tensor<'g> {
-        let c = self.ctx;
-        let u = self.mm(up, x);
-        let g = self.mm(gate, x);
-        let h = match act {
-            FfnAct::Silu => c.swiglu_split(g, u),
-            FfnAct::Gelu => c.geglu_split(g, u),
-        };
-        self.mm(down, h)
-    }
-
     /// Keep only the rows whose outputs are wanted (applied before the last layer's residual).
     pub fn select_outputs(&self, x: Tensor<'g>) -> Tensor<'g> {
         match self.inp.out_ids.tensor(self.ctx) {
@@ -320,14 +445,18 @@ impl<'g> Builder<'g> {
         }
     }
 
-    /// Final norm and output projection (and soft-capping, if the model has it): the logits
+    /// Final norm and output projection (then the logit scale and soft-capping, if the model
+    /// has them): the logits
     /// `[n_vocab, n_outputs]`.
     pub fn logits(&mut self, x: Tensor<'g>) -> Tensor<'g> {
         let t = self.rms_norm(x, self.model.output_norm, None);
         let t = self.name(t, "result_norm", None);
         let mut t = self.linear(self.model.output, self.model.output_b, t);
+        let c = self.ctx;
+        if let Some(s) = self.model.hp.logit_scale {
+            t = c.scale(t, 1.0 / s);
+        }
         if let Some(cap) = self.model.hp.final_logit_softcap {
-            let c = self.ctx;
             t = c.scale(c.tanh(c.scale(t, 1.0 / cap)), cap);
         }
         let t = self.name(t, "result_output", None).set_output();

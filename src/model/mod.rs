@@ -25,31 +25,77 @@ pub use weights::{LoadOptions, Placements, WeightError, WeightSet};
 /// One transformer block's weights; architectures fill the fields they use.
 #[derive(Clone, Debug)]
 pub struct Layer {
-    pub attn_norm: TensorHandle,
-    /// (n_embd, n_head * head_dim)
-    pub wq: TensorHandle,
-    /// (n_embd, n_head_kv * head_dim)
-    pub wk: TensorHandle,
-    /// (n_embd, n_head_kv * head_dim_v)
-    pub wv: TensorHandle,
+    /// (n_embd); OLMo 2 has none (it norms the attention's output instead)
+    pub attn_norm: Option<TensorHandle>,
+    /// the Q, K and V projections, separate or fused
+    pub qkv: Qkv,
     /// (n_head * head_dim_v, n_embd)
     pub wo: TensorHandle,
-    pub bq: Option<TensorHandle>,
-    pub bk: Option<TensorHandle>,
-    pub bv: Option<TensorHandle>,
     pub bo: Option<TensorHandle>,
-    /// per-head RMSNorm of Q and K (head_dim)
+    /// RMSNorm of Q and K: per head (head_dim) or over the whole projection (OLMo 2)
     pub q_norm: Option<TensorHandle>,
     pub k_norm: Option<TensorHandle>,
     pub attn_post_norm: Option<TensorHandle>,
     pub ffn_norm: Option<TensorHandle>,
-    /// (n_embd, n_ff)
-    pub ffn_gate: TensorHandle,
-    /// (n_embd, n_ff)
-    pub ffn_up: TensorHandle,
-    /// (n_ff, n_embd)
-    pub ffn_down: TensorHandle,
+    /// the feed-forward block's matrices
+    pub ffn: Ffn,
     pub ffn_post_norm: Option<TensorHandle>,
+}
+
+/// Q, K and V projections.
+#[derive(Clone, Debug)]
+pub enum Qkv {
+    Split {
+        /// (n_embd, n_head * head_dim)
+        wq: TensorHandle,
+        /// (n_embd, n_head_kv * head_dim)
+        wk: TensorHandle,
+        /// (n_embd, n_head_kv * head_dim_v)
+        wv: TensorHandle,
+        bq: Option<TensorHandle>,
+        bk: Option<TensorHandle>,
+        bv: Option<TensorHandle>,
+    },
+    /// One matrix (n_embd, q + k + v) whose rows are Q's, then K's, then V's (Phi-3).
+    Fused {
+        w: TensorHandle,
+        b: Option<TensorHandle>,
+    },
+}
+
+/// A feed-forward block.
+#[derive(Clone, Debug)]
+pub enum Ffn {
+    Gated(Gated),
+    Moe(Experts),
+}
+
+/// A gated feed-forward block: down(act(gate x) * up x).
+#[derive(Clone, Debug)]
+pub struct Gated {
+    /// (n_embd, n_ff); `None` when fused into `up` (Phi-3: up is (n_embd, 2 n_ff), gate first)
+    pub gate: Option<TensorHandle>,
+    /// (n_embd, n_ff)
+    pub up: TensorHandle,
+    /// (n_ff, n_embd)
+    pub down: TensorHandle,
+    pub gate_b: Option<TensorHandle>,
+    pub up_b: Option<TensorHandle>,
+    pub down_b: Option<TensorHandle>,
+}
+
+/// A mixture of gated experts: a router picks `n_expert_used` of them per token, whose
+/// outputs are summed weighted by the router's (normalised) probabilities.
+#[derive(Clone, Debug)]
+pub struct Experts {
+    /// (n_embd, n_expert), the router
+    pub gate_inp: TensorHandle,
+    /// (n_embd, n_ff_exp, n_expert)
+    pub gate: TensorHandle,
+    /// (n_embd, n_ff_exp, n_expert)
+    pub up: TensorHandle,
+    /// (n_ff_exp, n_embd, n_expert)
+    pub down: TensorHandle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +121,67 @@ pub enum LoadError {
     Mlock(std::io::Error),
     #[error(transparent)]
     Offload(#[from] OffloadError),
+}
+
+/// A model's tensors bound by name and shape, not yet allocated.
+struct Parts<'f> {
+    b: weights::Binder<'f>,
+    arch: Arch,
+    hp: Hparams,
+    tok_embd: TensorHandle,
+    output_norm: TensorHandle,
+    output: TensorHandle,
+    output_b: Option<TensorHandle>,
+    rope_freqs: Option<TensorHandle>,
+    rope_long: Option<TensorHandle>,
+    rope_short: Option<TensorHandle>,
+    layers: Vec<Layer>,
+    offload: Offload,
+}
+
+impl<'f> Parts<'f> {
+    fn bind(file: &'f GgufFile, opts: LoadOptions) -> Result<Self, LoadError> {
+        let arch_name = file.get_str("general.architecture")?.to_string();
+        let arch = Arch::from_name(&arch_name).ok_or_else(|| LoadError::UnsupportedArch {
+            found: arch_name.clone(),
+            supported: Arch::names(),
+        })?;
+        let hp = arch.hparams(file)?;
+        agree::check_vocab(file, &arch_name)?;
+        let offload = Offload::plan(opts.n_gpu_layers, opts.main_gpu, hp.n_layer)?;
+        let mut b = weights::Binder::new(file, opts, &offload)?;
+        let (e, v) = (hp.n_embd as u64, hp.n_vocab as u64);
+        let tok_embd = b.plain(W::TokenEmbd, None, &[e, v])?;
+        let output_norm = b.plain(W::OutputNorm, None, &[e])?;
+        let output = match b.opt_matrix(W::Output, None, &[e, v])? {
+            Some(o) => o,
+            None => b.tied_output(W::TokenEmbd, &[e, v])?,
+        };
+        let output_b = b.opt_bias(W::Output, None, &[v])?;
+        let half_rot = [(hp.rope.n_rot / 2) as u64];
+        let rope_freqs = b.opt_plain(W::RopeFreqs, None, &half_rot)?;
+        // (llama.cpp binds them for Phi-3 whatever the scaling type, and refuses them in files
+        // of other architectures unless it is LongRoPE)
+        let rope_long = b.opt_plain(W::RopeFactorsLong, None, &half_rot)?;
+        let rope_short = b.opt_plain(W::RopeFactorsShort, None, &half_rot)?;
+        let layers = (0..hp.n_layer)
+            .map(|il| arch.layer(&mut b, &hp, il))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Parts {
+            b,
+            arch,
+            hp,
+            tok_embd,
+            output_norm,
+            output,
+            output_b,
+            rope_freqs,
+            rope_long,
+            rope_short,
+            layers,
+            offload,
+        })
+    }
 }
 
 /// Open and validate a GGUF file through a read-only memory map; `mlock` pins its pages in RAM.
@@ -115,6 +222,9 @@ pub struct Model {
     pub output_b: Option<TensorHandle>,
     /// (n_rot / 2), llama3-style RoPE frequency factors
     pub rope_freqs: Option<TensorHandle>,
+    /// (n_rot / 2) each, LongRoPE's factors beyond and within the original context (Phi-3)
+    pub rope_long: Option<TensorHandle>,
+    pub rope_short: Option<TensorHandle>,
     pub layers: Vec<Layer>,
     /// Which layers run on a GPU (their weights and KV cache are there).
     pub offload: Offload,
@@ -141,31 +251,20 @@ impl Model {
 
     /// Load a model from an opened GGUF file.
     pub fn load(file: Arc<GgufFile>, opts: LoadOptions) -> Result<Model, LoadError> {
-        let arch_name = file.get_str("general.architecture")?.to_string();
-        let arch = Arch::from_name(&arch_name).ok_or_else(|| LoadError::UnsupportedArch {
-            found: arch_name.clone(),
-            supported: Arch::ALL
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
-        let hp = arch.hparams(&file)?;
-        agree::check_vocab(&file, &arch_name)?;
-        let offload = Offload::plan(opts.n_gpu_layers, opts.main_gpu, hp.n_layer)?;
-        let mut b = weights::Binder::new(&file, opts, &offload)?;
-        let (e, v) = (hp.n_embd as u64, hp.n_vocab as u64);
-        let tok_embd = b.plain(W::TokenEmbd, None, &[e, v])?;
-        let output_norm = b.plain(W::OutputNorm, None, &[e])?;
-        let output = match b.opt_matrix(W::Output, None, &[e, v])? {
-            Some(o) => o,
-            None => b.tied_output(W::TokenEmbd, &[e, v])?,
-        };
-        let output_b = b.opt_bias(W::Output, None, &[v])?;
-        let rope_freqs = b.opt_plain(W::RopeFreqs, None, &[(hp.rope.n_rot / 2) as u64])?;
-        let layers = (0..hp.n_layer)
-            .map(|il| arch.layer(&mut b, &hp, il))
-            .collect::<Result<Vec<_>, _>>()?;
+        let Parts {
+            b,
+            arch,
+            hp,
+            tok_embd,
+            output_norm,
+            output,
+            output_b,
+            rope_freqs,
+            rope_long,
+            rope_short,
+            layers,
+            offload,
+        } = Parts::bind(&file, opts)?;
         let weights = b.finish(file.clone())?;
         Ok(Model {
             arch,
@@ -177,9 +276,21 @@ impl Model {
             output,
             output_b,
             rope_freqs,
+            rope_long,
+            rope_short,
             layers,
             offload,
         })
+    }
+
+    /// Whether Ember can run this file: everything [`Model::load`] checks (architecture,
+    /// metadata, vocabulary, every tensor's name and shape), without allocating the weights.
+    pub fn check(file: &GgufFile) -> Result<Arch, LoadError> {
+        let opts = LoadOptions {
+            repack: false,
+            ..LoadOptions::default()
+        };
+        Ok(Parts::bind(file, opts)?.arch)
     }
 
     /// A context with room for one forward graph of this model over `n_seq` sequences and its

@@ -7,7 +7,10 @@ pub enum W {
     OutputNorm,
     Output,
     RopeFreqs,
+    RopeFactorsLong,
+    RopeFactorsShort,
     AttnNorm,
+    AttnQkv,
     AttnQ,
     AttnK,
     AttnV,
@@ -20,6 +23,10 @@ pub enum W {
     FfnUp,
     FfnDown,
     FfnPostNorm,
+    FfnGateInp,
+    FfnGateExps,
+    FfnUpExps,
+    FfnDownExps,
 }
 
 impl W {
@@ -29,7 +36,10 @@ impl W {
             W::OutputNorm => "output_norm",
             W::Output => "output",
             W::RopeFreqs => "rope_freqs",
+            W::RopeFactorsLong => "rope_factors_long",
+            W::RopeFactorsShort => "rope_factors_short",
             W::AttnNorm => "attn_norm",
+            W::AttnQkv => "attn_qkv",
             W::AttnQ => "attn_q",
             W::AttnK => "attn_k",
             W::AttnV => "attn_v",
@@ -42,6 +52,10 @@ impl W {
             W::FfnUp => "ffn_up",
             W::FfnDown => "ffn_down",
             W::FfnPostNorm => "post_ffw_norm",
+            W::FfnGateInp => "ffn_gate_inp",
+            W::FfnGateExps => "ffn_gate_exps",
+            W::FfnUpExps => "ffn_up_exps",
+            W::FfnDownExps => "ffn_down_exps",
         }
     }
 

@@ -234,7 +234,9 @@ impl<'f> Binder<'f> {
             (_, Some(il)) => self.offload.layer_on_gpu(il),
             (W::TokenEmbd, None) => false,
             // Read by every layer's RoPE: where the layers are.
-            (W::RopeFreqs, None) => self.offload.n_gpu_layers > 0,
+            (W::RopeFreqs | W::RopeFactorsLong | W::RopeFactorsShort, None) => {
+                self.offload.n_gpu_layers > 0
+            }
             (_, None) => self.offload.output,
         }
     }
@@ -244,9 +246,10 @@ impl<'f> Binder<'f> {
         name: &str,
         on_gpu: bool,
         shape: &[u64],
-        matmul: bool,
+        usage: Usage,
         required: bool,
     ) -> Result<Option<TensorHandle>, WeightError> {
+        let matmul = usage == Usage::Matrix;
         // A tensor bound twice in the same memory (tied embeddings) is the same ggml tensor;
         // tied embeddings whose output layer is on the GPU get a second copy there, as in
         // llama.cpp.
@@ -280,12 +283,16 @@ impl<'f> Binder<'f> {
             ty: info.ggml_type.name().into(),
         })?;
         let ne: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let repack_ctx = match &self.repack {
-            Some((ctx, buft))
-                if !on_gpu
-                    && matmul
-                    && ne.len() == 2
-                    && buft.cpu_supports_mul_mat(ty, ne[0], ne[1]) =>
+        // Repacked where ggml's CPU backend would run the product on the repacked layout, as
+        // llama.cpp decides (experts: for their per-expert product).
+        let repack_ctx = match (&self.repack, usage, ne.as_slice()) {
+            (Some((ctx, buft)), Usage::Matrix, &[ne0, ne1])
+                if !on_gpu && buft.cpu_supports_mul_mat(ty, ne0, ne1) =>
+            {
+                Some(ctx)
+            }
+            (Some((ctx, buft)), Usage::Experts { n_used }, &[ne0, ne1, ne2])
+                if !on_gpu && buft.cpu_supports_mul_mat_id(ty, [ne0, ne1, ne2], n_used) =>
             {
                 Some(ctx)
             }
@@ -308,7 +315,25 @@ impl<'f> Binder<'f> {
     pub fn tied_output(&mut self, w: W, shape: &[u64]) -> Result<TensorHandle, WeightError> {
         let on_gpu = self.gpu.is_some() && self.offload.output;
         Ok(self
-            .bind(&w.name(None, "weight"), on_gpu, shape, true, true)?
+            .bind(&w.name(None, "weight"), on_gpu, shape, Usage::Matrix, true)?
+            .expect("required"))
+    }
+
+    /// A required stack of expert matrices `[k, m, n_expert]` (the left operand of
+    /// mul_mat_id; `n_used` experts per token).
+    pub fn experts(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+        n_used: u32,
+    ) -> Result<TensorHandle, WeightError> {
+        let g = self.on_gpu(w, layer);
+        let usage = Usage::Experts {
+            n_used: n_used as i64,
+        };
+        Ok(self
+            .bind(&w.name(layer, "weight"), g, shape, usage, true)?
             .expect("required"))
     }
 
@@ -321,7 +346,7 @@ impl<'f> Binder<'f> {
     ) -> Result<TensorHandle, WeightError> {
         let g = self.on_gpu(w, layer);
         Ok(self
-            .bind(&w.name(layer, "weight"), g, shape, false, true)?
+            .bind(&w.name(layer, "weight"), g, shape, Usage::Plain, true)?
             .expect("required"))
     }
 
@@ -334,7 +359,7 @@ impl<'f> Binder<'f> {
     ) -> Result<TensorHandle, WeightError> {
         let g = self.on_gpu(w, layer);
         Ok(self
-            .bind(&w.name(layer, "weight"), g, shape, true, true)?
+            .bind(&w.name(layer, "weight"), g, shape, Usage::Matrix, true)?
             .expect("required"))
     }
 
@@ -345,7 +370,7 @@ impl<'f> Binder<'f> {
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
         let g = self.on_gpu(w, layer);
-        self.bind(&w.name(layer, "weight"), g, shape, true, false)
+        self.bind(&w.name(layer, "weight"), g, shape, Usage::Matrix, false)
     }
 
     pub fn opt_plain(
@@ -355,7 +380,7 @@ impl<'f> Binder<'f> {
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
         let g = self.on_gpu(w, layer);
-        self.bind(&w.name(layer, "weight"), g, shape, false, false)
+        self.bind(&w.name(layer, "weight"), g, shape, Usage::Plain, false)
     }
 
     pub fn opt_bias(
@@ -365,7 +390,7 @@ impl<'f> Binder<'f> {
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
         let g = self.on_gpu(w, layer);
-        self.bind(&w.name(layer, "bias"), g, shape, false, false)
+        self.bind(&w.name(layer, "bias"), g, shape, Usage::Plain, false)
     }
 
     /// Allocate and fill every bound tensor.
@@ -443,6 +468,17 @@ impl<'f> Binder<'f> {
         }
         Ok(ws)
     }
+}
+
+/// What a bound tensor is used for (decides whether it may be repacked and gets a route).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Usage {
+    /// element-wise, get_rows
+    Plain,
+    /// the left operand of mul_mat (routed: `crate::ggml::kernels`)
+    Matrix,
+    /// the experts of mul_mat_id, `n_used` per token (always ggml's product)
+    Experts { n_used: i64 },
 }
 
 impl AsRef<[u8]> for GgufFile {

@@ -150,6 +150,45 @@ fn info_prints_metadata_and_json() {
     );
 }
 
+/// `ember info` says whether Ember runs a file, and why not; `--help` lists the architectures.
+#[test]
+fn info_says_whether_ember_runs_the_file() {
+    for arch in common::TinyArch::ALL {
+        let (_d, p) = common::tiny_model_of(12, arch);
+        let o = ember(&["info", p.to_str().unwrap()]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains("Ember runs this file"),
+            "{arch:?}: {}",
+            show(&o)
+        );
+        let o = ember(&["info", p.to_str().unwrap(), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["ember_runs"], true, "{arch:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("other.gguf");
+    let mut w = common::tiny_writer(12, common::TinyArch::Llama);
+    w.add(
+        "general.architecture",
+        ember::gguf::Value::String("rwkv7".into()),
+    );
+    w.write(&p).unwrap();
+    let o = ember(&["info", p.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["ember_runs"], false);
+    let why = v["ember_runs_error"].as_str().unwrap();
+    assert!(
+        why.contains("unsupported architecture 'rwkv7'") && why.contains("qwen3moe"),
+        "{why}"
+    );
+    let help = String::from_utf8_lossy(&ember(&["--help"]).stdout).into_owned();
+    for a in ember::model::Arch::all() {
+        assert!(help.contains(a.name()), "--help lacks {}", a.name());
+    }
+}
+
 #[test]
 fn perplexity_writes_and_reads_saved_logits() {
     let (d, p) = common::tiny_model(13);

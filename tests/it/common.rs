@@ -97,25 +97,65 @@ pub enum TinyArch {
     Llama,
     /// Q/K/V biases, split-half RoPE.
     Qwen2,
+    /// Per-head Q/K norms, heads twice as wide as n_embd / n_head.
+    Qwen3,
+    /// Qwen3 with a mixture of 4 experts, 2 per token.
+    Qwen3Moe,
     /// Q/K norms, post norms, tied output, sliding window `window` on every other layer.
     Gemma3 {
         window: u32,
     },
+    /// Post norms, tied output, soft-capped attention and logits, sliding window `window` on
+    /// every other layer.
+    Gemma2 {
+        window: u32,
+    },
+    /// Fused gate+up matrices; fused QKV too, or the same weights as separate Q, K and V.
+    Phi3 {
+        fused_qkv: bool,
+    },
+    Mistral3,
+    /// Four layers, the last without RoPE.
+    Smollm3,
+    /// No pre-norms; Q/K norms over the whole projection; post norms.
+    Olmo2,
+    /// Embedding, attention, residual and logit scales.
+    Granite,
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 3] = [
+    pub const ALL: [TinyArch; 11] = [
         TinyArch::Llama,
         TinyArch::Qwen2,
+        TinyArch::Qwen3,
+        TinyArch::Qwen3Moe,
         TinyArch::Gemma3 { window: 4 },
+        TinyArch::Gemma2 { window: 4 },
+        TinyArch::Phi3 { fused_qkv: true },
+        TinyArch::Mistral3,
+        TinyArch::Smollm3,
+        TinyArch::Olmo2,
+        TinyArch::Granite,
     ];
 
     fn name(self) -> &'static str {
         match self {
             TinyArch::Llama => "llama",
             TinyArch::Qwen2 => "qwen2",
+            TinyArch::Qwen3 => "qwen3",
+            TinyArch::Qwen3Moe => "qwen3moe",
             TinyArch::Gemma3 { .. } => "gemma3",
+            TinyArch::Gemma2 { .. } => "gemma2",
+            TinyArch::Phi3 { .. } => "phi3",
+            TinyArch::Mistral3 => "mistral3",
+            TinyArch::Smollm3 => "smollm3",
+            TinyArch::Olmo2 => "olmo2",
+            TinyArch::Granite => "granite",
         }
+    }
+
+    fn gemma(self) -> bool {
+        matches!(self, TinyArch::Gemma3 { .. } | TinyArch::Gemma2 { .. })
     }
 }
 
@@ -166,7 +206,6 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
     w.add("general.name", s("tiny-test"));
     w.add(&format!("{a}.context_length"), Value::U32(t.ctx));
     w.add(&format!("{a}.embedding_length"), u(t.n_embd));
-    w.add(&format!("{a}.block_count"), u(t.n_layer));
     w.add(&format!("{a}.feed_forward_length"), u(t.n_ff));
     w.add(&format!("{a}.attention.head_count"), u(t.n_head));
     w.add(&format!("{a}.attention.head_count_kv"), u(t.n_head_kv));
@@ -175,12 +214,49 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
         Value::F32(1e-5),
     );
     w.add(&format!("{a}.rope.freq_base"), Value::F32(10000.0));
-    if let TinyArch::Gemma3 { window } = arch {
-        w.add(&format!("{a}.attention.sliding_window"), Value::U32(window));
-        w.add(
-            &format!("{a}.attention.sliding_window_pattern"),
-            Value::U32(2),
-        );
+    let n_layer = if arch == TinyArch::Smollm3 {
+        t.n_layer.max(4)
+    } else {
+        t.n_layer
+    };
+    w.add(&format!("{a}.block_count"), u(n_layer));
+    let (e, v, ff) = (t.n_embd, t.n_vocab, t.n_ff);
+    // Qwen3's heads are wider than n_embd / n_head.
+    let qwen3 = matches!(arch, TinyArch::Qwen3 | TinyArch::Qwen3Moe);
+    let hd = if qwen3 {
+        2 * e / t.n_head
+    } else {
+        e / t.n_head
+    };
+    let n_expert = if arch == TinyArch::Qwen3Moe { 4 } else { 0 };
+    if n_expert > 0 {
+        w.add(&format!("{a}.expert_count"), u(n_expert));
+        w.add(&format!("{a}.expert_used_count"), u(2));
+        w.add(&format!("{a}.expert_feed_forward_length"), u(ff / 2));
+    }
+    if qwen3 {
+        w.add(&format!("{a}.attention.key_length"), u(hd));
+        w.add(&format!("{a}.attention.value_length"), u(hd));
+    }
+    match arch {
+        TinyArch::Gemma3 { window } | TinyArch::Gemma2 { window } => {
+            w.add(&format!("{a}.attention.sliding_window"), Value::U32(window));
+            w.add(
+                &format!("{a}.attention.sliding_window_pattern"),
+                Value::U32(2),
+            );
+        }
+        TinyArch::Granite => {
+            for (k, x) in [
+                ("logit_scale", 2.0),
+                ("residual_scale", 0.5),
+                ("embedding_scale", 2.0),
+                ("attention.scale", 0.125),
+            ] {
+                w.add(&format!("{a}.{k}"), Value::F32(x));
+            }
+        }
+        _ => {}
     }
     add_tiny_vocab(&mut w, false);
 
@@ -190,44 +266,65 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
         let v: Vec<f32> = (0..n).map(|_| offset + rng.next(scale)).collect();
         w.add_tensor(name, GgmlType::F32, dims, f32_bytes(&v));
     };
-    let (e, v, ff) = (t.n_embd, t.n_vocab, t.n_ff);
-    let hd = e / t.n_head;
-    let gemma = matches!(arch, TinyArch::Gemma3 { .. });
+    let gemma = arch.gemma();
+    let (q, kv) = (hd * t.n_head, hd * t.n_head_kv);
     // Gemma scales embeddings up by √n_embd: keep its inputs at unit scale after that.
     let embd_scale = if gemma { 1.0 / (e as f32).sqrt() } else { 1.0 };
     f32_t(&mut w, "token_embd.weight", &[e, v], embd_scale, 0.0);
     f32_t(&mut w, "output_norm.weight", &[e], 0.1, 1.0);
     let mut mats = Vec::new();
-    for il in 0..t.n_layer {
-        f32_t(
-            &mut w,
-            &format!("blk.{il}.attn_norm.weight"),
-            &[e],
-            0.1,
-            1.0,
-        );
-        f32_t(&mut w, &format!("blk.{il}.ffn_norm.weight"), &[e], 0.1, 1.0);
+    for il in 0..n_layer {
+        let mut norm = |w: &mut GgufWriter, n: &str, d: u64| {
+            f32_t(w, &format!("blk.{il}.{n}.weight"), &[d], 0.1, 1.0)
+        };
+        if arch != TinyArch::Olmo2 {
+            norm(&mut w, "attn_norm", e);
+            norm(&mut w, "ffn_norm", e);
+        }
+        match arch {
+            TinyArch::Qwen3 | TinyArch::Qwen3Moe | TinyArch::Gemma3 { .. } => {
+                norm(&mut w, "attn_q_norm", hd);
+                norm(&mut w, "attn_k_norm", hd);
+            }
+            TinyArch::Olmo2 => {
+                norm(&mut w, "attn_q_norm", q);
+                norm(&mut w, "attn_k_norm", kv);
+            }
+            _ => {}
+        }
+        if gemma || arch == TinyArch::Olmo2 {
+            norm(&mut w, "post_attention_norm", e);
+            norm(&mut w, "post_ffw_norm", e);
+        }
         if arch == TinyArch::Qwen2 {
-            let kv = hd * t.n_head_kv;
-            for (n, d) in [("attn_q", e), ("attn_k", kv), ("attn_v", kv)] {
+            for (n, d) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)] {
                 f32_t(&mut w, &format!("blk.{il}.{n}.bias"), &[d], 0.5, 0.0);
             }
         }
-        if gemma {
-            for n in ["attn_q_norm", "attn_k_norm"] {
-                f32_t(&mut w, &format!("blk.{il}.{n}.weight"), &[hd], 0.1, 1.0);
-            }
-            for n in ["post_attention_norm", "post_ffw_norm"] {
-                f32_t(&mut w, &format!("blk.{il}.{n}.weight"), &[e], 0.1, 1.0);
-            }
+        let blk = |n: &str| format!("blk.{il}.{n}.weight");
+        let phi3 = matches!(arch, TinyArch::Phi3 { .. });
+        if phi3 {
+            mats.push((blk("attn_qkv"), vec![e, q + 2 * kv]));
+            mats.push((blk("ffn_up"), vec![e, 2 * ff]));
+        } else {
+            mats.push((blk("attn_q"), vec![e, q]));
+            mats.push((blk("attn_k"), vec![e, kv]));
+            mats.push((blk("attn_v"), vec![e, kv]));
         }
-        mats.push((format!("blk.{il}.attn_q.weight"), vec![e, e]));
-        mats.push((format!("blk.{il}.attn_k.weight"), vec![e, hd * t.n_head_kv]));
-        mats.push((format!("blk.{il}.attn_v.weight"), vec![e, hd * t.n_head_kv]));
-        mats.push((format!("blk.{il}.attn_output.weight"), vec![e, e]));
-        mats.push((format!("blk.{il}.ffn_gate.weight"), vec![e, ff]));
-        mats.push((format!("blk.{il}.ffn_up.weight"), vec![e, ff]));
-        mats.push((format!("blk.{il}.ffn_down.weight"), vec![ff, e]));
+        mats.push((blk("attn_output"), vec![q, e]));
+        if n_expert > 0 {
+            let ffe = ff / 2;
+            mats.push((blk("ffn_gate_inp"), vec![e, n_expert]));
+            mats.push((blk("ffn_gate_exps"), vec![e, ffe, n_expert]));
+            mats.push((blk("ffn_up_exps"), vec![e, ffe, n_expert]));
+            mats.push((blk("ffn_down_exps"), vec![ffe, e, n_expert]));
+        } else {
+            if !phi3 {
+                mats.push((blk("ffn_gate"), vec![e, ff]));
+                mats.push((blk("ffn_up"), vec![e, ff]));
+            }
+            mats.push((blk("ffn_down"), vec![ff, e]));
+        }
     }
     if !gemma {
         mats.push(("output.weight".into(), vec![e, v]));
@@ -240,6 +337,18 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             GgmlType::Q8_0 => q8_0_bytes(&v),
             _ => v.iter().flat_map(|&x| f16_bits(x).to_le_bytes()).collect(),
         };
+        if arch == (TinyArch::Phi3 { fused_qkv: false }) && name.ends_with("attn_qkv.weight") {
+            // The same rows as separate Q, K and V matrices.
+            let row = bytes.len() / dims[1] as usize;
+            let mut at = 0;
+            for (part, rows) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)] {
+                let n = rows as usize * row;
+                let name = name.replace("attn_qkv", part);
+                w.add_tensor(&name, mat_type, &[e, rows], bytes[at..at + n].to_vec());
+                at += n;
+            }
+            continue;
+        }
         w.add_tensor(&name, mat_type, &dims, bytes);
     }
     w

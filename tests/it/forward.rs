@@ -144,6 +144,26 @@ fn flash_attention_and_plain_attention_agree() {
     }
 }
 
+/// A fused QKV projection (Phi-3 files) computes what the same rows as three matrices do, with
+/// and without flash attention (a regression test for the views into the fused projection).
+#[test]
+fn fused_qkv_gives_the_logits_of_separate_projections() {
+    let (_d, fused) = common::tiny_model_of(4, common::TinyArch::Phi3 { fused_qkv: true });
+    let (_e, split) = common::tiny_model_of(4, common::TinyArch::Phi3 { fused_qkv: false });
+    let (fused, split) = (load(&fused), load(&split));
+    for fa in [true, false] {
+        let a = session(&fused, fa, 512)
+            .eval(&TOKENS, Want::All)
+            .unwrap()
+            .to_vec();
+        let b = session(&split, fa, 512)
+            .eval(&TOKENS, Want::All)
+            .unwrap()
+            .to_vec();
+        assert!(a == b, "flash_attn={fa}: max |Δlogit| {}", max_diff(&a, &b));
+    }
+}
+
 /// Local layers see only the last `window` positions: up to the window a Gemma 3 model with
 /// window 4 computes what the same weights with an unbounded window compute, and after it not.
 #[test]

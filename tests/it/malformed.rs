@@ -380,6 +380,30 @@ fn cases() -> Vec<Case> {
         Model,
     );
     case(
+        "zero soft-capping",
+        written(TinyArch::Gemma2 { window: 4 }, |w| {
+            w.add("gemma2.attn_logit_softcapping", Value::F32(0.0));
+        }),
+        &["gemma2.attn_logit_softcapping", "non-zero"],
+        Model,
+    );
+    case(
+        "zero logit scale",
+        written(TinyArch::Granite, |w| {
+            w.add("granite.logit_scale", Value::F32(0.0));
+        }),
+        &["granite.logit_scale", "non-zero"],
+        Model,
+    );
+    case(
+        "more experts used than there are",
+        written(TinyArch::Qwen3Moe, |w| {
+            w.add("qwen3moe.expert_used_count", u32v(5));
+        }),
+        &["qwen3moe.expert_used_count", "5 (of 4)"],
+        Model,
+    );
+    case(
         "absurd block count",
         written(TinyArch::Gemma3 { window: 4 }, |w| {
             w.add("gemma3.block_count", u32v(u32::MAX));

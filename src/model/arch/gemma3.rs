@@ -31,11 +31,19 @@ pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
 /// Bind one layer's tensors: llama's, plus the per-head Q/K norms and the post norms. As in
 /// llama.cpp, optional Q/K/V biases are used and an output bias is not.
 pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
-    let (e, hd, l) = (hp.n_embd as u64, hp.head_dim_k as u64, Some(il));
+    let (hd, l) = (hp.head_dim_k as u64, Some(il));
     Ok(Layer {
         bo: None,
         q_norm: Some(b.plain(W::AttnQNorm, l, &[hd])?),
         k_norm: Some(b.plain(W::AttnKNorm, l, &[hd])?),
+        ..post_normed(b, hp, il)?
+    })
+}
+
+/// The dense block with norms after attention and feed-forward too (Gemma 2 and 3).
+pub fn post_normed(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
+    let (e, l) = (hp.n_embd as u64, Some(il));
+    Ok(Layer {
         attn_post_norm: Some(b.plain(W::AttnPostNorm, l, &[e])?),
         ffn_post_norm: Some(b.plain(W::FfnPostNorm, l, &[e])?),
         ..llama::layer(b, hp, il)?
@@ -46,24 +54,18 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
 pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let m = b.model;
     let hp = &m.hp;
-    let (hd, nh, nkv, nt) = (
-        hp.head_dim_k as i64,
-        hp.n_head as i64,
-        hp.n_head_kv as i64,
-        b.n_tokens,
-    );
     let norm = |l: Option<crate::ggml::TensorHandle>| l.expect("gemma3 layers have all norms");
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
         let c = b.ctx;
-        let cur = b.rms_norm(x, l.attn_norm, Some(il));
+        let cur = b.rms_norm(x, norm(l.attn_norm), Some(il));
         let cur = b.name(cur, "attn_norm", Some(il));
-        let q = c.reshape(b.linear(l.wq, l.bq, cur), &[hd, nh, nt]);
-        let k = c.reshape(b.linear(l.wk, l.bk, cur), &[hd, nkv, nt]);
-        let v = c.reshape(b.linear(l.wv, l.bv, cur), &[hp.head_dim_v as i64, nkv, nt]);
-        let q = b.rms_norm(q, norm(l.q_norm), Some(il));
+        let (mut q, mut k, v) = b.qkv(l, cur);
+        if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
+            q = b.rms_norm(q, qn, Some(il));
+            k = b.rms_norm(k, kn, Some(il));
+        }
         let q = b.name(b.rope(q, il), "Qcur", Some(il));
-        let k = b.rms_norm(k, norm(l.k_norm), Some(il));
         let k = b.name(b.rope(k, il), "Kcur", Some(il));
         let v = b.name(v, "Vcur", Some(il));
         let q = c.scale(q, hp.attn_scale);
@@ -77,7 +79,7 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
         let cur = b.rms_norm(cur, norm(l.attn_post_norm), Some(il));
         let sa_out = b.name(c.add(cur, residual), "sa_out", Some(il));
         let cur = b.rms_norm(sa_out, norm(l.ffn_norm), Some(il));
-        let cur = b.ffn_gated(cur, l.ffn_gate, l.ffn_up, l.ffn_down, FfnAct::Gelu);
+        let cur = b.ffn(&l.ffn, cur, FfnAct::Gelu);
         let cur = b.rms_norm(cur, norm(l.ffn_post_norm), Some(il));
         x = b.name(c.add(cur, sa_out), "l_out", Some(il));
     }

@@ -6,9 +6,10 @@ use crate::ggml::Tensor;
 use crate::gguf::GgufFile;
 use crate::model::hparams::{self, Hparams, HparamsError, RopeType};
 use crate::model::layers::{Builder, FfnAct};
-use crate::model::names::W;
 use crate::model::weights::{Binder, WeightError};
 use crate::model::Layer;
+
+use super::bind;
 
 pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
     hparams::read(f, "llama", RopeType::Normal)
@@ -16,56 +17,37 @@ pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
 
 /// Bind one layer's tensors (the shapes llama.cpp expects).
 pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
-    let (e, q, kv, ff) = (
-        hp.n_embd as u64,
-        (hp.head_dim_k * hp.n_head) as u64,
-        hp.n_embd_k_gqa() as u64,
-        hp.n_ff as u64,
-    );
-    let l = Some(il);
-    Ok(Layer {
-        attn_norm: b.plain(W::AttnNorm, l, &[e])?,
-        wq: b.matrix(W::AttnQ, l, &[e, q])?,
-        wk: b.matrix(W::AttnK, l, &[e, kv])?,
-        wv: b.matrix(W::AttnV, l, &[e, hp.n_embd_v_gqa() as u64])?,
-        wo: b.matrix(W::AttnOut, l, &[(hp.head_dim_v * hp.n_head) as u64, e])?,
-        bq: b.opt_bias(W::AttnQ, l, &[q])?,
-        bk: b.opt_bias(W::AttnK, l, &[kv])?,
-        bv: b.opt_bias(W::AttnV, l, &[hp.n_embd_v_gqa() as u64])?,
-        bo: b.opt_bias(W::AttnOut, l, &[e])?,
-        ffn_norm: Some(b.plain(W::FfnNorm, l, &[e])?),
-        ffn_gate: b.matrix(W::FfnGate, l, &[e, ff])?,
-        ffn_up: b.matrix(W::FfnUp, l, &[e, ff])?,
-        ffn_down: b.matrix(W::FfnDown, l, &[ff, e])?,
-        q_norm: None,
-        k_norm: None,
-        attn_post_norm: None,
-        ffn_post_norm: None,
-    })
+    bind::dense(b, hp, il)
 }
 
-/// The forward graph; returns the logits of the selected rows.
+/// The forward graph; returns the logits of the selected rows. Shared by the llama-like
+/// families, each option taken from the model: per-head Q/K norms when the layers have them
+/// (qwen3), layers without RoPE (smollm3), the attention scale, a residual scale (granite).
 pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let m = b.model;
     let hp = &m.hp;
-    let (hd, nh, nkv, nt) = (
-        hp.head_dim_k as i64,
-        hp.n_head as i64,
-        hp.n_head_kv as i64,
-        b.n_tokens,
-    );
     let kq_scale = hp.attn_scale;
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
         let c = b.ctx;
         let mut residual = x;
-        let cur = b.rms_norm(x, l.attn_norm, Some(il));
+        let cur = b.rms_norm(
+            x,
+            l.attn_norm.expect("llama layers have attn_norm"),
+            Some(il),
+        );
         let cur = b.name(cur, "attn_norm", Some(il));
-        let q = c.reshape(b.linear(l.wq, l.bq, cur), &[hd, nh, nt]);
-        let k = c.reshape(b.linear(l.wk, l.bk, cur), &[hd, nkv, nt]);
-        let v = c.reshape(b.linear(l.wv, l.bv, cur), &[hp.head_dim_v as i64, nkv, nt]);
-        let q = b.name(b.rope(q, il), "Qcur", Some(il));
-        let k = b.name(b.rope(k, il), "Kcur", Some(il));
+        let (mut q, mut k, v) = b.qkv(l, cur);
+        if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
+            q = b.name(b.rms_norm(q, qn, Some(il)), "Qcur_normed", Some(il));
+            k = b.name(b.rms_norm(k, kn, Some(il)), "Kcur_normed", Some(il));
+        }
+        if hp.uses_rope(il) {
+            q = b.rope(q, il);
+            k = b.rope(k, il);
+        }
+        let q = b.name(q, "Qcur", Some(il));
+        let k = b.name(k, "Kcur", Some(il));
         let v = b.name(v, "Vcur", Some(il));
         let att = b.attention(il, q, k, v, kq_scale);
         let mut cur = b.linear(l.wo, l.bo, att);
@@ -73,13 +55,19 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
             cur = b.select_outputs(cur);
             residual = b.select_outputs(residual);
         }
+        if let Some(s) = hp.residual_scale {
+            cur = c.scale(cur, s);
+        }
         let ffn_inp = b.name(c.add(cur, residual), "ffn_inp", Some(il));
         let cur = b.rms_norm(
             ffn_inp,
             l.ffn_norm.expect("llama layers have ffn_norm"),
             Some(il),
         );
-        let cur = b.ffn_gated(cur, l.ffn_gate, l.ffn_up, l.ffn_down, FfnAct::Silu);
+        let mut cur = b.ffn(&l.ffn, cur, FfnAct::Silu);
+        if let Some(s) = hp.residual_scale {
+            cur = c.scale(cur, s);
+        }
         x = b.name(c.add(cur, ffn_inp), "l_out", Some(il));
     }
     b.logits(x)

@@ -11,15 +11,28 @@
 //!    `build(&mut Builder)` making the forward graph from `Builder`'s norm / rope / attention /
 //!    ffn pieces in llama.cpp's order (a llama-like model may simply reuse `llama::build`, as
 //!    `qwen2` does);
-//! 3. add a variant to [`Arch`] and its three match arms below (the compiler lists them), and a
-//!    tiny model of it to `tests/common` (`TinyArch`) so the forward tests cover it;
-//! 4. check it against llama.cpp: `ember perplexity --kl-divergence` on a real model (KLD should
-//!    be ~0); if it is not, `EMBER_DEBUG_TENSORS=1` prints every node like llama.cpp's
+//! 3. add a variant to [`Arch`], its row in [`Arch::TABLE`] (name, models, how it was verified:
+//!    `--help` and the README's table are made from it) and its three match arms below (the
+//!    compiler lists them), and a tiny model of it to `tests/common` (`TinyArch`) so the
+//!    forward tests cover it;
+//! 4. check it against llama.cpp: `ember perplexity --kl-divergence` on a real model, or on a
+//!    random-weight one that llama.cpp builds (`scripts/arch-check`, over
+//!    `../shared/tools/synth-model.sh`; add the new shapes to its table): the KLD should be
+//!    ~0; if it is not, `EMBER_DEBUG_TENSORS=1` prints every node like llama.cpp's
 //!    `llama-eval-callback` does, and the first node whose values differ is the bug.
 
+mod bind;
+pub mod gemma2;
 pub mod gemma3;
+pub mod granite;
 pub mod llama;
+pub mod mistral3;
+pub mod olmo2;
+pub mod phi3;
 pub mod qwen2;
+pub mod qwen3;
+pub mod qwen3moe;
+pub mod smollm3;
 
 use crate::ggml::Tensor;
 use crate::gguf::GgufFile;
@@ -34,29 +47,174 @@ use super::Layer;
 pub enum Arch {
     Llama,
     Qwen2,
+    Qwen3,
+    Qwen3Moe,
+    Gemma2,
     Gemma3,
+    Phi3,
+    Mistral3,
+    Smollm3,
+    Olmo2,
+    Granite,
 }
 
+/// One row of the supported-architecture table.
+pub struct ArchRow {
+    pub arch: Arch,
+    /// `general.architecture` in the GGUF file
+    pub name: &'static str,
+    /// the model families that use it
+    pub models: &'static str,
+    /// how Ember's logits were checked against llama.cpp's
+    pub verified: &'static str,
+    /// what is known of its chat templates in Ember
+    pub chat: &'static str,
+}
+
+const REAL: &str = "real model, KLD 0";
+const SYNTH: &str = "synthesized models (llama.cpp's random weights), KLD 0";
+const CHAT_TESTED: &str = "the file's Jinja, tested";
+const CHAT_UNTESTED: &str = "the file's Jinja, not tested yet";
+
 impl Arch {
-    pub const ALL: &'static [Arch] = &[Arch::Llama, Arch::Qwen2, Arch::Gemma3];
+    /// The supported architectures: `--help`, `ember info` and the README's table come from
+    /// here.
+    pub const TABLE: &'static [ArchRow] = &[
+        ArchRow {
+            arch: Arch::Llama,
+            name: "llama",
+            models: "Llama 1-3, SmolLM 1/2, Mistral 7B; Mixtral-style experts (`ffn_*_exps`)",
+            verified: "real model, KLD 0; experts: synthesized models, KLD 0",
+            chat: CHAT_TESTED,
+        },
+        ArchRow {
+            arch: Arch::Qwen2,
+            name: "qwen2",
+            models: "Qwen2, Qwen2.5",
+            verified: REAL,
+            chat: CHAT_TESTED,
+        },
+        ArchRow {
+            arch: Arch::Qwen3,
+            name: "qwen3",
+            models: "Qwen3 (dense)",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+        ArchRow {
+            arch: Arch::Qwen3Moe,
+            name: "qwen3moe",
+            models: "Qwen3 mixture of experts (30B-A3B, 235B-A22B)",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+        ArchRow {
+            arch: Arch::Gemma2,
+            name: "gemma2",
+            models: "Gemma 2",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+        ArchRow {
+            arch: Arch::Gemma3,
+            name: "gemma3",
+            models: "Gemma 3 (text)",
+            verified: REAL,
+            chat: "built-in `gemma` (our 270M file has no template)",
+        },
+        ArchRow {
+            arch: Arch::Phi3,
+            name: "phi3",
+            models: "Phi-3, Phi-3.5, Phi-4-mini",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+        ArchRow {
+            arch: Arch::Mistral3,
+            name: "mistral3",
+            models: "Ministral 3, Mistral Small 3.x (text)",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+        ArchRow {
+            arch: Arch::Smollm3,
+            name: "smollm3",
+            models: "SmolLM3",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+        ArchRow {
+            arch: Arch::Olmo2,
+            name: "olmo2",
+            models: "OLMo 2, OLMo 3",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+        ArchRow {
+            arch: Arch::Granite,
+            name: "granite",
+            models: "Granite 3.x (dense)",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
+    ];
+
+    fn row(self) -> &'static ArchRow {
+        Arch::TABLE
+            .iter()
+            .find(|r| r.arch == self)
+            .expect("every architecture has a row in Arch::TABLE")
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Gemma3 => "gemma3",
-        }
+        self.row().name
+    }
+
+    pub fn all() -> impl Iterator<Item = Arch> {
+        Arch::TABLE.iter().map(|r| r.arch)
     }
 
     pub fn from_name(name: &str) -> Option<Arch> {
-        Arch::ALL.iter().copied().find(|a| a.name() == name)
+        Arch::TABLE.iter().find(|r| r.name == name).map(|r| r.arch)
+    }
+
+    /// The architecture names, comma-separated (for error messages and `--help`).
+    pub fn names() -> String {
+        Arch::TABLE
+            .iter()
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The table as Markdown, as the README shows it.
+    pub fn markdown_table() -> String {
+        let mut s = String::from(
+            "| architecture | models | verified against llama.cpp | chat template |\n\
+             |---|---|---|---|\n",
+        );
+        for r in Arch::TABLE {
+            s.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                r.name, r.models, r.verified, r.chat
+            ));
+        }
+        s
     }
 
     pub fn hparams(self, f: &GgufFile) -> Result<Hparams, HparamsError> {
         match self {
             Arch::Llama => llama::hparams(f),
             Arch::Qwen2 => qwen2::hparams(f),
+            Arch::Qwen3 => qwen3::hparams(f),
+            Arch::Qwen3Moe => qwen3moe::hparams(f),
+            Arch::Gemma2 => gemma2::hparams(f),
             Arch::Gemma3 => gemma3::hparams(f),
+            Arch::Phi3 => phi3::hparams(f),
+            Arch::Mistral3 => mistral3::hparams(f),
+            Arch::Smollm3 => smollm3::hparams(f),
+            Arch::Olmo2 => olmo2::hparams(f),
+            Arch::Granite => granite::hparams(f),
         }
     }
 
@@ -64,7 +222,15 @@ impl Arch {
         match self {
             Arch::Llama => llama::layer(b, hp, il),
             Arch::Qwen2 => qwen2::layer(b, hp, il),
+            Arch::Qwen3 => qwen3::layer(b, hp, il),
+            Arch::Qwen3Moe => qwen3moe::layer(b, hp, il),
+            Arch::Gemma2 => gemma2::layer(b, hp, il),
             Arch::Gemma3 => gemma3::layer(b, hp, il),
+            Arch::Phi3 => phi3::layer(b, hp, il),
+            Arch::Mistral3 => mistral3::layer(b, hp, il),
+            Arch::Smollm3 => smollm3::layer(b, hp, il),
+            Arch::Olmo2 => olmo2::layer(b, hp, il),
+            Arch::Granite => granite::layer(b, hp, il),
         }
     }
 
@@ -72,7 +238,47 @@ impl Arch {
         match self {
             Arch::Llama => llama::build(b),
             Arch::Qwen2 => qwen2::build(b),
+            Arch::Qwen3 => qwen3::build(b),
+            Arch::Qwen3Moe => qwen3moe::build(b),
+            Arch::Gemma2 => gemma2::build(b),
             Arch::Gemma3 => gemma3::build(b),
+            Arch::Phi3 => phi3::build(b),
+            Arch::Mistral3 => mistral3::build(b),
+            Arch::Smollm3 => smollm3::build(b),
+            Arch::Olmo2 => olmo2::build(b),
+            Arch::Granite => granite::build(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Arch;
+
+    /// The README's architecture table is `Arch::TABLE`'s: regenerate it (between its
+    /// markers) from `Arch::markdown_table()` when a row changes.
+    #[test]
+    fn readme_table_is_generated_from_the_arch_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let (start, end) = ("<!-- arch-table -->\n", "<!-- /arch-table -->");
+        let i = readme
+            .find(start)
+            .expect("README has the arch-table marker")
+            + start.len();
+        let j = readme[i..].find(end).expect("README has the end marker") + i;
+        assert_eq!(
+            &readme[i..j],
+            Arch::markdown_table(),
+            "README's architecture table is stale"
+        );
+    }
+
+    #[test]
+    fn every_architecture_has_one_row() {
+        for a in Arch::all() {
+            assert_eq!(Arch::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Arch::all().count(), Arch::TABLE.len());
     }
 }

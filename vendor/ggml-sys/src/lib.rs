@@ -214,6 +214,7 @@ extern "C" {
     pub fn ggml_silu(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
     pub fn ggml_gelu(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
     pub fn ggml_tanh(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_swiglu(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
     pub fn ggml_swiglu_split(
         ctx: *mut ggml_context,
         a: *mut ggml_tensor,
@@ -314,6 +315,30 @@ extern "C" {
         a: *mut ggml_tensor,
         b: *mut ggml_tensor,
         c: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_soft_max(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_argsort_top_k(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        k: c_int,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_sum_rows(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_clamp(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        min: f32,
+        max: f32,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_div(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_mul_mat_id(
+        ctx: *mut ggml_context,
+        as_: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+        ids: *mut ggml_tensor,
     ) -> *mut ggml_tensor;
     pub fn ggml_soft_max_ext(
         ctx: *mut ggml_context,

@@ -3,6 +3,9 @@
 
 use crate::gguf::{GgufFile, MetaError};
 
+mod reader;
+pub use reader::Reader;
+
 /// Metadata keys, typed (the `{arch}.` prefix is added by [`Key::name`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Key {
@@ -19,12 +22,27 @@ pub enum Key {
     RopeDimensionCount,
     RopeScalingType,
     RopeScalingFactor,
+    RopeScaleLinear,
     RopeScalingOrigCtx,
     SlidingWindow,
     SlidingWindowPattern,
     RopeFreqBaseSwa,
     FinalLogitSoftcapping,
+    AttnLogitSoftcapping,
     VocabSize,
+    LogitScale,
+    ResidualScale,
+    EmbeddingScale,
+    AttentionScale,
+    AttentionTemperatureScale,
+    RopeScalingAttnFactor,
+    RopeScalingFinetuned,
+    RopeYarnLogMul,
+    RopeYarnBetaFast,
+    RopeYarnBetaSlow,
+    ExpertCount,
+    ExpertUsedCount,
+    ExpertFeedForwardLength,
 }
 
 impl Key {
@@ -43,12 +61,27 @@ impl Key {
             Key::RopeDimensionCount => "rope.dimension_count",
             Key::RopeScalingType => "rope.scaling.type",
             Key::RopeScalingFactor => "rope.scaling.factor",
+            Key::RopeScaleLinear => "rope.scale_linear",
             Key::RopeScalingOrigCtx => "rope.scaling.original_context_length",
             Key::SlidingWindow => "attention.sliding_window",
             Key::SlidingWindowPattern => "attention.sliding_window_pattern",
             Key::RopeFreqBaseSwa => "rope.freq_base_swa",
             Key::FinalLogitSoftcapping => "final_logit_softcapping",
+            Key::AttnLogitSoftcapping => "attn_logit_softcapping",
             Key::VocabSize => "vocab_size",
+            Key::LogitScale => "logit_scale",
+            Key::ResidualScale => "residual_scale",
+            Key::EmbeddingScale => "embedding_scale",
+            Key::AttentionScale => "attention.scale",
+            Key::AttentionTemperatureScale => "attention.temperature_scale",
+            Key::RopeScalingAttnFactor => "rope.scaling.attn_factor",
+            Key::RopeScalingFinetuned => "rope.scaling.finetuned",
+            Key::RopeYarnLogMul => "rope.scaling.yarn_log_multiplier",
+            Key::RopeYarnBetaFast => "rope.scaling.yarn_beta_fast",
+            Key::RopeYarnBetaSlow => "rope.scaling.yarn_beta_slow",
+            Key::ExpertCount => "expert_count",
+            Key::ExpertUsedCount => "expert_used_count",
+            Key::ExpertFeedForwardLength => "expert_feed_forward_length",
         };
         format!("{arch}.{suffix}")
     }
@@ -78,6 +111,11 @@ pub struct Rope {
     pub freq_scale: f32,
     pub n_ctx_orig: u32,
     pub ext_factor: f32,
+    /// Magnitude scale of the rotated values (YaRN's and LongRoPE's attention factor); 1 mostly.
+    pub attn_factor: f32,
+    /// YaRN's correction range (llama.cpp's defaults 32 and 1 unless the file gives them).
+    pub beta_fast: f32,
+    pub beta_slow: f32,
 }
 
 #[derive(Clone, Debug)]
@@ -102,7 +140,31 @@ pub struct Hparams {
     pub attn_scale: f32,
     /// `c * tanh(logits / c)` on the output logits, when set (Gemma 2 style).
     pub final_logit_softcap: Option<f32>,
+    /// `c * tanh(kq / c)` on the attention logits before the softmax, when set (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// The logits are divided by this (Granite), when set.
+    pub logit_scale: Option<f32>,
+    /// Attention and feed-forward outputs are multiplied by this before their residual add
+    /// (Granite), when set.
+    pub residual_scale: Option<f32>,
+    /// Mixture-of-experts feed-forward blocks, when `expert_count` is above 0.
+    pub moe: Option<Moe>,
+    /// Layers that apply no RoPE to Q and K (SmolLM3: every 4th; Granite without
+    /// `rope.scaling.finetuned`: all); empty when every layer does.
+    pub no_rope: Vec<bool>,
 }
+
+/// Mixture of experts: how many, how many each token uses, and their width.
+#[derive(Clone, Debug)]
+pub struct Moe {
+    pub n_expert: u32,
+    pub n_expert_used: u32,
+    /// each expert's hidden width
+    pub n_ff_exp: u32,
+}
+
+/// The most experts a file may have (llama.cpp's `LLAMA_MAX_EXPERTS`).
+pub const MAX_EXPERTS: u32 = 512;
 
 /// Sliding-window attention: which layers use it, the window, and their RoPE.
 #[derive(Clone, Debug)]
@@ -114,6 +176,8 @@ pub struct Swa {
     /// RoPE base and scale of the local layers (global layers use [`Rope`]'s).
     pub freq_base: f32,
     pub freq_scale: f32,
+    /// The local layers use RoPE without YaRN's extrapolation and attention factor.
+    pub plain_rope: bool,
 }
 
 impl Hparams {
@@ -157,80 +221,26 @@ impl Hparams {
             _ => (self.rope.freq_base, self.rope.freq_scale),
         }
     }
+
+    /// RoPE (ext_factor, attn_factor) of layer `il`: the model's, except in local layers of
+    /// models whose local layers use plain RoPE (OLMo 2/3 with YaRN: 0 and 1).
+    pub fn rope_ext_attn(&self, il: usize) -> (f32, f32) {
+        match &self.swa {
+            Some(s) if s.plain_rope && self.is_swa(il) => (0.0, 1.0),
+            _ => (self.rope.ext_factor, self.rope.attn_factor),
+        }
+    }
+
+    /// Whether layer `il` applies RoPE to Q and K.
+    pub fn uses_rope(&self, il: usize) -> bool {
+        !self.no_rope.get(il).copied().unwrap_or(false)
+    }
 }
 
 /// Every problem found in the metadata, reported together.
 #[derive(Debug, thiserror::Error)]
 #[error("bad model metadata: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
 pub struct HparamsError(pub Vec<MetaError>);
-
-/// Collects metadata look-ups, remembering failures instead of stopping at the first.
-pub struct Reader<'a> {
-    f: &'a GgufFile,
-    arch: String,
-    errors: Vec<MetaError>,
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(f: &'a GgufFile, arch: &str) -> Self {
-        Reader {
-            f,
-            arch: arch.to_string(),
-            errors: Vec::new(),
-        }
-    }
-
-    fn note<T: Default>(&mut self, r: Result<T, MetaError>) -> T {
-        r.unwrap_or_else(|e| {
-            self.errors.push(e);
-            T::default()
-        })
-    }
-
-    pub fn u32(&mut self, k: Key) -> u32 {
-        let r = self.f.get_u32(&k.name(&self.arch));
-        self.note(r)
-    }
-
-    pub fn f32(&mut self, k: Key) -> f32 {
-        let r = self.f.get_f32(&k.name(&self.arch));
-        self.note(r)
-    }
-
-    /// An optional key: absent gives `None`; present with a wrong type is an error.
-    pub fn opt_u32(&mut self, k: Key) -> Option<u32> {
-        let key = k.name(&self.arch);
-        self.f.get(&key)?;
-        let r = self.f.get_u32(&key).map(Some);
-        self.note(r)
-    }
-
-    pub fn opt_f32(&mut self, k: Key) -> Option<f32> {
-        let key = k.name(&self.arch);
-        self.f.get(&key)?;
-        let r = self.f.get_f32(&key).map(Some);
-        self.note(r)
-    }
-
-    pub fn opt_str(&mut self, k: Key) -> Option<String> {
-        let key = k.name(&self.arch);
-        self.f.get(&key)?;
-        let r = self.f.get_str(&key).map(|s| Some(s.to_string()));
-        self.note(r)
-    }
-
-    pub fn push(&mut self, e: MetaError) {
-        self.errors.push(e);
-    }
-
-    pub fn finish<T>(self, value: T) -> Result<T, HparamsError> {
-        if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            Err(HparamsError(self.errors))
-        }
-    }
-}
 
 /// Read the hyper-parameters shared by llama-like architectures.
 pub fn read(f: &GgufFile, arch: &str, rope_kind: RopeType) -> Result<Hparams, HparamsError> {
@@ -260,10 +270,15 @@ pub fn read_with(
     let head_dim_v = r.opt_u32(Key::ValueLength).unwrap_or(default_head);
     let n_rot = r.opt_u32(Key::RopeDimensionCount).unwrap_or(head_dim_k);
     let freq_base = r.opt_f32(Key::RopeFreqBase).unwrap_or(10_000.0);
+    // As llama.cpp: linear unless the file says, the factor from `rope.scaling.factor` or the
+    // older `rope.scale_linear`.
     let scaling = r
         .opt_str(Key::RopeScalingType)
-        .unwrap_or_else(|| "none".into());
-    let factor = r.opt_f32(Key::RopeScalingFactor).unwrap_or(0.0);
+        .unwrap_or_else(|| "linear".into());
+    let factor = r
+        .opt_f32(Key::RopeScalingFactor)
+        .or_else(|| r.opt_f32(Key::RopeScaleLinear))
+        .unwrap_or(0.0);
     let n_ctx_orig = r.opt_u32(Key::RopeScalingOrigCtx).unwrap_or(n_ctx_train);
     let vocab_len = f
         .get("tokenizer.ggml.tokens")
@@ -273,18 +288,25 @@ pub fn read_with(
 
     let freq_scale = match scaling.as_str() {
         "none" => 1.0,
-        "linear" | "yarn" if factor > 0.0 => 1.0 / factor,
-        "linear" | "yarn" => 1.0,
+        "linear" | "yarn" | "longrope" if factor > 0.0 => 1.0 / factor,
+        "linear" | "yarn" | "longrope" => 1.0,
         other => {
             r.push(MetaError::WrongType {
                 key: Key::RopeScalingType.name(arch),
-                expected: "none, linear or yarn",
+                expected: "none, linear, yarn or longrope",
                 found: other.to_string(),
             });
             1.0
         }
     };
-    let ext_factor = if scaling == "yarn" { 1.0 } else { 0.0 };
+    let yarn = scaling == "yarn";
+    let ext_factor = if yarn { 1.0 } else { 0.0 };
+    let attn_factor = rope_attn_factor(
+        yarn,
+        freq_scale,
+        r.opt_f32(Key::RopeYarnLogMul).unwrap_or(0.0),
+        r.opt_f32(Key::RopeScalingAttnFactor).unwrap_or(1.0),
+    );
     let n_tensors = f.tensors().len();
     let mut n_layer_checked = n_layer;
     if n_layer as usize > n_tensors.max(1) {
@@ -357,14 +379,81 @@ pub fn read_with(
             freq_scale,
             n_ctx_orig,
             ext_factor,
+            attn_factor,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
         },
         swa: None,
         embd_scale: 1.0,
         attn_scale: 1.0 / (head_dim_k.max(1) as f32).sqrt(),
         final_logit_softcap: None,
+        attn_softcap: None,
+        logit_scale: None,
+        residual_scale: None,
+        no_rope: Vec::new(),
+        moe: read_moe(&mut r, arch, n_layer, n_ff),
     };
     extra(&mut r, &mut hp);
     r.finish(hp)
+}
+
+/// RoPE's attention factor as llama.cpp derives it: with YaRN, the magnitude correction
+/// `mscale(factor) / mscale_all_dims(factor)` (1 without a log multiplier) divided by
+/// `1 + 0.1 ln factor`, which ggml's YaRN multiplies back in; always times the file's
+/// `rope.scaling.attn_factor`. Each step in f32, in llama.cpp's order.
+pub fn rope_attn_factor(yarn: bool, freq_scale: f32, log_mul: f32, file_factor: f32) -> f32 {
+    let mut a = 1.0f32;
+    if yarn {
+        let mscale = |scale: f32, m: f32| {
+            if scale <= 1.0 {
+                1.0
+            } else {
+                0.1f32 * m * scale.ln() + 1.0
+            }
+        };
+        let factor = 1.0f32 / freq_scale;
+        a = if log_mul != 0.0 {
+            mscale(factor, 1.0) / mscale(factor, log_mul)
+        } else {
+            mscale(factor, 1.0)
+        };
+        a *= 1.0f32 / (1.0 + 0.1 * factor.ln());
+    }
+    a * file_factor
+}
+
+/// The experts of a mixture-of-experts model: `expert_count` (absent or 0: a dense model),
+/// `expert_used_count` (1..=expert_count) and their width, `expert_feed_forward_length`
+/// where the file gives it, else `feed_forward_length`.
+fn read_moe(r: &mut Reader<'_>, arch: &str, n_layer: u32, n_ff: u32) -> Option<Moe> {
+    let n_expert = r.opt_u32(Key::ExpertCount).filter(|&n| n > 0)?;
+    let n_used = r
+        .scalar_of_layers(Key::ExpertUsedCount, n_layer, Reader::opt_u32)
+        .unwrap_or(0);
+    if n_expert > MAX_EXPERTS {
+        r.push(invalid(
+            Key::ExpertCount.name(arch),
+            "at most 512 experts",
+            n_expert.to_string(),
+        ));
+        return None;
+    }
+    if n_used == 0 || n_used > n_expert {
+        r.push(invalid(
+            Key::ExpertUsedCount.name(arch),
+            "1 to expert_count experts per token",
+            format!("{n_used} (of {n_expert})"),
+        ));
+        return None;
+    }
+    let n_ff_exp = r
+        .scalar_of_layers(Key::ExpertFeedForwardLength, n_layer, Reader::opt_u32)
+        .unwrap_or(n_ff);
+    Some(Moe {
+        n_expert,
+        n_expert_used: n_used,
+        n_ff_exp,
+    })
 }
 
 fn invalid(key: String, expected: &'static str, found: String) -> MetaError {
@@ -428,198 +517,5 @@ fn check_heads(r: &mut Reader<'_>, f: &GgufFile, arch: &str, h: Heads) {
     }
 }
 
-impl Reader<'_> {
-    /// A key that llama.cpp also accepts as an array of one value per layer: such an array
-    /// must have `n_layer` entries (else this reports both counts and gives the default);
-    /// Ember reads one value for all layers, so `read` still refuses an array of the right
-    /// length as the wrong type.
-    fn scalar_of_layers<T: Default>(
-        &mut self,
-        k: Key,
-        n_layer: u32,
-        read: impl FnOnce(&mut Self, Key) -> T,
-    ) -> T {
-        let key = k.name(&self.arch);
-        if let Some(a) = self.f.get(&key).and_then(|v| v.as_array()) {
-            if let Some(e) = self.per_layer_count(&key, a.len(), n_layer) {
-                self.push(e);
-                return T::default();
-            }
-        }
-        read(self, k)
-    }
-
-    /// The error for a per-layer array of `len` entries in a model of `n_layer` layers, if
-    /// they differ (none when `n_layer` is 0: a missing or bad block count is reported
-    /// already).
-    fn per_layer_count(&self, key: &str, len: usize, n_layer: u32) -> Option<MetaError> {
-        (n_layer != 0 && len != n_layer as usize).then(|| MetaError::WrongType {
-            key: key.to_string(),
-            expected: "one entry per layer",
-            found: format!(
-                "{len} entries ({} is {n_layer})",
-                Key::BlockCount.name(&self.arch)
-            ),
-        })
-    }
-
-    /// Sliding-window attention as llama.cpp reads it: the window from
-    /// `attention.sliding_window` (absent or 0: none); the local layers from
-    /// `attention.sliding_window_pattern`, either a bool per layer or a period `n` (every n-th
-    /// layer global, the others local), `default_period` when absent.
-    pub fn swa(&mut self, n_layer: u32, default_period: u32) -> Option<Swa> {
-        let window = self.opt_u32(Key::SlidingWindow).filter(|&w| w > 0)?;
-        let key = Key::SlidingWindowPattern.name(&self.arch);
-        let f = self.f;
-        let layers = match f.get(&key).and_then(|v| v.as_array()) {
-            Some(arr) => {
-                let found = match arr {
-                    crate::gguf::Array::Bool(b) if b.len() == n_layer as usize => Ok(b.clone()),
-                    crate::gguf::Array::Bool(b) => {
-                        Err(self.per_layer_count(&key, b.len(), n_layer))
-                    }
-                    other => Err(Some(MetaError::WrongType {
-                        key,
-                        expected: "one bool per layer",
-                        found: format!("an array of {}", other.elem_type().name()),
-                    })),
-                };
-                found.unwrap_or_else(|e| {
-                    self.errors.extend(e);
-                    vec![false; n_layer as usize]
-                })
-            }
-            None => {
-                let n = self
-                    .opt_u32(Key::SlidingWindowPattern)
-                    .unwrap_or(default_period);
-                (0..n_layer).map(|il| n == 0 || il % n < n - 1).collect()
-            }
-        };
-        let freq_base = self.opt_f32(Key::RopeFreqBaseSwa).unwrap_or(10_000.0);
-        Some(Swa {
-            window,
-            layers,
-            freq_base,
-            freq_scale: 1.0,
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
-    use crate::model::Arch;
-
-    /// Metadata of a 4-layer Gemma 3, changed by `edit`. Hparams read only metadata, but
-    /// the layer count may not exceed the tensor count, so four placeholder tensors are added.
-    fn gemma3(edit: impl FnOnce(&mut GgufWriter)) -> Result<super::Hparams, String> {
-        let mut w = GgufWriter::new();
-        let u = Value::U32;
-        w.add("general.architecture", Value::String("gemma3".into()));
-        for (k, v) in [
-            ("context_length", 256),
-            ("embedding_length", 64),
-            ("block_count", 4),
-            ("feed_forward_length", 96),
-            ("attention.head_count", 4),
-            ("attention.head_count_kv", 2),
-            ("attention.sliding_window", 8),
-        ] {
-            w.add(&format!("gemma3.{k}"), u(v));
-        }
-        w.add("gemma3.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
-        w.add(
-            "tokenizer.ggml.tokens",
-            Value::array(ValueType::String, vec![Value::String("a".into()); 8]),
-        );
-        for i in 0..4 {
-            w.add_tensor(
-                &format!("t{i}"),
-                crate::gguf::GgmlType::F32,
-                &[1],
-                vec![0; 4],
-            );
-        }
-        edit(&mut w);
-        let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
-        Arch::Gemma3.hparams(&f).map_err(|e| e.to_string())
-    }
-
-    fn bools(b: &[bool]) -> Value {
-        Value::array(ValueType::Bool, b.iter().map(|&x| Value::Bool(x)).collect())
-    }
-
-    fn u32s(n: usize, v: u32) -> Value {
-        Value::array(ValueType::U32, vec![Value::U32(v); n])
-    }
-
-    #[test]
-    fn sliding_window_pattern_array_has_one_bool_per_layer() {
-        let hp = gemma3(|w| {
-            w.add(
-                "gemma3.attention.sliding_window_pattern",
-                bools(&[true, false, true, true]),
-            );
-        })
-        .unwrap();
-        assert_eq!(
-            (0..4).map(|il| hp.is_swa(il)).collect::<Vec<_>>(),
-            [true, false, true, true]
-        );
-        // Every layer local, or none: both are patterns too.
-        let hp = gemma3(|w| {
-            w.add("gemma3.attention.sliding_window_pattern", bools(&[true; 4]));
-        })
-        .unwrap();
-        assert!((0..4).all(|il| hp.is_swa(il)));
-    }
-
-    #[test]
-    fn a_per_layer_array_of_another_length_names_both_counts() {
-        let e = gemma3(|w| {
-            w.add(
-                "gemma3.attention.sliding_window_pattern",
-                bools(&[true, false, true]),
-            );
-        })
-        .unwrap_err();
-        assert_eq!(
-            e,
-            "bad model metadata: metadata key 'gemma3.attention.sliding_window_pattern' \
-             should be one entry per layer, found 3 entries (gemma3.block_count is 4)"
-        );
-        let e = gemma3(|w| {
-            w.add("gemma3.attention.sliding_window_pattern", u32s(4, 1));
-        })
-        .unwrap_err();
-        assert!(
-            e.ends_with("should be one bool per layer, found an array of u32"),
-            "{e}"
-        );
-        for key in [
-            "attention.head_count",
-            "attention.head_count_kv",
-            "feed_forward_length",
-        ] {
-            let e = gemma3(|w| {
-                w.add(&format!("gemma3.{key}"), u32s(5, 4));
-            })
-            .unwrap_err();
-            assert_eq!(
-                e,
-                format!(
-                    "bad model metadata: metadata key 'gemma3.{key}' should be one entry per \
-                     layer, found 5 entries (gemma3.block_count is 4)"
-                )
-            );
-            // The right length is still one value Ember cannot take per layer: one error.
-            let e = gemma3(|w| {
-                w.add(&format!("gemma3.{key}"), u32s(4, 4));
-            })
-            .unwrap_err();
-            assert_eq!(e.matches("metadata key").count(), 1, "{e}");
-            assert!(e.contains(&format!("'gemma3.{key}' should be u32")), "{e}");
-        }
-    }
-}
+mod tests;
