@@ -239,7 +239,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         writeln!(out, "model_filename,model_size,model_n_params,n_threads,type_k,type_v,flash_attn,n_prompt,n_gen,test,avg_ts,stddev_ts,ms,bw_pct")?;
     }
     // The bandwidth roof, measured once per thread count, only for generation tests.
-    let mut bandwidths: Vec<(usize, f64)> = Vec::new();
+    let mut bandwidths = super::bench_roof::Bandwidths::default();
     for path in &a.models {
         let base = base_config(a, path);
         let loaded = load::load(&base)?;
@@ -271,19 +271,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     samples_ns.push(run(&mut session, &mut rng)?);
                 }
                 let (bytes_per_token, bandwidth) = if n_gen > 0 {
-                    let bw = match bandwidths.iter().find(|(t, _)| *t == s.threads) {
-                        Some(&(_, bw)) => bw,
-                        None => {
-                            let bw = super::bench_roof::read_bandwidth(s.threads);
-                            log::info!(
-                                "read bandwidth with {} threads: {:.1} GB/s",
-                                s.threads,
-                                bw / 1e9
-                            );
-                            bandwidths.push((s.threads, bw));
-                            bw
-                        }
-                    };
+                    let bw = bandwidths.get(s.threads);
                     let kv = session.kv().bytes();
                     let per_cell = (kv.k + kv.v) / session.n_ctx().max(1) as u64;
                     let experts =

@@ -139,7 +139,7 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
         BenchOutput::Json | BenchOutput::Jsonl => {}
     }
     let mut lines = Vec::new();
-    let mut bandwidths: Vec<(usize, f64)> = Vec::new();
+    let mut bandwidths = super::bench_roof::Bandwidths::default();
     for path in &a.models {
         let base = base_config(a, path);
         let loaded = load::load(&base)?;
@@ -148,19 +148,7 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
             |s| s.to_string_lossy().into_owned(),
         );
         for s in settings {
-            let bandwidth = match bandwidths.iter().find(|(t, _)| *t == s.threads) {
-                Some(&(_, bw)) => bw,
-                None => {
-                    let bw = super::bench_roof::read_bandwidth(s.threads);
-                    log::info!(
-                        "read bandwidth with {} threads: {:.1} GB/s",
-                        s.threads,
-                        bw / 1e9
-                    );
-                    bandwidths.push((s.threads, bw));
-                    bw
-                }
-            };
+            let bandwidth = bandwidths.get(s.threads);
             for &pp in &a.n_pp {
                 for &tg in &a.n_tg {
                     for (&pl, inv) in pls(a) {
@@ -287,48 +275,36 @@ fn once(s: &mut Session, l: &Loaded, pp: u32, tg: u32, rng: &mut Rand) -> Result
 }
 
 fn print_line(out: &mut dyn Write, fmt: BenchOutput, l: &Line) -> std::io::Result<()> {
-    match fmt {
-        BenchOutput::Md => writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} | {:.1} | {:.1} |",
-            l.model,
-            l.threads,
-            if l.invariant { "on" } else { "off" },
-            l.pp,
-            l.tg,
-            l.pl,
-            l.n_kv(),
-            l.t_pp,
-            l.s_pp(),
-            l.t_tg,
-            l.s_tg(),
-            l.t_pp + l.t_tg,
-            l.s(),
-            l.bw_pct(),
-            l.gops()
-        ),
-        BenchOutput::Csv => writeln!(
-            out,
-            "{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.2},{:.2}",
-            l.model,
-            l.threads,
-            l.invariant,
-            l.pp,
-            l.tg,
-            l.pl,
-            l.n_kv(),
-            l.t_pp,
-            l.s_pp(),
-            l.t_tg,
-            l.s_tg(),
-            l.t_pp + l.t_tg,
-            l.s(),
-            l.bw_pct(),
-            l.gops()
-        ),
-        BenchOutput::Jsonl => writeln!(out, "{}", json_line(l)),
-        BenchOutput::Json => Ok(()),
-    }
+    let inv = if l.invariant { "on" } else { "off" };
+    let (head, sep, end) = match fmt {
+        BenchOutput::Md => ("| ", " | ", " |"),
+        BenchOutput::Csv => ("", ",", ""),
+        BenchOutput::Jsonl => return writeln!(out, "{}", json_line(l)),
+        BenchOutput::Json => return Ok(()),
+    };
+    let inv = if fmt == BenchOutput::Csv {
+        l.invariant.to_string()
+    } else {
+        inv.to_string()
+    };
+    let fields = [
+        l.model.clone(),
+        l.threads.to_string(),
+        inv,
+        l.pp.to_string(),
+        l.tg.to_string(),
+        l.pl.to_string(),
+        l.n_kv().to_string(),
+        format!("{:.3}", l.t_pp),
+        format!("{:.2}", l.s_pp()),
+        format!("{:.3}", l.t_tg),
+        format!("{:.2}", l.s_tg()),
+        format!("{:.3}", l.t_pp + l.t_tg),
+        format!("{:.2}", l.s()),
+        format!("{:.1}", l.bw_pct()),
+        format!("{:.1}", l.gops()),
+    ];
+    writeln!(out, "{head}{}{end}", fields.join(sep))
 }
 
 /// llama-batched-bench's JSONL keys, with the model's name.

@@ -32,6 +32,26 @@ pub fn read_bandwidth(threads: usize) -> f64 {
     (0..3).map(|_| pass()).fold(0.0, f64::max)
 }
 
+/// Read bandwidths measured so far, by thread count (each measured once per run).
+#[derive(Default)]
+pub struct Bandwidths(Vec<(usize, f64)>);
+
+impl Bandwidths {
+    /// The read bandwidth with `threads` threads, bytes per second (measured on first ask).
+    pub fn get(&mut self, threads: usize) -> f64 {
+        if let Some(&(_, bw)) = self.0.iter().find(|(t, _)| *t == threads) {
+            return bw;
+        }
+        let bw = read_bandwidth(threads);
+        log::info!(
+            "read bandwidth with {threads} threads: {:.1} GB/s",
+            bw / 1e9
+        );
+        self.0.push((threads, bw));
+        bw
+    }
+}
+
 /// A sum in eight independent lanes (so the loads are not serialised on one adder).
 fn sum(v: &[u64]) -> u64 {
     let mut acc = [0u64; 8];

@@ -440,45 +440,61 @@ fn column<'a>(ctx: &'a Context, x: Tensor<'a>, c: usize) -> Tensor<'a> {
     ctx.view(x, &[k, 1], &[x.nb()[1]], c * x.nb()[1])
 }
 
-/// For `m` of 1 to `max` columns: the product of `w` by the first `m` columns of `x` through
-/// the kernel its route picks, against each column alone through the kernel for one column
-/// (what decoding computes); the first `m` where they differ, if any.
-fn first_inexact(w: Tensor<'_>, x: Tensor<'_>, max: usize) -> Option<usize> {
+/// The product of `w` by the first `m` columns of `x` (contiguous) by `product`, against each
+/// column alone through the kernel for one column (what decoding computes): the first
+/// difference, as (column, row, product's value, lone value).
+fn against_lone_columns<'a>(
+    w: Tensor<'a>,
+    x: Tensor<'a>,
+    m: usize,
+    product: impl for<'c> Fn(&'c Context, Tensor<'c>, Tensor<'c>) -> Tensor<'c>,
+) -> Option<(usize, usize, f32, f32)> {
     let r = route(w);
     let n = w.ne()[1] as usize;
-    for m in 1..=max {
-        let size = 16 + 4 * max;
-        let ctx = Context::new(size, size).unwrap();
-        let mut g = ctx.new_graph(size);
-        let xm = ctx.view(x, &[x.ne()[0], m as i64], &[x.nb()[1]], 0);
-        let xm = ctx.cont(xm);
-        let all = ctx.mul_mat_by(r.kernel(m as i64), w, xm);
-        g.expand(all);
-        let singles: Vec<_> = (0..m)
-            .map(|c| {
-                let xc = ctx.cont(column(&ctx, x, c));
-                let t = ctx.mul_mat_by(r.kernel(1), w, xc);
-                g.expand(t);
-                t
-            })
-            .collect();
-        ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-        Backend::cpu(2).unwrap().compute(&g).unwrap();
-        let mut a = vec![0.0; n * m];
-        all.read_f32(0, &mut a).unwrap();
-        for (c, t) in singles.iter().enumerate() {
-            let mut b = vec![0.0; n];
-            t.read_f32(0, &mut b).unwrap();
-            let same = a[c * n..(c + 1) * n]
-                .iter()
-                .zip(&b)
-                .all(|(p, q)| p.to_bits() == q.to_bits());
-            if !same {
-                return Some(m);
-            }
+    let size = 64 + 8 * m;
+    let ctx = Context::new(size, size).unwrap();
+    let mut g = ctx.new_graph(size);
+    let xm = ctx.cont(ctx.view(x, &[x.ne()[0], m as i64], &[x.nb()[1]], 0));
+    let all = product(&ctx, w, xm);
+    g.expand(all);
+    let singles: Vec<_> = (0..m)
+        .map(|c| {
+            let t = ctx.mul_mat_by(r.kernel(1), w, ctx.cont(column(&ctx, x, c)));
+            g.expand(t);
+            t
+        })
+        .collect();
+    ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+    Backend::cpu(2).unwrap().compute(&g).unwrap();
+    let mut a = vec![0.0; n * m];
+    all.read_f32(0, &mut a).unwrap();
+    for (c, t) in singles.iter().enumerate() {
+        let mut b = vec![0.0; n];
+        t.read_f32(0, &mut b).unwrap();
+        let col = &a[c * n..(c + 1) * n];
+        if let Some((row, (p, q))) = col
+            .iter()
+            .zip(&b)
+            .enumerate()
+            .find(|(_, (p, q))| p.to_bits() != q.to_bits())
+        {
+            return Some((c, row, *p, *q));
         }
     }
     None
+}
+
+/// For `m` of 1 to `max` columns: the product of `w` by the first `m` columns of `x` through
+/// the kernel its route picks, against each column alone through the kernel for one column;
+/// the first `m` where they differ, if any.
+fn first_inexact(w: Tensor<'_>, x: Tensor<'_>, max: usize) -> Option<usize> {
+    let r = route(w);
+    (1..=max).find(|&m| {
+        against_lone_columns(w, x, m, |ctx, w, x| {
+            ctx.mul_mat_by(r.kernel(m as i64), w, x)
+        })
+        .is_some()
+    })
 }
 
 #[test]
@@ -516,36 +532,13 @@ fn exact_columns_hold() {
 /// through the one-column kernel: equal bit for bit.
 fn assert_invariant(what: &str, w: Tensor<'_>, x: Tensor<'_>, m: usize) {
     let r = route(w);
-    let n = w.ne()[1] as usize;
-    let size = 64 + 8 * m;
-    let ctx = Context::new(size, size).unwrap();
-    let mut g = ctx.new_graph(size);
-    let xm = ctx.cont(ctx.view(x, &[x.ne()[0], m as i64], &[x.nb()[1]], 0));
-    let all = ctx.mul_mat_invariant(&r, w, xm);
-    g.expand(all);
-    let singles: Vec<_> = (0..m)
-        .map(|c| {
-            let t = ctx.mul_mat_by(r.kernel(1), w, ctx.cont(column(&ctx, x, c)));
-            g.expand(t);
-            t
-        })
-        .collect();
-    ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-    Backend::cpu(2).unwrap().compute(&g).unwrap();
-    let mut a = vec![0.0; n * m];
-    all.read_f32(0, &mut a).unwrap();
-    for (c, t) in singles.iter().enumerate() {
-        let mut b = vec![0.0; n];
-        t.read_f32(0, &mut b).unwrap();
-        for (row, (p, q)) in a[c * n..(c + 1) * n].iter().zip(&b).enumerate() {
-            assert_eq!(
-                p.to_bits(),
-                q.to_bits(),
-                "{what} ({:?}), {m} columns: column {c} row {row}: {p} alone {q}",
-                r.invariant(m as i64)
-            );
-        }
-    }
+    let diff = against_lone_columns(w, x, m, |ctx, w, x| ctx.mul_mat_invariant(&r, w, x));
+    assert_eq!(
+        diff,
+        None,
+        "{what} ({:?}), {m} columns: (column, row, batch, alone)",
+        r.invariant(m as i64)
+    );
 }
 
 #[test]
