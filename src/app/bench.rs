@@ -146,6 +146,14 @@ impl Setting {
     }
 }
 
+/// A model's name in the tables: its file name without `.gguf`.
+pub(super) fn model_name(path: &std::path::Path) -> String {
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
+
 /// The model settings of `ember bench` for model `path` (context and setting filled in per test).
 pub(super) fn base_config(a: &BenchArgs, path: &std::path::Path) -> ModelConfig {
     ModelConfig {
@@ -243,10 +251,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     for path in &a.models {
         let base = base_config(a, path);
         let loaded = load::load(&base)?;
-        let name = path.file_stem().map_or_else(
-            || path.display().to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
+        let name = super::bench::model_name(path);
         let (size, n_params) = model_size(&loaded);
         for s in &settings {
             for &(n_prompt, n_gen) in &tests {

@@ -143,10 +143,7 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
     for path in &a.models {
         let base = base_config(a, path);
         let loaded = load::load(&base)?;
-        let name = path.file_stem().map_or_else(
-            || path.display().to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
+        let name = super::bench::model_name(path);
         for s in settings {
             let bandwidth = bandwidths.get(s.threads);
             for &pp in &a.n_pp {

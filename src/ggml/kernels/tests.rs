@@ -440,6 +440,18 @@ fn column<'a>(ctx: &'a Context, x: Tensor<'a>, c: usize) -> Tensor<'a> {
     ctx.view(x, &[k, 1], &[x.nb()[1]], c * x.nb()[1])
 }
 
+/// The weight types the column tests run over, in plain host memory.
+const HOST_TYPES: [Type; 8] = [
+    Type::Q4_0,
+    Type::Q4_1,
+    Type::Q5_0,
+    Type::Q8_0,
+    Type::Q4_K,
+    Type::Q6_K,
+    Type::F16,
+    Type::F32,
+];
+
 /// The product of `w` by the first `m` columns of `x` (contiguous) by `product`, against each
 /// column alone through the kernel for one column (what decoding computes): the first
 /// difference, as (column, row, product's value, lone value).
@@ -511,16 +523,7 @@ fn exact_columns_hold() {
             route(w).describe()
         );
     };
-    for ty in [
-        Type::Q4_0,
-        Type::Q4_1,
-        Type::Q5_0,
-        Type::Q8_0,
-        Type::Q4_K,
-        Type::Q6_K,
-        Type::F16,
-        Type::F32,
-    ] {
+    for ty in HOST_TYPES {
         let (data, w, x) = operands_cols(ty, 512, 24, m, 11);
         check(ty.name(), data.get(w), data.get(x));
     }
@@ -544,16 +547,7 @@ fn assert_invariant(what: &str, w: Tensor<'_>, x: Tensor<'_>, m: usize) {
 #[test]
 #[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
 fn invariant_products_give_one_column_results() {
-    for ty in [
-        Type::Q4_0,
-        Type::Q4_1,
-        Type::Q5_0,
-        Type::Q8_0,
-        Type::Q4_K,
-        Type::Q6_K,
-        Type::F16,
-        Type::F32,
-    ] {
+    for ty in HOST_TYPES {
         let (data, w, x) = operands_cols(ty, 512, 24, 24, 5);
         for m in [2, 4, 8, 13, 24] {
             assert_invariant(ty.name(), data.get(w), data.get(x), m);
