@@ -128,10 +128,21 @@ pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32, invariant: bool) 
         invariant,
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
-    let kv = s.kv().bytes();
-    let per = |b: u64| b / n_ctx as u64;
+    // every sequence's cache alike: the first one's bytes, times the sequences
+    let one = s.kv().bytes();
+    let n = s.n_seq() as u64;
+    let kv = crate::kv::KvBytes {
+        k: one.k * n,
+        v: one.v * n,
+    };
+    let per = |b: u64| b / n / s.n_ctx().max(1) as u64;
+    let what = if n > 1 {
+        format!("{n} sequences of {} tokens", s.n_ctx())
+    } else {
+        format!("{n_ctx} tokens")
+    };
     log::info!(
-        "KV cache for {n_ctx} tokens: K {} {} bytes/token, {} bytes ({:.2} MiB); V {} {} bytes/token, {} bytes ({:.2} MiB); total {:.2} MiB",
+        "KV cache for {what}: K {} {} bytes/token, {} bytes ({:.2} MiB); V {} {} bytes/token, {} bytes ({:.2} MiB); total {:.2} MiB",
         cfg.type_k,
         per(kv.k),
         kv.k,
