@@ -32,7 +32,9 @@ use super::{Context, Tensor, Type};
 
 #[cfg(target_arch = "x86_64")]
 mod groups;
+mod invariant;
 mod kquant;
+mod peak;
 #[cfg(target_arch = "x86_64")]
 mod q4k;
 #[cfg(target_arch = "x86_64")]
@@ -43,6 +45,7 @@ mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use peak::int8_peak_ops;
 pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route};
 
 /// Rows per kernel call.
@@ -191,70 +194,6 @@ impl Context {
             Kernel::Q4kPrompt => self.mul_mat_q4k(w, x),
             Kernel::Q6kPrompt => self.mul_mat_q6k(w, x),
         }
-    }
-}
-
-impl Context {
-    /// `w · x`, each column of `x` multiplied as a one-column product by `route` would multiply
-    /// it, bit for bit (how: [`Route::invariant`]).
-    pub fn mul_mat_invariant<'a>(
-        &'a self,
-        route: &Route,
-        w: Tensor<'a>,
-        x: Tensor<'a>,
-    ) -> Tensor<'a> {
-        let n = x.ne()[1];
-        match route.invariant(n) {
-            Invariant::Direct(k) | Invariant::Columns(k) => self.mul_mat_by(k, w, x),
-            Invariant::Groups(g) => {
-                let g = g.max(1) as i64;
-                let mut out: Option<Tensor<'a>> = None;
-                for c0 in (0..n).step_by(g as usize) {
-                    let m = g.min(n - c0);
-                    let xs = self.view(x, &[x.ne()[0], m], &[x.nb()[1]], c0 as usize * x.nb()[1]);
-                    let part = self.mul_mat_by(route.kernel(m), w, xs);
-                    out = Some(match out {
-                        Some(a) => self.concat(a, part, 1),
-                        None => part,
-                    });
-                }
-                out.expect("a product has a column")
-            }
-        }
-    }
-}
-
-/// The int8 compute peak of this CPU in operations per second (a multiply-add is two) on
-/// `threads` threads: VNNI dot products back to back, the instruction Ember's prompt and tile
-/// kernels are built on. `None` without AVX-512 VNNI.
-pub fn int8_peak_ops(threads: usize) -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let m = Machine::get();
-        if !(m.vnni && m.avx512f) {
-            return None;
-        }
-        const ITERS: usize = 20_000_000;
-        let run = || {
-            let t0 = std::time::Instant::now();
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..threads.max(1))
-                    // SAFETY: AVX-512 F and VNNI were detected above.
-                    .map(|_| s.spawn(|| unsafe { x86::vnni_spin(ITERS) }))
-                    .collect();
-                for h in hs {
-                    std::hint::black_box(h.join().unwrap_or(0));
-                }
-            });
-            (threads.max(1) * ITERS * 8 * 64 * 2) as f64 / t0.elapsed().as_secs_f64()
-        };
-        run();
-        Some((0..3).map(|_| run()).fold(0.0, f64::max))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = threads;
-        None
     }
 }
 
