@@ -7,6 +7,7 @@
 pub mod app;
 pub mod chat;
 pub mod cli;
+pub mod constrain;
 #[doc(hidden)]
 pub mod fuzz_steps;
 pub mod generate;

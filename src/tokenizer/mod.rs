@@ -343,4 +343,4 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -236,3 +236,8 @@ fn stream_decoder_special_flag() {
     assert_eq!(StreamDecoder::new(false).push(&t, 2), "");
     assert_eq!(StreamDecoder::new(true).push(&t, 2), "<|im_end|>");
 }
+
+/// The byte-level test vocabulary (specials, 256 bytes, a few merges), for other modules' tests.
+pub(crate) fn byte_level() -> Tokenizer {
+    tok(&raw("smollm"))
+}

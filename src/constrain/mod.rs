@@ -1,0 +1,338 @@
+//! Structured output: a JSON schema, a grammar (GBNF or Lark) or "any JSON object" that every
+//! generated text satisfies. The constraint engine is llguidance (an Earley parser over a
+//! derivative-based lexer, walking a token trie); this module gives it Ember's vocabulary and
+//! turns its token masks into logits a sampler cannot leave.
+//!
+//! ```text
+//! --json-schema / --grammar(-file) / --format json ─► Format (checked at the command line)
+//! Tokenizer ─► Vocab (token trie, built once per model) ─► Guard::new(vocab, format)
+//! each token: Guard::apply(logits) (mask) ─► sample ─► Guard::commit(id)
+//! ```
+//!
+//! The mask for the next token depends only on the tokens committed so far, so the decode
+//! loops compute it on another thread while the forward pass runs ([`Guard::prepare`] through
+//! `Sampler::overlap`).
+
+mod gbnf;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokEnv, TokRxInfo, TokTrie};
+use llguidance::{Matcher, ParserFactory};
+
+use crate::tokenizer::Tokenizer;
+
+pub use gbnf::{gbnf_to_lark, GbnfError};
+
+/// What the output must be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Format {
+    /// Any JSON object (`--format json`).
+    AnyJson,
+    /// A JSON schema.
+    Schema(serde_json::Value),
+    /// A grammar in llguidance's Lark syntax (GBNF is translated to it when read).
+    Lark(String),
+}
+
+/// A schema or grammar that cannot be used, naming where it went wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(pub String);
+
+impl Format {
+    /// A JSON schema's text; `origin` names it in errors (a file name, or `--json-schema`).
+    pub fn schema(text: &str, origin: &str) -> Result<Format, FormatError> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| FormatError(format!("{origin}: not valid JSON: {e}")))?;
+        if !(v.is_object() || v.is_boolean()) {
+            return Err(FormatError(format!(
+                "{origin}: a JSON schema is an object (or true/false)"
+            )));
+        }
+        let f = Format::Schema(v);
+        f.check().map_err(|e| FormatError(format!("{origin}: {e}")))?;
+        Ok(f)
+    }
+
+    /// A grammar's text: GBNF when `lark` is false and it has a `::=` rule, Lark otherwise.
+    pub fn grammar(text: &str, origin: &str, lark: bool) -> Result<Format, FormatError> {
+        let f = if !lark && text.contains("::=") {
+            let lark = gbnf_to_lark(text).map_err(|e| FormatError(format!("{origin}: {e}")))?;
+            Format::Lark(lark)
+        } else {
+            Format::Lark(text.to_string())
+        };
+        f.check().map_err(|e| FormatError(format!("{origin}: {e}")))?;
+        Ok(f)
+    }
+
+    /// A grammar or schema file, by its extension: `.json` a schema, `.lark` Lark, anything
+    /// else GBNF (or Lark when it has no `::=` rule).
+    pub fn file(path: &Path) -> Result<Format, FormatError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| FormatError(format!("{}: {e}", path.display())))?;
+        let origin = path.display().to_string();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::schema(&text, &origin),
+            Some("lark") => Format::grammar(&text, &origin, true),
+            _ => Format::grammar(&text, &origin, false),
+        }
+    }
+
+    /// A `format` value as the chat and the batch requests give it: `json`, a schema object,
+    /// or a file (schema, GBNF or Lark).
+    pub fn from_value(v: &serde_json::Value, origin: &str) -> Result<Format, FormatError> {
+        match v {
+            serde_json::Value::String(s) if s == "json" => Ok(Format::AnyJson),
+            serde_json::Value::String(s) => Format::file(Path::new(s)),
+            serde_json::Value::Object(_) | serde_json::Value::Bool(_) => {
+                Format::schema(&v.to_string(), origin)
+            }
+            _ => Err(FormatError(format!(
+                "{origin}: expected \"json\", a schema object or a file name"
+            ))),
+        }
+    }
+
+    fn top_level(&self) -> TopLevelGrammar {
+        match self {
+            Format::AnyJson => {
+                TopLevelGrammar::from_json_schema(serde_json::json!({"type": "object"}))
+            }
+            Format::Schema(v) => TopLevelGrammar::from_json_schema(v.clone()),
+            Format::Lark(s) => TopLevelGrammar::from_lark(s.clone()),
+        }
+    }
+
+    /// Compiles the format against a byte-level vocabulary: grammar and schema errors show
+    /// before a model is loaded.
+    pub fn check(&self) -> Result<(), String> {
+        let env = ApproximateTokEnv::single_byte_env();
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+        factory.quiet();
+        factory
+            .create_parser(self.top_level())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A short description for logs.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Format::AnyJson => "any JSON object",
+            Format::Schema(_) => "a JSON schema",
+            Format::Lark(_) => "a grammar",
+        }
+    }
+}
+
+/// A model's vocabulary as the constraint engine sees it: each token's bytes (special tokens
+/// marked so no grammar text matches them) and the end-of-generation tokens.
+pub struct Vocab {
+    factory: ParserFactory,
+    /// Every end-of-generation token id (the grammar's "end" allows them all).
+    eog: Vec<u32>,
+}
+
+impl std::fmt::Debug for Vocab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocab").field("eog", &self.eog).finish()
+    }
+}
+
+impl Vocab {
+    pub fn new(tok: &Tokenizer) -> Arc<Vocab> {
+        let n = tok.n_vocab();
+        let eog: Vec<u32> = (0..n as u32).filter(|&id| tok.is_eog(id)).collect();
+        let words: Vec<Vec<u8>> = (0..n as u32)
+            .map(|id| {
+                let special = tok.is_control(id) || tok.is_eog(id);
+                let piece = tok.piece(id, false);
+                if special || piece.is_empty() {
+                    // toktrie's marker for tokens grammar text never matches
+                    let mut w = vec![TokTrie::SPECIAL_TOKEN_MARKER];
+                    let name = tok.piece(id, true);
+                    if name.is_empty() {
+                        w.extend_from_slice(format!("<[{id}]>").as_bytes());
+                    } else {
+                        w.extend_from_slice(name);
+                    }
+                    w
+                } else {
+                    piece.to_vec()
+                }
+            })
+            .collect();
+        let eos = tok.eos().or(eog.first().copied()).unwrap_or(0);
+        let mut info = TokRxInfo::new(n as u32, eos);
+        info.tok_bos = tok.bos();
+        info.tok_end_of_turn = tok.eot();
+        let mut trie = TokTrie::from(&info, &words);
+        if !eog.is_empty() {
+            trie = trie.with_eos_tokens(&eog);
+        }
+        let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
+        let mut factory =
+            ParserFactory::new_simple(&env).expect("llguidance's default token slices compile");
+        factory.quiet();
+        Arc::new(Vocab { factory, eog })
+    }
+
+    fn eos(&self) -> u32 {
+        self.factory.tok_env().tok_trie().eos_token()
+    }
+}
+
+/// Counters for `-v`: how long masks took, and how much of it ran beside the forward pass.
+#[derive(Clone, Debug, Default)]
+pub struct GuardStats {
+    pub masks: usize,
+    pub mask_time: Duration,
+    /// Masks computed on another thread while the model evaluated.
+    pub overlapped: usize,
+}
+
+/// One generation's constraint: the parser state after the tokens committed so far, and the
+/// mask for the next token once computed.
+pub struct Guard {
+    vocab: Arc<Vocab>,
+    matcher: Matcher,
+    mask: Option<SimpleVob>,
+    pub stats: GuardStats,
+}
+
+impl Clone for Guard {
+    fn clone(&self) -> Self {
+        Guard {
+            vocab: self.vocab.clone(),
+            matcher: self.matcher.deep_clone(),
+            mask: self.mask.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    pub fn new(vocab: &Arc<Vocab>, format: &Format) -> Result<Guard, FormatError> {
+        let parser = vocab
+            .factory
+            .create_parser(format.top_level())
+            .map_err(|e| FormatError(e.to_string()))?;
+        Ok(Guard {
+            vocab: vocab.clone(),
+            matcher: Matcher::new(Ok(parser)),
+            mask: None,
+            stats: GuardStats::default(),
+        })
+    }
+
+    /// Computes the next token's mask unless it is known (a stopped or broken parser allows
+    /// only end-of-generation).
+    pub fn prepare(&mut self) {
+        if self.mask.is_some() {
+            return;
+        }
+        let t0 = Instant::now();
+        let mask = match self.matcher.compute_mask_or_eos() {
+            Ok(m) => m,
+            Err(e) => {
+                log::error!("the output constraint failed ({e}); ending generation");
+                self.vocab.factory.tok_env().tok_trie().eos_token_set()
+            }
+        };
+        self.stats.masks += 1;
+        self.stats.mask_time += t0.elapsed();
+        self.mask = Some(mask);
+    }
+
+    /// Whether the next token's mask is computed.
+    pub fn is_prepared(&self) -> bool {
+        self.mask.is_some()
+    }
+
+    /// Sets every token the constraint does not allow next to -inf (every end-of-generation
+    /// token is allowed exactly when the grammar may end here).
+    pub fn apply(&mut self, logits: &mut [f32]) {
+        self.prepare();
+        let mask = self.mask.as_ref().expect("prepared");
+        let n = mask.len().min(logits.len());
+        for (i, l) in logits[..n].iter_mut().enumerate() {
+            if !mask.is_allowed(i as u32) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        for l in &mut logits[n..] {
+            *l = f32::NEG_INFINITY;
+        }
+        // the model's own end tokens keep their logits where the grammar may end
+        if !mask.is_allowed(self.vocab.eos()) {
+            for &id in &self.vocab.eog {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+
+    /// Whether `id` may come next.
+    pub fn allows(&mut self, id: u32) -> bool {
+        self.prepare();
+        let mask = self.mask.as_ref().expect("prepared");
+        if self.vocab.eog.contains(&id) {
+            return mask.is_allowed(self.vocab.eos());
+        }
+        (id as usize) < mask.len() && mask.is_allowed(id)
+    }
+
+    /// Records a generated token. End-of-generation tokens end the text and are not part of it.
+    pub fn commit(&mut self, id: u32) {
+        if self.vocab.eog.contains(&id) {
+            return;
+        }
+        self.mask = None;
+        if let Err(e) = self.matcher.consume_token(id) {
+            log::error!("the output constraint refused token {id}: {e}");
+        }
+    }
+
+    /// How many of `tokens` the constraint accepts in a row from here (drafts are cut there).
+    pub fn valid_prefix(&mut self, tokens: &[u32]) -> usize {
+        let ok = self.matcher.validate_tokens(tokens).unwrap_or(0);
+        // an end-of-generation token the grammar allows is valid (and ends the draft)
+        match tokens.get(ok) {
+            Some(&id) if self.vocab.eog.contains(&id) && self.allows_end_after(&tokens[..ok]) => {
+                ok + 1
+            }
+            _ => ok,
+        }
+    }
+
+    fn allows_end_after(&mut self, prefix: &[u32]) -> bool {
+        if prefix.is_empty() {
+            return self.matcher.is_accepting().unwrap_or(false);
+        }
+        let mut m = self.matcher.deep_clone();
+        m.consume_tokens(prefix).is_ok() && m.is_accepting().unwrap_or(false)
+    }
+
+    /// Whether the text so far is complete under the constraint (it may end here).
+    pub fn is_complete(&mut self) -> bool {
+        self.matcher.is_stopped() && !self.matcher.is_error()
+            || self.matcher.is_accepting().unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests;
