@@ -1,5 +1,6 @@
 //! Loading a model, its tokenizer and an evaluation session, with the verbose report.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use crate::cli::config::ModelConfig;
+use crate::constrain::{Format, Guard, Vocab};
 use crate::generate::{Session, SessionParams};
 use crate::ggml::kernels::Placement;
 use crate::model::{open_gguf, Model};
@@ -16,6 +18,32 @@ pub struct Loaded {
     pub model: Rc<Model>,
     pub tokenizer: Tokenizer,
     pub load_time: Duration,
+    /// The vocabulary as the output constraint sees it, built on first use.
+    constraint_vocab: OnceCell<Arc<Vocab>>,
+}
+
+impl Loaded {
+    /// A constraint for one answer: `format` over this model's vocabulary.
+    pub fn guard(&self, format: &Format) -> Result<Guard> {
+        let vocab = self.constraint_vocab.get_or_init(|| {
+            let t0 = Instant::now();
+            let v = Vocab::new(&self.tokenizer);
+            log::info!(
+                "output constraint: token trie of {} tokens in {:.1} ms",
+                self.tokenizer.n_vocab(),
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+            v
+        });
+        let t0 = Instant::now();
+        let g = Guard::new(vocab, format).with_context(|| format!("compiling {}", format.describe()))?;
+        log::info!(
+            "output constraint: {} compiled in {:.1} ms",
+            format.describe(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(g)
+    }
 }
 
 pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
@@ -64,6 +92,7 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
         model: Rc::new(model),
         tokenizer,
         load_time: start.elapsed(),
+        constraint_vocab: OnceCell::new(),
     })
 }
 

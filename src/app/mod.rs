@@ -62,12 +62,42 @@ pub fn main(cli: Cli) -> ExitCode {
             if let Some(i) = e.downcast_ref::<signals::Interrupted>() {
                 return ExitCode::from(i.exit_code());
             }
+            if e.downcast_ref::<Incomplete>().is_some() {
+                eprintln!("ember: {e}");
+                return ExitCode::from(Incomplete::EXIT_CODE);
+            }
             let usage = e.downcast_ref::<UsageError>().is_some();
             eprintln!("ember: error: {}", one_line(&chain(&e)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
+
+/// Generation ended before the output constraint (schema or grammar) was complete: the text
+/// on stdout does not parse. Exit code 3.
+#[derive(Debug)]
+pub struct Incomplete(pub crate::generate::StopReason);
+
+impl Incomplete {
+    pub const EXIT_CODE: u8 = 3;
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::generate::StopReason;
+        let why = match self.0 {
+            StopReason::Length => "-n ran out",
+            StopReason::ContextFull => "the context filled up",
+            _ => "generation stopped",
+        };
+        write!(
+            f,
+            "the output is incomplete: {why} before the schema or grammar was complete"
+        )
+    }
+}
+
+impl std::error::Error for Incomplete {}
 
 /// One-shot generation or the chat (`chat_command`: `ember chat`), from one validated config.
 fn run_or_chat(a: &crate::cli::args::RunArgs, chat_command: bool) -> anyhow::Result<()> {

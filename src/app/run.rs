@@ -31,6 +31,9 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     let mut front = Front::open(&cfg.model)?;
     let ids = front.prompt_tokens(cfg, &prompt)?;
     let mut sampler = Sampler::new(cfg.sampling.clone());
+    if let Some(f) = &cfg.format {
+        sampler.set_guard(Some(front.loaded.guard(f)?));
+    }
     log::info!(
         "prompt: {} tokens; sampling seed {}",
         ids.len(),
@@ -64,8 +67,9 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     let mut timings = decoded.timings.clone();
     timings.prompt += cache_time;
     timings.ttft += cache_time;
+    let stop_hit = out.stop_hit();
     let summary = Summary {
-        stop_reason: decoded.stop_reason(out.stop_hit()),
+        stop_reason: decoded.stop_reason(stop_hit),
         load: front.loaded.load_time,
         timings: timings.clone(),
         prompt_cached: reused,
@@ -77,6 +81,10 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
         if !pc.read_only && interrupted.is_none() && reused + 1 < ids.len() {
             super::prompt_cache::save(&front.session, &pc.path, &ids)?;
         }
+    }
+    let incomplete = interrupted.is_none() && !stop_hit && !sampler.is_complete();
+    if let Some(g) = sampler.guard() {
+        log::info!("{}", g.stats.report(timings.generated));
     }
     if let Some(i) = &interrupted {
         log::warn!("stopped: {i}");
@@ -109,6 +117,7 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     }
     match interrupted {
         Some(i) => Err(i.into()),
+        None if incomplete => Err(super::Incomplete(decoded.stop).into()),
         None => Ok(()),
     }
 }

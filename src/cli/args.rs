@@ -125,6 +125,9 @@ pub struct BatchArgs {
     pub no_parse_special: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// The output constraint of every request that gives none of its own.
+    #[command(flatten)]
+    pub format: FormatArgs,
 }
 
 /// `ember bench`: list-valued flags take comma-separated values (or repeat), and every
@@ -374,7 +377,31 @@ pub struct RunArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
+    pub format: FormatArgs,
+    #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+/// Structured output: at most one of these constrains what is generated.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FormatArgs {
+    /// Constrain the output to a grammar: GBNF (llama.cpp's format, with a `root` rule) or
+    /// Lark (llguidance's syntax, with a `start` rule).
+    #[arg(long = "grammar", value_name = "TEXT", group = "constraint")]
+    pub grammar: Option<String>,
+    /// Constrain the output to a grammar file: .gbnf (GBNF), .lark (Lark) or .json (a JSON
+    /// schema).
+    #[arg(long = "grammar-file", value_name = "FILE", group = "constraint")]
+    pub grammar_file: Option<PathBuf>,
+    /// Constrain the output to JSON valid under this JSON schema.
+    #[arg(short = 'j', long = "json-schema", value_name = "SCHEMA", group = "constraint")]
+    pub json_schema: Option<String>,
+    /// Constrain the output to JSON valid under the schema in FILE.
+    #[arg(long = "json-schema-file", value_name = "FILE", group = "constraint")]
+    pub json_schema_file: Option<PathBuf>,
+    /// Constrain the output to one JSON object (any keys and values).
+    #[arg(long = "format", value_name = "json", value_parser = ["json"], group = "constraint")]
+    pub format: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

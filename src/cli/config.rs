@@ -9,7 +9,10 @@ use crate::ggml::Type;
 use crate::model::LoadOptions;
 use crate::sampling::{SamplingParams, SEED_RANDOM};
 
-use super::args::{ContextFullPolicy, FlashAttn, ModelArgs, RunArgs, SamplingArgs, SpecArgs};
+use super::args::{
+    ContextFullPolicy, FlashAttn, FormatArgs, ModelArgs, RunArgs, SamplingArgs, SpecArgs,
+};
+use crate::constrain::Format;
 
 /// A problem with the command line (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +259,29 @@ pub struct RunConfig {
     pub perf: bool,
     /// Speculative decoding flags (validated when the drafter is set up).
     pub spec: SpecArgs,
+    /// Structured output: what every answer must satisfy.
+    pub format: Option<Format>,
+}
+
+/// The output constraint the flags ask for, compiled once so that a bad grammar or schema is a
+/// usage error before the model loads.
+pub fn output_format(a: &FormatArgs) -> Result<Option<Format>, UsageError> {
+    let f = if let Some(g) = &a.grammar {
+        Format::grammar(g, "--grammar", false)
+    } else if let Some(path) = &a.grammar_file {
+        Format::file(path)
+    } else if let Some(s) = &a.json_schema {
+        Format::schema(s, "--json-schema")
+    } else if let Some(path) = &a.json_schema_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        Format::schema(&text, &path.display().to_string())
+    } else if a.format.is_some() {
+        Ok(Format::AnyJson)
+    } else {
+        return Ok(None);
+    };
+    f.map(Some).map_err(|e| UsageError(e.to_string()))
 }
 
 impl RunConfig {
@@ -321,6 +347,7 @@ impl RunConfig {
             }),
             perf: !a.no_perf,
             spec: a.spec.clone(),
+            format: output_format(&a.format)?,
         })
     }
 }

@@ -101,9 +101,9 @@ impl Format {
     fn top_level(&self) -> TopLevelGrammar {
         match self {
             Format::AnyJson => {
-                TopLevelGrammar::from_json_schema(serde_json::json!({"type": "object"}))
+                TopLevelGrammar::from_json_schema(with_layout(serde_json::json!({"type": "object"})))
             }
-            Format::Schema(v) => TopLevelGrammar::from_json_schema(v.clone()),
+            Format::Schema(v) => TopLevelGrammar::from_json_schema(with_layout(v.clone())),
             Format::Lark(s) => TopLevelGrammar::from_lark(s.clone()),
         }
     }
@@ -128,6 +128,23 @@ impl Format {
             Format::Lark(_) => "a grammar",
         }
     }
+}
+
+/// Whitespace between JSON tokens as llama.cpp's schema grammars allow it: none, one space, or
+/// a newline and up to 20 spaces or tabs of indentation (a model cannot pad forever). A schema
+/// that sets llguidance's own `x-guidance` options keeps them.
+const JSON_SPACE: &str = r"\x20|\x0A[\x20\x09]{0,20}";
+
+fn with_layout(schema: serde_json::Value) -> serde_json::Value {
+    let mut schema = match schema {
+        serde_json::Value::Bool(true) => serde_json::json!({}),
+        other => other,
+    };
+    if let Some(obj) = schema.as_object_mut() {
+        obj.entry("x-guidance")
+            .or_insert_with(|| serde_json::json!({"whitespace_pattern": JSON_SPACE}));
+    }
+    schema
 }
 
 /// A model's vocabulary as the constraint engine sees it: each token's bytes (special tokens
@@ -194,6 +211,20 @@ pub struct GuardStats {
     pub mask_time: Duration,
     /// Masks computed on another thread while the model evaluated.
     pub overlapped: usize,
+}
+
+impl GuardStats {
+    /// The `-v` line: mask time per generated token and how much ran beside the model.
+    pub fn report(&self, generated: usize) -> String {
+        let ms = self.mask_time.as_secs_f64() * 1e3;
+        format!(
+            "output constraint: {} masks, {:.3} ms per token ({:.1} ms in all), {} of them computed during the forward pass",
+            self.masks,
+            if generated > 0 { ms / generated as f64 } else { 0.0 },
+            ms,
+            self.overlapped
+        )
+    }
 }
 
 /// One generation's constraint: the parser state after the tokens committed so far, and the

@@ -110,7 +110,7 @@ impl Active {
             return Some(StopReason::Length);
         }
         let id = self.sampler.sample(logits);
-        self.sampler.accept(id);
+        self.sampler.commit(id);
         if !self.req.ignore_eos && tok.is_eog(id) {
             return Some(StopReason::Eog);
         }

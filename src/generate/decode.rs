@@ -100,8 +100,13 @@ pub fn generate(
         if session.n_past() >= n_ctx {
             break StopReason::ContextFull;
         }
-        logits.clear();
-        logits.extend_from_slice(session.eval(&[id], Want::Last)?);
+        // the constraint's next mask is computed beside the forward pass
+        sampler.overlap(|| {
+            let row = session.eval(&[id], Want::Last)?;
+            logits.clear();
+            logits.extend_from_slice(row);
+            Ok::<_, EvalError>(())
+        })?;
     };
     Ok((stop, em.finish()))
 }
@@ -161,7 +166,7 @@ impl<'a, F: FnMut(u32) -> bool> Emitter<'a, F> {
     /// Records `id` with the sampler and hands it out; `Some(reason)` ends generation (an
     /// end-of-generation token is not handed out).
     pub(crate) fn emit(&mut self, sampler: &mut Sampler, id: u32) -> Option<StopReason> {
-        sampler.accept(id);
+        sampler.commit(id);
         if !self.params.ignore_eos && self.tok.is_eog(id) {
             return Some(StopReason::Eog);
         }

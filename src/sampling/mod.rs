@@ -19,6 +19,7 @@ mod candidates;
 mod penalties;
 mod rng;
 
+use crate::constrain::Guard;
 use candidates::Candidates;
 use penalties::Penalties;
 use rng::Mt19937;
@@ -90,6 +91,8 @@ pub struct Sampler {
     penalties: Penalties,
     cands: Candidates,
     scratch: Vec<f32>,
+    /// Structured output: the constraint every sampled token must satisfy.
+    guard: Option<Box<Guard>>,
 }
 
 fn resolve_seed(seed: u64) -> u32 {
@@ -109,7 +112,57 @@ impl Sampler {
             penalties: Penalties::new(params.repeat_last_n),
             cands: Candidates::default(),
             scratch: Vec::new(),
+            guard: None,
             params,
+        }
+    }
+
+    /// Constrains every later token to `guard` (a schema or grammar); `None` lifts it.
+    pub fn set_guard(&mut self, guard: Option<Guard>) {
+        self.guard = guard.map(Box::new);
+    }
+
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_deref()
+    }
+
+    /// Records a generated token: the penalties see it and the constraint moves past it.
+    pub fn commit(&mut self, token: u32) {
+        self.accept(token);
+        if let Some(g) = &mut self.guard {
+            g.commit(token);
+        }
+    }
+
+    /// Whether the text so far satisfies the constraint (always, without one).
+    pub fn is_complete(&mut self) -> bool {
+        self.guard.as_mut().is_none_or(|g| g.is_complete())
+    }
+
+    /// How many of `tokens` the constraint allows in a row (all of them without one).
+    pub fn valid_prefix(&mut self, tokens: &[u32]) -> usize {
+        match &mut self.guard {
+            Some(g) => g.valid_prefix(tokens),
+            None => tokens.len(),
+        }
+    }
+
+    /// Runs `f` (a forward pass) while the constraint's next mask is computed on another
+    /// thread, so that neither waits for the other.
+    pub fn overlap<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        match &mut self.guard {
+            Some(g) if !g.is_prepared() => std::thread::scope(|s| {
+                let worker = s.spawn(|| {
+                    g.prepare();
+                    g.stats.overlapped += 1;
+                });
+                let r = f();
+                if let Err(panic) = worker.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                r
+            }),
+            _ => f(),
         }
     }
 
@@ -181,15 +234,20 @@ impl Sampler {
     /// applied to the candidates in `self.cands` (`None`), ready to draw from.
     fn apply_chain(&mut self, logits: &[f32]) -> Option<u32> {
         let p = &self.params;
-        let row: &[f32] = if p.penalties_active() {
+        let row: &[f32] = if p.penalties_active() || self.guard.is_some() {
             self.scratch.clear();
             self.scratch.extend_from_slice(logits);
-            self.penalties.apply(
-                &mut self.scratch,
-                p.repeat_penalty,
-                p.frequency_penalty,
-                p.presence_penalty,
-            );
+            if let Some(g) = &mut self.guard {
+                g.apply(&mut self.scratch);
+            }
+            if p.penalties_active() {
+                self.penalties.apply(
+                    &mut self.scratch,
+                    p.repeat_penalty,
+                    p.frequency_penalty,
+                    p.presence_penalty,
+                );
+            }
             &self.scratch
         } else {
             logits

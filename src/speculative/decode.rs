@@ -180,7 +180,11 @@ impl<F: FnMut(u32) -> bool> Run<'_, '_, F> {
         let k = self.policy.draft_len(self.draft_limit());
         self.stats.k_hist[k.min(self.draft_max)] += 1;
         let n0 = self.target.n_past() as usize;
-        let draft = self.propose(k)?;
+        let mut draft = self.propose(k)?;
+        // a drafted token the output constraint refuses would be rejected: do not verify it
+        let valid = self.sampler.valid_prefix(&draft.tokens);
+        draft.tokens.truncate(valid);
+        draft.dists.truncate(valid);
         self.policy.verified(draft.len());
         let mut batch = Vec::with_capacity(draft.len() + 1);
         batch.push(id);
@@ -190,7 +194,10 @@ impl<F: FnMut(u32) -> bool> Run<'_, '_, F> {
         } else {
             Want::All
         };
-        let (rows, secs) = timed(|| self.target.eval(&batch, want).map(<[f32]>::to_vec));
+        let target = &mut *self.target;
+        let (rows, secs) = self
+            .sampler
+            .overlap(|| timed(|| target.eval(&batch, want).map(<[f32]>::to_vec)));
         let rows = rows?;
         self.policy.record_target(batch.len(), secs);
         self.stats.target_passes += 1;
