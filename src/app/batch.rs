@@ -13,12 +13,12 @@ use serde_json::{json, Map, Value};
 
 use crate::chat::{Format, Message};
 use crate::cli::args::BatchArgs;
-use crate::cli::config::{sampling_params, ContextSize, ModelConfig, UsageError};
+use crate::cli::config::{output_format, sampling_params, ContextSize, ModelConfig, UsageError};
 use crate::generate::batch::{Batch, Finished, Request};
 use crate::sampling::SamplingParams;
 use crate::tokenizer::Tokenizer;
 
-use super::load;
+use super::load::{self, Loaded};
 use super::output::stop_reason;
 use super::signals;
 
@@ -45,6 +45,8 @@ struct Defaults {
     system_prompt: Option<String>,
     /// How `messages` are rendered.
     format: Format,
+    /// The output constraint of requests that give none.
+    constraint: Option<crate::constrain::Format>,
 }
 
 pub fn run(a: &BatchArgs) -> Result<()> {
@@ -97,6 +99,7 @@ pub fn run(a: &BatchArgs) -> Result<()> {
         lines: lines_format,
         system_prompt: a.system_prompt.clone(),
         format,
+        constraint: output_format(&a.format)?,
     };
     let tok = &loaded.tokenizer;
     let mut batch = Batch::new(&mut session, tok);
@@ -126,7 +129,7 @@ pub fn run(a: &BatchArgs) -> Result<()> {
             }
             let index = next;
             next += 1;
-            let (id, req) = parse_request(&line, lineno, index, &defaults, tok);
+            let (id, req) = parse_request(&line, lineno, index, &defaults, &loaded);
             out.ids.insert(index, id);
             match req {
                 Ok(req) => {
@@ -190,6 +193,10 @@ const FIELDS: &[&str] = &[
     "repeat_penalty",
     "seed",
     "stop",
+    "format",
+    "json_schema",
+    "grammar",
+    "response_format",
 ];
 
 /// The request on line `lineno`: its id (the line number when it has none) and the request,
@@ -199,8 +206,9 @@ fn parse_request(
     lineno: usize,
     index: usize,
     d: &Defaults,
-    tok: &Tokenizer,
+    loaded: &Loaded,
 ) -> (Value, Result<Request, String>) {
+    let tok = &loaded.tokenizer;
     let line_id = json!(lineno);
     let base = Request {
         index,
@@ -210,6 +218,14 @@ fn parse_request(
         ignore_eos: d.ignore_eos,
         stop: d.stop.clone(),
         special: d.special,
+        guard: None,
+    };
+    let with_guard = |r: Request, f: Option<&crate::constrain::Format>| match f {
+        None => Ok(r),
+        Some(f) => loaded
+            .guard(f)
+            .map(|g| Request { guard: Some(g), ..r })
+            .map_err(|e| format!("{e:#}")),
     };
     if let Some(chat) = &d.lines {
         let text = match chat {
@@ -220,10 +236,12 @@ fn parse_request(
             ),
             None => Ok(line.to_string()),
         };
-        let req = text.map(|t| Request {
-            prompt: encode(tok, &t, d.parse_special, chat.is_some()),
-            ..base
-        });
+        let req = text
+            .map(|t| Request {
+                prompt: encode(tok, &t, d.parse_special, chat.is_some()),
+                ..base
+            })
+            .and_then(|r| with_guard(r, d.constraint.as_ref()));
         return (line_id, req);
     }
     let obj: Map<String, Value> = match serde_json::from_str(line) {
@@ -232,7 +250,12 @@ fn parse_request(
         Err(e) => return (line_id, Err(format!("not JSON: {e}"))),
     };
     let id = obj.get("id").cloned().unwrap_or(line_id);
-    (id, request(&obj, base, d, tok))
+    let constraint = match crate::constrain::Format::from_request(&obj) {
+        Ok(c) => c.or_else(|| d.constraint.clone()),
+        Err(e) => return (id, Err(e.to_string())),
+    };
+    let req = request(&obj, base, d, tok).and_then(|r| with_guard(r, constraint.as_ref()));
+    (id, req)
 }
 
 fn request(
@@ -389,6 +412,7 @@ impl<W: Write> Results<W> {
                     "id": id,
                     "text": d.text,
                     "stop_reason": stop_reason(d.stop, d.stop_hit, interrupted),
+                    "complete": !d.incomplete,
                     "timings": {
                         "prompt_tokens": t.prompt_tokens,
                         "prompt_ms": ms(t.prompt),

@@ -36,6 +36,8 @@ struct Repl<'a> {
     sampler: Sampler,
     /// `-n` and `--ignore-eos`; `/set n-predict` changes the first.
     generate: GenerateParams,
+    /// What each answer must satisfy (`/set format`).
+    format: Option<crate::constrain::Format>,
     last: Option<TurnStats>,
 }
 
@@ -67,6 +69,7 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
         sampler: Sampler::new(params.clone()),
         params,
         generate: cfg.generate,
+        format: cfg.format.clone(),
         last: None,
     };
     let mut input = Input::open();
@@ -155,6 +158,11 @@ impl Repl<'_> {
             self.cfg.special,
             self.cfg.stops.clone(),
         );
+        let guard = match &self.format {
+            Some(f) => Some(self.front.loaded.guard(f)?),
+            None => None,
+        };
+        self.sampler.set_guard(guard);
         let new = &prompt.tokens[reused..];
         let result = self
             .front
@@ -200,6 +208,9 @@ impl Repl<'_> {
             n_past,
         );
         drop(out);
+        if summary.stop_reason != "stop" && summary.stop_reason != "interrupted" && !self.sampler.is_complete() {
+            eprintln!("(the answer ended before its format was complete)");
+        }
         if summary.stop_reason == "context_full" {
             eprintln!(
                 "(the answer filled the context; older exchanges will be dropped for the next one)"
@@ -279,6 +290,27 @@ impl Repl<'_> {
             Setting::RepeatPenalty(v) => p.repeat_penalty = v,
             Setting::Seed(v) => p.seed = v,
             Setting::NPredict(v) => self.generate.n_predict = v,
+            Setting::Format(v) => {
+                let f = match v.as_str() {
+                    "off" | "none" => Ok(None),
+                    "json" => Ok(Some(crate::constrain::Format::AnyJson)),
+                    file => crate::constrain::Format::file(std::path::Path::new(file)).map(Some),
+                };
+                match f {
+                    Ok(f) => {
+                        eprintln!(
+                            "({})",
+                            f.as_ref().map_or("format off".to_string(), |f| format!(
+                                "answers as {}",
+                                f.describe()
+                            ))
+                        );
+                        self.format = f;
+                    }
+                    Err(e) => eprintln!("/set format: {e}"),
+                }
+                return;
+            }
             Setting::System(text) => {
                 self.conv.set_system(Some(&text));
                 eprintln!(

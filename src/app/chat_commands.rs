@@ -24,6 +24,8 @@ pub enum Setting {
     NPredict(i64),
     /// An empty text removes the system message.
     System(String),
+    /// The answers' output constraint: `json`, a schema/grammar file, or `off`.
+    Format(String),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub const HELP: &str = "\
 Commands:
   /set temp|top-k|top-p|min-p|repeat-penalty|seed|n-predict VALUE
   /set system TEXT     set the system prompt (/set system with no text removes it)
+  /set format json|FILE|off
+                       answers as one JSON object, or under a JSON schema (.json) or
+                       grammar (.gbnf, .lark) file; off lifts it
   /show info           model, context and cache
   /show template       the chat template in use
   /show stats          the last turn: tokens re-used, evaluated and generated, speeds
@@ -99,6 +104,8 @@ fn parse_set(rest: &str) -> Result<Setting, String> {
     }
     match name {
         "system" => Ok(Setting::System(value.to_string())),
+        "format" if value.is_empty() => Err("usage: /set format json|FILE|off".into()),
+        "format" => Ok(Setting::Format(value.to_string())),
         "temp" | "temperature" => num(name, value).map(Setting::Temp),
         "top-k" | "top_k" => num(name, value).map(Setting::TopK),
         "top-p" | "top_p" => num(name, value).map(Setting::TopP),
@@ -107,7 +114,8 @@ fn parse_set(rest: &str) -> Result<Setting, String> {
         "seed" => num(name, value).map(Setting::Seed),
         "n-predict" | "n_predict" | "num_predict" => num(name, value).map(Setting::NPredict),
         "" => Err(
-            "usage: /set temp|top-k|top-p|min-p|repeat-penalty|seed|n-predict|system VALUE".into(),
+            "usage: /set temp|top-k|top-p|min-p|repeat-penalty|seed|n-predict|system|format VALUE"
+                .into(),
         ),
         _ => Err(format!("/set: unknown setting '{name}'")),
     }
@@ -123,6 +131,11 @@ mod tests {
         assert_eq!(parse("  /? "), Ok(Command::Help));
         assert_eq!(parse("/set temp 0.2"), Ok(Command::Set(Setting::Temp(0.2))));
         assert_eq!(parse("/set top-k 5"), Ok(Command::Set(Setting::TopK(5))));
+        assert_eq!(
+            parse("/set format json"),
+            Ok(Command::Set(Setting::Format("json".into())))
+        );
+        assert!(parse("/set format").is_err());
         assert_eq!(
             parse("/set system You are terse.  "),
             Ok(Command::Set(Setting::System("You are terse.".into())))

@@ -98,6 +98,69 @@ impl Format {
         }
     }
 
+    /// The constraint a JSON request gives, if any: `format` (`"json"` or a schema, as Ollama
+    /// takes it), `json_schema` (a schema), `grammar` (GBNF or Lark text) or OpenAI's
+    /// `response_format` (`{"type": "json_object"}`, or `{"type": "json_schema", "json_schema":
+    /// {"schema": ...}}`). At most one.
+    pub fn from_request(
+        obj: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<Format>, FormatError> {
+        use serde_json::Value;
+        let keys = ["format", "json_schema", "grammar", "response_format"];
+        let given: Vec<&str> = keys
+            .into_iter()
+            .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
+            .collect();
+        let (key, v) = match given.as_slice() {
+            [] => return Ok(None),
+            [k] => (*k, &obj[*k]),
+            _ => {
+                return Err(FormatError(format!(
+                    "give one of {}, not several",
+                    given.join(", ")
+                )))
+            }
+        };
+        let f = match (key, v) {
+            ("format", Value::String(s)) if s == "json" => Format::AnyJson,
+            ("format", Value::Object(_)) | ("json_schema", Value::Object(_) | Value::Bool(_)) => {
+                Format::schema(&v.to_string(), key)?
+            }
+            ("format", _) => {
+                return Err(FormatError(
+                    "'format' must be \"json\" or a JSON schema object".into(),
+                ))
+            }
+            ("json_schema", _) => {
+                return Err(FormatError("'json_schema' must be a schema object".into()))
+            }
+            ("grammar", Value::String(g)) => Format::grammar(g, "grammar", false)?,
+            ("grammar", _) => return Err(FormatError("'grammar' must be a string".into())),
+            _ => match v.get("type").and_then(Value::as_str) {
+                Some("text") => return Ok(None),
+                Some("json_object") => match v.get("schema") {
+                    Some(s) => Format::schema(&s.to_string(), "response_format.schema")?,
+                    None => Format::AnyJson,
+                },
+                Some("json_schema") => {
+                    let s = v
+                        .get("json_schema")
+                        .and_then(|j| j.get("schema"))
+                        .ok_or_else(|| {
+                            FormatError("response_format: json_schema.schema is missing".into())
+                        })?;
+                    Format::schema(&s.to_string(), "response_format.json_schema.schema")?
+                }
+                _ => {
+                    return Err(FormatError(
+                        "response_format.type must be text, json_object or json_schema".into(),
+                    ))
+                }
+            },
+        };
+        Ok(Some(f))
+    }
+
     fn top_level(&self) -> TopLevelGrammar {
         match self {
             Format::AnyJson => {

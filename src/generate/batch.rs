@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::constrain::Guard;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 
@@ -39,6 +40,8 @@ pub struct Request {
     pub stop: Vec<String>,
     /// Control tokens shown as their text.
     pub special: bool,
+    /// The output constraint (schema or grammar) its text must satisfy.
+    pub guard: Option<Guard>,
 }
 
 /// A request's result.
@@ -56,6 +59,8 @@ pub struct Done {
     pub stop: StopReason,
     /// A stop string ended it.
     pub stop_hit: bool,
+    /// The text does not satisfy the request's output constraint (it ended first).
+    pub incomplete: bool,
     pub timings: Timings,
 }
 
@@ -77,11 +82,12 @@ struct Active {
 }
 
 impl Active {
-    fn new(req: Request) -> Active {
+    fn new(mut req: Request) -> Active {
         let mut sampler = Sampler::new(req.sampling.clone());
         for &id in &req.prompt {
             sampler.accept(id);
         }
+        sampler.set_guard(req.guard.take());
         Active {
             text: TextStream::new(req.special, req.stop.clone()),
             sampler,
@@ -137,10 +143,12 @@ impl Active {
     fn finish(mut self, stop: StopReason) -> Finished {
         self.timings.decode = self.first_at.map_or(Duration::ZERO, |f| f.elapsed());
         self.text.finish();
+        let stop_hit = self.text.stop_hit().is_some();
         Finished {
             index: self.req.index,
             outcome: Ok(Done {
-                stop_hit: self.text.stop_hit().is_some(),
+                stop_hit,
+                incomplete: !stop_hit && !self.sampler.is_complete(),
                 text: self.text.into_text(),
                 tokens: self.tokens,
                 stop,
