@@ -220,12 +220,11 @@ fn parse_request(
         special: d.special,
         guard: None,
     };
-    let with_guard = |r: Request, f: Option<&crate::constrain::Format>| match f {
-        None => Ok(r),
-        Some(f) => loaded
-            .guard(f)
-            .map(|g| Request { guard: Some(g), ..r })
-            .map_err(|e| format!("{e:#}")),
+    let with_guard = |r: Request, f: Option<&crate::constrain::Format>| {
+        Ok(Request {
+            guard: f.map(|f| loaded.guard(f)),
+            ..r
+        })
     };
     if let Some(chat) = &d.lines {
         let text = match chat {

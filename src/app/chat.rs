@@ -158,10 +158,7 @@ impl Repl<'_> {
             self.cfg.special,
             self.cfg.stops.clone(),
         );
-        let guard = match &self.format {
-            Some(f) => Some(self.front.loaded.guard(f)?),
-            None => None,
-        };
+        let guard = self.format.as_ref().map(|f| self.front.loaded.guard(f));
         self.sampler.set_guard(guard);
         let new = &prompt.tokens[reused..];
         let result = self
@@ -208,7 +205,10 @@ impl Repl<'_> {
             n_past,
         );
         drop(out);
-        if summary.stop_reason != "stop" && summary.stop_reason != "interrupted" && !self.sampler.is_complete() {
+        if summary.stop_reason != "stop"
+            && summary.stop_reason != "interrupted"
+            && !self.sampler.is_complete()
+        {
             eprintln!("(the answer ended before its format was complete)");
         }
         if summary.stop_reason == "context_full" {

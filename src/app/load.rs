@@ -1,6 +1,5 @@
 //! Loading a model, its tokenizer and an evaluation session, with the verbose report.
 
-use std::cell::OnceCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use crate::cli::config::ModelConfig;
-use crate::constrain::{Format, Guard, Vocab};
+use crate::constrain::{Format, Guard, VocabCell};
 use crate::generate::{Session, SessionParams};
 use crate::ggml::kernels::Placement;
 use crate::model::{open_gguf, Model};
@@ -19,30 +18,21 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
     pub load_time: Duration,
     /// The vocabulary as the output constraint sees it, built on first use.
-    constraint_vocab: OnceCell<Arc<Vocab>>,
+    constraint_vocab: Arc<VocabCell>,
 }
 
 impl Loaded {
-    /// A constraint for one answer: `format` over this model's vocabulary.
-    pub fn guard(&self, format: &Format) -> Result<Guard> {
-        let vocab = self.constraint_vocab.get_or_init(|| {
-            let t0 = Instant::now();
-            let v = Vocab::new(&self.tokenizer);
-            log::info!(
-                "output constraint: token trie of {} tokens in {:.1} ms",
-                self.tokenizer.n_vocab(),
-                t0.elapsed().as_secs_f64() * 1e3
-            );
-            v
-        });
-        let t0 = Instant::now();
-        let g = Guard::new(vocab, format).with_context(|| format!("compiling {}", format.describe()))?;
-        log::info!(
-            "output constraint: {} compiled in {:.1} ms",
-            format.describe(),
-            t0.elapsed().as_secs_f64() * 1e3
-        );
-        Ok(g)
+    /// Starts building the output constraint's vocabulary on another thread (a few hundred
+    /// milliseconds for a large vocabulary), to be ready by the first token.
+    pub fn prepare_constraint(&self) {
+        self.constraint_vocab.start(&self.tokenizer);
+    }
+
+    /// A constraint for one answer: `format` over this model's vocabulary, its parser made
+    /// when first used (the vocabulary may still be under construction).
+    pub fn guard(&self, format: &Format) -> Guard {
+        self.prepare_constraint();
+        Guard::deferred(&self.constraint_vocab, format)
     }
 }
 
@@ -92,7 +82,7 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
         model: Rc::new(model),
         tokenizer,
         load_time: start.elapsed(),
-        constraint_vocab: OnceCell::new(),
+        constraint_vocab: Arc::default(),
     })
 }
 

@@ -394,7 +394,12 @@ pub struct FormatArgs {
     #[arg(long = "grammar-file", value_name = "FILE", group = "constraint")]
     pub grammar_file: Option<PathBuf>,
     /// Constrain the output to JSON valid under this JSON schema.
-    #[arg(short = 'j', long = "json-schema", value_name = "SCHEMA", group = "constraint")]
+    #[arg(
+        short = 'j',
+        long = "json-schema",
+        value_name = "SCHEMA",
+        group = "constraint"
+    )]
     pub json_schema: Option<String>,
     /// Constrain the output to JSON valid under the schema in FILE.
     #[arg(long = "json-schema-file", value_name = "FILE", group = "constraint")]

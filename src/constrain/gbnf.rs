@@ -398,7 +398,10 @@ fn regular_rules(rules: &[Rule]) -> HashSet<String> {
         let mut refs = Vec::new();
         for_refs(&r.alts, &mut |m| refs.push(m.to_string()));
         for m in refs {
-            let m: &'a str = by_name.get_key_value(m.as_str()).map(|(k, _)| *k).unwrap_or("");
+            let m: &'a str = by_name
+                .get_key_value(m.as_str())
+                .map(|(k, _)| *k)
+                .unwrap_or("");
             if m.is_empty() || !visit(m, by_name, state) {
                 ok = false;
             }

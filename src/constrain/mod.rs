@@ -16,7 +16,8 @@
 mod gbnf;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use llguidance::api::TopLevelGrammar;
@@ -54,7 +55,8 @@ impl Format {
             )));
         }
         let f = Format::Schema(v);
-        f.check().map_err(|e| FormatError(format!("{origin}: {e}")))?;
+        f.check()
+            .map_err(|e| FormatError(format!("{origin}: {e}")))?;
         Ok(f)
     }
 
@@ -66,7 +68,8 @@ impl Format {
         } else {
             Format::Lark(text.to_string())
         };
-        f.check().map_err(|e| FormatError(format!("{origin}: {e}")))?;
+        f.check()
+            .map_err(|e| FormatError(format!("{origin}: {e}")))?;
         Ok(f)
     }
 
@@ -163,9 +166,9 @@ impl Format {
 
     fn top_level(&self) -> TopLevelGrammar {
         match self {
-            Format::AnyJson => {
-                TopLevelGrammar::from_json_schema(with_layout(serde_json::json!({"type": "object"})))
-            }
+            Format::AnyJson => TopLevelGrammar::from_json_schema(with_layout(
+                serde_json::json!({"type": "object"}),
+            )),
             Format::Schema(v) => TopLevelGrammar::from_json_schema(with_layout(v.clone())),
             Format::Lark(s) => TopLevelGrammar::from_lark(s.clone()),
         }
@@ -226,6 +229,25 @@ impl std::fmt::Debug for Vocab {
 
 impl Vocab {
     pub fn new(tok: &Tokenizer) -> Arc<Vocab> {
+        VocabSource::new(tok).build()
+    }
+
+    fn eos(&self) -> u32 {
+        self.factory.tok_env().tok_trie().eos_token()
+    }
+}
+
+/// What [`Vocab`] is built from, taken from the tokenizer in a few milliseconds, so that the
+/// slow part (the token trie and llguidance's token slices, a few hundred milliseconds for a
+/// 150k vocabulary) can run on another thread while the model loads and reads the prompt.
+pub struct VocabSource {
+    words: Vec<Vec<u8>>,
+    eog: Vec<u32>,
+    info: TokRxInfo,
+}
+
+impl VocabSource {
+    pub fn new(tok: &Tokenizer) -> VocabSource {
         let n = tok.n_vocab();
         let eog: Vec<u32> = (0..n as u32).filter(|&id| tok.is_eog(id)).collect();
         let words: Vec<Vec<u8>> = (0..n as u32)
@@ -251,19 +273,22 @@ impl Vocab {
         let mut info = TokRxInfo::new(n as u32, eos);
         info.tok_bos = tok.bos();
         info.tok_end_of_turn = tok.eot();
-        let mut trie = TokTrie::from(&info, &words);
-        if !eog.is_empty() {
-            trie = trie.with_eos_tokens(&eog);
+        VocabSource { words, eog, info }
+    }
+
+    pub fn build(self) -> Arc<Vocab> {
+        let mut trie = TokTrie::from(&self.info, &self.words);
+        if !self.eog.is_empty() {
+            trie = trie.with_eos_tokens(&self.eog);
         }
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
         let mut factory =
             ParserFactory::new_simple(&env).expect("llguidance's default token slices compile");
         factory.quiet();
-        Arc::new(Vocab { factory, eog })
-    }
-
-    fn eos(&self) -> u32 {
-        self.factory.tok_env().tok_trie().eos_token()
+        Arc::new(Vocab {
+            factory,
+            eog: self.eog,
+        })
     }
 }
 
@@ -290,11 +315,71 @@ impl GuardStats {
     }
 }
 
-/// One generation's constraint: the parser state after the tokens committed so far, and the
-/// mask for the next token once computed.
-pub struct Guard {
+/// A model's [`Vocab`], built once, possibly on another thread ([`VocabCell::start`]) while
+/// the model loads and reads the prompt; shared by the guards that wait for it.
+#[derive(Default)]
+pub struct VocabCell {
+    vocab: OnceLock<Arc<Vocab>>,
+    job: Mutex<Option<JoinHandle<(Arc<Vocab>, Duration)>>>,
+}
+
+impl VocabCell {
+    /// Starts building the vocabulary of `tok` on another thread, unless it is built or being
+    /// built.
+    pub fn start(&self, tok: &Tokenizer) {
+        let mut job = self.job.lock().unwrap_or_else(|p| p.into_inner());
+        if self.vocab.get().is_some() || job.is_some() {
+            return;
+        }
+        let src = VocabSource::new(tok);
+        *job = Some(std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let v = src.build();
+            (v, t0.elapsed())
+        }));
+    }
+
+    /// The vocabulary, waiting for its construction.
+    ///
+    /// # Panics
+    /// When [`start`](Self::start) was never called.
+    pub fn get(&self) -> Arc<Vocab> {
+        self.vocab
+            .get_or_init(|| {
+                let t0 = Instant::now();
+                let job = self
+                    .job
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .expect("VocabCell::start before get");
+                let (v, built) = match job.join() {
+                    Ok(done) => done,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
+                log::info!(
+                    "output constraint: token trie built in {:.1} ms ({:.1} ms waited for)",
+                    built.as_secs_f64() * 1e3,
+                    t0.elapsed().as_secs_f64() * 1e3
+                );
+                v
+            })
+            .clone()
+    }
+}
+
+/// The parser once the vocabulary is there.
+struct Ready {
     vocab: Arc<Vocab>,
     matcher: Matcher,
+}
+
+/// One generation's constraint: the parser state after the tokens committed so far, and the
+/// mask for the next token once computed. A guard made with [`Guard::deferred`] builds its
+/// parser on first use (on the mask thread, during the prompt).
+pub struct Guard {
+    ready: Option<Ready>,
+    pending: Option<(Arc<VocabCell>, Format)>,
     mask: Option<SimpleVob>,
     pub stats: GuardStats,
 }
@@ -302,8 +387,11 @@ pub struct Guard {
 impl Clone for Guard {
     fn clone(&self) -> Self {
         Guard {
-            vocab: self.vocab.clone(),
-            matcher: self.matcher.deep_clone(),
+            ready: self.ready.as_ref().map(|r| Ready {
+                vocab: r.vocab.clone(),
+                matcher: r.matcher.deep_clone(),
+            }),
+            pending: self.pending.clone(),
             mask: self.mask.clone(),
             stats: self.stats.clone(),
         }
@@ -318,18 +406,55 @@ impl std::fmt::Debug for Guard {
     }
 }
 
+fn parser_for(vocab: &Vocab, format: &Format) -> Result<Matcher, FormatError> {
+    let t0 = Instant::now();
+    let parser = vocab
+        .factory
+        .create_parser(format.top_level())
+        .map_err(|e| FormatError(e.to_string()))?;
+    log::info!(
+        "output constraint: {} compiled in {:.1} ms",
+        format.describe(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(Matcher::new(Ok(parser)))
+}
+
 impl Guard {
     pub fn new(vocab: &Arc<Vocab>, format: &Format) -> Result<Guard, FormatError> {
-        let parser = vocab
-            .factory
-            .create_parser(format.top_level())
-            .map_err(|e| FormatError(e.to_string()))?;
         Ok(Guard {
-            vocab: vocab.clone(),
-            matcher: Matcher::new(Ok(parser)),
+            ready: Some(Ready {
+                vocab: vocab.clone(),
+                matcher: parser_for(vocab, format)?,
+            }),
+            pending: None,
             mask: None,
             stats: GuardStats::default(),
         })
+    }
+
+    /// A guard whose parser is made when the vocabulary is ready (`format` was checked when
+    /// it was read, so making it does not fail but for a bug, which ends generation).
+    pub fn deferred(cell: &Arc<VocabCell>, format: &Format) -> Guard {
+        Guard {
+            ready: None,
+            pending: Some((cell.clone(), format.clone())),
+            mask: None,
+            stats: GuardStats::default(),
+        }
+    }
+
+    fn ready(&mut self) -> &mut Ready {
+        if self.ready.is_none() {
+            let (cell, format) = self.pending.take().expect("a guard is ready or pending");
+            let vocab = cell.get();
+            let matcher = parser_for(&vocab, &format).unwrap_or_else(|e| {
+                log::error!("the output constraint failed to compile: {e}");
+                Matcher::new(Err(anyhow::anyhow!("{e}")))
+            });
+            self.ready = Some(Ready { vocab, matcher });
+        }
+        self.ready.as_mut().expect("made ready")
     }
 
     /// Computes the next token's mask unless it is known (a stopped or broken parser allows
@@ -338,12 +463,13 @@ impl Guard {
         if self.mask.is_some() {
             return;
         }
+        let r = self.ready();
         let t0 = Instant::now();
-        let mask = match self.matcher.compute_mask_or_eos() {
+        let mask = match r.matcher.compute_mask_or_eos() {
             Ok(m) => m,
             Err(e) => {
                 log::error!("the output constraint failed ({e}); ending generation");
-                self.vocab.factory.tok_env().tok_trie().eos_token_set()
+                r.vocab.factory.tok_env().tok_trie().eos_token_set()
             }
         };
         self.stats.masks += 1;
@@ -360,6 +486,7 @@ impl Guard {
     /// token is allowed exactly when the grammar may end here).
     pub fn apply(&mut self, logits: &mut [f32]) {
         self.prepare();
+        let vocab = &self.ready.as_ref().expect("prepared").vocab;
         let mask = self.mask.as_ref().expect("prepared");
         let n = mask.len().min(logits.len());
         for (i, l) in logits[..n].iter_mut().enumerate() {
@@ -371,8 +498,8 @@ impl Guard {
             *l = f32::NEG_INFINITY;
         }
         // the model's own end tokens keep their logits where the grammar may end
-        if !mask.is_allowed(self.vocab.eos()) {
-            for &id in &self.vocab.eog {
+        if !mask.is_allowed(vocab.eos()) {
+            for &id in &vocab.eog {
                 if let Some(l) = logits.get_mut(id as usize) {
                     *l = f32::NEG_INFINITY;
                 }
@@ -383,49 +510,50 @@ impl Guard {
     /// Whether `id` may come next.
     pub fn allows(&mut self, id: u32) -> bool {
         self.prepare();
+        let vocab = &self.ready.as_ref().expect("prepared").vocab;
         let mask = self.mask.as_ref().expect("prepared");
-        if self.vocab.eog.contains(&id) {
-            return mask.is_allowed(self.vocab.eos());
+        if vocab.eog.contains(&id) {
+            return mask.is_allowed(vocab.eos());
         }
         (id as usize) < mask.len() && mask.is_allowed(id)
     }
 
     /// Records a generated token. End-of-generation tokens end the text and are not part of it.
     pub fn commit(&mut self, id: u32) {
-        if self.vocab.eog.contains(&id) {
+        let r = self.ready();
+        if r.vocab.eog.contains(&id) {
             return;
         }
-        self.mask = None;
-        if let Err(e) = self.matcher.consume_token(id) {
+        if let Err(e) = r.matcher.consume_token(id) {
             log::error!("the output constraint refused token {id}: {e}");
         }
+        self.mask = None;
     }
 
     /// How many of `tokens` the constraint accepts in a row from here (drafts are cut there).
     pub fn valid_prefix(&mut self, tokens: &[u32]) -> usize {
-        let ok = self.matcher.validate_tokens(tokens).unwrap_or(0);
+        let r = self.ready();
+        let ok = r.matcher.validate_tokens(tokens).unwrap_or(0);
         // an end-of-generation token the grammar allows is valid (and ends the draft)
         match tokens.get(ok) {
-            Some(&id) if self.vocab.eog.contains(&id) && self.allows_end_after(&tokens[..ok]) => {
-                ok + 1
-            }
+            Some(&id) if r.vocab.eog.contains(&id) && allows_end_after(r, &tokens[..ok]) => ok + 1,
             _ => ok,
         }
     }
 
-    fn allows_end_after(&mut self, prefix: &[u32]) -> bool {
-        if prefix.is_empty() {
-            return self.matcher.is_accepting().unwrap_or(false);
-        }
-        let mut m = self.matcher.deep_clone();
-        m.consume_tokens(prefix).is_ok() && m.is_accepting().unwrap_or(false)
-    }
-
     /// Whether the text so far is complete under the constraint (it may end here).
     pub fn is_complete(&mut self) -> bool {
-        self.matcher.is_stopped() && !self.matcher.is_error()
-            || self.matcher.is_accepting().unwrap_or(false)
+        let m = &mut self.ready().matcher;
+        m.is_stopped() && !m.is_error() || m.is_accepting().unwrap_or(false)
     }
+}
+
+fn allows_end_after(r: &mut Ready, prefix: &[u32]) -> bool {
+    if prefix.is_empty() {
+        return r.matcher.is_accepting().unwrap_or(false);
+    }
+    let mut m = r.matcher.deep_clone();
+    m.consume_tokens(prefix).is_ok() && m.is_accepting().unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -30,10 +30,16 @@ fn walk(format: &Format, seed: u64, max: usize) -> (String, bool) {
         logits[eos] += step as f32 / 40.0;
         g.apply(&mut logits);
         let id = crate::sampling::argmax(&logits);
-        assert!(logits[id as usize].is_finite(), "nothing allowed at {text:?}");
+        assert!(
+            logits[id as usize].is_finite(),
+            "nothing allowed at {text:?}"
+        );
         if tok.is_eog(id) {
             assert!(g.is_complete());
-            return (String::from_utf8(text).expect("a complete text is UTF-8"), true);
+            return (
+                String::from_utf8(text).expect("a complete text is UTF-8"),
+                true,
+            );
         }
         g.commit(id);
         text.extend_from_slice(tok.piece(id, false));
@@ -132,7 +138,10 @@ fn gbnf_grammars_constrain_the_walk() {
 #[test]
 fn bad_grammars_and_schemas_name_the_place() {
     let e = Format::grammar("root ::= \"a\"\nx ::= (\"b\"\n", "g.gbnf", false).unwrap_err();
-    assert!(e.0.starts_with("g.gbnf: line 3, column 1: expecting ')'"), "{e}");
+    assert!(
+        e.0.starts_with("g.gbnf: line 3, column 1: expecting ')'"),
+        "{e}"
+    );
     let e = Format::grammar("start: foo\n", "g.lark", true).unwrap_err();
     assert!(e.0.contains("foo"), "{e}");
     let e = Format::schema("{\"type\": ", "s.json").unwrap_err();
@@ -153,7 +162,11 @@ fn drafts_are_cut_at_the_first_invalid_token() {
     assert_eq!(g.valid_prefix(&ids), 3);
     let mut end = ids[..3].to_vec();
     end.push(tok.eos().unwrap());
-    assert_eq!(g.valid_prefix(&end), 4, "the end token after a complete text");
+    assert_eq!(
+        g.valid_prefix(&end),
+        4,
+        "the end token after a complete text"
+    );
     assert!(!g.is_complete());
     for &id in &ids[..3] {
         assert!(g.allows(id));

@@ -87,7 +87,8 @@ pub fn generate(
         sampler.accept(id);
     }
     let mut em = Emitter::new(tok, params, on_token, prompt.len());
-    let mut logits = session.eval(prompt, Want::Last)?.to_vec();
+    // the first mask (and the constraint's set-up) is computed beside the prompt
+    let mut logits = sampler.overlap(|| session.eval(prompt, Want::Last).map(<[f32]>::to_vec))?;
     em.prompt_done();
     let stop = loop {
         if em.length_reached() {

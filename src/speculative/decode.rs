@@ -51,7 +51,7 @@ pub(super) fn generate(
     }
     let mut em = Emitter::new(tok, params, on_token, prompt.len());
     debug_assert_eq!(target.n_past(), 0, "speculation starts from an empty cache");
-    let logits = target.eval(prompt, Want::Last)?.to_vec();
+    let logits = sampler.overlap(|| target.eval(prompt, Want::Last).map(<[f32]>::to_vec))?;
     let mut policy = Policy::new(draft_max, spec.fixed);
     if let Some(secs) = drafter.start(prompt)? {
         policy.record_draft(secs);

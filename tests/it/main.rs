@@ -23,4 +23,5 @@ mod model_errors;
 mod runtime;
 mod scripting;
 mod speculative;
+mod structured;
 mod tokenize_cli;
