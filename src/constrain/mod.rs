@@ -315,12 +315,15 @@ impl GuardStats {
     }
 }
 
+/// The thread building a vocabulary; it returns it with the time it took.
+type VocabJob = JoinHandle<(Arc<Vocab>, Duration)>;
+
 /// A model's [`Vocab`], built once, possibly on another thread ([`VocabCell::start`]) while
 /// the model loads and reads the prompt; shared by the guards that wait for it.
 #[derive(Default)]
 pub struct VocabCell {
     vocab: OnceLock<Arc<Vocab>>,
-    job: Mutex<Option<JoinHandle<(Arc<Vocab>, Duration)>>>,
+    job: Mutex<Option<VocabJob>>,
 }
 
 impl VocabCell {
