@@ -491,15 +491,22 @@ impl Guard {
         self.prepare();
         let vocab = &self.ready.as_ref().expect("prepared").vocab;
         let mask = self.mask.as_ref().expect("prepared");
+        // 32 tokens per mask word: most words are all-refused or all-allowed
         let n = mask.len().min(logits.len());
-        for (i, l) in logits[..n].iter_mut().enumerate() {
-            if !mask.is_allowed(i as u32) {
-                *l = f32::NEG_INFINITY;
+        for (w, chunk) in mask.as_slice().iter().zip(logits[..n].chunks_mut(32)) {
+            match *w {
+                u32::MAX => {}
+                0 => chunk.fill(f32::NEG_INFINITY),
+                bits => {
+                    for (b, l) in chunk.iter_mut().enumerate() {
+                        if bits & (1 << b) == 0 {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                }
             }
         }
-        for l in &mut logits[n..] {
-            *l = f32::NEG_INFINITY;
-        }
+        logits[n..].fill(f32::NEG_INFINITY);
         // the model's own end tokens keep their logits where the grammar may end
         if !mask.is_allowed(vocab.eos()) {
             for &id in &vocab.eog {
