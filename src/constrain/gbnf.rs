@@ -1,13 +1,18 @@
 //! GBNF (llama.cpp's grammar format) to llguidance's Lark-like syntax: a translator, not a
 //! second grammar engine. The GBNF is parsed with llama.cpp's rules (rule names of letters,
 //! digits and `-`; a rule ends at a newline outside parentheses; `#` comments; escapes `\x`,
-//! `\u`, `\U`, `\t`, `\r`, `\n`, `\\`, `\"`, `\[`, `\]`, `\-`), then written out so that the
-//! Earley parser sees as few lexemes as it can:
+//! `\u`, `\U`, `\t`, `\r`, `\n`, `\\`, `\"`, `\[`, `\]`, `\-`), then written out with every
+//! lexeme one character: each literal character, character class and `.` is a lexeme of its
+//! own, and every GBNF rule a Lark rule.
 //!
-//! - a rule that is not recursive and references only such rules is *regular*: it becomes an
-//!   uppercase Lark terminal (one regular expression, one lexeme);
-//! - in the other rules, each run of regular items in a sequence becomes one synthesized
-//!   terminal, so `"\"" [^"]* "\""` inside a recursive rule is still one lexeme.
+//! Why not merge the regular parts into multi-character terminals, which llguidance masks
+//! faster? Its lexemes are greedy: a lexeme ends only where the next byte cannot continue it.
+//! GBNF matches characters non-deterministically, so a merged terminal such as
+//! `num ::= [0-9]+ ws` with `ws ::= [ \t\n]*`, followed by a required `"\n"` (llama.cpp's
+//! `arithmetic.gbnf`), would swallow every newline into `ws` and the grammar could never
+//! finish. One-character lexemes always end after their character, so the language is
+//! exactly GBNF's. (JSON schemas do not go through here: llguidance compiles them itself, with
+//! proper multi-character lexemes.)
 //!
 //! Character classes and `.` become `/.../` regexes with every non-alphanumeric character
 //! written as `\x{..}`; literals become JSON-escaped strings. Token references (`<[id]>`,
@@ -364,84 +369,16 @@ fn item_refs(it: &Item, f: &mut impl FnMut(&str)) {
     }
 }
 
-fn has_token(alts: &[Vec<Item>]) -> bool {
-    fn item(it: &Item) -> bool {
-        match it {
-            Item::Token(_) => true,
-            Item::Group(a) => has_token(a),
-            Item::Repeat(i, ..) => item(i),
-            _ => false,
-        }
-    }
-    alts.iter().flatten().any(item)
-}
-
-/// The rules that can be one regular expression: no token references, not recursive, and
-/// referencing only such rules.
-fn regular_rules(rules: &[Rule]) -> HashSet<String> {
-    let by_name: HashMap<&str, &Rule> = rules.iter().map(|r| (r.name.as_str(), r)).collect();
-    // 0 = unvisited, 1 = in progress, 2 = regular, 3 = not
-    let mut state: HashMap<&str, u8> = HashMap::new();
-    fn visit<'a>(
-        n: &'a str,
-        by_name: &HashMap<&'a str, &'a Rule>,
-        state: &mut HashMap<&'a str, u8>,
-    ) -> bool {
-        match state.get(n) {
-            Some(1) | Some(3) => return false,
-            Some(2) => return true,
-            _ => {}
-        }
-        state.insert(n, 1);
-        let r = by_name[n];
-        let mut ok = !has_token(&r.alts);
-        let mut refs = Vec::new();
-        for_refs(&r.alts, &mut |m| refs.push(m.to_string()));
-        for m in refs {
-            let m: &'a str = by_name
-                .get_key_value(m.as_str())
-                .map(|(k, _)| *k)
-                .unwrap_or("");
-            if m.is_empty() || !visit(m, by_name, state) {
-                ok = false;
-            }
-        }
-        state.insert(n, if ok { 2 } else { 3 });
-        ok
-    }
-    for r in rules {
-        visit(&r.name, &by_name, &mut state);
-    }
-    state
-        .into_iter()
-        .filter(|&(_, s)| s == 2)
-        .map(|(n, _)| n.to_string())
-        .collect()
-}
-
 struct Writer {
     /// GBNF name → Lark name.
     names: HashMap<String, String>,
-    regular: HashSet<String>,
-    aux: Vec<String>,
 }
 
 impl Writer {
-    fn is_regular(&self, it: &Item) -> bool {
-        match it {
-            Item::Ref(n) => self.regular.contains(n),
-            Item::Token(_) => false,
-            Item::Group(alts) => alts.iter().flatten().all(|i| self.is_regular(i)),
-            Item::Repeat(i, ..) => self.is_regular(i),
-            _ => true,
-        }
-    }
-
-    fn alts(&mut self, alts: &[Vec<Item>], terminal: bool) -> String {
-        let non_empty: Vec<&Vec<Item>> = alts.iter().filter(|s| !s.is_empty()).collect();
-        let body: Vec<String> = non_empty
+    fn alts(&self, alts: &[Vec<Item>]) -> String {
+        let body: Vec<String> = alts
             .iter()
-            .map(|s| self.seq(s, terminal))
+            .map(|s| self.seq(s))
             .filter(|s| !s.is_empty())
             .collect();
         if body.is_empty() {
@@ -455,56 +392,37 @@ impl Writer {
         }
     }
 
-    fn seq(&mut self, seq: &[Item], terminal: bool) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        if terminal {
-            for it in seq {
-                parts.push(self.item(it, true));
-            }
-            return parts.join(" ");
-        }
-        let mut run: Vec<&Item> = Vec::new();
-        for it in seq {
-            if self.is_regular(it) {
-                run.push(it);
-            } else {
-                self.flush(&mut run, &mut parts);
-                parts.push(self.item(it, false));
-            }
-        }
-        self.flush(&mut run, &mut parts);
-        parts.join(" ")
+    fn seq(&self, seq: &[Item]) -> String {
+        seq.iter()
+            .map(|it| self.item(it))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
-    /// A run of regular items inside a rule: one synthesized terminal (a lone literal or
-    /// terminal name stays as it is).
-    fn flush(&mut self, run: &mut Vec<&Item>, parts: &mut Vec<String>) {
-        if run.is_empty() {
-            return;
-        }
-        let simple = run.len() == 1 && matches!(run[0], Item::Lit(_) | Item::Ref(_));
-        let body: Vec<String> = run.iter().map(|it| self.item(it, true)).collect();
-        if simple {
-            parts.push(body.join(" "));
-        } else {
-            let name = format!("AUX_{}", self.aux.len());
-            self.aux.push(format!("{name}: {}", body.join(" ")));
-            parts.push(name);
-        }
-        run.clear();
-    }
-
-    fn item(&mut self, it: &Item, terminal: bool) -> String {
+    fn item(&self, it: &Item) -> String {
         match it {
-            Item::Lit(s) if s.is_empty() => "\"\"".into(),
-            Item::Lit(s) => serde_json::to_string(s).unwrap_or_default(),
+            Item::Lit(s) => {
+                // one lexeme per character (see the module comment)
+                let chars: Vec<String> = s
+                    .chars()
+                    .map(|c| serde_json::to_string(&c.to_string()).unwrap_or_default())
+                    .collect();
+                match chars.len() {
+                    0 | 1 => chars.concat(),
+                    _ => format!("({})", chars.join(" ")),
+                }
+            }
             Item::Class(neg, ranges) => class_regex(*neg, ranges),
             Item::Any => "/[\\x{0}-\\x{10FFFF}]/".into(),
             Item::Ref(n) => self.names[n].clone(),
             Item::Token(t) => t.clone(),
-            Item::Group(alts) => format!("({})", self.alts(alts, terminal)),
+            Item::Group(alts) => format!("({})", self.alts(alts)),
             Item::Repeat(inner, min, max) => {
-                let inner_s = self.item(inner, terminal);
+                let inner_s = self.item(inner);
+                if inner_s.is_empty() {
+                    return String::new();
+                }
                 let wrapped = match inner.as_ref() {
                     Item::Group(_) => inner_s,
                     _ => format!("({inner_s})"),
@@ -545,25 +463,25 @@ fn class_regex(neg: bool, ranges: &[(char, char)]) -> String {
     s
 }
 
-/// A Lark name for each GBNF rule: lowercase for rules, uppercase for terminals, `-` as `_`,
-/// made unique (GBNF names are case-sensitive; `start` is Lark's entry point).
-fn lark_names(rules: &[Rule], regular: &HashSet<String>) -> HashMap<String, String> {
+/// A Lark rule name for each GBNF rule: lowercase, `-` as `_`, made unique (GBNF names are
+/// case-sensitive and may start with a digit; `start` is Lark's entry point).
+fn lark_names(rules: &[Rule]) -> HashMap<String, String> {
     let mut used: HashSet<String> = ["start".to_string()].into();
     let mut names = HashMap::new();
     for r in rules {
-        let base: String = r
+        let mut base: String = r
             .name
             .chars()
-            .map(|c| if c == '-' { '_' } else { c })
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
             .collect();
-        let term = regular.contains(&r.name);
-        let mut base = if term {
-            base.to_ascii_uppercase()
-        } else {
-            base.to_ascii_lowercase()
-        };
-        if base.starts_with(|c: char| c.is_ascii_digit()) || base.starts_with("AUX_") {
-            base.insert_str(0, if term { "G_" } else { "g_" });
+        if base.starts_with(|c: char| c.is_ascii_digit()) {
+            base.insert_str(0, "g_");
         }
         let mut name = base.clone();
         let mut i = 2;
@@ -580,22 +498,13 @@ fn lark_names(rules: &[Rule], regular: &HashSet<String>) -> HashMap<String, Stri
 /// Translates a GBNF grammar (its `root` rule is the start) into llguidance's Lark syntax.
 pub fn gbnf_to_lark(text: &str) -> Result<String, GbnfError> {
     let rules = parse(text)?;
-    let regular = regular_rules(&rules);
-    let names = lark_names(&rules, &regular);
-    let mut w = Writer {
-        names,
-        regular,
-        aux: Vec::new(),
+    let w = Writer {
+        names: lark_names(&rules),
     };
     let mut out = String::new();
     let _ = writeln!(out, "start: {}", w.names["root"]);
     for r in &rules {
-        let term = w.regular.contains(&r.name);
-        let body = w.alts(&r.alts, term);
-        let _ = writeln!(out, "{}: {body}", w.names[&r.name]);
-    }
-    for a in &w.aux {
-        let _ = writeln!(out, "{a}");
+        let _ = writeln!(out, "{}: {}", w.names[&r.name], w.alts(&r.alts));
     }
     Ok(out)
 }
@@ -605,35 +514,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn regular_rules_become_terminals_and_runs_merge() {
+    fn rules_become_lowercase_rules_of_one_character_lexemes() {
         let g = "root ::= item+\nitem ::= \"- \" [^\\r\\n]+ \"\\n\"\n";
         let lark = gbnf_to_lark(g).unwrap();
         assert_eq!(
             lark,
-            "start: ROOT\nROOT: (ITEM)+\nITEM: \"- \" (/[^\\x{D}\\x{A}]/)+ \"\\n\"\n"
+            "start: root\nroot: (item)+\nitem: (\"-\" \" \") (/[^\\x{D}\\x{A}]/)+ \"\\n\"\n"
         );
-    }
-
-    #[test]
-    fn recursive_rules_stay_rules_with_merged_runs() {
-        let g = r#"
-root ::= value
-value ::= "[" ws ( value ("," ws value)* )? "]" ws | [0-9]+ ws
-ws ::= [ ]*
-"#;
-        let lark = gbnf_to_lark(g).unwrap();
-        assert!(lark.contains("start: root\n"), "{lark}");
-        assert!(lark.contains("WS: (/[\\x{20}]/)*"), "{lark}");
-        // `[0-9]+ ws` is one synthesized terminal
-        assert!(lark.contains("AUX_"), "{lark}");
-        assert!(lark.contains(": (/[0-9]/)+ WS"), "{lark}");
     }
 
     #[test]
     fn multi_line_rules_comments_and_escapes() {
         let g = "# c\nroot ::=\n  \"a\\x41\\u00e9\" | # tail\n  [\\-\\]]{2,3} .\n";
         let lark = gbnf_to_lark(g).unwrap();
-        assert!(lark.contains("\"aAé\""), "{lark}");
+        assert!(lark.contains("(\"a\" \"A\" \"é\")"), "{lark}");
         assert!(lark.contains("(/[\\x{2D}\\x{5D}]/){2,3}"), "{lark}");
     }
 
@@ -660,6 +554,6 @@ ws ::= [ ]*
         let lark = gbnf_to_lark(g).unwrap();
         assert!(lark.contains("a_b: \"x\" root"), "{lark}");
         assert!(lark.contains("a_b_2: \"y\" root"), "{lark}");
-        assert!(lark.contains("G_1X: \"z\""), "{lark}");
+        assert!(lark.contains("g_1x: \"z\""), "{lark}");
     }
 }

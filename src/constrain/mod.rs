@@ -55,8 +55,12 @@ impl Format {
             )));
         }
         let f = Format::Schema(v);
-        f.check()
+        let warnings = f
+            .check()
             .map_err(|e| FormatError(format!("{origin}: {e}")))?;
+        for w in warnings {
+            log::warn!("{origin}: {w} (ignored: the output may not satisfy it)");
+        }
         Ok(f)
     }
 
@@ -68,8 +72,12 @@ impl Format {
         } else {
             Format::Lark(text.to_string())
         };
-        f.check()
+        let warnings = f
+            .check()
             .map_err(|e| FormatError(format!("{origin}: {e}")))?;
+        for w in warnings {
+            log::warn!("{origin}: {w} (ignored: the output may not satisfy it)");
+        }
         Ok(f)
     }
 
@@ -174,16 +182,16 @@ impl Format {
         }
     }
 
-    /// Compiles the format against a byte-level vocabulary: grammar and schema errors show
-    /// before a model is loaded.
-    pub fn check(&self) -> Result<(), String> {
+    /// Compiles the format against a byte-level vocabulary, so that grammar and schema errors
+    /// show before a model is loaded; returns llguidance's warnings (what it ignores).
+    pub fn check(&self) -> Result<Vec<String>, String> {
         let env = ApproximateTokEnv::single_byte_env();
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
         factory.quiet();
-        factory
+        let mut parser = factory
             .create_parser(self.top_level())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(parser.grammar_warnings())
     }
 
     /// A short description for logs.
@@ -197,8 +205,10 @@ impl Format {
 }
 
 /// Whitespace between JSON tokens as llama.cpp's schema grammars allow it: none, one space, or
-/// a newline and up to 20 spaces or tabs of indentation (a model cannot pad forever). A schema
-/// that sets llguidance's own `x-guidance` options keeps them.
+/// a newline and up to 20 spaces or tabs of indentation (a model cannot pad forever). Keywords
+/// llguidance does not implement (`uniqueItems`, unknown `format`s) are warned about and
+/// ignored, as llama.cpp's converter ignores them. A schema that sets llguidance's own
+/// `x-guidance` options keeps them instead.
 const JSON_SPACE: &str = r"\x20|\x0A[\x20\x09]{0,20}";
 
 fn with_layout(schema: serde_json::Value) -> serde_json::Value {
@@ -207,8 +217,9 @@ fn with_layout(schema: serde_json::Value) -> serde_json::Value {
         other => other,
     };
     if let Some(obj) = schema.as_object_mut() {
-        obj.entry("x-guidance")
-            .or_insert_with(|| serde_json::json!({"whitespace_pattern": JSON_SPACE}));
+        obj.entry("x-guidance").or_insert_with(
+            || serde_json::json!({"whitespace_pattern": JSON_SPACE, "lenient": true}),
+        );
     }
     schema
 }
@@ -384,6 +395,9 @@ pub struct Guard {
     ready: Option<Ready>,
     pending: Option<(Arc<VocabCell>, Format)>,
     mask: Option<SimpleVob>,
+    /// The model chose to end (its most likely token was an end token) where the text could
+    /// not end yet: it ends as soon as it can.
+    wants_end: bool,
     pub stats: GuardStats,
 }
 
@@ -396,6 +410,7 @@ impl Clone for Guard {
             }),
             pending: self.pending.clone(),
             mask: self.mask.clone(),
+            wants_end: self.wants_end,
             stats: self.stats.clone(),
         }
     }
@@ -432,6 +447,7 @@ impl Guard {
             }),
             pending: None,
             mask: None,
+            wants_end: false,
             stats: GuardStats::default(),
         })
     }
@@ -443,6 +459,7 @@ impl Guard {
             ready: None,
             pending: Some((cell.clone(), format.clone())),
             mask: None,
+            wants_end: false,
             stats: GuardStats::default(),
         }
     }
@@ -486,11 +503,33 @@ impl Guard {
     }
 
     /// Sets every token the constraint does not allow next to -inf (every end-of-generation
-    /// token is allowed exactly when the grammar may end here).
+    /// token is allowed exactly when the grammar may end here). Where the model would end
+    /// before the text is complete, generation goes on until it is, then ends: once the model
+    /// has chosen to end, the first place the text may end allows only end tokens.
     pub fn apply(&mut self, logits: &mut [f32]) {
         self.prepare();
         let vocab = &self.ready.as_ref().expect("prepared").vocab;
         let mask = self.mask.as_ref().expect("prepared");
+        // the end-of-generation tokens' logits, kept where the grammar may end (llguidance's
+        // mask holds one end token: the vocabulary's first)
+        let end = mask.is_allowed(vocab.eos());
+        if !end && !self.wants_end {
+            let top = crate::sampling::argmax(logits);
+            self.wants_end = vocab.eog.contains(&top);
+        }
+        if end && self.wants_end {
+            for (i, l) in logits.iter_mut().enumerate() {
+                if !vocab.eog.contains(&(i as u32)) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            return;
+        }
+        let eog: Vec<(usize, f32)> = vocab
+            .eog
+            .iter()
+            .filter_map(|&id| Some((id as usize, *logits.get(id as usize)?)))
+            .collect();
         // 32 tokens per mask word: most words are all-refused or all-allowed
         let n = mask.len().min(logits.len());
         for (w, chunk) in mask.as_slice().iter().zip(logits[..n].chunks_mut(32)) {
@@ -507,13 +546,8 @@ impl Guard {
             }
         }
         logits[n..].fill(f32::NEG_INFINITY);
-        // the model's own end tokens keep their logits where the grammar may end
-        if !mask.is_allowed(vocab.eos()) {
-            for &id in &vocab.eog {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
+        for (id, l) in eog {
+            logits[id] = if end { l } else { f32::NEG_INFINITY };
         }
     }
 

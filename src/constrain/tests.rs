@@ -176,3 +176,50 @@ fn drafts_are_cut_at_the_first_invalid_token() {
     assert!(g.allows(tok.eos().unwrap()));
     assert!(!g.allows(3 + b'x' as u32));
 }
+
+/// A rule that ends in optional whitespace followed by a required newline (llama.cpp's
+/// `arithmetic.gbnf` has this shape): after "1\n" the text is complete. Greedy multi-character
+/// lexemes would have put the newline into the whitespace and never finished.
+#[test]
+fn gbnf_keeps_its_non_greedy_meaning() {
+    let tok = byte_level();
+    let vocab = Vocab::new(&tok);
+    let g = "root ::= (num \"\\n\")+\nnum ::= [0-9]+ ws\nws ::= [ \\t\\n]*\n";
+    let f = Format::grammar(g, "g", false).unwrap();
+    let mut guard = Guard::new(&vocab, &f).unwrap();
+    for b in *b"12 \n" {
+        assert!(guard.allows(3 + b as u32), "{}", b as char);
+        guard.commit(3 + b as u32);
+    }
+    assert!(guard.is_complete());
+    assert!(guard.allows(tok.eos().unwrap()));
+    // and the text may go on: more whitespace, or another line
+    assert!(guard.allows(3 + b'\n' as u32) && guard.allows(3 + b'7' as u32));
+}
+
+/// Every end-of-generation token keeps its logit where the text may end (chat models end a turn
+/// with their end-of-turn token, not the vocabulary's EOS), and none where it may not.
+#[test]
+fn every_end_token_is_allowed_exactly_where_the_text_may_end() {
+    let tok = byte_level();
+    let vocab = Vocab::new(&tok);
+    let eog: Vec<u32> = (0..tok.n_vocab() as u32)
+        .filter(|&i| tok.is_eog(i))
+        .collect();
+    assert!(
+        eog.len() >= 2,
+        "the test vocabulary has EOS and <|im_end|>: {eog:?}"
+    );
+    let f = Format::grammar("root ::= \"ab\"\n", "g", false).unwrap();
+    let mut g = Guard::new(&vocab, &f).unwrap();
+    let mut logits = vec![1.0f32; tok.n_vocab()];
+    g.apply(&mut logits);
+    assert!(eog.iter().all(|&e| logits[e as usize] == f32::NEG_INFINITY));
+    for b in *b"ab" {
+        g.commit(3 + b as u32);
+    }
+    let mut logits = vec![1.0f32; tok.n_vocab()];
+    g.apply(&mut logits);
+    assert!(eog.iter().all(|&e| logits[e as usize] == 1.0), "{eog:?}");
+    assert_eq!(logits.iter().filter(|l| l.is_finite()).count(), eog.len());
+}
