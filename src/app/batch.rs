@@ -222,7 +222,7 @@ fn parse_request(
     };
     let with_guard = |r: Request, f: Option<&crate::constrain::Format>| {
         Ok(Request {
-            guard: f.map(|f| loaded.guard(f)),
+            guard: f.map(|f| loaded.guard(f, usize::MAX)),
             ..r
         })
     };

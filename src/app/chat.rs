@@ -158,7 +158,10 @@ impl Repl<'_> {
             self.cfg.special,
             self.cfg.stops.clone(),
         );
-        let guard = self.format.as_ref().map(|f| self.front.loaded.guard(f));
+        let guard = self
+            .format
+            .as_ref()
+            .map(|f| self.front.loaded.guard(f, self.front.model.n_threads));
         self.sampler.set_guard(guard);
         let new = &prompt.tokens[reused..];
         let result = self

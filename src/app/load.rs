@@ -30,9 +30,13 @@ impl Loaded {
 
     /// A constraint for one answer: `format` over this model's vocabulary, its parser made
     /// when first used (the vocabulary may still be under construction).
-    pub fn guard(&self, format: &Format) -> Guard {
+    /// `compute_threads`: the model's threads (the mask gets a thread of its own only where a
+    /// core is left beside them).
+    pub fn guard(&self, format: &Format, compute_threads: usize) -> Guard {
         self.prepare_constraint();
-        Guard::deferred(&self.constraint_vocab, format)
+        let mut g = Guard::deferred(&self.constraint_vocab, format);
+        g.overlap = crate::constrain::spare_core(compute_threads);
+        g
     }
 }
 

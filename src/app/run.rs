@@ -32,7 +32,7 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     let ids = front.prompt_tokens(cfg, &prompt)?;
     let mut sampler = Sampler::new(cfg.sampling.clone());
     if let Some(f) = &cfg.format {
-        sampler.set_guard(Some(front.loaded.guard(f)));
+        sampler.set_guard(Some(front.loaded.guard(f, front.model.n_threads)));
     }
     log::info!(
         "prompt: {} tokens; sampling seed {}",

@@ -148,9 +148,14 @@ impl Sampler {
     }
 
     /// Runs `f` (a forward pass) while the constraint's next mask is computed on another
-    /// thread, so that neither waits for the other.
+    /// thread, so that neither waits for the other; where the guard has no core of its own
+    /// (`Guard::overlap` off), the mask is computed first, on this thread.
     pub fn overlap<R>(&mut self, f: impl FnOnce() -> R) -> R {
         match &mut self.guard {
+            Some(g) if !g.is_prepared() && !g.overlap => {
+                g.prepare();
+                f()
+            }
             Some(g) if !g.is_prepared() => std::thread::scope(|s| {
                 let worker = s.spawn(|| {
                     g.prepare();
