@@ -72,8 +72,9 @@ pub enum Command {
 #[derive(Args, Debug)]
 #[command(
     after_help = "Input: one JSON object per line, {\"id\": ..., \"prompt\": \"...\"} or {\"id\": ..., \"messages\": [{\"role\": ..., \"content\": ...}]},\n\
-    with optional n_predict, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop (a string or a list).\n\
-    Output: one object per request, in input order: {\"id\", \"text\", \"stop_reason\", \"timings\"}, or {\"id\", \"error\"}.\n\
+    with optional n_predict, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop (a string or a list),\n\
+    and one output constraint: format (\"json\" or a JSON schema), json_schema, grammar (GBNF or Lark) or response_format.\n\
+    Output: one object per request, in input order: {\"id\", \"text\", \"stop_reason\", \"complete\", \"timings\"}, or {\"id\", \"error\"}.\n\
     Exit codes: 0 every request answered, 1 some failed (after all ran), 2 usage error, 130 interrupted."
 )]
 pub struct BatchArgs {
