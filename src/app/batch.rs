@@ -348,7 +348,11 @@ fn request(
 }
 
 /// Messages rendered by the chat format, as the one-shot `--chat` renders them.
-fn render(format: &Format, system: Option<&str>, msgs: Vec<Message>) -> Result<String, String> {
+pub(crate) fn render(
+    format: &Format,
+    system: Option<&str>,
+    msgs: Vec<Message>,
+) -> Result<String, String> {
     let mut all: Vec<Message> = system
         .filter(|s| !s.is_empty())
         .map(|s| Message::new("system", s))
@@ -365,7 +369,12 @@ fn render(format: &Format, system: Option<&str>, msgs: Vec<Message>) -> Result<S
 
 /// Prompt text to tokens as a one-shot run makes them (BOS where the vocabulary adds one, not
 /// twice after a template that writes it).
-fn encode(tok: &Tokenizer, text: &str, parse_special: bool, templated: bool) -> Vec<u32> {
+pub(crate) fn encode(
+    tok: &Tokenizer,
+    text: &str,
+    parse_special: bool,
+    templated: bool,
+) -> Vec<u32> {
     let mut ids = tok.encode(text, true, parse_special);
     if templated && ids.len() >= 2 && tok.bos() == Some(ids[0]) && ids[1] == ids[0] {
         ids.remove(0);

@@ -17,6 +17,7 @@ pub mod output;
 pub mod perplexity;
 pub mod prompt_cache;
 pub mod run;
+pub mod serve;
 pub mod signals;
 pub mod speculate;
 pub mod tokenize;
@@ -35,6 +36,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Bench(b)) => b.verbose,
         Some(Command::Chat(r)) => r.model.verbose,
         Some(Command::Batch(b)) => b.model.verbose,
+        Some(Command::Serve(s)) => s.model.verbose,
         None => cli.run.model.verbose,
     };
     crate::logging::init(verbose);
@@ -53,6 +55,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Bench(a)) => bench::run(&a),
         Some(Command::Chat(a)) => run_or_chat(&a, true),
         Some(Command::Batch(a)) => batch::run(&a),
+        Some(Command::Serve(a)) => serve::run(&a),
         None => run_or_chat(&cli.run, false),
     };
     match result {

@@ -66,6 +66,51 @@ pub enum Command {
     /// Many prompts at once, for scripts: JSONL requests in (or plain lines), one JSONL result
     /// per request out, several sequences decoded together.
     Batch(Box<BatchArgs>),
+    /// An OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models,
+    /// /health) on the batch engine: concurrent requests decode together.
+    Serve(Box<ServeArgs>),
+}
+
+/// `ember serve`: llama-server's flag names where they exist.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long = "host", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long = "port", default_value_t = 8080)]
+    pub port: u16,
+    /// Requests decoded at once (slots); each gets an equal share of -c.
+    #[arg(long = "parallel", default_value_t = 4)]
+    pub parallel: u32,
+    /// Requests that may wait for a slot; more get 503.
+    #[arg(long = "queue", default_value_t = 64)]
+    pub queue: usize,
+    /// Require `Authorization: Bearer KEY` on /v1 endpoints (also EMBER_API_KEY).
+    #[arg(long = "api-key", env = "EMBER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Seconds a request may run before it is stopped (0 = no limit).
+    #[arg(long = "timeout", default_value_t = 600)]
+    pub timeout: u64,
+    /// Largest request body, in bytes; larger ones get 413.
+    #[arg(long = "max-body", default_value_t = 8 << 20)]
+    pub max_body: usize,
+    /// Chat template for /v1/chat/completions: a built-in name, a Jinja file, or raw (default:
+    /// the model's).
+    #[arg(long = "chat-template")]
+    pub chat_template: Option<String>,
+    /// Tokens to generate when a request does not say (-1 = until end of generation or a full
+    /// slot).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Batch invariance (see `ember batch --help`): on, each answer is a lone run's, bit for bit.
+    #[arg(long = "invariant", default_value = "on", value_parser = ["on", "off"])]
+    pub invariant: String,
+    /// Sampling defaults (a request's own values win).
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 /// `ember batch`: requests from a file or stdin, results on stdout.

@@ -61,6 +61,8 @@ pub struct Done {
     pub stop_hit: bool,
     /// The text does not satisfy the request's output constraint (it ended first).
     pub incomplete: bool,
+    /// The end of `text` that [`Batch::take_deltas`] has not handed out.
+    pub tail: String,
     pub timings: Timings,
 }
 
@@ -79,6 +81,8 @@ struct Active {
     timings: Timings,
     /// Admission order.
     admitted: u64,
+    /// Text released since the batch last handed it out ([`Batch::take_deltas`]).
+    delta: String,
 }
 
 impl Active {
@@ -101,6 +105,7 @@ impl Active {
                 ..Timings::default()
             },
             admitted: 0,
+            delta: String::new(),
             req,
         }
     }
@@ -122,7 +127,8 @@ impl Active {
         }
         self.timings.generated += 1;
         self.tokens.push(id);
-        self.text.push(tok, id);
+        let shown = self.text.push(tok, id);
+        self.delta.push_str(&shown);
         if self.text.stop_hit().is_some() {
             return Some(StopReason::Cancelled);
         }
@@ -142,11 +148,13 @@ impl Active {
 
     fn finish(mut self, stop: StopReason) -> Finished {
         self.timings.decode = self.first_at.map_or(Duration::ZERO, |f| f.elapsed());
-        self.text.finish();
+        let mut tail = std::mem::take(&mut self.delta);
+        tail.push_str(&self.text.finish());
         let stop_hit = self.text.stop_hit().is_some();
         Finished {
             index: self.req.index,
             outcome: Ok(Done {
+                tail,
                 stop_hit,
                 incomplete: !stop_hit && !self.sampler.is_complete(),
                 text: self.text.into_text(),
@@ -358,6 +366,34 @@ impl<'a> Batch<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The text each request in a sequence released since the last call, as (index, text),
+    /// for streaming; a finished request's last text is its [`Done::tail`].
+    pub fn take_deltas(&mut self) -> Vec<(usize, String)> {
+        self.slots
+            .iter_mut()
+            .flatten()
+            .filter(|a| !a.delta.is_empty())
+            .map(|a| (a.req.index, std::mem::take(&mut a.delta)))
+            .collect()
+    }
+
+    /// Stops the request with this index (its client went away, or its time ran out) and frees
+    /// its sequence: it finishes as cancelled with what it generated so far. `None` when no
+    /// sequence holds it.
+    pub fn cancel(&mut self, index: usize) -> Option<Finished> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|a| a.as_ref().is_some_and(|a| a.req.index == index))?;
+        let a = self.slots[slot].take()?;
+        Some(a.finish(StopReason::Cancelled))
+    }
+
+    /// The indices of the requests in sequences.
+    pub fn active_indices(&self) -> Vec<usize> {
+        self.slots.iter().flatten().map(|a| a.req.index).collect()
     }
 
     /// Stop every request in a sequence (an interrupt): each finishes as cancelled with what
