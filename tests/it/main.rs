@@ -22,6 +22,7 @@ mod malformed;
 mod model_errors;
 mod runtime;
 mod scripting;
+mod serve;
 mod speculative;
 mod structured;
 mod tokenize_cli;

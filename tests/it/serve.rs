@@ -1,0 +1,368 @@
+//! `ember serve` end to end over HTTP on a tiny random model: the OpenAI shapes, answers equal
+//! to lone `ember -p` runs (batch invariance through the server), streams, concurrency, errors
+//! with their statuses, a client leaving mid-stream, and SIGTERM ending it with 0.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run_ember, show, tiny_writer, TinyArch};
+use ember::gguf::Value;
+use serde_json::{json, Value as Json};
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn start(model: &Path, extra: &[&str]) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["serve", "-m", model.to_str().unwrap(), "-t", "1", "--port"])
+        .arg(port.to_string())
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Ok(r) = agent().get(format!("{}/health", s.base)).call() {
+            if r.status() == 200 {
+                return s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("ember serve did not become ready");
+}
+
+fn post(s: &Server, path: &str, body: &Json, key: Option<&str>) -> (u16, Json) {
+    let mut req = agent().post(format!("{}{path}", s.base));
+    if let Some(k) = key {
+        req = req.header("Authorization", &format!("Bearer {k}"));
+    }
+    let mut r = req.send(body.to_string()).unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+/// The data lines of a stream, until `[DONE]`.
+fn stream(s: &Server, path: &str, body: &Json) -> Vec<Json> {
+    let r = agent()
+        .post(format!("{}{path}", s.base))
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut out = Vec::new();
+    for line in BufReader::new(r.into_body().into_reader()).lines() {
+        let line = line.unwrap();
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            return out;
+        }
+        out.push(serde_json::from_str(data).unwrap());
+    }
+    panic!("the stream ended without [DONE]: {out:?}");
+}
+
+fn model(dir: &Path) -> std::path::PathBuf {
+    let mut w = tiny_writer(61, TinyArch::Llama);
+    w.add("tokenizer.chat_template", Value::String(CHATML.into()));
+    let p = dir.join("tiny-serve.gguf");
+    w.write(&p).unwrap();
+    p
+}
+
+/// What `ember -p` gives alone (`--chat`: as a chat message).
+fn alone(m: &Path, prompt: &str, chat: bool, n: u32, seed: u32, temp: &str) -> String {
+    let n = n.to_string();
+    let seed = seed.to_string();
+    let mut args = vec![
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        prompt,
+        "--no-escape",
+        "-n",
+        &n,
+        "-s",
+        &seed,
+        "--temp",
+        temp,
+        "-t",
+        "1",
+        "--json",
+    ];
+    if chat {
+        args.push("--chat");
+    }
+    let o = run_ember(&args, None, &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let v: Json = serde_json::from_slice(&o.stdout).unwrap();
+    v["text"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn answers_streams_and_models_in_the_openai_shapes() {
+    let d = tempfile::tempdir().unwrap();
+    let m = model(d.path());
+    let s = start(&m, &["-np", "4", "-c", "1024"]);
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        &json!({"model": "x", "messages": [{"role": "user", "content": "the cat"}], "max_tokens": 12, "temperature": 0}),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(text, alone(&m, "the cat", true, 12, 1, "0"));
+    let n = v["usage"]["completion_tokens"].as_u64().unwrap();
+    let finish = if n == 12 { "length" } else { "stop" };
+    assert_eq!(v["choices"][0]["finish_reason"], finish, "{v}");
+    assert_eq!(
+        v["usage"]["total_tokens"].as_u64().unwrap(),
+        n + v["usage"]["prompt_tokens"].as_u64().unwrap()
+    );
+    // streamed: the same text in chunks, the role first, usage last
+    let chunks = stream(
+        &s,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "the cat"}], "max_tokens": 12, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}}),
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, text);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(
+        last["usage"]["completion_tokens"],
+        v["usage"]["completion_tokens"]
+    );
+    // completions, with a seed at temperature 0.8
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        &json!({"prompt": "a dog ran", "max_tokens": 9, "temperature": 0.8, "seed": 5}),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(
+        v["choices"][0]["text"].as_str().unwrap(),
+        alone(&m, "a dog ran", false, 9, 5, "0.8")
+    );
+    // models and health
+    let mut r = agent().get(format!("{}/v1/models", s.base)).call().unwrap();
+    let models: Json = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(models["data"][0]["id"], "tiny-serve.gguf");
+    // a schema through response_format
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"], "additionalProperties": false, "x-guidance": {"whitespace_flexible": false}});
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 40, "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}}),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    let out: Json =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(out["n"].as_i64().unwrap() <= 9);
+}
+
+#[test]
+fn concurrent_streams_each_equal_their_lone_run() {
+    let d = tempfile::tempdir().unwrap();
+    let m = model(d.path());
+    let s = start(&m, &["-np", "4", "-c", "1024"]);
+    let prompts = [
+        "the cat",
+        "a dog ran",
+        "the",
+        "cat dog the cat",
+        "ran a",
+        "dog",
+        "the the",
+        "a",
+    ];
+    let texts: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let s = &s;
+                sc.spawn(move || {
+                    let chunks = stream(
+                        s,
+                        "/v1/completions",
+                        &json!({"prompt": p, "max_tokens": 10 + i, "temperature": 0.8, "seed": 100 + i, "stream": true}),
+                    );
+                    chunks
+                        .iter()
+                        .filter_map(|c| c["choices"][0]["text"].as_str())
+                        .collect::<String>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, p) in prompts.iter().enumerate() {
+        assert_eq!(
+            texts[i],
+            alone(&m, p, false, 10 + i as u32, 100 + i as u32, "0.8"),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn errors_have_openai_bodies_and_statuses() {
+    let d = tempfile::tempdir().unwrap();
+    let m = model(d.path());
+    let s = start(&m, &["--api-key", "sesame", "--max-body", "2000"]);
+    let chat = json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 2});
+    let (st, v) = post(&s, "/v1/chat/completions", &chat, None);
+    assert_eq!(st, 401, "{v}");
+    assert!(v["error"]["message"].is_string());
+    let (st, _) = post(&s, "/v1/chat/completions", &chat, Some("wrong"));
+    assert_eq!(st, 401);
+    let (st, v) = post(&s, "/v1/chat/completions", &chat, Some("sesame"));
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        &json!({"messages": "hi"}),
+        Some("sesame"),
+    );
+    assert_eq!(
+        (st, v["error"]["param"].as_str()),
+        (400, Some("messages")),
+        "{v}"
+    );
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        &json!({"prompt": "x", "temperature": -1}),
+        Some("sesame"),
+    );
+    assert_eq!(
+        (st, v["error"]["param"].as_str()),
+        (400, Some("temperature")),
+        "{v}"
+    );
+    let r = agent()
+        .post(format!("{}/v1/completions", s.base))
+        .header("Authorization", "Bearer sesame")
+        .send("{not json")
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = agent()
+        .post(format!("{}/v1/completions", s.base))
+        .header("Authorization", "Bearer sesame")
+        .send(format!("{{\"prompt\": \"{}\"}}", "x".repeat(5000)))
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = agent()
+        .get(format!("{}/v2/nothing", s.base))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // /health needs no key
+    let r = agent().get(format!("{}/health", s.base)).call().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn a_client_leaving_frees_its_slot_and_sigterm_exits_0() {
+    let d = tempfile::tempdir().unwrap();
+    let m = model(d.path());
+    let mut s = start(&m, &["-np", "1", "-c", "1024"]);
+    // one slot: a stream that runs long (its grammar wants 400 letters), dropped after its
+    // first chunk
+    let r = agent()
+        .post(format!("{}/v1/completions", s.base))
+        .send(
+            json!({"prompt": "the", "max_tokens": 600, "stream": true, "grammar": "root ::= [a-z]{400}"})
+                .to_string(),
+        )
+        .unwrap();
+    let mut lines = BufReader::new(r.into_body().into_reader()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("data: "), "{first}");
+    drop(lines);
+    // the next request gets the slot
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        &json!({"prompt": "a", "max_tokens": 3}),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    // SIGTERM: exit 0, the log line per request on stderr
+    let pid = s.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    use std::io::Read;
+    s.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("POST /v1/completions 200"), "{err}");
+    assert!(err.contains("client went away"), "{err}");
+}
