@@ -27,6 +27,11 @@ use super::session::{EvalError, Session, Want};
 use super::text::TextStream;
 use super::{StopReason, Timings};
 
+/// Prompt tokens that may be evaluated back to back, between two decode steps, when the
+/// prompts are that short (a burst of chat requests: each starts without waiting for a decode
+/// step per request before it).
+const SHORT_PROMPTS: usize = 128;
+
 /// One request, its prompt already tokens.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -173,6 +178,10 @@ pub struct Batch<'a> {
     slots: Vec<Option<Active>>,
     /// The last step evaluated a prompt micro-batch (the next decodes, if it can).
     last_was_prompt: bool,
+    /// Prompt tokens evaluated since the last decode step: short prompts run back to back
+    /// (up to [`SHORT_PROMPTS`] tokens) before the decoders get their step, so that a burst of
+    /// short requests all start soon.
+    prompt_run: usize,
     /// Per sequence, the prompt tokens its cache holds as a lone run computes them (the
     /// micro-batches evaluated; kept after its request finishes, until the next takes it).
     held: Vec<Vec<u32>>,
@@ -193,6 +202,7 @@ impl<'a> Batch<'a> {
             tok,
             slots: (0..n).map(|_| None).collect(),
             last_was_prompt: false,
+            prompt_run: 0,
             held: vec![Vec::new(); n],
             decoded: 0,
             prompted: 0,
@@ -305,17 +315,31 @@ impl<'a> Batch<'a> {
         let decoding = self.slots.iter().flatten().any(|a| a.pending.is_some());
         let mut done = Vec::new();
         match prompting {
-            Some(slot) if !(decoding && self.last_was_prompt) => {
+            Some(slot)
+                if !(decoding && self.last_was_prompt)
+                    || self.prompt_run + self.prompt_left(slot) <= SHORT_PROMPTS =>
+            {
                 self.last_was_prompt = true;
+                self.prompt_run += self
+                    .prompt_left(slot)
+                    .min(self.session.params().n_ubatch as usize);
                 self.prompt_step(slot, &mut done)?;
             }
             _ if decoding => {
                 self.last_was_prompt = false;
+                self.prompt_run = 0;
                 self.decode_step(&mut done)?;
             }
             _ => {}
         }
         Ok(done)
+    }
+
+    /// Prompt tokens sequence `slot` has still to evaluate.
+    fn prompt_left(&self, slot: usize) -> usize {
+        self.slots[slot]
+            .as_ref()
+            .map_or(0, |a| a.req.prompt.len() - a.prompt_done)
     }
 
     /// The next micro-batch of sequence `slot`'s prompt (cut where a lone run cuts it); after

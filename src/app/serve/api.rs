@@ -36,6 +36,8 @@ pub struct JobSpec {
     pub include_usage: bool,
     /// `response_format` (or Ember's `json_schema`/`grammar`): the output constraint.
     pub format: Option<Format>,
+    /// llama-server's `ignore_eos` (for benchmarks: exactly `max_tokens` tokens).
+    pub ignore_eos: bool,
 }
 
 /// An error as the OpenAI API reports it, with its HTTP status.
@@ -270,6 +272,7 @@ pub fn parse(kind: Kind, body: &[u8]) -> Result<JobSpec, ApiError> {
         stream: field_bool(&o, "stream")?,
         include_usage,
         format,
+        ignore_eos: field_bool(&o, "ignore_eos")?,
     })
 }
 

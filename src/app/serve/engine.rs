@@ -283,7 +283,7 @@ fn request(
         prompt,
         sampling,
         n_predict: spec.max_tokens.unwrap_or(settings.n_predict),
-        ignore_eos: false,
+        ignore_eos: spec.ignore_eos,
         stop: spec.stop.clone(),
         special: false,
         guard: spec
