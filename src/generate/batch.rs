@@ -185,6 +185,12 @@ pub struct Batch<'a> {
     /// Per sequence, the prompt tokens its cache holds as a lone run computes them (the
     /// micro-batches evaluated; kept after its request finishes, until the next takes it).
     held: Vec<Vec<u32>>,
+    /// Per idle sequence, every token its cache holds (the last request's prompt and the answer
+    /// tokens evaluated), for continuations; empty while a request runs in it.
+    history: Vec<Vec<u32>>,
+    /// A request whose prompt extends a finished request's prompt and answer continues in that
+    /// sequence from its cache ([`Batch::set_continuations`]).
+    continuations: bool,
     /// Tokens evaluated in decode steps, and prompt tokens, so far.
     pub decoded: usize,
     pub prompted: usize,
@@ -204,11 +210,47 @@ impl<'a> Batch<'a> {
             last_was_prompt: false,
             prompt_run: 0,
             held: vec![Vec::new(); n],
+            history: vec![Vec::new(); n],
+            continuations: false,
             decoded: 0,
             prompted: 0,
             shared: 0,
             admitted: 0,
         }
+    }
+
+    /// Continuations on: a request whose prompt starts with everything an idle sequence's
+    /// cache holds (the previous request's prompt and answer: a chat's next turn) takes that
+    /// sequence and evaluates only the rest, as the chat REPL does. Its answer is then the
+    /// REPL's, not a lone run's of the whole conversation (whose prompt micro-batches are cut
+    /// elsewhere), so this is off for `ember batch` and on for the server.
+    pub fn set_continuations(&mut self, on: bool) {
+        self.continuations = on;
+    }
+
+    /// Takes a finished request out of its sequence, remembering what the cache holds.
+    fn retire(&mut self, slot: usize, stop: StopReason) -> Option<Finished> {
+        let a = self.slots[slot].take()?;
+        let n = self.session.seq_n_past(slot) as usize;
+        let mut h: Vec<u32> = a.req.prompt[..a.prompt_done].to_vec();
+        if a.prompt_done == a.req.prompt.len() {
+            h.extend_from_slice(&a.tokens);
+        }
+        h.truncate(n);
+        self.history[slot] = if h.len() == n { h } else { Vec::new() };
+        Some(a.finish(stop))
+    }
+
+    /// The idle sequence whose cache `prompt` continues, with how many tokens it holds.
+    fn continuation(&self, prompt: &[u32]) -> Option<(usize, usize)> {
+        if !self.continuations {
+            return None;
+        }
+        (0..self.slots.len())
+            .filter(|&s| self.slots[s].is_none())
+            .map(|s| (s, self.history[s].len()))
+            .filter(|&(s, n)| n > 0 && prompt.len() > n && prompt.starts_with(&self.history[s]))
+            .max_by_key(|&(_, n)| n)
     }
 
     /// Cells of each sequence: the longest prompt plus generation a request may have.
@@ -248,7 +290,25 @@ impl<'a> Batch<'a> {
                 outcome: Err(e),
             });
         }
+        if let Some((slot, n)) = self.continuation(&req.prompt) {
+            log::debug!(
+                "request {} continues sequence {slot}: {n} of its {} prompt tokens from the cache",
+                req.index,
+                req.prompt.len()
+            );
+            self.history[slot].clear();
+            let kept = self.held[slot].len().min(n);
+            self.held[slot].truncate(kept);
+            self.shared += n;
+            let mut a = Active::new(req);
+            a.prompt_done = n;
+            a.admitted = self.admitted;
+            self.admitted += 1;
+            self.slots[slot] = Some(a);
+            return None;
+        }
         let (slot, lender, n) = self.place(&req.prompt);
+        self.history[slot].clear();
         let mut done = 0;
         if n > 0 {
             let lent = match lender {
@@ -362,8 +422,7 @@ impl<'a> Batch<'a> {
         }
         a.timings.prompt = a.start.elapsed();
         if let Some(stop) = a.advance(self.tok, logits, room) {
-            let a = self.slots[slot].take().expect("a prompting sequence");
-            done.push(a.finish(stop));
+            done.extend(self.retire(slot, stop));
         }
         Ok(())
     }
@@ -385,8 +444,7 @@ impl<'a> Batch<'a> {
             a.pending = None;
             let l = &logits[k * n_vocab..(k + 1) * n_vocab];
             if let Some(stop) = a.advance(self.tok, l, room) {
-                let a = self.slots[slot].take().expect("a decoding sequence");
-                done.push(a.finish(stop));
+                done.extend(self.retire(slot, stop));
             }
         }
         Ok(())
@@ -411,8 +469,7 @@ impl<'a> Batch<'a> {
             .slots
             .iter()
             .position(|a| a.as_ref().is_some_and(|a| a.req.index == index))?;
-        let a = self.slots[slot].take()?;
-        Some(a.finish(StopReason::Cancelled))
+        self.retire(slot, StopReason::Cancelled)
     }
 
     /// The indices of the requests in sequences.

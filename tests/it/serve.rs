@@ -366,3 +366,50 @@ fn a_client_leaving_frees_its_slot_and_sigterm_exits_0() {
     assert!(err.contains("POST /v1/completions 200"), "{err}");
     assert!(err.contains("client went away"), "{err}");
 }
+
+/// A chat's next turn (its messages extend what a slot holds: the previous prompt and answer)
+/// continues in that slot from its cache, as the chat REPL does: the answers equal the REPL's.
+#[test]
+fn a_next_turn_continues_from_the_slot_cache_like_the_repl() {
+    let m = common::smollm2();
+    let q1 = "What is the capital of France?";
+    let q2 = "And of Italy?";
+    let o = run_ember(
+        &["chat", "-m", m.to_str().unwrap(), "--temp", "0", "-n", "6"],
+        Some(&format!("{q1}\n{q2}\n")),
+        &[],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    let repl = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut s = start(&m, &["-np", "2", "-c", "2048", "-v", "-v"]);
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": q1}], "max_tokens": 6, "temperature": 0}),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    let a1 = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": q1}, {"role": "assistant", "content": a1}, {"role": "user", "content": q2}], "max_tokens": 6, "temperature": 0}),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    let a2 = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(format!("{a1}\n{a2}\n"), repl);
+    let _ = s.child.kill();
+    let mut err = String::new();
+    use std::io::Read;
+    s.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("request 1 continues sequence"), "{err}");
+}

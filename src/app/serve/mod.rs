@@ -81,6 +81,7 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         threads: cfg.n_threads,
     };
     let mut batch = Batch::new(&mut session, &loaded.tokenizer);
+    batch.set_continuations(true);
     shared.ready.store(true, Ordering::SeqCst);
     eprintln!(
         "ember: ready: {} slots of {} tokens (-c {total_ctx} shared), queue {}",
