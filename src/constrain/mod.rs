@@ -56,13 +56,7 @@ impl Format {
             )));
         }
         let f = Format::Schema(v);
-        let warnings = f
-            .check()
-            .map_err(|e| FormatError(format!("{origin}: {e}")))?;
-        for w in warnings {
-            log::warn!("{origin}: {w} (ignored: the output may not satisfy it)");
-        }
-        Ok(f)
+        f.checked(origin)
     }
 
     /// A grammar's text: GBNF when `lark` is false and it has a `::=` rule, Lark otherwise.
@@ -73,13 +67,18 @@ impl Format {
         } else {
             Format::Lark(text.to_string())
         };
-        let warnings = f
+        f.checked(origin)
+    }
+
+    /// [`check`](Self::check)ed: errors name `origin`, warnings go to the log.
+    fn checked(self, origin: &str) -> Result<Format, FormatError> {
+        let warnings = self
             .check()
             .map_err(|e| FormatError(format!("{origin}: {e}")))?;
         for w in warnings {
             log::warn!("{origin}: {w} (ignored: the output may not satisfy it)");
         }
-        Ok(f)
+        Ok(self)
     }
 
     /// A grammar or schema file, by its extension: `.json` a schema, `.lark` Lark, anything

@@ -28,6 +28,16 @@ impl Drop for Server {
     }
 }
 
+/// Everything the server wrote on stderr (once it has exited).
+fn stderr_of(s: &mut Server) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    if let Some(mut e) = s.child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -355,14 +365,7 @@ fn a_client_leaving_frees_its_slot_and_sigterm_exits_0() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
-    let mut err = String::new();
-    use std::io::Read;
-    s.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut s);
     assert!(err.contains("POST /v1/completions 200"), "{err}");
     assert!(err.contains("client went away"), "{err}");
 }
@@ -403,13 +406,6 @@ fn a_next_turn_continues_from_the_slot_cache_like_the_repl() {
     let a2 = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert_eq!(format!("{a1}\n{a2}\n"), repl);
     let _ = s.child.kill();
-    let mut err = String::new();
-    use std::io::Read;
-    s.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut s);
     assert!(err.contains("request 1 continues sequence"), "{err}");
 }

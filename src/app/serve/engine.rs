@@ -257,27 +257,14 @@ fn request(
         return Err(ApiError::bad("the prompt is empty", Some("prompt")));
     }
     let mut sampling = settings.sampling.clone();
-    if let Some(t) = spec.temperature {
-        sampling.temp = t;
-    }
-    if let Some(p) = spec.top_p {
-        sampling.top_p = p;
-    }
-    if let Some(k) = spec.top_k {
-        sampling.top_k = k;
-    }
-    if let Some(p) = spec.min_p {
-        sampling.min_p = p;
-    }
-    if let Some(p) = spec.frequency_penalty {
-        sampling.frequency_penalty = p;
-    }
-    if let Some(p) = spec.presence_penalty {
-        sampling.presence_penalty = p;
-    }
-    if let Some(s) = spec.seed {
-        sampling.seed = s;
-    }
+    let set = |dst: &mut f32, v: Option<f32>| *dst = v.unwrap_or(*dst);
+    set(&mut sampling.temp, spec.temperature);
+    set(&mut sampling.top_p, spec.top_p);
+    set(&mut sampling.min_p, spec.min_p);
+    set(&mut sampling.frequency_penalty, spec.frequency_penalty);
+    set(&mut sampling.presence_penalty, spec.presence_penalty);
+    sampling.top_k = spec.top_k.unwrap_or(sampling.top_k);
+    sampling.seed = spec.seed.unwrap_or(sampling.seed);
     Ok(Request {
         index,
         prompt,
