@@ -106,6 +106,8 @@ pub struct Session {
     /// Re-use the last graph for a micro-batch of the same shape (`EMBER_NO_GRAPH_REUSE`
     /// turns it off, to compare).
     reuse_graphs: bool,
+    /// The scheduler and the graph context have room for verification steps.
+    verify_room: bool,
 }
 
 impl Session {
@@ -143,7 +145,7 @@ impl Session {
             None => None,
         };
         let backends: Vec<&Backend> = gpu.iter().chain([&backend]).collect();
-        let mut sched = Sched::new(&backends, model.graph_size(seqs.len()))?;
+        let mut sched = Sched::new(&backends, model.graph_size(seqs.len(), false))?;
         if crate::switches::Switches::get().debug_tensors {
             // Every computed node's name, op, shape and sum on stderr, to set beside
             // llama.cpp's llama-eval-callback output when an architecture disagrees.
@@ -170,6 +172,7 @@ impl Session {
             scratch: Scratch::default(),
             interrupt: None,
             reuse_graphs: crate::switches::Switches::get().graph_reuse,
+            verify_room: false,
         };
         s.reserve()?;
         Ok(s)
@@ -181,7 +184,9 @@ impl Session {
         self.built = None;
         let size = self.seqs[0].size();
         let n = self.params.n_ubatch.min(size) as usize;
-        let ctx = self.model.graph_context(self.seqs.len())?;
+        let ctx = self
+            .model
+            .graph_context(self.seqs.len(), self.verify_room)?;
         let mut shapes = vec![GraphShape::single(n, size, n, 0)];
         if self.seqs.len() > 1 {
             let seqs = (0..self.seqs.len())
@@ -196,6 +201,7 @@ impl Session {
                 n_outputs: self.seqs.len(),
                 seqs,
                 invariant: self.params.invariant,
+                columns: false,
             });
         }
         let mut ctx = ctx;
@@ -375,7 +381,7 @@ impl Session {
                 // A graph always has an output; one discarded row costs next to nothing.
                 (vec![chunk.len() as i32 - 1], false)
             };
-            self.eval_ubatch(&[(slot, chunk)], &rows, keep)?;
+            self.eval_ubatch(&[(slot, chunk)], &rows, keep, false)?;
         }
         Ok(&self.logits)
     }
@@ -400,7 +406,39 @@ impl Session {
         let segs: Vec<(usize, [u32; 1])> = steps.iter().map(|&(s, t)| (s, [t])).collect();
         let segs: Vec<(usize, &[u32])> = segs.iter().map(|(s, t)| (*s, &t[..])).collect();
         let rows: Vec<i32> = (0..steps.len() as i32).collect();
-        self.eval_ubatch(&segs, &rows, true)?;
+        self.eval_ubatch(&segs, &rows, true, false)?;
+        Ok(&self.logits)
+    }
+
+    /// Makes room for verification steps ([`Session::eval_verify`]): their graphs attend row
+    /// by row, so they need more nodes than the scheduler was sized for.
+    pub fn enable_verify(&mut self) -> Result<(), EvalError> {
+        if self.verify_room {
+            return Ok(());
+        }
+        self.verify_room = true;
+        let backends: Vec<&Backend> = self.gpu.iter().chain([&self.backend]).collect();
+        self.sched = Sched::new(&backends, self.model.graph_size(self.seqs.len(), true))?;
+        self.spare_ctx = None;
+        self.reserve()
+    }
+
+    /// A verification step of speculative decoding in sequence 0: `tokens` (the next token and
+    /// a draft after it, at most [`VERIFY_ROWS`](crate::model::VERIFY_ROWS)) at the next
+    /// positions, logits for each, every row's attention computed as decoding its token alone
+    /// would (see `Builder::rows_alone`). Without [`enable_verify`](Self::enable_verify), or
+    /// for more rows, the tokens are evaluated as a prompt micro-batch.
+    pub fn eval_verify(&mut self, tokens: &[u32]) -> Result<&[f32], EvalError> {
+        if !self.verify_room
+            || tokens.len() > crate::model::VERIFY_ROWS
+            || tokens.len() > self.params.n_ubatch as usize
+        {
+            return self.eval(tokens, Want::All);
+        }
+        self.check(0, tokens)?;
+        self.logits.clear();
+        let rows: Vec<i32> = (0..tokens.len() as i32).collect();
+        self.eval_ubatch(&[(0, tokens)], &rows, true, true)?;
         Ok(&self.logits)
     }
 
@@ -435,6 +473,7 @@ impl Session {
         segs: &[(usize, &[u32])],
         rows: &[i32],
         keep: bool,
+        columns: bool,
     ) -> Result<(), EvalError> {
         self.pos.clear();
         self.tokens.clear();
@@ -465,6 +504,7 @@ impl Session {
             n_outputs: rows.len(),
             seqs,
             invariant: self.params.invariant,
+            columns,
         };
         let ub = UBatch {
             tokens: &self.tokens,
@@ -514,7 +554,7 @@ fn build(
             c.reset();
             c
         }
-        None => model.graph_context(kvs.len())?,
+        None => model.graph_context(kvs.len(), shape.columns)?,
     };
     let (graph, inputs, logits) = {
         let mut b = Builder::new(&ctx, model, kvs, shape);

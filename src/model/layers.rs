@@ -5,7 +5,7 @@
 //! compared.
 
 use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
-use crate::kv::KvCache;
+use crate::kv::{AttnKind, KvCache};
 
 use super::inputs::{GraphShape, Inputs};
 use super::{Experts, Ffn, Layer, Model, Qkv};
@@ -27,6 +27,12 @@ pub struct Builder<'g> {
     /// [`WeightSet::matmul_invariant`](super::WeightSet::matmul_invariant)): set when the
     /// batch holds several sequences, so that none's result depends on the others.
     pub invariant: bool,
+    /// A verification step (`GraphShape::columns`): flash attention runs row by row, each row
+    /// over the cells decoding its token alone attends. ggml's CPU kernel splits the cells
+    /// among threads for a single query row from 512 cells on, but not for several rows, so a
+    /// multi-row op would not give decoding's bits and greedy speculation could pick another
+    /// token than plain decoding in a near-tie.
+    pub rows_alone: bool,
 }
 
 /// Activation used by a gated feed-forward block.
@@ -60,11 +66,12 @@ impl<'g> Builder<'g> {
             model,
             kvs: kvs.to_vec(),
             spans,
-            graph: ctx.new_graph(model.graph_size(kvs.len())),
+            graph: ctx.new_graph(model.graph_size(kvs.len(), shape.columns)),
             inp,
             n_tokens: shape.n_tokens as i64,
             flash_attn: !kvs[0].v_trans,
             invariant: kvs.len() > 1 && shape.invariant,
+            rows_alone: shape.columns,
         }
     }
 
@@ -398,9 +405,40 @@ impl<'g> Builder<'g> {
             let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);
             let softcap = hp.attn_softcap.unwrap_or(0.0);
-            let fa = c.flash_attn_ext(q, kk, vv, Some(mask), kq_scale, softcap);
-            // f32 accumulation, as llama.cpp asks (the CPU kernel always does; GPUs may not).
-            c.set_prec_f32(fa);
+            let full = kv.kind(il) == AttnKind::Full && kv.layer_cells(il) == kv.size();
+            let fa = if self.rows_alone && nt > 1 && full {
+                // row i is the token in cell `used - nt + i`: decoding it alone attends the
+                // cells up to it, padded as `Cells::n_kv` pads them
+                let used = kv.cells.used() as i64;
+                let pad = crate::kv::KV_PAD as i64;
+                let mut out: Option<Tensor<'g>> = None;
+                for i in 0..nt {
+                    let n_i = ((used - nt + i + 1 + pad - 1) / pad * pad).min(n_kv);
+                    let row = (i as usize) * q.nb()[1];
+                    let qi = c.view(q, &[q.ne()[0], 1, q.ne()[2], 1], &q.nb()[1..], row);
+                    let heads = |cache, ty, hd| {
+                        c.permute(
+                            cache_heads(c, cache, ty, hd, n_head_kv, n_i, size),
+                            [0, 2, 1, 3],
+                        )
+                    };
+                    let (ki, vi) = (heads(k_cache, ty_k, hd_k), heads(v_cache, ty_v, hd_v));
+                    let mrow = (i as usize) * mask.nb()[1];
+                    let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
+                    let fi = c.flash_attn_ext(qi, ki, vi, Some(mi), kq_scale, softcap);
+                    c.set_prec_f32(fi);
+                    out = Some(match out {
+                        None => fi,
+                        Some(o) => c.concat(o, fi, 2),
+                    });
+                }
+                out.expect("nt > 1 rows")
+            } else {
+                let fa = c.flash_attn_ext(q, kk, vv, Some(mask), kq_scale, softcap);
+                // f32 accumulation, as llama.cpp asks (the CPU kernel always does; GPUs may not).
+                c.set_prec_f32(fa);
+                fa
+            };
             let fa = self.name(fa, "fattn", Some(il));
             let ne = fa.ne();
             c.reshape(fa, &[ne[0] * ne[1], ne[2] * ne[3]])

@@ -230,6 +230,10 @@ pub struct Model {
     pub offload: Offload,
 }
 
+/// Rows (the token and its draft) a verification step may hold: each is attended on its own,
+/// so the graph grows with them.
+pub const VERIFY_ROWS: usize = 64;
+
 impl Model {
     /// A 64-bit fingerprint of the model file, to recognise state files made with it: the
     /// crate's [hash](crate::hash) of the file size, the header (metadata and tensor table, up to 64 MiB) and the first
@@ -298,17 +302,25 @@ impl Model {
     pub fn graph_context(
         &self,
         n_seq: usize,
+        verify: bool,
     ) -> Result<crate::ggml::Context, crate::ggml::GgmlError> {
-        let n = self.graph_size(n_seq);
+        let n = self.graph_size(n_seq, verify);
         crate::ggml::Context::new(n + 16, n)
     }
 
     /// Nodes a forward graph of this model over a batch of `n_seq` sequences may need: each
     /// sequence attends on its own, and a product may be cut into column groups (see
     /// [`WeightSet::matmul_invariant`]).
-    pub fn graph_size(&self, n_seq: usize) -> usize {
+    pub fn graph_size(&self, n_seq: usize, verify: bool) -> usize {
         (self.file.tensors().len() * 8).max(1024)
             + 64 * self.hp.n_layer as usize
+            + if verify {
+                // a verification step's attention, row by row (8 nodes a row and layer, twice
+                // that for room)
+                VERIFY_ROWS * 16 * self.hp.n_layer as usize
+            } else {
+                0
+            }
             + if n_seq > 1 {
                 (self.file.tensors().len() * 3 + 64 * self.hp.n_layer as usize) * n_seq
             } else {

@@ -42,9 +42,11 @@ pub(super) fn generate(
 ) -> Result<(StopReason, Timings, SpecStats), GenerateError> {
     let (drafter, spec) = (&mut *speculator.drafter, &speculator.params);
     check_prompt(target, prompt)?;
+    // verification passes attend row by row, as decoding does (see `Session::eval_verify`)
+    target.enable_verify()?;
     let draft_max = spec
         .draft_max
-        .max(1)
+        .clamp(1, crate::model::VERIFY_ROWS - 1)
         .min(exact_draft_cap(target, sampler).unwrap_or(usize::MAX));
     for &id in prompt {
         sampler.accept(id);
@@ -106,7 +108,7 @@ fn calibrate(
             continue;
         }
         let batch = vec![last; size];
-        let (r, secs) = timed(|| target.eval(&batch, Want::All).map(|_| ()));
+        let (r, secs) = timed(|| target.eval_verify(&batch).map(|_| ()));
         r?;
         let kept = target.truncate(n0);
         debug_assert_eq!(kept, n0, "a rollback of a few tokens keeps the window");
@@ -189,15 +191,16 @@ impl<F: FnMut(u32) -> bool> Run<'_, '_, F> {
         let mut batch = Vec::with_capacity(draft.len() + 1);
         batch.push(id);
         batch.extend_from_slice(&draft.tokens);
-        let want = if draft.is_empty() {
-            Want::Last
-        } else {
-            Want::All
-        };
         let target = &mut *self.target;
-        let (rows, secs) = self
-            .sampler
-            .overlap(|| timed(|| target.eval(&batch, want).map(<[f32]>::to_vec)));
+        let verify = |t: &mut Session| {
+            if batch.len() == 1 {
+                t.eval(&batch, Want::Last)
+            } else {
+                t.eval_verify(&batch)
+            }
+            .map(<[f32]>::to_vec)
+        };
+        let (rows, secs) = self.sampler.overlap(|| timed(|| verify(target)));
         let rows = rows?;
         self.policy.record_target(batch.len(), secs);
         self.stats.target_passes += 1;

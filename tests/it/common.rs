@@ -371,6 +371,16 @@ pub fn tiny_model_q8(seed: u64) -> (tempfile::TempDir, PathBuf) {
     (dir, p)
 }
 
+/// [`tiny_model_q8`] trained for `ctx` tokens (long enough for caches of 512 cells and more).
+pub fn tiny_model_q8_ctx(seed: u64, ctx: u32) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tiny-q8-long.gguf");
+    let mut w = tiny_writer_typed(seed, TinyArch::Llama, &TINY, GgmlType::Q8_0);
+    w.add("llama.context_length", Value::U32(ctx));
+    w.write(&p).expect("write tiny model");
+    (dir, p)
+}
+
 /// A fresh tiny model of architecture `arch` in a temporary directory.
 pub fn tiny_model_of(seed: u64, arch: TinyArch) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

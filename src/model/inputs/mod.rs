@@ -48,6 +48,9 @@ pub struct GraphShape {
     /// With several sequences: every product computes each column as a one-column product
     /// (each sequence's results as alone); else by the fastest kernels for the column count.
     pub invariant: bool,
+    /// A verification step of speculative decoding: attention row by row, each row as
+    /// decoding its token alone computes it (see `Builder::rows_alone`).
+    pub columns: bool,
 }
 
 impl GraphShape {
@@ -68,6 +71,7 @@ impl GraphShape {
                 n_kv,
             }],
             invariant: true,
+            columns: false,
         }
     }
 
@@ -111,6 +115,8 @@ pub struct Inputs {
     slots: Vec<usize>,
     /// Built for column-invariant products.
     invariant: bool,
+    /// Built for a verification step (attention row by row).
+    columns: bool,
 }
 
 /// One sequence's attention inputs.
@@ -180,6 +186,7 @@ impl Inputs {
             out_ids: OutputRows::new(ctx, shape),
             slots: shape.seqs.iter().map(|s| s.slot).collect(),
             invariant: shape.invariant,
+            columns: shape.columns,
         }
     }
 
@@ -216,6 +223,7 @@ impl Inputs {
     /// sequences' caches, in the same order, and every input's tensors fit.
     pub fn can_reuse(&self, shape: &GraphShape) -> bool {
         self.invariant == shape.invariant
+            && self.columns == shape.columns
             && self.slots.len() == shape.seqs.len()
             && self
                 .slots
