@@ -511,8 +511,11 @@ impl Session {
             pos: &self.pos,
             out_rows: rows,
         };
-        let reuse =
-            self.reuse_graphs && (self.built.as_ref()).is_some_and(|b| b.inputs.can_reuse(&shape));
+        // a verification graph's row-by-row attention spans depend on the cells in use, which
+        // the shape does not hold: it is built afresh each time
+        let reuse = self.reuse_graphs
+            && !columns
+            && (self.built.as_ref()).is_some_and(|b| b.inputs.can_reuse(&shape));
         if !reuse {
             if let Some(old) = self.built.take() {
                 self.spare_ctx = Some(old.ctx);

@@ -401,11 +401,12 @@ impl<'g> Builder<'g> {
         let kk = cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size);
         let q = c.permute(q, [0, 2, 1, 3]);
         let kk = c.permute(kk, [0, 2, 1, 3]);
+        // verification rows attend alone on full-attention layers (local ones keep a ring)
+        let full = kv.kind(il) == AttnKind::Full && kv.layer_cells(il) == kv.size();
         let out = if self.flash_attn {
             let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);
             let softcap = hp.attn_softcap.unwrap_or(0.0);
-            let full = kv.kind(il) == AttnKind::Full && kv.layer_cells(il) == kv.size();
             let fa = if self.rows_alone && nt > 1 && full {
                 // row i is the token in cell `used - nt + i`: decoding it alone attends the
                 // cells up to it, padded as `Cells::n_kv` pads them
@@ -442,6 +443,49 @@ impl<'g> Builder<'g> {
             let fa = self.name(fa, "fattn", Some(il));
             let ne = fa.ne();
             c.reshape(fa, &[ne[0] * ne[1], ne[2] * ne[3]])
+        } else if self.rows_alone && nt > 1 && full {
+            // as above, row by row: a lone row's K·Q and V·KQ products are one-column ones
+            let used = kv.cells.used() as i64;
+            let pad = crate::kv::KV_PAD as i64;
+            let mut out: Option<Tensor<'g>> = None;
+            for i in 0..nt {
+                let n_i = ((used - nt + i + 1 + pad - 1) / pad * pad).min(n_kv);
+                let row = (i as usize) * q.nb()[1];
+                let qi = c.view(q, &[q.ne()[0], 1, q.ne()[2], 1], &q.nb()[1..], row);
+                let ki = c.permute(
+                    cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_i, size),
+                    [0, 2, 1, 3],
+                );
+                let kq = c.mul_mat(ki, qi);
+                c.set_prec_f32(kq);
+                let kq = match hp.attn_softcap {
+                    Some(cap) => c.scale(c.tanh(c.scale(kq, 1.0 / cap)), cap),
+                    None => kq,
+                };
+                let mrow = (i as usize) * mask.nb()[1];
+                let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
+                let kq = c.soft_max_ext(kq, Some(mi), kq_scale);
+                let vv = c.view(
+                    v_cache,
+                    &[n_i, n_head_kv, hd_v, 1],
+                    &[
+                        ty_v.row_size(size * hd_v),
+                        ty_v.row_size(size),
+                        ty_v.row_size(size * ev),
+                    ],
+                    0,
+                );
+                let vv = c.permute(vv, [0, 2, 1, 3]);
+                let kqv = c.mul_mat(vv, kq);
+                let merged = c.cont(c.permute(kqv, [0, 2, 1, 3]));
+                out = Some(match out {
+                    None => merged,
+                    Some(o) => c.concat(o, merged, 2),
+                });
+            }
+            let merged = out.expect("nt > 1 rows");
+            let ne = merged.ne();
+            c.reshape(merged, &[ne[0] * ne[1], ne[2] * ne[3]])
         } else {
             let kq = c.mul_mat(kk, q);
             c.set_prec_f32(kq);

@@ -335,56 +335,80 @@ fn a_draft_with_another_vocabulary_is_refused() {
 /// From 512 cells on, ggml's CPU flash attention splits a single query row's cells among the
 /// threads, but not several rows': a verification pass attending all its rows in one op gives
 /// other bits than decoding, and greedy speculation could leave plain decoding's text in a
-/// near-tie. `eval_verify` attends row by row, as decoding does: on a long context with two
-/// threads, each row's logits are those of decoding its token alone, bit for bit.
+/// near-tie. `eval_verify` attends row by row, each row over the cells decoding its token alone
+/// attends: on a long context with two threads, flash attention on or off, each row's logits
+/// are those of decoding its token alone, bit for bit; also for a pass whose rows straddle a
+/// 256-cell boundary followed at once by one that does not (re-using the first pass's graph
+/// would keep its spans).
 #[test]
 fn verification_rows_equal_lone_decoding_past_512_cells_with_threads() {
     let (_d, m) = common::tiny_model_q8_ctx(83, 4096);
     let t = load(&m);
-    let mut s = Session::new(
-        t.model.clone(),
-        SessionParams {
-            n_ctx: 2048,
-            n_ubatch: 512,
-            n_threads: 2,
-            type_k: Type::F16,
-            type_v: Type::F16,
-            flash_attn: true,
-            swa_full: false,
-            n_seq: 1,
-            invariant: true,
-        },
-    )
-    .unwrap();
-    let prompt: Vec<u32> = (0..700u32).map(|i| (i * 7919 + 13) % 256).collect();
-    for chunk in prompt.chunks(350) {
-        s.eval(chunk, Want::Last).unwrap();
-    }
-    let n0 = s.n_past();
-    let batch = [116u32, 104, 101, 32, 99, 97];
     let n_vocab = t.model.hp.n_vocab as usize;
-    let mut alone = Vec::new();
-    for &tok in &batch {
-        alone.extend_from_slice(s.eval(&[tok], Want::Last).unwrap());
-    }
-    s.truncate(n0);
-    let multi_row = s.eval(&batch, Want::All).unwrap().to_vec();
-    s.truncate(n0);
-    s.enable_verify().unwrap();
-    let verified = s.eval_verify(&batch).unwrap().to_vec();
-    assert_eq!(verified.len(), batch.len() * n_vocab);
-    let same = |a: &[f32]| {
-        a.iter()
-            .zip(&alone)
-            .all(|(x, y)| x.to_bits() == y.to_bits())
+    let session = |flash_attn| {
+        let mut s = Session::new(
+            t.model.clone(),
+            SessionParams {
+                n_ctx: 2048,
+                n_ubatch: 512,
+                n_threads: 2,
+                type_k: Type::F16,
+                type_v: Type::F16,
+                flash_attn,
+                swa_full: false,
+                n_seq: 1,
+                invariant: true,
+            },
+        )
+        .unwrap();
+        s.enable_verify().unwrap();
+        s
     };
-    assert!(
-        same(&verified),
-        "verification rows differ from lone decoding"
-    );
-    // what the test guards against: one multi-row op differs (else it proves nothing here)
-    assert!(
-        !same(&multi_row),
-        "a multi-row pass gave decoding's bits: the test lost its point"
-    );
+    let prompt: Vec<u32> = (0..509u32).map(|i| (i * 7919 + 13) % 256).collect();
+    let passes: [&[u32]; 3] = [
+        &[116, 104, 101, 32],
+        &[99, 97, 116, 32],
+        &[100, 111, 103, 10],
+    ];
+    for flash_attn in [true, false] {
+        let (mut a, mut b) = (session(flash_attn), session(flash_attn));
+        a.eval(&prompt, Want::Last).unwrap();
+        b.eval(&prompt, Want::Last).unwrap();
+        for (k, pass) in passes.iter().enumerate() {
+            // `a` verifies (every draft accepted: nothing rolled back), `b` decodes alone
+            let n0 = a.n_past();
+            let verified = a.eval_verify(pass).unwrap().to_vec();
+            let mut alone = Vec::new();
+            for &tok in pass.iter() {
+                alone.extend_from_slice(b.eval(&[tok], Want::Last).unwrap());
+            }
+            assert_eq!(verified.len(), pass.len() * n_vocab);
+            let same = verified
+                .iter()
+                .zip(&alone)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same,
+                "fa {flash_attn}, pass {k} at {n0} cells: rows differ from decoding"
+            );
+        }
+        // what the test guards against: one multi-row op differs from decoding
+        if flash_attn {
+            let n0 = b.n_past();
+            let multi_row = b.eval(passes[0], Want::All).unwrap().to_vec();
+            b.truncate(n0);
+            let mut alone = Vec::new();
+            for &tok in passes[0] {
+                alone.extend_from_slice(b.eval(&[tok], Want::Last).unwrap());
+            }
+            let same = multi_row
+                .iter()
+                .zip(&alone)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                !same,
+                "a multi-row pass gave decoding's bits: the test lost its point"
+            );
+        }
+    }
 }
