@@ -403,20 +403,40 @@ impl<'g> Builder<'g> {
         let kk = c.permute(kk, [0, 2, 1, 3]);
         // verification rows attend alone on full-attention layers (local ones keep a ring)
         let full = kv.kind(il) == AttnKind::Full && kv.layer_cells(il) == kv.size();
+        // row i is the token in cell `used - nt + i`: decoding it alone attends the cells up to
+        // it, padded as `Cells::n_kv` pads them; its Q row and mask row
+        let used = kv.cells.used() as i64;
+        let pad = crate::kv::KV_PAD as i64;
+        // transposed V (no flash attention): [n, n_head_kv, head_dim_v] with cells along rows
+        let v_cells = |n: i64| {
+            let vv = c.view(
+                v_cache,
+                &[n, n_head_kv, hd_v, 1],
+                &[
+                    ty_v.row_size(size * hd_v),
+                    ty_v.row_size(size),
+                    ty_v.row_size(size * ev),
+                ],
+                0,
+            );
+            c.permute(vv, [0, 2, 1, 3])
+        };
+        let row_inputs = |i: i64| {
+            let n_i = ((used - nt + i + 1 + pad - 1) / pad * pad).min(n_kv);
+            let qrow = (i as usize) * q.nb()[1];
+            let qi = c.view(q, &[q.ne()[0], 1, q.ne()[2], 1], &q.nb()[1..], qrow);
+            let mrow = (i as usize) * mask.nb()[1];
+            let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
+            (n_i, qi, mi)
+        };
         let out = if self.flash_attn {
             let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);
             let softcap = hp.attn_softcap.unwrap_or(0.0);
             let fa = if self.rows_alone && nt > 1 && full {
-                // row i is the token in cell `used - nt + i`: decoding it alone attends the
-                // cells up to it, padded as `Cells::n_kv` pads them
-                let used = kv.cells.used() as i64;
-                let pad = crate::kv::KV_PAD as i64;
                 let mut out: Option<Tensor<'g>> = None;
                 for i in 0..nt {
-                    let n_i = ((used - nt + i + 1 + pad - 1) / pad * pad).min(n_kv);
-                    let row = (i as usize) * q.nb()[1];
-                    let qi = c.view(q, &[q.ne()[0], 1, q.ne()[2], 1], &q.nb()[1..], row);
+                    let (n_i, qi, mi) = row_inputs(i);
                     let heads = |cache, ty, hd| {
                         c.permute(
                             cache_heads(c, cache, ty, hd, n_head_kv, n_i, size),
@@ -424,8 +444,6 @@ impl<'g> Builder<'g> {
                         )
                     };
                     let (ki, vi) = (heads(k_cache, ty_k, hd_k), heads(v_cache, ty_v, hd_v));
-                    let mrow = (i as usize) * mask.nb()[1];
-                    let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
                     let fi = c.flash_attn_ext(qi, ki, vi, Some(mi), kq_scale, softcap);
                     c.set_prec_f32(fi);
                     out = Some(match out {
@@ -445,13 +463,9 @@ impl<'g> Builder<'g> {
             c.reshape(fa, &[ne[0] * ne[1], ne[2] * ne[3]])
         } else if self.rows_alone && nt > 1 && full {
             // as above, row by row: a lone row's K·Q and V·KQ products are one-column ones
-            let used = kv.cells.used() as i64;
-            let pad = crate::kv::KV_PAD as i64;
             let mut out: Option<Tensor<'g>> = None;
             for i in 0..nt {
-                let n_i = ((used - nt + i + 1 + pad - 1) / pad * pad).min(n_kv);
-                let row = (i as usize) * q.nb()[1];
-                let qi = c.view(q, &[q.ne()[0], 1, q.ne()[2], 1], &q.nb()[1..], row);
+                let (n_i, qi, mi) = row_inputs(i);
                 let ki = c.permute(
                     cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_i, size),
                     [0, 2, 1, 3],
@@ -462,21 +476,8 @@ impl<'g> Builder<'g> {
                     Some(cap) => c.scale(c.tanh(c.scale(kq, 1.0 / cap)), cap),
                     None => kq,
                 };
-                let mrow = (i as usize) * mask.nb()[1];
-                let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
                 let kq = c.soft_max_ext(kq, Some(mi), kq_scale);
-                let vv = c.view(
-                    v_cache,
-                    &[n_i, n_head_kv, hd_v, 1],
-                    &[
-                        ty_v.row_size(size * hd_v),
-                        ty_v.row_size(size),
-                        ty_v.row_size(size * ev),
-                    ],
-                    0,
-                );
-                let vv = c.permute(vv, [0, 2, 1, 3]);
-                let kqv = c.mul_mat(vv, kq);
+                let kqv = c.mul_mat(v_cells(n_i), kq);
                 let merged = c.cont(c.permute(kqv, [0, 2, 1, 3]));
                 out = Some(match out {
                     None => merged,
@@ -494,19 +495,7 @@ impl<'g> Builder<'g> {
                 kq = c.scale(c.tanh(c.scale(kq, 1.0 / cap)), cap);
             }
             let kq = c.soft_max_ext(kq, Some(mask), kq_scale);
-            // transposed V: [n_kv, n_head_kv, head_dim_v] with cells along rows
-            let vv = c.view(
-                v_cache,
-                &[n_kv, n_head_kv, hd_v, 1],
-                &[
-                    ty_v.row_size(size * hd_v),
-                    ty_v.row_size(size),
-                    ty_v.row_size(size * ev),
-                ],
-                0,
-            );
-            let vv = c.permute(vv, [0, 2, 1, 3]);
-            let kqv = c.mul_mat(vv, kq);
+            let kqv = c.mul_mat(v_cells(n_kv), kq);
             let merged = c.permute(kqv, [0, 2, 1, 3]);
             let merged = c.cont(merged);
             let ne = merged.ne();
