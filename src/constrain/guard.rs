@@ -181,21 +181,18 @@ impl Guard {
             let top = crate::sampling::argmax(logits);
             self.wants_end = vocab.eog.contains(&top);
         }
-        if end && self.wants_end {
-            for (i, l) in logits.iter_mut().enumerate() {
-                if !vocab.eog.contains(&(i as u32)) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-            return;
-        }
         let eog: Vec<(usize, f32)> = vocab
             .eog
             .iter()
             .filter_map(|&id| Some((id as usize, *logits.get(id as usize)?)))
             .collect();
+        let n = if end && self.wants_end {
+            // only the end tokens (restored below)
+            0
+        } else {
+            mask.len().min(logits.len())
+        };
         // 32 tokens per mask word: most words are all-refused or all-allowed
-        let n = mask.len().min(logits.len());
         for (w, chunk) in mask.as_slice().iter().zip(logits[..n].chunks_mut(32)) {
             match *w {
                 u32::MAX => {}

@@ -152,7 +152,7 @@ pub fn run(
             let drop = closing || jobs.get(i).is_none_or(gone);
             if drop {
                 if let Some(j) = jobs.remove(i) {
-                    finish_job(&j, None);
+                    finish_job(&j);
                     shared.pending.fetch_sub(1, Ordering::SeqCst);
                 }
             }
@@ -222,7 +222,7 @@ fn deliver(f: Finished, jobs: &mut HashMap<usize, Job>, shared: &Shared) {
 }
 
 /// A request dropped before it ran (its client left, or the server is closing).
-fn finish_job(j: &Job, _reason: Option<&str>) {
+fn finish_job(j: &Job) {
     let _ = j.events.send(Event::Done(Done {
         text: String::new(),
         tail: String::new(),
