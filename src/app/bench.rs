@@ -170,8 +170,7 @@ pub(super) fn base_config(a: &BenchArgs, path: &std::path::Path) -> ModelConfig 
         load: LoadOptions {
             mmap: true,
             repack: !a.no_repack,
-            n_gpu_layers: a.n_gpu_layers,
-            main_gpu: a.main_gpu,
+            offload: a.devices.request(),
         },
         mlock: false,
         verbose: a.verbose,

@@ -76,7 +76,7 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
     );
     if model.offload.any() {
         log::info!(
-            "offload: {}: {:.1} MiB of weights ({} tensors) on the GPU",
+            "offload: {}: {:.1} MiB of weights ({} tensors) on the devices",
             model.offload.describe(),
             p.gpu as f64 / 1048576.0,
             p.n_gpu
@@ -109,7 +109,7 @@ fn log_routes(model: &Model) {
         let placement = match r.route.placement() {
             Placement::Host => "host",
             Placement::Repacked => "repacked",
-            Placement::Device => "gpu",
+            Placement::Device => "device",
         };
         log::info!(
             "  {:<width$} x{:<3} {:<6} {:>14} {:<8} {}",

@@ -16,6 +16,7 @@ pub mod load;
 pub mod output;
 pub mod perplexity;
 pub mod prompt_cache;
+pub mod rpc_server;
 pub mod run;
 pub mod serve;
 pub mod signals;
@@ -37,6 +38,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Chat(r)) => r.model.verbose,
         Some(Command::Batch(b)) => b.model.verbose,
         Some(Command::Serve(s)) => s.model.verbose,
+        Some(Command::RpcServer(r)) => r.verbose,
         None => cli.run.model.verbose,
     };
     crate::logging::init(verbose);
@@ -48,6 +50,19 @@ pub fn main(cli: Cli) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    let rpc = match &cli.command {
+        Some(Command::Perplexity(p)) => &p.model.devices.rpc,
+        Some(Command::Bench(b)) => &b.devices.rpc,
+        Some(Command::Chat(r)) => &r.model.devices.rpc,
+        Some(Command::Batch(b)) => &b.model.devices.rpc,
+        Some(Command::Serve(s)) => &s.model.devices.rpc,
+        Some(Command::Info(_) | Command::Tokenize(_) | Command::RpcServer(_)) => &Vec::new(),
+        None => &cli.run.model.devices.rpc,
+    };
+    if let Err(e) = rpc_server::connect_all(rpc) {
+        eprintln!("ember: error: {}", one_line(&chain(&e)));
+        return ExitCode::from(1);
+    }
     let result = match cli.command {
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Perplexity(a)) => perplexity::run(&a),
@@ -56,6 +71,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Chat(a)) => run_or_chat(&a, true),
         Some(Command::Batch(a)) => batch::run(&a),
         Some(Command::Serve(a)) => serve::run(&a),
+        Some(Command::RpcServer(a)) => rpc_server::run(&a),
         None => run_or_chat(&cli.run, false),
     };
     match result {

@@ -69,6 +69,9 @@ pub enum Command {
     /// An OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models,
     /// /health) on the batch engine: concurrent requests decode together.
     Serve(Box<ServeArgs>),
+    /// Serve this machine's CPU (or GPUs) to other machines' `--rpc` (ggml's RPC protocol,
+    /// compatible with llama.cpp's rpc-server and --rpc).
+    RpcServer(RpcServerArgs),
 }
 
 /// `ember serve`: llama-server's flag names where they exist.
@@ -252,20 +255,8 @@ pub struct BenchArgs {
     /// Keep weights in the file's layout (no CPU repacking).
     #[arg(long = "no-repack")]
     pub no_repack: bool,
-    /// Layers to offload to the GPU, the last ones first: a count, or `all` for every layer
-    /// and the output layer (as any count above the layer count does, e.g. 99).
-    #[arg(
-        long = "n-gpu-layers",
-        alias = "gpu-layers",
-        value_name = "N|all",
-        default_value = "0",
-        allow_negative_numbers = true,
-        value_parser = crate::model::offload::parse_gpu_layers
-    )]
-    pub n_gpu_layers: u32,
-    /// The GPU to offload to, by its index among the GPUs `ember --version` lists.
-    #[arg(long = "main-gpu", default_value_t = 0)]
-    pub main_gpu: usize,
+    #[command(flatten)]
+    pub devices: DeviceArgs,
     /// Verbose logs on stderr.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -277,6 +268,79 @@ pub enum BenchOutput {
     Json,
     Jsonl,
     Csv,
+}
+
+/// Where the layers run: a local GPU, remote ggml-rpc servers, the CPU.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DeviceArgs {
+    /// Layers on the devices (GPU, --rpc servers), the last ones first, counting the output
+    /// layer as the last (llama.cpp's count): a number, or `all` (as any number above the
+    /// layer count, e.g. 99). Default: none without --rpc; with --rpc, every layer shared by
+    /// the servers and this machine's CPU.
+    #[arg(
+        long = "n-gpu-layers",
+        alias = "gpu-layers",
+        value_name = "N|all",
+        allow_negative_numbers = true,
+        value_parser = crate::model::offload::parse_gpu_layers
+    )]
+    pub n_gpu_layers: Option<u32>,
+    /// The GPU to offload to, by its index among the GPUs `ember --version` lists.
+    #[arg(long = "main-gpu", default_value_t = 0)]
+    pub main_gpu: usize,
+    /// The devices' shares of the offloaded layers, e.g. 3,1 (llama.cpp's meaning; default: in
+    /// proportion to free memory). With --rpc and no -ngl, one more share may follow for this
+    /// machine's CPU.
+    #[arg(
+        long = "tensor-split",
+        value_name = "A,B,...",
+        value_parser = crate::model::offload::parse_tensor_split
+    )]
+    pub tensor_split: Option<crate::model::offload::TensorSplit>,
+    /// ggml-rpc servers whose devices join this machine's (`ember rpc-server` or llama.cpp's
+    /// rpc-server), comma-separated HOST:PORT. The protocol has no authentication: reach
+    /// servers on other machines through a tunnel (see the README).
+    #[arg(long = "rpc", value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub rpc: Vec<String>,
+}
+
+impl DeviceArgs {
+    pub fn request(&self) -> crate::model::offload::OffloadRequest {
+        crate::model::offload::OffloadRequest {
+            n_gpu_layers: self.n_gpu_layers,
+            main_gpu: self.main_gpu,
+            tensor_split: self.tensor_split,
+        }
+    }
+}
+
+/// `ember rpc-server`: serve this machine's devices to ggml-rpc clients (Ember's `--rpc`,
+/// llama.cpp's `--rpc`).
+#[derive(Args, Debug)]
+pub struct RpcServerArgs {
+    /// Address to listen on. The protocol has no authentication: anything but loopback lets
+    /// anyone who can reach the port run code-like graphs on this machine; tunnel instead.
+    #[arg(long = "host", short = 'H', default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long = "port", short = 'p', default_value_t = 50052)]
+    pub port: u16,
+    /// CPU threads for the served CPU device (default: the number of available cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Memory to report to clients, in MiB (they split layers by it; default: what is free).
+    #[arg(long = "mem", value_name = "MiB")]
+    pub mem: Option<u64>,
+    /// Keep large tensors a client sends in this folder, so the next load of the same model
+    /// sends only their hashes.
+    #[arg(long = "cache", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Serve the CPU even where a GPU is found (by default a GPU build serves its GPUs).
+    #[arg(long = "cpu")]
+    pub cpu: bool,
+    /// Verbose logs on stderr.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Model loading and evaluation settings shared by every mode.
@@ -319,20 +383,8 @@ pub struct ModelArgs {
     /// Keep weights in the file's layout (no CPU repacking).
     #[arg(long = "no-repack")]
     pub no_repack: bool,
-    /// Layers to offload to the GPU, the last ones first: a count, or `all` for every layer
-    /// and the output layer (as any count above the layer count does, e.g. 99).
-    #[arg(
-        long = "n-gpu-layers",
-        alias = "gpu-layers",
-        value_name = "N|all",
-        default_value = "0",
-        allow_negative_numbers = true,
-        value_parser = crate::model::offload::parse_gpu_layers
-    )]
-    pub n_gpu_layers: u32,
-    /// The GPU to offload to, by its index among the GPUs `ember --version` lists.
-    #[arg(long = "main-gpu", default_value_t = 0)]
-    pub main_gpu: usize,
+    #[command(flatten)]
+    pub devices: DeviceArgs,
     /// Verbose logs on stderr (-vv for debug).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -180,8 +180,7 @@ impl ModelConfig {
             load: LoadOptions {
                 mmap: !a.no_mmap,
                 repack: !a.no_repack,
-                n_gpu_layers: a.n_gpu_layers,
-                main_gpu: a.main_gpu,
+                offload: a.devices.request(),
             },
             mlock: a.mlock,
             verbose: a.verbose,

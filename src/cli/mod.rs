@@ -14,6 +14,7 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-ub", "--ubatch-size"),
     ("-ngl", "--n-gpu-layers"),
     ("-mg", "--main-gpu"),
+    ("-ts", "--tensor-split"),
     ("-cnv", "--conversation"),
     ("-no-cnv", "--no-conversation"),
     ("-nkvo", "--no-kv-offload"),

@@ -88,8 +88,8 @@ pub struct Session {
     /// A graph context to build the next graph in (reset, not reallocated).
     spare_ctx: Option<Context>,
     sched: Sched,
-    /// The GPU's backend, when the model has layers offloaded to it.
-    gpu: Option<Backend>,
+    /// The backends of the devices the model has layers on (GPU, remote), in split order.
+    gpu: Vec<Backend>,
     backend: Backend,
     /// One cache per sequence.
     seqs: Vec<KvCache>,
@@ -115,13 +115,11 @@ impl Session {
         let hp = &model.hp;
         let shape = hp.kv_shape();
         let off = &model.offload;
-        // The KV cache of offloaded layers lives on the GPU with their weights.
-        let kv_gpu = off
-            .buffer_type()
-            .map(|b| (b, off.n_layer - off.n_gpu_layers));
-        // On a GPU the cache is padded to 256 cells as llama.cpp pads its context: ggml-cuda's
-        // fast flash-attention kernels need a multiple of 256 cells.
-        let n_cells = if kv_gpu.is_some() {
+        // The KV cache of offloaded layers lives on their device with their weights.
+        let kv_devices = off.layer_buffer_types();
+        // On a device the cache is padded to 256 cells as llama.cpp pads its context:
+        // ggml-cuda's fast flash-attention kernels need a multiple of 256 cells.
+        let n_cells = if off.any() {
             params.seq_cells().div_ceil(KV_PAD) * KV_PAD
         } else {
             params.seq_cells()
@@ -135,15 +133,16 @@ impl Session {
                     params.type_k,
                     params.type_v,
                     !params.flash_attn,
-                    kv_gpu,
+                    &kv_devices,
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let backend = Backend::cpu(params.n_threads)?;
-        let gpu = match off.device.filter(|_| off.any()) {
-            Some(d) => Some(Backend::for_device(&d)?),
-            None => None,
-        };
+        let gpu = off
+            .devices
+            .iter()
+            .map(Backend::for_device)
+            .collect::<Result<Vec<_>, _>>()?;
         let backends: Vec<&Backend> = gpu.iter().chain([&backend]).collect();
         let mut sched = Sched::new(&backends, model.graph_size(seqs.len(), false))?;
         if crate::switches::Switches::get().debug_tensors {
@@ -344,7 +343,11 @@ impl Session {
     /// Compute buffer bytes, on the CPU and on the GPU.
     pub fn compute_buffer_bytes(&self) -> usize {
         self.sched.buffer_size(&self.backend)
-            + self.gpu.as_ref().map_or(0, |g| self.sched.buffer_size(g))
+            + self
+                .gpu
+                .iter()
+                .map(|g| self.sched.buffer_size(g))
+                .sum::<usize>()
     }
 
     /// Evaluate `tokens` at the next positions (of the first sequence). Returns the logits of
@@ -523,6 +526,19 @@ impl Session {
             let kvs: Vec<&KvCache> = shape.seqs.iter().map(|s| &self.seqs[s.slot]).collect();
             let built = build(&self.model, &kvs, self.spare_ctx.take(), &shape)?;
             self.sched.alloc_graph(&built.ctx.graph(built.graph))?;
+            if self.model.offload.any() && log::log_enabled!(log::Level::Info) {
+                let (splits, mut bytes) = self.sched.transfers(&built.ctx.graph(built.graph));
+                if self.model.offload.output.is_some() {
+                    // the logits, read back from the output layer's device
+                    bytes += (shape.n_outputs * self.model.hp.n_vocab as usize * 4) as u64;
+                }
+                log::info!(
+                    "devices: {} tokens: graph in {splits} pieces, {bytes} bytes copied between \
+                     devices ({} per token)",
+                    shape.n_tokens,
+                    bytes / shape.n_tokens.max(1) as u64
+                );
+            }
             self.built = Some(built);
         }
         let n_vocab = self.model.hp.n_vocab as usize;

@@ -609,6 +609,37 @@ impl Sched {
         free_observer(old);
     }
 
+    /// For the graph last allocated: how many pieces the scheduler cut it into (one per run
+    /// of nodes on the same backend), and the bytes it copies from one backend to another to
+    /// evaluate it once. The scheduler replaces each source that lives on another backend by
+    /// an input copy named "BACKEND#name#copy"; those copies are what crosses.
+    pub fn transfers(&self, g: &Graph<'_>) -> (usize, u64) {
+        let s = self.raw.as_ptr();
+        let mut seen = std::collections::HashSet::new();
+        let mut bytes = 0u64;
+        // SAFETY: live scheduler; the graph was allocated on it, so every node and source
+        // pointer is live and their names are NUL-terminated arrays.
+        unsafe {
+            let n = sys::ggml_graph_n_nodes(g.as_ptr());
+            for i in 0..n {
+                let node = sys::ggml_graph_node(g.as_ptr(), i);
+                for &src in &(*node).src {
+                    if src.is_null() || !seen.insert(src as usize) {
+                        continue;
+                    }
+                    let name = std::ffi::CStr::from_ptr((*src).name.as_ptr());
+                    if name.to_bytes().contains(&b'#') {
+                        bytes += sys::ggml_nbytes(src) as u64;
+                    }
+                }
+            }
+            (
+                sys::ggml_backend_sched_get_n_splits(s).max(0) as usize,
+                bytes,
+            )
+        }
+    }
+
     /// Bytes of compute buffer held for `backend`.
     pub fn buffer_size(&self, backend: &Backend) -> usize {
         // SAFETY: live scheduler and backend.

@@ -57,12 +57,40 @@ impl Device {
         out
     }
 
-    /// The GPUs (discrete or integrated), in ggml's order.
+    /// The local GPUs (discrete or integrated), in ggml's order (remote devices, which ggml
+    /// also calls GPUs, are not among them).
     pub fn gpus() -> Vec<Device> {
         Device::all()
             .into_iter()
             .filter(|d| matches!(d.kind(), DeviceKind::Gpu | DeviceKind::IntegratedGpu))
+            .filter(|d| !d.is_remote())
             .collect()
+    }
+
+    /// The devices of the ggml-rpc servers connected so far (`--rpc`), in connection order.
+    pub fn remote() -> Vec<Device> {
+        Device::all()
+            .into_iter()
+            .filter(Device::is_remote)
+            .collect()
+    }
+
+    /// The CPU device.
+    pub fn cpu() -> Option<Device> {
+        // SAFETY: the registry is built once by ggml and only read here.
+        let raw = unsafe { sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU) };
+        NonNull::new(raw).map(|raw| Device { raw })
+    }
+
+    /// Whether this is a device of a remote ggml-rpc server.
+    pub fn is_remote(&self) -> bool {
+        // SAFETY: live static device; its registry is static too (or null).
+        let reg = unsafe { sys::ggml_backend_dev_backend_reg(self.raw.as_ptr()) };
+        if reg.is_null() {
+            return false;
+        }
+        // SAFETY: live registry.
+        c_str(unsafe { sys::ggml_backend_reg_name(reg) }).starts_with("RPC")
     }
 
     /// ggml's name for it ("CPU", "CUDA0", "MTL0").
@@ -125,12 +153,12 @@ impl std::fmt::Debug for Device {
     }
 }
 
-/// The backends compiled into this build ("cpu,cuda").
+/// The backends compiled into this build ("cpu,rpc,cuda").
 pub fn compiled_backends() -> &'static str {
     sys::BACKENDS
 }
 
 /// Whether a GPU backend (CUDA or Metal) is compiled in.
 pub fn has_gpu_backend() -> bool {
-    sys::BACKENDS.split(',').any(|b| b != "cpu")
+    sys::BACKENDS.split(',').any(|b| b != "cpu" && b != "rpc")
 }

@@ -1,6 +1,16 @@
 //! Routes ggml's own log lines into the `log` crate (shown with `-v`).
 
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::Mutex;
+
+/// ggml's last error-level line (an abort names it: "RPC server version mismatch: 6.1.0").
+static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
+
+/// The last error line ggml logged, if any.
+pub(super) fn last_error() -> Option<String> {
+    let s = LAST_ERROR.lock().ok()?;
+    (!s.is_empty()).then(|| s.clone())
+}
 
 unsafe extern "C" fn on_log(
     level: ggml_sys::ggml_log_level,
@@ -17,7 +27,13 @@ unsafe extern "C" fn on_log(
         return;
     }
     match level {
-        ggml_sys::GGML_LOG_LEVEL_ERROR => log::error!(target: "ggml", "{text}"),
+        ggml_sys::GGML_LOG_LEVEL_ERROR => {
+            if let Ok(mut last) = LAST_ERROR.lock() {
+                last.clear();
+                last.push_str(text.trim());
+            }
+            log::error!(target: "ggml", "{text}")
+        }
         ggml_sys::GGML_LOG_LEVEL_WARN => log::warn!(target: "ggml", "{text}"),
         ggml_sys::GGML_LOG_LEVEL_INFO => log::info!(target: "ggml", "{text}"),
         _ => log::debug!(target: "ggml", "{text}"),

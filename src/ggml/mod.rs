@@ -16,6 +16,7 @@ mod device;
 pub mod kernels;
 mod log;
 mod mmap;
+pub mod rpc;
 mod types;
 
 pub use backend::{Backend, Buffer, BufferType, HostMemory, Sched};

@@ -159,19 +159,19 @@ impl KvCache {
         type_v: Type,
         v_trans: bool,
     ) -> Result<KvCache, KvError> {
-        Self::placed(shape, (size, size), type_k, type_v, v_trans, None)
+        Self::placed(shape, (size, size), type_k, type_v, v_trans, &[])
     }
 
-    /// A cache of `cells.0` cells (`cells.1` in the local layers) whose layers from `gpu.1` on
-    /// live in GPU memory `gpu.0` (the layers offloaded with `-ngl`; the rotation matrices go
-    /// there too); the others in host memory.
+    /// A cache of `cells.0` cells (`cells.1` in the local layers) whose layer `il` lives in
+    /// device memory `devices[il]` where that is given (the layers offloaded with `-ngl` or
+    /// `--rpc`; the rotation matrices go with the last layer), in host memory otherwise.
     pub fn placed(
         shape: &KvShape,
         cells: (u32, u32),
         type_k: Type,
         type_v: Type,
         v_trans: bool,
-        gpu: Option<(BufferType, u32)>,
+        devices: &[Option<BufferType>],
     ) -> Result<KvCache, KvError> {
         shape.check(type_k, type_v)?;
         let (size, ring) = (cells.0, cells.1.min(cells.0));
@@ -207,12 +207,22 @@ impl KvCache {
         };
         let k_rot = rot(rotation_size(type_k, shape.head_dim_k, true), "attn_k_rot");
         let v_rot = rot(rotation_size(type_v, shape.head_dim_v, false), "attn_v_rot");
-        if let Some((buft, first)) = gpu.filter(|&(_, first)| first < shape.n_layer) {
-            let on_gpu: Vec<TensorHandle> = (first as usize..shape.n_layer as usize)
-                .flat_map(|il| [k[il], v[il]])
-                .chain([k_rot, v_rot].into_iter().flatten())
-                .collect();
-            ctx.alloc_tensors_in(buft, &on_gpu, false)?;
+        let device = |il: usize| devices.get(il).copied().flatten();
+        let last = (shape.n_layer as usize).checked_sub(1);
+        let mut groups: Vec<(BufferType, Vec<TensorHandle>)> = Vec::new();
+        for il in 0..shape.n_layer as usize {
+            let Some(buft) = device(il) else { continue };
+            let mut hs = vec![k[il], v[il]];
+            if Some(il) == last {
+                hs.extend([k_rot, v_rot].into_iter().flatten());
+            }
+            match groups.iter_mut().find(|(b, _)| *b == buft) {
+                Some((_, g)) => g.extend(hs),
+                None => groups.push((buft, hs)),
+            }
+        }
+        for (buft, hs) in groups {
+            ctx.alloc_tensors_in(buft, &hs, false)?;
         }
         ctx.alloc_tensors(BufferType::cpu(), false)?;
         // Stale cells are masked out, but NaN bit patterns times a zero weight would still

@@ -148,7 +148,7 @@ impl<'f> Parts<'f> {
         })?;
         let hp = arch.hparams(file)?;
         agree::check_vocab(file, &arch_name)?;
-        let offload = Offload::plan(opts.n_gpu_layers, opts.main_gpu, hp.n_layer)?;
+        let offload = Offload::plan(&opts.offload, hp.n_layer)?;
         let mut b = weights::Binder::new(file, opts, &offload)?;
         let (e, v) = (hp.n_embd as u64, hp.n_vocab as u64);
         let tok_embd = b.plain(W::TokenEmbd, None, &[e, v])?;

@@ -13,7 +13,7 @@ use crate::ggml::{BufferType, Context, GgmlError, HostMemory, Tensor, TensorHand
 use crate::gguf::{GgufFile, TensorInfo};
 
 use super::names::W;
-use super::offload::Offload;
+use super::offload::{Offload, OffloadRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -38,11 +38,8 @@ pub struct LoadOptions {
     pub mmap: bool,
     /// Repack matrix weights into ggml's interleaved CPU layouts where supported.
     pub repack: bool,
-    /// Layers to put on the GPU, the last ones first (`-ngl`; [`super::offload::ALL_LAYERS`]
-    /// for all and the output layer).
-    pub n_gpu_layers: u32,
-    /// Which GPU (`--main-gpu`), in ggml's order.
-    pub main_gpu: usize,
+    /// `-ngl`, `--main-gpu`, `--tensor-split` (remote devices: those `--rpc` registered).
+    pub offload: OffloadRequest,
 }
 
 impl Default for LoadOptions {
@@ -50,8 +47,7 @@ impl Default for LoadOptions {
         LoadOptions {
             mmap: true,
             repack: true,
-            n_gpu_layers: 0,
-            main_gpu: 0,
+            offload: OffloadRequest::default(),
         }
     }
 }
@@ -61,7 +57,8 @@ impl Default for LoadOptions {
 pub struct WeightSet {
     plain: Context,
     repacked: Option<Context>,
-    gpu: Option<Context>,
+    /// One context per offload device (a GPU, a remote device).
+    devices: Vec<Context>,
     pub placements: Placements,
     /// The matrices (left operands of products), by name in binding order, with their routes.
     matrices: Vec<(String, TensorHandle)>,
@@ -70,10 +67,12 @@ pub struct WeightSet {
 
 impl WeightSet {
     pub fn get(&self, h: TensorHandle) -> Tensor<'_> {
-        match (&self.repacked, &self.gpu) {
-            (Some(r), _) if r.owns(h) => r.get(h),
-            (_, Some(g)) if g.owns(h) => g.get(h),
-            _ => self.plain.get(h),
+        if let Some(r) = self.repacked.as_ref().filter(|r| r.owns(h)) {
+            return r.get(h);
+        }
+        match self.devices.iter().find(|c| c.owns(h)) {
+            Some(c) => c.get(h),
+            None => self.plain.get(h),
         }
     }
 
@@ -180,19 +179,23 @@ pub struct Placements {
     pub n_gpu: usize,
 }
 
+/// A bound tensor: its name and its device (an index into the offload's devices).
+type Key = (String, Option<usize>);
+
 /// Binds tensors from a GGUF file.
 pub struct Binder<'f> {
     file: &'f GgufFile,
     opts: LoadOptions,
     plain: Context,
     repack: Option<(Context, BufferType)>,
-    gpu: Option<(Context, BufferType)>,
+    /// One context per offload device, with the device's memory.
+    devices: Vec<(Context, BufferType)>,
     offload: Offload,
-    /// By name and "on the GPU".
-    bound: HashMap<(String, bool), (TensorHandle, &'f TensorInfo)>,
-    order: Vec<(String, bool)>,
+    /// By name and device (None: host memory).
+    bound: HashMap<Key, (TensorHandle, &'f TensorInfo)>,
+    order: Vec<Key>,
     /// Those bound (at least once) as the left operand of products.
-    matrices: HashSet<(String, bool)>,
+    matrices: HashSet<Key>,
 }
 
 impl<'f> Binder<'f> {
@@ -208,16 +211,20 @@ impl<'f> Binder<'f> {
             Some(buft) => Some((Context::new(n, 0)?, buft)),
             None => None,
         };
-        let gpu = match offload.buffer_type() {
-            Some(buft) => Some((Context::new(n, 0)?, buft)),
-            None => None,
-        };
+        let devices = (0..offload.devices.len())
+            .map(|d| {
+                let buft = offload
+                    .buffer_type(d)
+                    .ok_or_else(|| GgmlError::BackendInit(offload.devices[d].name()))?;
+                Ok((Context::new(n, 0)?, buft))
+            })
+            .collect::<Result<Vec<_>, GgmlError>>()?;
         Ok(Binder {
             file,
             opts,
             plain,
             repack,
-            gpu,
+            devices,
             offload: offload.clone(),
             bound: HashMap::new(),
             order: Vec::new(),
@@ -225,18 +232,15 @@ impl<'f> Binder<'f> {
         })
     }
 
-    /// Whether weight `w` of `layer` (None: a model-wide tensor) goes to the GPU.
-    fn on_gpu(&self, w: W, layer: Option<u32>) -> bool {
-        if self.gpu.is_none() {
-            return false;
-        }
+    /// The device weight `w` of `layer` (None: a model-wide tensor) goes to (None: host).
+    fn device_of(&self, w: W, layer: Option<u32>) -> Option<usize> {
         match (w, layer) {
-            (_, Some(il)) => self.offload.layer_on_gpu(il),
-            (W::TokenEmbd, None) => false,
-            // Read by every layer's RoPE: where the layers are.
-            (W::RopeFreqs | W::RopeFactorsLong | W::RopeFactorsShort, None) => {
-                self.offload.n_gpu_layers > 0
-            }
+            (_, Some(il)) => self.offload.layer_device(il),
+            (W::TokenEmbd, None) => None,
+            // Read by every layer's RoPE: where the last layer is.
+            (W::RopeFreqs | W::RopeFactorsLong | W::RopeFactorsShort, None) => self
+                .offload
+                .layer_device(self.offload.n_layer.saturating_sub(1)),
             (_, None) => self.offload.output,
         }
     }
@@ -244,16 +248,17 @@ impl<'f> Binder<'f> {
     fn bind(
         &mut self,
         name: &str,
-        on_gpu: bool,
+        device: Option<usize>,
         shape: &[u64],
         usage: Usage,
         required: bool,
     ) -> Result<Option<TensorHandle>, WeightError> {
         let matmul = usage == Usage::Matrix;
         // A tensor bound twice in the same memory (tied embeddings) is the same ggml tensor;
-        // tied embeddings whose output layer is on the GPU get a second copy there, as in
+        // tied embeddings whose output layer is on a device get a second copy there, as in
         // llama.cpp.
-        let key = (name.to_string(), on_gpu);
+        let on_gpu = device.is_some();
+        let key = (name.to_string(), device);
         if let Some((h, _)) = self.bound.get(&key) {
             if matmul {
                 self.matrices.insert(key);
@@ -298,7 +303,7 @@ impl<'f> Binder<'f> {
             }
             _ => None,
         };
-        let gpu_ctx = self.gpu.as_ref().filter(|_| on_gpu).map(|(c, _)| c);
+        let gpu_ctx = device.map(|d| &self.devices[d].0);
         let ctx = gpu_ctx.or(repack_ctx).unwrap_or(&self.plain);
         let t = ctx.new_tensor(ty, &ne).set_name(name);
         let h = ctx.handle(t);
@@ -313,9 +318,9 @@ impl<'f> Binder<'f> {
     /// The output matrix of a model whose output shares the token embeddings (`w`): the
     /// same tensor, unless the output layer is on the GPU and the embeddings are not.
     pub fn tied_output(&mut self, w: W, shape: &[u64]) -> Result<TensorHandle, WeightError> {
-        let on_gpu = self.gpu.is_some() && self.offload.output;
+        let device = self.offload.output;
         Ok(self
-            .bind(&w.name(None, "weight"), on_gpu, shape, Usage::Matrix, true)?
+            .bind(&w.name(None, "weight"), device, shape, Usage::Matrix, true)?
             .expect("required"))
     }
 
@@ -328,7 +333,7 @@ impl<'f> Binder<'f> {
         shape: &[u64],
         n_used: u32,
     ) -> Result<TensorHandle, WeightError> {
-        let g = self.on_gpu(w, layer);
+        let g = self.device_of(w, layer);
         let usage = Usage::Experts {
             n_used: n_used as i64,
         };
@@ -344,7 +349,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<TensorHandle, WeightError> {
-        let g = self.on_gpu(w, layer);
+        let g = self.device_of(w, layer);
         Ok(self
             .bind(&w.name(layer, "weight"), g, shape, Usage::Plain, true)?
             .expect("required"))
@@ -357,7 +362,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<TensorHandle, WeightError> {
-        let g = self.on_gpu(w, layer);
+        let g = self.device_of(w, layer);
         Ok(self
             .bind(&w.name(layer, "weight"), g, shape, Usage::Matrix, true)?
             .expect("required"))
@@ -369,7 +374,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        let g = self.on_gpu(w, layer);
+        let g = self.device_of(w, layer);
         self.bind(&w.name(layer, "weight"), g, shape, Usage::Matrix, false)
     }
 
@@ -379,7 +384,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        let g = self.on_gpu(w, layer);
+        let g = self.device_of(w, layer);
         self.bind(&w.name(layer, "weight"), g, shape, Usage::Plain, false)
     }
 
@@ -389,7 +394,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        let g = self.on_gpu(w, layer);
+        let g = self.device_of(w, layer);
         self.bind(&w.name(layer, "bias"), g, shape, Usage::Plain, false)
     }
 
@@ -437,30 +442,28 @@ impl<'f> Binder<'f> {
             }
             None => None,
         };
-        let gpu = match self.gpu {
-            Some((ctx, buft)) => {
-                p.gpu += ctx.alloc_tensors(buft, true)? as u64;
-                for key in &self.order {
-                    let (h, info) = self.bound[key];
-                    if ctx.owns(h) {
-                        ctx.get(h).write_bytes(0, host.tensor_data(info))?;
-                        p.n_gpu += 1;
-                    }
+        let mut devices = Vec::with_capacity(self.devices.len());
+        for (ctx, buft) in self.devices {
+            p.gpu += ctx.alloc_tensors(buft, true)? as u64;
+            for key in &self.order {
+                let (h, info) = self.bound[key];
+                if ctx.owns(h) {
+                    ctx.get(h).write_bytes(0, host.tensor_data(info))?;
+                    p.n_gpu += 1;
                 }
-                Some(ctx)
             }
-            None => None,
-        };
+            devices.push(ctx);
+        }
         let mut ws = WeightSet {
             plain,
             repacked,
-            gpu,
+            devices,
             placements: p,
             matrices: Vec::new(),
             routes: HashMap::new(),
         };
         // Routes are decided once the weights are where they stay.
-        let gpu_layers = self.offload.any();
+        let gpu_layers = self.offload.local_gpu();
         for key in self.order.iter().filter(|k| self.matrices.contains(*k)) {
             let (h, _) = self.bound[key];
             ws.routes.insert(h, Route::decide(ws.get(h), gpu_layers));

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include "ggml.h"
 #include "ggml-backend.h"
+#include "ggml-rpc.h"
 
 #define CHECK(cond) _Static_assert(cond, #cond)
 
@@ -60,3 +61,7 @@ CHECK(sizeof(struct ggml_tensor) == 336);
 CHECK(GGML_N_TASKS_MAX == -1);
 CHECK(GGML_TYPE_Q4_K == 12);
 CHECK(GGML_TYPE_Q6_K == 14);
+
+// ggml-rpc: the protocol version Ember speaks (the HELLO handshake checks it).
+CHECK(RPC_PROTO_MAJOR_VERSION == 7 && RPC_PROTO_MINOR_VERSION == 0 && RPC_PROTO_PATCH_VERSION == 0);
+CHECK(GGML_RPC_MAX_SERVERS == 16);

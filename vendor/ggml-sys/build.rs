@@ -25,6 +25,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=abi_check.c");
+    println!("cargo:rerun-if-changed=ember_shim.c");
 
     let src = ggml.join("src");
     let include = ggml.join("include");
@@ -63,6 +64,9 @@ fn main() {
         cpu.join("ops.cpp"),
         cpu.join("llamafile/sgemm.cpp"),
     ];
+    // ggml's RPC backend (client and server; TCP only, no RDMA): small, no dependencies.
+    cpp_files.push(src.join("ggml-rpc/ggml-rpc.cpp"));
+    cpp_files.push(src.join("ggml-rpc/transport.cpp"));
     for extra in ["tiled/tiled.cpp", "tiled/tiled-kernel.cpp"] {
         let p = cpu.join(extra);
         if p.exists() {
@@ -151,12 +155,14 @@ fn main() {
     cpu_c
         .std("gnu11")
         .files(c_files.iter().chain(c_arch.iter()).filter(|p| !is_base(p)))
-        .file("abi_check.c");
+        .file("abi_check.c")
+        .file("ember_shim.c");
     objects.extend(cpu_c.compile_intermediates());
 
     let mut base_cpp = cc::Build::new();
     configure(&mut base_cpp);
-    // The backend registry (ggml-backend-reg.cpp) registers the GPU backends compiled in.
+    // The backend registry (ggml-backend-reg.cpp) registers the backends compiled in.
+    base_cpp.define("GGML_USE_RPC", None);
     if want_cuda {
         base_cpp.define("GGML_USE_CUDA", None);
     }
@@ -168,7 +174,7 @@ fn main() {
         .std("gnu++17")
         .files(cpp_files.iter().filter(|p| is_base(p)));
     objects.extend(base_cpp.compile_intermediates());
-    let mut backends = vec!["cpu"];
+    let mut backends = vec!["cpu", "rpc"];
     if want_cuda {
         let c = cuda::build(&ggml, &out);
         objects.extend(c.objects);

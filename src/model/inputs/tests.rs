@@ -10,7 +10,7 @@ fn cache(local: &[bool], window: u32, size: u32, ring: u32, v_trans: bool) -> Kv
         n_head_kv: 1,
         swa: Some((window, local.to_vec())),
     };
-    KvCache::placed(&shape, (size, ring), Type::F16, Type::F16, v_trans, None).unwrap()
+    KvCache::placed(&shape, (size, ring), Type::F16, Type::F16, v_trans, &[]).unwrap()
 }
 
 fn shape(n_tokens: usize, n_kv: u32, n_outputs: usize) -> GraphShape {

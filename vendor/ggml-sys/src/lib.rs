@@ -132,6 +132,14 @@ pub type ggml_log_callback = Option<
     unsafe extern "C" fn(level: ggml_log_level, text: *const c_char, user_data: *mut c_void),
 >;
 pub type ggml_abort_callback = Option<unsafe extern "C" fn(data: *mut c_void) -> bool>;
+/// Called by `ggml_abort` with its message before it aborts the process.
+pub type ggml_abort_callback_t = Option<unsafe extern "C" fn(error_message: *const c_char)>;
+
+/// ggml-rpc's protocol version (checked against `ggml-rpc.h` by `abi_check.c`).
+pub const RPC_PROTO_MAJOR_VERSION: u32 = 7;
+pub const RPC_PROTO_MINOR_VERSION: u32 = 0;
+pub const RPC_PROTO_PATCH_VERSION: u32 = 0;
+pub const GGML_RPC_MAX_SERVERS: usize = 16;
 /// Returned by the CPU registry's "ggml_backend_dev_get_extra_bufts" proc address.
 pub type ggml_backend_dev_get_extra_bufts_t =
     Option<unsafe extern "C" fn(device: ggml_backend_dev_t) -> *mut ggml_backend_buffer_type_t>;
@@ -381,6 +389,7 @@ extern "C" {
     ) -> *mut ggml_cgraph;
     pub fn ggml_build_forward_expand(g: *mut ggml_cgraph, t: *mut ggml_tensor);
     pub fn ggml_graph_n_nodes(g: *mut ggml_cgraph) -> c_int;
+    pub fn ggml_graph_node(g: *mut ggml_cgraph, i: c_int) -> *mut ggml_tensor;
 
     // --- logging ---
     pub fn ggml_log_set(cb: ggml_log_callback, user_data: *mut c_void);
@@ -416,6 +425,28 @@ extern "C" {
     pub fn ggml_backend_dev_init(d: ggml_backend_dev_t, params: *const c_char) -> ggml_backend_t;
     pub fn ggml_backend_dev_buffer_type(d: ggml_backend_dev_t) -> ggml_backend_buffer_type_t;
     pub fn ggml_backend_reg_count() -> usize;
+    pub fn ggml_backend_reg_dev_count(reg: ggml_backend_reg_t) -> usize;
+    pub fn ggml_backend_register(reg: ggml_backend_reg_t);
+    pub fn ggml_backend_dev_backend_reg(d: ggml_backend_dev_t) -> ggml_backend_reg_t;
+    pub fn ggml_backend_dev_by_type(t: ggml_backend_dev_type) -> ggml_backend_dev_t;
+    pub fn ggml_set_abort_callback(cb: ggml_abort_callback_t) -> ggml_abort_callback_t;
+
+    /// Ember's shim (`ember_shim.c`): `dev` reporting at most `cap` bytes of memory (null
+    /// when it cannot be made).
+    pub fn ember_capped_device(dev: ggml_backend_dev_t, cap: usize) -> ggml_backend_dev_t;
+
+    // --- ggml-rpc ---
+    /// Connects to `endpoint` ("host:port"; aborts through `ggml_abort` when it cannot) and
+    /// returns a registry of its devices (null when it has none).
+    pub fn ggml_backend_rpc_add_server(endpoint: *const c_char) -> ggml_backend_reg_t;
+    /// Serves `devices` on `endpoint` until the process ends (returns only on failure).
+    pub fn ggml_backend_rpc_start_server(
+        endpoint: *const c_char,
+        cache_dir: *const c_char,
+        n_threads: usize,
+        n_devices: usize,
+        devices: *mut ggml_backend_dev_t,
+    );
     pub fn ggml_backend_reg_get(index: usize) -> ggml_backend_reg_t;
     pub fn ggml_backend_reg_name(reg: ggml_backend_reg_t) -> *const c_char;
     pub fn ggml_backend_buft_get_alignment(buft: ggml_backend_buffer_type_t) -> usize;
@@ -490,6 +521,11 @@ extern "C" {
     pub fn ggml_fp16_to_fp32(h: u16) -> f32;
     pub fn ggml_backend_buffer_is_host(b: *mut ggml_backend_buffer) -> bool;
     pub fn ggml_backend_sched_get_buffer_size(s: ggml_backend_sched_t, b: ggml_backend_t) -> usize;
+    pub fn ggml_backend_sched_get_tensor_backend(
+        s: ggml_backend_sched_t,
+        t: *mut ggml_tensor,
+    ) -> ggml_backend_t;
+    pub fn ggml_backend_sched_get_n_splits(s: ggml_backend_sched_t) -> c_int;
 
     // --- CPU features ---
     pub fn ggml_cpu_has_avx2() -> c_int;
