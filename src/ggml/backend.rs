@@ -443,6 +443,8 @@ pub struct Sched {
     /// The observer ggml calls back, as a raw pointer from `Box::into_raw` (so moving the
     /// scheduler never invalidates it); freed after ggml stops using it.
     observer: Option<NonNull<NodeObserver>>,
+    /// The CPU backend (the last), when there are others: Ember's custom ops are pinned to it.
+    cpu: Option<NonNull<sys::ggml_backend>>,
 }
 
 /// The eval callback ggml calls: `ask` = "do you want to see this node?" (yes, all of them),
@@ -554,12 +556,17 @@ impl Sched {
             .map(|raw| Sched {
                 raw,
                 observer: None,
+                cpu: backends
+                    .last()
+                    .filter(|_| backends.len() > 1)
+                    .map(|b| b.raw),
             })
             .ok_or_else(|| GgmlError::BackendInit("scheduler".into()))
     }
 
     /// Pre-allocate compute buffers for a worst-case graph.
     pub fn reserve(&mut self, g: &Graph<'_>) -> Result<(), GgmlError> {
+        self.pin_custom_ops(g);
         // SAFETY: live scheduler and graph.
         if unsafe { sys::ggml_backend_sched_reserve(self.raw.as_ptr(), g.as_ptr()) } {
             Ok(())
@@ -573,6 +580,7 @@ impl Sched {
         // SAFETY: live scheduler and graph; reset first as ggml requires between graphs.
         let ok = unsafe {
             sys::ggml_backend_sched_reset(self.raw.as_ptr());
+            self.pin_custom_ops(g);
             sys::ggml_backend_sched_alloc_graph(self.raw.as_ptr(), g.as_ptr())
         };
         if ok {
@@ -607,6 +615,29 @@ impl Sched {
         unsafe { sys::ggml_backend_sched_set_eval_callback(self.raw.as_ptr(), cb, ud) };
         let old = std::mem::replace(&mut self.observer, new);
         free_observer(old);
+    }
+
+    /// Ember's custom ops (its CPU kernels) run on the CPU, whatever the scheduler would
+    /// choose: their code is a function pointer in this process, and an op of a product may
+    /// not name its weight among its sources (so nothing ties it to the weight's backend).
+    /// Sent to a remote ggml-rpc server, such a node would crash it.
+    fn pin_custom_ops(&self, g: &Graph<'_>) {
+        let Some(cpu) = self.cpu else { return };
+        // SAFETY: live scheduler, graph and backend; the scheduler was just reset, and pinning
+        // a node to one of its own backends is what `set_tensor_backend` is for.
+        unsafe {
+            let n = sys::ggml_graph_n_nodes(g.as_ptr());
+            for i in 0..n {
+                let node = sys::ggml_graph_node(g.as_ptr(), i);
+                if matches!((*node).op, sys::GGML_OP_MAP_CUSTOM1..=sys::GGML_OP_CUSTOM) {
+                    sys::ggml_backend_sched_set_tensor_backend(
+                        self.raw.as_ptr(),
+                        node,
+                        cpu.as_ptr(),
+                    );
+                }
+            }
+        }
     }
 
     /// For the graph last allocated: how many pieces the scheduler cut it into (one per run

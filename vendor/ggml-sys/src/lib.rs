@@ -46,6 +46,11 @@ pub const GGML_TYPE_I64: ggml_type = 27;
 pub const GGML_TYPE_BF16: ggml_type = 30;
 pub const GGML_TYPE_COUNT: ggml_type = 43;
 
+pub type ggml_op = c_int;
+pub const GGML_OP_MAP_CUSTOM1: ggml_op = 92;
+pub const GGML_OP_CUSTOM: ggml_op = 95;
+pub const GGML_OP_COUNT: ggml_op = 101;
+
 pub type ggml_prec = c_int;
 pub const GGML_PREC_F32: ggml_prec = 10;
 pub type ggml_op_hint = c_int;
@@ -526,6 +531,11 @@ extern "C" {
         t: *mut ggml_tensor,
     ) -> ggml_backend_t;
     pub fn ggml_backend_sched_get_n_splits(s: ggml_backend_sched_t) -> c_int;
+    pub fn ggml_backend_sched_set_tensor_backend(
+        s: ggml_backend_sched_t,
+        t: *mut ggml_tensor,
+        b: ggml_backend_t,
+    );
 
     // --- CPU features ---
     pub fn ggml_cpu_has_avx2() -> c_int;
