@@ -41,6 +41,42 @@ pub fn connect_all(endpoints: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The OpenMP setting Ember runs RPC processes with (unless the user set one).
+const WAIT_POLICY: &str = "OMP_WAIT_POLICY";
+
+/// With `--rpc`, and in `rpc-server`, the process's compute threads wait for work passively:
+/// between its pieces of a graph the machine is waiting for the other side, and OpenMP's
+/// default spinning there takes the cores the other side computes on (on one machine, the
+/// loopback split ran 2 t/s instead of 40 with threads told to spin; on separate machines it
+/// only wastes power). OpenMP reads the setting once, when the program starts, so the
+/// process starts itself again with it set; a user's own `OMP_WAIT_POLICY` is left alone.
+pub fn passive_threads_for_rpc(cli: &crate::cli::Cli) {
+    use crate::cli::Command;
+    let rpc = match &cli.command {
+        Some(Command::RpcServer(_)) => true,
+        Some(Command::Perplexity(p)) => !p.model.devices.rpc.is_empty(),
+        Some(Command::Bench(b)) => !b.devices.rpc.is_empty(),
+        Some(Command::Chat(r)) => !r.model.devices.rpc.is_empty(),
+        Some(Command::Batch(b)) => !b.model.devices.rpc.is_empty(),
+        Some(Command::Serve(s)) => !s.model.devices.rpc.is_empty(),
+        Some(Command::Info(_) | Command::Tokenize(_)) => false,
+        None => !cli.run.model.devices.rpc.is_empty(),
+    };
+    if !rpc || std::env::var_os(WAIT_POLICY).is_some() || cfg!(target_vendor = "apple") {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(WAIT_POLICY, "passive")
+        .exec();
+    // Only reached when the new start failed: go on as we are.
+    log::debug!("could not restart with {WAIT_POLICY}=passive: {err}");
+}
+
 pub fn run(a: &RpcServerArgs) -> Result<()> {
     let threads = match a.threads {
         Some(0) => bail!(crate::cli::config::UsageError(
