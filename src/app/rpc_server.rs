@@ -100,13 +100,8 @@ pub fn run(a: &RpcServerArgs) -> Result<()> {
     };
     if !loopback {
         log::warn!(
-            "rpc-server: listening on {} — the RPC protocol has no authentication: anyone who \
-             reaches this port can use this machine; prefer 127.0.0.1 and an ssh tunnel",
-            a.host
-        );
-        eprintln!(
-            "ember: warning: rpc-server on {}: the protocol has no authentication; tunnel it \
-             (e.g. ssh -L) instead of exposing the port",
+            "rpc-server on {}: the RPC protocol has no authentication (anyone who reaches the \
+             port can use this machine); prefer 127.0.0.1 and an ssh tunnel (see the README)",
             a.host
         );
     }
