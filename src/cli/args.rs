@@ -79,6 +79,10 @@ pub enum Command {
 pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Speculative decoding (-md FILE or --lookup): used while one greedy request is all the
+    /// server runs (several requests decode batched instead).
+    #[command(flatten)]
+    pub spec: SpecArgs,
     /// Address to listen on.
     #[arg(long = "host", default_value = "127.0.0.1")]
     pub host: String,

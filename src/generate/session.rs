@@ -432,16 +432,21 @@ impl Session {
     /// would (see `Builder::rows_alone`). Without [`enable_verify`](Self::enable_verify), or
     /// for more rows, the tokens are evaluated as a prompt micro-batch.
     pub fn eval_verify(&mut self, tokens: &[u32]) -> Result<&[f32], EvalError> {
+        self.eval_verify_seq(0, tokens)
+    }
+
+    /// [`eval_verify`](Self::eval_verify) in sequence `slot`.
+    pub fn eval_verify_seq(&mut self, slot: usize, tokens: &[u32]) -> Result<&[f32], EvalError> {
         if !self.verify_room
             || tokens.len() > crate::model::VERIFY_ROWS
             || tokens.len() > self.params.n_ubatch as usize
         {
-            return self.eval(tokens, Want::All);
+            return self.eval_seq(slot, tokens, Want::All);
         }
-        self.check(0, tokens)?;
+        self.check(slot, tokens)?;
         self.logits.clear();
         let rows: Vec<i32> = (0..tokens.len() as i32).collect();
-        self.eval_ubatch(&[(0, tokens)], &rows, true, true)?;
+        self.eval_ubatch(&[(slot, tokens)], &rows, true, true)?;
         Ok(&self.logits)
     }
 

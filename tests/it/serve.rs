@@ -409,3 +409,70 @@ fn a_next_turn_continues_from_the_slot_cache_like_the_repl() {
     let err = stderr_of(&mut s);
     assert!(err.contains("request 1 continues sequence"), "{err}");
 }
+
+/// SIGTERM, then everything the server wrote on stderr.
+fn stop(s: &mut Server) -> String {
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stderr_of(s)
+}
+
+/// `-md` and `--lookup`: a lone greedy request drafts and verifies (`--spec-fixed`: every step
+/// drafts what fits; the random model's text gives prompt lookup little to draft, the target
+/// as its own draft model everything), its text still plain decoding's; two at once decode
+/// batched, each its lone run's text.
+#[test]
+fn speculation_keeps_a_lone_greedy_request_s_text() {
+    let (_d, m) = common::tiny_model_q8_ctx(62, 1024);
+    let prompt = "one two three four one two three four one two three four one two";
+    let want = alone(&m, prompt, false, 40, 0, "0");
+    let ms = m.to_str().unwrap();
+    for flags in [
+        &["--lookup", "--spec-fixed"][..],
+        &["-md", ms, "--spec-fixed", "--draft-max", "5", "--draft-p-min", "0"],
+        &["--lookup"],
+    ] {
+        let mut args = vec!["-np", "2", "-c", "2048"];
+        args.extend_from_slice(flags);
+        let mut s = start(&m, &args);
+        let body = json!({"prompt": prompt, "max_tokens": 40, "temperature": 0});
+        let (st, v) = post(&s, "/v1/completions", &body, None);
+        assert_eq!(st, 200, "{flags:?}: {v}");
+        assert_eq!(v["choices"][0]["text"], want.as_str(), "{flags:?}");
+        // two at once: no speculation, each still its lone run
+        let other = "five six seven";
+        let want2 = alone(&m, other, false, 24, 0, "0");
+        let (a, b) = std::thread::scope(|sc| {
+            let a = sc.spawn(|| post(&s, "/v1/completions", &body, None));
+            let b = sc.spawn(|| {
+                post(
+                    &s,
+                    "/v1/completions",
+                    &json!({"prompt": other, "max_tokens": 24, "temperature": 0}),
+                    None,
+                )
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(a.1["choices"][0]["text"], want.as_str(), "{flags:?}");
+        assert_eq!(b.1["choices"][0]["text"], want2.as_str(), "{flags:?}");
+        let err = stop(&mut s);
+        let line = err
+            .lines()
+            .find(|l| l.contains("speculation:"))
+            .unwrap_or_else(|| panic!("{err}"));
+        if flags.contains(&"-md") {
+            // the draft is the target itself: every drafted token is accepted
+            assert!(!line.contains(" 0 tokens drafted"), "{line}");
+        }
+    }
+}

@@ -22,7 +22,7 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::args::ServeArgs;
 use crate::cli::config::{sampling_params, ContextSize, ModelConfig, UsageError};
-use crate::generate::batch::Batch;
+use crate::generate::batch::{Batch, SpecConfig};
 
 use super::load;
 use engine::{Command, Settings, Shared};
@@ -80,8 +80,23 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         format: super::front::chat_format(&loaded, a.chat_template.as_deref())?,
         threads: cfg.n_threads,
     };
+    // speculation for a lone greedy request: the draft samples greedily too
+    let greedy = crate::sampling::Sampler::new(crate::sampling::SamplingParams {
+        temp: 0.0,
+        ..settings.sampling.clone()
+    });
+    let drafter = super::speculate::drafter(&a.spec, &cfg, &loaded, &greedy)?;
+    if drafter.is_some() {
+        session.enable_verify()?;
+    }
     let mut batch = Batch::new(&mut session, &loaded.tokenizer);
     batch.set_continuations(true);
+    batch.set_speculation(drafter.map(|drafter| SpecConfig {
+        drafter,
+        draft_max: a.spec.draft_max,
+        draft_min: a.spec.draft_min,
+        fixed: a.spec.spec_fixed,
+    }));
     shared.ready.store(true, Ordering::SeqCst);
     eprintln!(
         "ember: ready: {} slots of {} tokens (-c {total_ctx} shared), queue {}",
@@ -90,6 +105,11 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         a.queue
     );
     let result = engine::run(&loaded, &mut batch, &settings, &rx, &shared);
+    if let Some((drafted, accepted, steps)) = batch.spec_stats() {
+        eprintln!(
+            "ember: speculation: {steps} speculative steps, {drafted} tokens drafted, {accepted} accepted"
+        );
+    }
     // the engine has returned: in-flight streams are finished; let the server close
     match rt.block_on(server) {
         Ok(Ok(())) => {}

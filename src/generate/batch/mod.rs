@@ -24,8 +24,11 @@ use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 
 use super::session::{EvalError, Session, Want};
+
+mod spec;
 use super::text::TextStream;
 use super::{StopReason, Timings};
+pub use spec::SpecConfig;
 
 /// Prompt tokens that may be evaluated back to back, between two decode steps, when the
 /// prompts are that short (a burst of chat requests: each starts without waiting for a decode
@@ -198,6 +201,8 @@ pub struct Batch<'a> {
     pub shared: usize,
     /// Requests admitted so far.
     admitted: u64,
+    /// Speculative decoding of a lone greedy request ([`Batch::set_speculation`]).
+    spec: Option<spec::Spec>,
 }
 
 impl<'a> Batch<'a> {
@@ -216,6 +221,7 @@ impl<'a> Batch<'a> {
             prompted: 0,
             shared: 0,
             admitted: 0,
+            spec: None,
         }
     }
 
@@ -429,6 +435,9 @@ impl<'a> Batch<'a> {
 
     /// One token of every decoding sequence, in one micro-batch.
     fn decode_step(&mut self, done: &mut Vec<Finished>) -> Result<(), EvalError> {
+        if let Some(slot) = self.lone_speculator() {
+            return self.spec_step(slot, done);
+        }
         let steps: Vec<(usize, u32)> = self
             .slots
             .iter()

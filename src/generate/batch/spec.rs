@@ -1,0 +1,241 @@
+//! Speculative decoding in the batch engine (the server's `-md` / `--lookup`): while one
+//! request is all the engine runs, and it decodes greedily, each decode step drafts after its
+//! next token (a draft model or prompt lookup, the one-shot mode's drafters) and verifies the
+//! token and the draft in one pass whose rows attend as lone decoding does
+//! ([`Session::eval_verify_seq`]), so the text is exactly plain decoding's. The one-shot
+//! mode's [`Policy`] picks each draft's length from measured pass times and acceptance (0:
+//! plain decoding). With several requests running, decode steps batch them instead: their
+//! one pass already shares the weight reads that speculation would share. Sampled requests
+//! decode plainly (a speculative sample is distributed as a plain one, but is not the same
+//! sample, and the server's answers are lone runs' for a seed).
+
+use std::time::Instant;
+
+use crate::speculative::policy::Policy;
+use crate::speculative::Drafter;
+
+use super::{Batch, EvalError, Finished, Session};
+
+/// The drafter and its settings.
+pub struct SpecConfig {
+    pub drafter: Box<dyn Drafter>,
+    /// Most tokens drafted per step, fewest worth verifying.
+    pub draft_max: usize,
+    pub draft_min: usize,
+    /// Always draft the most that fits (no cost model).
+    pub fixed: bool,
+}
+
+/// Speculation's state in a batch.
+pub(super) struct Spec {
+    cfg: SpecConfig,
+    /// Made on first use, calibrated then.
+    policy: Option<Policy>,
+    /// The request (admission number) whose text the drafter holds, and that text's length.
+    owner: Option<(u64, usize)>,
+    /// The longest draft whose verification is exact for greedy decoding.
+    cap: usize,
+    pub drafted: usize,
+    pub accepted: usize,
+    pub steps: usize,
+}
+
+impl Spec {
+    pub(super) fn new(cfg: SpecConfig, session: &Session) -> Spec {
+        // ggml's kernels give one-column results for up to `exact_columns` columns (see the
+        // one-shot loop's `exact_draft_cap`); a draft of k tokens verifies k + 1.
+        let cap = session
+            .model()
+            .weights
+            .exact_columns()
+            .map_or(usize::MAX, |c| c.saturating_sub(1))
+            .min(crate::model::VERIFY_ROWS - 1)
+            .min(session.params().n_ubatch.max(2) as usize - 1);
+        Spec {
+            cfg,
+            policy: None,
+            owner: None,
+            cap,
+            drafted: 0,
+            accepted: 0,
+            steps: 0,
+        }
+    }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t0 = Instant::now();
+    let r = f();
+    (r, t0.elapsed().as_secs_f64())
+}
+
+impl Batch<'_> {
+    /// Speculation: drafts in the decode steps of a lone greedy request (see the module).
+    pub fn set_speculation(&mut self, cfg: Option<SpecConfig>) {
+        self.spec = cfg.map(|c| Spec::new(c, self.session));
+    }
+
+    /// Tokens drafted, accepted, and speculative steps so far.
+    pub fn spec_stats(&self) -> Option<(usize, usize, usize)> {
+        self.spec.as_ref().map(|s| (s.drafted, s.accepted, s.steps))
+    }
+
+    /// The sequence a speculative step would serve: the only request running, decoding
+    /// greedily.
+    pub(super) fn lone_speculator(&self) -> Option<usize> {
+        self.spec.as_ref()?;
+        let mut running = self.slots.iter().enumerate().filter(|(_, a)| a.is_some());
+        let (slot, a) = running.next()?;
+        if running.next().is_some() {
+            return None;
+        }
+        let a = a.as_ref()?;
+        (a.pending.is_some() && a.sampler.is_greedy()).then_some(slot)
+    }
+
+    /// A decode step of the lone request in `slot` with a draft (or none, where the policy
+    /// says plain decoding pays more).
+    pub(super) fn spec_step(
+        &mut self,
+        slot: usize,
+        done: &mut Vec<Finished>,
+    ) -> Result<(), EvalError> {
+        let n_vocab = self.session.model().hp.n_vocab as usize;
+        let n_ctx = self.session.n_ctx() as usize;
+        let n0 = self.session.seq_n_past(slot) as usize;
+        let spec = self.spec.as_mut().expect("speculation is on");
+        let a = self.slots[slot].as_mut().expect("a decoding sequence");
+        let pending = a.pending.expect("a decoding sequence has its next token");
+        // the drafter's text: the prompt and every token handed out (the last not evaluated)
+        let text_len = a.req.prompt.len() + a.tokens.len();
+        match spec.owner {
+            Some((id, len)) if id == a.admitted && len <= text_len => {
+                if len < text_len {
+                    let mut text = a.req.prompt.clone();
+                    text.extend_from_slice(&a.tokens);
+                    spec.cfg.drafter.accept(&text[len..]);
+                }
+            }
+            _ => {
+                // the drafter reads the text before the pending token, which then follows it
+                // unread (as in the one-shot loop: drafts are proposed after it)
+                let mut text = a.req.prompt.clone();
+                text.extend_from_slice(&a.tokens[..a.tokens.len() - 1]);
+                let secs = spec.cfg.drafter.start(&text)?;
+                spec.cfg.drafter.accept(&[pending]);
+                if let (Some(p), Some(s)) = (spec.policy.as_mut(), secs) {
+                    p.record_draft(s);
+                }
+                if spec.policy.is_none() {
+                    let mut p =
+                        Policy::new(spec.cfg.draft_max.min(spec.cap).max(1), spec.cfg.fixed);
+                    if let Some(s) = secs {
+                        p.record_draft(s);
+                    }
+                    if p.measures() {
+                        // the target's pass times for 1, 2 and 4 rows, measured once here
+                        for size in [1usize, 2, 4] {
+                            if size > spec.cap + 1 || n0 + size >= n_ctx {
+                                continue;
+                            }
+                            let batch = vec![pending; size];
+                            let (r, secs) =
+                                timed(|| self.session.eval_verify_seq(slot, &batch).map(|_| ()));
+                            r?;
+                            self.session.truncate_seq(slot, n0 as u32);
+                            p.record_target(size, secs);
+                        }
+                    }
+                    spec.policy = Some(p);
+                }
+            }
+        }
+        spec.owner = Some((a.admitted, text_len));
+        let policy = spec.policy.as_mut().expect("made above");
+
+        // how long a draft may be: within the context, the tokens still wanted, the cap
+        let room = n_ctx.saturating_sub(n0 + 1);
+        let wanted = if a.req.n_predict >= 0 {
+            (a.req.n_predict as usize).saturating_sub(a.timings.generated)
+        } else {
+            usize::MAX
+        };
+        let limit = spec.cfg.draft_max.min(spec.cap).min(room).min(wanted);
+        let k = policy.draft_len(limit);
+        let mut draft = Vec::new();
+        if k > 0 {
+            let t0 = Instant::now();
+            let d = spec.cfg.drafter.propose(k, n_vocab)?;
+            if !spec.cfg.drafter.is_free() {
+                policy.record_draft(t0.elapsed().as_secs_f64() / d.len().max(1) as f64);
+            }
+            if d.len() >= spec.cfg.draft_min {
+                draft = d.tokens;
+            }
+            draft.truncate(limit);
+            let valid = a.sampler.valid_prefix(&draft);
+            draft.truncate(valid);
+        }
+        policy.verified(draft.len());
+        let mut batch = Vec::with_capacity(draft.len() + 1);
+        batch.push(pending);
+        batch.extend_from_slice(&draft);
+        let (rows, secs) = timed(|| {
+            if batch.len() == 1 {
+                self.session
+                    .decode_step(&[(slot, pending)])
+                    .map(<[f32]>::to_vec)
+            } else {
+                self.session
+                    .eval_verify_seq(slot, &batch)
+                    .map(<[f32]>::to_vec)
+            }
+        });
+        let rows = rows?;
+        policy.record_target(batch.len(), secs);
+        spec.steps += 1;
+        spec.drafted += draft.len();
+
+        // row i predicts the token after batch[i]: hand tokens out as plain decoding would,
+        // keeping the drafted ones it agrees with (they are in the cache already)
+        let mut keep = batch.len();
+        let mut stop = None;
+        for i in 0..batch.len() {
+            let row = &rows[i * n_vocab..(i + 1) * n_vocab];
+            a.pending = None;
+            let room = n0 + 1 + i < n_ctx;
+            if let Some(s) = a.advance(self.tok, row, room) {
+                keep = i + 1;
+                stop = Some(s);
+                break;
+            }
+            let chosen = a.pending;
+            if i + 1 < batch.len() {
+                let ok = chosen == Some(batch[i + 1]);
+                if !spec.cfg.fixed {
+                    policy.record_acceptance(ok);
+                }
+                if ok {
+                    a.pending = None;
+                    spec.accepted += 1;
+                    spec.cfg.drafter.accept(&batch[i + 1..i + 2]);
+                    continue;
+                }
+                keep = i + 1;
+                break;
+            }
+        }
+        self.decoded += keep;
+        self.session.truncate_seq(slot, (n0 + keep) as u32);
+        spec.cfg.drafter.rollback(n0 + keep);
+        if let Some(p) = a.pending {
+            spec.cfg.drafter.accept(&[p]);
+        }
+        spec.owner = Some((a.admitted, a.req.prompt.len() + a.tokens.len()));
+        if let Some(s) = stop {
+            spec.owner = None;
+            done.extend(self.retire(slot, s));
+        }
+        Ok(())
+    }
+}
