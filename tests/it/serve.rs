@@ -438,7 +438,15 @@ fn speculation_keeps_a_lone_greedy_request_s_text() {
     let ms = m.to_str().unwrap();
     for flags in [
         &["--lookup", "--spec-fixed"][..],
-        &["-md", ms, "--spec-fixed", "--draft-max", "5", "--draft-p-min", "0"],
+        &[
+            "-md",
+            ms,
+            "--spec-fixed",
+            "--draft-max",
+            "5",
+            "--draft-p-min",
+            "0",
+        ],
         &["--lookup"],
     ] {
         let mut args = vec!["-np", "2", "-c", "2048"];

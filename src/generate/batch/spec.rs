@@ -108,49 +108,38 @@ impl Batch<'_> {
         let pending = a.pending.expect("a decoding sequence has its next token");
         // the drafter's text: the prompt and every token handed out (the last not evaluated)
         let text_len = a.req.prompt.len() + a.tokens.len();
-        match spec.owner {
-            Some((id, len)) if id == a.admitted && len <= text_len => {
-                if len < text_len {
-                    let mut text = a.req.prompt.clone();
-                    text.extend_from_slice(&a.tokens);
-                    spec.cfg.drafter.accept(&text[len..]);
+        let text = |a: &super::Active, end: usize| {
+            let mut t = a.req.prompt.clone();
+            t.extend_from_slice(&a.tokens);
+            t.truncate(end);
+            t
+        };
+        if spec.policy.is_none() {
+            // first use: the drafter's cost per token (from starting it) and the target's pass
+            // times for 1, 2 and 4 rows, measured once
+            let secs = spec.cfg.drafter.start(&text(a, text_len - 1))?;
+            spec.cfg.drafter.accept(&[pending]);
+            spec.owner = Some((a.admitted, text_len));
+            let mut p = Policy::new(spec.cfg.draft_max.min(spec.cap).max(1), spec.cfg.fixed);
+            if let Some(s) = secs {
+                p.record_draft(s);
+            }
+            if p.measures() {
+                for size in [1usize, 2, 4] {
+                    if size > spec.cap + 1 || n0 + size >= n_ctx {
+                        continue;
+                    }
+                    let batch = vec![pending; size];
+                    let (r, secs) =
+                        timed(|| self.session.eval_verify_seq(slot, &batch).map(|_| ()));
+                    r?;
+                    self.session.truncate_seq(slot, n0 as u32);
+                    p.record_target(size, secs);
                 }
             }
-            _ => {
-                // the drafter reads the text before the pending token, which then follows it
-                // unread (as in the one-shot loop: drafts are proposed after it)
-                let mut text = a.req.prompt.clone();
-                text.extend_from_slice(&a.tokens[..a.tokens.len() - 1]);
-                let secs = spec.cfg.drafter.start(&text)?;
-                spec.cfg.drafter.accept(&[pending]);
-                if let (Some(p), Some(s)) = (spec.policy.as_mut(), secs) {
-                    p.record_draft(s);
-                }
-                if spec.policy.is_none() {
-                    let mut p =
-                        Policy::new(spec.cfg.draft_max.min(spec.cap).max(1), spec.cfg.fixed);
-                    if let Some(s) = secs {
-                        p.record_draft(s);
-                    }
-                    if p.measures() {
-                        // the target's pass times for 1, 2 and 4 rows, measured once here
-                        for size in [1usize, 2, 4] {
-                            if size > spec.cap + 1 || n0 + size >= n_ctx {
-                                continue;
-                            }
-                            let batch = vec![pending; size];
-                            let (r, secs) =
-                                timed(|| self.session.eval_verify_seq(slot, &batch).map(|_| ()));
-                            r?;
-                            self.session.truncate_seq(slot, n0 as u32);
-                            p.record_target(size, secs);
-                        }
-                    }
-                    spec.policy = Some(p);
-                }
-            }
+            spec.policy = Some(p);
         }
-        spec.owner = Some((a.admitted, text_len));
+        let synced = matches!(spec.owner, Some((id, len)) if id == a.admitted && len <= text_len);
         let policy = spec.policy.as_mut().expect("made above");
 
         // how long a draft may be: within the context, the tokens still wanted, the cap
@@ -164,6 +153,21 @@ impl Batch<'_> {
         let k = policy.draft_len(limit);
         let mut draft = Vec::new();
         if k > 0 {
+            // the drafter catches up with this request's text only when it drafts: where the
+            // policy decodes plainly, a draft model costs nothing (not even reading a prompt)
+            if synced {
+                let len = spec.owner.map_or(0, |(_, l)| l);
+                if len < text_len {
+                    spec.cfg.drafter.accept(&text(a, text_len)[len..]);
+                }
+            } else {
+                let secs = spec.cfg.drafter.start(&text(a, text_len - 1))?;
+                spec.cfg.drafter.accept(&[pending]);
+                if let Some(s) = secs {
+                    policy.record_draft(s);
+                }
+            }
+            spec.owner = Some((a.admitted, text_len));
             let t0 = Instant::now();
             let d = spec.cfg.drafter.propose(k, n_vocab)?;
             if !spec.cfg.drafter.is_free() {
@@ -227,11 +231,14 @@ impl Batch<'_> {
         }
         self.decoded += keep;
         self.session.truncate_seq(slot, (n0 + keep) as u32);
-        spec.cfg.drafter.rollback(n0 + keep);
-        if let Some(p) = a.pending {
-            spec.cfg.drafter.accept(&[p]);
+        if !draft.is_empty() {
+            // the drafter read the draft: back to the text (the accepted tokens are in it)
+            spec.cfg.drafter.rollback(n0 + keep);
+            if let Some(p) = a.pending {
+                spec.cfg.drafter.accept(&[p]);
+            }
+            spec.owner = Some((a.admitted, a.req.prompt.len() + a.tokens.len()));
         }
-        spec.owner = Some((a.admitted, a.req.prompt.len() + a.tokens.len()));
         if let Some(s) = stop {
             spec.owner = None;
             done.extend(self.retire(slot, s));
