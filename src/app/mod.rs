@@ -50,16 +50,7 @@ pub fn main(cli: Cli) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let rpc = match &cli.command {
-        Some(Command::Perplexity(p)) => &p.model.devices.rpc,
-        Some(Command::Bench(b)) => &b.devices.rpc,
-        Some(Command::Chat(r)) => &r.model.devices.rpc,
-        Some(Command::Batch(b)) => &b.model.devices.rpc,
-        Some(Command::Serve(s)) => &s.model.devices.rpc,
-        Some(Command::Info(_) | Command::Tokenize(_) | Command::RpcServer(_)) => &Vec::new(),
-        None => &cli.run.model.devices.rpc,
-    };
-    if let Err(e) = rpc_server::connect_all(rpc) {
+    if let Err(e) = rpc_server::connect_all(cli.rpc_servers()) {
         eprintln!("ember: error: {}", one_line(&chain(&e)));
         return ExitCode::from(1);
     }

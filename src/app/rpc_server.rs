@@ -51,17 +51,8 @@ const WAIT_POLICY: &str = "OMP_WAIT_POLICY";
 /// only wastes power). OpenMP reads the setting once, when the program starts, so the
 /// process starts itself again with it set; a user's own `OMP_WAIT_POLICY` is left alone.
 pub fn passive_threads_for_rpc(cli: &crate::cli::Cli) {
-    use crate::cli::Command;
-    let rpc = match &cli.command {
-        Some(Command::RpcServer(_)) => true,
-        Some(Command::Perplexity(p)) => !p.model.devices.rpc.is_empty(),
-        Some(Command::Bench(b)) => !b.devices.rpc.is_empty(),
-        Some(Command::Chat(r)) => !r.model.devices.rpc.is_empty(),
-        Some(Command::Batch(b)) => !b.model.devices.rpc.is_empty(),
-        Some(Command::Serve(s)) => !s.model.devices.rpc.is_empty(),
-        Some(Command::Info(_) | Command::Tokenize(_)) => false,
-        None => !cli.run.model.devices.rpc.is_empty(),
-    };
+    let rpc = matches!(cli.command, Some(crate::cli::Command::RpcServer(_)))
+        || !cli.rpc_servers().is_empty();
     if !rpc || std::env::var_os(WAIT_POLICY).is_some() || cfg!(target_vendor = "apple") {
         return;
     }

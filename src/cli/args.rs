@@ -51,6 +51,21 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+impl Cli {
+    /// The `--rpc` servers of the command (none for the commands without a model).
+    pub fn rpc_servers(&self) -> &[String] {
+        match &self.command {
+            Some(Command::Perplexity(p)) => &p.model.devices.rpc,
+            Some(Command::Bench(b)) => &b.devices.rpc,
+            Some(Command::Chat(r)) => &r.model.devices.rpc,
+            Some(Command::Batch(b)) => &b.model.devices.rpc,
+            Some(Command::Serve(s)) => &s.model.devices.rpc,
+            Some(Command::Info(_) | Command::Tokenize(_) | Command::RpcServer(_)) => &[],
+            None => &self.run.model.devices.rpc,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print a model file's metadata and tensor table.

@@ -9,29 +9,14 @@ use crate::common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run_ember, show, tiny_model_q8_ctx};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, run_ember, show, tiny_model_q8_ctx, KillOnDrop};
 
 struct RpcServer {
-    child: Child,
+    child: KillOnDrop,
     endpoint: String,
-}
-
-impl Drop for RpcServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `ember rpc-server` on a free loopback port, once it accepts connections.
@@ -55,7 +40,10 @@ fn rpc_server(extra: &[&str]) -> RpcServer {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    RpcServer { child, endpoint }
+    RpcServer {
+        child: KillOnDrop(child),
+        endpoint,
+    }
 }
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. A journey of a thousand miles \
@@ -174,6 +162,15 @@ fn rpc_server_reports_the_memory_it_is_given() {
     assert!(err.contains("64 MiB, 64 MiB free"), "{err}");
 }
 
+/// `ember -m MODEL -p hi --rpc ENDPOINT`.
+fn hi_through(model: &Path, endpoint: &str) -> std::process::Output {
+    run_ember(
+        &["-m", model.to_str().unwrap(), "-p", "hi", "--rpc", endpoint],
+        None,
+        &[],
+    )
+}
+
 /// The last line of stderr, which must be the only `error` line.
 fn one_error_line(o: &std::process::Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr);
@@ -188,33 +185,11 @@ fn nobody_listening_is_one_error_line_and_exit_1() {
     let (_dir, model) = tiny_model_q8_ctx(34, 256);
     let endpoint = format!("127.0.0.1:{}", free_port());
     let start = Instant::now();
-    let o = run_ember(
-        &[
-            "-m",
-            model.to_str().unwrap(),
-            "-p",
-            "hi",
-            "--rpc",
-            &endpoint,
-        ],
-        None,
-        &[],
-    );
+    let o = hi_through(&model, &endpoint);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(one_error_line(&o).contains("cannot reach"), "{}", show(&o));
     assert!(start.elapsed() < Duration::from_secs(30));
-    let o = run_ember(
-        &[
-            "-m",
-            model.to_str().unwrap(),
-            "-p",
-            "hi",
-            "--rpc",
-            "nowhere",
-        ],
-        None,
-        &[],
-    );
+    let o = hi_through(&model, "nowhere");
     assert_ne!(o.status.code(), Some(0), "{}", show(&o));
     assert!(one_error_line(&o).contains("HOST:PORT"), "{}", show(&o));
 }
@@ -240,18 +215,7 @@ fn a_server_of_another_protocol_version_is_refused() {
         }
     });
     let (_dir, model) = tiny_model_q8_ctx(35, 256);
-    let o = run_ember(
-        &[
-            "-m",
-            model.to_str().unwrap(),
-            "-p",
-            "hi",
-            "--rpc",
-            &endpoint,
-        ],
-        None,
-        &[],
-    );
+    let o = hi_through(&model, &endpoint);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let line = one_error_line(&o);
     assert!(
@@ -281,8 +245,8 @@ fn a_server_killed_mid_run_ends_the_client_with_one_error_line() {
         .unwrap()
         .read_exact(&mut first)
         .unwrap();
-    s.child.kill().unwrap();
-    let _ = s.child.wait();
+    s.child.0.kill().unwrap();
+    let _ = s.child.0.wait();
     let killed = Instant::now();
     let status = loop {
         if let Some(st) = client.try_wait().unwrap() {

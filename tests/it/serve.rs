@@ -5,12 +5,11 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run_ember, show, tiny_writer, TinyArch};
+use common::{free_port, run_ember, show, tiny_writer, TinyArch};
 use ember::gguf::Value;
 use serde_json::{json, Value as Json};
 
@@ -36,14 +35,6 @@ fn stderr_of(s: &mut Server) -> String {
         let _ = e.read_to_string(&mut err);
     }
     err
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn agent() -> ureq::Agent {
