@@ -68,9 +68,24 @@ pub fn connect(endpoint: &str, timeout: Duration) -> Result<Vec<Device>, RpcErro
         return Err(unreachable(last));
     }
     let c = CString::new(endpoint.trim()).map_err(|_| RpcError::BadEndpoint(endpoint.into()))?;
+    // A server that accepts but does not answer the handshake (it serves one client at a
+    // time, and another holds it) would keep ggml waiting for ever: a watchdog ends the
+    // process after `timeout` with one error line instead.
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let who = endpoint.to_string();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(timeout) {
+            fail(&format!(
+                "--rpc: {who} accepted the connection but did not answer within {} s (an \
+                 rpc-server serves one client at a time: is another one using it?)",
+                timeout.as_secs()
+            ));
+        }
+    });
     // SAFETY: `c` is a NUL-terminated string that outlives the call (ggml copies it). ggml
     // connects and handshakes here; a failure ends in ggml_abort (see `exit_on_abort`).
     let reg = unsafe { sys::ggml_backend_rpc_add_server(c.as_ptr()) };
+    let _ = done.send(());
     if reg.is_null() {
         return Err(RpcError::NoDevices(endpoint.to_string()));
     }
@@ -184,6 +199,11 @@ unsafe extern "C" fn on_abort(msg: *const c_char) {
     if let Some(last) = super::log::last_error().filter(|l| !line.contains(l.as_str())) {
         line = format!("{line} ({last})");
     }
+    fail(&line);
+}
+
+/// One error line on stderr, then exit 1 at once.
+fn fail(line: &str) -> ! {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "ember: error: {}", line.replace('\n', " "));
     let _ = err.flush();

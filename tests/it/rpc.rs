@@ -274,3 +274,26 @@ fn a_server_killed_mid_run_ends_the_client_with_one_error_line() {
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(one_error_line(&o).contains("RPC"), "{}", show(&o));
 }
+
+#[test]
+fn a_server_that_never_answers_is_one_error_line_within_the_timeout() {
+    // Accepts connections (as a busy rpc-server's backlog does) and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let (_dir, model) = tiny_model_q8_ctx(37, 256);
+    let start = Instant::now();
+    let o = hi_through(&model, &endpoint);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        one_error_line(&o).contains("did not answer"),
+        "{}",
+        show(&o)
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
