@@ -31,7 +31,7 @@ pub fn speculator(
 }
 
 /// The drafter the flags ask for, if any.
-pub fn drafter(
+fn drafter(
     s: &SpecArgs,
     target_cfg: &ModelConfig,
     target: &Loaded,

@@ -26,6 +26,12 @@ fn exact_draft_cap(target: &Session, sampler: &Sampler) -> Option<usize> {
     if !sampler.is_greedy() {
         return None;
     }
+    exact_cap(target)
+}
+
+/// The longest draft whose verification is exact for greedy decoding on `target`'s weights
+/// (see [`exact_draft_cap`]); None when any length is.
+pub(crate) fn exact_cap(target: &Session) -> Option<usize> {
     let cols = target.model().weights.exact_columns()?;
     Some(cols.saturating_sub(1))
 }
@@ -60,7 +66,7 @@ pub(super) fn generate(
     }
     if policy.measures() {
         let last = *prompt.last().expect("check_prompt refuses an empty prompt");
-        calibrate(target, &mut policy, last, draft_max + 1)?;
+        calibrate(target, 0, &mut policy, last, draft_max + 1)?;
     }
     em.prompt_done();
     // A verified batch stays within one micro-batch, so rolling it back never reaches past
@@ -90,17 +96,18 @@ pub(super) fn generate(
     run.decode(logits)
 }
 
-/// Measures the target's time for batches of 1, 2 and 3 or 4 (evaluated, then rolled back) so
-/// the cost model starts from facts where drafts are short; the user pays this once, before
-/// the first token. Longer batches are extrapolated (conservatively: the cost per token falls
-/// as batches grow) until steps measure them.
-fn calibrate(
+/// Measures the target's time for verification batches of 1, 2 and 3 or 4 in sequence `slot`
+/// (evaluated, then rolled back) so the cost model starts from facts where drafts are short;
+/// the user pays this once, before the first token. Longer batches are extrapolated
+/// (conservatively: the cost per token falls as batches grow) until steps measure them.
+pub(crate) fn calibrate(
     target: &mut Session,
+    slot: usize,
     policy: &mut Policy,
     last: u32,
     n: usize,
 ) -> Result<(), EvalError> {
-    let n0 = target.n_past();
+    let n0 = target.seq_n_past(slot);
     let room = (target.n_ctx() - n0) as usize;
     let sizes: &[usize] = if n <= 3 { &[1, 2, 3] } else { &[1, 2, 4] };
     for &size in sizes {
@@ -108,9 +115,9 @@ fn calibrate(
             continue;
         }
         let batch = vec![last; size];
-        let (r, secs) = timed(|| target.eval_verify(&batch).map(|_| ()));
+        let (r, secs) = timed(|| target.eval_verify_seq(slot, &batch).map(|_| ()));
         r?;
-        let kept = target.truncate(n0);
+        let kept = target.truncate_seq(slot, n0);
         debug_assert_eq!(kept, n0, "a rollback of a few tokens keeps the window");
         policy.record_target(size, secs);
     }

@@ -16,6 +16,7 @@ pub mod accept;
 pub mod compat;
 pub mod cost;
 mod decode;
+pub(crate) use decode::{calibrate, exact_cap};
 pub mod draft_model;
 pub mod drafter;
 pub mod lookup;
@@ -46,8 +47,8 @@ pub struct SpecParams {
 /// A drafter and the limits it drafts within: what a generation needs besides what plain
 /// decoding needs.
 pub struct Speculator {
-    drafter: Box<dyn Drafter>,
-    params: SpecParams,
+    pub(crate) drafter: Box<dyn Drafter>,
+    pub(crate) params: SpecParams,
 }
 
 impl Speculator {
@@ -71,7 +72,7 @@ impl Speculator {
 }
 
 /// Runs `f`, with the seconds it took.
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t0 = Instant::now();
     let r = f();
     (r, t0.elapsed().as_secs_f64())

@@ -22,7 +22,7 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::args::ServeArgs;
 use crate::cli::config::{sampling_params, ContextSize, ModelConfig, UsageError};
-use crate::generate::batch::{Batch, SpecConfig};
+use crate::generate::batch::Batch;
 
 use super::load;
 use engine::{Command, Settings, Shared};
@@ -85,18 +85,13 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         temp: 0.0,
         ..settings.sampling.clone()
     });
-    let drafter = super::speculate::drafter(&a.spec, &cfg, &loaded, &greedy)?;
-    if drafter.is_some() {
+    let speculator = super::speculate::speculator(&a.spec, &cfg, &loaded, &greedy)?;
+    if speculator.is_some() {
         session.enable_verify()?;
     }
     let mut batch = Batch::new(&mut session, &loaded.tokenizer);
     batch.set_continuations(true);
-    batch.set_speculation(drafter.map(|drafter| SpecConfig {
-        drafter,
-        draft_max: a.spec.draft_max,
-        draft_min: a.spec.draft_min,
-        fixed: a.spec.spec_fixed,
-    }));
+    batch.set_speculation(speculator);
     shared.ready.store(true, Ordering::SeqCst);
     eprintln!(
         "ember: ready: {} slots of {} tokens (-c {total_ctx} shared), queue {}",

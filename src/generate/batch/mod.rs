@@ -24,11 +24,10 @@ use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
 
 use super::session::{EvalError, Session, Want};
-
-mod spec;
 use super::text::TextStream;
 use super::{StopReason, Timings};
-pub use spec::SpecConfig;
+
+mod spec;
 
 /// Prompt tokens that may be evaluated back to back, between two decode steps, when the
 /// prompts are that short (a burst of chat requests: each starts without waiting for a decode

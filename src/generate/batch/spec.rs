@@ -12,23 +12,13 @@
 use std::time::Instant;
 
 use crate::speculative::policy::Policy;
-use crate::speculative::Drafter;
+use crate::speculative::{calibrate, exact_cap, timed, Speculator};
 
-use super::{Batch, EvalError, Finished, Session};
-
-/// The drafter and its settings.
-pub struct SpecConfig {
-    pub drafter: Box<dyn Drafter>,
-    /// Most tokens drafted per step, fewest worth verifying.
-    pub draft_max: usize,
-    pub draft_min: usize,
-    /// Always draft the most that fits (no cost model).
-    pub fixed: bool,
-}
+use super::{Active, Batch, EvalError, Finished, Session};
 
 /// Speculation's state in a batch.
 pub(super) struct Spec {
-    cfg: SpecConfig,
+    cfg: Speculator,
     /// Made on first use, calibrated then.
     policy: Option<Policy>,
     /// The request (admission number) whose text the drafter holds, and that text's length.
@@ -41,14 +31,9 @@ pub(super) struct Spec {
 }
 
 impl Spec {
-    pub(super) fn new(cfg: SpecConfig, session: &Session) -> Spec {
-        // ggml's kernels give one-column results for up to `exact_columns` columns (see the
-        // one-shot loop's `exact_draft_cap`); a draft of k tokens verifies k + 1.
-        let cap = session
-            .model()
-            .weights
-            .exact_columns()
-            .map_or(usize::MAX, |c| c.saturating_sub(1))
+    pub(super) fn new(cfg: Speculator, session: &Session) -> Spec {
+        let cap = exact_cap(session)
+            .unwrap_or(usize::MAX)
             .min(crate::model::VERIFY_ROWS - 1)
             .min(session.params().n_ubatch.max(2) as usize - 1);
         Spec {
@@ -61,17 +46,23 @@ impl Spec {
             steps: 0,
         }
     }
-}
 
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let t0 = Instant::now();
-    let r = f();
-    (r, t0.elapsed().as_secs_f64())
+    /// The drafter starts over on request `a`'s text: everything before its pending token
+    /// read, the pending token after it. Returns the drafter's cost per token, where known.
+    fn restart(&mut self, a: &Active) -> Result<Option<f64>, EvalError> {
+        let pending = a.pending.expect("a decoding sequence has its next token");
+        let mut text = a.req.prompt.clone();
+        text.extend_from_slice(&a.tokens[..a.tokens.len() - 1]);
+        let secs = self.cfg.drafter.start(&text)?;
+        self.cfg.drafter.accept(&[pending]);
+        self.owner = Some((a.admitted, text.len() + 1));
+        Ok(secs)
+    }
 }
 
 impl Batch<'_> {
     /// Speculation: drafts in the decode steps of a lone greedy request (see the module).
-    pub fn set_speculation(&mut self, cfg: Option<SpecConfig>) {
+    pub fn set_speculation(&mut self, cfg: Option<Speculator>) {
         self.spec = cfg.map(|c| Spec::new(c, self.session));
     }
 
@@ -108,39 +99,21 @@ impl Batch<'_> {
         let pending = a.pending.expect("a decoding sequence has its next token");
         // the drafter's text: the prompt and every token handed out (the last not evaluated)
         let text_len = a.req.prompt.len() + a.tokens.len();
-        let text = |a: &super::Active, end: usize| {
-            let mut t = a.req.prompt.clone();
-            t.extend_from_slice(&a.tokens);
-            t.truncate(end);
-            t
-        };
+        let params = &spec.cfg.params;
+        let draft_max = params.draft_max.min(spec.cap).max(1);
         if spec.policy.is_none() {
             // first use: the drafter's cost per token (from starting it) and the target's pass
-            // times for 1, 2 and 4 rows, measured once
-            let secs = spec.cfg.drafter.start(&text(a, text_len - 1))?;
-            spec.cfg.drafter.accept(&[pending]);
-            spec.owner = Some((a.admitted, text_len));
-            let mut p = Policy::new(spec.cfg.draft_max.min(spec.cap).max(1), spec.cfg.fixed);
-            if let Some(s) = secs {
+            // times for short batches, measured once
+            let mut p = Policy::new(draft_max, params.fixed);
+            if let Some(s) = spec.restart(a)? {
                 p.record_draft(s);
             }
             if p.measures() {
-                for size in [1usize, 2, 4] {
-                    if size > spec.cap + 1 || n0 + size >= n_ctx {
-                        continue;
-                    }
-                    let batch = vec![pending; size];
-                    let (r, secs) =
-                        timed(|| self.session.eval_verify_seq(slot, &batch).map(|_| ()));
-                    r?;
-                    self.session.truncate_seq(slot, n0 as u32);
-                    p.record_target(size, secs);
-                }
+                calibrate(self.session, slot, &mut p, pending, draft_max + 1)?;
             }
             spec.policy = Some(p);
         }
         let synced = matches!(spec.owner, Some((id, len)) if id == a.admitted && len <= text_len);
-        let policy = spec.policy.as_mut().expect("made above");
 
         // how long a draft may be: within the context, the tokens still wanted, the cap
         let room = n_ctx.saturating_sub(n0 + 1);
@@ -149,37 +122,34 @@ impl Batch<'_> {
         } else {
             usize::MAX
         };
-        let limit = spec.cfg.draft_max.min(spec.cap).min(room).min(wanted);
-        let k = policy.draft_len(limit);
+        let limit = draft_max.min(room).min(wanted);
+        let k = spec.policy.as_mut().expect("made above").draft_len(limit);
         let mut draft = Vec::new();
         if k > 0 {
             // the drafter catches up with this request's text only when it drafts: where the
             // policy decodes plainly, a draft model costs nothing (not even reading a prompt)
             if synced {
-                let len = spec.owner.map_or(0, |(_, l)| l);
-                if len < text_len {
-                    spec.cfg.drafter.accept(&text(a, text_len)[len..]);
-                }
-            } else {
-                let secs = spec.cfg.drafter.start(&text(a, text_len - 1))?;
-                spec.cfg.drafter.accept(&[pending]);
-                if let Some(s) = secs {
-                    policy.record_draft(s);
-                }
+                // tokens handed out since it last drafted: the prompt's are already in
+                let len = spec.owner.map_or(0, |(_, l)| l) - a.req.prompt.len();
+                spec.cfg.drafter.accept(&a.tokens[len..]);
+                spec.owner = Some((a.admitted, text_len));
+            } else if let Some(s) = spec.restart(a)? {
+                spec.policy.as_mut().expect("made above").record_draft(s);
             }
-            spec.owner = Some((a.admitted, text_len));
+            let policy = spec.policy.as_mut().expect("made above");
             let t0 = Instant::now();
             let d = spec.cfg.drafter.propose(k, n_vocab)?;
             if !spec.cfg.drafter.is_free() {
                 policy.record_draft(t0.elapsed().as_secs_f64() / d.len().max(1) as f64);
             }
-            if d.len() >= spec.cfg.draft_min {
+            if d.len() >= spec.cfg.params.draft_min {
                 draft = d.tokens;
             }
             draft.truncate(limit);
             let valid = a.sampler.valid_prefix(&draft);
             draft.truncate(valid);
         }
+        let policy = spec.policy.as_mut().expect("made above");
         policy.verified(draft.len());
         let mut batch = Vec::with_capacity(draft.len() + 1);
         batch.push(pending);
@@ -216,7 +186,7 @@ impl Batch<'_> {
             let chosen = a.pending;
             if i + 1 < batch.len() {
                 let ok = chosen == Some(batch[i + 1]);
-                if !spec.cfg.fixed {
+                if !spec.cfg.params.fixed {
                     policy.record_acceptance(ok);
                 }
                 if ok {
