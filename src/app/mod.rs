@@ -50,11 +50,7 @@ pub fn main(cli: Cli) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = rpc_server::connect_all(cli.rpc_servers()) {
-        eprintln!("ember: error: {}", one_line(&chain(&e)));
-        return ExitCode::from(1);
-    }
-    let result = match cli.command {
+    let result = rpc_server::connect_all(cli.rpc_servers()).and_then(|()| match cli.command {
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Perplexity(a)) => perplexity::run(&a),
         Some(Command::Tokenize(a)) => tokenize::run(&a),
@@ -64,7 +60,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Serve(a)) => serve::run(&a),
         Some(Command::RpcServer(a)) => rpc_server::run(&a),
         None => run_or_chat(&cli.run, false),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -69,13 +69,7 @@ pub fn passive_threads_for_rpc(cli: &crate::cli::Cli) {
 }
 
 pub fn run(a: &RpcServerArgs) -> Result<()> {
-    let threads = match a.threads {
-        Some(0) => bail!(crate::cli::config::UsageError(
-            "--threads must be at least 1".into()
-        )),
-        Some(t) => t,
-        None => std::thread::available_parallelism().map_or(4, |n| n.get()),
-    };
+    let threads = crate::cli::config::threads(a.threads)?;
     let gpus = Device::gpus();
     let devices: Vec<Device> = if gpus.is_empty() || a.cpu {
         Device::cpu().into_iter().collect()

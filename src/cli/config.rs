@@ -89,6 +89,17 @@ pub struct ModelConfig {
     pub verbose: u8,
 }
 
+/// `-t`: at least 1; by default the number of available cores.
+pub fn threads(flag: Option<usize>) -> Result<usize, UsageError> {
+    match flag {
+        Some(0) => Err(UsageError("--threads must be at least 1".into())),
+        Some(t) => Ok(t),
+        None => Ok(std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(4)),
+    }
+}
+
 /// KV cache types users may choose.
 pub const CACHE_TYPES: &[&str] = &[
     "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl",
@@ -159,13 +170,7 @@ impl ModelConfig {
                 "--batch-size and --ubatch-size must be positive".into(),
             ));
         }
-        let n_threads = match a.threads {
-            Some(0) => return Err(UsageError("--threads must be at least 1".into())),
-            Some(t) => t,
-            None => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(4),
-        };
+        let n_threads = threads(a.threads)?;
         Ok(ModelConfig {
             path,
             n_ctx,

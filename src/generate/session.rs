@@ -89,7 +89,7 @@ pub struct Session {
     spare_ctx: Option<Context>,
     sched: Sched,
     /// The backends of the devices the model has layers on (GPU, remote), in split order.
-    gpu: Vec<Backend>,
+    devices: Vec<Backend>,
     backend: Backend,
     /// One cache per sequence.
     seqs: Vec<KvCache>,
@@ -138,29 +138,17 @@ impl Session {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let backend = Backend::cpu(params.n_threads)?;
-        let gpu = off
+        let devices = off
             .devices
             .iter()
             .map(Backend::for_device)
             .collect::<Result<Vec<_>, _>>()?;
-        let backends: Vec<&Backend> = gpu.iter().chain([&backend]).collect();
-        let mut sched = Sched::new(&backends, model.graph_size(seqs.len(), false))?;
-        if crate::switches::Switches::get().debug_tensors {
-            // Every computed node's name, op, shape and sum on stderr, to set beside
-            // llama.cpp's llama-eval-callback output when an architecture disagrees.
-            sched.set_observer(Some(Box::new(|n| {
-                let sum = n.sum.map_or("-".to_string(), |s| format!("{s:.6}"));
-                eprintln!("tensor {} {} {:?} sum = {sum}", n.name, n.op, n.ne);
-                for r in &n.rows {
-                    eprintln!("    {r:10.4?}");
-                }
-            })));
-        }
+        let sched = scheduler(&devices, &backend, model.graph_size(seqs.len(), false))?;
         let mut s = Session {
             built: None,
             spare_ctx: None,
             sched,
-            gpu,
+            devices,
             backend,
             seqs,
             model,
@@ -340,11 +328,11 @@ impl Session {
         }
     }
 
-    /// Compute buffer bytes, on the CPU and on the GPU.
+    /// Compute buffer bytes, on the CPU and on the devices.
     pub fn compute_buffer_bytes(&self) -> usize {
         self.sched.buffer_size(&self.backend)
             + self
-                .gpu
+                .devices
                 .iter()
                 .map(|g| self.sched.buffer_size(g))
                 .sum::<usize>()
@@ -420,8 +408,8 @@ impl Session {
             return Ok(());
         }
         self.verify_room = true;
-        let backends: Vec<&Backend> = self.gpu.iter().chain([&self.backend]).collect();
-        self.sched = Sched::new(&backends, self.model.graph_size(self.seqs.len(), true))?;
+        let size = self.model.graph_size(self.seqs.len(), true);
+        self.sched = scheduler(&self.devices, &self.backend, size)?;
         self.spare_ctx = None;
         self.reserve()
     }
@@ -567,6 +555,25 @@ impl Session {
 /// `spare` (the last graph's context, reset) when there is one: its megabyte or two of tensor
 /// headers would otherwise be allocated and freed on every rebuild, which lets the heap's
 /// cached free memory (and so the resident size) drift in a long chat.
+/// A scheduler over the devices' backends and the CPU's (last) for graphs of up to
+/// `graph_size` nodes; with `EMBER_DEBUG_TENSORS`, every computed node's name, op, shape and
+/// sum on stderr, to set beside llama.cpp's llama-eval-callback output when an architecture
+/// disagrees.
+fn scheduler(devices: &[Backend], cpu: &Backend, graph_size: usize) -> Result<Sched, EvalError> {
+    let backends: Vec<&Backend> = devices.iter().chain([cpu]).collect();
+    let mut sched = Sched::new(&backends, graph_size)?;
+    if crate::switches::Switches::get().debug_tensors {
+        sched.set_observer(Some(Box::new(|n| {
+            let sum = n.sum.map_or("-".to_string(), |s| format!("{s:.6}"));
+            eprintln!("tensor {} {} {:?} sum = {sum}", n.name, n.op, n.ne);
+            for r in &n.rows {
+                eprintln!("    {r:10.4?}");
+            }
+        })));
+    }
+    Ok(sched)
+}
+
 fn build(
     model: &Model,
     kvs: &[&KvCache],

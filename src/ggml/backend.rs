@@ -623,12 +623,10 @@ impl Sched {
     /// Sent to a remote ggml-rpc server, such a node would crash it.
     fn pin_custom_ops(&self, g: &Graph<'_>) {
         let Some(cpu) = self.cpu else { return };
-        // SAFETY: live scheduler, graph and backend; the scheduler was just reset, and pinning
-        // a node to one of its own backends is what `set_tensor_backend` is for.
-        unsafe {
-            let n = sys::ggml_graph_n_nodes(g.as_ptr());
-            for i in 0..n {
-                let node = sys::ggml_graph_node(g.as_ptr(), i);
+        for node in g.node_ptrs() {
+            // SAFETY: live scheduler, graph node and backend; the scheduler was just reset,
+            // and pinning a node to one of its own backends is what `set_tensor_backend` is for.
+            unsafe {
                 if matches!((*node).op, sys::GGML_OP_MAP_CUSTOM1..=sys::GGML_OP_CUSTOM) {
                     sys::ggml_backend_sched_set_tensor_backend(
                         self.raw.as_ptr(),
@@ -645,15 +643,12 @@ impl Sched {
     /// evaluate it once. The scheduler replaces each source that lives on another backend by
     /// an input copy named "BACKEND#name#copy"; those copies are what crosses.
     pub fn transfers(&self, g: &Graph<'_>) -> (usize, u64) {
-        let s = self.raw.as_ptr();
         let mut seen = std::collections::HashSet::new();
         let mut bytes = 0u64;
-        // SAFETY: live scheduler; the graph was allocated on it, so every node and source
-        // pointer is live and their names are NUL-terminated arrays.
-        unsafe {
-            let n = sys::ggml_graph_n_nodes(g.as_ptr());
-            for i in 0..n {
-                let node = sys::ggml_graph_node(g.as_ptr(), i);
+        for node in g.node_ptrs() {
+            // SAFETY: the graph was allocated on this scheduler, so every node and source
+            // pointer is live and their names are NUL-terminated arrays.
+            unsafe {
                 for &src in &(*node).src {
                     if src.is_null() || !seen.insert(src as usize) {
                         continue;
@@ -664,11 +659,10 @@ impl Sched {
                     }
                 }
             }
-            (
-                sys::ggml_backend_sched_get_n_splits(s).max(0) as usize,
-                bytes,
-            )
         }
+        // SAFETY: live scheduler.
+        let splits = unsafe { sys::ggml_backend_sched_get_n_splits(self.raw.as_ptr()) };
+        (splits.max(0) as usize, bytes)
     }
 
     /// Bytes of compute buffer held for `backend`.

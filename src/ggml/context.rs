@@ -462,6 +462,12 @@ impl Graph<'_> {
         // SAFETY: live graph.
         unsafe { sys::ggml_graph_n_nodes(self.as_ptr()) as usize }
     }
+
+    /// The graph's nodes, in order (raw: for the backend layer's walks over a built graph).
+    pub(super) fn node_ptrs(&self) -> impl Iterator<Item = *mut sys::ggml_tensor> + '_ {
+        // SAFETY: live graph; every index is below its node count.
+        (0..self.n_nodes() as i32).map(|i| unsafe { sys::ggml_graph_node(self.as_ptr(), i) })
+    }
 }
 
 /// Graph operations. Each returns a new tensor header in `self` (the graph's context); inputs

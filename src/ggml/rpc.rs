@@ -89,19 +89,8 @@ pub fn connect(endpoint: &str, timeout: Duration) -> Result<Vec<Device>, RpcErro
     if reg.is_null() {
         return Err(RpcError::NoDevices(endpoint.to_string()));
     }
-    // SAFETY: `reg` is a live registry ggml keeps for the process; registering it makes its
-    // devices visible to `Device::all` (registering the same server twice is ggml's no-op:
-    // `add_server` returns the registry it made before, and we register it only once).
+    // SAFETY: `reg` is a live registry ggml keeps for the process.
     let n = unsafe { sys::ggml_backend_reg_dev_count(reg) };
-    let already = (0..n).any(|i| {
-        // SAFETY: `i` is below the registry's device count.
-        let d = unsafe { sys::ggml_backend_reg_dev_get(reg, i) };
-        Device::all().iter().any(|x| x.raw.as_ptr() == d)
-    });
-    if !already {
-        // SAFETY: as above.
-        unsafe { sys::ggml_backend_register(reg) };
-    }
     let devices = (0..n)
         // SAFETY: `i` is below the registry's device count; devices live as long as it.
         .filter_map(|i| NonNull::new(unsafe { sys::ggml_backend_reg_dev_get(reg, i) }))
@@ -109,6 +98,12 @@ pub fn connect(endpoint: &str, timeout: Duration) -> Result<Vec<Device>, RpcErro
         .collect::<Vec<_>>();
     if devices.is_empty() {
         return Err(RpcError::NoDevices(endpoint.to_string()));
+    }
+    // Registering makes the devices visible to `Device::all`. The same server given twice
+    // gets the registry `add_server` made before: registered once only.
+    if !Device::all().contains(&devices[0]) {
+        // SAFETY: as above.
+        unsafe { sys::ggml_backend_register(reg) };
     }
     Ok(devices)
 }

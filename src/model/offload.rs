@@ -144,12 +144,11 @@ impl Offload {
     /// are those `--rpc` registered with ggml. Without any device, `-ngl` warns once per
     /// process and everything stays on the CPU.
     pub fn plan(req: &OffloadRequest, n_layer: u32) -> Result<Offload, OffloadError> {
-        let remote = Device::remote();
+        let mut devices = Device::remote();
         let wants_gpu = req.n_gpu_layers.is_some_and(|n| n > 0);
-        let mut devices = remote.clone();
         if wants_gpu {
             let gpus = Device::gpus();
-            if gpus.is_empty() && remote.is_empty() && !WARNED_NO_GPU.swap(true, Ordering::Relaxed)
+            if gpus.is_empty() && devices.is_empty() && !WARNED_NO_GPU.swap(true, Ordering::Relaxed)
             {
                 let why = if crate::ggml::has_gpu_backend() {
                     "no GPU found"

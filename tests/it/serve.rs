@@ -341,22 +341,8 @@ fn a_client_leaving_frees_its_slot_and_sigterm_exits_0() {
     );
     assert_eq!(st, 200, "{v}");
     // SIGTERM: exit 0, the log line per request on stderr
-    let pid = s.child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (status, err) = stop(&mut s);
     assert_eq!(status.code(), Some(0));
-    let err = stderr_of(&mut s);
     assert!(err.contains("POST /v1/completions 200"), "{err}");
     assert!(err.contains("client went away"), "{err}");
 }
@@ -401,20 +387,23 @@ fn a_next_turn_continues_from_the_slot_cache_like_the_repl() {
     assert!(err.contains("request 1 continues sequence"), "{err}");
 }
 
-/// SIGTERM, then everything the server wrote on stderr.
-fn stop(s: &mut Server) -> String {
+/// SIGTERM: the exit status (within 10 s) and everything the server wrote on stderr.
+fn stop(s: &mut Server) -> (std::process::ExitStatus, String) {
     let pid = s.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
     let t0 = Instant::now();
-    while s.child.try_wait().unwrap().is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "still running");
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
-    }
-    stderr_of(s)
+    };
+    (status, stderr_of(s))
 }
 
 /// `-md` and `--lookup`: a lone greedy request drafts and verifies (`--spec-fixed`: every step
@@ -464,7 +453,7 @@ fn speculation_keeps_a_lone_greedy_request_s_text() {
         });
         assert_eq!(a.1["choices"][0]["text"], want.as_str(), "{flags:?}");
         assert_eq!(b.1["choices"][0]["text"], want2.as_str(), "{flags:?}");
-        let err = stop(&mut s);
+        let (_, err) = stop(&mut s);
         let line = err
             .lines()
             .find(|l| l.contains("speculation:"))
