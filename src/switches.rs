@@ -17,6 +17,9 @@ pub struct Switches {
     /// Quantized caches store Hadamard-rotated heads (`EMBER_ATTN_ROT_DISABLE` unset, empty or
     /// 0; llama.cpp's `LLAMA_ATTN_ROT_DISABLE`).
     pub attn_rot: bool,
+    /// `EMBER_TUNE=off` or `refresh`: kernel routes not tuned, or measured again
+    /// (`crate::model::tune`); unset or anything else, the default.
+    pub tune: Option<crate::model::tune::TuneMode>,
 }
 
 impl Switches {
@@ -32,6 +35,11 @@ impl Switches {
             graph_reuse: var("EMBER_NO_GRAPH_REUSE").is_none(),
             debug_tensors: var("EMBER_DEBUG_TENSORS").is_some(),
             attn_rot: !var("EMBER_ATTN_ROT_DISABLE").is_some_and(|v| v != "0" && !v.is_empty()),
+            tune: match var("EMBER_TUNE").as_ref().and_then(|v| v.to_str()) {
+                Some("off" | "0") => Some(crate::model::tune::TuneMode::Off),
+                Some("refresh") => Some(crate::model::tune::TuneMode::Refresh),
+                _ => None,
+            },
         }
     }
 }
@@ -144,7 +152,8 @@ mod tests {
             Switches {
                 graph_reuse: true,
                 debug_tensors: false,
-                attn_rot: true
+                attn_rot: true,
+                tune: None
             }
         );
         let all = |k: &str| {
@@ -159,10 +168,16 @@ mod tests {
             Switches {
                 graph_reuse: false,
                 debug_tensors: true,
-                attn_rot: false
+                attn_rot: false,
+                tune: None
             }
         );
         let zero = |k: &str| (k == "EMBER_ATTN_ROT_DISABLE").then(|| OsString::from("0"));
         assert!(Switches::from(zero).attn_rot);
+        use crate::model::tune::TuneMode;
+        let tune = |v: &'static str| move |k: &str| (k == "EMBER_TUNE").then(|| OsString::from(v));
+        assert_eq!(Switches::from(tune("off")).tune, Some(TuneMode::Off));
+        assert_eq!(Switches::from(tune("refresh")).tune, Some(TuneMode::Refresh));
+        assert_eq!(Switches::from(tune("yes")).tune, None);
     }
 }

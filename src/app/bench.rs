@@ -18,7 +18,9 @@ use serde_json::json;
 use crate::cli::args::{BenchArgs, BenchOutput};
 use crate::cli::config::{cache_type, flash_attn_choice, ContextSize, ModelConfig, UsageError};
 use crate::generate::{Session, Want};
+use crate::sampling::{Sampler, SamplingParams};
 use crate::ggml::Type;
+use crate::model::tune::TuneMode;
 use crate::model::LoadOptions;
 
 use super::load::{self, Loaded};
@@ -171,18 +173,23 @@ pub(super) fn base_config(a: &BenchArgs, path: &std::path::Path) -> ModelConfig 
             mmap: true,
             repack: !a.no_repack,
             offload: a.devices.request(),
+            // routes are tuned for the most threads a test uses
+            tune: TuneMode::from_flags(a.no_tune),
+            threads: a.threads.iter().copied().max().unwrap_or_else(default_threads),
         },
         mlock: false,
         verbose: a.verbose,
     }
 }
 
+/// `-t`'s default: the available cores.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get())
+}
+
 pub(super) fn settings(a: &BenchArgs) -> Result<Vec<Setting>, UsageError> {
-    let default_threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(4);
     let threads = if a.threads.is_empty() {
-        vec![default_threads]
+        vec![default_threads()]
     } else {
         a.threads.clone()
     };
@@ -257,13 +264,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 let cfg = s.config(&base, n_prompt + n_gen);
                 let mut session = load::session(&loaded, &cfg)?;
                 let mut rng = Rand(0x5eed_1234_abcd_0001);
-                let run = |session: &mut Session, rng: &mut Rand| -> Result<u64> {
+                let mut outside = std::time::Duration::ZERO;
+                let mut run = |session: &mut Session, rng: &mut Rand| -> Result<u64> {
                     session.clear();
                     let t0 = Instant::now();
                     if n_prompt > 0 {
                         prompt(session, &loaded, n_prompt, a.batch_size, rng)?;
                     } else {
-                        generate(session, &loaded, n_gen, rng)?;
+                        generate(session, &loaded, n_gen, rng, &mut outside)?;
                     }
                     Ok(t0.elapsed().as_nanos() as u64)
                 };
@@ -273,6 +281,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 let mut samples_ns = Vec::new();
                 for _ in 0..a.reps {
                     samples_ns.push(run(&mut session, &mut rng)?);
+                }
+                if n_gen > 0 && n_prompt == 0 {
+                    let runs = a.reps + u32::from(!a.no_warmup);
+                    let total: u64 = samples_ns.iter().sum();
+                    let per_token = outside / (runs * n_gen).max(1);
+                    log::info!(
+                        "tg{n_gen}: sampling and detokenizing {:.1} µs per token, {:.2}% of the decode time",
+                        per_token.as_secs_f64() * 1e6,
+                        100.0 * per_token.as_secs_f64() * (a.reps * n_gen) as f64
+                            / (total as f64 / 1e9).max(1e-9)
+                    );
                 }
                 let (bytes_per_token, bandwidth) = if n_gen > 0 {
                     let bw = bandwidths.get(s.threads);
@@ -404,11 +423,31 @@ fn prompt(s: &mut Session, l: &Loaded, n: u32, n_batch: u32, rng: &mut Rand) -> 
     Ok(())
 }
 
-fn generate(s: &mut Session, l: &Loaded, n: u32, rng: &mut Rand) -> Result<()> {
+/// Generates `n` tokens as `ember -p` does, sampling included: each pass's logits go through
+/// the default sampler chain (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05; a fixed seed)
+/// and the token is detokenized, so the rate is what a user sees. `outside` gathers the time
+/// spent outside the forward passes.
+fn generate(
+    s: &mut Session,
+    l: &Loaded,
+    n: u32,
+    rng: &mut Rand,
+    outside: &mut std::time::Duration,
+) -> Result<()> {
+    let mut sampler = Sampler::new(SamplingParams {
+        seed: 42,
+        ..SamplingParams::default()
+    });
+    let mut text: Vec<u8> = Vec::new();
     let mut token = first_token(l, rng);
     for _ in 0..n {
-        s.eval(&[token], Want::Last)?;
-        token = rng.below(l.model.hp.n_vocab);
+        let logits = s.eval(&[token], Want::Last)?;
+        let t0 = Instant::now();
+        token = sampler.sample(logits);
+        sampler.commit(token);
+        text.extend_from_slice(l.tokenizer.piece(token, false));
+        *outside += t0.elapsed();
     }
+    std::hint::black_box(text);
     Ok(())
 }

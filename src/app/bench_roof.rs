@@ -7,9 +7,13 @@ use std::time::Instant;
 use crate::gguf::GgufFile;
 use crate::kv::KV_PAD;
 
+/// Passes of the bandwidth probe after its warm-up.
+const PASSES: usize = 7;
+
 /// Read bandwidth in bytes per second with `threads` threads: each sums its share of a
-/// 512 MiB buffer (far larger than the caches); the best of three passes after a warm-up.
-pub fn read_bandwidth(threads: usize) -> f64 {
+/// 512 MiB buffer (far larger than the caches); the best of seven passes after a warm-up, with
+/// the spread of the passes (how far the median falls below the best, as a fraction).
+pub fn read_bandwidth(threads: usize) -> (f64, f64) {
     const BYTES: usize = 512 << 20;
     let threads = threads.max(1);
     let words = BYTES / 8;
@@ -29,7 +33,10 @@ pub fn read_bandwidth(threads: usize) -> f64 {
         BYTES as f64 / t0.elapsed().as_secs_f64()
     };
     pass();
-    (0..3).map(|_| pass()).fold(0.0, f64::max)
+    let mut all: Vec<f64> = (0..PASSES).map(|_| pass()).collect();
+    all.sort_by(|a, b| b.total_cmp(a));
+    let (best, median) = (all[0], all[PASSES / 2]);
+    (best, 1.0 - median / best)
 }
 
 /// Read bandwidths measured so far, by thread count (each measured once per run).
@@ -42,11 +49,18 @@ impl Bandwidths {
         if let Some(&(_, bw)) = self.0.iter().find(|(t, _)| *t == threads) {
             return bw;
         }
-        let bw = read_bandwidth(threads);
+        let (bw, spread) = read_bandwidth(threads);
         log::info!(
-            "read bandwidth with {threads} threads: {:.1} GB/s",
-            bw / 1e9
+            "read bandwidth with {threads} threads: {:.1} GB/s (best of {PASSES} passes; the median {:.1}% below)",
+            bw / 1e9,
+            spread * 100.0
         );
+        if spread > 0.1 {
+            log::warn!(
+                "the bandwidth probe's passes spread by {:.0}%: the machine is busy, `bw %` is unreliable",
+                spread * 100.0
+            );
+        }
         self.0.push((threads, bw));
         bw
     }

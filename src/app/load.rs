@@ -10,6 +10,7 @@ use crate::cli::config::ModelConfig;
 use crate::constrain::{Format, Guard, VocabCell};
 use crate::generate::{Session, SessionParams};
 use crate::ggml::kernels::Placement;
+use crate::model::tune::{Shape, TuneReport};
 use crate::model::{open_gguf, Model};
 use crate::tokenizer::Tokenizer;
 
@@ -96,6 +97,8 @@ fn log_routes(model: &Model) {
     if !log::log_enabled!(log::Level::Info) {
         return;
     }
+    let tuning = &model.weights.tuning;
+    log_tuning(tuning);
     let rows = model.weights.route_table();
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
     let exact = model
@@ -111,8 +114,17 @@ fn log_routes(model: &Model) {
             Placement::Repacked => "repacked",
             Placement::Device => "device",
         };
+        let shape = Shape {
+            ty: r.ty,
+            ne: r.ne,
+            repacked: r.route.placement() == Placement::Repacked,
+        };
+        let tuned = tuning.verdicts.get(&shape).map_or(String::new(), |vs| {
+            let v: Vec<String> = vs.iter().map(|v| v.describe()).collect();
+            format!("  (timed: {})", v.join("; "))
+        });
         log::info!(
-            "  {:<width$} x{:<3} {:<6} {:>14} {:<8} {}",
+            "  {:<width$} x{:<3} {:<6} {:>14} {:<8} {}{tuned}",
             r.name,
             r.count,
             r.ty.name(),
@@ -121,6 +133,28 @@ fn log_routes(model: &Model) {
             r.route
         );
     }
+}
+
+/// What kernel tuning did at load (`-v`): how many choices it timed, how long that took, where
+/// the decisions are kept.
+fn log_tuning(t: &TuneReport) {
+    let total: usize = t.verdicts.values().map(Vec::len).sum();
+    if total == 0 {
+        log::info!("kernel tuning: off (--no-tune, EMBER_TUNE=off) or nothing to choose");
+        return;
+    }
+    let file = t
+        .file
+        .as_ref()
+        .map_or("no cache file".into(), |f| f.display().to_string());
+    log::info!(
+        "kernel tuning: {} choices, {} timed now in {:.0} ms ({} too uneven to keep: a busy machine?), {} from {file}",
+        total,
+        t.measured,
+        t.took.as_secs_f64() * 1e3,
+        t.unsteady,
+        total - t.measured,
+    );
 }
 
 /// A session with the configured context (see `ContextSize::resolve`).

@@ -64,6 +64,9 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     if let Some(e) = out.take_error() {
         return Err(e).context("writing to stdout");
     }
+    if let Some(c) = decoded.spec.as_ref().and_then(|s| s.costs.as_ref()) {
+        super::speculate::keep_costs(&cfg.spec, &front.model, c)?;
+    }
     let mut timings = decoded.timings.clone();
     timings.prompt += cache_time;
     timings.ttft += cache_time;

@@ -7,6 +7,9 @@ use crate::cli::args::FlashAttn;
 use crate::cli::args::SpecArgs;
 use crate::cli::config::{cache_type, flash_attn_choice, ModelConfig, UsageError};
 use crate::sampling::{Sampler, SamplingParams};
+use crate::model::tune;
+use crate::speculative::cost::Costs;
+use crate::speculative::policy::Policy;
 use crate::speculative::{compat, DraftModel, Drafter, Lookup, SpecParams, Speculator};
 
 use super::load::{self, Loaded};
@@ -19,15 +22,109 @@ fn spec_params(a: &SpecArgs) -> SpecParams {
     }
 }
 
-/// The speculation the flags ask for, if any.
+/// The speculation the flags ask for, if any: none where the pass times an earlier run kept
+/// show that no draft can pay on this machine (the draft model is then not even loaded).
 pub fn speculator(
     a: &SpecArgs,
     target_cfg: &ModelConfig,
     target: &Loaded,
     sampler: &Sampler,
 ) -> Result<Option<Speculator>> {
+    let prior = prior_costs(a, target_cfg)?;
+    if a.model_draft.is_some() && !a.lookup && a.draft_max > 0 && !a.spec_fixed {
+        let cap = sampler
+            .is_greedy()
+            .then(|| target.model.weights.exact_columns())
+            .flatten()
+            .map_or(usize::MAX, |c| c.saturating_sub(1));
+        let limit = a.draft_max.clamp(1, crate::model::VERIFY_ROWS - 1).min(cap);
+        let mut p = Policy::new(limit, false);
+        prior.target.iter().for_each(|&(n, s)| p.record_target(n, s));
+        if let Some(d) = prior.draft {
+            p.record_draft(d);
+        }
+        if p.never_pays(limit) {
+            log::info!(
+                "speculation: by the pass times kept in the tune file, no draft of at most {limit} tokens can pay on this machine: plain decoding, draft model not loaded (EMBER_TUNE=refresh measures again)"
+            );
+            return Ok(None);
+        }
+    }
     let drafter = drafter(a, target_cfg, target, sampler)?;
-    Ok(drafter.map(|d| Speculator::new(d, spec_params(a))))
+    Ok(drafter.map(|d| {
+        let mut s = Speculator::new(d, spec_params(a));
+        s.prior = prior;
+        s
+    }))
+}
+
+/// The pass times an earlier run kept for the target and the drafter (see
+/// `crate::model::tune::pass_times`).
+fn prior_costs(a: &SpecArgs, target_cfg: &ModelConfig) -> Result<Costs> {
+    let times = |c: &ModelConfig| {
+        let key = tune::model_key(&c.path, c.type_k, c.type_v, c.flash_attn);
+        tune::pass_times(&key, c.n_threads, c.load.tune)
+    };
+    let draft = match (&a.model_draft, a.lookup) {
+        (_, true) => Some(0.0),
+        (Some(_), false) => {
+            let t = times(&draft_config(a, target_cfg)?);
+            t.iter().find(|&&(n, _)| n == 1).map(|&(_, s)| s)
+        }
+        (None, false) => None,
+    };
+    Ok(Costs {
+        target: times(target_cfg),
+        draft,
+    })
+}
+
+/// Keeps the pass times a speculative generation measured, for the next run's
+/// [`speculator`].
+pub fn keep_costs(a: &SpecArgs, target_cfg: &ModelConfig, c: &Costs) -> Result<()> {
+    let keep = |cfg: &ModelConfig, times: &[(usize, f64)]| {
+        let key = tune::model_key(&cfg.path, cfg.type_k, cfg.type_v, cfg.flash_attn);
+        tune::save_pass_times(&key, cfg.n_threads, cfg.load.tune, times);
+    };
+    keep(target_cfg, &c.target);
+    if let (Some(_), false, Some(d)) = (&a.model_draft, a.lookup, c.draft) {
+        keep(&draft_config(a, target_cfg)?, &[(1, d)]);
+    }
+    Ok(())
+}
+
+/// The draft model's settings: the target's, with the draft's own file, threads, cache types.
+fn draft_config(s: &SpecArgs, target_cfg: &ModelConfig) -> Result<ModelConfig> {
+    let path = s
+        .model_draft
+        .clone()
+        .ok_or_else(|| UsageError("no draft model".into()))?;
+    let type_k = cache_type("--cache-type-k-draft", &s.cache_type_k_draft)?;
+    let type_v = cache_type("--cache-type-v-draft", &s.cache_type_v_draft)?;
+    let fa = if target_cfg.flash_attn {
+        FlashAttn::Auto
+    } else {
+        FlashAttn::Off
+    };
+    let (flash_attn, flash_attn_why) = flash_attn_choice(fa, type_v)?;
+    let n_threads = match s.threads_draft {
+        Some(0) => return Err(UsageError("--threads-draft must be at least 1".into()).into()),
+        Some(t) => t,
+        None => target_cfg.n_threads,
+    };
+    Ok(ModelConfig {
+        path,
+        n_threads,
+        type_k,
+        type_v,
+        flash_attn,
+        flash_attn_why,
+        load: crate::model::LoadOptions {
+            threads: n_threads,
+            ..target_cfg.load
+        },
+        ..target_cfg.clone()
+    })
 }
 
 /// The drafter the flags ask for, if any.
@@ -52,27 +149,7 @@ fn drafter(
     let Some(path) = &s.model_draft else {
         return Ok(None);
     };
-    let type_k = cache_type("--cache-type-k-draft", &s.cache_type_k_draft)?;
-    let type_v = cache_type("--cache-type-v-draft", &s.cache_type_v_draft)?;
-    let fa = if target_cfg.flash_attn {
-        FlashAttn::Auto
-    } else {
-        FlashAttn::Off
-    };
-    let (flash_attn, flash_attn_why) = flash_attn_choice(fa, type_v)?;
-    let cfg = ModelConfig {
-        path: path.clone(),
-        n_threads: match s.threads_draft {
-            Some(0) => return Err(UsageError("--threads-draft must be at least 1".into()).into()),
-            Some(t) => t,
-            None => target_cfg.n_threads,
-        },
-        type_k,
-        type_v,
-        flash_attn,
-        flash_attn_why,
-        ..target_cfg.clone()
-    };
+    let cfg = draft_config(s, target_cfg)?;
     let loaded = load::load(&cfg).context("draft model")?;
     compat::check(&target.tokenizer, &loaded.tokenizer)
         .with_context(|| format!("draft model {}", path.display()))?;

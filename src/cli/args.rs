@@ -274,6 +274,11 @@ pub struct BenchArgs {
     /// Keep weights in the file's layout (no CPU repacking).
     #[arg(long = "no-repack")]
     pub no_repack: bool,
+    /// Keep Ember's kernels wherever they run, untimed (by default each is timed against
+    /// ggml's once per machine and weight shape, and the faster kept; `EMBER_TUNE=refresh`
+    /// times again).
+    #[arg(long = "no-tune")]
+    pub no_tune: bool,
     #[command(flatten)]
     pub devices: DeviceArgs,
     /// Verbose logs on stderr.
@@ -402,6 +407,11 @@ pub struct ModelArgs {
     /// Keep weights in the file's layout (no CPU repacking).
     #[arg(long = "no-repack")]
     pub no_repack: bool,
+    /// Keep Ember's kernels wherever they run, untimed (by default each is timed against
+    /// ggml's once per machine and weight shape, and the faster kept; `EMBER_TUNE=refresh`
+    /// times again).
+    #[arg(long = "no-tune")]
+    pub no_tune: bool,
     #[command(flatten)]
     pub devices: DeviceArgs,
     /// Verbose logs on stderr (-vv for debug).

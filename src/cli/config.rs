@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::generate::GenerateParams;
 use crate::ggml::Type;
+use crate::model::tune::TuneMode;
 use crate::model::LoadOptions;
 use crate::sampling::{SamplingParams, SEED_RANDOM};
 
@@ -186,6 +187,8 @@ impl ModelConfig {
                 mmap: !a.no_mmap,
                 repack: !a.no_repack,
                 offload: a.devices.request(),
+                tune: TuneMode::from_flags(a.no_tune),
+                threads: n_threads,
             },
             mlock: a.mlock,
             verbose: a.verbose,

@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod layers;
 pub mod names;
 pub mod offload;
+pub mod tune;
 pub mod weights;
 
 use std::path::Path;

@@ -14,6 +14,7 @@ use crate::gguf::{GgufFile, TensorInfo};
 
 use super::names::W;
 use super::offload::{Offload, OffloadRequest};
+use super::tune::{self, tunable_placement, Candidate, Shape, TuneMode, TuneReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -40,6 +41,10 @@ pub struct LoadOptions {
     pub repack: bool,
     /// `-ngl`, `--main-gpu`, `--tensor-split` (remote devices: those `--rpc` registered).
     pub offload: OffloadRequest,
+    /// Whether kernel routes are chosen by timing them (`super::tune`), and with how many
+    /// threads (those the model will run with).
+    pub tune: TuneMode,
+    pub threads: usize,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +53,8 @@ impl Default for LoadOptions {
             mmap: true,
             repack: true,
             offload: OffloadRequest::default(),
+            tune: TuneMode::Off,
+            threads: 1,
         }
     }
 }
@@ -63,6 +70,8 @@ pub struct WeightSet {
     /// The matrices (left operands of products), by name in binding order, with their routes.
     matrices: Vec<(String, TensorHandle)>,
     routes: HashMap<TensorHandle, Route>,
+    /// What timing the kernels found (empty when routes were not tuned).
+    pub tuning: TuneReport,
 }
 
 impl WeightSet {
@@ -115,6 +124,38 @@ impl WeightSet {
     /// weights in ggml's CPU repack buffer this is 3.
     pub fn exact_columns(&self) -> Option<usize> {
         self.routes.values().filter_map(Route::exact_columns).min()
+    }
+
+    /// Times Ember's kernels against ggml's where both could multiply a matrix, and leaves to
+    /// ggml's the columns where it was faster (`super::tune`).
+    fn tune(&mut self, mode: TuneMode, threads: usize) {
+        let candidates: Vec<Candidate> = self
+            .matrices
+            .iter()
+            .filter_map(|(_, h)| {
+                let r = self.routes.get(h)?;
+                if !tunable_placement(r.placement()) {
+                    return None;
+                }
+                let t = self.get(*h);
+                Some(Candidate {
+                    handle: *h,
+                    shape: Shape {
+                        ty: t.ty(),
+                        ne: [t.ne()[0], t.ne()[1]],
+                        repacked: r.placement() == Placement::Repacked,
+                    },
+                    tunables: r.tunables(),
+                })
+            })
+            .collect();
+        let (refused, report) = tune::tune(&candidates, |h| self.get(h), threads, mode);
+        for (h, ts) in refused {
+            if let Some(r) = self.routes.get_mut(&h) {
+                ts.iter().for_each(|t| r.refuse(t));
+            }
+        }
+        self.tuning = report;
     }
 
     /// The route table, one row per group of matrices alike (same name but for the layer,
@@ -461,6 +502,7 @@ impl<'f> Binder<'f> {
             placements: p,
             matrices: Vec::new(),
             routes: HashMap::new(),
+            tuning: TuneReport::default(),
         };
         // Routes are decided once the weights are where they stay.
         let gpu_layers = self.offload.local_gpu();
@@ -469,6 +511,7 @@ impl<'f> Binder<'f> {
             ws.routes.insert(h, Route::decide(ws.get(h), gpu_layers));
             ws.matrices.push((key.0.clone(), h));
         }
+        ws.tune(self.opts.tune, self.opts.threads);
         Ok(ws)
     }
 }

@@ -93,6 +93,13 @@ impl CostModel {
         }
     }
 
+    /// The target times measured so far (moving averages), by batch size.
+    pub fn measured(&self) -> Vec<(usize, f64)> {
+        (self.target.iter().enumerate())
+            .filter_map(|(n, t)| t.map(|t| (n, t)))
+            .collect()
+    }
+
     /// Expected tokens per second with `k` drafted tokens at acceptance `alpha`.
     pub fn rate(&self, k: usize, alpha: f64) -> Option<f64> {
         let t = self.target_secs(k + 1)? + k as f64 * self.draft.unwrap_or(0.0);
@@ -130,6 +137,15 @@ impl CostModel {
     pub fn worth_probing(&self, limit: usize, margin: f64) -> bool {
         self.best_k_at(limit, (self.alpha + 0.2).min(0.95), margin) > 0
     }
+}
+
+/// Pass times known before a generation (kept from an earlier run, see
+/// `crate::model::tune::pass_times`), or measured during one: the target's seconds per pass by
+/// batch size, the drafter's seconds per drafted token.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Costs {
+    pub target: Vec<(usize, f64)>,
+    pub draft: Option<f64>,
 }
 
 #[cfg(test)]

@@ -61,12 +61,36 @@ pub(super) fn generate(
     debug_assert_eq!(target.n_past(), 0, "speculation starts from an empty cache");
     let logits = sampler.overlap(|| target.eval(prompt, Want::Last).map(<[f32]>::to_vec))?;
     let mut policy = Policy::new(draft_max, spec.fixed);
-    if let Some(secs) = drafter.start(prompt)? {
-        policy.record_draft(secs);
-    }
+    let last = *prompt.last().expect("check_prompt refuses an empty prompt");
     if policy.measures() {
-        let last = *prompt.last().expect("check_prompt refuses an empty prompt");
-        calibrate(target, 0, &mut policy, last, draft_max + 1)?;
+        // The target's pass times (kept from an earlier run, else measured now) and one
+        // drafted token's, before the drafter reads the prompt: one that cannot pay never
+        // does, and plain decoding pays nothing more for it.
+        let prior = &speculator.prior;
+        if prior.target.len() >= 2 {
+            prior.target.iter().for_each(|&(n, s)| policy.record_target(n, s));
+        } else {
+            calibrate(target, 0, &mut policy, last, draft_max + 1)?;
+        }
+        let draft = match prior.draft {
+            Some(d) => d,
+            None => drafter.token_cost(last)?,
+        };
+        policy.record_draft(draft);
+        if policy.never_pays(draft_max) {
+            log::info!(
+                "speculation: no draft can pay here (target {:.1} ms per pass, {:.1} ms for 2 tokens; {:.1} ms per drafted token): plain decoding",
+                policy.costs().target.first().map_or(0.0, |t| t.1 * 1e3),
+                policy.costs().target.get(1).map_or(0.0, |t| t.1 * 1e3),
+                draft * 1e3
+            );
+            policy.give_up();
+        }
+    }
+    if !policy.given_up() {
+        if let Some(secs) = drafter.start(prompt)? {
+            policy.record_draft(secs);
+        }
     }
     em.prompt_done();
     // A verified batch stays within one micro-batch, so rolling it back never reaches past
@@ -173,6 +197,7 @@ impl<F: FnMut(u32) -> bool> Run<'_, '_, F> {
             }
         };
         self.stats.target_alone_tps = self.policy.target_alone_tps();
+        self.stats.costs = self.policy.measures().then(|| self.policy.costs());
         Ok((stop, self.em.finish(), self.stats))
     }
 

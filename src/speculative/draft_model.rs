@@ -51,6 +51,18 @@ impl Drafter for DraftModel {
         Ok(Some(secs))
     }
 
+    /// The second of two one-token passes (the first builds the graph).
+    fn token_cost(&mut self, probe: u32) -> Result<f64, EvalError> {
+        self.session.clear();
+        self.session.eval(&[probe], Want::Last)?;
+        self.session.clear();
+        let (r, secs) = timed(|| self.session.eval(&[probe], Want::Last).map(|_| ()));
+        self.session.clear();
+        self.text.clear();
+        self.evaluated = 0;
+        r.map(|_| secs)
+    }
+
     fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError> {
         let room = (self.session.n_ctx() - self.session.n_past()) as usize;
         let pending = &self.text[self.evaluated.min(self.text.len())..];

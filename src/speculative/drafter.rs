@@ -46,6 +46,11 @@ pub trait Drafter {
     /// a free drafter); the cost model starts from it.
     fn start(&mut self, prompt: &[u32]) -> Result<Option<f64>, EvalError>;
 
+    /// The seconds one drafted token costs, measured without reading the text (a pass over
+    /// token `probe` on an empty cache, forgotten after), so that a drafter that cannot pay is
+    /// found before it reads the prompt; 0 for a free drafter.
+    fn token_cost(&mut self, probe: u32) -> Result<f64, EvalError>;
+
     /// Up to `k` tokens to follow the text, none with an id of `n_vocab` (the target's
     /// vocabulary) or more; fewer, or none, where the drafter is not confident or has no room.
     fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError>;

@@ -96,6 +96,10 @@ impl Drafter for Lookup {
         Ok(Some(0.0))
     }
 
+    fn token_cost(&mut self, _probe: u32) -> Result<f64, EvalError> {
+        Ok(0.0)
+    }
+
     fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError> {
         let tokens = self
             .draft(k)

@@ -49,11 +49,19 @@ pub struct SpecParams {
 pub struct Speculator {
     pub(crate) drafter: Box<dyn Drafter>,
     pub(crate) params: SpecParams,
+    /// Pass times known before the run (from an earlier one): with the target's, no
+    /// calibration passes; with the drafter's too, a drafter that cannot pay is known before
+    /// it reads the prompt.
+    pub prior: cost::Costs,
 }
 
 impl Speculator {
     pub fn new(drafter: Box<dyn Drafter>, params: SpecParams) -> Self {
-        Speculator { drafter, params }
+        Speculator {
+            drafter,
+            params,
+            prior: cost::Costs::default(),
+        }
     }
 
     /// Speculative generation; the counterpart of [`crate::generate::generate`] with the same

@@ -16,6 +16,9 @@ const PRIOR_ALPHA: f64 = 0.8;
 const FIRST_PROBE_AFTER: usize = 16;
 /// Longest probe.
 const PROBE_LEN: usize = 2;
+/// The best acceptance rate a drafter can be hoped to reach: where a draft would not pay even
+/// at this rate, it never will.
+const BEST_ALPHA: f64 = 0.95;
 
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -24,6 +27,8 @@ pub struct Policy {
     fixed: bool,
     /// Steps in a row that verified no draft.
     plain_streak: usize,
+    /// Drafting was found unable to pay: every step is plain.
+    given_up: bool,
     /// The streak at which the next probe is considered.
     probe_after: usize,
 }
@@ -35,7 +40,35 @@ impl Policy {
             cost: CostModel::new(draft_max, PRIOR_ALPHA),
             fixed,
             plain_streak: 0,
+            given_up: false,
             probe_after: FIRST_PROBE_AFTER,
+        }
+    }
+
+    /// Whether no draft of at most `limit` tokens can beat plain decoding by the margin a
+    /// draft needs, even at the best acceptance rate, at the times measured (false before the
+    /// target's times and the draft's are known).
+    pub fn never_pays(&self, limit: usize) -> bool {
+        !self.fixed
+            && self.cost.draft_secs().is_some()
+            && self.cost.target_secs(2).is_some()
+            && self.cost.best_k_at(limit, BEST_ALPHA, DRAFT_MARGIN) == 0
+    }
+
+    /// Every step from now on decodes plainly.
+    pub fn give_up(&mut self) {
+        self.given_up = true;
+    }
+
+    pub fn given_up(&self) -> bool {
+        self.given_up
+    }
+
+    /// The target's and the drafter's times as measured so far.
+    pub fn costs(&self) -> super::cost::Costs {
+        super::cost::Costs {
+            target: self.cost.measured(),
+            draft: self.cost.draft_secs(),
         }
     }
 
@@ -47,6 +80,9 @@ impl Policy {
 
     /// The draft length for a step where at most `limit` tokens fit (0 = plain decoding).
     pub fn draft_len(&mut self, limit: usize) -> usize {
+        if self.given_up {
+            return 0;
+        }
         if self.fixed {
             return limit;
         }
@@ -91,6 +127,26 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_draft_that_cannot_pay_is_given_up() {
+        let mut p = Policy::new(2, false);
+        assert!(!p.never_pays(2), "nothing measured yet");
+        // a verification batch of 3 costs 2.5 passes, a drafted token half a pass
+        p.record_target(1, 0.040);
+        p.record_target(2, 0.070);
+        p.record_target(3, 0.100);
+        p.record_draft(0.020);
+        assert!(p.never_pays(2));
+        p.give_up();
+        assert_eq!(p.draft_len(2), 0);
+        // free drafts and cheap batches pay
+        let mut q = cheap_batches();
+        assert!(!q.never_pays(4));
+        assert_eq!(q.costs().target.len(), 5);
+        q.give_up();
+        assert_eq!(q.draft_len(4), 0);
+    }
 
     #[test]
     fn fixed_drafts_the_most_that_fits() {

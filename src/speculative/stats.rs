@@ -14,6 +14,8 @@ pub struct SpecStats {
     /// Target decode rate alone (one token per pass), as measured.
     pub target_alone_tps: Option<f64>,
     pub draft_time: Duration,
+    /// The pass times the cost model measured (where it decided), to keep for the next run.
+    pub costs: Option<super::cost::Costs>,
 }
 
 impl SpecStats {

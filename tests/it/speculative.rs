@@ -153,6 +153,10 @@ impl Drafter for Replay {
         Ok(Some(0.0))
     }
 
+    fn token_cost(&mut self, _probe: u32) -> Result<f64, EvalError> {
+        Ok(0.0)
+    }
+
     fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError> {
         let next = self.answer.iter().skip(self.text.len()).take(k);
         let tokens = if self.wrong {

@@ -40,13 +40,14 @@ mod q4k;
 #[cfg(target_arch = "x86_64")]
 mod q6k;
 mod route;
+pub mod tune;
 #[cfg(target_arch = "x86_64")]
 mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use peak::int8_peak_ops;
-pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route};
+pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tunable};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;

@@ -154,7 +154,30 @@ pub struct Route {
     /// Up to how many columns the decode op, run over every column, beats the tile op in a
     /// batch-invariant product (see [`Route::invariant`]).
     decode_cols: i64,
+    /// Ember's one-column kernel for this weight where one runs here (the decode op or the
+    /// Q4_K decode op), whether or not tuning left it the 1-column band: a batch-invariant
+    /// product of many columns runs it over all of them, reading the weights once.
+    column_kernel: Option<Kernel>,
 }
+
+/// A choice between one of Ember's kernels and ggml's matmul that only a measurement on this
+/// machine can make (both give the same bits): the kernel, the columns the choice decides,
+/// and how to time it (`probe` columns; `cold`: with the weights out of the caches, as
+/// decoding reads them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tunable {
+    pub kernel: Kernel,
+    pub cols: RangeInclusive<i64>,
+    pub probe: i64,
+    pub cold: bool,
+}
+
+/// Columns from which a tile op's product is timed as a prompt's (compute-bound, warm) rather
+/// than as a few tokens' (memory-bound, cold).
+const TILE_PROMPT_COLS: i64 = 16;
+
+/// The column count a prompt kernel is timed at.
+pub const PROMPT_PROBE: i64 = 64;
 
 /// Up to how many columns of a batch-invariant product (one token of each of several sequences)
 /// the decode op, run over every column with the weights in the cache, is faster than the tile
@@ -230,12 +253,83 @@ impl Route {
             Placement::Host if !ty.is_quantized() => Some(FLOAT_EXACT),
             Placement::Host | Placement::Device => None,
         };
+        let column_kernel = bands
+            .iter()
+            .find(|(k, cols)| matches!(k, Kernel::Decode | Kernel::Q4kDecode) && cols.contains(&1))
+            .map(|(k, _)| *k);
         Route {
             bands,
             placement,
             exact,
             decode_cols: if decodes { decode_columns(ty) } else { 0 },
+            column_kernel,
         }
+    }
+
+    /// The choices between Ember's kernels and ggml's this route holds, to time on this
+    /// machine: the 1-column decode ops (cold); the tile op for a few columns (cold) and for a
+    /// prompt (warm); the K-quant prompt ops (warm).
+    pub fn tunables(&self) -> Vec<Tunable> {
+        let mut out = Vec::new();
+        for (k, cols) in &self.bands {
+            let (a, b) = (*cols.start(), *cols.end());
+            match k {
+                Kernel::Decode | Kernel::Q4kDecode if a == 1 => out.push(Tunable {
+                    kernel: *k,
+                    cols: 1..=1,
+                    probe: 1,
+                    cold: true,
+                }),
+                Kernel::Tile { .. } => {
+                    if a < TILE_PROMPT_COLS {
+                        out.push(Tunable {
+                            kernel: *k,
+                            cols: a..=b.min(TILE_PROMPT_COLS - 1),
+                            probe: 4.clamp(a, b),
+                            cold: true,
+                        });
+                    }
+                    if b >= TILE_PROMPT_COLS {
+                        out.push(Tunable {
+                            kernel: *k,
+                            cols: a.max(TILE_PROMPT_COLS)..=b,
+                            probe: PROMPT_PROBE.clamp(a.max(TILE_PROMPT_COLS), b),
+                            cold: false,
+                        });
+                    }
+                }
+                Kernel::Q4kPrompt | Kernel::Q6kPrompt => out.push(Tunable {
+                    kernel: *k,
+                    cols: a..=b,
+                    probe: PROMPT_PROBE.clamp(a, b),
+                    cold: false,
+                }),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Leave the columns `t.cols` of kernel `t.kernel` to ggml's matmul (a measurement found
+    /// ggml's faster there). What one-column products give is unchanged: every kernel gives
+    /// ggml's bits.
+    pub fn refuse(&mut self, t: &Tunable) {
+        let mut bands = Vec::with_capacity(self.bands.len() + 1);
+        for (k, cols) in self.bands.drain(..) {
+            if k != t.kernel {
+                bands.push((k, cols));
+                continue;
+            }
+            let (a, b) = (*cols.start(), *cols.end());
+            let (ca, cb) = (*t.cols.start(), *t.cols.end());
+            if a < ca {
+                bands.push((k, a..=(ca - 1).min(b)));
+            }
+            if b > cb {
+                bands.push((k, (cb + 1).max(a)..=b));
+            }
+        }
+        self.bands = bands;
     }
 
     /// ggml's matmul for every column count (a weight no kernel of Ember takes).
@@ -245,6 +339,7 @@ impl Route {
             placement,
             exact: None,
             decode_cols: 0,
+            column_kernel: None,
         }
     }
 
@@ -333,13 +428,16 @@ impl Route {
     /// known: weights on a GPU), else the decode op over all columns where one-column products
     /// run it, else groups of `exact_columns`.
     pub fn invariant(&self, n_cols: i64) -> Invariant {
-        if n_cols <= self.decode_cols && self.kernel(1) == Kernel::Decode {
+        if n_cols == 1 {
+            return Invariant::Direct(self.kernel(1));
+        }
+        if n_cols <= self.decode_cols && self.column_kernel == Some(Kernel::Decode) {
             return Invariant::Columns(Kernel::Decode);
         }
         match self.exact {
-            Some(e) if n_cols > e as i64 => match self.kernel(1) {
-                k @ (Kernel::Decode | Kernel::Q4kDecode) => Invariant::Columns(k),
-                _ => Invariant::Groups(e),
+            Some(e) if n_cols > e as i64 => match self.column_kernel {
+                Some(k) => Invariant::Columns(k),
+                None => Invariant::Groups(e),
             },
             _ => Invariant::Direct(self.kernel(n_cols)),
         }
