@@ -177,7 +177,10 @@ mod tests {
         use crate::model::tune::TuneMode;
         let tune = |v: &'static str| move |k: &str| (k == "EMBER_TUNE").then(|| OsString::from(v));
         assert_eq!(Switches::from(tune("off")).tune, Some(TuneMode::Off));
-        assert_eq!(Switches::from(tune("refresh")).tune, Some(TuneMode::Refresh));
+        assert_eq!(
+            Switches::from(tune("refresh")).tune,
+            Some(TuneMode::Refresh)
+        );
         assert_eq!(Switches::from(tune("yes")).tune, None);
     }
 }

@@ -18,10 +18,10 @@ use serde_json::json;
 use crate::cli::args::{BenchArgs, BenchOutput};
 use crate::cli::config::{cache_type, flash_attn_choice, ContextSize, ModelConfig, UsageError};
 use crate::generate::{Session, Want};
-use crate::sampling::{Sampler, SamplingParams};
 use crate::ggml::Type;
 use crate::model::tune::TuneMode;
 use crate::model::LoadOptions;
+use crate::sampling::{Sampler, SamplingParams};
 
 use super::load::{self, Loaded};
 
@@ -175,7 +175,12 @@ pub(super) fn base_config(a: &BenchArgs, path: &std::path::Path) -> ModelConfig 
             offload: a.devices.request(),
             // routes are tuned for the most threads a test uses
             tune: TuneMode::from_flags(a.no_tune),
-            threads: a.threads.iter().copied().max().unwrap_or_else(default_threads),
+            threads: a
+                .threads
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or_else(default_threads),
         },
         mlock: false,
         verbose: a.verbose,

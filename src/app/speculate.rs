@@ -6,8 +6,8 @@ use anyhow::{Context as _, Result};
 use crate::cli::args::FlashAttn;
 use crate::cli::args::SpecArgs;
 use crate::cli::config::{cache_type, flash_attn_choice, ModelConfig, UsageError};
-use crate::sampling::{Sampler, SamplingParams};
 use crate::model::tune;
+use crate::sampling::{Sampler, SamplingParams};
 use crate::speculative::cost::Costs;
 use crate::speculative::policy::Policy;
 use crate::speculative::{compat, DraftModel, Drafter, Lookup, SpecParams, Speculator};
@@ -39,7 +39,10 @@ pub fn speculator(
             .map_or(usize::MAX, |c| c.saturating_sub(1));
         let limit = a.draft_max.clamp(1, crate::model::VERIFY_ROWS - 1).min(cap);
         let mut p = Policy::new(limit, false);
-        prior.target.iter().for_each(|&(n, s)| p.record_target(n, s));
+        prior
+            .target
+            .iter()
+            .for_each(|&(n, s)| p.record_target(n, s));
         if let Some(d) = prior.draft {
             p.record_draft(d);
         }

@@ -7,7 +7,8 @@
 //! Decisions are cached per CPU, build, thread count and shape in `tune.json` under the user's
 //! cache directory (`$EMBER_TUNE_FILE` names another file), so a model is measured once per
 //! machine: a few tens of milliseconds per distinct shape. `--no-tune` (or `EMBER_TUNE=off`)
-//! keeps Ember's kernels wherever they run; `EMBER_TUNE=refresh` measures again.
+//! keeps Ember's kernels wherever they run; `EMBER_TUNE=refresh` measures again. A debug build
+//! tunes only when `EMBER_TUNE=refresh` asks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ impl TuneMode {
         match crate::switches::Switches::get().tune {
             _ if no_tune => TuneMode::Off,
             Some(m) => m,
+            // Ember's kernels unoptimized against ggml's optimized C: timing them decides
+            // nothing (and the tests, which run a debug build, stay deterministic)
+            None if cfg!(debug_assertions) => TuneMode::Off,
             None => TuneMode::Cached,
         }
     }
@@ -318,7 +322,11 @@ pub fn pass_times(model: &str, threads: usize, mode: TuneMode) -> Vec<(usize, f6
         return Vec::new();
     };
     let c = CacheFile::read(&f);
-    let Some(m) = c.passes.get(&machine_key(threads)).and_then(|m| m.get(model)) else {
+    let Some(m) = c
+        .passes
+        .get(&machine_key(threads))
+        .and_then(|m| m.get(model))
+    else {
         return Vec::new();
     };
     let mut v: Vec<(usize, f64)> = m

@@ -68,7 +68,10 @@ pub(super) fn generate(
         // does, and plain decoding pays nothing more for it.
         let prior = &speculator.prior;
         if prior.target.len() >= 2 {
-            prior.target.iter().for_each(|&(n, s)| policy.record_target(n, s));
+            prior
+                .target
+                .iter()
+                .for_each(|&(n, s)| policy.record_target(n, s));
         } else {
             calibrate(target, 0, &mut policy, last, draft_max + 1)?;
         }

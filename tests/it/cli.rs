@@ -346,3 +346,46 @@ fn debug_tensors_lists_every_node_on_stderr() {
     // stdout still carries only the generated text.
     assert!(!String::from_utf8_lossy(&o.stdout).contains("tensor "));
 }
+
+/// Kernel tuning on a real model: every choice between an Ember kernel and ggml's is timed
+/// (`EMBER_TUNE=refresh`, which a debug build needs), kept in the tune file, shown with `-v`;
+/// `--no-tune` times nothing. The text is the same either way (every kernel gives ggml's bits).
+#[test]
+fn kernel_tuning_times_keeps_and_shows_its_choices() {
+    let model = common::smollm2();
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tune.json");
+    let f = file.to_str().unwrap();
+    let args = [
+        "-m",
+        m,
+        "-p",
+        "The capital of France is",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "-v",
+    ];
+    let env = [("EMBER_TUNE", "refresh"), ("EMBER_TUNE_FILE", f)];
+    let tuned = common::run_ember(&args, None, &env);
+    assert!(tuned.status.success(), "{}", show(&tuned));
+    let err = String::from_utf8_lossy(&tuned.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("kernel tuning:"))
+        .unwrap_or_default();
+    assert!(line.contains("timed now"), "{err}");
+    assert!(err.contains("(timed: decode@1 cold "), "{err}");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap_or_default()).unwrap_or_default();
+    let machines = kept["entries"].as_object().cloned().unwrap_or_default();
+    // timings too uneven to keep (a busy machine) are left out, so at least the file exists
+    assert!(machines.len() <= 1, "{kept}");
+    let off = common::run_ember(&[&args[..], &["--no-tune"]].concat(), None, &env);
+    assert!(off.status.success(), "{}", show(&off));
+    let err_off = String::from_utf8_lossy(&off.stderr);
+    assert!(err_off.contains("kernel tuning: off"), "{err_off}");
+    assert_eq!(tuned.stdout, off.stdout);
+}

@@ -40,9 +40,9 @@ mod q4k;
 #[cfg(target_arch = "x86_64")]
 mod q6k;
 mod route;
-pub mod tune;
 #[cfg(target_arch = "x86_64")]
 mod tile;
+pub mod tune;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -57,7 +57,10 @@ pub fn time_kernel(
     let x: Vec<f32> = columns(ne0 as usize * cols as usize);
     let n = weights.len();
     // Per weight at most two nodes (an Ember op may quantize the columns first).
-    let (ctx_e, ctx_g) = (Context::new(4 * n + 16, 2 * n + 8)?, Context::new(4 * n + 16, 2 * n + 8)?);
+    let (ctx_e, ctx_g) = (
+        Context::new(4 * n + 16, 2 * n + 8)?,
+        Context::new(4 * n + 16, 2 * n + 8)?,
+    );
     let ge = pass_graph(&ctx_e, weights, k, cols, &x)?;
     let gg = pass_graph(&ctx_g, weights, Kernel::Ggml, cols, &x)?;
     let mut passes: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
