@@ -161,6 +161,19 @@ pub struct Moe {
     pub n_expert_used: u32,
     /// each expert's hidden width
     pub n_ff_exp: u32,
+    /// how the router's logits become the chosen experts' weights
+    pub gating: Gating,
+}
+
+/// How a mixture of experts weighs the experts it picks (llama.cpp's expert gating function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gating {
+    /// Softmax over all the router's logits; the top `n_expert_used` probabilities,
+    /// normalised to sum 1 (Mixtral, Qwen3 MoE).
+    SoftmaxNorm,
+    /// The top `n_expert_used` logits, weighted by a softmax over those alone (gpt-oss:
+    /// llama.cpp's `SOFTMAX_WEIGHT`).
+    SoftmaxWeight,
 }
 
 /// The most experts a file may have (llama.cpp's `LLAMA_MAX_EXPERTS`).
@@ -453,6 +466,7 @@ fn read_moe(r: &mut Reader<'_>, arch: &str, n_layer: u32, n_ff: u32) -> Option<M
         n_expert,
         n_expert_used: n_used,
         n_ff_exp,
+        gating: Gating::SoftmaxNorm,
     })
 }
 
