@@ -345,7 +345,13 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             for (n, d) in biases {
                 f32_t(&mut w, &format!("blk.{il}.{n}.bias"), &d, 0.3, 0.0);
             }
-            f32_t(&mut w, &format!("blk.{il}.attn_sinks.weight"), &[t.n_head], 1.0, 0.0);
+            f32_t(
+                &mut w,
+                &format!("blk.{il}.attn_sinks.weight"),
+                &[t.n_head],
+                1.0,
+                0.0,
+            );
         }
         if arch == TinyArch::Qwen2 {
             for (n, d) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)] {
