@@ -125,6 +125,7 @@ pub enum TinyArch {
     Phi3 {
         fused_qkv: bool,
     },
+    /// Attention temperature tuning (Q scaled per position, a step every 4 positions).
     Mistral3,
     /// Four layers, the last without RoPE.
     Smollm3,
@@ -267,6 +268,13 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             w.add(
                 &format!("{a}.attention.sliding_window_pattern"),
                 Value::U32(2),
+            );
+        }
+        TinyArch::Mistral3 => {
+            w.add(&format!("{a}.attention.temperature_scale"), Value::F32(0.5));
+            w.add(
+                &format!("{a}.rope.scaling.original_context_length"),
+                Value::U32(4),
             );
         }
         TinyArch::GptOss => {

@@ -149,9 +149,30 @@ pub struct Hparams {
     pub residual_scale: Option<f32>,
     /// Mixture-of-experts feed-forward blocks, when `expert_count` is above 0.
     pub moe: Option<Moe>,
+    /// Llama 4 style attention temperature (Ministral 3): Q scaled per position, when set.
+    pub attn_temp: Option<AttnTemperature>,
     /// Layers that apply no RoPE to Q and K (SmolLM3: every 4th; Granite without
     /// `rope.scaling.finetuned`: all); empty when every layer does.
     pub no_rope: Vec<bool>,
+}
+
+/// Attention temperature tuning (llama.cpp's `f_attn_temp_scale`, `n_attn_temp_floor_scale`):
+/// Q at position p is multiplied by `1 + scale · ln(⌊p / floor⌋ + 1)`, so attention sharpens
+/// slowly with distance past the original context.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnTemperature {
+    pub scale: f32,
+    /// positions per step (the original context length)
+    pub floor: u32,
+}
+
+impl AttnTemperature {
+    /// The factor at position `pos`, in llama.cpp's arithmetic (the quotient and its floor in
+    /// f32, the logarithm in f64).
+    pub fn factor(self, pos: i32) -> f32 {
+        let steps = (pos as f32 / self.floor as f32).floor() as f64;
+        ((steps + 1.0).ln() * self.scale as f64 + 1.0) as f32
+    }
 }
 
 /// Mixture of experts: how many, how many each token uses, and their width.
@@ -403,6 +424,7 @@ pub fn read_with(
         attn_softcap: None,
         logit_scale: None,
         residual_scale: None,
+        attn_temp: None,
         no_rope: Vec::new(),
         moe: read_moe(&mut r, arch, n_layer, n_ff),
     };

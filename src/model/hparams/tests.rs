@@ -243,3 +243,16 @@ fn gpt_oss_requires_its_window_and_expert_width_naming_both() {
     .unwrap_err();
     assert!(e.contains("gpt-oss.attention.key_length"), "{e}");
 }
+
+/// llama.cpp's factors: 1 + scale·ln(⌊p / floor⌋ + 1).
+#[test]
+fn attention_temperature_steps_once_per_floor() {
+    let t = super::AttnTemperature {
+        scale: 0.5,
+        floor: 64,
+    };
+    assert_eq!(t.factor(0), 1.0);
+    assert_eq!(t.factor(63), 1.0);
+    assert_eq!(t.factor(64), (1.0 + 0.5 * 2f64.ln()) as f32);
+    assert_eq!(t.factor(200), (1.0 + 0.5 * 4f64.ln()) as f32);
+}
