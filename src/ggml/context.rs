@@ -654,6 +654,20 @@ impl Context {
         self.op(|c| unsafe { sys::ggml_soft_max_ext(c, a.as_ptr(), m, scale, 0.0) })
     }
 
+    /// Attention sinks on a `soft_max_ext` node: one learned logit per head (`sinks`, f32
+    /// [n_head]) joins each row's softmax denominator, taking a share of the attention that
+    /// goes to no cell.
+    pub fn soft_max_add_sinks(&self, softmax: Tensor<'_>, sinks: Tensor<'_>) {
+        // SAFETY: sets a source of a live node; ggml asserts the op, the sinks' type and count.
+        unsafe { sys::ggml_soft_max_add_sinks(softmax.as_ptr(), sinks.as_ptr()) }
+    }
+
+    /// [`soft_max_add_sinks`](Self::soft_max_add_sinks) on a `flash_attn_ext` node.
+    pub fn flash_attn_add_sinks(&self, fa: Tensor<'_>, sinks: Tensor<'_>) {
+        // SAFETY: as `soft_max_add_sinks`.
+        unsafe { sys::ggml_flash_attn_ext_add_sinks(fa.as_ptr(), sinks.as_ptr()) }
+    }
+
     /// Rotary embedding over the first `n_dims` of each head; `pos` holds i32 positions.
     #[allow(clippy::too_many_arguments)]
     pub fn rope_ext<'a>(

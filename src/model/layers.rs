@@ -7,6 +7,7 @@
 use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::{AttnKind, KvCache};
 
+use super::hparams::Gating;
 use super::inputs::{GraphShape, Inputs};
 use super::{Experts, Ffn, Layer, Model, Qkv};
 
@@ -42,7 +43,14 @@ pub enum FfnAct {
     Silu,
     /// gelu_tanh(gate) * up (GeGLU: gemma)
     Gelu,
+    /// gpt-oss's clamped SwiGLU: gate clamped above and up on both sides at
+    /// [`SWIGLU_OAI_LIMIT`], then `gate·sigmoid(α·gate)·(up + 1)` with α = [`SWIGLU_OAI_ALPHA`]
+    SwigluOai,
 }
+
+/// gpt-oss's SwiGLU constants (llama.cpp's, fixed in its graph rather than read from the file).
+pub const SWIGLU_OAI_ALPHA: f32 = 1.702;
+pub const SWIGLU_OAI_LIMIT: f32 = 7.0;
 
 impl<'g> Builder<'g> {
     /// A graph for a micro-batch of shape `shape`: `n_tokens` new tokens, those of sequence
@@ -174,35 +182,44 @@ impl<'g> Builder<'g> {
 
     /// The feed-forward block `f`: gated with activation `act` (gate and up separate, or fused
     /// into one matrix whose first half is the gate; biases where it has them), or a mixture
-    /// of SwiGLU experts.
+    /// of experts gated with `act`.
     pub fn ffn(&mut self, f: &Ffn, x: Tensor<'g>, act: FfnAct) -> Tensor<'g> {
         let c = self.ctx;
         let f = match f {
             Ffn::Gated(f) => f,
-            Ffn::Moe(e) => return self.moe(e, x),
+            Ffn::Moe(e) => return self.moe(e, x, act),
         };
         let up = self.linear(f.up, f.up_b, x);
         let h = match f.gate {
             Some(gate) => {
                 let g = self.linear(gate, f.gate_b, x);
-                match act {
-                    FfnAct::Silu => c.swiglu_split(g, up),
-                    FfnAct::Gelu => c.geglu_split(g, up),
-                }
+                self.glu(act, g, up)
             }
             None => c.swiglu(up),
         };
         self.linear(f.down, f.down_b, h)
     }
 
-    /// A mixture of SwiGLU experts, routed as llama.cpp's `build_moe_ffn` does: softmax over
-    /// the router's logits, the top `n_expert_used` experts, their probabilities normalised
-    /// to sum 1 (the sum clamped below at f16's smallest normal), each expert's output scaled
-    /// by its weight and the outputs summed in rank order.
-    fn moe(&mut self, e: &Experts, x: Tensor<'g>) -> Tensor<'g> {
+    /// `act(gate) * up`, fused.
+    fn glu(&self, act: FfnAct, gate: Tensor<'g>, up: Tensor<'g>) -> Tensor<'g> {
+        let c = self.ctx;
+        match act {
+            FfnAct::Silu => c.swiglu_split(gate, up),
+            FfnAct::Gelu => c.geglu_split(gate, up),
+            FfnAct::SwigluOai => c.swiglu_oai(gate, up, SWIGLU_OAI_ALPHA, SWIGLU_OAI_LIMIT),
+        }
+    }
+
+    /// A mixture of gated experts, routed as llama.cpp's `build_moe_ffn` does: the router's
+    /// logits (plus its bias), the top `n_expert_used` experts and their weights by the
+    /// model's [`Gating`] (softmax over all logits, the chosen probabilities normalised to
+    /// sum 1 with the sum clamped below at f16's smallest normal; or a softmax over the chosen
+    /// logits alone), each expert's output (biases added per expert) scaled by its weight and
+    /// the outputs summed in rank order.
+    fn moe(&mut self, e: &Experts, x: Tensor<'g>, act: FfnAct) -> Tensor<'g> {
         let nt = x.ne()[1];
         if !self.invariant || nt == 1 {
-            return self.moe_tokens(e, x);
+            return self.moe_tokens(e, x, act);
         }
         // Batch-invariant: each token through its experts as alone (`mul_mat_id` groups a
         // batch's tokens by expert, and how many an expert gets decides its kernel's order).
@@ -210,7 +227,7 @@ impl<'g> Builder<'g> {
         let mut out: Option<Tensor<'g>> = None;
         for j in 0..nt {
             let xj = c.view(x, &[x.ne()[0], 1], &[x.nb()[1]], j as usize * x.nb()[1]);
-            let o = self.moe_tokens(e, c.cont(xj));
+            let o = self.moe_tokens(e, c.cont(xj), act);
             out = Some(match out {
                 Some(a) => c.concat(a, o, 1),
                 None => o,
@@ -220,26 +237,42 @@ impl<'g> Builder<'g> {
     }
 
     /// [`moe`](Self::moe) for the tokens `x` together.
-    fn moe_tokens(&mut self, e: &Experts, x: Tensor<'g>) -> Tensor<'g> {
+    fn moe_tokens(&mut self, e: &Experts, x: Tensor<'g>, act: FfnAct) -> Tensor<'g> {
         let c = self.ctx;
         let moe = self.model.hp.moe.as_ref().expect("a model with experts");
         let (n_embd, nt) = (x.ne()[0], x.ne()[1]);
         let (n_expert, k) = (moe.n_expert as i64, moe.n_expert_used as i64);
-        let logits = self.mm(e.gate_inp, x);
-        let probs = c.soft_max(logits);
+        let logits = self.linear(e.gate_inp, e.gate_inp_b, x);
+        let probs = match moe.gating {
+            Gating::SoftmaxNorm => c.soft_max(logits),
+            Gating::SoftmaxWeight => logits,
+        };
         let selected = c.argsort_top_k(probs, k as i32);
         let probs = c.reshape(probs, &[1, n_expert, nt]);
-        let weights = c.get_rows(probs, selected);
-        let weights = c.reshape(weights, &[k, nt]);
-        // f16's smallest normal number, 2^-14
-        let sum = c.clamp(c.sum_rows(weights), 1.0 / 16384.0, f32::INFINITY);
-        let weights = c.reshape(c.div(weights, sum), &[1, k, nt]);
+        let weights = c.reshape(c.get_rows(probs, selected), &[k, nt]);
+        let weights = match moe.gating {
+            Gating::SoftmaxNorm => {
+                // f16's smallest normal number, 2^-14
+                let sum = c.clamp(c.sum_rows(weights), 1.0 / 16384.0, f32::INFINITY);
+                c.div(weights, sum)
+            }
+            Gating::SoftmaxWeight => c.soft_max(weights),
+        };
+        let weights = c.reshape(weights, &[1, k, nt]);
         self.graph.expand(weights);
         let cur = c.reshape(x, &[n_embd, 1, nt]);
-        let up = c.mul_mat_id(self.w(e.up), cur, selected);
-        let gate = c.mul_mat_id(self.w(e.gate), cur, selected);
-        let h = c.swiglu_split(gate, up);
-        let experts = c.mul_mat_id(self.w(e.down), h, selected);
+        // each expert's product, plus its bias when it has one
+        let expert_mm = |w, b: Option<TensorHandle>, x| {
+            let t = c.mul_mat_id(self.w(w), x, selected);
+            match b {
+                Some(b) => c.add_id(t, self.w(b), selected),
+                None => t,
+            }
+        };
+        let up = expert_mm(e.up, e.up_b, cur);
+        let gate = expert_mm(e.gate, e.gate_b, cur);
+        let h = self.glu(act, gate, up);
+        let experts = expert_mm(e.down, e.down_b, h);
         let experts = c.mul(experts, weights);
         self.graph.expand(experts);
         let nb = experts.nb();
@@ -363,6 +396,20 @@ impl<'g> Builder<'g> {
         let n_kv = inp.mask.n_kv() as i64;
         let (mask, k_idxs, v_idxs) = (inp.mask.tensor(c), inp.rows.k(c), inp.rows.v(c));
         let nt = self.spans[seq].1;
+        // gpt-oss's attention sinks: a learned logit per head joins every softmax
+        let sinks = self.model.layers[il].attn_sinks.map(|h| self.w(h));
+        let fa_sinks = |fa: Tensor<'g>| {
+            if let Some(s) = sinks {
+                c.flash_attn_add_sinks(fa, s);
+            }
+        };
+        let soft_max = |kq: Tensor<'g>, mask: Tensor<'g>| {
+            let t = c.soft_max_ext(kq, Some(mask), kq_scale);
+            if let Some(s) = sinks {
+                c.soft_max_add_sinks(t, s);
+            }
+            t
+        };
 
         // Quantized caches store rotated heads (see `KvCache::k_rot`); rotating Q the same way
         // keeps Q·K unchanged, and V's rotation is undone on the output.
@@ -445,6 +492,7 @@ impl<'g> Builder<'g> {
                     };
                     let (ki, vi) = (heads(k_cache, ty_k, hd_k), heads(v_cache, ty_v, hd_v));
                     let fi = c.flash_attn_ext(qi, ki, vi, Some(mi), kq_scale, softcap);
+                    fa_sinks(fi);
                     c.set_prec_f32(fi);
                     out = Some(match out {
                         None => fi,
@@ -454,6 +502,7 @@ impl<'g> Builder<'g> {
                 out.expect("nt > 1 rows")
             } else {
                 let fa = c.flash_attn_ext(q, kk, vv, Some(mask), kq_scale, softcap);
+                fa_sinks(fa);
                 // f32 accumulation, as llama.cpp asks (the CPU kernel always does; GPUs may not).
                 c.set_prec_f32(fa);
                 fa
@@ -476,7 +525,7 @@ impl<'g> Builder<'g> {
                     Some(cap) => c.scale(c.tanh(c.scale(kq, 1.0 / cap)), cap),
                     None => kq,
                 };
-                let kq = c.soft_max_ext(kq, Some(mi), kq_scale);
+                let kq = soft_max(kq, mi);
                 let kqv = c.mul_mat(v_cells(n_i), kq);
                 let merged = c.cont(c.permute(kqv, [0, 2, 1, 3]));
                 out = Some(match out {
@@ -494,7 +543,7 @@ impl<'g> Builder<'g> {
             if let Some(cap) = hp.attn_softcap {
                 kq = c.scale(c.tanh(c.scale(kq, 1.0 / cap)), cap);
             }
-            let kq = c.soft_max_ext(kq, Some(mask), kq_scale);
+            let kq = soft_max(kq, mask);
             let kqv = c.mul_mat(v_cells(n_kv), kq);
             let merged = c.permute(kqv, [0, 2, 1, 3]);
             let merged = c.cont(merged);

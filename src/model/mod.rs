@@ -33,6 +33,8 @@ pub struct Layer {
     /// (n_head * head_dim_v, n_embd)
     pub wo: TensorHandle,
     pub bo: Option<TensorHandle>,
+    /// (n_head), attention sinks: a learned logit per head in each softmax (gpt-oss)
+    pub attn_sinks: Option<TensorHandle>,
     /// RMSNorm of Q and K: per head (head_dim) or over the whole projection (OLMo 2)
     pub q_norm: Option<TensorHandle>,
     pub k_norm: Option<TensorHandle>,
@@ -97,6 +99,12 @@ pub struct Experts {
     pub up: TensorHandle,
     /// (n_ff_exp, n_embd, n_expert)
     pub down: TensorHandle,
+    /// Biases (gpt-oss): the router's (n_expert), and each expert's, (n_ff_exp, n_expert) for
+    /// gate and up and (n_embd, n_expert) for down.
+    pub gate_inp_b: Option<TensorHandle>,
+    pub gate_b: Option<TensorHandle>,
+    pub up_b: Option<TensorHandle>,
+    pub down_b: Option<TensorHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]

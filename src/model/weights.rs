@@ -429,6 +429,19 @@ impl<'f> Binder<'f> {
         self.bind(&w.name(layer, "weight"), g, shape, Usage::Plain, false)
     }
 
+    /// A required bias (`{name}.bias`).
+    pub fn bias(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+    ) -> Result<TensorHandle, WeightError> {
+        let g = self.device_of(w, layer);
+        Ok(self
+            .bind(&w.name(layer, "bias"), g, shape, Usage::Plain, true)?
+            .expect("required"))
+    }
+
     pub fn opt_bias(
         &mut self,
         w: W,

@@ -60,6 +60,17 @@ fn f16_bits(x: f32) -> u16 {
     sign | h as u16
 }
 
+/// `n` random MXFP4 values (a multiple of 32): blocks of an E8M0 exponent (2^-6 · the
+/// FP4 value halved: up to ±0.1875, about the scale of the f16 matrices) and 16 bytes of random 4-bit E2M1 codes.
+fn mxfp4_random(rng: &mut Lcg, n: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n as usize / 32 * 17);
+    for _ in 0..n / 32 {
+        out.push(122);
+        out.extend((0..16).map(|_| ((rng.next(1.0) + 1.0) * 128.0) as u8));
+    }
+    out
+}
+
 /// Q8_0 blocks of 32: an f16 scale (the largest magnitude / 127), then 32 rounded i8 quants.
 fn q8_0_bytes(v: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(v.len() / 32 * 34);
@@ -114,6 +125,7 @@ pub enum TinyArch {
     Phi3 {
         fused_qkv: bool,
     },
+    /// Attention temperature tuning (Q scaled per position, a step every 4 positions).
     Mistral3,
     /// Four layers, the last without RoPE.
     Smollm3,
@@ -121,10 +133,13 @@ pub enum TinyArch {
     Olmo2,
     /// Embedding, attention, residual and logit scales.
     Granite,
+    /// gpt-oss: biases everywhere (Q/K/V/O, router, experts), attention sinks, a mixture of 4
+    /// MXFP4 experts (2 per token, clamped SwiGLU), sliding window 4 on the even layers, YaRN.
+    GptOss,
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 11] = [
+    pub const ALL: [TinyArch; 12] = [
         TinyArch::Llama,
         TinyArch::Qwen2,
         TinyArch::Qwen3,
@@ -136,6 +151,7 @@ impl TinyArch {
         TinyArch::Smollm3,
         TinyArch::Olmo2,
         TinyArch::Granite,
+        TinyArch::GptOss,
     ];
 
     fn name(self) -> &'static str {
@@ -151,6 +167,7 @@ impl TinyArch {
             TinyArch::Smollm3 => "smollm3",
             TinyArch::Olmo2 => "olmo2",
             TinyArch::Granite => "granite",
+            TinyArch::GptOss => "gpt-oss",
         }
     }
 
@@ -228,11 +245,18 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
     } else {
         e / t.n_head
     };
-    let n_expert = if arch == TinyArch::Qwen3Moe { 4 } else { 0 };
+    let gpt_oss = arch == TinyArch::GptOss;
+    let n_expert = if arch == TinyArch::Qwen3Moe || gpt_oss {
+        4
+    } else {
+        0
+    };
+    // (MXFP4 rows are multiples of 32)
+    let ffe = if gpt_oss { e } else { ff / 2 };
     if n_expert > 0 {
         w.add(&format!("{a}.expert_count"), u(n_expert));
         w.add(&format!("{a}.expert_used_count"), u(2));
-        w.add(&format!("{a}.expert_feed_forward_length"), u(ff / 2));
+        w.add(&format!("{a}.expert_feed_forward_length"), u(ffe));
     }
     if qwen3 {
         w.add(&format!("{a}.attention.key_length"), u(hd));
@@ -244,6 +268,22 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             w.add(
                 &format!("{a}.attention.sliding_window_pattern"),
                 Value::U32(2),
+            );
+        }
+        TinyArch::Mistral3 => {
+            w.add(&format!("{a}.attention.temperature_scale"), Value::F32(0.5));
+            w.add(
+                &format!("{a}.rope.scaling.original_context_length"),
+                Value::U32(4),
+            );
+        }
+        TinyArch::GptOss => {
+            w.add(&format!("{a}.attention.sliding_window"), Value::U32(4));
+            w.add(&format!("{a}.rope.scaling.type"), s("yarn"));
+            w.add(&format!("{a}.rope.scaling.factor"), Value::F32(4.0));
+            w.add(
+                &format!("{a}.rope.scaling.original_context_length"),
+                Value::U32(64),
             );
         }
         TinyArch::Granite => {
@@ -277,7 +317,10 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
         let mut norm = |w: &mut GgufWriter, n: &str, d: u64| {
             f32_t(w, &format!("blk.{il}.{n}.weight"), &[d], 0.1, 1.0)
         };
-        if arch != TinyArch::Olmo2 {
+        if gpt_oss {
+            norm(&mut w, "attn_norm", e);
+            norm(&mut w, "post_attention_norm", e);
+        } else if arch != TinyArch::Olmo2 {
             norm(&mut w, "attn_norm", e);
             norm(&mut w, "ffn_norm", e);
         }
@@ -296,6 +339,28 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             norm(&mut w, "post_attention_norm", e);
             norm(&mut w, "post_ffw_norm", e);
         }
+        if gpt_oss {
+            let biases = [
+                ("attn_q", vec![q]),
+                ("attn_k", vec![kv]),
+                ("attn_v", vec![kv]),
+                ("attn_output", vec![e]),
+                ("ffn_gate_inp", vec![n_expert]),
+                ("ffn_gate_exps", vec![ffe, n_expert]),
+                ("ffn_up_exps", vec![ffe, n_expert]),
+                ("ffn_down_exps", vec![e, n_expert]),
+            ];
+            for (n, d) in biases {
+                f32_t(&mut w, &format!("blk.{il}.{n}.bias"), &d, 0.3, 0.0);
+            }
+            f32_t(
+                &mut w,
+                &format!("blk.{il}.attn_sinks.weight"),
+                &[t.n_head],
+                1.0,
+                0.0,
+            );
+        }
         if arch == TinyArch::Qwen2 {
             for (n, d) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)] {
                 f32_t(&mut w, &format!("blk.{il}.{n}.bias"), &[d], 0.5, 0.0);
@@ -313,7 +378,6 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
         }
         mats.push((blk("attn_output"), vec![q, e]));
         if n_expert > 0 {
-            let ffe = ff / 2;
             mats.push((blk("ffn_gate_inp"), vec![e, n_expert]));
             mats.push((blk("ffn_gate_exps"), vec![e, ffe, n_expert]));
             mats.push((blk("ffn_up_exps"), vec![e, ffe, n_expert]));
@@ -331,6 +395,10 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
     }
     for (name, dims) in mats {
         let n: u64 = dims.iter().product();
+        if gpt_oss && name.ends_with("_exps.weight") {
+            w.add_tensor(&name, GgmlType::MXFP4, &dims, mxfp4_random(&mut rng, n));
+            continue;
+        }
         let scale = 1.0 / (dims[0] as f32).sqrt() * 1.7;
         let v: Vec<f32> = (0..n).map(|_| rng.next(scale)).collect();
         let bytes = match mat_type {

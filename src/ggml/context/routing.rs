@@ -47,4 +47,24 @@ impl Context {
         // SAFETY: see `soft_max`; the ids are ggml's own top-k output, inside 0..n_expert.
         self.op(|c| unsafe { sys::ggml_mul_mat_id(c, experts.as_ptr(), b.as_ptr(), ids.as_ptr()) })
     }
+
+    /// `a` [n, n_used, n_tokens] plus the row of `b` [n, n_expert] that `ids` [n_used,
+    /// n_tokens] (i32) names for each: a per-expert bias after [`mul_mat_id`](Self::mul_mat_id).
+    pub fn add_id<'a>(&'a self, a: Tensor<'a>, b: Tensor<'a>, ids: Tensor<'a>) -> Tensor<'a> {
+        // SAFETY: see `soft_max`; the ids are ggml's own top-k output, inside 0..n_expert.
+        self.op(|c| unsafe { sys::ggml_add_id(c, a.as_ptr(), b.as_ptr(), ids.as_ptr()) })
+    }
+
+    /// gpt-oss's clamped SwiGLU, fused: with `g = min(a, limit)` and `u = clamp(b, -limit,
+    /// limit)`, `g·sigmoid(alpha·g)·(u + 1)`.
+    pub fn swiglu_oai<'a>(
+        &'a self,
+        a: Tensor<'a>,
+        b: Tensor<'a>,
+        alpha: f32,
+        limit: f32,
+    ) -> Tensor<'a> {
+        // SAFETY: see `soft_max` (ggml asserts the shapes agree).
+        self.op(|c| unsafe { sys::ggml_swiglu_oai(c, a.as_ptr(), b.as_ptr(), alpha, limit) })
+    }
 }

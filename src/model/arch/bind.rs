@@ -47,6 +47,10 @@ pub fn ffn(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Ffn, WeightError
             gate: b.experts(W::FfnGateExps, l, &[e, ff, n], used)?,
             up: b.experts(W::FfnUpExps, l, &[e, ff, n], used)?,
             down: b.experts(W::FfnDownExps, l, &[ff, e, n], used)?,
+            gate_inp_b: None,
+            gate_b: None,
+            up_b: None,
+            down_b: None,
         }));
     }
     let (e, ff, l) = (hp.n_embd as u64, hp.n_ff as u64, Some(il));
@@ -70,6 +74,7 @@ pub fn dense(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
         qkv: qkv(b, hp, il, n_q)?,
         wo: b.matrix(W::AttnOut, l, &[(hp.head_dim_v * hp.n_head) as u64, e])?,
         bo: b.opt_bias(W::AttnOut, l, &[e])?,
+        attn_sinks: None,
         q_norm: None,
         k_norm: None,
         attn_post_norm: None,

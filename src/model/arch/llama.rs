@@ -22,7 +22,8 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
 
 /// The forward graph; returns the logits of the selected rows. Shared by the llama-like
 /// families, each option taken from the model: per-head Q/K norms when the layers have them
-/// (qwen3), layers without RoPE (smollm3), the attention scale, a residual scale (granite).
+/// (qwen3), layers without RoPE (smollm3), the attention scale, a residual scale (granite),
+/// attention temperature tuning (mistral3).
 pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let m = b.model;
     let hp = &m.hp;
@@ -46,9 +47,14 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
             q = b.rope(q, il);
             k = b.rope(k, il);
         }
-        let q = b.name(q, "Qcur", Some(il));
+        let mut q = b.name(q, "Qcur", Some(il));
         let k = b.name(k, "Kcur", Some(il));
         let v = b.name(v, "Vcur", Some(il));
+        if let Some(t) = hp.attn_temp {
+            // Llama 4 style temperature tuning (Ministral 3): Q times its position's factor
+            let s = b.inp.attn_temp(c, t);
+            q = b.name(c.mul(q, s), "Qcur_attn_temp_scaled", Some(il));
+        }
         let att = b.attention(il, q, k, v, kq_scale);
         let mut cur = b.linear(l.wo, l.bo, att);
         if il + 1 == m.layers.len() {

@@ -1,10 +1,11 @@
 //! `mistral3` (Ministral 3, Mistral Small 3.x text models): the llama graph (optional output
 //! and feed-forward biases, llama3 `rope_freqs`), with YaRN's correction range and attention
-//! factor read from the file. Llama 4 style attention temperature scaling (a per-position
-//! factor on Q, `attention.temperature_scale`) is refused: not implemented yet.
+//! factor read from the file, and Llama 4 style attention temperature scaling when the file
+//! gives `attention.temperature_scale` (Q times a per-position factor, see
+//! [`AttnTemperature`]).
 
 use crate::gguf::{GgufFile, MetaError};
-use crate::model::hparams::{self, Hparams, HparamsError, Key, RopeType};
+use crate::model::hparams::{self, AttnTemperature, Hparams, HparamsError, Key, RopeType};
 
 pub use super::llama::{build, layer};
 
@@ -21,15 +22,20 @@ pub fn hparams(f: &GgufFile) -> Result<Hparams, HparamsError> {
         let yarn = hp.rope.ext_factor != 0.0;
         hp.rope.attn_factor =
             hparams::rope_attn_factor(yarn, hp.rope.freq_scale, log_mul, file_factor);
-        if let Some(t) = r
+        if let Some(scale) = r
             .opt_f32(Key::AttentionTemperatureScale)
             .filter(|&t| t != 0.0)
         {
-            r.push(MetaError::WrongType {
-                key: Key::AttentionTemperatureScale.name("mistral3"),
-                expected: "0 (attention temperature scaling is not supported yet)",
-                found: t.to_string(),
-            });
+            // one step per original context length, as llama.cpp has it
+            let floor = hp.rope.n_ctx_orig;
+            if floor == 0 {
+                r.push(MetaError::WrongType {
+                    key: Key::RopeScalingOrigCtx.name("mistral3"),
+                    expected: "a positive original context (attention temperature scaling)",
+                    found: "0".into(),
+                });
+            }
+            hp.attn_temp = Some(AttnTemperature { scale, floor });
         }
     })
 }

@@ -24,6 +24,7 @@
 mod bind;
 pub mod gemma2;
 pub mod gemma3;
+pub mod gpt_oss;
 pub mod granite;
 pub mod llama;
 pub mod mistral3;
@@ -56,6 +57,7 @@ pub enum Arch {
     Smollm3,
     Olmo2,
     Granite,
+    GptOss,
 }
 
 /// One row of the supported-architecture table.
@@ -157,6 +159,13 @@ impl Arch {
             verified: SYNTH,
             chat: CHAT_UNTESTED,
         },
+        ArchRow {
+            arch: Arch::GptOss,
+            name: "gpt-oss",
+            models: "gpt-oss (20B, 120B; MXFP4 experts)",
+            verified: SYNTH,
+            chat: CHAT_UNTESTED,
+        },
     ];
 
     fn row(self) -> &'static ArchRow {
@@ -215,6 +224,7 @@ impl Arch {
             Arch::Smollm3 => smollm3::hparams(f),
             Arch::Olmo2 => olmo2::hparams(f),
             Arch::Granite => granite::hparams(f),
+            Arch::GptOss => gpt_oss::hparams(f),
         }
     }
 
@@ -231,6 +241,7 @@ impl Arch {
             Arch::Smollm3 => smollm3::layer(b, hp, il),
             Arch::Olmo2 => olmo2::layer(b, hp, il),
             Arch::Granite => granite::layer(b, hp, il),
+            Arch::GptOss => gpt_oss::layer(b, hp, il),
         }
     }
 
@@ -247,6 +258,7 @@ impl Arch {
             Arch::Smollm3 => smollm3::build(b),
             Arch::Olmo2 => olmo2::build(b),
             Arch::Granite => granite::build(b),
+            Arch::GptOss => gpt_oss::build(b),
         }
     }
 }

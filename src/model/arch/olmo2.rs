@@ -40,6 +40,7 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
         },
         wo: b.matrix(W::AttnOut, l, &[(hp.head_dim_v * hp.n_head) as u64, e])?,
         bo: None,
+        attn_sinks: None,
         q_norm: Some(b.plain(W::AttnQNorm, l, &[q])?),
         k_norm: Some(b.plain(W::AttnKNorm, l, &[kv])?),
         attn_post_norm: Some(b.plain(W::AttnPostNorm, l, &[e])?),

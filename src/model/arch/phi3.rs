@@ -28,6 +28,7 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
         qkv: bind::qkv(b, hp, il, n_q)?,
         wo: b.matrix(W::AttnOut, l, &[(hp.head_dim_v * hp.n_head) as u64, e])?,
         bo: None,
+        attn_sinks: None,
         q_norm: None,
         k_norm: None,
         attn_post_norm: None,

@@ -149,9 +149,30 @@ pub struct Hparams {
     pub residual_scale: Option<f32>,
     /// Mixture-of-experts feed-forward blocks, when `expert_count` is above 0.
     pub moe: Option<Moe>,
+    /// Llama 4 style attention temperature (Ministral 3): Q scaled per position, when set.
+    pub attn_temp: Option<AttnTemperature>,
     /// Layers that apply no RoPE to Q and K (SmolLM3: every 4th; Granite without
     /// `rope.scaling.finetuned`: all); empty when every layer does.
     pub no_rope: Vec<bool>,
+}
+
+/// Attention temperature tuning (llama.cpp's `f_attn_temp_scale`, `n_attn_temp_floor_scale`):
+/// Q at position p is multiplied by `1 + scale · ln(⌊p / floor⌋ + 1)`, so attention sharpens
+/// slowly with distance past the original context.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnTemperature {
+    pub scale: f32,
+    /// positions per step (the original context length)
+    pub floor: u32,
+}
+
+impl AttnTemperature {
+    /// The factor at position `pos`, in llama.cpp's arithmetic (the quotient and its floor in
+    /// f32, the logarithm in f64).
+    pub fn factor(self, pos: i32) -> f32 {
+        let steps = (pos as f32 / self.floor as f32).floor() as f64;
+        ((steps + 1.0).ln() * self.scale as f64 + 1.0) as f32
+    }
 }
 
 /// Mixture of experts: how many, how many each token uses, and their width.
@@ -161,6 +182,19 @@ pub struct Moe {
     pub n_expert_used: u32,
     /// each expert's hidden width
     pub n_ff_exp: u32,
+    /// how the router's logits become the chosen experts' weights
+    pub gating: Gating,
+}
+
+/// How a mixture of experts weighs the experts it picks (llama.cpp's expert gating function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gating {
+    /// Softmax over all the router's logits; the top `n_expert_used` probabilities,
+    /// normalised to sum 1 (Mixtral, Qwen3 MoE).
+    SoftmaxNorm,
+    /// The top `n_expert_used` logits, weighted by a softmax over those alone (gpt-oss:
+    /// llama.cpp's `SOFTMAX_WEIGHT`).
+    SoftmaxWeight,
 }
 
 /// The most experts a file may have (llama.cpp's `LLAMA_MAX_EXPERTS`).
@@ -390,6 +424,7 @@ pub fn read_with(
         attn_softcap: None,
         logit_scale: None,
         residual_scale: None,
+        attn_temp: None,
         no_rope: Vec::new(),
         moe: read_moe(&mut r, arch, n_layer, n_ff),
     };
@@ -453,6 +488,7 @@ fn read_moe(r: &mut Reader<'_>, arch: &str, n_layer: u32, n_ff: u32) -> Option<M
         n_expert,
         n_expert_used: n_used,
         n_ff_exp,
+        gating: Gating::SoftmaxNorm,
     })
 }
 

@@ -165,3 +165,94 @@ fn expert_counts_are_checked_naming_the_key() {
     .unwrap_err();
     assert!(e.contains("'gemma3.expert_count'"), "{e}");
 }
+
+/// Metadata of a 4-layer gpt-oss with the given `(key, value)` pairs (u32) on top of the
+/// shape's.
+fn gpt_oss(keys: &[(&str, u32)]) -> Result<super::Hparams, String> {
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", Value::String("gpt-oss".into()));
+    for (k, v) in [
+        ("context_length", 256),
+        ("embedding_length", 64),
+        ("block_count", 4),
+        ("feed_forward_length", 96),
+        ("attention.head_count", 4),
+        ("attention.head_count_kv", 2),
+        ("expert_count", 8),
+        ("expert_used_count", 2),
+    ]
+    .iter()
+    .chain(keys)
+    {
+        w.add(&format!("gpt-oss.{k}"), Value::U32(*v));
+    }
+    w.add("gpt-oss.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    w.add(
+        "tokenizer.ggml.tokens",
+        Value::array(ValueType::String, vec![Value::String("a".into()); 8]),
+    );
+    for i in 0..4 {
+        w.add_tensor(
+            &format!("t{i}"),
+            crate::gguf::GgmlType::F32,
+            &[1],
+            vec![0; 4],
+        );
+    }
+    let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
+    Arch::GptOss.hparams(&f).map_err(|e| e.to_string())
+}
+
+#[test]
+fn gpt_oss_reads_its_window_experts_and_gating() {
+    let hp = gpt_oss(&[
+        ("attention.sliding_window", 16),
+        ("expert_feed_forward_length", 32),
+    ])
+    .unwrap();
+    // even layers local, as llama.cpp's pattern of 2
+    assert_eq!(
+        (0..4).map(|il| hp.is_swa(il)).collect::<Vec<_>>(),
+        [true, false, true, false]
+    );
+    let moe = hp.moe.as_ref().unwrap();
+    assert_eq!(
+        (moe.n_ff_exp, moe.gating),
+        (32, super::Gating::SoftmaxWeight)
+    );
+    assert_eq!(hp.attn_scale, 1.0 / 4.0, "1/√n_rot, heads of 16");
+}
+
+#[test]
+fn gpt_oss_requires_its_window_and_expert_width_naming_both() {
+    let e = gpt_oss(&[]).unwrap_err();
+    for key in [
+        "gpt-oss.attention.sliding_window",
+        "gpt-oss.expert_feed_forward_length",
+    ] {
+        assert!(e.contains(key), "{e}");
+    }
+    // heads narrower than the RoPE dimensions
+    let e = gpt_oss(&[
+        ("attention.sliding_window", 16),
+        ("expert_feed_forward_length", 32),
+        ("attention.key_length", 8),
+        ("attention.value_length", 8),
+        ("rope.dimension_count", 4),
+    ])
+    .unwrap_err();
+    assert!(e.contains("gpt-oss.attention.key_length"), "{e}");
+}
+
+/// llama.cpp's factors: 1 + scale·ln(⌊p / floor⌋ + 1).
+#[test]
+fn attention_temperature_steps_once_per_floor() {
+    let t = super::AttnTemperature {
+        scale: 0.5,
+        floor: 64,
+    };
+    assert_eq!(t.factor(0), 1.0);
+    assert_eq!(t.factor(63), 1.0);
+    assert_eq!(t.factor(64), (1.0 + 0.5 * 2f64.ln()) as f32);
+    assert_eq!(t.factor(200), (1.0 + 0.5 * 4f64.ln()) as f32);
+}

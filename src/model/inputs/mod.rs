@@ -15,6 +15,8 @@ use std::ops::Range;
 use crate::ggml::{Context, GgmlError, Tensor, TensorHandle, Type};
 use crate::kv::{AttnKind, Cells, KvCache};
 
+use super::hparams::AttnTemperature;
+
 /// One micro-batch, as the inputs see it: the tokens of one or more sequences, each sequence's
 /// a run of consecutive rows.
 pub struct UBatch<'a> {
@@ -111,6 +113,9 @@ pub struct Inputs {
     /// Each sequence's attention inputs, in row order.
     pub seqs: Vec<SeqInputs>,
     pub out_ids: OutputRows,
+    /// Each token's attention temperature, made when the graph asks for it
+    /// ([`Inputs::attn_temp`]).
+    attn_temp: Option<AttnTemp>,
     /// The cache slot of each sequence, as built.
     slots: Vec<usize>,
     /// Built for column-invariant products.
@@ -184,6 +189,7 @@ impl Inputs {
             pos,
             seqs,
             out_ids: OutputRows::new(ctx, shape),
+            attn_temp: None,
             slots: shape.seqs.iter().map(|s| s.slot).collect(),
             invariant: shape.invariant,
             columns: shape.columns,
@@ -198,6 +204,15 @@ impl Inputs {
         self.seqs[0].attn(kind)
     }
 
+    /// The attention temperature of each token (`t`: the model's), made on the first call.
+    pub fn attn_temp<'g>(&mut self, ctx: &'g Context, t: AttnTemperature) -> Tensor<'g> {
+        let n_tokens = self.tokens.n_tokens;
+        let a = self
+            .attn_temp
+            .get_or_insert_with(|| AttnTemp::new(ctx, n_tokens, t));
+        ctx.get(a.tensor)
+    }
+
     fn all(&self) -> impl Iterator<Item = &dyn GraphInput> {
         let kv = self
             .seqs
@@ -207,6 +222,7 @@ impl Inputs {
             .into_iter()
             .chain(kv.flat_map(|a| [&a.mask as &dyn GraphInput, &a.rows]))
             .chain([&self.out_ids as &dyn GraphInput])
+            .chain(self.attn_temp.iter().map(|a| a as &dyn GraphInput))
     }
 
     /// Write micro-batch `ub` into every input (the graph allocated in `ctx`).
@@ -318,6 +334,40 @@ impl Positions {
 impl GraphInput for Positions {
     fn set(&self, ctx: &Context, ub: &UBatch<'_>, _: &mut Scratch) -> Result<(), GgmlError> {
         self.tensor(ctx).write_i32(ub.pos)
+    }
+
+    fn can_reuse(&self, shape: &GraphShape) -> bool {
+        self.n_tokens == shape.n_tokens
+    }
+}
+
+/// f32 [1, 1, n_tokens]: the factor Q is multiplied by at each token's position
+/// (`inp_attn_scale`, Llama 4 style temperature tuning; see [`AttnTemperature`]).
+pub struct AttnTemp {
+    tensor: TensorHandle,
+    n_tokens: usize,
+    temp: AttnTemperature,
+}
+
+impl AttnTemp {
+    fn new(ctx: &Context, n_tokens: usize, temp: AttnTemperature) -> AttnTemp {
+        let t = ctx
+            .new_tensor(Type::F32, &[1, 1, n_tokens as i64])
+            .set_name("inp_attn_scale")
+            .set_input();
+        AttnTemp {
+            tensor: ctx.handle(t),
+            n_tokens,
+            temp,
+        }
+    }
+}
+
+impl GraphInput for AttnTemp {
+    fn set(&self, ctx: &Context, ub: &UBatch<'_>, s: &mut Scratch) -> Result<(), GgmlError> {
+        s.f32.clear();
+        s.f32.extend(ub.pos.iter().map(|&p| self.temp.factor(p)));
+        ctx.get(self.tensor).write_f32(&s.f32)
     }
 
     fn can_reuse(&self, shape: &GraphShape) -> bool {

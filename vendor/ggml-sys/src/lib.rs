@@ -238,6 +238,19 @@ extern "C" {
         a: *mut ggml_tensor,
         b: *mut ggml_tensor,
     ) -> *mut ggml_tensor;
+    pub fn ggml_swiglu_oai(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+        alpha: f32,
+        limit: f32,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_add_id(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+        ids: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
     pub fn ggml_cpy(
         ctx: *mut ggml_context,
         a: *mut ggml_tensor,
@@ -360,6 +373,8 @@ extern "C" {
         scale: f32,
         max_bias: f32,
     ) -> *mut ggml_tensor;
+    pub fn ggml_soft_max_add_sinks(a: *mut ggml_tensor, sinks: *mut ggml_tensor);
+    pub fn ggml_flash_attn_ext_add_sinks(a: *mut ggml_tensor, sinks: *mut ggml_tensor);
     pub fn ggml_rope_ext(
         ctx: *mut ggml_context,
         a: *mut ggml_tensor,
