@@ -90,9 +90,13 @@ pub(super) fn generate(
             policy.give_up();
         }
     }
+    // One drafted token's own cost, without catching up on the text (what the tune file
+    // keeps; the cost model's figure includes catching up, which a long plain streak inflates).
+    let mut token_secs = policy.costs().draft;
     if !policy.given_up() {
         if let Some(secs) = drafter.start(prompt)? {
             policy.record_draft(secs);
+            token_secs = Some(secs);
         }
     }
     em.prompt_done();
@@ -103,6 +107,7 @@ pub(super) fn generate(
         .max_batch()
         .map_or(n_ubatch, |d| d.min(n_ubatch))
         .max(2) as usize;
+    let drafter_is_free = drafter.is_free();
     let run = Run {
         n_ctx: target.n_ctx(),
         target,
@@ -120,7 +125,11 @@ pub(super) fn generate(
         max_batch,
         n_predict: params.n_predict,
     };
-    run.decode(logits)
+    let (stop, timings, mut stats) = run.decode(logits)?;
+    if let Some(c) = &mut stats.costs {
+        c.draft = token_secs.filter(|_| !drafter_is_free);
+    }
+    Ok((stop, timings, stats))
 }
 
 /// Measures the target's time for verification batches of 1, 2 and 3 or 4 in sequence `slot`
