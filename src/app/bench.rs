@@ -258,7 +258,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         writeln!(out, "model_filename,model_size,model_n_params,n_threads,type_k,type_v,flash_attn,n_prompt,n_gen,test,avg_ts,stddev_ts,ms,bw_pct")?;
     }
     // The bandwidth roof, measured once per thread count, only for generation tests.
-    let mut bandwidths = super::bench_roof::Bandwidths::default();
+    let mut bandwidths = super::bench_roof::Bandwidths::new(TuneMode::from_flags(a.no_tune));
     for path in &a.models {
         let base = base_config(a, path);
         let loaded = load::load(&base)?;

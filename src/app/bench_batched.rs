@@ -139,7 +139,8 @@ pub(super) fn run(a: &BenchArgs, settings: &[Setting]) -> Result<()> {
         BenchOutput::Json | BenchOutput::Jsonl => {}
     }
     let mut lines = Vec::new();
-    let mut bandwidths = super::bench_roof::Bandwidths::default();
+    let mut bandwidths =
+        super::bench_roof::Bandwidths::new(crate::model::tune::TuneMode::from_flags(a.no_tune));
     for path in &a.models {
         let base = base_config(a, path);
         let loaded = load::load(&base)?;

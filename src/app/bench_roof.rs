@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::gguf::GgufFile;
 use crate::kv::KV_PAD;
+use crate::model::tune::TuneMode;
 
 /// Passes of the bandwidth probe after its warm-up.
 const PASSES: usize = 7;
@@ -39,21 +40,35 @@ pub fn read_bandwidth(threads: usize) -> (f64, f64) {
     (best, 1.0 - median / best)
 }
 
-/// Read bandwidths measured so far, by thread count (each measured once per run).
+/// Read bandwidths measured so far, by thread count (each measured once per run), kept at
+/// their best in the tune file (`crate::model::tune::best_kept`) unless `mode` is off.
 #[derive(Default)]
-pub struct Bandwidths(Vec<(usize, f64)>);
+pub struct Bandwidths {
+    seen: Vec<(usize, f64)>,
+    pub mode: TuneMode,
+}
 
 impl Bandwidths {
-    /// The read bandwidth with `threads` threads, bytes per second (measured on first ask).
+    pub fn new(mode: TuneMode) -> Bandwidths {
+        Bandwidths {
+            seen: Vec::new(),
+            mode,
+        }
+    }
+
+    /// The read bandwidth with `threads` threads, bytes per second (measured on first ask):
+    /// the best this machine has shown, this run's probe or an earlier one's.
     pub fn get(&mut self, threads: usize) -> f64 {
-        if let Some(&(_, bw)) = self.0.iter().find(|(t, _)| *t == threads) {
+        if let Some(&(_, bw)) = self.seen.iter().find(|(t, _)| *t == threads) {
             return bw;
         }
-        let (bw, spread) = read_bandwidth(threads);
+        let (now, spread) = read_bandwidth(threads);
+        let bw = crate::model::tune::best_kept("read bandwidth", threads, self.mode, now);
         log::info!(
-            "read bandwidth with {threads} threads: {:.1} GB/s (best of {PASSES} passes; the median {:.1}% below)",
-            bw / 1e9,
-            spread * 100.0
+            "read bandwidth with {threads} threads: {:.1} GB/s now (best of {PASSES} passes; the median {:.1}% below), {:.1} GB/s the best kept",
+            now / 1e9,
+            spread * 100.0,
+            bw / 1e9
         );
         if spread > 0.1 {
             log::warn!(
@@ -61,7 +76,7 @@ impl Bandwidths {
                 spread * 100.0
             );
         }
-        self.0.push((threads, bw));
+        self.seen.push((threads, bw));
         bw
     }
 }

@@ -193,10 +193,12 @@ pub fn tune<'a>(
                     let mut timing = time_kernel(b, &ws, t.kernel, t.probe, t.cold, REPS);
                     if timing.as_ref().is_ok_and(|t| !t.steady) {
                         report.unsteady += 1;
-                        timing = time_kernel(b, &ws, t.kernel, t.probe, t.cold, REPS)
-                            .map(|again| Timing {
-                                steady: true,
-                                ..again
+                        timing =
+                            time_kernel(b, &ws, t.kernel, t.probe, t.cold, REPS).map(|again| {
+                                Timing {
+                                    steady: true,
+                                    ..again
+                                }
                             });
                     }
                     match timing {
@@ -366,6 +368,29 @@ pub fn save_pass_times(model: &str, threads: usize, mode: TuneMode, times: &[(us
     }
 }
 
+/// The best of `measured` and what earlier runs measured of `name` on this machine with
+/// `threads` threads (kept in the tune file: a roof such as the read bandwidth is the machine's,
+/// and one run's probe may fall short of it); with tuning off, `measured`.
+pub fn best_kept(name: &str, threads: usize, mode: TuneMode, measured: f64) -> f64 {
+    let Some(f) = cache_file().filter(|_| mode != TuneMode::Off) else {
+        return measured;
+    };
+    let mut c = CacheFile::read(&f);
+    let m = c.best.entry(machine_key(threads)).or_default();
+    let kept = match mode {
+        TuneMode::Cached => m.get(name).copied().filter(|v| v.is_finite()),
+        _ => None,
+    };
+    let best = kept.map_or(measured, |k| k.max(measured));
+    if kept != Some(best) {
+        m.insert(name.to_string(), best);
+        if let Err(e) = c.write(&f) {
+            log::warn!("cannot write {}: {e}", f.display());
+        }
+    }
+    best
+}
+
 /// `$EMBER_TUNE_FILE`, else `tune.json` in `$XDG_CACHE_HOME/ember` or `~/.cache/ember`.
 fn cache_file() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("EMBER_TUNE_FILE") {
@@ -391,6 +416,9 @@ struct CacheFile {
     entries: BTreeMap<String, BTreeMap<String, Entry>>,
     #[serde(default)]
     passes: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
+    /// Machine-wide figures kept at their best (the read bandwidth), by machine key.
+    #[serde(default)]
+    best: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 impl CacheFile {
