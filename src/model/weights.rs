@@ -383,6 +383,19 @@ impl<'f> Binder<'f> {
             .expect("required"))
     }
 
+    /// Tensor `{w's name}.{suffix}` of `layer`, for `usage`, on the device its layer runs
+    /// on; `required`: a missing one is an error (else `None`).
+    fn layer_tensor(
+        &mut self,
+        (w, layer, suffix): (W, Option<u32>, &str),
+        shape: &[u64],
+        usage: Usage,
+        required: bool,
+    ) -> Result<Option<TensorHandle>, WeightError> {
+        let g = self.device_of(w, layer);
+        self.bind(&w.name(layer, suffix), g, shape, usage, required)
+    }
+
     /// A required tensor used element-wise or by get_rows.
     pub fn plain(
         &mut self,
@@ -390,10 +403,8 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<TensorHandle, WeightError> {
-        let g = self.device_of(w, layer);
-        Ok(self
-            .bind(&w.name(layer, "weight"), g, shape, Usage::Plain, true)?
-            .expect("required"))
+        let t = self.layer_tensor((w, layer, "weight"), shape, Usage::Plain, true)?;
+        Ok(t.expect("required"))
     }
 
     /// A required matrix (the left operand of mul_mat).
@@ -403,10 +414,8 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<TensorHandle, WeightError> {
-        let g = self.device_of(w, layer);
-        Ok(self
-            .bind(&w.name(layer, "weight"), g, shape, Usage::Matrix, true)?
-            .expect("required"))
+        let t = self.layer_tensor((w, layer, "weight"), shape, Usage::Matrix, true)?;
+        Ok(t.expect("required"))
     }
 
     pub fn opt_matrix(
@@ -415,8 +424,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        let g = self.device_of(w, layer);
-        self.bind(&w.name(layer, "weight"), g, shape, Usage::Matrix, false)
+        self.layer_tensor((w, layer, "weight"), shape, Usage::Matrix, false)
     }
 
     pub fn opt_plain(
@@ -425,8 +433,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        let g = self.device_of(w, layer);
-        self.bind(&w.name(layer, "weight"), g, shape, Usage::Plain, false)
+        self.layer_tensor((w, layer, "weight"), shape, Usage::Plain, false)
     }
 
     /// A required bias (`{name}.bias`).
@@ -436,10 +443,8 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<TensorHandle, WeightError> {
-        let g = self.device_of(w, layer);
-        Ok(self
-            .bind(&w.name(layer, "bias"), g, shape, Usage::Plain, true)?
-            .expect("required"))
+        let t = self.layer_tensor((w, layer, "bias"), shape, Usage::Plain, true)?;
+        Ok(t.expect("required"))
     }
 
     pub fn opt_bias(
@@ -448,8 +453,7 @@ impl<'f> Binder<'f> {
         layer: Option<u32>,
         shape: &[u64],
     ) -> Result<Option<TensorHandle>, WeightError> {
-        let g = self.device_of(w, layer);
-        self.bind(&w.name(layer, "bias"), g, shape, Usage::Plain, false)
+        self.layer_tensor((w, layer, "bias"), shape, Usage::Plain, false)
     }
 
     /// Allocate and fill every bound tensor.

@@ -1,6 +1,23 @@
 use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
 use crate::model::Arch;
 
+/// A vocabulary of 8 tokens and four placeholder tensors (hparams read only metadata, but the
+/// layer count may not exceed the tensor count).
+fn add_vocab_and_tensors(w: &mut GgufWriter) {
+    w.add(
+        "tokenizer.ggml.tokens",
+        Value::array(ValueType::String, vec![Value::String("a".into()); 8]),
+    );
+    for i in 0..4 {
+        w.add_tensor(
+            &format!("t{i}"),
+            crate::gguf::GgmlType::F32,
+            &[1],
+            vec![0; 4],
+        );
+    }
+}
+
 /// Metadata of a 4-layer Gemma 3, changed by `edit`. Hparams read only metadata, but
 /// the layer count may not exceed the tensor count, so four placeholder tensors are added.
 fn gemma3(edit: impl FnOnce(&mut GgufWriter)) -> Result<super::Hparams, String> {
@@ -19,18 +36,7 @@ fn gemma3(edit: impl FnOnce(&mut GgufWriter)) -> Result<super::Hparams, String> 
         w.add(&format!("gemma3.{k}"), u(v));
     }
     w.add("gemma3.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
-    w.add(
-        "tokenizer.ggml.tokens",
-        Value::array(ValueType::String, vec![Value::String("a".into()); 8]),
-    );
-    for i in 0..4 {
-        w.add_tensor(
-            &format!("t{i}"),
-            crate::gguf::GgmlType::F32,
-            &[1],
-            vec![0; 4],
-        );
-    }
+    add_vocab_and_tensors(&mut w);
     edit(&mut w);
     let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
     Arch::Gemma3.hparams(&f).map_err(|e| e.to_string())
@@ -187,18 +193,7 @@ fn gpt_oss(keys: &[(&str, u32)]) -> Result<super::Hparams, String> {
         w.add(&format!("gpt-oss.{k}"), Value::U32(*v));
     }
     w.add("gpt-oss.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
-    w.add(
-        "tokenizer.ggml.tokens",
-        Value::array(ValueType::String, vec![Value::String("a".into()); 8]),
-    );
-    for i in 0..4 {
-        w.add_tensor(
-            &format!("t{i}"),
-            crate::gguf::GgmlType::F32,
-            &[1],
-            vec![0; 4],
-        );
-    }
+    add_vocab_and_tensors(&mut w);
     let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
     Arch::GptOss.hparams(&f).map_err(|e| e.to_string())
 }
