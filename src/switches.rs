@@ -17,8 +17,9 @@ pub struct Switches {
     /// Quantized caches store Hadamard-rotated heads (`EMBER_ATTN_ROT_DISABLE` unset, empty or
     /// 0; llama.cpp's `LLAMA_ATTN_ROT_DISABLE`).
     pub attn_rot: bool,
-    /// `EMBER_TUNE=off` or `refresh`: kernel routes not tuned, or measured again
-    /// (`crate::model::tune`); unset or anything else, the default.
+    /// `EMBER_TUNE=off`, `on` or `refresh`: kernel routes not tuned, tuned with the cache
+    /// (a debug build's default is off), or measured again (`crate::model::tune`); unset or
+    /// anything else, the default.
     pub tune: Option<crate::model::tune::TuneMode>,
 }
 
@@ -38,6 +39,7 @@ impl Switches {
             tune: match var("EMBER_TUNE").as_ref().and_then(|v| v.to_str()) {
                 Some("off" | "0") => Some(crate::model::tune::TuneMode::Off),
                 Some("refresh") => Some(crate::model::tune::TuneMode::Refresh),
+                Some("on" | "1") => Some(crate::model::tune::TuneMode::Cached),
                 _ => None,
             },
         }
@@ -181,6 +183,7 @@ mod tests {
             Switches::from(tune("refresh")).tune,
             Some(TuneMode::Refresh)
         );
+        assert_eq!(Switches::from(tune("on")).tune, Some(TuneMode::Cached));
         assert_eq!(Switches::from(tune("yes")).tune, None);
     }
 }

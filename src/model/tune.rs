@@ -8,7 +8,7 @@
 //! cache directory (`$EMBER_TUNE_FILE` names another file), so a model is measured once per
 //! machine: a few tens of milliseconds per distinct shape. `--no-tune` (or `EMBER_TUNE=off`)
 //! keeps Ember's kernels wherever they run; `EMBER_TUNE=refresh` measures again. A debug build
-//! tunes only when `EMBER_TUNE=refresh` asks.
+//! tunes only when `EMBER_TUNE=on` or `refresh` asks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -416,3 +416,57 @@ fn verification_rows_equal_lone_decoding_past_512_cells_with_threads() {
         }
     }
 }
+
+/// Speculation keeps its pass times in the tune file; where the kept times show that no draft
+/// can pay, the next run does not load the draft model at all, and its text is plain
+/// decoding's.
+#[test]
+fn kept_pass_times_skip_a_draft_that_cannot_pay() {
+    let (_d, m) = common::tiny_model_q8(5);
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tune.json");
+    let env = [
+        ("EMBER_TUNE", "on"),
+        ("EMBER_TUNE_FILE", file.to_str().unwrap()),
+    ];
+    let args = [
+        "-m",
+        m,
+        "-p",
+        "the the a",
+        "-n",
+        "16",
+        "--temp",
+        "0",
+        "-t",
+        "1",
+        "-v",
+    ];
+    let plain = common::run_ember(&args, None, &env);
+    assert!(plain.status.success(), "{}", common::show(&plain));
+    let spec = [&args[..], &["-md", m]].concat();
+    let first = common::run_ember(&spec, None, &env);
+    assert!(first.status.success(), "{}", common::show(&first));
+    assert_eq!(first.stdout, plain.stdout);
+    // The file holds the model's pass times now (target and draft are the same file): make a
+    // verification pass cost as much as decoding its tokens one by one.
+    let mut kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("the tune file was written")).unwrap();
+    let models = kept["passes"]
+        .as_object_mut()
+        .and_then(|m| m.values_mut().next())
+        .and_then(|m| m.as_object_mut())
+        .expect("pass times kept");
+    for times in models.values_mut() {
+        for n in 1..=8 {
+            times[n.to_string()] = serde_json::json!(0.01 * n as f64);
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec(&kept).unwrap()).unwrap();
+    let second = common::run_ember(&spec, None, &env);
+    assert!(second.status.success(), "{}", common::show(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("draft model not loaded"), "{err}");
+    assert_eq!(second.stdout, plain.stdout);
+}
