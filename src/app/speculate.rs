@@ -10,7 +10,7 @@ use crate::model::tune;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::speculative::cost::Costs;
 use crate::speculative::policy::Policy;
-use crate::speculative::{compat, DraftModel, Drafter, Lookup, SpecParams, Speculator};
+use crate::speculative::{compat, draft_cap, DraftModel, Drafter, Lookup, SpecParams, Speculator};
 
 use super::load::{self, Loaded};
 
@@ -30,14 +30,12 @@ pub fn speculator(
     target: &Loaded,
     sampler: &Sampler,
 ) -> Result<Option<Speculator>> {
+    if !a.lookup && a.model_draft.is_none() {
+        return Ok(None);
+    }
     let prior = prior_costs(a, target_cfg)?;
     if a.model_draft.is_some() && !a.lookup && a.draft_max > 0 && !a.spec_fixed {
-        let cap = sampler
-            .is_greedy()
-            .then(|| target.model.weights.exact_columns())
-            .flatten()
-            .map_or(usize::MAX, |c| c.saturating_sub(1));
-        let limit = a.draft_max.clamp(1, crate::model::VERIFY_ROWS - 1).min(cap);
+        let limit = draft_cap(a.draft_max, sampler.is_greedy(), &target.model.weights);
         let mut p = Policy::new(limit, false);
         prior
             .target

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ggml::kernels::tune::{time_kernel, Timing, COLD_BYTES};
+use crate::ggml::kernels::tune::{time_kernel, COLD_BYTES};
 use crate::ggml::kernels::{Machine, Placement, Tunable};
 use crate::ggml::{Backend, TensorHandle, Type};
 
@@ -63,8 +63,6 @@ pub struct Verdict {
     pub tunable: Tunable,
     pub ember_us: f64,
     pub ggml_us: f64,
-    /// Read from the cache file, not measured now.
-    pub cached: bool,
 }
 
 impl Verdict {
@@ -170,13 +168,8 @@ pub fn tune<'a>(
         for t in &members[0].tunables {
             let key = shape.key(t);
             let known = cache.entries.get(&machine).and_then(|m| m.get(&key));
-            let v = match known {
-                Some(e) => Verdict {
-                    tunable: t.clone(),
-                    ember_us: e.ember_us,
-                    ggml_us: e.ggml_us,
-                    cached: true,
-                },
+            let e = match known {
+                Some(e) => e.clone(),
                 None => {
                     let b = match &mut backend {
                         Some(b) => b,
@@ -188,39 +181,10 @@ pub fn tune<'a>(
                             }
                         },
                     };
-                    let ws = pick(members, t, &weight);
-                    // an uneven timing (a busy moment) is taken again, once, and the second kept
-                    let mut timing = time_kernel(b, &ws, t.kernel, t.probe, t.cold, REPS);
-                    if timing.as_ref().is_ok_and(|t| !t.steady) {
-                        report.unsteady += 1;
-                        timing =
-                            time_kernel(b, &ws, t.kernel, t.probe, t.cold, REPS).map(|again| {
-                                Timing {
-                                    steady: true,
-                                    ..again
-                                }
-                            });
-                    }
-                    match timing {
-                        Ok(Timing {
-                            ember,
-                            ggml,
-                            steady,
-                        }) => {
-                            report.measured += 1;
-                            let e = Entry {
-                                ember_us: ember.as_secs_f64() * 1e6,
-                                ggml_us: ggml.as_secs_f64() * 1e6,
-                            };
-                            if steady {
-                                fresh.insert(key, e.clone());
-                            }
-                            Verdict {
-                                tunable: t.clone(),
-                                ember_us: e.ember_us,
-                                ggml_us: e.ggml_us,
-                                cached: false,
-                            }
+                    match measure(b, &pick(members, t, &weight), t, &mut report) {
+                        Ok(e) => {
+                            fresh.insert(key, e.clone());
+                            e
                         }
                         Err(e) => {
                             log::warn!("kernel tuning of {key} failed: {e}");
@@ -228,6 +192,11 @@ pub fn tune<'a>(
                         }
                     }
                 }
+            };
+            let v = Verdict {
+                tunable: t.clone(),
+                ember_us: e.ember_us,
+                ggml_us: e.ggml_us,
             };
             if v.ggml_wins() {
                 for m in members {
@@ -249,6 +218,26 @@ pub fn tune<'a>(
     }
     report.file = file;
     (refused, report)
+}
+
+/// Times choice `t` on weights `ws`; a timing whose passes were uneven (a busy moment) is
+/// taken again, once, and the second kept.
+fn measure(
+    b: &Backend,
+    ws: &[crate::ggml::Tensor<'_>],
+    t: &Tunable,
+    report: &mut TuneReport,
+) -> Result<Entry, crate::ggml::GgmlError> {
+    let mut timing = time_kernel(b, ws, t.kernel, t.probe, t.cold, REPS)?;
+    if !timing.steady {
+        report.unsteady += 1;
+        timing = time_kernel(b, ws, t.kernel, t.probe, t.cold, REPS)?;
+    }
+    report.measured += 1;
+    Ok(Entry {
+        ember_us: timing.ember.as_secs_f64() * 1e6,
+        ggml_us: timing.ggml.as_secs_f64() * 1e6,
+    })
 }
 
 /// The weights a choice is timed on: for a cold timing, weights alike until their bytes
@@ -278,15 +267,18 @@ pub fn tunable_placement(p: Placement) -> bool {
 
 /// This CPU, this build and the thread count: decisions made under another do not apply.
 fn machine_key(threads: usize) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|n| n.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    static CPU: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cpu = CPU.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|n| n.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    });
     let m = Machine::get();
     let features = [
         ("avx2", m.avx2),
@@ -456,7 +448,6 @@ mod tests {
             },
             ember_us,
             ggml_us,
-            cached: false,
         }
     }
 

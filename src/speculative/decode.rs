@@ -8,6 +8,7 @@ use crate::generate::decode::{check_prompt, Emitter};
 use crate::generate::{
     EvalError, GenerateError, GenerateParams, Session, StopReason, Timings, Want,
 };
+use crate::model::WeightSet;
 use crate::sampling::Sampler;
 use crate::tokenizer::Tokenizer;
 
@@ -16,21 +17,23 @@ use super::policy::Policy;
 use super::stats::SpecStats;
 use super::{accept, timed, Speculator};
 
-/// The longest draft whose verification picks exactly the tokens plain decoding would, where
-/// that is shorter than any draft. Each weight's kernel route knows how many columns one product
-/// can take and still give one-column decoding's results bit for bit (ggml's repacked kernels
-/// multiply groups of 4 rows differently from single rows; its tiled K-quant path takes over
-/// from 8; f16 matrices from 2): at temperature 0 a longer verification batch could pick another
-/// argmax than plain decoding in a near-tie. A draft of n tokens is a batch of n + 1 columns.
-fn exact_draft_cap(target: &Session, sampler: &Sampler) -> Option<usize> {
-    if !sampler.is_greedy() {
-        return None;
-    }
-    exact_cap(target)
+/// The longest draft a step may verify with `draft_max` asked for: one verification batch,
+/// and for greedy sampling (`greedy`) no more than picks exactly the tokens plain decoding
+/// would. Each weight's kernel route knows how many columns one product can take and still
+/// give one-column decoding's results bit for bit (ggml's repacked kernels multiply groups of
+/// 4 rows differently from single rows; its tiled K-quant path takes over from 8; f16 matrices
+/// from 2): at temperature 0 a longer verification batch could pick another argmax than plain
+/// decoding in a near-tie. A draft of n tokens is a batch of n + 1 columns.
+pub(crate) fn draft_cap(draft_max: usize, greedy: bool, weights: &WeightSet) -> usize {
+    let exact = weights
+        .exact_columns()
+        .filter(|_| greedy)
+        .map_or(usize::MAX, |cols| cols.saturating_sub(1));
+    draft_max.clamp(1, crate::model::VERIFY_ROWS - 1).min(exact)
 }
 
 /// The longest draft whose verification is exact for greedy decoding on `target`'s weights
-/// (see [`exact_draft_cap`]); None when any length is.
+/// (see [`draft_cap`]); None when any length is.
 pub(crate) fn exact_cap(target: &Session) -> Option<usize> {
     let cols = target.model().weights.exact_columns()?;
     Some(cols.saturating_sub(1))
@@ -50,10 +53,7 @@ pub(super) fn generate(
     check_prompt(target, prompt)?;
     // verification passes attend row by row, as decoding does (see `Session::eval_verify`)
     target.enable_verify()?;
-    let draft_max = spec
-        .draft_max
-        .clamp(1, crate::model::VERIFY_ROWS - 1)
-        .min(exact_draft_cap(target, sampler).unwrap_or(usize::MAX));
+    let draft_max = draft_cap(spec.draft_max, sampler.is_greedy(), &target.model().weights);
     for &id in prompt {
         sampler.accept(id);
     }

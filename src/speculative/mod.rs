@@ -16,7 +16,7 @@ pub mod accept;
 pub mod compat;
 pub mod cost;
 mod decode;
-pub(crate) use decode::{calibrate, exact_cap};
+pub(crate) use decode::{calibrate, draft_cap, exact_cap};
 pub mod draft_model;
 pub mod drafter;
 pub mod lookup;
