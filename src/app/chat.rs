@@ -76,10 +76,17 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     let mut ctrl_c = false;
     loop {
         if let Some(i) = super::signals::received() {
-            return Err(i.into());
+            // On a terminal the editor reads Ctrl-C as a key; a SIGINT seen here is a late one
+            // from the answer before (two Ctrl-C pressed fast: the second can reach the process
+            // after the answer stopped, before the editor took the terminal). It ends nothing.
+            if !(input.is_terminal() && i.is_ctrl_c()) {
+                return Err(i.into());
+            }
+            super::signals::reset_interrupt();
         }
-        // At the prompt, nothing is lost by ending at once (the history is saved per entry).
-        super::signals::at_prompt(true);
+        // Reading piped lines, nothing is lost by ending at once on SIGINT (the history is saved
+        // per entry). On a terminal the editor turns Ctrl-C into `Read::Interrupted`.
+        super::signals::at_prompt(!input.is_terminal());
         let read = input.read(">>> ");
         super::signals::at_prompt(false);
         let line = match read {

@@ -27,6 +27,11 @@ pub struct Interrupted {
 }
 
 impl Interrupted {
+    /// SIGINT: Ctrl-C, or `kill -INT`.
+    pub fn is_ctrl_c(&self) -> bool {
+        self.signal == SIGINT
+    }
+
     pub fn exit_code(&self) -> u8 {
         (128 + self.signal).clamp(0, 255) as u8
     }
