@@ -3,11 +3,12 @@
 //! conversation so far and evaluate only the new tokens.
 
 pub mod template;
+mod tojson;
 
 use serde::{Deserialize, Serialize};
 
 use crate::tokenizer::{StreamDecoder, Tokenizer};
-pub use template::{ChatTemplate, TemplateError};
+pub use template::{ChatTemplate, Reasoning, TemplateError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
