@@ -62,7 +62,7 @@ fn write(out: &mut String, v: &Value, s: &Style, depth: usize) -> Result<(), Err
         ValueKind::Map => {
             let mut keys: Vec<Value> = v.try_iter()?.collect();
             if s.sort_keys {
-                keys.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+                keys.sort_by_key(|a| a.to_string());
             }
             container(out, '{', '}', keys.len(), s, depth, |out, i| {
                 let k = &keys[i];
