@@ -78,11 +78,13 @@ pub fn run(a: &BatchArgs) -> Result<()> {
         session.n_ctx(),
         a.invariant
     );
-    let format = super::front::chat_format(&loaded, a.chat_template.as_deref())?;
+    let reasoning = a.reasoning.template_vars();
+    let format = super::front::chat_format(&loaded, a.chat_template.as_deref(), &reasoning)?;
     let lines_format = if a.chat {
         Some(Some(super::front::chat_format(
             &loaded,
             a.chat_template.as_deref(),
+            &reasoning,
         )?))
     } else if a.lines {
         Some(None)

@@ -44,7 +44,7 @@ struct Repl<'a> {
 pub fn run(cfg: &RunConfig) -> Result<()> {
     super::signals::install_chat();
     let front = Front::open(&cfg.model)?;
-    let format = front.chat_format(cfg.chat_template.as_deref())?;
+    let format = front.chat_format(cfg.chat_template.as_deref(), &cfg.reasoning)?;
     let name = cfg
         .model
         .path
@@ -159,12 +159,18 @@ impl Repl<'_> {
         }
         super::signals::reset_interrupt();
         let stdout = std::io::stdout();
+        let split = if self.cfg.special {
+            None
+        } else {
+            self.conv.reasoning_splitter(&prompt.text)
+        };
         let mut out = Output::new(
             OutputFormat::Text,
             stdout.lock(),
             self.cfg.special,
             self.cfg.stops.clone(),
-        );
+        )
+        .with_reasoning(split, self.cfg.show_reasoning);
         let guard = self
             .format
             .as_ref()

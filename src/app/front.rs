@@ -12,7 +12,8 @@ use std::io::Write;
 
 use anyhow::{Context as _, Result};
 
-use crate::chat::{ChatTemplate, Conversation, Format, Message};
+use crate::chat::reasoning::Splitter;
+use crate::chat::{ChatTemplate, Conversation, Format, Message, Reasoning};
 use crate::cli::config::{ModelConfig, RunConfig};
 use crate::generate::{generate, GenerateError, GenerateParams, Session, StopReason, Timings};
 use crate::sampling::Sampler;
@@ -67,24 +68,37 @@ impl Front {
     }
 
     /// The conversation format: `--chat-template`, else the model's template, else raw text.
-    pub fn chat_format(&self, chat_template: Option<&str>) -> Result<Format> {
-        chat_format(&self.loaded, chat_template)
+    pub fn chat_format(
+        &self,
+        chat_template: Option<&str>,
+        reasoning: &Reasoning,
+    ) -> Result<Format> {
+        chat_format(&self.loaded, chat_template, reasoning)
     }
 
     /// A one-shot prompt's tokens: the text (with `--chat`, a user message after the system
     /// prompt, rendered by the chat template), BOS where the vocabulary adds one, cut to the
-    /// context with `--truncate-prompt`.
-    pub fn prompt_tokens(&self, cfg: &RunConfig, text: &str) -> Result<Vec<u32>> {
+    /// context with `--truncate-prompt`. With `--chat`, also how the answer's reasoning is
+    /// told apart (unless `--special` asks for the raw text).
+    pub fn prompt_tokens(
+        &self,
+        cfg: &RunConfig,
+        text: &str,
+    ) -> Result<(Vec<u32>, Option<Splitter>)> {
         let tok = &self.loaded.tokenizer;
         let rendered;
+        let mut split = None;
         let text = if cfg.chat_prompt {
-            let format = self.chat_format(cfg.chat_template.as_deref())?;
+            let format = self.chat_format(cfg.chat_template.as_deref(), &cfg.reasoning)?;
             if matches!(format, Format::Raw) {
                 log::warn!("--chat: this model has no chat template; the prompt is used as it is (choose one with --chat-template)");
             }
             let mut c = Conversation::new(format, cfg.system_prompt.as_deref());
             c.messages.push(Message::new("user", text));
             rendered = c.render()?;
+            if !cfg.special {
+                split = c.reasoning_splitter(&rendered);
+            }
             &rendered
         } else {
             text
@@ -106,7 +120,7 @@ impl Front {
             );
             ids = kept;
         }
-        Ok(ids)
+        Ok((ids, split))
     }
 
     /// Evaluate `new` (the prompt tokens the cache does not hold; the sampler has seen those it
@@ -144,7 +158,11 @@ impl Front {
 
 /// The conversation format of a loaded model: `chat_template` (a name, a file, or raw), else
 /// the model's template, else raw text.
-pub fn chat_format(loaded: &Loaded, chat_template: Option<&str>) -> Result<Format> {
+pub fn chat_format(
+    loaded: &Loaded,
+    chat_template: Option<&str>,
+    reasoning: &Reasoning,
+) -> Result<Format> {
     let tok = &loaded.tokenizer;
 
     let text = |id: Option<u32>| id.map_or(String::new(), |id| tok.token_text(id).to_string());
@@ -153,15 +171,17 @@ pub fn chat_format(loaded: &Loaded, chat_template: Option<&str>) -> Result<Forma
         if arg == "raw" || arg == "none" {
             return Ok(Format::Raw);
         }
-        return Ok(Format::Template(Box::new(ChatTemplate::from_arg(
-            arg, &bos, &eos,
-        )?)));
+        let mut t = ChatTemplate::from_arg(arg, &bos, &eos)?;
+        t.set_reasoning(reasoning);
+        return Ok(Format::Template(Box::new(t)));
     }
     match loaded.model.file.get_str("tokenizer.chat_template") {
-        Ok(src) => Ok(Format::Template(Box::new(
-            ChatTemplate::new("the model's", src, &bos, &eos)
-                .context("the model's chat template (choose another with --chat-template)")?,
-        ))),
+        Ok(src) => {
+            let mut t = ChatTemplate::new("the model's", src, &bos, &eos)
+                .context("the model's chat template (choose another with --chat-template)")?;
+            t.set_reasoning(reasoning);
+            Ok(Format::Template(Box::new(t)))
+        }
         Err(_) => Ok(Format::Raw),
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::chat::reasoning::Splitter;
 use crate::cli::config::OutputFormat;
 use crate::generate::text::TextStream;
 use crate::generate::{StopReason, Timings};
@@ -19,6 +20,10 @@ pub struct Output<W: Write> {
     text: TextStream,
     ids: Vec<u32>,
     write_err: Option<std::io::Error>,
+    /// Text output: the model's reasoning goes to stderr (`--show-reasoning`).
+    show_reasoning: bool,
+    /// Reasoning was written to stderr and the answer has not begun: a newline is owed.
+    reasoning_open: bool,
 }
 
 impl<W: Write> Output<W> {
@@ -29,18 +34,48 @@ impl<W: Write> Output<W> {
             text: TextStream::new(special, stops),
             ids: Vec::new(),
             write_err: None,
+            show_reasoning: false,
+            reasoning_open: false,
         }
+    }
+
+    /// Keep the model's reasoning out of the answer (`split`); with text output, `show` writes
+    /// it to stderr as it comes. JSON outputs carry it as `reasoning`.
+    pub fn with_reasoning(mut self, split: Option<Splitter>, show: bool) -> Self {
+        self.text = self.text.with_reasoning(split);
+        self.show_reasoning = show;
+        self
+    }
+
+    /// All the reasoning kept apart so far.
+    pub fn reasoning(&self) -> &str {
+        self.text.reasoning()
     }
 
     /// A generated token; false when generation should stop (a stop string, or stdout failed).
     pub fn token(&mut self, tok: &Tokenizer, id: u32) -> bool {
         self.ids.push(id);
         let shown = self.text.push(tok, id);
+        let thought = self.text.take_reasoning();
         let r = match self.format {
-            OutputFormat::Text => self.write_text(&shown),
+            OutputFormat::Text => {
+                if self.show_reasoning && !thought.is_empty() {
+                    show_reasoning(thought);
+                    self.reasoning_open = true;
+                }
+                if self.reasoning_open && !shown.is_empty() {
+                    eprintln!();
+                    self.reasoning_open = false;
+                }
+                self.write_text(&shown)
+            }
             OutputFormat::Json => Ok(()),
             OutputFormat::Jsonl => {
-                let line = json!({"id": id, "text": shown});
+                let line = if thought.is_empty() {
+                    json!({"id": id, "text": shown})
+                } else {
+                    json!({"id": id, "text": shown, "reasoning": thought})
+                };
                 writeln!(self.out, "{line}").and_then(|_| self.out.flush())
             }
         };
@@ -82,38 +117,70 @@ impl<W: Write> Output<W> {
     /// for `--json`, the summary line for `--jsonl`.
     pub fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
         let mut tail = self.text.finish();
+        let thought = self.text.take_reasoning().to_string();
         let text = self.text.text();
+        let reasoning = self.text.reasoning();
         match self.format {
             OutputFormat::Text => {
+                if self.show_reasoning && !thought.is_empty() {
+                    show_reasoning(&thought);
+                    self.reasoning_open = true;
+                }
+                if self.reasoning_open {
+                    eprintln!();
+                    self.reasoning_open = false;
+                }
                 if !text.is_empty() && !text.ends_with('\n') {
                     tail.push('\n');
                 }
                 self.write_text(&tail)?;
             }
             OutputFormat::Json => {
-                let v = json!({
+                let mut v = json!({
                     "text": text,
                     "tokens": self.ids,
                     "stop_reason": summary.stop_reason,
                     "timings": summary.timings_json(),
                 });
+                if !reasoning.is_empty() {
+                    v["reasoning"] = reasoning.into();
+                }
                 writeln!(self.out, "{v}")?;
             }
             OutputFormat::Jsonl => {
-                if !tail.is_empty() {
-                    writeln!(self.out, "{}", json!({"text": tail}))?;
+                if !tail.is_empty() || !thought.is_empty() {
+                    let mut v = json!({"text": tail});
+                    if !thought.is_empty() {
+                        v["reasoning"] = thought.into();
+                    }
+                    writeln!(self.out, "{v}")?;
                 }
-                let v = json!({
+                let mut v = json!({
                     "done": true,
                     "text": text,
                     "stop_reason": summary.stop_reason,
                     "timings": summary.timings_json(),
                 });
+                if !reasoning.is_empty() {
+                    v["reasoning"] = reasoning.into();
+                }
                 writeln!(self.out, "{v}")?;
             }
         }
         self.out.flush()
     }
+}
+
+/// Reasoning on stderr: dimmed on a terminal, so it reads apart from the answer.
+fn show_reasoning(text: &str) {
+    use std::io::IsTerminal;
+    let mut err = std::io::stderr().lock();
+    let _ = if err.is_terminal() {
+        write!(err, "\x1b[2m{text}\x1b[0m")
+    } else {
+        write!(err, "{text}")
+    };
+    let _ = err.flush();
 }
 
 /// How a run ended, for the JSON outputs.

@@ -29,7 +29,7 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     let prompt = read_prompt(cfg)?;
     super::signals::install();
     let mut front = Front::open(&cfg.model)?;
-    let ids = front.prompt_tokens(cfg, &prompt)?;
+    let (ids, split) = front.prompt_tokens(cfg, &prompt)?;
     let mut sampler = Sampler::new(cfg.sampling.clone());
     if let Some(f) = &cfg.format {
         sampler.set_guard(Some(front.loaded.guard(f, front.model.n_threads)));
@@ -50,7 +50,8 @@ pub fn run(cfg: &RunConfig) -> Result<()> {
     }
 
     let stdout = std::io::stdout();
-    let mut out = Output::new(cfg.output, stdout.lock(), cfg.special, cfg.stops.clone());
+    let mut out = Output::new(cfg.output, stdout.lock(), cfg.special, cfg.stops.clone())
+        .with_reasoning(split, cfg.show_reasoning);
     let mut spec = super::speculate::speculator(&cfg.spec, &front.model, &front.loaded, &sampler)?;
     let decoded = front
         .decode(

@@ -2,6 +2,7 @@
 //! models without one), and the bookkeeping that lets each turn re-use the KV cache of the
 //! conversation so far and evaluate only the new tokens.
 
+pub mod reasoning;
 pub mod template;
 mod tojson;
 
@@ -50,6 +51,16 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// How the answer to `prompt` (this conversation rendered with the generation prompt)
+    /// keeps its reasoning apart, when the template has a reasoning syntax.
+    pub fn reasoning_splitter(&self, prompt: &str) -> Option<reasoning::Splitter> {
+        match &self.format {
+            Format::Template(t) => reasoning::Syntax::detect(t.source())
+                .map(|syntax| reasoning::Splitter::new(syntax, prompt)),
+            Format::Raw => None,
+        }
+    }
+
     pub fn new(format: Format, system: Option<&str>) -> Self {
         let mut c = Conversation {
             format,

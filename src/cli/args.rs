@@ -123,6 +123,8 @@ pub struct ServeArgs {
     /// the model's).
     #[arg(long = "chat-template")]
     pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub reasoning: ReasoningArgs,
     /// Tokens to generate when a request does not say (-1 = until end of generation or a full
     /// slot).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
@@ -163,6 +165,8 @@ pub struct BatchArgs {
     /// model's).
     #[arg(long = "chat-template")]
     pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub reasoning: ReasoningArgs,
     /// Sequences evaluated at once (-np; default: from the context size and the cores, printed
     /// with -v). Each gets an equal share of -c.
     #[arg(long = "parallel")]
@@ -497,6 +501,8 @@ pub struct RunArgs {
     /// for plain completion. Default: the model's own template.
     #[arg(long = "chat-template", value_name = "NAME|FILE")]
     pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub reasoning: ReasoningArgs,
     /// In the chat, when the conversation no longer fits the context: drop the oldest turns
     /// (keeping the system prompt), or stop with an error.
     #[arg(long = "context-full", value_enum, default_value = "drop")]
@@ -507,6 +513,38 @@ pub struct RunArgs {
     pub format: FormatArgs,
     #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+/// Models that reason before they answer (Qwen3's `<think>`, gpt-oss's analysis channel): the
+/// reasoning is kept off stdout.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReasoningArgs {
+    /// Ask the model to think before answering (on) or not (off): the chat template's
+    /// `enable_thinking` (Qwen3, SmolLM3). Default: the template's own default. gpt-oss always
+    /// reasons; off asks it for low effort.
+    #[arg(long = "reasoning", value_name = "on|off", value_parser = ["on", "off"])]
+    pub reasoning: Option<String>,
+    /// How hard a model reasons (gpt-oss's `reasoning_effort`): low, medium or high.
+    #[arg(long = "reasoning-effort", value_name = "LEVEL", value_parser = ["low", "medium", "high"])]
+    pub reasoning_effort: Option<String>,
+    /// Write the model's reasoning to stderr as it comes (by default it is not shown; stdout
+    /// has only the answer). With --json/--jsonl it is the `reasoning` field either way.
+    #[arg(long = "show-reasoning")]
+    pub show_reasoning: bool,
+}
+
+impl ReasoningArgs {
+    /// What the chat template is told.
+    pub fn template_vars(&self) -> crate::chat::Reasoning {
+        let off = self.reasoning.as_deref() == Some("off");
+        crate::chat::Reasoning {
+            enable_thinking: self.reasoning.as_deref().map(|r| r == "on"),
+            effort: self
+                .reasoning_effort
+                .clone()
+                .or_else(|| off.then(|| "low".to_string())),
+        }
+    }
 }
 
 /// Structured output: at most one of these constrains what is generated.

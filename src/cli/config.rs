@@ -249,6 +249,10 @@ pub struct RunConfig {
     pub chat_template: Option<String>,
     /// `--chat`: the one-shot prompt goes through the chat template as a user message.
     pub chat_prompt: bool,
+    /// `--reasoning`, `--reasoning-effort`: what the chat template is told.
+    pub reasoning: crate::chat::Reasoning,
+    /// `--show-reasoning`: the model's reasoning on stderr.
+    pub show_reasoning: bool,
     pub context_full: ContextFullPolicy,
     pub sampling: SamplingParams,
     /// `-n` and `--ignore-eos` (the chat's `/set n-predict` changes its copy).
@@ -337,6 +341,8 @@ impl RunConfig {
             system_prompt,
             chat_template: a.chat_template.clone(),
             chat_prompt: a.chat,
+            reasoning: a.reasoning.template_vars(),
+            show_reasoning: a.reasoning.show_reasoning,
             context_full: a.context_full,
             sampling: sampling_params(&a.sampling),
             generate: GenerateParams {

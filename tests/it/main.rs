@@ -20,6 +20,7 @@ mod integrity;
 mod kv_types;
 mod malformed;
 mod model_errors;
+mod reasoning;
 mod rpc;
 mod runtime;
 mod scripting;

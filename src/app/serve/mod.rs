@@ -77,7 +77,11 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         sampling: sampling_params(&a.sampling),
         n_predict: a.n_predict,
         timeout: (a.timeout > 0).then(|| Duration::from_secs(a.timeout)),
-        format: super::front::chat_format(&loaded, a.chat_template.as_deref())?,
+        format: super::front::chat_format(
+            &loaded,
+            a.chat_template.as_deref(),
+            &a.reasoning.template_vars(),
+        )?,
         threads: cfg.n_threads,
     };
     // speculation for a lone greedy request: the draft samples greedily too
