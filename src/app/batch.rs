@@ -221,6 +221,7 @@ fn parse_request(
         stop: d.stop.clone(),
         special: d.special,
         guard: None,
+        split: None,
     };
     let with_guard = |r: Request, f: Option<&crate::constrain::Format>| {
         Ok(Request {
@@ -240,6 +241,10 @@ fn parse_request(
         let req = text
             .map(|t| Request {
                 prompt: encode(tok, &t, d.parse_special, chat.is_some()),
+                split: chat
+                    .as_ref()
+                    .filter(|_| !d.special)
+                    .and_then(|f| f.reasoning_splitter(&t)),
                 ..base
             })
             .and_then(|r| with_guard(r, d.constraint.as_ref()));
@@ -346,6 +351,9 @@ fn request(
         (None, None) => return Err("a request needs 'prompt' or 'messages'".into()),
     };
     r.prompt = encode(tok, &text, d.parse_special, true);
+    if !d.special {
+        r.split = d.format.reasoning_splitter(&text);
+    }
     Ok(r)
 }
 
@@ -418,7 +426,7 @@ impl<W: Write> Results<W> {
                 let t = &d.timings;
                 let ms = |x: std::time::Duration| x.as_secs_f64() * 1e3;
                 let gen_s = t.decode.as_secs_f64();
-                let v = json!({
+                let mut v = json!({
                     "id": id,
                     "text": d.text,
                     "stop_reason": stop_reason(d.stop, d.stop_hit, interrupted),
@@ -432,6 +440,9 @@ impl<W: Write> Results<W> {
                         "gen_tps": if gen_s > 0.0 { t.generated.saturating_sub(1) as f64 / gen_s } else { 0.0 },
                     },
                 });
+                if !d.reasoning.is_empty() {
+                    v["reasoning"] = d.reasoning.into();
+                }
                 self.done += 1;
                 self.put(f.index, v.to_string())
             }

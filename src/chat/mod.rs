@@ -34,6 +34,18 @@ pub enum Format {
     Raw,
 }
 
+impl Format {
+    /// How the answer to `prompt` (rendered in this format with the generation prompt) keeps
+    /// its reasoning apart, when the template has a reasoning syntax.
+    pub fn reasoning_splitter(&self, prompt: &str) -> Option<reasoning::Splitter> {
+        match self {
+            Format::Template(t) => reasoning::Syntax::detect(t.source())
+                .map(|syntax| reasoning::Splitter::new(syntax, prompt)),
+            Format::Raw => None,
+        }
+    }
+}
+
 /// A prompt ready for evaluation: its tokens and the text they encode.
 #[derive(Clone, Debug, Default)]
 pub struct Prompt {
@@ -54,11 +66,7 @@ impl Conversation {
     /// How the answer to `prompt` (this conversation rendered with the generation prompt)
     /// keeps its reasoning apart, when the template has a reasoning syntax.
     pub fn reasoning_splitter(&self, prompt: &str) -> Option<reasoning::Splitter> {
-        match &self.format {
-            Format::Template(t) => reasoning::Syntax::detect(t.source())
-                .map(|syntax| reasoning::Splitter::new(syntax, prompt)),
-            Format::Raw => None,
-        }
+        self.format.reasoning_splitter(prompt)
     }
 
     pub fn new(format: Format, system: Option<&str>) -> Self {

@@ -79,6 +79,7 @@ enum State {
     Answer,
 }
 
+#[derive(Clone, Debug)]
 pub struct Splitter {
     syntax: Syntax,
     markers: Vec<&'static str>,

@@ -162,3 +162,28 @@ fn the_chat_keeps_answers_without_their_reasoning() {
         "{saved}"
     );
 }
+
+/// `ember batch`: a chat request's result has the answer as `text` and the reasoning apart.
+#[test]
+fn batch_results_carry_reasoning_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_with(dir.path(), THINK_TEMPLATE);
+    let g = r#"root ::= "<think>\nplan it\n</think>\n\nthe answer""#;
+    let line = serde_json::json!({"id": "a", "messages": [{"role": "user", "content": "Hi"}],
+        "grammar": g, "n_predict": 80, "temperature": 0});
+    let plain = serde_json::json!({"id": "b", "prompt": "Hi", "grammar": r#"root ::= "<think>x</think>y""#,
+        "n_predict": 30, "temperature": 0});
+    let input = format!("{line}\n{plain}\n");
+    let m = model.to_str().unwrap();
+    let o = run_ember(&["batch", "-m", m, "-t", "1"], Some(&input), &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let out: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out[0]["text"], "the answer", "{}", out[0]);
+    assert_eq!(out[0]["reasoning"], "\nplan it\n", "{}", out[0]);
+    // a raw prompt is not a chat: its text is as generated
+    assert_eq!(out[1]["text"], "<think>x</think>y", "{}", out[1]);
+    assert!(out[1].get("reasoning").is_none(), "{}", out[1]);
+}

@@ -464,3 +464,41 @@ fn speculation_keeps_a_lone_greedy_request_s_text() {
         }
     }
 }
+
+/// A reasoning model's thoughts come back apart, as llama-server gives them: the message's
+/// `reasoning_content`, and `delta.reasoning_content` chunks in a stream.
+#[test]
+fn reasoning_is_reasoning_content() {
+    const THINK: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}{# <think> #}";
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = tiny_writer(7, TinyArch::Llama);
+    w.add("tokenizer.chat_template", Value::String(THINK.into()));
+    let m = dir.path().join("think.gguf");
+    w.write(&m).unwrap();
+    let s = start(&m, &[]);
+    let body = json!({
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 60, "temperature": 0,
+        "grammar": "root ::= \"<think>\\nplan\\n</think>\\n\\nthe answer\"",
+    });
+    let (status, v) = post(&s, "/v1/chat/completions", &body, None);
+    assert_eq!(status, 200, "{v}");
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["content"], "the answer", "{v}");
+    assert_eq!(msg["reasoning_content"], "\nplan\n", "{v}");
+    let mut b = body.clone();
+    b["stream"] = true.into();
+    let chunks = stream(&s, "/v1/chat/completions", &b);
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let thought: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(
+        (text.as_str(), thought.as_str()),
+        ("the answer", "\nplan\n")
+    );
+}

@@ -359,6 +359,33 @@ impl Reply {
         })
     }
 
+    /// The whole answer with the model's reasoning apart (`reasoning_content`, as
+    /// llama-server names it), when there is any.
+    pub fn full_with_reasoning(
+        &self,
+        text: &str,
+        reasoning: &str,
+        finish: &str,
+        usage: Usage,
+    ) -> Value {
+        let mut v = self.full(text, finish, usage);
+        if !reasoning.is_empty() && self.kind == Kind::Chat {
+            v["choices"][0]["message"]["reasoning_content"] = reasoning.into();
+        }
+        v
+    }
+
+    /// A streamed chunk of reasoning (chat only): `delta.reasoning_content`.
+    pub fn reasoning_chunk(&self, reasoning: &str) -> Value {
+        json!({
+            "id": self.id,
+            "object": self.object(true),
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": {"reasoning_content": reasoning}, "logprobs": Value::Null, "finish_reason": Value::Null}],
+        })
+    }
+
     /// The chat stream's first chunk: the assistant's role.
     pub fn role_chunk(&self) -> Value {
         json!({

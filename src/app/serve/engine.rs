@@ -42,8 +42,11 @@ pub enum Event {
         prompt_tokens: usize,
     },
     Failed(ApiError),
-    /// Text released since the last event (streaming).
-    Delta(String),
+    /// Text and reasoning released since the last event (streaming).
+    Delta {
+        text: String,
+        reasoning: String,
+    },
     Done(Done),
 }
 
@@ -53,6 +56,9 @@ pub struct Done {
     pub text: String,
     /// The end of it not sent as a `Delta`.
     pub tail: String,
+    /// The model's reasoning kept apart from `text`, and its end not sent as a `Delta`.
+    pub reasoning: String,
+    pub reasoning_tail: String,
     pub finish_reason: &'static str,
     pub usage: Usage,
     /// The constraint (response_format) was not complete when it ended.
@@ -180,9 +186,12 @@ pub fn run(
             continue;
         }
         let finished = batch.step()?;
-        for (i, text) in batch.take_deltas() {
-            if let Some(j) = jobs.get(&i) {
-                let _ = j.events.send(Event::Delta(text));
+        for d in batch.take_deltas() {
+            if let Some(j) = jobs.get(&d.index) {
+                let _ = j.events.send(Event::Delta {
+                    text: d.text,
+                    reasoning: d.reasoning,
+                });
             }
         }
         for f in finished {
@@ -214,6 +223,8 @@ fn deliver(f: Finished, jobs: &mut HashMap<usize, Job>, shared: &Shared) {
                 },
                 text: d.text,
                 tail: d.tail,
+                reasoning: d.reasoning,
+                reasoning_tail: d.reasoning_tail,
                 finish_reason,
                 incomplete: d.incomplete,
             }));
@@ -226,6 +237,8 @@ fn finish_job(j: &Job) {
     let _ = j.events.send(Event::Done(Done {
         text: String::new(),
         tail: String::new(),
+        reasoning: String::new(),
+        reasoning_tail: String::new(),
         finish_reason: "length",
         usage: Usage {
             prompt: j.prompt_tokens,
@@ -244,13 +257,19 @@ fn request(
     index: usize,
 ) -> Result<Request, ApiError> {
     let tok = &loaded.tokenizer;
-    let prompt = match spec.kind {
-        Kind::Completion => crate::app::batch::encode(tok, &spec.prompt, true, false),
+    let (prompt, split) = match spec.kind {
+        Kind::Completion => (
+            crate::app::batch::encode(tok, &spec.prompt, true, false),
+            None,
+        ),
         Kind::Chat => {
             let msgs: Vec<Message> = spec.messages.clone();
             let text = crate::app::batch::render(&settings.format, None, msgs)
                 .map_err(|e| ApiError::bad(e, Some("messages")))?;
-            crate::app::batch::encode(tok, &text, true, true)
+            (
+                crate::app::batch::encode(tok, &text, true, true),
+                settings.format.reasoning_splitter(&text),
+            )
         }
     };
     if prompt.is_empty() {
@@ -277,5 +296,6 @@ fn request(
             .format
             .as_ref()
             .map(|f| loaded.guard(f, settings.threads)),
+        split,
     })
 }

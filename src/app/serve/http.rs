@@ -216,10 +216,12 @@ async fn complete(st: Arc<AppState>, kind: Kind, headers: HeaderMap, body: Bytes
     }
     loop {
         match rx.recv().await {
-            Some(Event::Delta(_)) | Some(Event::Accepted { .. }) => {}
+            Some(Event::Delta { .. }) | Some(Event::Accepted { .. }) => {}
             Some(Event::Done(d)) => {
                 access("POST", path, 200, d.usage, since, "");
-                return Json(reply.full(&d.text, d.finish_reason, d.usage)).into_response();
+                let body =
+                    reply.full_with_reasoning(&d.text, &d.reasoning, d.finish_reason, d.usage);
+                return Json(body).into_response();
             }
             Some(Event::Failed(e)) => return fail(e),
             None => return fail(ApiError::new(500, "server_error", "the engine stopped")),
@@ -274,16 +276,31 @@ fn sse(
         }
         let events: Vec<SseEvent> = loop {
             match st.rx.recv().await {
-                Some(Event::Delta(t)) if !t.is_empty() => {
+                Some(Event::Delta { text, reasoning })
+                    if !text.is_empty() || !reasoning.is_empty() =>
+                {
                     st.log.usage.completion += 1;
-                    break vec![data(st.reply.chunk(&t, None))];
+                    let mut out = Vec::new();
+                    if !reasoning.is_empty() && st.reply.kind == Kind::Chat {
+                        out.push(data(st.reply.reasoning_chunk(&reasoning)));
+                    }
+                    if !text.is_empty() {
+                        out.push(data(st.reply.chunk(&text, None)));
+                    }
+                    if out.is_empty() {
+                        continue;
+                    }
+                    break out;
                 }
-                Some(Event::Delta(_)) | Some(Event::Accepted { .. }) => {}
+                Some(Event::Delta { .. }) | Some(Event::Accepted { .. }) => {}
                 Some(Event::Done(d)) => {
                     st.log.usage = d.usage;
                     st.log.done = true;
                     st.ended = true;
                     let mut out = Vec::new();
+                    if !d.reasoning_tail.is_empty() && st.reply.kind == Kind::Chat {
+                        out.push(data(st.reply.reasoning_chunk(&d.reasoning_tail)));
+                    }
                     if !d.tail.is_empty() {
                         out.push(data(st.reply.chunk(&d.tail, None)));
                     }

@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::chat::reasoning::Splitter;
 use crate::constrain::Guard;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::Tokenizer;
@@ -49,6 +50,9 @@ pub struct Request {
     pub special: bool,
     /// The output constraint (schema or grammar) its text must satisfy.
     pub guard: Option<Guard>,
+    /// How the model's reasoning is kept apart from the text (chat requests to reasoning
+    /// models).
+    pub split: Option<Splitter>,
 }
 
 /// A request's result.
@@ -70,7 +74,18 @@ pub struct Done {
     pub incomplete: bool,
     /// The end of `text` that [`Batch::take_deltas`] has not handed out.
     pub tail: String,
+    /// The reasoning kept apart from `text`, and its end not handed out as a delta.
+    pub reasoning: String,
+    pub reasoning_tail: String,
     pub timings: Timings,
+}
+
+/// What a request released since the batch last handed it out.
+#[derive(Debug)]
+pub struct Delta {
+    pub index: usize,
+    pub text: String,
+    pub reasoning: String,
 }
 
 /// A request in a sequence.
@@ -90,6 +105,8 @@ struct Active {
     admitted: u64,
     /// Text released since the batch last handed it out ([`Batch::take_deltas`]).
     delta: String,
+    /// Reasoning likewise.
+    reasoning_delta: String,
 }
 
 impl Active {
@@ -100,7 +117,7 @@ impl Active {
         }
         sampler.set_guard(req.guard.take());
         Active {
-            text: TextStream::new(req.special, req.stop.clone()),
+            text: TextStream::new(req.special, req.stop.clone()).with_reasoning(req.split.take()),
             sampler,
             tokens: Vec::new(),
             prompt_done: 0,
@@ -113,6 +130,7 @@ impl Active {
             },
             admitted: 0,
             delta: String::new(),
+            reasoning_delta: String::new(),
             req,
         }
     }
@@ -136,6 +154,7 @@ impl Active {
         self.tokens.push(id);
         let shown = self.text.push(tok, id);
         self.delta.push_str(&shown);
+        self.reasoning_delta.push_str(self.text.take_reasoning());
         if self.text.stop_hit().is_some() {
             return Some(StopReason::Cancelled);
         }
@@ -157,11 +176,16 @@ impl Active {
         self.timings.decode = self.first_at.map_or(Duration::ZERO, |f| f.elapsed());
         let mut tail = std::mem::take(&mut self.delta);
         tail.push_str(&self.text.finish());
+        let mut reasoning_tail = std::mem::take(&mut self.reasoning_delta);
+        reasoning_tail.push_str(self.text.take_reasoning());
+        let reasoning = self.text.reasoning().to_string();
         let stop_hit = self.text.stop_hit().is_some();
         Finished {
             index: self.req.index,
             outcome: Ok(Done {
                 tail,
+                reasoning,
+                reasoning_tail,
                 stop_hit,
                 incomplete: !stop_hit && !self.sampler.is_complete(),
                 text: self.text.into_text(),
@@ -460,12 +484,16 @@ impl<'a> Batch<'a> {
 
     /// The text each request in a sequence released since the last call, as (index, text),
     /// for streaming; a finished request's last text is its [`Done::tail`].
-    pub fn take_deltas(&mut self) -> Vec<(usize, String)> {
+    pub fn take_deltas(&mut self) -> Vec<Delta> {
         self.slots
             .iter_mut()
             .flatten()
-            .filter(|a| !a.delta.is_empty())
-            .map(|a| (a.req.index, std::mem::take(&mut a.delta)))
+            .filter(|a| !a.delta.is_empty() || !a.reasoning_delta.is_empty())
+            .map(|a| Delta {
+                index: a.req.index,
+                text: std::mem::take(&mut a.delta),
+                reasoning: std::mem::take(&mut a.reasoning_delta),
+            })
             .collect()
     }
 
