@@ -34,6 +34,7 @@ pub fn run(a: &InfoArgs) -> Result<()> {
         if let Some(kv) = &kv {
             v["kv_cache"] = kv.json();
         }
+        v["chat_template"] = json!(chat_report(&f));
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
@@ -46,12 +47,29 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             )?,
             Err(e) => writeln!(out, "\nEmber cannot run this file: {e}")?,
         }
+        writeln!(out, "Chat template: {}.", chat_report(&f))?;
         if let Some(kv) = &kv {
             kv.write_text(&mut out)?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// What the chat does with this file's template: none, the file's, and how a reasoning
+/// model's thinking is told apart.
+fn chat_report(f: &GgufFile) -> String {
+    use crate::chat::reasoning::Syntax;
+    match f.get_str("tokenizer.chat_template") {
+        Err(_) => "none (the chat is raw completion unless --chat-template names one)".into(),
+        Ok(src) => match Syntax::detect(src) {
+            None => "the file's".into(),
+            Some(Syntax::Tags { open, close }) => format!(
+                "the file's; a reasoning model: {open}…{close} blocks are kept off stdout (--show-reasoning shows them)"
+            ),
+            Some(Syntax::Harmony) => "the file's; harmony channels: the final channel on stdout, analysis and commentary are reasoning (--show-reasoning shows them)".into(),
+        },
+    }
 }
 
 /// The KV cache a session with these settings allocates.

@@ -139,6 +139,49 @@ impl<'g> Builder<'g> {
         }
     }
 
+    /// The attention block's input side, as llama.cpp's llama-like graphs build it: the
+    /// pre-attention RMSNorm of `x`, the Q/K/V projections, per-head Q and K norms where the
+    /// layer has them, RoPE (unless the layer goes without), each step named as llama.cpp names
+    /// it (`attn_norm`, `Qcur_normed`, `Qcur`, ...).
+    pub fn attn_input(
+        &self,
+        l: &Layer,
+        x: Tensor<'g>,
+        il: usize,
+    ) -> (Tensor<'g>, Tensor<'g>, Tensor<'g>) {
+        let norm = l.attn_norm.expect("this layer has a pre-attention norm");
+        let cur = self.name(self.rms_norm(x, norm, Some(il)), "attn_norm", Some(il));
+        let (mut q, mut k, v) = self.qkv(l, cur);
+        if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
+            q = self.name(self.rms_norm(q, qn, Some(il)), "Qcur_normed", Some(il));
+            k = self.name(self.rms_norm(k, kn, Some(il)), "Kcur_normed", Some(il));
+        }
+        if self.model.hp.uses_rope(il) {
+            q = self.rope(q, il);
+            k = self.rope(k, il);
+        }
+        (
+            self.name(q, "Qcur", Some(il)),
+            self.name(k, "Kcur", Some(il)),
+            self.name(v, "Vcur", Some(il)),
+        )
+    }
+
+    /// In the last layer, only the rows whose outputs are wanted go on: `cur` (the attention
+    /// output) and the `residual` it is added to, selected alike. Other layers: unchanged.
+    pub fn last_layer_rows(
+        &self,
+        il: usize,
+        cur: Tensor<'g>,
+        residual: Tensor<'g>,
+    ) -> (Tensor<'g>, Tensor<'g>) {
+        if il + 1 == self.model.layers.len() {
+            (self.select_outputs(cur), self.select_outputs(residual))
+        } else {
+            (cur, residual)
+        }
+    }
+
     /// Q, K and V of layer `l` for the input `x`, as `[head_dim, n_head(_kv), n_tokens]`:
     /// three projections (plus biases), or views into one fused projection.
     pub fn qkv(&self, l: &Layer, x: Tensor<'g>) -> (Tensor<'g>, Tensor<'g>, Tensor<'g>) {

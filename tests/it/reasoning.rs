@@ -114,6 +114,13 @@ fn harmony_prints_the_final_channel() {
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(last["text"], "Hello!", "{last}");
     assert_eq!(last["reasoning"], "User says hi.", "{last}");
+    // `ember info` says how the file's answers are read
+    let o = run_ember(&["info", model.to_str().unwrap()], None, &[]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Chat template: the file's; harmony channels"),
+        "{}",
+        show(&o)
+    );
 }
 
 /// In the chat, the conversation keeps each answer without its reasoning (as the templates

@@ -58,24 +58,11 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
         let c = b.ctx;
-        let cur = b.rms_norm(x, norm(l.attn_norm), Some(il));
-        let cur = b.name(cur, "attn_norm", Some(il));
-        let (mut q, mut k, v) = b.qkv(l, cur);
-        if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
-            q = b.rms_norm(q, qn, Some(il));
-            k = b.rms_norm(k, kn, Some(il));
-        }
-        let q = b.name(b.rope(q, il), "Qcur", Some(il));
-        let k = b.name(b.rope(k, il), "Kcur", Some(il));
-        let v = b.name(v, "Vcur", Some(il));
+        let (q, k, v) = b.attn_input(l, x, il);
         let q = c.scale(q, hp.attn_scale);
         let att = b.attention(il, q, k, v, 1.0);
-        let mut cur = b.linear(l.wo, None, att);
-        let mut residual = x;
-        if il + 1 == m.layers.len() {
-            cur = b.select_outputs(cur);
-            residual = b.select_outputs(residual);
-        }
+        let cur = b.linear(l.wo, None, att);
+        let (cur, residual) = b.last_layer_rows(il, cur, x);
         let cur = b.rms_norm(cur, norm(l.attn_post_norm), Some(il));
         let sa_out = b.name(c.add(cur, residual), "sa_out", Some(il));
         let cur = b.rms_norm(sa_out, norm(l.ffn_norm), Some(il));

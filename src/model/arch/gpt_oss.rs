@@ -99,12 +99,7 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
         let c = b.ctx;
-        let cur = b.rms_norm(x, norm(l.attn_norm), Some(il));
-        let cur = b.name(cur, "attn_norm", Some(il));
-        let (q, k, v) = b.qkv(l, cur);
-        let q = b.name(b.rope(q, il), "Qcur", Some(il));
-        let k = b.name(b.rope(k, il), "Kcur", Some(il));
-        let v = b.name(v, "Vcur", Some(il));
+        let (q, k, v) = b.attn_input(l, x, il);
         let att = b.attention(il, q, k, v, hp.attn_scale);
         let cur = b.linear(l.wo, l.bo, att);
         let ffn_inp = b.name(c.add(cur, x), "ffn_inp", Some(il));

@@ -31,36 +31,15 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
         let c = b.ctx;
-        let mut residual = x;
-        let cur = b.rms_norm(
-            x,
-            l.attn_norm.expect("llama layers have attn_norm"),
-            Some(il),
-        );
-        let cur = b.name(cur, "attn_norm", Some(il));
-        let (mut q, mut k, v) = b.qkv(l, cur);
-        if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
-            q = b.name(b.rms_norm(q, qn, Some(il)), "Qcur_normed", Some(il));
-            k = b.name(b.rms_norm(k, kn, Some(il)), "Kcur_normed", Some(il));
-        }
-        if hp.uses_rope(il) {
-            q = b.rope(q, il);
-            k = b.rope(k, il);
-        }
-        let mut q = b.name(q, "Qcur", Some(il));
-        let k = b.name(k, "Kcur", Some(il));
-        let v = b.name(v, "Vcur", Some(il));
+        let (mut q, k, v) = b.attn_input(l, x, il);
         if let Some(t) = hp.attn_temp {
             // Llama 4 style temperature tuning (Ministral 3): Q times its position's factor
             let s = b.inp.attn_temp(c, t);
             q = b.name(c.mul(q, s), "Qcur_attn_temp_scaled", Some(il));
         }
         let att = b.attention(il, q, k, v, kq_scale);
-        let mut cur = b.linear(l.wo, l.bo, att);
-        if il + 1 == m.layers.len() {
-            cur = b.select_outputs(cur);
-            residual = b.select_outputs(residual);
-        }
+        let cur = b.linear(l.wo, l.bo, att);
+        let (mut cur, residual) = b.last_layer_rows(il, cur, x);
         if let Some(s) = hp.residual_scale {
             cur = c.scale(cur, s);
         }

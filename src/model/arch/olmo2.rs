@@ -77,12 +77,8 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
         let k = b.name(k, "Kcur", Some(il));
         let v = b.name(c.reshape(v, &[hdv, nkv, nt]), "Vcur", Some(il));
         let att = b.attention(il, q, k, v, hp.attn_scale);
-        let mut cur = b.mm(l.wo, att);
-        let mut residual = x;
-        if il + 1 == m.layers.len() {
-            cur = b.select_outputs(cur);
-            residual = b.select_outputs(residual);
-        }
+        let cur = b.mm(l.wo, att);
+        let (cur, residual) = b.last_layer_rows(il, cur, x);
         let cur = b.rms_norm(cur, norm(l.attn_post_norm), Some(il));
         let ffn_inp = b.name(c.add(cur, residual), "ffn_inp", Some(il));
         let cur = b.ffn(&l.ffn, ffn_inp, FfnAct::Silu);

@@ -54,20 +54,11 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
     let mut x = b.embeddings();
     for (il, l) in m.layers.iter().enumerate() {
         let c = b.ctx;
-        let mut residual = x;
-        let cur = b.rms_norm(x, norm(l.attn_norm), Some(il));
-        let cur = b.name(cur, "attn_norm", Some(il));
-        let (q, k, v) = b.qkv(l, cur);
-        let q = b.name(b.rope(q, il), "Qcur", Some(il));
-        let k = b.name(b.rope(k, il), "Kcur", Some(il));
-        let v = b.name(v, "Vcur", Some(il));
+        let (q, k, v) = b.attn_input(l, x, il);
         let q = c.scale(q, q_scale);
         let att = b.attention(il, q, k, v, 1.0);
-        let mut cur = b.mm(l.wo, att);
-        if il + 1 == m.layers.len() {
-            cur = b.select_outputs(cur);
-            residual = b.select_outputs(residual);
-        }
+        let cur = b.mm(l.wo, att);
+        let (cur, residual) = b.last_layer_rows(il, cur, x);
         let ffn_inp = b.name(c.add(cur, residual), "ffn_inp", Some(il));
         let cur = b.rms_norm(ffn_inp, norm(l.ffn_norm), Some(il));
         let cur = b.ffn(&l.ffn, cur, FfnAct::Silu);
