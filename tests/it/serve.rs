@@ -465,6 +465,38 @@ fn speculation_keeps_a_lone_greedy_request_s_text() {
     }
 }
 
+/// On f16 matrices (no exact multi-row verification) the server drafts nothing, as one-shot
+/// speculation does, and the text is the lone run's.
+#[test]
+fn speculation_on_f16_matrices_drafts_nothing() {
+    let (_d, m) = common::tiny_model(1);
+    let prompt = "one two three four one two three four";
+    let want = alone(&m, prompt, false, 24, 0, "0");
+    let ms = m.to_str().unwrap();
+    let mut s = start(
+        &m,
+        &[
+            "-md",
+            ms,
+            "--spec-fixed",
+            "--draft-max",
+            "4",
+            "--draft-p-min",
+            "0",
+        ],
+    );
+    let body = json!({"prompt": prompt, "max_tokens": 24, "temperature": 0});
+    let (st, v) = post(&s, "/v1/completions", &body, None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], want.as_str());
+    let (_, err) = stop(&mut s);
+    let line = err
+        .lines()
+        .find(|l| l.contains("speculation:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains(" 0 tokens drafted"), "{line}");
+}
+
 /// A reasoning model's thoughts come back apart, as llama-server gives them: the message's
 /// `reasoning_content`, and `delta.reasoning_content` chunks in a stream.
 #[test]

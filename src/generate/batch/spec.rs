@@ -74,7 +74,11 @@ impl Batch<'_> {
     /// The sequence a speculative step would serve: the only request running, decoding
     /// greedily.
     pub(super) fn lone_speculator(&self) -> Option<usize> {
-        self.spec.as_ref()?;
+        // weights whose multi-row products are not exact (f16 matrices) verify no draft: plain
+        // decoding, as one-shot speculation does there (`speculative::draft_cap`)
+        if self.spec.as_ref()?.cap == 0 {
+            return None;
+        }
         let mut running = self.slots.iter().enumerate().filter(|(_, a)| a.is_some());
         let (slot, a) = running.next()?;
         if running.next().is_some() {
