@@ -49,8 +49,21 @@ fn main() {
 /// - `cpu_avx512vnni`: and AVX-512 F, BW, VL and VNNI (the tile op and the K-quant ops);
 /// - `ggml_tiles_vnni`: and ggml compiled for it (not `portable`) by a compiler that fuses its
 ///   last multiply-add (GCC): the tiled path the Q6_K op reproduces.
+///
+/// And which of llama.cpp's recorded outputs hold here (ggml's float steps, e.g. the widths of
+/// its vector sums, follow the CPU it is compiled for, so greedy texts differ between machine
+/// kinds by a token here and there):
+/// - `golden_avx512vnni`: ggml compiled natively for an AVX-512 VNNI CPU (where the shared
+///   golden outputs were recorded);
+/// - `golden_avx2`: ggml compiled natively for a CPU with AVX2 but no AVX-512.
 fn cpu_cfgs() {
-    for cfg in ["cpu_avx2", "cpu_avx512vnni", "ggml_tiles_vnni"] {
+    for cfg in [
+        "cpu_avx2",
+        "cpu_avx512vnni",
+        "ggml_tiles_vnni",
+        "golden_avx512vnni",
+        "golden_avx2",
+    ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     let var = |k: &str| std::env::var(k).unwrap_or_default();
@@ -67,12 +80,15 @@ fn cpu_cfgs() {
             && std::is_x86_feature_detected!("avx512bw")
             && std::is_x86_feature_detected!("avx512vl")
             && std::is_x86_feature_detected!("avx512vnni");
-        let ggml_tiles =
-            vnni && var("DEP_GGML_CPU_FLAGS") == "native" && var("DEP_GGML_CXX_FUSES") == "1";
+        let native = var("DEP_GGML_CPU_FLAGS") == "native";
+        let ggml_tiles = vnni && native && var("DEP_GGML_CXX_FUSES") == "1";
+        let avx2_only = avx2 && !std::is_x86_feature_detected!("avx512f");
         for (cfg, on) in [
             ("cpu_avx2", avx2),
             ("cpu_avx512vnni", vnni),
             ("ggml_tiles_vnni", ggml_tiles),
+            ("golden_avx512vnni", vnni && native),
+            ("golden_avx2", avx2_only && native),
         ] {
             if on {
                 println!("cargo::rustc-cfg={cfg}");
