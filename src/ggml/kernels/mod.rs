@@ -9,10 +9,16 @@
 //! weights as ggml repacks them have a decode op of their own (one to three tokens,
 //! `kquant.rs`, `q4k.rs`).
 //!
+//! Given several columns (a step of several sequences), the decode op unpacks each weight
+//! block once for up to four of them, each column with its own accumulators in one-column
+//! order: each column's result is what it gets alone.
+//!
 //! **Prompt ops** for several tokens, each again giving ggml's results bit for bit on CPUs
 //! with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the K-quants, Q4_K as
 //! ggml repacks it and Q6_K, 16-row groups unpacked once for all tokens (`kquant.rs`,
-//! `groups.rs`, `q4k.rs`, `q6k.rs`).
+//! `groups.rs`, `q4k.rs`, `q6k.rs`). On CPUs with AVX2 only, the decode op over all columns
+//! takes Q4_1, Q5_0 and Q8_0 prompts (ggml multiplies these product by product in one-column
+//! order, unpacking a weight block for every product).
 //!
 //! **Routes.** Which of them multiplies a weight, for how many columns, is decided once per
 //! weight at load time in `route.rs` (CPU features, ggml's build, where the weight lives, the
@@ -51,6 +57,9 @@ pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tu
 
 /// Rows per kernel call.
 const ROWS: usize = 4;
+
+/// Columns per kernel call of the decode op given several (a step of several sequences).
+const COLS: usize = 4;
 
 /// A weight format this op handles, with its activation format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,40 +356,94 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                 }
             }
             let groups = share(n_rows.div_ceil(ROWS), ith, nth);
-            let row = |r: usize| (w.data as *const u8).wrapping_add(r * w.nb[1]);
-            let out = dst.data as *mut f32;
+            let job = GemvJob {
+                isa,
+                f16,
+                fmt,
+                nb,
+                n_rows,
+                w_data: w.data as *const u8,
+                w_row: w.nb[1],
+                act: act.as_ptr(),
+                col_bytes,
+                out: dst.data as *mut f32,
+            };
             for g in groups {
                 let r0 = g * ROWS;
-                // Every column in turn over the group's rows (in the cache after the first):
-                // each column computed as a lone one is.
-                for c in 0..n_cols {
-                    let y = act.as_ptr().wrapping_add(c * col_bytes);
-                    let out = out.wrapping_add(c * n_rows);
+                // Up to COLS columns at once over the group's rows, each weight block unpacked
+                // once for them; every column computed as a lone one is.
+                let mut c0 = 0;
+                while c0 < n_cols {
+                    let m = COLS.min(n_cols - c0);
                     if r0 + ROWS <= n_rows {
-                        let rows: [*const u8; ROWS] = std::array::from_fn(|i| row(r0 + i));
-                        let mut o = [0.0f32; ROWS];
-                        // SAFETY: rows r0..r0+ROWS exist, each nb whole blocks (contiguous
-                        // weight); `out` has n_rows floats for column c.
-                        unsafe {
-                            dot(isa, f16, fmt, &rows, y, nb, &mut o);
-                            std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(r0), ROWS);
-                        }
+                        // SAFETY: rows r0..r0+ROWS and columns c0..c0+m exist.
+                        unsafe { job.cols::<ROWS>(r0, c0, m) };
                     } else {
                         for r in r0..n_rows {
-                            let mut o = [0.0f32; 1];
                             // SAFETY: as above, one row.
-                            unsafe {
-                                dot(isa, f16, fmt, &[row(r)], y, nb, &mut o);
-                                *out.add(r) = o[0];
-                            }
+                            unsafe { job.cols::<1>(r, c0, m) };
                         }
                     }
+                    c0 += m;
                 }
             }
         });
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth);
+}
+
+/// One call of the decode op: the weights, the quantized columns and the result.
+#[cfg(target_arch = "x86_64")]
+struct GemvJob<'a> {
+    isa: x86::Isa,
+    f16: &'a x86::F16Table,
+    fmt: Format,
+    nb: usize,
+    n_rows: usize,
+    w_data: *const u8,
+    w_row: usize,
+    act: *const u8,
+    col_bytes: usize,
+    out: *mut f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl GemvJob<'_> {
+    /// Rows r0..r0+R × columns c0..c0+m (m ≤ [`COLS`]).
+    ///
+    /// # Safety
+    /// Those rows and columns exist; the CPU has the features of `isa`.
+    unsafe fn cols<const R: usize>(&self, r0: usize, c0: usize, m: usize) {
+        // SAFETY: forwarded.
+        unsafe {
+            match m {
+                1 => self.run::<R, 1>(r0, c0),
+                2 => self.run::<R, 2>(r0, c0),
+                3 => self.run::<R, 3>(r0, c0),
+                _ => self.run::<R, COLS>(r0, c0),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`GemvJob::cols`], with C columns.
+    unsafe fn run<const R: usize, const C: usize>(&self, r0: usize, c0: usize) {
+        let rows: [*const u8; R] =
+            std::array::from_fn(|i| self.w_data.wrapping_add((r0 + i) * self.w_row));
+        let ys: [*const u8; C] =
+            std::array::from_fn(|j| self.act.wrapping_add((c0 + j) * self.col_bytes));
+        let mut o = [[0.0f32; R]; C];
+        // SAFETY: the rows hold nb whole blocks each (contiguous weight), the columns nb
+        // activation blocks; `out` has n_rows floats per column; the caller's CPU features.
+        unsafe {
+            dot(self.isa, self.f16, self.fmt, &rows, &ys, self.nb, &mut o);
+            for (j, oj) in o.iter().enumerate() {
+                let out = self.out.add((c0 + j) * self.n_rows + r0);
+                std::ptr::copy_nonoverlapping(oj.as_ptr(), out, R);
+            }
+        }
+    }
 }
 
 /// Quantizes the activation columns for [`tile_op`]: thread `ith` of `nth` takes its share.
@@ -596,32 +659,37 @@ impl TileJob<'_> {
     }
 }
 
-/// R rows · the quantized activation, by format and instruction set.
+/// R rows · C quantized activations (`out[c][r]`), by format and instruction set; each
+/// column's results are what it gets alone.
 ///
 /// # Safety
-/// `rows` point at `nb` blocks of `fmt` each, `y` at `nb` activation blocks; the CPU has the
-/// features of `isa`.
+/// `rows` point at `nb` blocks of `fmt` each, every `ys[c]` at `nb` activation blocks; the CPU
+/// has the features of `isa`.
 #[cfg(target_arch = "x86_64")]
-unsafe fn dot<const R: usize>(
+unsafe fn dot<const R: usize, const C: usize>(
     isa: x86::Isa,
     f16: &x86::F16Table,
     fmt: Format,
     rows: &[*const u8; R],
-    y: *const u8,
+    ys: &[*const u8; C],
     nb: usize,
-    out: &mut [f32; R],
+    out: &mut [[f32; R]; C],
 ) {
     use x86::{avx2, vnni, Isa};
     // SAFETY: forwarded from the caller's contract.
     unsafe {
         match (isa, fmt) {
-            (Isa::Vnni, Format::Q4_1) => vnni::dot_q4_1(f16, rows, y, nb, out),
-            (Isa::Vnni, Format::Q5_0) => vnni::dot_q5_0(f16, rows, y, nb, out),
-            (Isa::Vnni, Format::Q8_0) => vnni::dot_q8_0(f16, rows, y, nb, out),
-            (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(f16, rows, y, nb, out),
-            (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(f16, rows, y, nb, out),
-            (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(f16, rows, y, nb, out),
-            (_, Format::Q6K) => x86::dot_q6_k(f16, rows, y, nb, out),
+            (Isa::Vnni, Format::Q4_1) => vnni::dot_q4_1(f16, rows, ys, nb, out),
+            (Isa::Vnni, Format::Q5_0) => vnni::dot_q5_0(f16, rows, ys, nb, out),
+            (Isa::Vnni, Format::Q8_0) => vnni::dot_q8_0(f16, rows, ys, nb, out),
+            (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(f16, rows, ys, nb, out),
+            (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(f16, rows, ys, nb, out),
+            (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(f16, rows, ys, nb, out),
+            (_, Format::Q6K) => {
+                for (y, o) in ys.iter().zip(out.iter_mut()) {
+                    x86::dot_q6_k(f16, rows, *y, nb, o);
+                }
+            }
         }
     }
 }

@@ -28,7 +28,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::sync::OnceLock;
 
-use super::super::Tensor;
+use super::super::{Tensor, Type};
 pub use crate::switches::KernelSwitches;
 
 /// What this CPU and this build of ggml give the kernels (found once).
@@ -185,8 +185,7 @@ pub const PROMPT_PROBE: i64 = 64;
 /// machine with `ember bench -npl` at `-t 1`: Q4_1 (SmolLM2) 205 against 142 t/s at 2
 /// sequences, even at 4-5, behind from 6 (225 against 245); Q5_0 and Q8_0 (Qwen2.5 0.5B) 63
 /// against 30 at 2, 77 against 68 at 8, even at 12-16. Other weights: none.
-fn decode_columns(ty: super::super::Type) -> i64 {
-    use super::super::Type;
+fn decode_columns(ty: Type) -> i64 {
     match ty {
         Type::Q4_1 => 5,
         Type::Q5_0 | Type::Q8_0 => 12,
@@ -224,8 +223,18 @@ impl Route {
         // its tiled path on, built with AVX-512 VNNI by a compiler that fuses the last step.
         let ggml_tiles = s.ggml_tiled_mm && m.ggml_vnni && m.ggml_fuses_mul_add;
         let wide = s.wide_tiles && m.avx512f;
+        // Without the tile op (no AVX-512 VNNI), the decode op takes several columns of the
+        // formats ggml multiplies product by product in one-column order (Q4_1, Q5_0, Q8_0),
+        // unpacking each weight block once for four columns where ggml unpacks it per product.
+        let columns = !super::runs_on(Kernel::Tile { wide: false }, w, m)
+            && matches!(w.ty(), Type::Q4_1 | Type::Q5_0 | Type::Q8_0);
         let candidates = [
             (Kernel::Decode, s.ember_ops, 1..=1),
+            (
+                Kernel::Decode,
+                s.ember_ops && s.prompt_ops && columns,
+                2..=host_max,
+            ),
             (Kernel::Q4kDecode, s.ember_ops, 1..=3),
             (Kernel::Q4kPrompt, s.ember_ops && s.prompt_ops, 4..=i64::MAX),
             (
@@ -280,7 +289,7 @@ impl Route {
                     probe: 1,
                     cold: true,
                 }),
-                Kernel::Tile { .. } => {
+                Kernel::Tile { .. } | Kernel::Decode => {
                     if a < TILE_PROMPT_COLS {
                         out.push(Tunable {
                             kernel: *k,

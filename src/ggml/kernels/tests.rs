@@ -110,9 +110,10 @@ fn operands_cols(
     (data, w, x)
 }
 
-/// ggml's `mul_mat(w, x)` and `mul_mat_vec(w, x)` for a random `[k, n]` matrix of `ty`.
-fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let (data, w, x) = operands(ty, k, n, seed);
+/// ggml's `mul_mat(w, x)` and `mul_mat_vec(w, x)` for a random `[k, n]` matrix of `ty` and `m`
+/// columns.
+fn both(ty: Type, k: usize, n: usize, m: usize, threads: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let (data, w, x) = operands_cols(ty, k, n, m, seed);
     let (w, x) = (data.get(w), data.get(x));
 
     assert_eq!(route(w).kernel(1), Kernel::Decode, "{ty:?} [{k}, {n}]");
@@ -124,8 +125,8 @@ fn both(ty: Type, k: usize, n: usize, threads: usize, seed: u64) -> (Vec<f32>, V
     g.expand(ours);
     ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
     Backend::cpu(threads).unwrap().compute(&g).unwrap();
-    let mut a = vec![0.0; n];
-    let mut b = vec![0.0; n];
+    let mut a = vec![0.0; n * m];
+    let mut b = vec![0.0; n * m];
     reference.read_f32(0, &mut a).unwrap();
     ours.read_f32(0, &mut b).unwrap();
     (a, b)
@@ -148,15 +149,28 @@ fn the_decode_op_gives_ggml_results_bit_for_bit() {
             if ty == Type::Q6_K && k % 256 != 0 {
                 continue;
             }
-            for threads in [1, 2, 3] {
-                seed += 1;
-                let (a, b) = both(ty, k, n, threads, seed);
-                for (row, (x, y)) in a.iter().zip(&b).enumerate() {
-                    assert_eq!(
-                        x.to_bits(),
-                        y.to_bits(),
-                        "{ty:?} [{k}, {n}], {threads} threads, row {row}: ggml {x}, ours {y}"
-                    );
+            // several columns (a step of several sequences) too, each multiplied as alone:
+            // as ggml multiplies Q4_1, Q5_0 and Q8_0 at any count, Q6_K up to seven
+            for m in [1, 2, 3, 4, 5, 7, 9, 13] {
+                if ty == Type::Q6_K && m > 7 {
+                    continue;
+                }
+                for threads in [1, 2, 3] {
+                    if m > 1 && (threads != 2 || k > 576) {
+                        continue;
+                    }
+                    seed += 1;
+                    let (a, b) = both(ty, k, n, m, threads, seed);
+                    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                        assert_eq!(
+                            x.to_bits(),
+                            y.to_bits(),
+                            "{ty:?} [{k}, {n}] x {m}, {threads} threads, column {}, row {}: \
+                             ggml {x}, ours {y}",
+                            i / n,
+                            i % n
+                        );
+                    }
                 }
             }
         }
@@ -376,6 +390,10 @@ fn routes_follow_placement_format_and_columns() {
     let tiles = Kernel::Tile { wide: m.avx512f };
     assert_eq!(r.kernel(2) == tiles, m.vnni);
     assert_eq!(r.kernel(512) == tiles, m.vnni);
+    // without the tile op, the decode op takes several columns itself
+    let columns = m.avx2 && !m.vnni;
+    assert_eq!(r.kernel(2) == Kernel::Decode, columns);
+    assert_eq!(r.kernel(512) == Kernel::Decode, columns);
     assert_eq!(route(wf).describe(), "all ggml", "f16 weights");
     assert_eq!(route(wf).exact_columns(), Some(1));
     let ggml_tiles = m.k_quant && m.ggml_vnni && m.ggml_fuses_mul_add;
@@ -510,7 +528,7 @@ fn first_inexact(w: Tensor<'_>, x: Tensor<'_>, max: usize) -> Option<usize> {
 }
 
 #[test]
-#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+#[cfg_attr(not(cpu_avx2), ignore = "this CPU has no AVX2, FMA and F16C")]
 fn exact_columns_hold() {
     let m = 40;
     let check = |what: &str, w: Tensor<'_>, x: Tensor<'_>| {
@@ -545,7 +563,7 @@ fn assert_invariant(what: &str, w: Tensor<'_>, x: Tensor<'_>, m: usize) {
 }
 
 #[test]
-#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+#[cfg_attr(not(cpu_avx2), ignore = "this CPU has no AVX2, FMA and F16C")]
 fn invariant_products_give_one_column_results() {
     for ty in HOST_TYPES {
         let (data, w, x) = operands_cols(ty, 512, 24, 24, 5);
@@ -563,10 +581,11 @@ fn invariant_products_give_one_column_results() {
         route(data.get(w6)).invariant(8),
         super::Invariant::Columns(Kernel::Decode)
     );
-    assert_eq!(
-        route(weights.get(w)).invariant(8),
-        super::Invariant::Columns(Kernel::Q4kDecode)
-    );
+    let q4k = match Machine::get().k_quant {
+        true => super::Invariant::Columns(Kernel::Q4kDecode),
+        false => super::Invariant::Groups(3),
+    };
+    assert_eq!(route(weights.get(w)).invariant(8), q4k);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -585,7 +604,8 @@ fn vnni_and_avx2_kernels_agree() {
         let xs: Vec<f32> = (0..nb * 32).map(|_| rng.float()).collect();
         let mut y = vec![0u8; nb * Q8_1_BYTES.max(Q8_0_BYTES)];
         let rows: [*const u8; 4] = std::array::from_fn(|r| w[r].as_ptr());
-        let (mut a, mut b) = ([0.0f32; 4], [0.0f32; 4]);
+        let ys = [y.as_ptr()];
+        let (mut a, mut b) = ([[0.0f32; 4]], [[0.0f32; 4]]);
         // SAFETY: the CPU has F16C (VNNI detected implies the base set).
         let f16 = unsafe { x86::F16Table::new() };
         // SAFETY: the CPU has AVX-512 VNNI (checked above, which implies the AVX2 set), every
@@ -594,24 +614,24 @@ fn vnni_and_avx2_kernels_agree() {
             match ty {
                 Type::Q4_1 => {
                     x86::quantize_q8_1(xs.as_ptr(), y.as_mut_ptr(), nb);
-                    avx2::dot_q4_1(&f16, &rows, y.as_ptr(), nb, &mut a);
-                    vnni::dot_q4_1(&f16, &rows, y.as_ptr(), nb, &mut b);
+                    avx2::dot_q4_1(&f16, &rows, &ys, nb, &mut a);
+                    vnni::dot_q4_1(&f16, &rows, &ys, nb, &mut b);
                 }
                 Type::Q5_0 => {
                     x86::quantize_q8_0(xs.as_ptr(), y.as_mut_ptr(), nb);
-                    avx2::dot_q5_0(&f16, &rows, y.as_ptr(), nb, &mut a);
-                    vnni::dot_q5_0(&f16, &rows, y.as_ptr(), nb, &mut b);
+                    avx2::dot_q5_0(&f16, &rows, &ys, nb, &mut a);
+                    vnni::dot_q5_0(&f16, &rows, &ys, nb, &mut b);
                 }
                 _ => {
                     x86::quantize_q8_0(xs.as_ptr(), y.as_mut_ptr(), nb);
-                    avx2::dot_q8_0(&f16, &rows, y.as_ptr(), nb, &mut a);
-                    vnni::dot_q8_0(&f16, &rows, y.as_ptr(), nb, &mut b);
+                    avx2::dot_q8_0(&f16, &rows, &ys, nb, &mut a);
+                    vnni::dot_q8_0(&f16, &rows, &ys, nb, &mut b);
                 }
             }
         }
         assert_eq!(
-            a.map(f32::to_bits),
-            b.map(f32::to_bits),
+            a[0].map(f32::to_bits),
+            b[0].map(f32::to_bits),
             "{ty:?}: {a:?} vs {b:?}"
         );
     }

@@ -139,99 +139,111 @@ macro_rules! kernels {
         pub mod $name {
             use super::*;
 
-            /// i8 × i8 lane sums: |x| × (y with x's sign), as ggml's `mul_sum_i8_pairs_float`.
+            /// R rows of Q4_1 (blocks at `rows[r]`) · C Q8_1 activations (`nb` blocks at each
+            /// `ys[c]`): `out[c][r]`. Each weight block is unpacked once for the C columns; every
+            /// (row, column) pair keeps its own accumulator and ggml's steps, so each column gets
+            /// what it gets alone (C = 1: decoding).
             #[target_feature(enable = $features)]
-            #[inline]
-            unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
-                $mul_sum(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
-            }
-
-            /// R rows of Q4_1 (blocks at `rows[r]`) · one Q8_1 activation (`nb` blocks at `y`).
-            #[target_feature(enable = $features)]
-            pub unsafe fn dot_q4_1<const R: usize>(
+            pub unsafe fn dot_q4_1<const R: usize, const C: usize>(
                 f16: &F16Table,
                 rows: &[*const u8; R],
-                y: *const u8,
+                ys: &[*const u8; C],
                 nb: usize,
-                out: &mut [f32; R],
+                out: &mut [[f32; R]; C],
             ) {
-                let mut acc = [_mm256_setzero_ps(); R];
-                let mut summs = [0.0f32; R];
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
+                let mut summs = [[0.0f32; C]; R];
                 for b in 0..nb {
-                    let yb = y.add(b * Q8_1_BYTES);
-                    let d1 = _mm256_broadcast_ss(&*f16.at(yb));
-                    let s1 = f16.get(yb.add(2));
-                    let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
                     for r in 0..R {
                         let xb = rows[r].add(b * Q4_1_BYTES);
                         _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-                        // ggml's `summs += m * s` (a product of two f16 values is exact in
-                        // f32, so it makes no difference whether the compiler fuses it).
-                        summs[r] += f16.get(xb.add(2)) * s1;
-                        let d0d1 = _mm256_mul_ps(_mm256_broadcast_ss(&*f16.at(xb)), d1);
+                        let d0 = _mm256_broadcast_ss(&*f16.at(xb));
+                        let m = f16.get(xb.add(2));
                         let qx = bytes_from_nibbles_32(xb.add(4));
-                        acc[r] = _mm256_fmadd_ps(d0d1, $mul_sum(qx, qy), acc[r]);
+                        for c in 0..C {
+                            let yb = ys[c].add(b * Q8_1_BYTES);
+                            // ggml's `summs += m * s` (a product of two f16 values is exact in
+                            // f32, so it makes no difference whether the compiler fuses it).
+                            summs[r][c] += m * f16.get(yb.add(2));
+                            let d0d1 = _mm256_mul_ps(d0, _mm256_broadcast_ss(&*f16.at(yb)));
+                            let qy = _mm256_loadu_si256(yb.add(4) as *const __m256i);
+                            acc[r][c] = _mm256_fmadd_ps(d0d1, $mul_sum(qx, qy), acc[r][c]);
+                        }
                     }
                 }
-                for r in 0..R {
-                    out[r] = hsum_float_8(acc[r]) + summs[r];
+                for c in 0..C {
+                    for r in 0..R {
+                        out[c][r] = hsum_float_8(acc[r][c]) + summs[r][c];
+                    }
                 }
             }
 
-            /// R rows of Q8_0 · one Q8_0 activation.
+            /// R rows of Q8_0 · C Q8_0 activations, as [`dot_q4_1`].
             #[target_feature(enable = $features)]
-            pub unsafe fn dot_q8_0<const R: usize>(
+            pub unsafe fn dot_q8_0<const R: usize, const C: usize>(
                 f16: &F16Table,
                 rows: &[*const u8; R],
-                y: *const u8,
+                ys: &[*const u8; C],
                 nb: usize,
-                out: &mut [f32; R],
+                out: &mut [[f32; R]; C],
             ) {
-                let mut acc = [_mm256_setzero_ps(); R];
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
                 for b in 0..nb {
-                    let yb = y.add(b * Q8_0_BYTES);
-                    let d1 = _mm256_broadcast_ss(&*f16.at(yb));
-                    let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
                     for r in 0..R {
                         let xb = rows[r].add(b * Q8_0_BYTES);
                         _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-                        let d = _mm256_mul_ps(_mm256_broadcast_ss(&*f16.at(xb)), d1);
+                        let d0 = _mm256_broadcast_ss(&*f16.at(xb));
                         let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-                        acc[r] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[r]);
+                        let ax = _mm256_sign_epi8(qx, qx);
+                        for c in 0..C {
+                            let yb = ys[c].add(b * Q8_0_BYTES);
+                            let d = _mm256_mul_ps(d0, _mm256_broadcast_ss(&*f16.at(yb)));
+                            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+                            let p = $mul_sum(ax, _mm256_sign_epi8(qy, qx));
+                            acc[r][c] = _mm256_fmadd_ps(d, p, acc[r][c]);
+                        }
                     }
                 }
-                for r in 0..R {
-                    out[r] = hsum_float_8(acc[r]);
+                for c in 0..C {
+                    for r in 0..R {
+                        out[c][r] = hsum_float_8(acc[r][c]);
+                    }
                 }
             }
 
-            /// R rows of Q5_0 · one Q8_0 activation.
+            /// R rows of Q5_0 · C Q8_0 activations, as [`dot_q4_1`].
             #[target_feature(enable = $features)]
-            pub unsafe fn dot_q5_0<const R: usize>(
+            pub unsafe fn dot_q5_0<const R: usize, const C: usize>(
                 f16: &F16Table,
                 rows: &[*const u8; R],
-                y: *const u8,
+                ys: &[*const u8; C],
                 nb: usize,
-                out: &mut [f32; R],
+                out: &mut [[f32; R]; C],
             ) {
-                let mut acc = [_mm256_setzero_ps(); R];
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
                 let high = _mm256_set1_epi8(0xF0u8 as i8);
                 for b in 0..nb {
-                    let yb = y.add(b * Q8_0_BYTES);
-                    let d1 = _mm256_broadcast_ss(&*f16.at(yb));
-                    let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
                     for r in 0..R {
                         let xb = rows[r].add(b * Q5_0_BYTES);
                         _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-                        let d = _mm256_mul_ps(_mm256_broadcast_ss(&*f16.at(xb)), d1);
+                        let d0 = _mm256_broadcast_ss(&*f16.at(xb));
                         let qx = bytes_from_nibbles_32(xb.add(6));
                         let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
                         let qx = _mm256_or_si256(qx, hi);
-                        acc[r] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[r]);
+                        let ax = _mm256_sign_epi8(qx, qx);
+                        for c in 0..C {
+                            let yb = ys[c].add(b * Q8_0_BYTES);
+                            let d = _mm256_mul_ps(d0, _mm256_broadcast_ss(&*f16.at(yb)));
+                            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+                            let p = $mul_sum(ax, _mm256_sign_epi8(qy, qx));
+                            acc[r][c] = _mm256_fmadd_ps(d, p, acc[r][c]);
+                        }
                     }
                 }
-                for r in 0..R {
-                    out[r] = hsum_float_8(acc[r]);
+                for c in 0..C {
+                    for r in 0..R {
+                        out[c][r] = hsum_float_8(acc[r][c]);
+                    }
                 }
             }
         }
