@@ -41,36 +41,24 @@ fn run(model: &Path, grammar: &str, extra: &[&str]) -> std::process::Output {
     o
 }
 
+/// stdout is exactly `out`; stderr holds the text of `Ok`, or not the text of `Err`.
+fn assert_streams(o: &std::process::Output, out: &str, err: Result<&str, &str>) {
+    assert_eq!(String::from_utf8_lossy(&o.stdout), out, "{}", show(o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    match err {
+        Ok(has) => assert!(stderr.contains(has), "{}", show(o)),
+        Err(absent) => assert!(!stderr.contains(absent), "{}", show(o)),
+    }
+}
+
 #[test]
 fn think_blocks_stay_off_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let model = model_with(dir.path(), THINK_TEMPLATE);
     let g = r#"root ::= "<think>\nplan it\n</think>\n\nthe answer""#;
-    let o = run(&model, g, &[]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "the answer\n",
-        "{}",
-        show(&o)
-    );
-    assert!(
-        !String::from_utf8_lossy(&o.stderr).contains("plan it"),
-        "{}",
-        show(&o)
-    );
-
+    assert_streams(&run(&model, g, &[]), "the answer\n", Err("plan it"));
     let o = run(&model, g, &["--show-reasoning"]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "the answer\n",
-        "{}",
-        show(&o)
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("plan it\n"),
-        "{}",
-        show(&o)
-    );
+    assert_streams(&o, "the answer\n", Ok("plan it\n"));
 
     let o = run(&model, g, &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -98,17 +86,7 @@ fn harmony_prints_the_final_channel() {
     let model = model_with(dir.path(), HARMONY_TEMPLATE);
     let g = r#"root ::= "<|channel|>analysis<|message|>User says hi.<|end|><|start|>assistant<|channel|>final<|message|>Hello!""#;
     let o = run(&model, g, &["--show-reasoning"]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "Hello!\n",
-        "{}",
-        show(&o)
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("User says hi."),
-        "{}",
-        show(&o)
-    );
+    assert_streams(&o, "Hello!\n", Ok("User says hi."));
     let o = run(&model, g, &["--jsonl"]);
     let last: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();

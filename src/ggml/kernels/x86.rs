@@ -187,28 +187,7 @@ macro_rules! kernels {
                 nb: usize,
                 out: &mut [[f32; R]; C],
             ) {
-                let mut acc = [[_mm256_setzero_ps(); C]; R];
-                for b in 0..nb {
-                    for r in 0..R {
-                        let xb = rows[r].add(b * Q8_0_BYTES);
-                        _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-                        let d0 = _mm256_broadcast_ss(&*f16.at(xb));
-                        let qx = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-                        let ax = _mm256_sign_epi8(qx, qx);
-                        for c in 0..C {
-                            let yb = ys[c].add(b * Q8_0_BYTES);
-                            let d = _mm256_mul_ps(d0, _mm256_broadcast_ss(&*f16.at(yb)));
-                            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
-                            let p = $mul_sum(ax, _mm256_sign_epi8(qy, qx));
-                            acc[r][c] = _mm256_fmadd_ps(d, p, acc[r][c]);
-                        }
-                    }
-                }
-                for c in 0..C {
-                    for r in 0..R {
-                        out[c][r] = hsum_float_8(acc[r][c]);
-                    }
-                }
+                dot_signed::<R, C, false>(f16, rows, ys, nb, out)
             }
 
             /// R rows of Q5_0 · C Q8_0 activations, as [`dot_q4_1`].
@@ -220,16 +199,33 @@ macro_rules! kernels {
                 nb: usize,
                 out: &mut [[f32; R]; C],
             ) {
+                dot_signed::<R, C, true>(f16, rows, ys, nb, out)
+            }
+
+            /// The signed formats against Q8_0 activations: Q5_0 weights (`Q5`) or Q8_0.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn dot_signed<const R: usize, const C: usize, const Q5: bool>(
+                f16: &F16Table,
+                rows: &[*const u8; R],
+                ys: &[*const u8; C],
+                nb: usize,
+                out: &mut [[f32; R]; C],
+            ) {
+                let block = if Q5 { Q5_0_BYTES } else { Q8_0_BYTES };
                 let mut acc = [[_mm256_setzero_ps(); C]; R];
                 let high = _mm256_set1_epi8(0xF0u8 as i8);
                 for b in 0..nb {
                     for r in 0..R {
-                        let xb = rows[r].add(b * Q5_0_BYTES);
+                        let xb = rows[r].add(b * block);
                         _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
                         let d0 = _mm256_broadcast_ss(&*f16.at(xb));
-                        let qx = bytes_from_nibbles_32(xb.add(6));
-                        let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
-                        let qx = _mm256_or_si256(qx, hi);
+                        let qx = if Q5 {
+                            let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
+                            _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), hi)
+                        } else {
+                            _mm256_loadu_si256(xb.add(2) as *const __m256i)
+                        };
                         let ax = _mm256_sign_epi8(qx, qx);
                         for c in 0..C {
                             let yb = ys[c].add(b * Q8_0_BYTES);
