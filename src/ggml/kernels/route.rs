@@ -226,7 +226,10 @@ impl Route {
         // Without the tile op (no AVX-512 VNNI), the decode op takes several columns of the
         // formats ggml multiplies product by product in one-column order (Q4_1, Q5_0, Q8_0),
         // unpacking each weight block once for four columns where ggml unpacks it per product.
-        let columns = !super::runs_on(Kernel::Tile { wide: false }, w, m)
+        // Only in optimized builds: it pays on some shapes and not on others, which tuning
+        // tells; a debug build (untuned, its kernels unoptimized) keeps ggml's there.
+        let columns = !cfg!(debug_assertions)
+            && !super::runs_on(Kernel::Tile { wide: false }, w, m)
             && matches!(w.ty(), Type::Q4_1 | Type::Q5_0 | Type::Q8_0);
         let candidates = [
             (Kernel::Decode, s.ember_ops, 1..=1),
