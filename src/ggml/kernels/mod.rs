@@ -9,9 +9,9 @@
 //! weights as ggml repacks them have a decode op of their own (one to three tokens,
 //! `kquant.rs`, `q4k.rs`).
 //!
-//! Given several columns (a step of several sequences), the decode op unpacks each weight
-//! block once for up to four of them, each column with its own accumulators in one-column
-//! order: each column's result is what it gets alone.
+//! Given several columns (a step of several sequences), the decode op unpacks each Q4_1, Q5_0
+//! or Q8_0 weight block once for up to four of them (Q6_K: column by column), each column with
+//! its own accumulators in one-column order: each column's result is what it gets alone.
 //!
 //! **Prompt ops** for several tokens, each again giving ggml's results bit for bit on CPUs
 //! with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the K-quants, Q4_K as
@@ -421,7 +421,11 @@ impl GemvJob<'_> {
                 1 => self.run::<R, 1>(r0, c0),
                 2 => self.run::<R, 2>(r0, c0),
                 3 => self.run::<R, 3>(r0, c0),
-                _ => self.run::<R, COLS>(r0, c0),
+                // m ≤ COLS, and the arms above cover every count below it
+                _ => {
+                    const _: () = assert!(COLS == 4);
+                    self.run::<R, COLS>(r0, c0)
+                }
             }
         }
     }
