@@ -183,6 +183,7 @@ pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32, invariant: bool) 
         swa_full: cfg.swa_full,
         n_seq,
         invariant,
+        snapshots: 2,
     };
     let s = Session::new(l.model.clone(), params).context("creating the evaluation session")?;
     // every sequence's cache alike: the first one's bytes, times the sequences

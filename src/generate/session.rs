@@ -38,6 +38,11 @@ pub struct SessionParams {
     /// A step of several sequences computes each one's logits as alone, bit for bit (the
     /// default); off: by the fastest kernels for the step's size, results within rounding.
     pub invariant: bool,
+    /// States each recurrent layer keeps (hybrid models): the current one and the ones before
+    /// the last tokens of a micro-batch, so that a rollback within it (a rejected draft)
+    /// needs no re-evaluation. At least 2 (a prompt's last token is re-used from its state
+    /// before); speculative decoding wants one per verified token.
+    pub snapshots: u32,
 }
 
 impl SessionParams {
@@ -134,6 +139,7 @@ impl Session {
                     params.type_v,
                     !params.flash_attn,
                     &kv_devices,
+                    params.snapshots,
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -245,29 +251,74 @@ impl Session {
     /// the positions kept: fewer than `n` (zero) when the sliding-window layers' ring no
     /// longer holds the window before `n`; the caller then evaluates those tokens again.
     pub fn truncate(&mut self, n: u32) -> u32 {
-        self.seqs[0].cells.truncate(n)
+        self.seqs[0].truncate(n)
     }
 
     pub fn clear(&mut self) {
-        self.seqs[0].cells.clear();
+        self.seqs[0].clear();
     }
 
     /// Forget everything sequence `slot` evaluated (a new prompt takes its place).
     pub fn clear_seq(&mut self, slot: usize) {
-        self.seqs[slot].cells.clear();
+        self.seqs[slot].clear();
     }
 
     /// Forget sequence `slot`'s positions from `n` on; returns the positions kept (see
     /// [`truncate`](Self::truncate)).
     pub fn truncate_seq(&mut self, slot: usize, n: u32) -> u32 {
-        self.seqs[slot].cells.truncate(n)
+        self.seqs[slot].truncate(n)
+    }
+
+    /// The most positions a rollback right after a micro-batch can undo without
+    /// re-evaluating: the recurrent states' snapshots minus one in a hybrid model (what
+    /// bounds a speculative draft), else unbounded.
+    pub fn max_rollback(&self) -> usize {
+        match self.seqs[0].recurrent() {
+            Some(rs) => rs.slots().saturating_sub(1) as usize,
+            None => usize::MAX,
+        }
+    }
+
+    /// Keep `n` recurrent snapshots per layer (a hybrid model about to decode speculatively,
+    /// with drafts of up to `n - 1` tokens): the caches are made anew, empty.
+    pub fn set_snapshots(&mut self, n: u32) -> Result<(), EvalError> {
+        if self.seqs[0].recurrent().is_none() || self.params.snapshots == n.max(2) {
+            return Ok(());
+        }
+        self.params.snapshots = n.max(2);
+        self.built = None;
+        let shape = self.model.hp.kv_shape();
+        let kv_devices = self.model.offload.layer_buffer_types();
+        let (size, ring) = (self.seqs[0].size(), self.seqs[0].cells.ring());
+        let (type_k, type_v, v_trans) = (self.params.type_k, self.params.type_v, !self.params.flash_attn);
+        self.seqs.clear();
+        for _ in 0..self.params.n_seq.max(1) {
+            self.seqs.push(KvCache::placed(
+                &shape,
+                (size, ring),
+                type_k,
+                type_v,
+                v_trans,
+                &kv_devices,
+                self.params.snapshots,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Keep a checkpoint of sequence 0's recurrent states at its current position (a hybrid
+    /// model; nothing otherwise), so that a later truncate to here or one token before needs
+    /// no re-evaluation from the start. Called after each prompt.
+    pub fn checkpoint(&mut self) -> Result<(), EvalError> {
+        Ok(self.seqs[0].checkpoint()?)
     }
 
     /// Whether positions can be copied between sequences ([`copy_prefix`](Self::copy_prefix)):
-    /// not when sliding-window layers keep a ring (a ring's cells hold later positions).
+    /// not when sliding-window layers keep a ring (a ring's cells hold later positions), nor
+    /// in a hybrid model (a recurrent state is not a prefix of rows).
     pub fn can_copy_prefix(&self) -> bool {
         let c = &self.seqs[0].cells;
-        c.ring() >= c.size()
+        c.ring() >= c.size() && self.seqs[0].recurrent().is_none()
     }
 
     /// Make sequence `to` hold positions `0..n` of sequence `from` (a shared prompt prefix
@@ -283,6 +334,9 @@ impl Session {
         let mut buf = Vec::new();
         let cells = src.size() as usize;
         for il in 0..self.model.hp.n_layer as usize {
+            if !src.has_kv(il) {
+                continue;
+            }
             let (sc, dc) = (src.ctx(), dst.ctx());
             for (a, b, is_v) in [(src.k(il), dst.k(il), false), (src.v(il), dst.v(il), true)] {
                 let (a, b) = (sc.get(a), dc.get(b));
@@ -475,6 +529,7 @@ impl Session {
         self.tokens.clear();
         let mut seqs = Vec::with_capacity(segs.len());
         for (i, &(slot, tokens)) in segs.iter().enumerate() {
+            self.seqs[slot].sync_recurrent()?;
             let p0 = match self.seqs[slot].cells.append(tokens.len() as u32) {
                 Ok(p) => p,
                 Err(e) => {
@@ -540,6 +595,9 @@ impl Session {
         if let Err(e) = self.sched.compute(&b.ctx.graph(b.graph)) {
             self.built = None;
             return Err(e.into());
+        }
+        for &(slot, tokens) in segs {
+            self.seqs[slot].advanced(tokens.len() as u32);
         }
         if keep {
             let start = self.logits.len();

@@ -9,6 +9,7 @@ use super::backend::ContextBuffers;
 use super::{GgmlError, Type};
 use ggml_sys as sys;
 
+mod recurrent;
 mod routing;
 
 /// Owns a `ggml_context` that holds tensor headers and graphs (no tensor data).

@@ -10,8 +10,10 @@
 //! each instead of 4,096, as llama.cpp's SWA cache does.
 
 pub mod cells;
+pub mod recurrent;
 
 pub use cells::{ring_cells, Cells, ContextFull, KV_PAD};
+pub use recurrent::{Recurrent, RecurrentShape};
 
 use crate::ggml::{BufferType, Context, GgmlError, TensorHandle, Type};
 
@@ -30,10 +32,17 @@ pub enum AttnKind {
     Local,
 }
 
+/// One sequence's memory: per layer either attention K and V rows (one per cell), or, in the
+/// recurrent layers of a hybrid model, a fixed-size state ([`recurrent`]). Both answer the same
+/// requests: take a micro-batch (`cells.append`), roll back ([`KvCache::truncate`]), be saved
+/// and restored (`generate::state`), lend a prefix to another sequence.
 pub struct KvCache {
     ctx: Context,
-    k: Vec<TensorHandle>,
-    v: Vec<TensorHandle>,
+    /// per layer (None: a recurrent layer)
+    k: Vec<Option<TensorHandle>>,
+    v: Vec<Option<TensorHandle>>,
+    /// The recurrent layers' states, in a hybrid model.
+    rs: Option<Recurrent>,
     pub type_k: Type,
     pub type_v: Type,
     /// V stored transposed (no flash attention).
@@ -73,6 +82,8 @@ pub struct KvShape {
     pub n_head_kv: u32,
     /// The sliding window and which layers use it, for models with local layers.
     pub swa: Option<(u32, Vec<bool>)>,
+    /// The recurrent layers of a hybrid model (they keep a state instead of K and V).
+    pub recurrent: Option<RecurrentShape>,
 }
 
 impl KvShape {
@@ -94,6 +105,11 @@ impl KvShape {
             }
         }
         Ok(())
+    }
+
+    /// Whether layer `il` keeps K and V (is not recurrent).
+    pub fn has_kv(&self, il: u32) -> bool {
+        !self.recurrent.as_ref().is_some_and(|r| r.is_recurrent(il))
     }
 
     /// Whether layer `il` is a sliding-window layer.
@@ -141,6 +157,7 @@ impl KvShape {
     /// allocates exactly this.
     pub fn bytes(&self, size: u32, ring: u32, type_k: Type, type_v: Type) -> KvBytes {
         let cells: u64 = (0..self.n_layer)
+            .filter(|&il| self.has_kv(il))
             .map(|il| self.layer_cells(il, size, ring) as u64)
             .sum();
         let row = |ty: Type, head: u32| ty.row_size((head * self.n_head_kv) as i64) as u64;
@@ -159,12 +176,14 @@ impl KvCache {
         type_v: Type,
         v_trans: bool,
     ) -> Result<KvCache, KvError> {
-        Self::placed(shape, (size, size), type_k, type_v, v_trans, &[])
+        Self::placed(shape, (size, size), type_k, type_v, v_trans, &[], 1)
     }
 
     /// A cache of `cells.0` cells (`cells.1` in the local layers) whose layer `il` lives in
     /// device memory `devices[il]` where that is given (the layers offloaded with `-ngl` or
-    /// `--rpc`; the rotation matrices go with the last layer), in host memory otherwise.
+    /// `--rpc`; the rotation matrices go with the last layer), in host memory otherwise. The
+    /// recurrent layers' states (always in host memory) keep `snapshots` slots.
+    #[allow(clippy::too_many_arguments)]
     pub fn placed(
         shape: &KvShape,
         cells: (u32, u32),
@@ -172,10 +191,11 @@ impl KvCache {
         type_v: Type,
         v_trans: bool,
         devices: &[Option<BufferType>],
+        snapshots: u32,
     ) -> Result<KvCache, KvError> {
         shape.check(type_k, type_v)?;
         let (size, ring) = (cells.0, cells.1.min(cells.0));
-        let ctx = Context::new(2 * shape.n_layer as usize + 2, 0)?;
+        let ctx = Context::new(4 * shape.n_layer as usize + 2, 0)?;
         let (ek, ev) = (
             (shape.head_dim_k * shape.n_head_kv) as i64,
             (shape.head_dim_v * shape.n_head_kv) as i64,
@@ -183,6 +203,11 @@ impl KvCache {
         let mut k = Vec::new();
         let mut v = Vec::new();
         for il in 0..shape.n_layer {
+            if !shape.has_kv(il) {
+                k.push(None);
+                v.push(None);
+                continue;
+            }
             let n = shape.layer_cells(il, size, ring) as i64;
             let kt = ctx
                 .new_tensor(type_k, &[ek, n])
@@ -190,12 +215,16 @@ impl KvCache {
             let vt = ctx
                 .new_tensor(type_v, &[ev, n])
                 .set_name(&format!("cache_v_l{il}"));
-            k.push(ctx.handle(kt));
-            v.push(ctx.handle(vt));
+            k.push(Some(ctx.handle(kt)));
+            v.push(Some(ctx.handle(vt)));
         }
+        let rs = shape
+            .recurrent
+            .as_ref()
+            .map(|r| Recurrent::new(&ctx, r, snapshots));
         let bytes = KvBytes {
-            k: k.iter().map(|&h| ctx.get(h).nbytes() as u64).sum(),
-            v: v.iter().map(|&h| ctx.get(h).nbytes() as u64).sum(),
+            k: k.iter().flatten().map(|&h| ctx.get(h).nbytes() as u64).sum(),
+            v: v.iter().flatten().map(|&h| ctx.get(h).nbytes() as u64).sum(),
         };
         let rot = |n: Option<u32>, name: &str| {
             n.map(|n| {
@@ -212,7 +241,7 @@ impl KvCache {
         let mut groups: Vec<(BufferType, Vec<TensorHandle>)> = Vec::new();
         for il in 0..shape.n_layer as usize {
             let Some(buft) = device(il) else { continue };
-            let mut hs = vec![k[il], v[il]];
+            let mut hs: Vec<TensorHandle> = [k[il], v[il]].into_iter().flatten().collect();
             if Some(il) == last {
                 hs.extend([k_rot, v_rot].into_iter().flatten());
             }
@@ -236,6 +265,7 @@ impl KvCache {
             ctx,
             k,
             v,
+            rs,
             type_k,
             type_v,
             v_trans,
@@ -254,12 +284,100 @@ impl KvCache {
         &self.ctx
     }
 
+    /// Layer `il`'s K rows.
+    ///
+    /// # Panics
+    /// If layer `il` is recurrent (it has none).
     pub fn k(&self, il: usize) -> TensorHandle {
-        self.k[il]
+        self.k[il].expect("an attention layer")
     }
 
+    /// Layer `il`'s V rows (see [`k`](Self::k)).
     pub fn v(&self, il: usize) -> TensorHandle {
-        self.v[il]
+        self.v[il].expect("an attention layer")
+    }
+
+    /// Whether layer `il` keeps K and V (is not recurrent).
+    pub fn has_kv(&self, il: usize) -> bool {
+        self.k.get(il).is_some_and(|k| k.is_some())
+    }
+
+    /// The first layer that keeps K and V.
+    pub fn first_kv_layer(&self) -> usize {
+        self.k.iter().position(|k| k.is_some()).unwrap_or(0)
+    }
+
+    /// The recurrent layers' states, in a hybrid model.
+    pub fn recurrent(&self) -> Option<&Recurrent> {
+        self.rs.as_ref()
+    }
+
+    /// Forget positions from `n` on; returns the positions kept: fewer than `n` when the
+    /// sliding-window ring no longer holds the window before `n` (then zero), or when no
+    /// recurrent state can be restored at `n` (then the latest checkpoint's position, or
+    /// zero). The caller evaluates the rest again.
+    pub fn truncate(&mut self, n: u32) -> u32 {
+        let mut kept = self.cells.truncate(n);
+        if let Some(rs) = &mut self.rs {
+            let r = rs.restorable(kept);
+            if r < kept {
+                kept = self.cells.truncate(r);
+            }
+            rs.forget_after(kept);
+        }
+        kept
+    }
+
+    /// Forget every position (and every recurrent checkpoint).
+    pub fn clear(&mut self) {
+        self.cells.clear();
+        if let Some(rs) = &mut self.rs {
+            rs.forget_after(0);
+        }
+    }
+
+    /// Bring the recurrent states to the cells' position (after a truncate or a clear),
+    /// before a micro-batch is evaluated.
+    pub fn sync_recurrent(&mut self) -> Result<(), GgmlError> {
+        let used = self.cells.used();
+        match &mut self.rs {
+            Some(rs) if rs.pos() != used => rs.restore(&self.ctx, used),
+            _ => Ok(()),
+        }
+    }
+
+    /// A micro-batch of `n` tokens was evaluated (the recurrent states advanced with it).
+    pub fn advanced(&mut self, n: u32) {
+        let used = self.cells.used();
+        if let Some(rs) = &mut self.rs {
+            rs.advanced(used, n);
+        }
+    }
+
+    /// Keep a checkpoint of the recurrent states at the current position (nothing without
+    /// recurrent layers).
+    pub fn checkpoint(&mut self) -> Result<(), GgmlError> {
+        match &mut self.rs {
+            Some(rs) => rs.checkpoint(&self.ctx),
+            None => Ok(()),
+        }
+    }
+
+    /// The recurrent states at position `n` (see [`Recurrent::states_at`]): `None` when they
+    /// are no longer held.
+    pub fn states_at(&self, n: u32) -> Result<Option<(u32, Vec<Vec<u8>>)>, GgmlError> {
+        match &self.rs {
+            Some(rs) => rs.states_at(&self.ctx, n),
+            None => Ok(Some((0, Vec::new()))),
+        }
+    }
+
+    /// Write recurrent states (from [`states_at`](Self::states_at)) as the states at `n`.
+    pub fn put_states(&mut self, n: u32, count: u32, bytes: &[Vec<u8>]) -> Result<(), GgmlError> {
+        match &mut self.rs {
+            Some(rs) => rs.put_states(&self.ctx, n, count, bytes),
+            None => Ok(()),
+        }
     }
 
     pub fn size(&self) -> u32 {
@@ -288,7 +406,7 @@ impl KvCache {
 
     /// Whether some layer runs attention of kind `kind` (a model may have only one kind).
     pub fn has_kind(&self, kind: AttnKind) -> bool {
-        (0..self.k.len()).any(|il| self.kind(il) == kind)
+        (0..self.k.len()).any(|il| self.has_kv(il) && self.kind(il) == kind)
     }
 
     /// Cells of the layers of kind `kind`: the whole cache, or the local layers' ring.

@@ -62,7 +62,10 @@ impl<'g> Builder<'g> {
         kvs: &[&'g KvCache],
         shape: &GraphShape,
     ) -> Self {
-        let inp = Inputs::new(ctx, kvs, shape, model.hp.n_embd_v_gqa());
+        let mut inp = Inputs::new(ctx, kvs, shape, model.hp.n_embd_v_gqa());
+        if model.hp.rope_sections.is_some() {
+            inp.use_pos_sections(ctx);
+        }
         let spans = (0..shape.seqs.len())
             .map(|i| {
                 let r = shape.span(i);
@@ -81,6 +84,16 @@ impl<'g> Builder<'g> {
             invariant: kvs.len() > 1 && shape.invariant,
             rows_alone: shape.columns,
         }
+    }
+
+    /// The cache of sequence `i` of the batch.
+    pub fn seq_kv(&self, i: usize) -> &'g KvCache {
+        self.kvs[i]
+    }
+
+    /// Each sequence's rows of the batch: (first, count).
+    pub fn spans(&self) -> &[(i64, i64)] {
+        &self.spans
     }
 
     /// A weight tensor of the model.
@@ -300,6 +313,11 @@ impl<'g> Builder<'g> {
                 c.div(weights, sum)
             }
             Gating::SoftmaxWeight => c.soft_max(weights),
+        };
+        let weights = if moe.weights_scale != 0.0 && moe.weights_scale != 1.0 {
+            c.scale(weights, moe.weights_scale)
+        } else {
+            weights
         };
         let weights = c.reshape(weights, &[1, k, nt]);
         self.graph.expand(weights);

@@ -43,6 +43,39 @@ pub struct Layer {
     /// the feed-forward block's matrices
     pub ffn: Ffn,
     pub ffn_post_norm: Option<TensorHandle>,
+    /// A Gated DeltaNet layer's own tensors (Qwen3.5); its `qkv` is then the fused input
+    /// projection of Q, K and V (before the convolution) and `wo` its output projection.
+    pub gdn: Option<Box<DeltaNet>>,
+    /// A shared expert beside the routed ones, gated by a sigmoid (Qwen3.5 MoE).
+    pub shexp: Option<SharedExpert>,
+}
+
+/// The tensors of a Gated DeltaNet layer besides its input and output projections.
+#[derive(Clone, Debug)]
+pub struct DeltaNet {
+    /// (n_embd, d_inner): the output gate `z`
+    pub gate: TensorHandle,
+    /// (d_conv, conv channels), f32: the causal convolution's kernels
+    pub conv1d: TensorHandle,
+    /// (dt_rank): the bias added to alpha before the softplus
+    pub dt_bias: TensorHandle,
+    /// (dt_rank): -exp(A_log), the decay per value head
+    pub a: TensorHandle,
+    /// (n_embd, dt_rank): beta's projection (the write strength)
+    pub beta: TensorHandle,
+    /// (n_embd, dt_rank): alpha's projection (the decay's time step)
+    pub alpha: TensorHandle,
+    /// (head size): the gated RMSNorm of the output
+    pub norm: TensorHandle,
+}
+
+/// A shared expert: a gated feed-forward block every token goes through, its output scaled
+/// by `sigmoid(gate_inp · x)`.
+#[derive(Clone, Debug)]
+pub struct SharedExpert {
+    /// (n_embd): the scalar gate's weights
+    pub gate_inp: TensorHandle,
+    pub ffn: Gated,
 }
 
 /// Q, K and V projections.

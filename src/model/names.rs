@@ -28,6 +28,18 @@ pub enum W {
     FfnGateExps,
     FfnUpExps,
     FfnDownExps,
+    FfnGateInpShexp,
+    FfnGateShexp,
+    FfnUpShexp,
+    FfnDownShexp,
+    AttnGate,
+    SsmConv1d,
+    SsmDt,
+    SsmA,
+    SsmBeta,
+    SsmAlpha,
+    SsmNorm,
+    SsmOut,
 }
 
 impl W {
@@ -58,11 +70,30 @@ impl W {
             W::FfnGateExps => "ffn_gate_exps",
             W::FfnUpExps => "ffn_up_exps",
             W::FfnDownExps => "ffn_down_exps",
+            W::FfnGateInpShexp => "ffn_gate_inp_shexp",
+            W::FfnGateShexp => "ffn_gate_shexp",
+            W::FfnUpShexp => "ffn_up_shexp",
+            W::FfnDownShexp => "ffn_down_shexp",
+            W::AttnGate => "attn_gate",
+            W::SsmConv1d => "ssm_conv1d",
+            W::SsmDt => "ssm_dt",
+            W::SsmA => "ssm_a",
+            W::SsmBeta => "ssm_beta",
+            W::SsmAlpha => "ssm_alpha",
+            W::SsmNorm => "ssm_norm",
+            W::SsmOut => "ssm_out",
         }
     }
 
-    /// `token_embd.weight`, or `blk.{layer}.attn_q.bias` for per-layer tensors.
+    /// `token_embd.weight`, or `blk.{layer}.attn_q.bias` for per-layer tensors; an empty
+    /// suffix names a bare tensor (`blk.{layer}.ssm_a`).
     pub fn name(self, layer: Option<u32>, suffix: &str) -> String {
+        if suffix.is_empty() {
+            return match layer {
+                Some(il) => format!("blk.{il}.{}", self.stem()),
+                None => self.stem().to_string(),
+            };
+        }
         match layer {
             Some(il) => format!("blk.{il}.{}.{suffix}", self.stem()),
             None => format!("{}.{suffix}", self.stem()),

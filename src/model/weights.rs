@@ -436,6 +436,17 @@ impl<'f> Binder<'f> {
         self.layer_tensor((w, layer, "weight"), shape, Usage::Plain, false)
     }
 
+    /// A required tensor whose name has no suffix (`blk.N.ssm_a`), used element-wise.
+    pub fn bare(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+    ) -> Result<TensorHandle, WeightError> {
+        let t = self.layer_tensor((w, layer, ""), shape, Usage::Plain, true)?;
+        Ok(t.expect("required"))
+    }
+
     /// A required bias (`{name}.bias`).
     pub fn bias(
         &mut self,

@@ -27,6 +27,7 @@ fn session(m: &Rc<Model>, n_ctx: u32, n_seq: u32, fa: bool) -> Session {
         swa_full: false,
         n_seq,
         invariant: true,
+        snapshots: 2,
     };
     Session::new(m.clone(), p).expect("session")
 }

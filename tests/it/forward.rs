@@ -47,6 +47,7 @@ fn params(n_ctx: u32, n_ubatch: u32, ty: Type, flash_attn: bool, swa_full: bool)
         swa_full,
         n_seq: 1,
         invariant: true,
+        snapshots: 2,
     }
 }
 

@@ -45,6 +45,7 @@ fn session(m: &Rc<Model>, type_k: Type, type_v: Type, flash_attn: bool) -> Sessi
         swa_full: false,
         n_seq: 1,
         invariant: true,
+        snapshots: 2,
     };
     Session::new(m.clone(), p).unwrap_or_else(|e| panic!("{type_k}/{type_v}: {e}"))
 }
@@ -155,6 +156,7 @@ fn a_block_larger_than_the_head_is_an_error_naming_both() {
         swa_full: false,
         n_seq: 1,
         invariant: true,
+        snapshots: 2,
     };
     let err = Session::new(m, params)
         .err()

@@ -38,6 +38,7 @@ fn session(m: &Rc<Model>) -> Session {
         swa_full: false,
         n_seq: 1,
         invariant: true,
+        snapshots: 2,
     };
     Session::new(m.clone(), p).unwrap()
 }
@@ -362,6 +363,7 @@ fn verification_rows_equal_lone_decoding_past_512_cells_with_threads() {
                 swa_full: false,
                 n_seq: 1,
                 invariant: true,
+                snapshots: 2,
             },
         )
         .unwrap();

@@ -36,6 +36,8 @@ CHECK(GGML_BACKEND_DEVICE_TYPE_CPU == 0 && GGML_BACKEND_DEVICE_TYPE_GPU == 1);
 CHECK(GGML_BACKEND_DEVICE_TYPE_IGPU == 2 && GGML_BACKEND_DEVICE_TYPE_ACCEL == 3);
 CHECK(sizeof(enum ggml_backend_dev_type) == sizeof(int));
 CHECK(GGML_ROPE_TYPE_NEOX == 2);
+CHECK(GGML_ROPE_TYPE_IMROPE == 40);
+CHECK(GGML_MROPE_SECTIONS == 4);
 
 CHECK(sizeof(struct ggml_init_params) == 24);
 CHECK(offsetof(struct ggml_init_params, mem_size) == 0);

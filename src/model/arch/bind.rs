@@ -81,5 +81,7 @@ pub fn dense(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
         ffn_norm: Some(b.plain(W::FfnNorm, l, &[e])?),
         ffn: ffn(b, hp, il)?,
         ffn_post_norm: None,
+        gdn: None,
+        shexp: None,
     })
 }

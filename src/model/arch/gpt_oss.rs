@@ -87,6 +87,8 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
             down_b: Some(b.bias(W::FfnDownExps, l, &[e, n])?),
         }),
         ffn_post_norm: None,
+        gdn: None,
+        shexp: None,
     })
 }
 

@@ -32,6 +32,8 @@ pub mod olmo2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen35;
+pub mod qwen35moe;
 pub mod qwen3moe;
 pub mod smollm3;
 
@@ -50,6 +52,8 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Qwen3Moe,
+    Qwen35,
+    Qwen35Moe,
     Gemma2,
     Gemma3,
     Phi3,
@@ -110,6 +114,20 @@ impl Arch {
             arch: Arch::Qwen3Moe,
             name: "qwen3moe",
             models: "Qwen3 mixture of experts (30B-A3B, 235B-A22B)",
+            verified: SYNTH,
+            chat: CHAT_THINK,
+        },
+        ArchRow {
+            arch: Arch::Qwen35,
+            name: "qwen35",
+            models: "Qwen3.5 / 3.6 (dense): Gated DeltaNet + gated attention hybrid",
+            verified: SYNTH,
+            chat: CHAT_THINK,
+        },
+        ArchRow {
+            arch: Arch::Qwen35Moe,
+            name: "qwen35moe",
+            models: "Qwen3.5 / 3.6 mixture of experts (35B-A3B, 122B-A10B, 397B-A17B)",
             verified: SYNTH,
             chat: CHAT_THINK,
         },
@@ -220,6 +238,8 @@ impl Arch {
             Arch::Qwen2 => qwen2::hparams(f),
             Arch::Qwen3 => qwen3::hparams(f),
             Arch::Qwen3Moe => qwen3moe::hparams(f),
+            Arch::Qwen35 => qwen35::hparams(f),
+            Arch::Qwen35Moe => qwen35moe::hparams(f),
             Arch::Gemma2 => gemma2::hparams(f),
             Arch::Gemma3 => gemma3::hparams(f),
             Arch::Phi3 => phi3::hparams(f),
@@ -237,6 +257,8 @@ impl Arch {
             Arch::Qwen2 => qwen2::layer(b, hp, il),
             Arch::Qwen3 => qwen3::layer(b, hp, il),
             Arch::Qwen3Moe => qwen3moe::layer(b, hp, il),
+            Arch::Qwen35 => qwen35::layer(b, hp, il),
+            Arch::Qwen35Moe => qwen35moe::layer(b, hp, il),
             Arch::Gemma2 => gemma2::layer(b, hp, il),
             Arch::Gemma3 => gemma3::layer(b, hp, il),
             Arch::Phi3 => phi3::layer(b, hp, il),
@@ -254,6 +276,8 @@ impl Arch {
             Arch::Qwen2 => qwen2::build(b),
             Arch::Qwen3 => qwen3::build(b),
             Arch::Qwen3Moe => qwen3moe::build(b),
+            Arch::Qwen35 => qwen35::build(b),
+            Arch::Qwen35Moe => qwen35moe::build(b),
             Arch::Gemma2 => gemma2::build(b),
             Arch::Gemma3 => gemma3::build(b),
             Arch::Phi3 => phi3::build(b),

@@ -47,6 +47,8 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
         ffn_norm: None,
         ffn: bind::ffn(b, hp, il)?,
         ffn_post_norm: Some(b.plain(W::FfnPostNorm, l, &[e])?),
+        gdn: None,
+        shexp: None,
     })
 }
 

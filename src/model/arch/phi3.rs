@@ -42,6 +42,8 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
             down_b: None,
         }),
         ffn_post_norm: None,
+        gdn: None,
+        shexp: None,
     })
 }
 

@@ -43,6 +43,17 @@ pub enum Key {
     ExpertCount,
     ExpertUsedCount,
     ExpertFeedForwardLength,
+    ExpertSharedFeedForwardLength,
+    ExpertWeightsScale,
+    RopeDimensionSections,
+    SsmConvKernel,
+    SsmInnerSize,
+    SsmStateSize,
+    SsmTimeStepRank,
+    SsmGroupCount,
+    FullAttentionInterval,
+    RecurrentLayers,
+    NextnPredictLayers,
 }
 
 impl Key {
@@ -82,6 +93,17 @@ impl Key {
             Key::ExpertCount => "expert_count",
             Key::ExpertUsedCount => "expert_used_count",
             Key::ExpertFeedForwardLength => "expert_feed_forward_length",
+            Key::ExpertSharedFeedForwardLength => "expert_shared_feed_forward_length",
+            Key::ExpertWeightsScale => "expert_weights_scale",
+            Key::RopeDimensionSections => "rope.dimension_sections",
+            Key::SsmConvKernel => "ssm.conv_kernel",
+            Key::SsmInnerSize => "ssm.inner_size",
+            Key::SsmStateSize => "ssm.state_size",
+            Key::SsmTimeStepRank => "ssm.time_step_rank",
+            Key::SsmGroupCount => "ssm.group_count",
+            Key::FullAttentionInterval => "full_attention_interval",
+            Key::RecurrentLayers => "attention.recurrent_layers",
+            Key::NextnPredictLayers => "nextn_predict_layers",
         };
         format!("{arch}.{suffix}")
     }
@@ -92,6 +114,9 @@ impl Key {
 pub enum RopeType {
     Normal,
     Neox,
+    /// Multi-section RoPE with the sections interleaved (Qwen3.5: ggml's IMROPE); each token
+    /// has four positions, text tokens `[p, p, p, 0]`.
+    Imrope,
 }
 
 impl RopeType {
@@ -99,6 +124,7 @@ impl RopeType {
         match self {
             RopeType::Normal => 0,
             RopeType::Neox => 2,
+            RopeType::Imrope => 40,
         }
     }
 }
@@ -154,6 +180,52 @@ pub struct Hparams {
     /// Layers that apply no RoPE to Q and K (SmolLM3: every 4th; Granite without
     /// `rope.scaling.finetuned`: all); empty when every layer does.
     pub no_rope: Vec<bool>,
+    /// Gated DeltaNet layers with a recurrent state beside the attention layers (Qwen3.5),
+    /// when the model has them.
+    pub ssm: Option<Ssm>,
+    /// The sections of multi-section RoPE ([`RopeType::Imrope`]), when it is used.
+    pub rope_sections: Option<[i32; 4]>,
+    /// Multi-token-prediction layers after the trunk (`nextn_predict_layers`, counted in the
+    /// file's `block_count`): not run, their tensors not loaded.
+    pub n_layer_mtp: u32,
+    /// The shared expert's width (Qwen3.5 MoE), when the model has one.
+    pub n_ff_shexp: u32,
+}
+
+/// The Gated DeltaNet ("linear attention") layers of a hybrid model, in llama.cpp's names:
+/// `d_conv` taps of causal convolution over `conv_channels()` channels (Q, K and V), `n_group`
+/// key heads and `dt_rank` value heads of `d_state` values, `d_inner` = value heads × head size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ssm {
+    pub d_conv: u32,
+    pub d_inner: u32,
+    pub d_state: u32,
+    pub dt_rank: u32,
+    pub n_group: u32,
+    /// `recurrent[il]`: layer il is a Gated DeltaNet layer (else an attention layer).
+    pub recurrent: Vec<bool>,
+}
+
+impl Ssm {
+    /// Channels of the convolution: Q and K (`n_group × d_state` each) and V (`d_inner`).
+    pub fn conv_channels(&self) -> u32 {
+        self.d_inner + 2 * self.n_group * self.d_state
+    }
+
+    /// Floats of a layer's convolution state: the last `d_conv - 1` inputs of every channel.
+    pub fn conv_floats(&self) -> u64 {
+        u64::from(self.d_conv.saturating_sub(1)) * u64::from(self.conv_channels())
+    }
+
+    /// Floats of a layer's delta-rule state: a `d_state × d_state` matrix per value head.
+    pub fn state_floats(&self) -> u64 {
+        u64::from(self.d_state) * u64::from(self.d_inner)
+    }
+
+    /// Whether layer `il` is recurrent.
+    pub fn is_recurrent(&self, il: usize) -> bool {
+        self.recurrent.get(il).copied().unwrap_or(false)
+    }
 }
 
 /// Attention temperature tuning (llama.cpp's `f_attn_temp_scale`, `n_attn_temp_floor_scale`):
@@ -184,6 +256,9 @@ pub struct Moe {
     pub n_ff_exp: u32,
     /// how the router's logits become the chosen experts' weights
     pub gating: Gating,
+    /// the chosen weights are multiplied by this after normalisation, unless it is 0 or 1
+    /// (`expert_weights_scale`)
+    pub weights_scale: f32,
 }
 
 /// How a mixture of experts weighs the experts it picks (llama.cpp's expert gating function).
@@ -230,6 +305,13 @@ impl Hparams {
                         .collect(),
                 )
             }),
+            recurrent: self.ssm.as_ref().map(|s| crate::kv::RecurrentShape {
+                layers: (0..self.n_layer as usize)
+                    .map(|il| s.is_recurrent(il))
+                    .collect(),
+                conv_floats: s.conv_floats(),
+                state_floats: s.state_floats(),
+            }),
         }
     }
 
@@ -263,6 +345,11 @@ impl Hparams {
             Some(s) if s.plain_rope && self.is_swa(il) => (0.0, 1.0),
             _ => (self.rope.ext_factor, self.rope.attn_factor),
         }
+    }
+
+    /// Whether layer `il` is a recurrent (Gated DeltaNet) layer, which keeps no K and V.
+    pub fn is_recurrent(&self, il: usize) -> bool {
+        self.ssm.as_ref().is_some_and(|s| s.is_recurrent(il))
     }
 
     /// Whether layer `il` applies RoPE to Q and K.
@@ -426,6 +513,10 @@ pub fn read_with(
         residual_scale: None,
         attn_temp: None,
         no_rope: Vec::new(),
+        ssm: None,
+        rope_sections: None,
+        n_layer_mtp: 0,
+        n_ff_shexp: 0,
         moe: read_moe(&mut r, arch, n_layer, n_ff),
     };
     extra(&mut r, &mut hp);
@@ -489,6 +580,7 @@ fn read_moe(r: &mut Reader<'_>, arch: &str, n_layer: u32, n_ff: u32) -> Option<M
         n_expert_used: n_used,
         n_ff_exp,
         gating: Gating::SoftmaxNorm,
+        weights_scale: 0.0,
     })
 }
 

@@ -66,6 +66,48 @@ impl<'a> Reader<'a> {
         self.note(r)
     }
 
+    /// An array of integers (of any integer type), when the file has the key.
+    pub fn opt_ints(&mut self, k: Key) -> Option<Vec<i64>> {
+        use crate::gguf::Array as A;
+        let key = k.name(&self.arch);
+        let arr = self.f.get(&key)?.as_array()?;
+        let v: Vec<i64> = match arr {
+            A::U8(v) => v.iter().map(|&x| x as i64).collect(),
+            A::I8(v) => v.iter().map(|&x| x as i64).collect(),
+            A::U16(v) => v.iter().map(|&x| x as i64).collect(),
+            A::I16(v) => v.iter().map(|&x| x as i64).collect(),
+            A::U32(v) => v.iter().map(|&x| x as i64).collect(),
+            A::I32(v) => v.iter().map(|&x| x as i64).collect(),
+            A::U64(v) => v.iter().map(|&x| x.min(i64::MAX as u64) as i64).collect(),
+            A::I64(v) => v.clone(),
+            other => {
+                self.errors.push(MetaError::WrongType {
+                    key,
+                    expected: "an array of integers",
+                    found: format!("an array of {}", other.elem_type().name()),
+                });
+                return None;
+            }
+        };
+        Some(v)
+    }
+
+    /// An array of bools, when the file has the key.
+    pub fn opt_bools(&mut self, k: Key) -> Option<Vec<bool>> {
+        let key = k.name(&self.arch);
+        match self.f.get(&key)?.as_array()? {
+            crate::gguf::Array::Bool(b) => Some(b.clone()),
+            other => {
+                self.errors.push(MetaError::WrongType {
+                    key,
+                    expected: "an array of bools",
+                    found: format!("an array of {}", other.elem_type().name()),
+                });
+                None
+            }
+        }
+    }
+
     pub fn push(&mut self, e: MetaError) {
         self.errors.push(e);
     }

@@ -196,6 +196,11 @@ impl Inputs {
         }
     }
 
+    /// Positions for multi-section RoPE (four per token) instead of one per token.
+    pub fn use_pos_sections(&mut self, ctx: &Context) {
+        self.pos = Positions::make(ctx, self.pos.n_tokens, true);
+    }
+
     /// The inputs of the attention layers of kind `kind` of the first (or only) sequence.
     ///
     /// # Panics
@@ -308,21 +313,29 @@ impl GraphInput for TokenIds {
     }
 }
 
-/// i32 [n_tokens]: the position of each token (`inp_pos`), for RoPE.
+/// i32 [n_tokens]: the position of each token (`inp_pos`), for RoPE; for multi-section RoPE
+/// i32 [4 n_tokens], one run of positions per section (a text token's: `p, p, p, 0`).
 pub struct Positions {
     tensor: TensorHandle,
     n_tokens: usize,
+    sections: bool,
 }
 
 impl Positions {
     fn new(ctx: &Context, shape: &GraphShape) -> Positions {
+        Self::make(ctx, shape.n_tokens, false)
+    }
+
+    fn make(ctx: &Context, n_tokens: usize, sections: bool) -> Positions {
+        let per = if sections { 4 } else { 1 };
         let t = ctx
-            .new_tensor(Type::I32, &[shape.n_tokens as i64])
+            .new_tensor(Type::I32, &[(n_tokens * per) as i64])
             .set_name("inp_pos")
             .set_input();
         Positions {
             tensor: ctx.handle(t),
-            n_tokens: shape.n_tokens,
+            n_tokens,
+            sections,
         }
     }
 
@@ -333,7 +346,15 @@ impl Positions {
 
 impl GraphInput for Positions {
     fn set(&self, ctx: &Context, ub: &UBatch<'_>, _: &mut Scratch) -> Result<(), GgmlError> {
-        self.tensor(ctx).write_i32(ub.pos)
+        if !self.sections {
+            return self.tensor(ctx).write_i32(ub.pos);
+        }
+        let mut all = Vec::with_capacity(ub.pos.len() * 4);
+        for _ in 0..3 {
+            all.extend_from_slice(ub.pos);
+        }
+        all.resize(ub.pos.len() * 4, 0);
+        self.tensor(ctx).write_i32(&all)
     }
 
     fn can_reuse(&self, shape: &GraphShape) -> bool {

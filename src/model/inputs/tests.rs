@@ -9,8 +9,9 @@ fn cache(local: &[bool], window: u32, size: u32, ring: u32, v_trans: bool) -> Kv
         head_dim_v: 32,
         n_head_kv: 1,
         swa: Some((window, local.to_vec())),
+        recurrent: None,
     };
-    KvCache::placed(&shape, (size, ring), Type::F16, Type::F16, v_trans, &[]).unwrap()
+    KvCache::placed(&shape, (size, ring), Type::F16, Type::F16, v_trans, &[], 1).unwrap()
 }
 
 fn shape(n_tokens: usize, n_kv: u32, n_outputs: usize) -> GraphShape {

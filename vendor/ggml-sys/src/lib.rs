@@ -80,6 +80,8 @@ pub const GGML_BACKEND_DEVICE_TYPE_ACCEL: ggml_backend_dev_type = 3;
 
 pub const GGML_ROPE_TYPE_NORMAL: c_int = 0;
 pub const GGML_ROPE_TYPE_NEOX: c_int = 2;
+pub const GGML_ROPE_TYPE_IMROPE: c_int = 40;
+pub const GGML_MROPE_SECTIONS: usize = 4;
 
 #[repr(C)]
 pub struct ggml_init_params {
@@ -255,6 +257,39 @@ extern "C" {
         ctx: *mut ggml_context,
         a: *mut ggml_tensor,
         b: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_sigmoid(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_softplus(ctx: *mut ggml_context, a: *mut ggml_tensor) -> *mut ggml_tensor;
+    pub fn ggml_ssm_conv(
+        ctx: *mut ggml_context,
+        sx: *mut ggml_tensor,
+        c: *mut ggml_tensor,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_gated_delta_net(
+        ctx: *mut ggml_context,
+        q: *mut ggml_tensor,
+        k: *mut ggml_tensor,
+        v: *mut ggml_tensor,
+        g: *mut ggml_tensor,
+        beta: *mut ggml_tensor,
+        state: *mut ggml_tensor,
+        k_snapshots: i64,
+    ) -> *mut ggml_tensor;
+    pub fn ggml_rope_multi(
+        ctx: *mut ggml_context,
+        a: *mut ggml_tensor,
+        b: *mut ggml_tensor,
+        c: *mut ggml_tensor,
+        n_dims: c_int,
+        sections: *mut c_int,
+        mode: c_int,
+        n_ctx_orig: c_int,
+        freq_base: f32,
+        freq_scale: f32,
+        ext_factor: f32,
+        attn_factor: f32,
+        beta_fast: f32,
+        beta_slow: f32,
     ) -> *mut ggml_tensor;
     pub fn ggml_cast(ctx: *mut ggml_context, a: *mut ggml_tensor, t: ggml_type)
         -> *mut ggml_tensor;
