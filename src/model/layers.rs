@@ -9,7 +9,7 @@ use crate::kv::{AttnKind, KvCache};
 
 use super::hparams::Gating;
 use super::inputs::{GraphShape, Inputs};
-use super::{Experts, Ffn, Layer, Model, Qkv};
+use super::{Experts, Ffn, GateUp, Layer, Model, Qkv};
 
 /// Builds one forward graph for a micro-batch of one or more sequences.
 pub struct Builder<'g> {
@@ -330,8 +330,20 @@ impl<'g> Builder<'g> {
                 None => t,
             }
         };
-        let up = expert_mm(e.up, e.up_b, cur);
-        let gate = expert_mm(e.gate, e.gate_b, cur);
+        let (gate, up) = match e.gate_up {
+            GateUp::Split { gate, up } => {
+                let up = expert_mm(up, e.up_b, cur);
+                (expert_mm(gate, e.gate_b, cur), up)
+            }
+            GateUp::Fused(w) => {
+                // one product, then each expert's gate rows and up rows
+                let gu = c.mul_mat_id(self.w(w), cur, selected);
+                let (ne, nb) = (gu.ne(), gu.nb());
+                let n_ff = ne[0] / 2;
+                let half = |off: usize| c.view(gu, &[n_ff, ne[1], ne[2]], &[nb[1], nb[2]], off);
+                (half(0), half(n_ff as usize * nb[0]))
+            }
+        };
         let h = self.glu(act, gate, up);
         let experts = expert_mm(e.down, e.down_b, h);
         let experts = c.mul(experts, weights);

@@ -126,10 +126,8 @@ pub struct Gated {
 pub struct Experts {
     /// (n_embd, n_expert), the router
     pub gate_inp: TensorHandle,
-    /// (n_embd, n_ff_exp, n_expert)
-    pub gate: TensorHandle,
-    /// (n_embd, n_ff_exp, n_expert)
-    pub up: TensorHandle,
+    /// the gate and up matrices
+    pub gate_up: GateUp,
     /// (n_ff_exp, n_embd, n_expert)
     pub down: TensorHandle,
     /// Biases (gpt-oss): the router's (n_expert), and each expert's, (n_ff_exp, n_expert) for
@@ -138,6 +136,16 @@ pub struct Experts {
     pub gate_b: Option<TensorHandle>,
     pub up_b: Option<TensorHandle>,
     pub down_b: Option<TensorHandle>,
+}
+
+/// The experts' gate and up matrices: separate, or one stack whose rows are each expert's gate
+/// rows then its up rows.
+#[derive(Clone, Debug)]
+pub enum GateUp {
+    /// each (n_embd, n_ff_exp, n_expert)
+    Split { gate: TensorHandle, up: TensorHandle },
+    /// (n_embd, 2 n_ff_exp, n_expert)
+    Fused(TensorHandle),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -383,6 +383,21 @@ impl<'f> Binder<'f> {
             .expect("required"))
     }
 
+    /// An optional stack of expert matrices (see [`experts`](Self::experts)).
+    pub fn opt_experts(
+        &mut self,
+        w: W,
+        layer: Option<u32>,
+        shape: &[u64],
+        n_used: u32,
+    ) -> Result<Option<TensorHandle>, WeightError> {
+        let g = self.device_of(w, layer);
+        let usage = Usage::Experts {
+            n_used: n_used as i64,
+        };
+        self.bind(&w.name(layer, "weight"), g, shape, usage, false)
+    }
+
     /// Tensor `{w's name}.{suffix}` of `layer`, for `usage`, on the device its layer runs
     /// on; `required`: a missing one is an error (else `None`).
     fn layer_tensor(

@@ -5,7 +5,7 @@
 use crate::model::hparams::Hparams;
 use crate::model::names::W;
 use crate::model::weights::{Binder, WeightError};
-use crate::model::{Experts, Ffn, Gated, Layer, Qkv};
+use crate::model::{Experts, Ffn, GateUp, Gated, Layer, Qkv};
 
 /// Q, K and V of layer `il`, Q `n_q` wide: the fused `attn_qkv` when the file has it (with its
 /// bias, or else optional separate biases, as llama.cpp accepts), else `attn_q/k/v` with
@@ -44,8 +44,13 @@ pub fn ffn(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Ffn, WeightError
         let used = moe.n_expert_used;
         return Ok(Ffn::Moe(Experts {
             gate_inp: b.matrix(W::FfnGateInp, l, &[e, n])?,
-            gate: b.experts(W::FfnGateExps, l, &[e, ff, n], used)?,
-            up: b.experts(W::FfnUpExps, l, &[e, ff, n], used)?,
+            gate_up: match b.opt_experts(W::FfnGateUpExps, l, &[e, 2 * ff, n], used)? {
+                Some(w) => GateUp::Fused(w),
+                None => GateUp::Split {
+                    gate: b.experts(W::FfnGateExps, l, &[e, ff, n], used)?,
+                    up: b.experts(W::FfnUpExps, l, &[e, ff, n], used)?,
+                },
+            },
             down: b.experts(W::FfnDownExps, l, &[ff, e, n], used)?,
             gate_inp_b: None,
             gate_b: None,

@@ -15,7 +15,7 @@ use crate::model::hparams::{self, Gating, Hparams, HparamsError, Key, RopeType};
 use crate::model::layers::{Builder, FfnAct};
 use crate::model::names::W;
 use crate::model::weights::{Binder, WeightError};
-use crate::model::{Experts, Ffn, Layer};
+use crate::model::{Experts, Ffn, GateUp, Layer};
 
 use super::bind;
 
@@ -78,8 +78,10 @@ pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightE
         ffn_norm: Some(b.plain(W::AttnPostNorm, l, &[e])?),
         ffn: Ffn::Moe(Experts {
             gate_inp: b.matrix(W::FfnGateInp, l, &[e, n])?,
-            gate: b.experts(W::FfnGateExps, l, &[e, ff, n], used)?,
-            up: b.experts(W::FfnUpExps, l, &[e, ff, n], used)?,
+            gate_up: GateUp::Split {
+                gate: b.experts(W::FfnGateExps, l, &[e, ff, n], used)?,
+                up: b.experts(W::FfnUpExps, l, &[e, ff, n], used)?,
+            },
             down: b.experts(W::FfnDownExps, l, &[ff, e, n], used)?,
             gate_inp_b: Some(b.bias(W::FfnGateInp, l, &[n])?),
             gate_b: Some(b.bias(W::FfnGateExps, l, &[ff, n])?),
