@@ -310,7 +310,12 @@ impl Session {
     /// model; nothing otherwise), so that a later truncate to here or one token before needs
     /// no re-evaluation from the start. Called after each prompt.
     pub fn checkpoint(&mut self) -> Result<(), EvalError> {
-        Ok(self.seqs[0].checkpoint()?)
+        self.checkpoint_seq(0)
+    }
+
+    /// [`checkpoint`](Self::checkpoint) for sequence `slot`.
+    pub fn checkpoint_seq(&mut self, slot: usize) -> Result<(), EvalError> {
+        Ok(self.seqs[slot].checkpoint()?)
     }
 
     /// Whether positions can be copied between sequences ([`copy_prefix`](Self::copy_prefix)):

@@ -54,6 +54,10 @@ pub(super) fn generate(
     // verification passes attend row by row, as decoding does (see `Session::eval_verify`)
     target.enable_verify()?;
     let draft_max = draft_cap(spec.draft_max, sampler.is_greedy(), &target.model().weights);
+    // a hybrid model rolls back a rejected draft from its recurrent snapshots: one per token
+    // of a verification batch (memory: `Session::set_snapshots`)
+    target.set_snapshots(draft_max as u32 + 1)?;
+    let draft_max = draft_max.min(target.max_rollback());
     for &id in prompt {
         sampler.accept(id);
     }
@@ -144,6 +148,9 @@ pub(crate) fn calibrate(
     n: usize,
 ) -> Result<(), EvalError> {
     let n0 = target.seq_n_past(slot);
+    // a hybrid model's recurrent state comes back from a checkpoint (snapshots hold the
+    // states after a batch's tokens, not the one before it)
+    target.checkpoint_seq(slot)?;
     let room = (target.n_ctx() - n0) as usize;
     let sizes: &[usize] = if n <= 3 { &[1, 2, 3] } else { &[1, 2, 4] };
     for &size in sizes {

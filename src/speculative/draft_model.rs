@@ -45,6 +45,7 @@ impl Drafter for DraftModel {
         if self.session.n_past() >= self.session.n_ctx() {
             return Ok(None);
         }
+        self.session.checkpoint()?;
         let (r, secs) = timed(|| self.session.eval(&[last], Want::Last).map(|_| ()));
         r?;
         self.session.truncate(self.evaluated as u32);
@@ -71,6 +72,8 @@ impl Drafter for DraftModel {
         }
         let mut logits = self.session.eval(pending, Want::Last)?.to_vec();
         self.evaluated = self.text.len();
+        // a hybrid draft model rolls back its drafted tokens to here from a checkpoint
+        self.session.checkpoint()?;
         let mut draft = Draft::default();
         for i in 0..k {
             let (x, q, top) = if self.sampler.is_greedy() {
