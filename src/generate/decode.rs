@@ -89,6 +89,9 @@ pub fn generate(
     let mut em = Emitter::new(tok, params, on_token, prompt.len());
     // the first mask (and the constraint's set-up) is computed beside the prompt
     let mut logits = sampler.overlap(|| session.eval(prompt, Want::Last).map(<[f32]>::to_vec))?;
+    // a hybrid model's recurrent state at the prompt's end (and one token before), for the
+    // next prompt that shares this one (a chat's next turn, `--prompt-cache`)
+    session.checkpoint()?;
     em.prompt_done();
     let stop = loop {
         if em.length_reached() {

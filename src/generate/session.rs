@@ -367,6 +367,16 @@ impl Session {
         Ok(())
     }
 
+    /// Sequence 0's recurrent states at position `n` (see `KvCache::states_at`).
+    pub(crate) fn states_at(&self, n: u32) -> Result<Option<(u32, Vec<Vec<u8>>)>, GgmlError> {
+        self.seqs[0].states_at(n)
+    }
+
+    /// Write sequence 0's recurrent states as those at position `n`.
+    pub(crate) fn put_states(&mut self, n: u32, count: u32, bytes: &[Vec<u8>]) -> Result<(), GgmlError> {
+        self.seqs[0].put_states(n, count, bytes)
+    }
+
     /// Mark positions `0..n` as filled (their K and V rows were written directly; the local
     /// layers' only from `kv().cells.window_start(n)` on).
     pub(crate) fn set_n_past(&mut self, n: u32) {

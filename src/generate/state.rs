@@ -12,6 +12,9 @@
 //! tokens a later token can still attend to (the last `window` of them), in position order
 //! whatever ring its cache keeps them in. Checksums are [`crate::hash`]; the header has its own
 //! so that a damaged header is reported as damage, not as a file for another model.
+//! A hybrid model's file adds, before the final checksum, a u32 count (1 or 2) and each
+//! recurrent layer's convolution and delta-rule states at the last position (and the one
+//! before, when count is 2), f32, as many floats as the model says.
 //! Version 3 brought the checksums; version 2 the sliding-window rows; version 1 stored every
 //! token in every layer.
 
@@ -52,6 +55,8 @@ pub enum StateError {
     TooLong { tokens: u32, n_ctx: u32 },
     #[error("the cache no longer holds the first {0} positions' sliding window (re-evaluate them, or run with --swa-full)")]
     Unavailable(usize),
+    #[error("the recurrent state at position {0} is no longer held (it is kept at the end of each prompt)")]
+    NoState(usize),
     #[error("the state file is corrupt (checksum mismatch in its {0})")]
     Checksum(&'static str),
     #[error("the state file is truncated or corrupt: {0}")]
@@ -208,8 +213,8 @@ impl Session {
             type_v: kv.type_v.raw() as u32,
             v_trans: kv.v_trans,
             n_layer: self.model().hp.n_layer,
-            k_row: row(kv.ctx().get(kv.k(0))),
-            v_row: row(kv.ctx().get(kv.v(0))),
+            k_row: row(kv.ctx().get(kv.k(kv.first_kv_layer()))),
+            v_row: row(kv.ctx().get(kv.v(kv.first_kv_layer()))),
             n_tokens,
             extra_len,
         }
@@ -222,6 +227,9 @@ impl Session {
         let kv = self.kv();
         let mut out = Vec::new();
         for il in 0..self.model().hp.n_layer as usize {
+            if !kv.has_kv(il) {
+                continue;
+            }
             let lo = if kv.is_swa(il) {
                 kv.cells.window_start(n as u32) as usize
             } else {
@@ -262,6 +270,9 @@ impl Session {
         if !self.kv().cells.holds_window(n as u32) {
             return Err(StateError::Unavailable(n));
         }
+        let Some((count, states)) = self.states_at(n as u32)? else {
+            return Err(StateError::NoState(n));
+        };
         let mut w = Hashing::new(w);
         self.state_header(n as u32, extra.len() as u64)
             .write(&mut w)?;
@@ -274,6 +285,12 @@ impl Session {
             buf.resize(len, 0);
             kv.ctx().get(h).read_bytes(offset, &mut buf)?;
             w.write_all(&buf)?;
+        }
+        if kv.recurrent().is_some() {
+            w.write_all(&count.to_le_bytes())?;
+            for b in &states {
+                w.write_all(b)?;
+            }
         }
         w.write_checksum()?;
         w.flush()?;
@@ -348,6 +365,24 @@ impl Session {
             read_exact(&mut r, &mut buf, "K and V rows")?;
             kv.ctx().get(h).write_bytes(offset, &buf)?;
         }
+        // a hybrid model's recurrent states at n (and n - 1): `count` slots of each layer's
+        // conv and delta-rule rows, sized by this model (never by the file)
+        let mut states = Vec::new();
+        let mut count = 0;
+        if let Some(rs) = kv.recurrent() {
+            count = read_u32(&mut r)?;
+            if !(1..=2).contains(&count) {
+                return Err(StateError::Corrupt(format!("{count} recurrent states")));
+            }
+            let sh = &rs.shape;
+            for _ in 0..sh.n_recurrent() {
+                for floats in [sh.conv_floats, sh.state_floats] {
+                    let mut b = vec![0u8; floats as usize * 4 * count as usize];
+                    read_exact(&mut r, &mut b, "recurrent states")?;
+                    states.push(b);
+                }
+            }
+        }
         r.check_checksum("contents")?;
         if r.read(&mut [0u8; 1])? != 0 {
             return Err(StateError::Corrupt("data after the checksum".into()));
@@ -359,6 +394,9 @@ impl Session {
             )));
         }
         self.set_n_past(n as u32);
+        if count > 0 {
+            self.put_states(n as u32, count, &states)?;
+        }
         Ok(Restored { tokens, extra })
     }
 }

@@ -64,6 +64,7 @@ pub(super) fn generate(
     let mut em = Emitter::new(tok, params, on_token, prompt.len());
     debug_assert_eq!(target.n_past(), 0, "speculation starts from an empty cache");
     let logits = sampler.overlap(|| target.eval(prompt, Want::Last).map(<[f32]>::to_vec))?;
+    target.checkpoint()?;
     let mut policy = Policy::new(draft_max, spec.fixed);
     let last = *prompt.last().expect("check_prompt refuses an empty prompt");
     if policy.measures() {
