@@ -290,7 +290,11 @@ impl Session {
         let shape = self.model.hp.kv_shape();
         let kv_devices = self.model.offload.layer_buffer_types();
         let (size, ring) = (self.seqs[0].size(), self.seqs[0].cells.ring());
-        let (type_k, type_v, v_trans) = (self.params.type_k, self.params.type_v, !self.params.flash_attn);
+        let (type_k, type_v, v_trans) = (
+            self.params.type_k,
+            self.params.type_v,
+            !self.params.flash_attn,
+        );
         self.seqs.clear();
         for _ in 0..self.params.n_seq.max(1) {
             self.seqs.push(KvCache::placed(
@@ -368,12 +372,17 @@ impl Session {
     }
 
     /// Sequence 0's recurrent states at position `n` (see `KvCache::states_at`).
-    pub(crate) fn states_at(&self, n: u32) -> Result<Option<(u32, Vec<Vec<u8>>)>, GgmlError> {
+    pub(crate) fn states_at(&self, n: u32) -> Result<Option<crate::kv::States>, GgmlError> {
         self.seqs[0].states_at(n)
     }
 
     /// Write sequence 0's recurrent states as those at position `n`.
-    pub(crate) fn put_states(&mut self, n: u32, count: u32, bytes: &[Vec<u8>]) -> Result<(), GgmlError> {
+    pub(crate) fn put_states(
+        &mut self,
+        n: u32,
+        count: u32,
+        bytes: &[Vec<u8>],
+    ) -> Result<(), GgmlError> {
         self.seqs[0].put_states(n, count, bytes)
     }
 

@@ -270,7 +270,11 @@ impl Session {
         if !self.kv().cells.holds_window(n as u32) {
             return Err(StateError::Unavailable(n));
         }
-        let Some((count, states)) = self.states_at(n as u32)? else {
+        let Some(crate::kv::States {
+            count,
+            bytes: states,
+        }) = self.states_at(n as u32)?
+        else {
             return Err(StateError::NoState(n));
         };
         let mut w = Hashing::new(w);

@@ -13,7 +13,7 @@ pub mod cells;
 pub mod recurrent;
 
 pub use cells::{ring_cells, Cells, ContextFull, KV_PAD};
-pub use recurrent::{Recurrent, RecurrentShape};
+pub use recurrent::{Recurrent, RecurrentShape, States};
 
 use crate::ggml::{BufferType, Context, GgmlError, TensorHandle, Type};
 
@@ -223,8 +223,14 @@ impl KvCache {
             .as_ref()
             .map(|r| Recurrent::new(&ctx, r, snapshots));
         let bytes = KvBytes {
-            k: k.iter().flatten().map(|&h| ctx.get(h).nbytes() as u64).sum(),
-            v: v.iter().flatten().map(|&h| ctx.get(h).nbytes() as u64).sum(),
+            k: k.iter()
+                .flatten()
+                .map(|&h| ctx.get(h).nbytes() as u64)
+                .sum(),
+            v: v.iter()
+                .flatten()
+                .map(|&h| ctx.get(h).nbytes() as u64)
+                .sum(),
         };
         let rot = |n: Option<u32>, name: &str| {
             n.map(|n| {
@@ -365,10 +371,10 @@ impl KvCache {
 
     /// The recurrent states at position `n` (see [`Recurrent::states_at`]): `None` when they
     /// are no longer held.
-    pub fn states_at(&self, n: u32) -> Result<Option<(u32, Vec<Vec<u8>>)>, GgmlError> {
+    pub fn states_at(&self, n: u32) -> Result<Option<States>, GgmlError> {
         match &self.rs {
             Some(rs) => rs.states_at(&self.ctx, n),
-            None => Ok(Some((0, Vec::new()))),
+            None => Ok(Some(States::default())),
         }
     }
 

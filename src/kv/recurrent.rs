@@ -58,6 +58,15 @@ struct Checkpoint {
     bytes: Vec<Vec<u8>>,
 }
 
+/// Copies of every recurrent layer's states at one position: per layer its convolution rows
+/// then its delta-rule rows, `count` slots each (the state at the position, then the one
+/// before when count is 2).
+#[derive(Clone, Debug, Default)]
+pub struct States {
+    pub count: u32,
+    pub bytes: Vec<Vec<u8>>,
+}
+
 /// The recurrent states of one sequence (tensors in the sequence's cache context).
 pub struct Recurrent {
     pub shape: RecurrentShape,
@@ -127,7 +136,9 @@ impl Recurrent {
         self.conv
             .iter()
             .zip(&self.state)
-            .filter_map(move |(a, b)| Some([(a.as_ref()?.to_owned(), c), (b.as_ref()?.to_owned(), s)]))
+            .filter_map(move |(a, b)| {
+                Some([(a.as_ref()?.to_owned(), c), (b.as_ref()?.to_owned(), s)])
+            })
             .flatten()
     }
 
@@ -148,9 +159,26 @@ impl Recurrent {
             .unwrap_or(0)
     }
 
-    /// Forget checkpoints after position `n` (their tokens may be replaced).
+    /// Forget the states after position `n` (their tokens may be replaced): a checkpoint
+    /// past `n` that also holds the state at `n` keeps only that one.
     pub fn forget_after(&mut self, n: u32) {
-        self.checkpoints.retain(|c| c.pos <= n);
+        let (conv, state) = (self.shape.conv_floats, self.shape.state_floats);
+        self.checkpoints.retain_mut(|c| {
+            if c.pos <= n {
+                return true;
+            }
+            let s = c.pos - n;
+            if s >= c.count {
+                return false;
+            }
+            for (i, b) in c.bytes.iter_mut().enumerate() {
+                let row = if i % 2 == 0 { conv } else { state } as usize * 4;
+                b.drain(..s as usize * row);
+            }
+            c.pos = n;
+            c.count -= s;
+            true
+        });
     }
 
     /// Bring slot 0 to the state at position `n` ([`restorable`](Self::restorable) must
@@ -173,10 +201,11 @@ impl Recurrent {
             self.valid = 1;
             return Ok(());
         }
-        let cp = self
-            .checkpoints
-            .iter()
-            .find_map(|c| (0..c.count).find(|&s| c.pos.wrapping_sub(s) == n && s <= c.pos).map(|s| (c, s)));
+        let cp = self.checkpoints.iter().find_map(|c| {
+            (0..c.count)
+                .find(|&s| c.pos.wrapping_sub(s) == n && s <= c.pos)
+                .map(|s| (c, s))
+        });
         if let Some((c, s)) = cp {
             for ((h, floats), bytes) in self.handles().zip(&c.bytes) {
                 let row = floats as usize * 4;
@@ -207,7 +236,7 @@ impl Recurrent {
 
     /// The states at `n` (and at `n - 1` when also held), per layer conv rows then delta-rule
     /// rows, `count` slots each: for a checkpoint, a state file, a copy to another sequence.
-    pub fn states_at(&self, ctx: &Context, n: u32) -> Result<Option<(u32, Vec<Vec<u8>>)>, GgmlError> {
+    pub fn states_at(&self, ctx: &Context, n: u32) -> Result<Option<States>, GgmlError> {
         if n <= self.pos && self.pos - n < self.valid {
             let s = (self.pos - n) as usize;
             let count = (self.valid - s as u32).min(2);
@@ -218,13 +247,16 @@ impl Recurrent {
                 ctx.get(h).read_bytes(s * row, &mut b)?;
                 out.push(b);
             }
-            return Ok(Some((count, out)));
+            return Ok(Some(States { count, bytes: out }));
         }
         Ok(self
             .checkpoints
             .iter()
             .find(|c| c.pos == n)
-            .map(|c| (c.count, c.bytes.clone())))
+            .map(|c| States {
+                count: c.count,
+                bytes: c.bytes.clone(),
+            }))
     }
 
     /// Write states read by [`states_at`](Self::states_at) (`count` slots) as the states at
@@ -249,7 +281,7 @@ impl Recurrent {
     /// Keep a checkpoint of the current states (at `pos`, and `pos - 1` when a snapshot holds
     /// it), replacing one at the same position; the oldest goes beyond [`MAX_CHECKPOINTS`].
     pub fn checkpoint(&mut self, ctx: &Context) -> Result<(), GgmlError> {
-        let Some((count, bytes)) = self.states_at(ctx, self.pos)? else {
+        let Some(States { count, bytes }) = self.states_at(ctx, self.pos)? else {
             return Ok(());
         };
         let pos = self.pos;

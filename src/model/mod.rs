@@ -143,7 +143,10 @@ pub struct Experts {
 #[derive(Clone, Debug)]
 pub enum GateUp {
     /// each (n_embd, n_ff_exp, n_expert)
-    Split { gate: TensorHandle, up: TensorHandle },
+    Split {
+        gate: TensorHandle,
+        up: TensorHandle,
+    },
     /// (n_embd, 2 n_ff_exp, n_expert)
     Fused(TensorHandle),
 }

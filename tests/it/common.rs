@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ember::gguf::{GgmlType, GgufWriter, Value, ValueType};
+use ember::gguf::{Array, GgmlType, GgufWriter, Value, ValueType};
 
 /// Shape of the tiny test model.
 pub struct Tiny {
@@ -26,6 +26,10 @@ pub const TINY: Tiny = Tiny {
     n_layer: 2,
     ctx: 256,
 };
+
+/// The tiny Qwen3.5's delta-net: state (head) size and value heads.
+const TINY_SSM_STATE: u64 = 16;
+const TINY_SSM_HEADS: u64 = 4;
 
 /// Deterministic pseudo-random numbers in [-scale, scale).
 struct Lcg(u64);
@@ -136,10 +140,13 @@ pub enum TinyArch {
     /// gpt-oss: biases everywhere (Q/K/V/O, router, experts), attention sinks, a mixture of 4
     /// MXFP4 experts (2 per token, clamped SwiGLU), sliding window 4 on the even layers, YaRN.
     GptOss,
+    /// Qwen3.5: a Gated DeltaNet layer (recurrent state, causal convolution) then a gated
+    /// attention layer (Q's projection carries a gate), multi-section RoPE, post norms.
+    Qwen35,
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 12] = [
+    pub const ALL: [TinyArch; 13] = [
         TinyArch::Llama,
         TinyArch::Qwen2,
         TinyArch::Qwen3,
@@ -152,6 +159,7 @@ impl TinyArch {
         TinyArch::Olmo2,
         TinyArch::Granite,
         TinyArch::GptOss,
+        TinyArch::Qwen35,
     ];
 
     fn name(self) -> &'static str {
@@ -168,6 +176,7 @@ impl TinyArch {
             TinyArch::Olmo2 => "olmo2",
             TinyArch::Granite => "granite",
             TinyArch::GptOss => "gpt-oss",
+            TinyArch::Qwen35 => "qwen35",
         }
     }
 
@@ -296,6 +305,29 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
                 w.add(&format!("{a}.{k}"), Value::F32(x));
             }
         }
+        TinyArch::Qwen35 => {
+            w.add(&format!("{a}.rope.dimension_count"), u(hd));
+            w.add(
+                &format!("{a}.rope.dimension_sections"),
+                Value::Array(
+                    Array::from_values(
+                        ValueType::I32,
+                        [3, 3, 2, 0].into_iter().map(Value::I32).collect(),
+                    )
+                    .unwrap(),
+                ),
+            );
+            for (k, x) in [
+                ("ssm.conv_kernel", 4),
+                ("ssm.state_size", TINY_SSM_STATE),
+                ("ssm.group_count", 2),
+                ("ssm.time_step_rank", TINY_SSM_HEADS),
+                ("ssm.inner_size", TINY_SSM_STATE * TINY_SSM_HEADS),
+                ("full_attention_interval", 2),
+            ] {
+                w.add(&format!("{a}.{k}"), u(x));
+            }
+        }
         _ => {}
     }
     add_tiny_vocab(&mut w, false);
@@ -317,7 +349,10 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
         let mut norm = |w: &mut GgufWriter, n: &str, d: u64| {
             f32_t(w, &format!("blk.{il}.{n}.weight"), &[d], 0.1, 1.0)
         };
-        if gpt_oss {
+        let qwen35 = arch == TinyArch::Qwen35;
+        // (Qwen3.5: layer 0 recurrent, layer 1 attention, and so on)
+        let recurrent = qwen35 && il % 2 == 0;
+        if gpt_oss || qwen35 {
             norm(&mut w, "attn_norm", e);
             norm(&mut w, "post_attention_norm", e);
         } else if arch != TinyArch::Olmo2 {
@@ -325,6 +360,10 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             norm(&mut w, "ffn_norm", e);
         }
         match arch {
+            TinyArch::Qwen35 if !recurrent => {
+                norm(&mut w, "attn_q_norm", hd);
+                norm(&mut w, "attn_k_norm", hd);
+            }
             TinyArch::Qwen3 | TinyArch::Qwen3Moe | TinyArch::Gemma3 { .. } => {
                 norm(&mut w, "attn_q_norm", hd);
                 norm(&mut w, "attn_k_norm", hd);
@@ -368,7 +407,30 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
         }
         let blk = |n: &str| format!("blk.{il}.{n}.weight");
         let phi3 = matches!(arch, TinyArch::Phi3 { .. });
-        if phi3 {
+        let (ssm_v, ssm_heads) = (TINY_SSM_STATE * TINY_SSM_HEADS, TINY_SSM_HEADS);
+        let ssm_channels = ssm_v + 2 * 2 * TINY_SSM_STATE;
+        if recurrent {
+            f32_t(&mut w, &blk("ssm_conv1d"), &[4, ssm_channels], 0.5, 0.0);
+            f32_t(
+                &mut w,
+                &format!("blk.{il}.ssm_dt.bias"),
+                &[ssm_heads],
+                0.5,
+                0.0,
+            );
+            // -exp(A_log): negative decays
+            f32_t(&mut w, &format!("blk.{il}.ssm_a"), &[ssm_heads], 0.5, -1.0);
+            f32_t(&mut w, &blk("ssm_norm"), &[TINY_SSM_STATE], 0.1, 1.0);
+            mats.push((blk("attn_qkv"), vec![e, ssm_channels]));
+            mats.push((blk("attn_gate"), vec![e, ssm_v]));
+            mats.push((blk("ssm_beta"), vec![e, ssm_heads]));
+            mats.push((blk("ssm_alpha"), vec![e, ssm_heads]));
+            mats.push((blk("ssm_out"), vec![ssm_v, e]));
+        } else if qwen35 {
+            mats.push((blk("attn_q"), vec![e, 2 * q]));
+            mats.push((blk("attn_k"), vec![e, kv]));
+            mats.push((blk("attn_v"), vec![e, kv]));
+        } else if phi3 {
             mats.push((blk("attn_qkv"), vec![e, q + 2 * kv]));
             mats.push((blk("ffn_up"), vec![e, 2 * ff]));
         } else {
@@ -376,7 +438,9 @@ fn tiny_writer_typed(seed: u64, arch: TinyArch, t: &Tiny, mat_type: GgmlType) ->
             mats.push((blk("attn_k"), vec![e, kv]));
             mats.push((blk("attn_v"), vec![e, kv]));
         }
-        mats.push((blk("attn_output"), vec![q, e]));
+        if !recurrent {
+            mats.push((blk("attn_output"), vec![q, e]));
+        }
         if n_expert > 0 {
             mats.push((blk("ffn_gate_inp"), vec![e, n_expert]));
             mats.push((blk("ffn_gate_exps"), vec![e, ffe, n_expert]));
@@ -434,6 +498,16 @@ pub fn tiny_model_q8(seed: u64) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("tiny-q8.gguf");
     tiny_writer_typed(seed, TinyArch::Llama, &TINY, GgmlType::Q8_0)
+        .write(&p)
+        .expect("write tiny model");
+    (dir, p)
+}
+
+/// A fresh tiny model of architecture `arch` whose matrices are Q8_0 (see [`tiny_model_q8`]).
+pub fn tiny_model_q8_of(seed: u64, arch: TinyArch) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tiny-q8.gguf");
+    tiny_writer_typed(seed, arch, &TINY, GgmlType::Q8_0)
         .write(&p)
         .expect("write tiny model");
     (dir, p)

@@ -499,3 +499,43 @@ fn all_local_gemma3_decodes_across_ring_wraps() {
         assert!(d < 1e-3, "flash_attn={fa}: the ring differs by {d}");
     }
 }
+
+/// A hybrid model's memory (Qwen3.5: recurrent states beside K and V) rolls back to where a
+/// state is held: within the last micro-batch (its snapshots), at a checkpoint (and the token
+/// before it), else to the start; continuing from there gives the logits of a fresh run.
+#[test]
+fn a_hybrid_model_rolls_back_to_held_states() {
+    let (_d, p) = common::tiny_model_of(11, common::TinyArch::Qwen35);
+    let m = load(&p);
+    let mut pr = params(512, 512, Type::F16, true, false);
+    pr.snapshots = 5;
+    let fresh = |tokens: &[u32]| {
+        let mut s = Session::new(m.clone(), pr.clone()).unwrap();
+        s.eval(tokens, Want::Last).unwrap().to_vec()
+    };
+    let mut s = Session::new(m.clone(), pr.clone()).unwrap();
+    s.eval(&TOKENS[..8], Want::Last).unwrap();
+    s.checkpoint().unwrap();
+    // a verification-like batch of 4: its snapshots hold positions 9..=12
+    s.eval(&TOKENS[8..], Want::All).unwrap();
+    assert_eq!(s.truncate(10), 10, "a snapshot of the last batch");
+    let got = s.eval(&[7], Want::Last).unwrap().to_vec();
+    let want = fresh(&[&TOKENS[..10], &[7]].concat());
+    assert!(got == want, "max |Δlogit| {}", max_diff(&got, &want));
+    // positions 8 and 7: the checkpoint and its token before
+    assert_eq!(s.truncate(8), 8);
+    assert_eq!(s.truncate(7), 7);
+    let got = s.eval(&[3, 4], Want::Last).unwrap().to_vec();
+    let want = fresh(&[&TOKENS[..7], &[3, 4]].concat());
+    assert!(got == want, "max |Δlogit| {}", max_diff(&got, &want));
+    // before the checkpoint: nothing is held, the caller evaluates from the start
+    assert_eq!(s.truncate(5), 0);
+    let got = s.eval(&TOKENS[..5], Want::Last).unwrap().to_vec();
+    assert!(got == fresh(&TOKENS[..5]));
+    // clearing forgets the checkpoints
+    s.clear();
+    assert_eq!(s.n_past(), 0);
+    s.eval(&TOKENS[..3], Want::Last).unwrap();
+    assert_eq!(s.truncate(2), 2, "the batch's snapshots");
+    assert_eq!(s.truncate(1), 1);
+}

@@ -140,11 +140,12 @@ fn greedy_output_equals_plain_decoding_with_any_draft() {
     assert_eq!(got, want, "cost model");
 }
 
-/// Drafts from a known text: its continuation (`wrong` false, every draft accepted) or, at
-/// each position, another token than the one there (every draft rejected).
+/// Drafts from a known text: its continuation for the first `right` tokens of each draft
+/// (`usize::MAX`: every draft accepted), then at each position another token than the one
+/// there (0: every draft rejected).
 struct Replay {
     answer: Vec<u32>,
-    wrong: bool,
+    right: usize,
     text: Vec<u32>,
 }
 
@@ -160,11 +161,16 @@ impl Drafter for Replay {
 
     fn propose(&mut self, k: usize, n_vocab: usize) -> Result<Draft, EvalError> {
         let next = self.answer.iter().skip(self.text.len()).take(k);
-        let tokens = if self.wrong {
-            next.map(|&t| (t + 1) % n_vocab as u32).collect()
-        } else {
-            next.copied().collect()
-        };
+        let tokens = next
+            .enumerate()
+            .map(|(i, &t)| {
+                if i < self.right {
+                    t
+                } else {
+                    (t + 1) % n_vocab as u32
+                }
+            })
+            .collect();
         Ok(Draft::point_masses(tokens))
     }
 
@@ -184,6 +190,46 @@ impl Drafter for Replay {
 /// At temperature 0 a draft is verified only in batches whose products give one column's
 /// results bit for bit: on f16 matrices that is one column, so nothing is drafted and the text
 /// is plain decoding's.
+/// A hybrid model (Qwen3.5's recurrent layers) cannot roll its state back token by token: a
+/// rejected draft comes back from the state snapshots of the verification batch. Whatever is
+/// accepted (all, none, the first 1 or 2 of each draft), from a draft model, a replay or
+/// prompt lookup, the text is plain decoding's.
+#[test]
+fn a_hybrid_model_speculates_to_plain_decodings_tokens() {
+    let (_d1, p1) = common::tiny_model_q8_of(1, common::TinyArch::Qwen35);
+    let (_d2, p2) = common::tiny_model_q8_of(2, common::TinyArch::Qwen35);
+    let target = load(&p1);
+    let want = plain(&target);
+    let answer: Vec<u32> = PROMPT.iter().chain(&want).copied().collect();
+    for right in [usize::MAX, 0, 1, 2] {
+        let d = Box::new(Replay {
+            answer: answer.clone(),
+            right,
+            text: Vec::new(),
+        });
+        let (got, s, stats) = speculative(&target, d, fixed(4), greedy(), GEN);
+        assert_eq!(got, want, "right: {right}");
+        assert_eq!(s.n_past() as usize, PROMPT.len() + want.len() - 1);
+        assert!(stats.drafted > 0, "{stats:?}");
+        if right == 0 {
+            assert_eq!(stats.accepted, 0);
+        }
+    }
+    for (name, path) in [("itself", &p1), ("unrelated", &p2)] {
+        let draft = load(path);
+        for k in [1, 3, 6] {
+            let d = model_drafter(&draft, greedy());
+            let (got, _, stats) = speculative(&target, d, fixed(k), greedy(), GEN);
+            assert_eq!(got, want, "draft {name}, k = {k}");
+            if name == "itself" {
+                assert_eq!(stats.accepted, stats.drafted, "a model agrees with itself");
+            }
+        }
+    }
+    let (got, _, _) = speculative(&target, Box::new(Lookup::new(3)), fixed(4), greedy(), GEN);
+    assert_eq!(got, want, "prompt lookup");
+}
+
 #[test]
 fn greedy_speculation_on_f16_matrices_drafts_nothing() {
     let (_d1, p1) = common::tiny_model(1);
@@ -207,7 +253,7 @@ fn a_drafter_of_ones_own_keeps_plain_decodings_tokens() {
     for wrong in [false, true] {
         let d = Box::new(Replay {
             answer: answer.clone(),
-            wrong,
+            right: if wrong { 0 } else { usize::MAX },
             text: Vec::new(),
         });
         let (got, s, stats) = speculative(&target, d, fixed(4), greedy(), GEN);

@@ -104,7 +104,11 @@ impl Batch<'_> {
         // the drafter's text: the prompt and every token handed out (the last not evaluated)
         let text_len = a.req.prompt.len() + a.tokens.len();
         let params = &spec.cfg.params;
-        let draft_max = params.draft_max.min(spec.cap).min(self.session.max_rollback()).max(1);
+        let draft_max = params
+            .draft_max
+            .min(spec.cap)
+            .min(self.session.max_rollback())
+            .max(1);
         if spec.policy.is_none() {
             // first use: the drafter's cost per token (from starting it) and the target's pass
             // times for short batches, measured once

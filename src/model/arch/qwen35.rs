@@ -107,7 +107,10 @@ fn ssm(r: &mut Reader<'_>, arch: &str, n_all: u32, n_layer: u32) -> Option<Ssm> 
         && u64::from(d_state) * u64::from(d_inner) <= 1 << 30;
     if !geometry_ok {
         // (missing keys are reported already, as 0)
-        if [d_conv, d_inner, d_state, dt_rank, n_group].iter().all(|&x| x > 0) {
+        if [d_conv, d_inner, d_state, dt_rank, n_group]
+            .iter()
+            .all(|&x| x > 0)
+        {
             r.push(bad(
                 Key::SsmInnerSize.name(arch),
                 "ssm.inner_size = ssm.time_step_rank × ssm.state_size (state ≤ 4096), \
@@ -157,7 +160,10 @@ fn ssm(r: &mut Reader<'_>, arch: &str, n_all: u32, n_layer: u32) -> Option<Ssm> 
 /// and the feed-forward block.
 pub fn layer(b: &mut Binder<'_>, hp: &Hparams, il: u32) -> Result<Layer, WeightError> {
     let (e, l) = (hp.n_embd as u64, Some(il));
-    let ssm = hp.ssm.as_ref().expect("qwen35 hyper-parameters have the ssm geometry");
+    let ssm = hp
+        .ssm
+        .as_ref()
+        .expect("qwen35 hyper-parameters have the ssm geometry");
     let (qkv, wo, q_norm, k_norm, gdn) = if ssm.is_recurrent(il as usize) {
         let key_dim = u64::from(ssm.d_state) * u64::from(ssm.n_group);
         let value_dim = u64::from(ssm.d_inner);
@@ -217,7 +223,9 @@ pub fn build<'g>(b: &mut Builder<'g>) -> Tensor<'g> {
             None => gated_attention(b, l, cur, il),
         };
         let cur = b.name(c.add(cur, x), "attn_residual", Some(il));
-        let post = l.attn_post_norm.expect("qwen35 layers have a post-attention norm");
+        let post = l
+            .attn_post_norm
+            .expect("qwen35 layers have a post-attention norm");
         let normed = b.name(b.rms_norm(cur, post, Some(il)), "attn_post_norm", Some(il));
         let ffn = feed_forward(b, l, normed, il);
         x = b.name(c.add(ffn, cur), "l_out", Some(il));
@@ -343,7 +351,12 @@ fn delta_net<'g>(
                 if ne[0] == 1 {
                     // [1, nv, nt, 1]: tokens along dimension 2
                     let nb = t.nb();
-                    c.cont(c.view(t, &[1, ne[1], n, 1], &[nb[1], nb[2], nb[3]], first as usize * nb[2]))
+                    c.cont(c.view(
+                        t,
+                        &[1, ne[1], n, 1],
+                        &[nb[1], nb[2], nb[3]],
+                        first as usize * nb[2],
+                    ))
                 } else {
                     let nb = t.nb();
                     c.cont(c.view(t, &[ne[0], n], &[nb[1]], first as usize * nb[1]))
@@ -380,7 +393,9 @@ fn recurrence<'g>(
     let c = b.ctx;
     let eps = b.model.hp.rms_eps;
     let kv = b.seq_kv(seq);
-    let rs = kv.recurrent().expect("a hybrid model's cache has recurrent states");
+    let rs = kv
+        .recurrent()
+        .expect("a hybrid model's cache has recurrent states");
     let kvc = kv.ctx();
     let conv_all = kvc.get(rs.conv(il));
     let state_all = kvc.get(rs.state(il));
@@ -397,14 +412,28 @@ fn recurrence<'g>(
     let f = 4usize; // f32
 
     // the convolution: the kept window, then this batch's inputs, channel by channel
-    let window = c.view(conv_all, &[keep, channels, 1], &[keep as usize * f, (keep * channels) as usize * f], 0);
-    let conv_input = c.concat(window, c.transpose(c.reshape(qkv_mixed, &[channels, nt, 1])), 0);
+    let window = c.view(
+        conv_all,
+        &[keep, channels, 1],
+        &[keep as usize * f, (keep * channels) as usize * f],
+        0,
+    );
+    let conv_input = c.concat(
+        window,
+        c.transpose(c.reshape(qkv_mixed, &[channels, nt, 1])),
+        0,
+    );
     let conv_input = b.name(conv_input, "conv_input", Some(il));
     // the windows after the last min(nt, slots) tokens, latest first, into the state's slots
     let row = (keep * channels) as usize * f;
     for s in 0..nt.min(slots) {
         let at = (conv_input.ne()[0] - keep - s) as usize * f;
-        let src = c.view(conv_input, &[keep, channels, 1], &[conv_input.nb()[1], conv_input.nb()[2]], at);
+        let src = c.view(
+            conv_input,
+            &[keep, channels, 1],
+            &[conv_input.nb()[1], conv_input.nb()[2]],
+            at,
+        );
         let dst = c.view(conv_all, &[keep * channels], &[], s as usize * row);
         b.graph.expand(c.cpy(src, dst));
     }
@@ -412,7 +441,12 @@ fn recurrence<'g>(
     let conv = b.name(conv, "conv_output_silu", Some(il));
     let nb1 = channels as usize * f;
     let view = |d: i64, n: i64, off: usize| {
-        c.view(conv, &[d, n, nt, 1], &[d as usize * f, nb1, nb1 * nt as usize], off)
+        c.view(
+            conv,
+            &[d, n, nt, 1],
+            &[d as usize * f, nb1, nb1 * nt as usize],
+            off,
+        )
     };
     let q = view(hk, nk, 0);
     let k = view(hk, nk, (hk * nk) as usize * f);
@@ -423,7 +457,12 @@ fn recurrence<'g>(
     };
     let (q, k) = (l2(q), l2(k));
     let d = hv * hv * nv;
-    let state = c.view(state_all, &[hv, hv, nv, 1], &[hv as usize * f, (hv * hv) as usize * f, d as usize * f], 0);
+    let state = c.view(
+        state_all,
+        &[hv, hv, nv, 1],
+        &[hv as usize * f, (hv * hv) as usize * f, d as usize * f],
+        0,
+    );
     let out = c.gated_delta_net(q, k, v, gate, beta, state, slots);
     let out = b.name(out, "gdn_out", Some(il));
     let scores = (hv * nv * nt) as usize * f;
@@ -431,5 +470,10 @@ fn recurrence<'g>(
     let src = c.view(out, &[d, written], &[d as usize * f], scores);
     let dst = c.view(state_all, &[d, written], &[d as usize * f], 0);
     b.graph.expand(c.cpy(src, dst));
-    c.view(out, &[hv, nv, nt, 1], &[hv as usize * f, (hv * nv) as usize * f, scores], 0)
+    c.view(
+        out,
+        &[hv, nv, nt, 1],
+        &[hv as usize * f, (hv * nv) as usize * f, scores],
+        0,
+    )
 }
