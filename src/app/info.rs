@@ -83,6 +83,8 @@ struct KvReport {
     bytes: KvBytes,
     rot_k: Option<u32>,
     rot_v: Option<u32>,
+    /// Multi-token-prediction layers the file carries after the trunk (not run).
+    n_mtp: u32,
 }
 
 /// `None` for files Ember cannot run (vocab-only files, other architectures); an error when
@@ -118,6 +120,7 @@ fn kv_report(
         rot_k: rotation_size(type_k, hp.head_dim_k, true),
         rot_v: rotation_size(type_v, hp.head_dim_v, false),
         shape,
+        n_mtp: hp.n_layer_mtp,
     }))
 }
 
@@ -150,6 +153,9 @@ impl KvReport {
             "v_bytes_per_token": t.v,
             "k_rotation": self.rot_k,
             "v_rotation": self.rot_v,
+            "n_recurrent_layers": self.shape.recurrent.as_ref().map(|r| r.n_recurrent()),
+            "recurrent_state_bytes": self.shape.recurrent.as_ref().map(|r| r.bytes_per_copy()),
+            "n_mtp_layers": self.n_mtp,
         })
     }
 
@@ -159,11 +165,29 @@ impl KvReport {
             out,
             "\nKV cache at {} tokens: {} layers x {} KV heads, head size {}/{} (K/V)",
             self.n_ctx,
-            self.shape.n_layer,
+            (0..self.shape.n_layer)
+                .filter(|&il| self.shape.has_kv(il))
+                .count(),
             self.shape.n_head_kv,
             self.shape.head_dim_k,
             self.shape.head_dim_v
         )?;
+        if let Some(r) = &self.shape.recurrent {
+            let n = r.n_recurrent();
+            writeln!(
+                out,
+                "  {n} of the layers are recurrent (Gated DeltaNet): no K and V, a state of {:.2} MiB \
+                 for all of them per sequence, whatever the context (kept twice or more: see -v)",
+                r.bytes_per_copy() as f64 / MIB
+            )?;
+        }
+        if self.n_mtp > 0 {
+            writeln!(
+                out,
+                "  {} multi-token-prediction layer(s) after the trunk: loaded nowhere, not run",
+                self.n_mtp
+            )?;
+        }
         if let Some((window, _)) = &self.shape.swa {
             let n = self.shape.n_swa_layers();
             writeln!(

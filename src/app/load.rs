@@ -219,6 +219,22 @@ pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32, invariant: bool) 
             crate::kv::ring_note(cells.ring(), cells.size())
         );
     }
+    if let Some(rs) = s.kv().recurrent() {
+        let one = rs.shape.bytes_per_copy();
+        log::info!(
+            "recurrent states (Gated DeltaNet): {} layers keep a state instead of K and V, {:.2} MiB per copy; \
+             {} copies per sequence (the current state and the ones before the last tokens of a micro-batch: \
+             a rollback within it needs no re-evaluation), {:.2} MiB; a checkpoint (at most {} per sequence, \
+             each {:.2} MiB, the state at the end of each prompt and one token before) lets the next prompt \
+             that shares it (a chat's next turn, --prompt-cache) start there",
+            rs.shape.n_recurrent(),
+            one as f64 / 1048576.0,
+            rs.slots(),
+            (one * rs.slots() as u64 * n) as f64 / 1048576.0,
+            crate::kv::recurrent::MAX_CHECKPOINTS,
+            (2 * one) as f64 / 1048576.0,
+        );
+    }
     let rot = |r: Option<u32>| r.map_or("none".to_string(), |n| n.to_string());
     log::info!(
         "flash attention {}; Hadamard rotation K {}, V {}; compute buffer {:.1} MiB, {} threads",
