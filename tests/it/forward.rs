@@ -539,3 +539,39 @@ fn a_hybrid_model_rolls_back_to_held_states() {
     assert_eq!(s.truncate(2), 2, "the batch's snapshots");
     assert_eq!(s.truncate(1), 1);
 }
+
+/// The multi-token-prediction layers a Qwen3.5 file may carry after its trunk
+/// (`nextn_predict_layers`, counted in `block_count`) are not run: the logits are the trunk's.
+#[test]
+fn mtp_layers_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, mtp) = (dir.path().join("plain.gguf"), dir.path().join("mtp.gguf"));
+    common::tiny_writer(12, common::TinyArch::Qwen35)
+        .write(&plain)
+        .unwrap();
+    let mut w = common::tiny_writer(12, common::TinyArch::Qwen35);
+    let n = common::TINY.n_layer as u32;
+    w.add("qwen35.block_count", ember::gguf::Value::U32(n + 1));
+    w.add("qwen35.nextn_predict_layers", ember::gguf::Value::U32(1));
+    let e = common::TINY.n_embd;
+    let ones: Vec<u8> = (0..2 * e * e).flat_map(|_| 1f32.to_le_bytes()).collect();
+    w.add_tensor(
+        &format!("blk.{n}.nextn.eh_proj.weight"),
+        ember::gguf::GgmlType::F32,
+        &[2 * e, e],
+        ones,
+    );
+    w.write(&mtp).unwrap();
+    let (a, b) = (load(&plain), load(&mtp));
+    assert_eq!(b.hp.n_layer, n);
+    assert_eq!(b.hp.n_layer_mtp, 1);
+    let la = session(&a, true, 512)
+        .eval(&TOKENS, Want::All)
+        .unwrap()
+        .to_vec();
+    let lb = session(&b, true, 512)
+        .eval(&TOKENS, Want::All)
+        .unwrap()
+        .to_vec();
+    assert!(la == lb);
+}
