@@ -88,3 +88,50 @@ fn missing_and_misshapen_tensors_are_named() {
         "{e}"
     );
 }
+
+/// A Qwen3.5 file without its delta-net keys names each of them; a geometry that does not add
+/// up (or would need a huge state) and RoPE sections that sum to 0 are refused, by key.
+#[test]
+fn qwen35_delta_net_keys_are_checked() {
+    let mut w = base("qwen35");
+    for (k, v) in [
+        ("context_length", 64),
+        ("embedding_length", 32),
+        ("block_count", 2),
+        ("feed_forward_length", 64),
+        ("attention.head_count", 2),
+    ] {
+        w.add(&format!("qwen35.{k}"), Value::U32(v));
+    }
+    w.add(
+        "qwen35.attention.layer_norm_rms_epsilon",
+        Value::F32(1e-6),
+    );
+    let e = load(&w);
+    for k in [
+        "qwen35.ssm.conv_kernel",
+        "qwen35.ssm.inner_size",
+        "qwen35.ssm.state_size",
+        "qwen35.ssm.time_step_rank",
+        "qwen35.ssm.group_count",
+        "qwen35.rope.dimension_sections",
+    ] {
+        assert!(e.contains(k), "missing {k} in: {e}");
+    }
+    for (k, v) in [
+        ("ssm.conv_kernel", 4),
+        ("ssm.state_size", 1 << 20),
+        ("ssm.group_count", 1),
+        ("ssm.time_step_rank", 1),
+        ("ssm.inner_size", 1 << 20),
+    ] {
+        w.add(&format!("qwen35.{k}"), Value::U32(v));
+    }
+    w.add(
+        "qwen35.rope.dimension_sections",
+        Value::array(ValueType::I32, vec![Value::I32(0); 4]),
+    );
+    let e = load(&w);
+    assert!(e.contains("qwen35.ssm.inner_size"), "{e}");
+    assert!(e.contains("qwen35.rope.dimension_sections"), "{e}");
+}

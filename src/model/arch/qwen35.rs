@@ -71,10 +71,11 @@ fn sections(r: &mut Reader<'_>, arch: &str, n_rot: u32) -> Option<[i32; 4]> {
         });
         return None;
     };
+    // (ggml takes each rotated pair's section modulo their sum: it must not be 0)
     let ok = !v.is_empty()
         && v.len() <= 4
         && v.iter().all(|&x| (0..=i64::from(n_rot)).contains(&x))
-        && v.iter().sum::<i64>() * 2 <= i64::from(n_rot).max(1) * 2;
+        && (1..=i64::from(n_rot)).contains(&v.iter().sum::<i64>());
     if !ok {
         r.push(bad(
             key.name(arch),
@@ -103,8 +104,8 @@ fn ssm(r: &mut Reader<'_>, arch: &str, n_all: u32, n_layer: u32) -> Option<Ssm> 
         && dt_rank.is_multiple_of(n_group)
         && d_inner.is_multiple_of(dt_rank)
         && d_inner / dt_rank == d_state
-        && (1..=4096).contains(&d_state)
-        && u64::from(d_state) * u64::from(d_inner) <= 1 << 30;
+        && (1..=1024).contains(&d_state)
+        && u64::from(d_state) * u64::from(d_inner) <= 1 << 26;
     if !geometry_ok {
         // (missing keys are reported already, as 0)
         if [d_conv, d_inner, d_state, dt_rank, n_group]
@@ -113,7 +114,7 @@ fn ssm(r: &mut Reader<'_>, arch: &str, n_all: u32, n_layer: u32) -> Option<Ssm> 
         {
             r.push(bad(
                 Key::SsmInnerSize.name(arch),
-                "ssm.inner_size = ssm.time_step_rank × ssm.state_size (state ≤ 4096), \
+                "ssm.inner_size = ssm.time_step_rank × ssm.state_size (state ≤ 1024, 2^26 floats a layer), \
                  time_step_rank a multiple of ssm.group_count, conv_kernel 1..64",
                 format!(
                     "inner {d_inner}, state {d_state}, time_step_rank {dt_rank}, group_count \
