@@ -311,3 +311,43 @@ fn a_full_context_drops_the_oldest_exchanges_or_is_an_error() {
         show(&o)
     );
 }
+
+/// A hybrid model's chat (Qwen3.5's recurrent layers) re-uses the previous turns: its
+/// recurrent state is where the last answer ended, or at the checkpoint after the last prompt.
+#[test]
+fn a_hybrid_model_s_chat_re_uses_the_previous_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = tiny_writer(5, TinyArch::Qwen35);
+    w.add("tokenizer.chat_template", Value::String(CHATML.into()));
+    let model = dir.path().join("tiny-hybrid-chat.gguf");
+    w.write(&model).unwrap();
+    let args = [
+        "chat",
+        "-m",
+        model.to_str().unwrap(),
+        "-c",
+        "512",
+        "-n",
+        "3",
+        "--temp",
+        "0",
+        "--ignore-eos",
+    ];
+    let o = run_ember(&args, Some("one\n/show stats\ntwo\n/show stats\n"), &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let reused: Vec<u64> = err
+        .lines()
+        .filter_map(|l| {
+            l.split(" re-used from the cache")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(reused.len(), 2, "{}", show(&o));
+    assert_eq!(reused[0], 0);
+    assert!(reused[1] > 0, "{}", show(&o));
+}

@@ -103,10 +103,7 @@ fn qwen35_delta_net_keys_are_checked() {
     ] {
         w.add(&format!("qwen35.{k}"), Value::U32(v));
     }
-    w.add(
-        "qwen35.attention.layer_norm_rms_epsilon",
-        Value::F32(1e-6),
-    );
+    w.add("qwen35.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
     let e = load(&w);
     for k in [
         "qwen35.ssm.conv_kernel",

@@ -261,3 +261,46 @@ fn prompt_cache_reuses_the_prompt_and_refuses_a_mismatch() {
         show(&o)
     );
 }
+
+/// A hybrid model (Qwen3.5) keeps its recurrent state at the prompt's end in the prompt cache
+/// (and the state one token before): the second run re-uses all but the last prompt token and
+/// answers alike; a longer prompt re-uses the whole saved one.
+#[test]
+fn a_hybrid_model_s_prompt_cache_holds_its_recurrent_state() {
+    let (_d, p) = common::tiny_model_of(23, common::TinyArch::Qwen35);
+    let m = p.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("h.cache");
+    let c = cache.to_str().unwrap();
+    let prompt = "the cat sat on the mat and the dog sat on the log. ".repeat(2);
+    let args = [
+        "-p",
+        prompt.as_str(),
+        "-n",
+        "6",
+        "--json",
+        "--prompt-cache",
+        c,
+    ];
+    let first: Json = serde_json::from_slice(&run(m, &args, None).stdout).unwrap();
+    let second: Json = serde_json::from_slice(&run(m, &args, None).stdout).unwrap();
+    assert_eq!(
+        first["tokens"], second["tokens"],
+        "same answer from the cache"
+    );
+    let n_prompt = first["timings"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(
+        second["timings"]["prompt_cached"].as_u64().unwrap(),
+        n_prompt - 1
+    );
+    let longer = format!("{prompt}and more");
+    let args = ["-p", longer.as_str(), "-n", "4", "--json"];
+    let fresh: Json = serde_json::from_slice(&run(m, &args, None).stdout).unwrap();
+    let cached = run(m, &[&args[..], &["--prompt-cache", c]].concat(), None);
+    let cached: Json = serde_json::from_slice(&cached.stdout).unwrap();
+    assert_eq!(
+        cached["timings"]["prompt_cached"].as_u64().unwrap(),
+        n_prompt
+    );
+    assert_eq!(cached["tokens"], fresh["tokens"]);
+}
