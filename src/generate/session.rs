@@ -117,11 +117,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(model: Rc<Model>, params: SessionParams) -> Result<Session, EvalError> {
-        let hp = &model.hp;
-        let shape = hp.kv_shape();
         let off = &model.offload;
-        // The KV cache of offloaded layers lives on their device with their weights.
-        let kv_devices = off.layer_buffer_types();
         // On a device the cache is padded to 256 cells as llama.cpp pads its context:
         // ggml-cuda's fast flash-attention kernels need a multiple of 256 cells.
         let n_cells = if off.any() {
@@ -129,20 +125,11 @@ impl Session {
         } else {
             params.seq_cells()
         };
-        let ring = shape.ring(n_cells, params.n_ubatch, params.swa_full);
-        let seqs = (0..params.n_seq.max(1))
-            .map(|_| {
-                KvCache::placed(
-                    &shape,
-                    (n_cells, ring),
-                    params.type_k,
-                    params.type_v,
-                    !params.flash_attn,
-                    &kv_devices,
-                    params.snapshots,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let ring = model
+            .hp
+            .kv_shape()
+            .ring(n_cells, params.n_ubatch, params.swa_full);
+        let seqs = caches(&model, &params, (n_cells, ring))?;
         let backend = Backend::cpu(params.n_threads)?;
         let devices = off
             .devices
@@ -287,26 +274,8 @@ impl Session {
         }
         self.params.snapshots = n.max(2);
         self.built = None;
-        let shape = self.model.hp.kv_shape();
-        let kv_devices = self.model.offload.layer_buffer_types();
-        let (size, ring) = (self.seqs[0].size(), self.seqs[0].cells.ring());
-        let (type_k, type_v, v_trans) = (
-            self.params.type_k,
-            self.params.type_v,
-            !self.params.flash_attn,
-        );
-        self.seqs.clear();
-        for _ in 0..self.params.n_seq.max(1) {
-            self.seqs.push(KvCache::placed(
-                &shape,
-                (size, ring),
-                type_k,
-                type_v,
-                v_trans,
-                &kv_devices,
-                self.params.snapshots,
-            )?);
-        }
+        let cells = (self.seqs[0].size(), self.seqs[0].cells.ring());
+        self.seqs = caches(&self.model, &self.params, cells)?;
         Ok(())
     }
 
@@ -630,6 +599,20 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// One cache per sequence of `p`, `cells` (the full layers', the local layers') each; the K
+/// and V of offloaded layers live on their device with their weights.
+fn caches(model: &Model, p: &SessionParams, cells: (u32, u32)) -> Result<Vec<KvCache>, EvalError> {
+    let shape = model.hp.kv_shape();
+    let devices = model.offload.layer_buffer_types();
+    (0..p.n_seq.max(1))
+        .map(|_| {
+            let (k, v, v_trans) = (p.type_k, p.type_v, !p.flash_attn);
+            KvCache::placed(&shape, cells, k, v, v_trans, &devices, p.snapshots)
+        })
+        .map(|r| r.map_err(EvalError::from))
+        .collect()
 }
 
 /// Build the forward graph of `model` over `kvs` (one cache per sequence of the batch) for

@@ -378,13 +378,10 @@ impl Session {
             if !(1..=2).contains(&count) {
                 return Err(StateError::Corrupt(format!("{count} recurrent states")));
             }
-            let sh = &rs.shape;
-            for _ in 0..sh.n_recurrent() {
-                for floats in [sh.conv_floats, sh.state_floats] {
-                    let mut b = vec![0u8; floats as usize * 4 * count as usize];
-                    read_exact(&mut r, &mut b, "recurrent states")?;
-                    states.push(b);
-                }
+            for floats in rs.shape.tensor_floats() {
+                let mut b = vec![0u8; floats as usize * 4 * count as usize];
+                read_exact(&mut r, &mut b, "recurrent states")?;
+                states.push(b);
             }
         }
         r.check_checksum("contents")?;

@@ -305,7 +305,7 @@ impl KvCache {
 
     /// Whether layer `il` keeps K and V (is not recurrent).
     pub fn has_kv(&self, il: usize) -> bool {
-        self.k.get(il).is_some_and(|k| k.is_some())
+        self.shape.has_kv(il as u32)
     }
 
     /// The first layer that keeps K and V.

@@ -47,15 +47,32 @@ impl RecurrentShape {
     pub fn bytes_per_copy(&self) -> u64 {
         self.n_recurrent() as u64 * (self.conv_floats + self.state_floats) * 4
     }
+
+    /// Floats of one slot of each state tensor, in the order states are copied and stored:
+    /// per recurrent layer its convolution state, then its delta-rule state.
+    pub fn tensor_floats(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.n_recurrent()).flat_map(|_| [self.conv_floats, self.state_floats])
+    }
 }
 
-/// Saved states at one position: per recurrent layer its conv rows then its delta-rule rows,
-/// `count` slots each (the state at `pos`, then at `pos - 1` when count is 2).
+/// Saved states at position `pos` (and the positions before it, `states.count` in all).
 #[derive(Clone, Debug)]
 struct Checkpoint {
     pos: u32,
-    count: u32,
-    bytes: Vec<Vec<u8>>,
+    states: States,
+}
+
+impl Checkpoint {
+    /// The slot holding the state at position `n`, if this checkpoint holds it.
+    fn slot_of(&self, n: u32) -> Option<u32> {
+        (n <= self.pos && self.pos - n < self.states.count).then(|| self.pos - n)
+    }
+
+    /// The latest position at or before `n` this checkpoint holds.
+    fn latest_upto(&self, n: u32) -> Option<u32> {
+        let p = n.min(self.pos);
+        self.slot_of(p).map(|_| p)
+    }
 }
 
 /// Copies of every recurrent layer's states at one position: per layer its convolution rows
@@ -131,30 +148,27 @@ impl Recurrent {
         self.pos
     }
 
+    /// Each state tensor and the floats of one of its slots, in [`RecurrentShape::tensor_floats`]
+    /// order.
     fn handles(&self) -> impl Iterator<Item = (TensorHandle, u64)> + '_ {
-        let (c, s) = (self.shape.conv_floats, self.shape.state_floats);
-        self.conv
-            .iter()
-            .zip(&self.state)
-            .filter_map(move |(a, b)| {
-                Some([(a.as_ref()?.to_owned(), c), (b.as_ref()?.to_owned(), s)])
-            })
-            .flatten()
+        let tensors = self.conv.iter().zip(&self.state).flat_map(|(a, b)| [a, b]);
+        tensors.flatten().copied().zip(self.shape.tensor_floats())
+    }
+
+    /// The snapshot slot holding the state at position `n`, if one does.
+    fn snapshot_of(&self, n: u32) -> Option<usize> {
+        (n <= self.pos && self.pos - n < self.valid).then(|| (self.pos - n) as usize)
     }
 
     /// The latest position at or before `n` whose state can be restored: `n` itself when slot
     /// 0 or a snapshot holds it, else the latest checkpoint before, else 0 (the empty state).
     pub fn restorable(&self, n: u32) -> u32 {
-        if n <= self.pos && self.pos - n < self.valid {
+        if self.snapshot_of(n).is_some() {
             return n;
         }
         self.checkpoints
             .iter()
-            .filter_map(|c| {
-                (0..c.count)
-                    .map(|s| c.pos.wrapping_sub(s))
-                    .find(|&p| p <= n && p <= c.pos)
-            })
+            .filter_map(|c| c.latest_upto(n))
             .max()
             .unwrap_or(0)
     }
@@ -162,21 +176,19 @@ impl Recurrent {
     /// Forget the states after position `n` (their tokens may be replaced): a checkpoint
     /// past `n` that also holds the state at `n` keeps only that one.
     pub fn forget_after(&mut self, n: u32) {
-        let (conv, state) = (self.shape.conv_floats, self.shape.state_floats);
+        let shape = &self.shape;
         self.checkpoints.retain_mut(|c| {
             if c.pos <= n {
                 return true;
             }
-            let s = c.pos - n;
-            if s >= c.count {
+            let Some(s) = c.slot_of(n) else {
                 return false;
-            }
-            for (i, b) in c.bytes.iter_mut().enumerate() {
-                let row = if i % 2 == 0 { conv } else { state } as usize * 4;
-                b.drain(..s as usize * row);
+            };
+            for (b, floats) in c.states.bytes.iter_mut().zip(shape.tensor_floats()) {
+                b.drain(..s as usize * floats as usize * 4);
             }
             c.pos = n;
-            c.count -= s;
+            c.states.count -= s;
             true
         });
     }
@@ -187,10 +199,9 @@ impl Recurrent {
         if n == self.pos && self.valid >= 1 {
             return Ok(());
         }
-        if n <= self.pos && self.pos - n < self.valid {
-            let s = (self.pos - n) as usize;
+        if let Some(s) = self.snapshot_of(n) {
             let mut buf = Vec::new();
-            for (h, floats) in self.handles().collect::<Vec<_>>() {
+            for (h, floats) in self.handles() {
                 let row = floats as usize * 4;
                 buf.resize(row, 0);
                 let t = ctx.get(h);
@@ -201,13 +212,9 @@ impl Recurrent {
             self.valid = 1;
             return Ok(());
         }
-        let cp = self.checkpoints.iter().find_map(|c| {
-            (0..c.count)
-                .find(|&s| c.pos.wrapping_sub(s) == n && s <= c.pos)
-                .map(|s| (c, s))
-        });
+        let cp = (self.checkpoints.iter()).find_map(|c| c.slot_of(n).map(|s| (c, s)));
         if let Some((c, s)) = cp {
-            for ((h, floats), bytes) in self.handles().zip(&c.bytes) {
+            for ((h, floats), bytes) in self.handles().zip(&c.states.bytes) {
                 let row = floats as usize * 4;
                 let at = s as usize * row;
                 ctx.get(h).write_bytes(0, &bytes[at..at + row])?;
@@ -218,7 +225,7 @@ impl Recurrent {
         }
         debug_assert_eq!(n, 0, "position {n} is not restorable");
         let mut zeros = Vec::new();
-        for (h, floats) in self.handles().collect::<Vec<_>>() {
+        for (h, floats) in self.handles() {
             zeros.resize(floats as usize * 4, 0);
             ctx.get(h).write_bytes(0, &zeros)?;
         }
@@ -237,8 +244,7 @@ impl Recurrent {
     /// The states at `n` (and at `n - 1` when also held), per layer conv rows then delta-rule
     /// rows, `count` slots each: for a checkpoint, a state file, a copy to another sequence.
     pub fn states_at(&self, ctx: &Context, n: u32) -> Result<Option<States>, GgmlError> {
-        if n <= self.pos && self.pos - n < self.valid {
-            let s = (self.pos - n) as usize;
+        if let Some(s) = self.snapshot_of(n) {
             let count = (self.valid - s as u32).min(2);
             let mut out = Vec::new();
             for (h, floats) in self.handles() {
@@ -253,10 +259,7 @@ impl Recurrent {
             .checkpoints
             .iter()
             .find(|c| c.pos == n)
-            .map(|c| States {
-                count: c.count,
-                bytes: c.bytes.clone(),
-            }))
+            .map(|c| c.states.clone()))
     }
 
     /// Write states read by [`states_at`](Self::states_at) (`count` slots) as the states at
@@ -269,7 +272,7 @@ impl Recurrent {
         bytes: &[Vec<u8>],
     ) -> Result<(), GgmlError> {
         let count = count.clamp(1, self.slots);
-        for ((h, floats), b) in self.handles().collect::<Vec<_>>().into_iter().zip(bytes) {
+        for ((h, floats), b) in self.handles().zip(bytes) {
             let len = (floats as usize * 4 * count as usize).min(b.len());
             ctx.get(h).write_bytes(0, &b[..len])?;
         }
@@ -281,7 +284,7 @@ impl Recurrent {
     /// Keep a checkpoint of the current states (at `pos`, and `pos - 1` when a snapshot holds
     /// it), replacing one at the same position; the oldest goes beyond [`MAX_CHECKPOINTS`].
     pub fn checkpoint(&mut self, ctx: &Context) -> Result<(), GgmlError> {
-        let Some(States { count, bytes }) = self.states_at(ctx, self.pos)? else {
+        let Some(states) = self.states_at(ctx, self.pos)? else {
             return Ok(());
         };
         let pos = self.pos;
@@ -289,20 +292,7 @@ impl Recurrent {
         if self.checkpoints.len() >= MAX_CHECKPOINTS {
             self.checkpoints.remove(0);
         }
-        self.checkpoints.push(Checkpoint { pos, count, bytes });
+        self.checkpoints.push(Checkpoint { pos, states });
         Ok(())
-    }
-
-    /// Bytes the checkpoints hold now.
-    pub fn checkpoint_bytes(&self) -> u64 {
-        self.checkpoints
-            .iter()
-            .map(|c| c.bytes.iter().map(|b| b.len() as u64).sum::<u64>())
-            .sum()
-    }
-
-    /// Positions of the checkpoints, oldest first.
-    pub fn checkpoint_positions(&self) -> Vec<u32> {
-        self.checkpoints.iter().map(|c| c.pos).collect()
     }
 }

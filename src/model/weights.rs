@@ -374,13 +374,11 @@ impl<'f> Binder<'f> {
         shape: &[u64],
         n_used: u32,
     ) -> Result<TensorHandle, WeightError> {
-        let g = self.device_of(w, layer);
         let usage = Usage::Experts {
             n_used: n_used as i64,
         };
-        Ok(self
-            .bind(&w.name(layer, "weight"), g, shape, usage, true)?
-            .expect("required"))
+        let t = self.layer_tensor((w, layer, "weight"), shape, usage, true)?;
+        Ok(t.expect("required"))
     }
 
     /// An optional stack of expert matrices (see [`experts`](Self::experts)).
@@ -391,11 +389,10 @@ impl<'f> Binder<'f> {
         shape: &[u64],
         n_used: u32,
     ) -> Result<Option<TensorHandle>, WeightError> {
-        let g = self.device_of(w, layer);
         let usage = Usage::Experts {
             n_used: n_used as i64,
         };
-        self.bind(&w.name(layer, "weight"), g, shape, usage, false)
+        self.layer_tensor((w, layer, "weight"), shape, usage, false)
     }
 
     /// Tensor `{w's name}.{suffix}` of `layer`, for `usage`, on the device its layer runs

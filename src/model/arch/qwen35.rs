@@ -329,7 +329,8 @@ fn delta_net<'g>(
     il: usize,
 ) -> Tensor<'g> {
     let c = b.ctx;
-    let ssm = b.model.hp.ssm.clone().expect("ssm geometry");
+    let m = b.model;
+    let ssm = m.hp.ssm.as_ref().expect("ssm geometry");
     let nv = ssm.dt_rank as i64;
     let nt = b.n_tokens;
     let Qkv::Fused { w, b: bias } = l.qkv else {
@@ -337,33 +338,22 @@ fn delta_net<'g>(
     };
     let qkv_mixed = b.name(b.linear(w, bias, x), "linear_attn_qkv_mixed", Some(il));
     let z = b.name(b.mm(g.gate, x), "z", Some(il));
-    let beta = c.sigmoid(c.reshape(b.mm(g.beta, x), &[1, nv, nt, 1]));
-    let alpha = c.reshape(b.mm(g.alpha, x), &[nv, nt, 1]);
-    let alpha = c.softplus(c.add(alpha, b.w(g.dt_bias)));
-    let gate = c.reshape(c.mul(alpha, b.w(g.a)), &[1, nv, nt, 1]);
+    // beta and the decay gate [n_v_heads, n_tokens] (elementwise: as llama.cpp's 4-d views)
+    let beta = c.sigmoid(b.mm(g.beta, x));
+    let alpha = c.softplus(c.add(b.mm(g.alpha, x), b.w(g.dt_bias)));
+    let gate = c.mul(alpha, b.w(g.a));
     let spans = b.spans().to_vec();
     let out = if spans.len() == 1 {
-        recurrence(b, g, &ssm, 0, [qkv_mixed, gate, beta], il)
+        recurrence(b, g, ssm, 0, [qkv_mixed, gate, beta], il)
     } else {
         let mut out: Option<Tensor<'g>> = None;
         for (i, &(first, n)) in spans.iter().enumerate() {
+            // the sequence's tokens (columns)
             let cols = |t: Tensor<'g>| {
-                let ne = t.ne();
-                if ne[0] == 1 {
-                    // [1, nv, nt, 1]: tokens along dimension 2
-                    let nb = t.nb();
-                    c.cont(c.view(
-                        t,
-                        &[1, ne[1], n, 1],
-                        &[nb[1], nb[2], nb[3]],
-                        first as usize * nb[2],
-                    ))
-                } else {
-                    let nb = t.nb();
-                    c.cont(c.view(t, &[ne[0], n], &[nb[1]], first as usize * nb[1]))
-                }
+                let nb1 = t.nb()[1];
+                c.cont(c.view(t, &[t.ne()[0], n], &[nb1], first as usize * nb1))
             };
-            let o = recurrence(b, g, &ssm, i, [cols(qkv_mixed), cols(gate), cols(beta)], il);
+            let o = recurrence(b, g, ssm, i, [cols(qkv_mixed), cols(gate), cols(beta)], il);
             out = Some(match out {
                 Some(a) => c.concat(a, o, 2),
                 None => o,
@@ -380,7 +370,8 @@ fn delta_net<'g>(
     b.linear(l.wo, None, flat)
 }
 
-/// One sequence's convolution and delta rule: `[qkv_mixed, gate, beta]` its columns; returns
+/// One sequence's convolution and delta rule: `[qkv_mixed, gate, beta]` its columns (one per
+/// token); returns
 /// the outputs `[head_v, n_v_heads, n_tokens, 1]`, and writes the new states (and snapshots)
 /// into its cache.
 fn recurrence<'g>(
@@ -411,6 +402,10 @@ fn recurrence<'g>(
     let keep = ssm.d_conv as i64 - 1;
     let nt = qkv_mixed.ne()[1];
     let f = 4usize; // f32
+    let (gate, beta) = (
+        c.reshape(gate, &[1, nv, nt, 1]),
+        c.reshape(beta, &[1, nv, nt, 1]),
+    );
 
     // the convolution: the kept window, then this batch's inputs, channel by channel
     let window = c.view(
