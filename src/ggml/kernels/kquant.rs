@@ -3,7 +3,7 @@
 //! `q4k.rs` and `q6k.rs`, the prompt ops' driver in `groups.rs`.
 
 #[cfg(target_arch = "x86_64")]
-use super::{groups, q4k, q6k};
+use super::{groups, q4k, q4k_avx2, q6k};
 use super::{takes, Context, Kernel, Tensor, Type};
 
 /// Q4_K weights that the Q4_K ops read: in ggml's CPU repack buffer, interleaved by eight rows
@@ -34,7 +34,10 @@ impl Context {
             "mul_mat_q4k: operands not supported"
         );
         #[cfg(target_arch = "x86_64")]
-        return self.mul_mat_grouped::<q4k::Q4K>(w, x);
+        return match super::Machine::get().k_quant {
+            true => self.mul_mat_grouped::<q4k::Q4K>(w, x),
+            false => self.mul_mat_grouped::<q4k_avx2::Q4KAvx2>(w, x),
+        };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no K-quant kernels off x86-64")
     }

@@ -228,6 +228,7 @@ impl Route {
         // unpacking each weight block once for four columns where ggml unpacks it per product.
         // Only in optimized builds: it pays on some shapes and not on others, which tuning
         // tells; a debug build (untuned, its kernels unoptimized) keeps ggml's there.
+        // The Q4_K prompt op's AVX2 kernels (no AVX-512) likewise.
         let columns = !cfg!(debug_assertions)
             && !super::runs_on(Kernel::Tile { wide: false }, w, m)
             && matches!(w.ty(), Type::Q4_1 | Type::Q5_0 | Type::Q8_0);
@@ -239,7 +240,11 @@ impl Route {
                 2..=host_max,
             ),
             (Kernel::Q4kDecode, s.ember_ops, 1..=3),
-            (Kernel::Q4kPrompt, s.ember_ops && s.prompt_ops, 4..=i64::MAX),
+            (
+                Kernel::Q4kPrompt,
+                s.ember_ops && s.prompt_ops && (m.k_quant || !cfg!(debug_assertions)),
+                4..=i64::MAX,
+            ),
             (
                 Kernel::Tile { wide },
                 s.ember_ops && s.prompt_ops,

@@ -1,0 +1,315 @@
+//! Q4_K weights × several activation columns for prompt processing on CPUs with AVX2 (no
+//! AVX-512), reading the weights where ggml's CPU repack buffer holds them (`block_q4_Kx8`, see
+//! [`super::q4k`]).
+//!
+//! ggml's AVX2 kernel for that layout (`ggml_gemm_q4_K_8x8_q8_K`) brings weight and activation
+//! bytes into place with about as many shuffles, blends and permutes as it has multiplies
+//! (`vpmaddubsw`), for every four columns. Here each 16-row group's quants are unpacked once
+//! for all columns into 8-row vectors (4 quants of a row per 32-bit lane, rows 0-7 in the low
+//! 32 bytes of a 64-byte line, rows 8-15 in the high), and every column then takes one
+//! `vpmaddubsw` and one 16-bit add per 32 multiply-adds, its four activation quants broadcast
+//! from memory.
+//!
+//! The results are ggml's bit for bit, by the same reasoning as the AVX-512 kernels':
+//! - Per (row, column) the integer sums are ggml's: each 16-bit lane holds at most 16 products
+//!   of a 4-bit quant and an 8-bit one (|·| ≤ 16 · 15 · 127 < 2^15), so no sum saturates or
+//!   wraps, here or in ggml; `sc · dot` of each sub-block of 32 and `m · bsum` of each pair of
+//!   sub-blocks are exact 32-bit integers.
+//! - The float steps are ggml's: per super-block and pair of sub-blocks, `acc = fma(float(sc0 ·
+//!   dot0 + sc1 · dot1), d_w · d_x, acc)` and `acc_min = fma(float(m0 · s0 + m1 · s1), dmin_w ·
+//!   d_x, acc_min)`, the result `acc − acc_min` (matrix × matrix order, columns in groups of
+//!   four); the columns left over (n mod 4) in ggml's matrix × vector order, the whole
+//!   super-block summed in integers before one fused multiply-add each ([`single`]).
+//! - Columns are quantized as ggml quantizes them (see [`super::groups::quantize_q8_k`]).
+//!
+//! The tests compare the op with `ggml_mul_mat` on repacked weights.
+
+use std::arch::x86_64::*;
+
+use super::groups::GROUP_ROWS;
+use super::q4k::{row_groups, ACT_BYTES, BLOCK_X8, UNPACKED_BYTES};
+
+const X8_DMIN: usize = 16;
+const X8_SCALES: usize = 32;
+const X8_QS: usize = 128;
+
+const ACT_SUMS: usize = 4;
+const ACT_QS: usize = 20;
+
+/// The unpacked super-block of a row group, as in [`super::q4k`] (each record 64 bytes: rows
+/// 0-7 in its first 32, rows 8-15 in its last), except the scales: per sub-block, each row's
+/// scale in both 16-bit halves of its 32-bit lane (for `vpmaddwd`).
+const U_SCALES: usize = 4096;
+const U_MINS: usize = U_SCALES + 512;
+const U_D: usize = U_MINS + 256;
+const U_DMIN: usize = U_D + 64;
+const _: () = assert!(U_DMIN + 64 == UNPACKED_BYTES);
+
+/// Quantizes `nsb` super-blocks of floats at `x` into activation blocks at `y` (the layout of
+/// [`super::q4k::quantize`]): iscale = −127 / amax, quants rounded half to even, d = 1 / iscale,
+/// the sum of each sub-block's quants.
+///
+/// # Safety
+/// The CPU has AVX2; `x` holds 256·nsb floats, `y` room for nsb blocks.
+#[target_feature(enable = "avx2")]
+pub unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    for b in 0..nsb {
+        let xb = x.add(256 * b);
+        let mut amax = _mm256_setzero_ps();
+        for i in 0..32 {
+            amax = _mm256_max_ps(amax, _mm256_and_ps(_mm256_loadu_ps(xb.add(8 * i)), abs));
+        }
+        let mut lanes = [0.0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), amax);
+        let amax = lanes.iter().fold(0.0f32, |m, &v| m.max(v));
+        let iscale = if amax == 0.0 { 0.0 } else { -127.0 / amax };
+        let d: f32 = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
+        let s = _mm256_set1_ps(iscale);
+        let mut q = [0i32; 256];
+        for i in 0..32 {
+            // rounded as MXCSR says: to nearest, ties to even (Rust never changes it)
+            let v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb.add(8 * i)), s));
+            _mm256_storeu_si256(q.as_mut_ptr().add(8 * i) as *mut __m256i, v);
+        }
+        let yb = y.add(b * ACT_BYTES);
+        std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), yb, 4);
+        for (j, sub) in q.chunks_exact(32).enumerate() {
+            let sum = sub.iter().sum::<i32>() as i16;
+            std::ptr::copy_nonoverlapping(sum.to_le_bytes().as_ptr(), yb.add(ACT_SUMS + 2 * j), 2);
+            for (i, &v) in sub.iter().enumerate() {
+                *yb.add(ACT_QS + 32 * j + i) = v.clamp(-128, 127) as i8 as u8;
+            }
+        }
+    }
+}
+
+/// Unpacks `nsb` super-blocks of two `block_q4_Kx8` row groups (`a` for rows 0-7, `b` for
+/// 8-15; pass `a` twice for a lone group) into `out`.
+///
+/// # Safety
+/// The CPU has AVX2 and F16C; `a` and `b` address nsb blocks each, `out` room for nsb ·
+/// [`UNPACKED_BYTES`].
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    // the first 4 bytes of each row's 8 to the low half, the last 4 to the high
+    let split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for s in 0..nsb {
+        let o = out.add(s * UNPACKED_BYTES);
+        for (half, p) in [a, b].into_iter().enumerate() {
+            let p = p.add(s * BLOCK_X8);
+            for c in 0..16 {
+                let (g, q) = (c / 4, c % 4);
+                let chunk = p.add(X8_QS + 64 * c);
+                let r03 = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(chunk as *const _), split);
+                let r47 = _mm256_permutevar8x32_epi32(
+                    _mm256_loadu_si256(chunk.add(32) as *const _),
+                    split,
+                );
+                let first = _mm256_permute2x128_si256::<0x20>(r03, r47);
+                let second = _mm256_permute2x128_si256::<0x31>(r03, r47);
+                for (h, w) in [first, second].into_iter().enumerate() {
+                    let step = 2 * q + h;
+                    let lo = _mm256_and_si256(w, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), m4);
+                    let at = |sb: usize| o.add((sb * 8 + step) * 64 + 32 * half) as *mut __m256i;
+                    _mm256_storeu_si256(at(2 * g), lo);
+                    _mm256_storeu_si256(at(2 * g + 1), hi);
+                }
+            }
+            let (sc, mins) = scales_mins(p);
+            for r in 0..8 {
+                let lane = 4 * (8 * half + r);
+                for (sb, row) in sc.iter().enumerate() {
+                    let v = u32::from(row[r]) * 0x1_0001;
+                    let at = o.add(U_SCALES + 64 * sb + lane);
+                    std::ptr::copy_nonoverlapping(v.to_le_bytes().as_ptr(), at, 4);
+                }
+                for g in 0..4 {
+                    let v = u32::from(mins[2 * g][r]) | u32::from(mins[2 * g + 1][r]) << 16;
+                    let at = o.add(U_MINS + 64 * g + lane);
+                    std::ptr::copy_nonoverlapping(v.to_le_bytes().as_ptr(), at, 4);
+                }
+            }
+            for (at, to) in [(0, U_D), (X8_DMIN, U_DMIN)] {
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(p.add(at) as *const _));
+                _mm256_storeu_ps(o.add(to + 32 * half) as *mut f32, v);
+            }
+        }
+    }
+}
+
+/// The 6-bit scales and mins of one `block_q4_Kx8` super-block, per sub-block and row, from the
+/// 12 bytes per sub-block ggml packs them into (its kmask unpacking, on three 32-bit words).
+///
+/// # Safety
+/// `p` addresses one block.
+unsafe fn scales_mins(p: *const u8) -> ([[u8; 8]; 8], [[u8; 8]; 8]) {
+    let mut sc = [[0u8; 8]; 8];
+    let mut mins = [[0u8; 8]; 8];
+    for sb in 0..8 {
+        let w = p.add(X8_SCALES + 12 * sb) as *const u32;
+        let (w0, w1, w2) = (
+            w.read_unaligned(),
+            w.add(1).read_unaligned(),
+            w.add(2).read_unaligned(),
+        );
+        let s_lo = w0 & 0x3f3f_3f3f;
+        let s_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
+        let m_lo = w1 & 0x3f3f_3f3f;
+        let m_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
+        sc[sb][..4].copy_from_slice(&s_lo.to_le_bytes());
+        sc[sb][4..].copy_from_slice(&s_hi.to_le_bytes());
+        mins[sb][..4].copy_from_slice(&m_lo.to_le_bytes());
+        mins[sb][4..].copy_from_slice(&m_hi.to_le_bytes());
+    }
+    (sc, mins)
+}
+
+/// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).
+#[inline(always)]
+unsafe fn bcast(p: *const u8) -> __m256i {
+    _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+}
+
+#[inline(always)]
+unsafe fn load(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+#[inline(always)]
+unsafe fn load_ps(p: *const u8) -> __m256 {
+    _mm256_loadu_ps(p as *const f32)
+}
+
+/// The integer dot products of sub-block `sb` of one 8-row half (`ub`: its super-block,
+/// offset to the half) with C activation blocks, each scaled by its row's sub-block scale.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn scaled_dots<const C: usize>(
+    ub: *const u8,
+    ab: &[*const u8; C],
+    sb: usize,
+) -> [__m256i; C] {
+    let mut dot = [_mm256_setzero_si256(); C];
+    for step in 0..8 {
+        let w = load(ub.add((8 * sb + step) * 64));
+        for c in 0..C {
+            let q = bcast(ab[c].add(ACT_QS + 32 * sb + 4 * step));
+            dot[c] = _mm256_add_epi16(dot[c], _mm256_maddubs_epi16(w, q));
+        }
+    }
+    let sc = load(ub.add(U_SCALES + 64 * sb));
+    dot.map(|d| _mm256_madd_epi16(d, sc))
+}
+
+/// A row group (`u`, unpacked) × C columns of grouped activations, in ggml's matrix × matrix
+/// order: `out[c]` gets the 16 rows' results of column c.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `u` holds nsb unpacked super-blocks, each `cols[c]` nsb
+/// activation blocks.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tile<const C: usize>(
+    u: *const u8,
+    cols: &[*const u8; C],
+    nsb: usize,
+    out: &mut [[f32; GROUP_ROWS]; C],
+) {
+    for half in 0..2 {
+        let mut acc = [_mm256_setzero_ps(); C];
+        let mut acc_min = [_mm256_setzero_ps(); C];
+        for b in 0..nsb {
+            let ub = u.add(b * UNPACKED_BYTES + 32 * half);
+            let ab: [*const u8; C] = std::array::from_fn(|c| cols[c].add(b * ACT_BYTES));
+            for g in 0..4 {
+                let s0 = scaled_dots::<C>(ub, &ab, 2 * g);
+                let s1 = scaled_dots::<C>(ub, &ab, 2 * g + 1);
+                let (d, dmin) = (load_ps(ub.add(U_D)), load_ps(ub.add(U_DMIN)));
+                let mins = load(ub.add(U_MINS + 64 * g));
+                for c in 0..C {
+                    let dx = _mm256_set1_ps(std::ptr::read_unaligned(ab[c] as *const f32));
+                    let sum = _mm256_cvtepi32_ps(_mm256_add_epi32(s0[c], s1[c]));
+                    acc[c] = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, dx), acc[c]);
+                    let m = _mm256_madd_epi16(mins, bcast(ab[c].add(ACT_SUMS + 4 * g)));
+                    let dm = _mm256_mul_ps(dmin, dx);
+                    acc_min[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dm, acc_min[c]);
+                }
+            }
+        }
+        for c in 0..C {
+            let o = out[c].as_mut_ptr().add(8 * half);
+            _mm256_storeu_ps(o, _mm256_sub_ps(acc[c], acc_min[c]));
+        }
+    }
+}
+
+/// A row group × one column quantized alone, in ggml's matrix × vector order: the whole
+/// super-block summed in integers, then one fused multiply-add each for the scaled sums and
+/// the mins.
+///
+/// # Safety
+/// As [`tile`], for one column.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; GROUP_ROWS]) {
+    for half in 0..2 {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = _mm256_setzero_ps();
+        for b in 0..nsb {
+            let ub = u.add(b * UNPACKED_BYTES + 32 * half);
+            let ab = [col.add(b * ACT_BYTES)];
+            let mut sum = _mm256_setzero_si256();
+            let mut sum_min = _mm256_setzero_si256();
+            for sb in 0..8 {
+                sum = _mm256_add_epi32(sum, scaled_dots::<1>(ub, &ab, sb)[0]);
+            }
+            for g in 0..4 {
+                let mins = load(ub.add(U_MINS + 64 * g));
+                let m = _mm256_madd_epi16(mins, bcast(ab[0].add(ACT_SUMS + 4 * g)));
+                sum_min = _mm256_add_epi32(sum_min, m);
+            }
+            let dx = _mm256_set1_ps(std::ptr::read_unaligned(ab[0] as *const f32));
+            let d = _mm256_mul_ps(load_ps(ub.add(U_D)), dx);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, acc);
+            let dm = _mm256_mul_ps(load_ps(ub.add(U_DMIN)), dx);
+            acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_min), dm, acc_min);
+        }
+        _mm256_storeu_ps(out.as_mut_ptr().add(8 * half), _mm256_sub_ps(acc, acc_min));
+    }
+}
+
+/// The AVX2 Q4_K kernels for the row-group driver.
+pub struct Q4KAvx2;
+
+impl super::groups::Kernels for Q4KAvx2 {
+    const ACT_BYTES: usize = ACT_BYTES;
+    const UNPACKED_BYTES: usize = UNPACKED_BYTES;
+
+    fn grouped_cols(n: usize) -> usize {
+        n - n % 4
+    }
+
+    unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
+        quantize(x, y, nsb)
+    }
+
+    unsafe fn unpack(w: &ggml_sys::ggml_tensor, r0: usize, nr: usize, out: *mut u8) {
+        let (a, b) = row_groups(w, r0, nr);
+        unpack(a, b, w.ne[0] as usize / 256, out)
+    }
+
+    unsafe fn tile4(u: *const u8, cols: &[*const u8; 4], nsb: usize, out: &mut [[f32; 16]; 4]) {
+        tile::<4>(u, cols, nsb, out)
+    }
+
+    unsafe fn tile1(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {
+        let mut o = [[0.0f32; 16]; 1];
+        tile::<1>(u, &[col], nsb, &mut o);
+        *out = o[0];
+    }
+
+    unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {
+        single(u, col, nsb, out)
+    }
+}
