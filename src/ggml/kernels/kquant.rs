@@ -51,13 +51,16 @@ impl Context {
             "mul_mat_q4k_vec: operands not supported"
         );
         #[cfg(target_arch = "x86_64")]
-        return self.custom_op(
-            Type::F32,
-            [w.ne()[1], x.ne()[1]],
-            &[x],
-            Some(w),
-            q4k::vec_op,
-        );
+        return match super::Machine::get().k_quant {
+            true => self.custom_op(
+                Type::F32,
+                [w.ne()[1], x.ne()[1]],
+                &[x],
+                Some(w),
+                q4k::vec_op,
+            ),
+            false => self.mul_mat_grouped::<q4k_avx2::Q4KAvx2Columns>(w, x),
+        };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no K-quant kernels off x86-64")
     }

@@ -146,8 +146,7 @@ fn runs_on(k: Kernel, w: Tensor<'_>, m: &Machine) -> bool {
                 )
                 && plain_weight(w)
         }
-        Kernel::Q4kDecode => m.k_quant && kquant::repacked_q4k(w),
-        Kernel::Q4kPrompt => (m.k_quant || m.avx2) && kquant::repacked_q4k(w),
+        Kernel::Q4kDecode | Kernel::Q4kPrompt => (m.k_quant || m.avx2) && kquant::repacked_q4k(w),
         Kernel::Q6kPrompt => m.k_quant && kquant::plain_q6k(w),
     }
 }

@@ -119,18 +119,16 @@ pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
                 }
             }
             let (sc, mins) = scales_mins(p);
-            for r in 0..8 {
-                let lane = 4 * (8 * half + r);
-                for (sb, row) in sc.iter().enumerate() {
-                    let v = u32::from(row[r]) * 0x1_0001;
-                    let at = o.add(U_SCALES + 64 * sb + lane);
-                    std::ptr::copy_nonoverlapping(v.to_le_bytes().as_ptr(), at, 4);
-                }
-                for g in 0..4 {
-                    let v = u32::from(mins[2 * g][r]) | u32::from(mins[2 * g + 1][r]) << 16;
-                    let at = o.add(U_MINS + 64 * g + lane);
-                    std::ptr::copy_nonoverlapping(v.to_le_bytes().as_ptr(), at, 4);
-                }
+            let lanes = |bytes: u64| _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes as i64));
+            for (sb, &v) in sc.iter().enumerate() {
+                let v = lanes(v);
+                let pair = _mm256_or_si256(v, _mm256_slli_epi32::<16>(v));
+                _mm256_storeu_si256(o.add(U_SCALES + 64 * sb + 32 * half) as *mut _, pair);
+            }
+            for g in 0..4 {
+                let (m0, m1) = (lanes(mins[2 * g]), lanes(mins[2 * g + 1]));
+                let pair = _mm256_or_si256(m0, _mm256_slli_epi32::<16>(m1));
+                _mm256_storeu_si256(o.add(U_MINS + 64 * g + 32 * half) as *mut _, pair);
             }
             for (at, to) in [(0, U_D), (X8_DMIN, U_DMIN)] {
                 let v = _mm256_cvtph_ps(_mm_loadu_si128(p.add(at) as *const _));
@@ -140,14 +138,16 @@ pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
     }
 }
 
-/// The 6-bit scales and mins of one `block_q4_Kx8` super-block, per sub-block and row, from the
-/// 12 bytes per sub-block ggml packs them into (its kmask unpacking, on three 32-bit words).
+/// The 6-bit scales and mins of one `block_q4_Kx8` super-block, per sub-block the eight rows'
+/// bytes in one word, from the 12 bytes per sub-block ggml packs them into (its kmask
+/// unpacking, on three 32-bit words).
 ///
 /// # Safety
 /// `p` addresses one block.
-unsafe fn scales_mins(p: *const u8) -> ([[u8; 8]; 8], [[u8; 8]; 8]) {
-    let mut sc = [[0u8; 8]; 8];
-    let mut mins = [[0u8; 8]; 8];
+#[inline]
+unsafe fn scales_mins(p: *const u8) -> ([u64; 8], [u64; 8]) {
+    let mut sc = [0u64; 8];
+    let mut mins = [0u64; 8];
     for sb in 0..8 {
         let w = p.add(X8_SCALES + 12 * sb) as *const u32;
         let (w0, w1, w2) = (
@@ -159,10 +159,8 @@ unsafe fn scales_mins(p: *const u8) -> ([[u8; 8]; 8], [[u8; 8]; 8]) {
         let s_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
         let m_lo = w1 & 0x3f3f_3f3f;
         let m_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
-        sc[sb][..4].copy_from_slice(&s_lo.to_le_bytes());
-        sc[sb][4..].copy_from_slice(&s_hi.to_le_bytes());
-        mins[sb][..4].copy_from_slice(&m_lo.to_le_bytes());
-        mins[sb][4..].copy_from_slice(&m_hi.to_le_bytes());
+        sc[sb] = u64::from(s_lo) | u64::from(s_hi) << 32;
+        mins[sb] = u64::from(m_lo) | u64::from(m_hi) << 32;
     }
     (sc, mins)
 }
@@ -245,38 +243,63 @@ pub unsafe fn tile<const C: usize>(
     }
 }
 
-/// A row group × one column quantized alone, in ggml's matrix × vector order: the whole
-/// super-block summed in integers, then one fused multiply-add each for the scaled sums and
-/// the mins.
+/// A row group × C columns, each in ggml's matrix × vector order (as it multiplies a column
+/// quantized alone): the whole super-block summed in integers, then one fused multiply-add
+/// each for the scaled sums and the mins. The columns run side by side only to keep the core
+/// busy: each is computed exactly as it would be alone.
+///
+/// # Safety
+/// As [`tile`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn columns<const C: usize>(
+    u: *const u8,
+    cols: &[*const u8; C],
+    nsb: usize,
+    out: &mut [[f32; GROUP_ROWS]; C],
+) {
+    for half in 0..2 {
+        let mut acc = [_mm256_setzero_ps(); C];
+        let mut acc_min = [_mm256_setzero_ps(); C];
+        for b in 0..nsb {
+            let ub = u.add(b * UNPACKED_BYTES + 32 * half);
+            let ab: [*const u8; C] = std::array::from_fn(|c| cols[c].add(b * ACT_BYTES));
+            let mut sum = [_mm256_setzero_si256(); C];
+            for sb in 0..8 {
+                let s = scaled_dots::<C>(ub, &ab, sb);
+                for c in 0..C {
+                    sum[c] = _mm256_add_epi32(sum[c], s[c]);
+                }
+            }
+            let (d, dmin) = (load_ps(ub.add(U_D)), load_ps(ub.add(U_DMIN)));
+            for c in 0..C {
+                let mut sum_min = _mm256_setzero_si256();
+                for g in 0..4 {
+                    let mins = load(ub.add(U_MINS + 64 * g));
+                    let m = _mm256_madd_epi16(mins, bcast(ab[c].add(ACT_SUMS + 4 * g)));
+                    sum_min = _mm256_add_epi32(sum_min, m);
+                }
+                let dx = _mm256_set1_ps(std::ptr::read_unaligned(ab[c] as *const f32));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[c]), _mm256_mul_ps(d, dx), acc[c]);
+                let dm = _mm256_mul_ps(dmin, dx);
+                acc_min[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_min), dm, acc_min[c]);
+            }
+        }
+        for c in 0..C {
+            let o = out[c].as_mut_ptr().add(8 * half);
+            _mm256_storeu_ps(o, _mm256_sub_ps(acc[c], acc_min[c]));
+        }
+    }
+}
+
+/// [`columns`] for one column.
 ///
 /// # Safety
 /// As [`tile`], for one column.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; GROUP_ROWS]) {
-    for half in 0..2 {
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_min = _mm256_setzero_ps();
-        for b in 0..nsb {
-            let ub = u.add(b * UNPACKED_BYTES + 32 * half);
-            let ab = [col.add(b * ACT_BYTES)];
-            let mut sum = _mm256_setzero_si256();
-            let mut sum_min = _mm256_setzero_si256();
-            for sb in 0..8 {
-                sum = _mm256_add_epi32(sum, scaled_dots::<1>(ub, &ab, sb)[0]);
-            }
-            for g in 0..4 {
-                let mins = load(ub.add(U_MINS + 64 * g));
-                let m = _mm256_madd_epi16(mins, bcast(ab[0].add(ACT_SUMS + 4 * g)));
-                sum_min = _mm256_add_epi32(sum_min, m);
-            }
-            let dx = _mm256_set1_ps(std::ptr::read_unaligned(ab[0] as *const f32));
-            let d = _mm256_mul_ps(load_ps(ub.add(U_D)), dx);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, acc);
-            let dm = _mm256_mul_ps(load_ps(ub.add(U_DMIN)), dx);
-            acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_min), dm, acc_min);
-        }
-        _mm256_storeu_ps(out.as_mut_ptr().add(8 * half), _mm256_sub_ps(acc, acc_min));
-    }
+unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; GROUP_ROWS]) {
+    let mut o = [[0.0f32; GROUP_ROWS]; 1];
+    columns::<1>(u, &[col], nsb, &mut o);
+    *out = o[0];
 }
 
 /// The AVX2 Q4_K kernels for the row-group driver.
@@ -307,6 +330,41 @@ impl super::groups::Kernels for Q4KAvx2 {
         let mut o = [[0.0f32; 16]; 1];
         tile::<1>(u, &[col], nsb, &mut o);
         *out = o[0];
+    }
+
+    unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {
+        single(u, col, nsb, out)
+    }
+}
+
+/// The same kernels with every column in ggml's matrix × vector order, as it multiplies one to
+/// three columns (and Ember any number, each as a lone one): the decode op on AVX2, the group's
+/// weights unpacked once for all the columns of a step.
+pub struct Q4KAvx2Columns;
+
+impl super::groups::Kernels for Q4KAvx2Columns {
+    const ACT_BYTES: usize = ACT_BYTES;
+    const UNPACKED_BYTES: usize = UNPACKED_BYTES;
+
+    /// Every column taken four at a time (each in matrix × vector order all the same).
+    fn grouped_cols(n: usize) -> usize {
+        n
+    }
+
+    unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
+        quantize(x, y, nsb)
+    }
+
+    unsafe fn unpack(w: &ggml_sys::ggml_tensor, r0: usize, nr: usize, out: *mut u8) {
+        <Q4KAvx2 as super::groups::Kernels>::unpack(w, r0, nr, out)
+    }
+
+    unsafe fn tile4(u: *const u8, cols: &[*const u8; 4], nsb: usize, out: &mut [[f32; 16]; 4]) {
+        columns::<4>(u, cols, nsb, out)
+    }
+
+    unsafe fn tile1(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {
+        single(u, col, nsb, out)
     }
 
     unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {

@@ -239,7 +239,11 @@ impl Route {
                 s.ember_ops && s.prompt_ops && columns,
                 2..=host_max,
             ),
-            (Kernel::Q4kDecode, s.ember_ops, 1..=3),
+            (
+                Kernel::Q4kDecode,
+                s.ember_ops && (m.k_quant || !cfg!(debug_assertions)),
+                1..=3,
+            ),
             (
                 Kernel::Q4kPrompt,
                 s.ember_ops && s.prompt_ops && (m.k_quant || !cfg!(debug_assertions)),

@@ -332,7 +332,7 @@ fn the_q4_k_op_gives_ggml_results_bit_for_bit() {
 }
 
 #[test]
-#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+#[cfg_attr(not(cpu_avx2), ignore = "this CPU has no AVX2, FMA and F16C")]
 fn the_q4_k_decode_op_gives_ggml_results_bit_for_bit() {
     for (k, n, m) in [
         (256, 8, 1),
@@ -343,7 +343,8 @@ fn the_q4_k_decode_op_gives_ggml_results_bit_for_bit() {
     ] {
         let (weights, w, cols, x) = repacked_operands(k, n, m, (k * 7 + n * 3 + m) as u64);
         let (w, x) = (weights.get(w), cols.get(x));
-        assert_eq!(route(w).kernel(m as i64), Kernel::Q4kDecode);
+        let routed = Machine::get().k_quant || !cfg!(debug_assertions);
+        assert_eq!(route(w).kernel(m as i64) == Kernel::Q4kDecode, routed);
         assert_ggml_bits(w, x, |ctx, w, x| ctx.mul_mat_q4k_vec(w, x));
     }
 }
@@ -583,7 +584,8 @@ fn invariant_products_give_one_column_results() {
         route(data.get(w6)).invariant(8),
         super::Invariant::Columns(Kernel::Decode)
     );
-    let q4k = match Machine::get().k_quant {
+    // (AVX2 kernels: routed in optimized builds only)
+    let q4k = match Machine::get().k_quant || (Machine::get().avx2 && !cfg!(debug_assertions)) {
         true => super::Invariant::Columns(Kernel::Q4kDecode),
         false => super::Invariant::Groups(3),
     };
@@ -746,6 +748,15 @@ fn k_quant_timing() {
         let (weights, w, cols, x) = repacked_operands(k, n, m, 3);
         let (w, x) = (weights.get(w), cols.get(x));
         time_against_ggml("Q4_K", w, x, threads, 3, |c, w, x| c.mul_mat_q4k(w, x));
+    }
+    // the decode op: a few columns (ggml: matrix x vector per column up to 3, then its gemm)
+    let ms: Vec<usize> = std::env::var("Q4K_COLS").map_or(vec![1, 2, 3, 8], |v| {
+        v.split(',').map(|c| c.parse().unwrap()).collect()
+    });
+    for m in ms {
+        let (weights, w, cols, x) = repacked_operands(1536, 8960, m, 3);
+        let (w, x) = (weights.get(w), cols.get(x));
+        time_against_ggml("Q4_K", w, x, threads, 50, |c, w, x| c.mul_mat_q4k_vec(w, x));
     }
     for (k, n, m) in [(8960, 1536, 512), (1536, 256, 512)] {
         let (data, w, x) = operands_cols(Type::Q6_K, k, n, m, 3);
