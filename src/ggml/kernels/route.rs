@@ -239,10 +239,12 @@ impl Route {
                 s.ember_ops && s.prompt_ops && columns,
                 2..=host_max,
             ),
+            // (AVX2: its unpacked row groups cost more than ggml's matrix × vector kernel for
+            // one column; from two on they pay, and a batch step's columns read the weights once)
             (
                 Kernel::Q4kDecode,
                 s.ember_ops && (m.k_quant || !cfg!(debug_assertions)),
-                1..=3,
+                if m.k_quant { 1..=3 } else { 2..=3 },
             ),
             (
                 Kernel::Q4kPrompt,
@@ -274,9 +276,15 @@ impl Route {
             Placement::Host if !ty.is_quantized() => Some(FLOAT_EXACT),
             Placement::Host | Placement::Device => None,
         };
+        // (the Q4_K decode op gives ggml's one-column bits for every column, whether or not it
+        // takes one-column products itself)
         let column_kernel = bands
             .iter()
-            .find(|(k, cols)| matches!(k, Kernel::Decode | Kernel::Q4kDecode) && cols.contains(&1))
+            .find(|(k, cols)| match k {
+                Kernel::Decode => cols.contains(&1),
+                Kernel::Q4kDecode => true,
+                _ => false,
+            })
             .map(|(k, _)| *k);
         Route {
             bands,
