@@ -99,6 +99,12 @@ pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
         let o = out.add(s * UNPACKED_BYTES);
         for (half, p) in [a, b].into_iter().enumerate() {
             let p = p.add(s * BLOCK_X8);
+            // the next 16-row group's same super-block (a thread's groups are contiguous): it
+            // arrives while this group is multiplied
+            let next = p.wrapping_add(2 * nsb * BLOCK_X8);
+            for line in (0..BLOCK_X8).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line) as *const i8);
+            }
             for c in 0..16 {
                 let (g, q) = (c / 4, c % 4);
                 let chunk = p.add(X8_QS + 64 * c);
