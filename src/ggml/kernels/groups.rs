@@ -105,6 +105,14 @@ pub trait Kernels {
     /// The group × one column, matrix × matrix order.
     unsafe fn tile1(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]);
 
+    /// The group × the last one to three grouped columns (`out[j]` for `cols[j]`): one by one
+    /// unless a kernel set takes them together.
+    unsafe fn tile_rest(u: *const u8, cols: &[*const u8], nsb: usize, out: &mut [[f32; 16]; 3]) {
+        for (c, o) in cols.iter().zip(out.iter_mut()) {
+            Self::tile1(u, *c, nsb, o);
+        }
+    }
+
     /// The group × one column, in the order ggml gives the columns past `grouped_cols`.
     unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]);
 }
@@ -180,6 +188,16 @@ pub unsafe extern "C" fn tile_op<K: Kernels>(
                     store(c0 + j, oj);
                 }
                 c0 += TILE_C;
+            }
+            if c0 < grouped {
+                let cols: Vec<*const u8> = (c0..grouped).map(col).collect();
+                let mut o = [[0.0f32; GROUP_ROWS]; TILE_C - 1];
+                // SAFETY: as above, the last one to three grouped columns.
+                unsafe { K::tile_rest(up, &cols, nsb, &mut o) };
+                for (j, oj) in o.iter().take(grouped - c0).enumerate() {
+                    store(c0 + j, oj);
+                }
+                c0 = grouped;
             }
             for c in c0..n_cols {
                 let mut o = [0.0f32; GROUP_ROWS];

@@ -9,8 +9,8 @@
 //! weights as ggml repacks them have a decode op of their own (one to three tokens,
 //! `kquant.rs`, `q4k.rs`).
 //!
-//! Given several columns (a step of several sequences), the decode op unpacks each Q4_1, Q5_0
-//! or Q8_0 weight block once for up to four of them (Q6_K: column by column), each column with
+//! Given several columns (a step of several sequences), the decode op unpacks each Q4_1, Q5_0,
+//! Q8_0 or Q6_K weight block once for up to four of them, each column with
 //! its own accumulators in one-column order: each column's result is what it gets alone.
 //!
 //! **Prompt ops** for several tokens, each again giving ggml's results bit for bit on CPUs

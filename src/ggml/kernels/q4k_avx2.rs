@@ -373,6 +373,14 @@ impl super::groups::Kernels for Q4KAvx2Columns {
         single(u, col, nsb, out)
     }
 
+    unsafe fn tile_rest(u: *const u8, cols: &[*const u8], nsb: usize, out: &mut [[f32; 16]; 3]) {
+        match *cols {
+            [a] => single(u, a, nsb, &mut out[0]),
+            [a, b] => columns::<2>(u, &[a, b], nsb, (&mut out[..2]).try_into().unwrap()),
+            _ => columns::<3>(u, &[cols[0], cols[1], cols[2]], nsb, out),
+        }
+    }
+
     unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; 16]) {
         single(u, col, nsb, out)
     }
