@@ -692,8 +692,7 @@ unsafe fn dot<const R: usize, const C: usize>(
             (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(f16, rows, ys, nb, out),
             (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(f16, rows, ys, nb, out),
             (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(f16, rows, ys, nb, out),
-            (_, Format::Q6K) if C == 1 => x86::dot_q6_k(f16, rows, ys[0], nb, &mut out[0]),
-            (_, Format::Q6K) => x86::dot_q6_k_cols(f16, rows, ys, nb, out),
+            (_, Format::Q6K) => x86::dot_q6_k(f16, rows, ys, nb, out),
         }
     }
 }

@@ -386,97 +386,15 @@ static SCALE_SHUFFLE: [u8; 128] = {
     t
 };
 
-/// R rows of Q6_K · one Q8_K activation: ggml's AVX2 `ggml_vec_dot_q6_K_q8_K` per row.
+/// R rows of Q6_K · C Q8_K activations: ggml's AVX2 `ggml_vec_dot_q6_K_q8_K` per row and
+/// column (each column exactly as it is alone); each row's super-block is unpacked once
+/// (quants and scale shuffles) for all C columns.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; `rows` point at `nb` super-blocks each, `y` at `nb`.
+/// The CPU has AVX2, FMA and F16C; `rows` point at `nb` super-blocks each, every `ys[c]` at
+/// `nb`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q6_k<const R: usize>(
-    f16: &F16Table,
-    rows: &[*const u8; R],
-    y: *const u8,
-    nb: usize,
-    out: &mut [f32; R],
-) {
-    let m3 = _mm256_set1_epi8(3);
-    let m15 = _mm256_set1_epi8(15);
-    let mut acc = [_mm256_setzero_ps(); R];
-    for b in 0..nb {
-        let yb = y.add(b * Q8_K_BYTES);
-        let yd = f32::from_le_bytes([*yb, *yb.add(1), *yb.add(2), *yb.add(3)]);
-        let q8s = yb.add(4);
-        let q8sums = _mm256_loadu_si256(yb.add(260) as *const __m256i);
-        for r in 0..R {
-            let xb = rows[r].add(b * Q6_K_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH + 64) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH + 128) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH + 192) as *const i8);
-            let d = yd * f16.get(xb.add(208));
-            let mut q4 = xb;
-            let mut qh = xb.add(128);
-            let mut q8 = q8s;
-            let scales = _mm_loadu_si128(xb.add(192) as *const __m128i);
-            let scales_16 = _mm256_cvtepi8_epi16(scales);
-            let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, scales_16));
-            let mut sumi = _mm256_setzero_si256();
-            let mut is = 0;
-            for _ in 0..2 {
-                let q4bits1 = _mm256_loadu_si256(q4 as *const __m256i);
-                let q4bits2 = _mm256_loadu_si256(q4.add(32) as *const __m256i);
-                let q4bits_h = _mm256_loadu_si256(qh as *const __m256i);
-                q4 = q4.add(64);
-                qh = qh.add(32);
-                let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m3));
-                let q4h_1 =
-                    _mm256_slli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)));
-                let q4h_2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
-                let q4h_3 =
-                    _mm256_srli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)));
-                let q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0);
-                let q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
-                let q4_2 = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
-                    q4h_2,
-                );
-                let q4_3 = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
-                    q4h_3,
-                );
-                let q8_0 = _mm256_loadu_si256(q8 as *const __m256i);
-                let q8_1 = _mm256_loadu_si256(q8.add(32) as *const __m256i);
-                let q8_2 = _mm256_loadu_si256(q8.add(64) as *const __m256i);
-                let q8_3 = _mm256_loadu_si256(q8.add(96) as *const __m256i);
-                q8 = q8.add(128);
-                let shuffle = |i: usize| {
-                    let s = _mm_loadu_si128(SCALE_SHUFFLE.as_ptr().add(16 * i) as *const __m128i);
-                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, s))
-                };
-                let p16_0 = _mm256_madd_epi16(shuffle(is), _mm256_maddubs_epi16(q4_0, q8_0));
-                let p16_1 = _mm256_madd_epi16(shuffle(is + 1), _mm256_maddubs_epi16(q4_1, q8_1));
-                let p16_2 = _mm256_madd_epi16(shuffle(is + 2), _mm256_maddubs_epi16(q4_2, q8_2));
-                let p16_3 = _mm256_madd_epi16(shuffle(is + 3), _mm256_maddubs_epi16(q4_3, q8_3));
-                is += 4;
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
-            }
-            let sumi = _mm256_sub_epi32(sumi, q8sclsub);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
-        }
-    }
-    for r in 0..R {
-        out[r] = hsum_float_8(acc[r]);
-    }
-}
-
-/// R rows of Q6_K · C Q8_K activations, each column exactly as [`dot_q6_k`] computes it alone
-/// (ggml's `ggml_vec_dot_q6_K_q8_K` per row and column): each row's super-block is unpacked
-/// once (quants and scale shuffles) for all C columns.
-///
-/// # Safety
-/// As [`dot_q6_k`], with `ys` C activation columns of `nb` super-blocks.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q6_k_cols<const R: usize, const C: usize>(
+pub unsafe fn dot_q6_k<const R: usize, const C: usize>(
     f16: &F16Table,
     rows: &[*const u8; R],
     ys: &[*const u8; C],
