@@ -190,10 +190,11 @@ pub unsafe extern "C" fn tile_op<K: Kernels>(
                 c0 += TILE_C;
             }
             if c0 < grouped {
-                let cols: Vec<*const u8> = (c0..grouped).map(col).collect();
+                let cols: [*const u8; TILE_C - 1] = std::array::from_fn(|j| col(c0 + j));
                 let mut o = [[0.0f32; GROUP_ROWS]; TILE_C - 1];
-                // SAFETY: as above, the last one to three grouped columns.
-                unsafe { K::tile_rest(up, &cols, nsb, &mut o) };
+                // SAFETY: as above, the last one to three grouped columns (the pointers past
+                // them are never read).
+                unsafe { K::tile_rest(up, &cols[..grouped - c0], nsb, &mut o) };
                 for (j, oj) in o.iter().take(grouped - c0).enumerate() {
                     store(c0 + j, oj);
                 }

@@ -31,15 +31,15 @@ use super::groups::{bcast, load, quantize_q8_k, GROUP_ROWS};
 
 /// Bytes of one `block_q4_Kx8`: d[8], dmin[8] (f16), scales[96], qs[1024].
 pub const BLOCK_X8: usize = 1152;
-const X8_DMIN: usize = 16;
+pub const X8_DMIN: usize = 16;
 const X8_SCALES: usize = 32;
-const X8_QS: usize = 128;
+pub const X8_QS: usize = 128;
 
 /// Bytes of one quantized activation super-block: d (f32), the sums of the quants of each
 /// pair of sub-blocks of 32 (4 × two i16), the 256 quants.
 pub const ACT_BYTES: usize = 276;
-const ACT_SUMS: usize = 4;
-const ACT_QS: usize = 20;
+pub const ACT_SUMS: usize = 4;
+pub const ACT_QS: usize = 20;
 
 /// Bytes of one super-block of a row group, unpacked: quants (8 sub-blocks × 8 steps of 4 ×
 /// 16 rows), scales (8 × 16 f32), mins of each sub-block pair (4 × 16 × two i16), d and dmin
@@ -252,47 +252,49 @@ pub unsafe fn single(u: *const u8, col: *const u8, nsb: usize, out: &mut [f32; G
 /// How far ahead of each group's current super-block its data is prefetched, in bytes.
 const PREFETCH: usize = 8192;
 
-/// The scales and mins of one super-block of two `block_q4_Kx8` (lanes 0-7 and 8-15), from the
-/// 12 bytes per sub-block ggml packs them into: `sc[s]` the scales of sub-block s as i32 lanes,
-/// `mins[g]` those of sub-blocks 2g and 2g+1 as pairs of i16.
+/// The eight rows' 6-bit scale and min of sub-block `sb` of the `block_q4_Kx8` at `p`, a byte
+/// per row (row r in byte r of each word), from the 12 bytes ggml packs them into (its kmask
+/// unpacking, on three 32-bit words).
+///
+/// # Safety
+/// `p` addresses one block.
+#[inline]
+pub unsafe fn scale_min_bytes(p: *const u8, sb: usize) -> (u64, u64) {
+    let w = p.add(X8_SCALES + 12 * sb) as *const u32;
+    let (w0, w1, w2) = (
+        w.read_unaligned(),
+        w.add(1).read_unaligned(),
+        w.add(2).read_unaligned(),
+    );
+    let s_lo = w0 & 0x3f3f_3f3f;
+    let s_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
+    let m_lo = w1 & 0x3f3f_3f3f;
+    let m_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
+    (
+        u64::from(s_lo) | u64::from(s_hi) << 32,
+        u64::from(m_lo) | u64::from(m_hi) << 32,
+    )
+}
+
+/// The scales and mins of one super-block of two `block_q4_Kx8` (lanes 0-7 and 8-15)
+/// ([`scale_min_bytes`]): `sc[s]` the scales of sub-block s as i32 lanes, `mins[g]` those of
+/// sub-blocks 2g and 2g+1 as pairs of i16.
 ///
 /// # Safety
 /// The CPU has AVX-512 F and BW; `a` and `b` address one block each.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
 unsafe fn scales_mins(a: *const u8, b: *const u8) -> ([__m512i; 8], [__m512i; 4]) {
-    // per block and sub-block: 8 scale bytes, then 8 min bytes (ggml's kmask unpacking, on
-    // the three 32-bit words of each sub-block)
-    let mut bytes = [[[0u8; 16]; 8]; 2];
-    for (half, p) in [a, b].into_iter().enumerate() {
-        for (sb, out) in bytes[half].iter_mut().enumerate() {
-            let w = p.add(X8_SCALES + 12 * sb) as *const u32;
-            let (w0, w1, w2) = (
-                w.read_unaligned(),
-                w.add(1).read_unaligned(),
-                w.add(2).read_unaligned(),
-            );
-            let words = [
-                w0 & 0x3f3f_3f3f,
-                (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4),
-                w1 & 0x3f3f_3f3f,
-                ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4),
-            ];
-            for (i, word) in words.iter().enumerate() {
-                out[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
-            }
-        }
-    }
-    let lanes = |sb: usize, at: usize| {
-        let lo = std::ptr::read_unaligned(bytes[0][sb][at..].as_ptr() as *const u64);
-        let hi = std::ptr::read_unaligned(bytes[1][sb][at..].as_ptr() as *const u64);
-        _mm512_cvtepu8_epi32(_mm_set_epi64x(hi as i64, lo as i64))
-    };
-    let sc: [__m512i; 8] = std::array::from_fn(|sb| lanes(sb, 0));
+    let (pa, pb): ([(u64, u64); 8], [(u64, u64); 8]) = (
+        std::array::from_fn(|sb| scale_min_bytes(a, sb)),
+        std::array::from_fn(|sb| scale_min_bytes(b, sb)),
+    );
+    let lanes = |lo: u64, hi: u64| _mm512_cvtepu8_epi32(_mm_set_epi64x(hi as i64, lo as i64));
+    let sc: [__m512i; 8] = std::array::from_fn(|sb| lanes(pa[sb].0, pb[sb].0));
     let mins: [__m512i; 4] = std::array::from_fn(|g| {
         _mm512_or_si512(
-            lanes(2 * g, 8),
-            _mm512_slli_epi32::<16>(lanes(2 * g + 1, 8)),
+            lanes(pa[2 * g].1, pb[2 * g].1),
+            _mm512_slli_epi32::<16>(lanes(pa[2 * g + 1].1, pb[2 * g + 1].1)),
         )
     });
     (sc, mins)

@@ -27,14 +27,11 @@
 use std::arch::x86_64::*;
 
 use super::groups::GROUP_ROWS;
-use super::q4k::{row_groups, ACT_BYTES, BLOCK_X8, UNPACKED_BYTES};
-
-const X8_DMIN: usize = 16;
-const X8_SCALES: usize = 32;
-const X8_QS: usize = 128;
-
-const ACT_SUMS: usize = 4;
-const ACT_QS: usize = 20;
+use super::q4k::{
+    row_groups, scale_min_bytes, ACT_BYTES, ACT_QS, ACT_SUMS, BLOCK_X8, UNPACKED_BYTES, X8_DMIN,
+    X8_QS,
+};
+use super::x86::{quantize_q8_k, Q8_K_BYTES};
 
 /// The unpacked super-block of a row group, as in [`super::q4k`] (each record 64 bytes: rows
 /// 0-7 in its first 32, rows 8-15 in its last), except the scales: per sub-block, each row's
@@ -46,41 +43,23 @@ const U_DMIN: usize = U_D + 64;
 const _: () = assert!(U_DMIN + 64 == UNPACKED_BYTES);
 
 /// Quantizes `nsb` super-blocks of floats at `x` into activation blocks at `y` (the layout of
-/// [`super::q4k::quantize`]): iscale = −127 / amax, quants rounded half to even, d = 1 / iscale,
-/// the sum of each sub-block's quants.
+/// [`super::q4k::quantize`]) as ggml's `quantize_row_q8_K` does ([`quantize_q8_k`]), the sums
+/// of each 16 quants added by sub-block of 32.
 ///
 /// # Safety
-/// The CPU has AVX2; `x` holds 256·nsb floats, `y` room for nsb blocks.
-#[target_feature(enable = "avx2")]
+/// `x` holds 256·nsb floats, `y` room for nsb blocks.
 pub unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
-    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut q = [0u8; Q8_K_BYTES];
     for b in 0..nsb {
-        let xb = x.add(256 * b);
-        let mut amax = _mm256_setzero_ps();
-        for i in 0..32 {
-            amax = _mm256_max_ps(amax, _mm256_and_ps(_mm256_loadu_ps(xb.add(8 * i)), abs));
-        }
-        let mut lanes = [0.0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), amax);
-        let amax = lanes.iter().fold(0.0f32, |m, &v| m.max(v));
-        let iscale = if amax == 0.0 { 0.0 } else { -127.0 / amax };
-        let d: f32 = if amax == 0.0 { 0.0 } else { 1.0 / iscale };
-        let s = _mm256_set1_ps(iscale);
-        let mut q = [0i32; 256];
-        for i in 0..32 {
-            // rounded as MXCSR says: to nearest, ties to even (Rust never changes it)
-            let v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb.add(8 * i)), s));
-            _mm256_storeu_si256(q.as_mut_ptr().add(8 * i) as *mut __m256i, v);
-        }
+        quantize_q8_k(x.add(256 * b), q.as_mut_ptr(), 1);
         let yb = y.add(b * ACT_BYTES);
-        std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), yb, 4);
-        for (j, sub) in q.chunks_exact(32).enumerate() {
-            let sum = sub.iter().sum::<i32>() as i16;
+        std::ptr::copy_nonoverlapping(q.as_ptr(), yb, 4);
+        for j in 0..8 {
+            let sum16 = |k: usize| i16::from_le_bytes([q[260 + 2 * k], q[261 + 2 * k]]);
+            let sum = sum16(2 * j) + sum16(2 * j + 1);
             std::ptr::copy_nonoverlapping(sum.to_le_bytes().as_ptr(), yb.add(ACT_SUMS + 2 * j), 2);
-            for (i, &v) in sub.iter().enumerate() {
-                *yb.add(ACT_QS + 32 * j + i) = v.clamp(-128, 127) as i8 as u8;
-            }
         }
+        std::ptr::copy_nonoverlapping(q.as_ptr().add(4), yb.add(ACT_QS), 256);
     }
 }
 
@@ -124,15 +103,15 @@ pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
                     _mm256_storeu_si256(at(2 * g + 1), hi);
                 }
             }
-            let (sc, mins) = scales_mins(p);
+            let sm: [(u64, u64); 8] = std::array::from_fn(|sb| scale_min_bytes(p, sb));
             let lanes = |bytes: u64| _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes as i64));
-            for (sb, &v) in sc.iter().enumerate() {
+            for (sb, &(v, _)) in sm.iter().enumerate() {
                 let v = lanes(v);
                 let pair = _mm256_or_si256(v, _mm256_slli_epi32::<16>(v));
                 _mm256_storeu_si256(o.add(U_SCALES + 64 * sb + 32 * half) as *mut _, pair);
             }
             for g in 0..4 {
-                let (m0, m1) = (lanes(mins[2 * g]), lanes(mins[2 * g + 1]));
+                let (m0, m1) = (lanes(sm[2 * g].1), lanes(sm[2 * g + 1].1));
                 let pair = _mm256_or_si256(m0, _mm256_slli_epi32::<16>(m1));
                 _mm256_storeu_si256(o.add(U_MINS + 64 * g + 32 * half) as *mut _, pair);
             }
@@ -142,33 +121,6 @@ pub unsafe fn unpack(a: *const u8, b: *const u8, nsb: usize, out: *mut u8) {
             }
         }
     }
-}
-
-/// The 6-bit scales and mins of one `block_q4_Kx8` super-block, per sub-block the eight rows'
-/// bytes in one word, from the 12 bytes per sub-block ggml packs them into (its kmask
-/// unpacking, on three 32-bit words).
-///
-/// # Safety
-/// `p` addresses one block.
-#[inline]
-unsafe fn scales_mins(p: *const u8) -> ([u64; 8], [u64; 8]) {
-    let mut sc = [0u64; 8];
-    let mut mins = [0u64; 8];
-    for sb in 0..8 {
-        let w = p.add(X8_SCALES + 12 * sb) as *const u32;
-        let (w0, w1, w2) = (
-            w.read_unaligned(),
-            w.add(1).read_unaligned(),
-            w.add(2).read_unaligned(),
-        );
-        let s_lo = w0 & 0x3f3f_3f3f;
-        let s_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
-        let m_lo = w1 & 0x3f3f_3f3f;
-        let m_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
-        sc[sb] = u64::from(s_lo) | u64::from(s_hi) << 32;
-        mins[sb] = u64::from(m_lo) | u64::from(m_hi) << 32;
-    }
-    (sc, mins)
 }
 
 /// A 32-bit value at `p` in every lane (a broadcast load the compiler folds into its user).

@@ -228,7 +228,6 @@ impl Route {
         // unpacking each weight block once for four columns where ggml unpacks it per product.
         // Only in optimized builds: it pays on some shapes and not on others, which tuning
         // tells; a debug build (untuned, its kernels unoptimized) keeps ggml's there.
-        // The Q4_K prompt op's AVX2 kernels (no AVX-512) likewise.
         let columns = !cfg!(debug_assertions)
             && !super::runs_on(Kernel::Tile { wide: false }, w, m)
             && matches!(w.ty(), Type::Q4_1 | Type::Q5_0 | Type::Q8_0);
@@ -239,8 +238,10 @@ impl Route {
                 s.ember_ops && s.prompt_ops && columns,
                 2..=host_max,
             ),
-            // (AVX2: its unpacked row groups cost more than ggml's matrix × vector kernel for
-            // one column; from two on they pay, and a batch step's columns read the weights once)
+            // The Q4_K ops' AVX2 kernels (no AVX-512) likewise only in optimized builds. The
+            // decode op's unpacked row groups cost more there than ggml's matrix × vector
+            // kernel for one column; from two on they pay, and a batch step's columns read the
+            // weights once.
             (
                 Kernel::Q4kDecode,
                 s.ember_ops && (m.k_quant || !cfg!(debug_assertions)),
