@@ -285,10 +285,8 @@ pub unsafe fn scale_min_bytes(p: *const u8, sb: usize) -> (u64, u64) {
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
 unsafe fn scales_mins(a: *const u8, b: *const u8) -> ([__m512i; 8], [__m512i; 4]) {
-    let (pa, pb): ([(u64, u64); 8], [(u64, u64); 8]) = (
-        std::array::from_fn(|sb| scale_min_bytes(a, sb)),
-        std::array::from_fn(|sb| scale_min_bytes(b, sb)),
-    );
+    let pa: [(u64, u64); 8] = std::array::from_fn(|sb| scale_min_bytes(a, sb));
+    let pb: [(u64, u64); 8] = std::array::from_fn(|sb| scale_min_bytes(b, sb));
     let lanes = |lo: u64, hi: u64| _mm512_cvtepu8_epi32(_mm_set_epi64x(hi as i64, lo as i64));
     let sc: [__m512i; 8] = std::array::from_fn(|sb| lanes(pa[sb].0, pb[sb].0));
     let mins: [__m512i; 4] = std::array::from_fn(|g| {
