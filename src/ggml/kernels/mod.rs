@@ -38,6 +38,8 @@ use ggml_sys as sys;
 use super::{Context, Tensor, Type};
 
 #[cfg(target_arch = "x86_64")]
+mod cols;
+#[cfg(target_arch = "x86_64")]
 mod groups;
 mod invariant;
 mod kquant;
@@ -316,7 +318,14 @@ thread_local! {
     /// The quantized activation, per thread (each thread quantizes the vector itself: it is
     /// a few hundred bytes, and the op has no barrier to share it).
     static ACT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The quantized columns laid out for the several-column kernels (`cols.rs`), per thread.
+    static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Rows per block of the several-column loop: the packed columns are swept once per block,
+/// each row's blocks stay in the first-level cache while they are.
+#[cfg(target_arch = "x86_64")]
+const ROW_BLOCK: usize = 16;
 
 /// The custom op's body: thread `ith` of `nth` computes its share of the rows, for every column
 /// (one, when decoding).
@@ -359,6 +368,26 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                 }
             }
             let groups = share(n_rows.div_ceil(ROWS), ith, nth);
+            let rows = groups.start * ROWS..(groups.end * ROWS).min(n_rows);
+            if n_cols > 1 && fmt != Format::Q6K {
+                // SAFETY: `act` holds n_cols quantized columns of nb blocks, `w` n_rows rows of
+                // nb blocks (contiguous); `dst` is f32 [n_rows, n_cols]; the CPU features
+                // were detected by `isa`.
+                unsafe {
+                    gemv_packed(
+                        isa,
+                        f16,
+                        fmt,
+                        w,
+                        act,
+                        col_bytes,
+                        n_cols,
+                        rows,
+                        dst.data as *mut f32,
+                    )
+                };
+                return;
+            }
             let job = GemvJob {
                 isa,
                 f16,
@@ -394,6 +423,114 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth);
+}
+
+/// The decode op's share `rows` of thread over several columns of Q4_1, Q5_0 or Q8_0 (`act`:
+/// n_cols quantized columns, `col_bytes` apart): the columns packed in chunks of
+/// [`cols::COLS`], then each row of a block of rows against each chunk.
+///
+/// # Safety
+/// As in [`gemv_op`]: `w` the op's weight (n_rows contiguous rows of whole blocks), `act` the
+/// quantized columns, `out` the f32 result `[n_rows, n_cols]`, `rows` inside it; the CPU has
+/// the features of `isa`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemv_packed(
+    isa: x86::Isa,
+    f16: &x86::F16Table,
+    fmt: Format,
+    w: &sys::ggml_tensor,
+    act: &[u8],
+    col_bytes: usize,
+    n_cols: usize,
+    rows: std::ops::Range<usize>,
+    out: *mut f32,
+) {
+    let q4_1 = fmt == Format::Q4_1;
+    let nb = w.ne[0] as usize / 32;
+    let n_rows = w.ne[1] as usize;
+    let chunk_bytes = nb * cols::packed_block(q4_1, cols::COLS);
+    let n_chunks = n_cols.div_ceil(cols::COLS);
+    PACKED.with_borrow_mut(|packed| {
+        packed.resize(n_chunks * chunk_bytes, 0);
+        for i in 0..n_chunks {
+            let c0 = i * cols::COLS;
+            let n = cols::COLS.min(n_cols - c0);
+            let ys: [*const u8; cols::COLS] =
+                std::array::from_fn(|j| act.as_ptr().wrapping_add((c0 + j) * col_bytes));
+            // SAFETY: columns c0..c0+n exist in `act`; chunk i has room for nb packed blocks.
+            unsafe {
+                cols::pack(
+                    f16,
+                    q4_1,
+                    &ys[..n],
+                    nb,
+                    packed.as_mut_ptr().add(i * chunk_bytes),
+                )
+            };
+        }
+        for r0 in rows.clone().step_by(ROW_BLOCK) {
+            for i in 0..n_chunks {
+                let c0 = i * cols::COLS;
+                let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
+                for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
+                    let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
+                    let at = out.wrapping_add(c0 * n_rows + r);
+                    // SAFETY: row r has nb blocks; the chunk holds its packed columns, whose
+                    // results go to column c0 on, n_rows floats apart; forwarded features.
+                    unsafe {
+                        match n_cols - c0 {
+                            1 => packed_row::<1>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            2 => packed_row::<2>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            3 => packed_row::<3>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            4 => packed_row::<4>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            5 => packed_row::<5>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            6 => packed_row::<6>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            7 => packed_row::<7>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            _ => packed_row::<8>(isa, f16, fmt, row, p, nb, at, n_rows),
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// One row against C packed columns, the results to `out`, `stride` floats apart.
+///
+/// # Safety
+/// `row` holds nb blocks of `fmt`, `packed` nb packed blocks of C columns; `out` has room
+/// for C results `stride` apart; the CPU has the features of `isa`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn packed_row<const C: usize>(
+    isa: x86::Isa,
+    f16: &x86::F16Table,
+    fmt: Format,
+    row: *const u8,
+    packed: *const u8,
+    nb: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    use cols::{avx2, vnni};
+    use x86::Isa;
+    let mut o = [0.0f32; C];
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        match (isa, fmt) {
+            (Isa::Avx2, Format::Q4_1) => avx2::q4_1::<C>(f16, row, packed, nb, &mut o),
+            (Isa::Avx2, Format::Q5_0) => avx2::signed::<C, true>(f16, row, packed, nb, &mut o),
+            (Isa::Avx2, _) => avx2::signed::<C, false>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q4_1) => vnni::q4_1::<C>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q5_0) => vnni::signed::<C, true>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, _) => vnni::signed::<C, false>(f16, row, packed, nb, &mut o),
+        }
+        for (j, v) in o.iter().enumerate() {
+            *out.add(j * stride) = *v;
+        }
+    }
 }
 
 /// One call of the decode op: the weights, the quantized columns and the result.

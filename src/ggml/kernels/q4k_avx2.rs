@@ -47,7 +47,7 @@ const _: () = assert!(U_DMIN + 64 == UNPACKED_BYTES);
 /// of each 16 quants added by sub-block of 32.
 ///
 /// # Safety
-/// `x` holds 256·nsb floats, `y` room for nsb blocks.
+/// The CPU has AVX2, FMA and F16C; `x` holds 256·nsb floats, `y` room for nsb blocks.
 pub unsafe fn quantize(x: *const f32, y: *mut u8, nsb: usize) {
     let mut q = [0u8; Q8_K_BYTES];
     for b in 0..nsb {

@@ -83,12 +83,7 @@ fn random_blocks(rng: &mut Rng, ty: Type, n_blocks: usize) -> Vec<u8> {
     out
 }
 
-/// A context holding a random `[k, n]` matrix of `ty` and a random f32 vector of `k`.
-fn operands(ty: Type, k: usize, n: usize, seed: u64) -> (Context, TensorHandle, TensorHandle) {
-    operands_cols(ty, k, n, 1, seed)
-}
-
-/// The same with `m` activation columns.
+/// A context holding a random `[k, n]` matrix of `ty` and `m` random f32 columns of `k`.
 fn operands_cols(
     ty: Type,
     k: usize,
@@ -643,7 +638,8 @@ fn vnni_and_avx2_kernels_agree() {
 }
 
 /// Timing of both ops on one matrix (`cargo test --release --lib gemv_timing -- --ignored
-/// --nocapture`): prints figures, asserts nothing about speed.
+/// --nocapture`; `GEMV_THREADS`, `GEMV_COLS` columns): prints figures, asserts nothing about
+/// speed.
 #[test]
 #[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn gemv_timing() {
@@ -656,8 +652,10 @@ fn gemv_timing() {
         (Type::Q6_K, 1536, 8960),
     ];
     let threads: usize = std::env::var("GEMV_THREADS").map_or(1, |t| t.parse().unwrap());
+    // columns: one (decoding), or a step of several sequences
+    let m: usize = std::env::var("GEMV_COLS").map_or(1, |t| t.parse().unwrap());
     for (ty, k, n) in shapes {
-        let (data, w, x) = operands(ty, k, n, 3);
+        let (data, w, x) = operands_cols(ty, k, n, m, 3);
         let (w, x) = (data.get(w), data.get(x));
         for ours in [false, true, false, true] {
             let ctx = Context::new(8, 16).unwrap();
@@ -670,7 +668,7 @@ fn gemv_timing() {
             g.expand(t);
             ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
             let be = Backend::cpu(threads).unwrap();
-            let reps = (200_000_000 / (n * k)).max(10);
+            let reps = (200_000_000 / (n * k * m)).max(10);
             let t0 = std::time::Instant::now();
             for _ in 0..reps {
                 be.compute(&g).unwrap();
@@ -763,5 +761,55 @@ fn k_quant_timing() {
         let (data, w, x) = operands_cols(Type::Q6_K, k, n, m, 3);
         let (w, x) = (data.get(w), data.get(x));
         time_against_ggml("Q6_K", w, x, threads, 3, |c, w, x| c.mul_mat_q6k(w, x));
+    }
+}
+
+/// The several-column kernels alone, on weights and columns in the first-level cache
+/// (`cargo test --release --lib cols_kernel_timing -- --ignored --nocapture`): nanoseconds per
+/// (row, column, block) for 8 columns. Prints figures, asserts nothing about speed.
+#[test]
+#[cfg(target_arch = "x86_64")]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
+fn cols_kernel_timing() {
+    let Some(f16) = f16_table() else { return };
+    let mut rng = Rng(7);
+    let (nb, rows) = (18, 16);
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
+        let fmt = Format::of(ty).unwrap();
+        let w = random_blocks(&mut rng, ty, nb * rows);
+        let row_bytes = w.len() / rows;
+        let q4_1 = fmt == Format::Q4_1;
+        let act = vec![1u8; cols::COLS * nb * fmt.act_bytes()];
+        let ys: Vec<*const u8> = (0..cols::COLS)
+            .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
+            .collect();
+        let mut packed = vec![0u8; nb * cols::packed_block(q4_1, cols::COLS)];
+        // SAFETY: `act` holds 8 columns of nb blocks, `packed` room for nb packed blocks.
+        unsafe { cols::pack(f16, q4_1, &ys, nb, packed.as_mut_ptr()) };
+        let mut out = vec![0.0f32; rows * cols::COLS];
+        let reps = 20_000;
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            for _ in 0..reps {
+                for r in 0..rows {
+                    // SAFETY: row r holds nb blocks, `packed` nb packed blocks of 8 columns,
+                    // `out` 8 results `rows` apart from r on; `f16_table` found the features.
+                    unsafe {
+                        packed_row::<8>(
+                            x86::Isa::Avx2,
+                            f16,
+                            fmt,
+                            w.as_ptr().add(r * row_bytes),
+                            packed.as_ptr(),
+                            nb,
+                            out.as_mut_ptr().add(r),
+                            rows,
+                        )
+                    };
+                }
+            }
+            let ns = t0.elapsed().as_secs_f64() * 1e9 / (reps * rows * nb * cols::COLS) as f64;
+            eprintln!("{ty:?}: {ns:.3} ns per row, column and block");
+        }
     }
 }

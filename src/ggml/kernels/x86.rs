@@ -122,14 +122,14 @@ pub(super) unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
 /// inputs of these kernels: |q| <= 16 on one side for Q4_1/Q5_0, and Q8_0 quants lie in ±127).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn mul_sum_us8_avx2(ax: __m256i, sy: __m256i) -> __m256 {
+pub(super) unsafe fn mul_sum_us8_avx2(ax: __m256i, sy: __m256i) -> __m256 {
     let dot = _mm256_maddubs_epi16(ax, sy);
     _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 #[inline]
-unsafe fn mul_sum_us8_vnni(ax: __m256i, sy: __m256i) -> __m256 {
+pub(super) unsafe fn mul_sum_us8_vnni(ax: __m256i, sy: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
 }
 
@@ -341,7 +341,9 @@ pub const Q8_K_BYTES: usize = 292;
 /// iscale · x capped at 127, d = 1 / iscale, and the quants summed by 16.
 ///
 /// # Safety
-/// `x` holds 256·nb floats and `y` room for nb blocks.
+/// The CPU has AVX2, FMA and F16C (here so that the rounding is one instruction, not a call
+/// into the C library); `x` holds 256·nb floats and `y` room for nb blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_q8_k(x: *const f32, y: *mut u8, nb: usize) {
     for b in 0..nb {
         let xs = std::slice::from_raw_parts(x.add(b * 256), 256);
