@@ -9,9 +9,11 @@
 //! weights as ggml repacks them have a decode op of their own (one to three tokens,
 //! `kquant.rs`, `q4k.rs`).
 //!
-//! Given several columns (a step of several sequences), the decode op unpacks each Q4_1, Q5_0,
-//! Q8_0 or Q6_K weight block once for up to four of them, each column with
-//! its own accumulators in one-column order: each column's result is what it gets alone.
+//! Given several columns (a step of several sequences), the decode op multiplies each Q4_1,
+//! Q5_0 or Q8_0 weight row by up to eight of them at once (`cols.rs`: the columns laid out
+//! block by block, each weight block unpacked once), and unpacks each Q6_K super-block once for
+//! up to four; each column has its own accumulators in one-column order: each column's result
+//! is what it gets alone.
 //!
 //! **Prompt ops** for several tokens, each again giving ggml's results bit for bit on CPUs
 //! with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the K-quants, Q4_K as
@@ -63,7 +65,7 @@ pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tu
 /// Rows per kernel call.
 const ROWS: usize = 4;
 
-/// Columns per kernel call of the decode op given several (a step of several sequences).
+/// Columns per kernel call of the Q6_K decode op given several (a step of several sequences).
 const COLS: usize = 4;
 
 /// A weight format this op handles, with its activation format.
