@@ -21,7 +21,7 @@
 use std::arch::x86_64::*;
 
 use super::x86::{
-    bytes_from_bits_32, bytes_from_nibbles_32, hsum_float_8, mul_sum_us8_avx2, mul_sum_us8_vnni,
+    bytes_from_nibbles_32, hsum_float_8, mul_sum_us8_avx2, mul_sum_us8_vnni, signed_quants,
     F16Table, Q4_1_BYTES, Q5_0_BYTES, Q8_0_BYTES, Q8_1_BYTES,
 };
 
@@ -148,19 +148,13 @@ macro_rules! kernels {
             ) {
                 let block = if Q5 { Q5_0_BYTES } else { Q8_0_BYTES };
                 let stride = packed_block(false, C);
-                let high = _mm256_set1_epi8(0xF0u8 as i8);
                 let mut acc = [_mm256_setzero_ps(); C];
                 for b in 0..nb {
                     let xb = row.add(b * block);
                     let pb = packed.add(b * stride);
                     _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
                     let d0 = _mm256_broadcast_ss(&*f16.at(xb));
-                    let qx = if Q5 {
-                        let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
-                        _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), hi)
-                    } else {
-                        _mm256_loadu_si256(xb.add(2) as *const __m256i)
-                    };
+                    let qx = signed_quants::<Q5>(xb);
                     let ax = _mm256_sign_epi8(qx, qx);
                     for c in 0..C {
                         let qy = _mm256_loadu_si256(pb.add(32 + 32 * c) as *const __m256i);

@@ -118,6 +118,20 @@ pub(super) unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
+/// The 32 signed quants of a Q5_0 block (`Q5`: the low nibbles, and 16 subtracted where the
+/// high bit is clear) or of a Q8_0 block, at `xb` (the block, its scale first).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) unsafe fn signed_quants<const Q5: bool>(xb: *const u8) -> __m256i {
+    if Q5 {
+        let high = _mm256_set1_epi8(0xF0u8 as i8);
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
+        _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), hi)
+    } else {
+        _mm256_loadu_si256(xb.add(2) as *const __m256i)
+    }
+}
+
 /// Sums of 4 products u8 × i8 per 32-bit lane, as floats (`vpmaddubsw` cannot saturate on the
 /// inputs of these kernels: |q| <= 16 on one side for Q4_1/Q5_0, and Q8_0 quants lie in ±127).
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -214,18 +228,12 @@ macro_rules! kernels {
             ) {
                 let block = if Q5 { Q5_0_BYTES } else { Q8_0_BYTES };
                 let mut acc = [[_mm256_setzero_ps(); C]; R];
-                let high = _mm256_set1_epi8(0xF0u8 as i8);
                 for b in 0..nb {
                     for r in 0..R {
                         let xb = rows[r].add(b * block);
                         _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
                         let d0 = _mm256_broadcast_ss(&*f16.at(xb));
-                        let qx = if Q5 {
-                            let hi = _mm256_andnot_si256(bytes_from_bits_32(xb.add(2)), high);
-                            _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), hi)
-                        } else {
-                            _mm256_loadu_si256(xb.add(2) as *const __m256i)
-                        };
+                        let qx = signed_quants::<Q5>(xb);
                         let ax = _mm256_sign_epi8(qx, qx);
                         for c in 0..C {
                             let yb = ys[c].add(b * Q8_0_BYTES);
