@@ -8,15 +8,15 @@
 //! accumulator, and (Q4_1) `summs += m · s`; then ggml's horizontal sum. So every column gets
 //! exactly what it gets alone, whatever else is in the batch.
 //!
-//! What is shared is everything that does not depend on the pair: a weight block is unpacked
-//! once for all the columns, its scale multiplied by all eight column scales in one vector
-//! product, and (Q4_1) the eight `m · s` terms are one vector fused multiply-add (each product
-//! of two f16 values is exact in f32, so this is the scalar sum's every step). For that the
+//! What is shared is what does not depend on the pair: a weight block is unpacked and its
+//! scale looked up once for all the columns, and (Q4_1) the eight `m · s` terms are one vector
+//! fused multiply-add (each product of two f16 values is exact in f32, so this is the scalar
+//! sum's every step). For that the
 //! quantized columns are first laid out block by block ([`pack`]): the eight column scales
 //! as f32 (and Q4_1's eight `s`), then each column's 32 quants. Per pair and block what remains
-//! is the integer dot product (`vpmaddubsw` + `vpmaddwd`, or `vpdpbusd`), its conversion and
-//! one fused multiply-add: about half of what the one-column kernel does per pair, and few
-//! enough registers for eight columns' accumulators.
+//! is a broadcast load and one multiply for the pair's scale product, the integer dot product
+//! (`vpmaddubsw` + `vpmaddwd`, or `vpdpbusd`), its conversion and one fused multiply-add; and
+//! eight columns' accumulators fit the vector registers.
 
 use std::arch::x86_64::*;
 
@@ -41,9 +41,10 @@ pub fn packed_block(q4_1: bool, c: usize) -> usize {
     }
 }
 
-/// Lays out `cols` quantized columns (`nb` Q8_1 blocks each for Q4_1 weights, Q8_0 blocks
-/// otherwise; column j at `ys[j]`) block by block at `out`, as the kernels read them:
-/// [`packed_block`]`(q4_1, cols.len())` bytes per block. Lanes past the last column are zero.
+/// Lays out the quantized columns at `ys` (1 to [`COLS`] of them, `nb` Q8_1 blocks each for
+/// Q4_1 weights, Q8_0 blocks otherwise) block by block at `out`, as the kernels read them:
+/// [`packed_block`]`(q4_1, ys.len())` bytes per block. Scale lanes past the last column are
+/// zero.
 ///
 /// # Safety
 /// Each `ys[j]` points at `nb` activation blocks; `out` has room for `nb` packed blocks.
