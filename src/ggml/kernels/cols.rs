@@ -11,12 +11,12 @@
 //! What is shared is what does not depend on the pair: a weight block is unpacked and its
 //! scale looked up once for all the columns, and (Q4_1) the eight `m · s` terms are one vector
 //! fused multiply-add (each product of two f16 values is exact in f32, so this is the scalar
-//! sum's every step). For that the
-//! quantized columns are first laid out block by block ([`pack`]): the eight column scales
-//! as f32 (and Q4_1's eight `s`), then each column's 32 quants. Per pair and block what remains
-//! is a broadcast load and one multiply for the pair's scale product, the integer dot product
-//! (`vpmaddubsw` + `vpmaddwd`, or `vpdpbusd`), its conversion and one fused multiply-add; and
-//! eight columns' accumulators fit the vector registers.
+//! sum's every step). For that the quantized columns are first laid out block by block
+//! ([`pack`]): the eight column scales as f32 (and Q4_1's eight `s`), then each column's 32
+//! quants. Per pair and block what remains is a broadcast load and one multiply for the pair's
+//! scale product, the integer dot product (`vpmaddubsw` + `vpmaddwd`, or `vpdpbusd`), its
+//! conversion and one fused multiply-add; and eight columns' accumulators fit the vector
+//! registers.
 
 use std::arch::x86_64::*;
 

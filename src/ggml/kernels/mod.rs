@@ -317,8 +317,8 @@ impl Context {
 }
 
 thread_local! {
-    /// The quantized activation, per thread (each thread quantizes the vector itself: it is
-    /// a few hundred bytes, and the op has no barrier to share it).
+    /// The quantized activation, per thread (each thread quantizes the columns itself: one
+    /// column is a few hundred bytes, and the op has no barrier to share them).
     static ACT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The quantized columns laid out for the several-column kernels (`cols.rs`), per thread.
     static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
