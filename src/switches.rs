@@ -17,6 +17,10 @@ pub struct Switches {
     /// Quantized caches store Hadamard-rotated heads (`EMBER_ATTN_ROT_DISABLE` unset, empty or
     /// 0; llama.cpp's `LLAMA_ATTN_ROT_DISABLE`).
     pub attn_rot: bool,
+    /// Decode steps attend through Ember's attention op (`EMBER_NO_ATTN_OP` unset), where it
+    /// runs (`ggml::kernels::attn`); set: ggml's flash attention, one op per sequence. Both
+    /// give the same results.
+    pub attn_op: bool,
     /// `EMBER_TUNE=off`, `on` or `refresh`: kernel routes not tuned, tuned with the cache
     /// (a debug build's default is off), or measured again (`crate::model::tune`); unset or
     /// anything else, the default.
@@ -36,6 +40,7 @@ impl Switches {
             graph_reuse: var("EMBER_NO_GRAPH_REUSE").is_none(),
             debug_tensors: var("EMBER_DEBUG_TENSORS").is_some(),
             attn_rot: !var("EMBER_ATTN_ROT_DISABLE").is_some_and(|v| v != "0" && !v.is_empty()),
+            attn_op: var("EMBER_NO_ATTN_OP").is_none(),
             tune: match var("EMBER_TUNE").as_ref().and_then(|v| v.to_str()) {
                 Some("off" | "0") => Some(crate::model::tune::TuneMode::Off),
                 Some("refresh") => Some(crate::model::tune::TuneMode::Refresh),
@@ -155,6 +160,7 @@ mod tests {
                 graph_reuse: true,
                 debug_tensors: false,
                 attn_rot: true,
+                attn_op: true,
                 tune: None
             }
         );
@@ -171,6 +177,7 @@ mod tests {
                 graph_reuse: false,
                 debug_tensors: true,
                 attn_rot: false,
+                attn_op: false,
                 tune: None
             }
         );

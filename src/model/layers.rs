@@ -4,6 +4,7 @@
 //! match its logits. Every intermediate is named `{name}-{layer}` so graphs can be dumped and
 //! compared.
 
+use crate::ggml::kernels::attn::{self, SeqAttn};
 use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::{AttnKind, KvCache};
 
@@ -34,6 +35,9 @@ pub struct Builder<'g> {
     /// multi-row op would not give decoding's bits and greedy speculation could pick another
     /// token than plain decoding in a near-tie.
     pub rows_alone: bool,
+    /// Decode steps (one token per sequence) may attend through Ember's attention op
+    /// (`ggml::kernels::attn`): this build runs it and no switch turns it off.
+    attn_op: bool,
 }
 
 /// Activation used by a gated feed-forward block.
@@ -83,6 +87,9 @@ impl<'g> Builder<'g> {
             flash_attn: !kvs[0].v_trans,
             invariant: kvs.len() > 1 && shape.invariant,
             rows_alone: shape.columns,
+            attn_op: crate::switches::Switches::get().attn_op
+                && crate::switches::KernelSwitches::get().ember_ops
+                && attn::available(),
         }
     }
 
@@ -410,6 +417,10 @@ impl<'g> Builder<'g> {
         v: Tensor<'g>,
         kq_scale: f32,
     ) -> Tensor<'g> {
+        if let Some(out) = self.attention_decode(il, q, k, v, kq_scale) {
+            self.graph.expand(out);
+            return out;
+        }
         if self.kvs.len() == 1 {
             let out = self.attend(il, 0, q, k, v, kq_scale);
             self.graph.expand(out);
@@ -440,6 +451,136 @@ impl<'g> Builder<'g> {
         out
     }
 
+    /// [`attention`](Self::attention) for a decode step (one token per sequence) through
+    /// Ember's attention op, which gives each sequence ggml's flash-attention result alone,
+    /// bit for bit, for all sequences in a few ops; None where it does not run (switched off,
+    /// not flash attention, caches not f16 in host memory, attention sinks, a shape it does
+    /// not take).
+    fn attention_decode(
+        &mut self,
+        il: usize,
+        q: Tensor<'g>,
+        k: Tensor<'g>,
+        v: Tensor<'g>,
+        kq_scale: f32,
+    ) -> Option<Tensor<'g>> {
+        let sinks = self.model.layers[il].attn_sinks.is_some();
+        let usable = |kv: &KvCache| {
+            let kvc = kv.ctx();
+            kv.type_k == Type::F16
+                && kv.type_v == Type::F16
+                && kv.k_rot().is_none()
+                && kv.v_rot().is_none()
+                && kvc.get(kv.k(il)).is_plain_host_data()
+                && kvc.get(kv.v(il)).is_plain_host_data()
+        };
+        if !self.attn_op
+            || !self.flash_attn
+            || sinks
+            || self.spans.iter().any(|&(_, n)| n != 1)
+            || !self.kvs.iter().all(|kv| usable(kv))
+        {
+            return None;
+        }
+        let c = self.ctx;
+        let hp = &self.model.hp;
+        let (hd_k, hd_v, n_head_kv) = (
+            hp.head_dim_k as i64,
+            hp.head_dim_v as i64,
+            hp.n_head_kv as i64,
+        );
+        let mut seqs = Vec::with_capacity(self.kvs.len());
+        for i in 0..self.kvs.len() {
+            let kv = self.kvs[i];
+            let kvc = kv.ctx();
+            let (k_cache, v_cache) = (kvc.get(kv.k(il)), kvc.get(kv.v(il)));
+            let size = kv.layer_cells(il) as i64;
+            let inp = self.inp.seqs[i].attn(kv.kind(il));
+            let n_kv = inp.mask.n_kv() as i64;
+            seqs.push(SeqAttn {
+                k: cache_heads(c, k_cache, kv.type_k, hd_k, n_head_kv, n_kv, size),
+                v: cache_heads(c, v_cache, kv.type_v, hd_v, n_head_kv, n_kv, size),
+                mask: inp.mask.tensor(c),
+            });
+        }
+        let softcap = hp.attn_softcap.unwrap_or(0.0);
+        let qn = q.ne();
+        let q_rows = |first: usize, n: usize| {
+            c.view(
+                q,
+                &[qn[0], qn[1], n as i64],
+                &[q.nb()[1], q.nb()[2]],
+                first * q.nb()[2],
+            )
+        };
+        if !seqs
+            .chunks(attn::SEQS_PER_OP)
+            .enumerate()
+            .all(|(j, s)| attn::takes(q_rows(j * attn::SEQS_PER_OP, s.len()), s))
+        {
+            return None;
+        }
+        // Same insertion order as `attend`: q, v, k, then each sequence's cache writes.
+        self.graph.expand(q);
+        self.graph.expand(v);
+        self.graph.expand(k);
+        for i in 0..self.kvs.len() {
+            let (first, _) = self.spans[i];
+            let row = |t: Tensor<'g>| {
+                let (ne, nb) = (t.ne(), t.nb());
+                c.view(
+                    t,
+                    &[ne[0], ne[1], 1],
+                    &[nb[1], nb[2]],
+                    first as usize * nb[2],
+                )
+            };
+            self.store_kv(il, i, row(k), row(v));
+        }
+        let mut out: Option<Tensor<'g>> = None;
+        for (j, s) in seqs.chunks(attn::SEQS_PER_OP).enumerate() {
+            let o = c.attn_decode(q_rows(j * attn::SEQS_PER_OP, s.len()), s, kq_scale, softcap);
+            out = Some(match out {
+                Some(a) => c.concat(a, o, 1),
+                None => o,
+            });
+        }
+        let out = out.expect("a batch has a sequence");
+        Some(self.name(out, "kqv_out", Some(il)))
+    }
+
+    /// Store sequence `seq`'s new K and V rows (`[head_dim, n_head_kv, n]`, already rotated
+    /// for a quantized cache) in its cache, at the cells its inputs name.
+    fn store_kv(&mut self, il: usize, seq: usize, k: Tensor<'g>, v: Tensor<'g>) {
+        let c = self.ctx;
+        let hp = &self.model.hp;
+        let kv = self.kvs[seq];
+        let kvc = kv.ctx();
+        let (k_cache, v_cache) = (kvc.get(kv.k(il)), kvc.get(kv.v(il)));
+        let (ek, ev) = (
+            hp.head_dim_k as i64 * hp.n_head_kv as i64,
+            hp.head_dim_v as i64 * hp.n_head_kv as i64,
+        );
+        let size = kv.layer_cells(il) as i64;
+        let inp = self.inp.seqs[seq].attn(kv.kind(il));
+        let (k_idxs, v_idxs) = (inp.rows.k(c), inp.rows.v(c));
+        let nt = self.spans[seq].1;
+        let k_rows = c.view(k, &[ek, nt], &[k.nb()[2]], 0);
+        let k_store = c.set_rows(k_cache, k_rows, k_idxs);
+        self.graph.expand(k_store);
+        let v_store = if kv.v_trans {
+            // (a view into a fused QKV projection is made contiguous first, as llama.cpp does)
+            let v = if v.is_contiguous() { v } else { c.cont(v) };
+            let v_flat = c.reshape(v, &[1, ev * nt]);
+            let v_view = c.reshape(v_cache, &[1, ev * size]);
+            c.set_rows(v_view, v_flat, v_idxs)
+        } else {
+            let v_rows = c.view(v, &[ev, nt], &[v.nb()[2]], 0);
+            c.set_rows(v_cache, v_rows, v_idxs)
+        };
+        self.graph.expand(v_store);
+    }
+
     /// [`attention`](Self::attention) for sequence `seq` of the batch: `q`, `k`, `v` are its
     /// rows.
     fn attend(
@@ -462,12 +603,12 @@ impl<'g> Builder<'g> {
             hp.head_dim_v as i64,
             hp.n_head_kv as i64,
         );
-        let (ek, ev) = (hd_k * n_head_kv, hd_v * n_head_kv);
+        let ev = hd_v * n_head_kv;
         // A local layer's cells are its ring (the whole cache when it has none).
         let size = kv.layer_cells(il) as i64;
         let inp = self.inp.seqs[seq].attn(kv.kind(il));
         let n_kv = inp.mask.n_kv() as i64;
-        let (mask, k_idxs, v_idxs) = (inp.mask.tensor(c), inp.rows.k(c), inp.rows.v(c));
+        let mask = inp.mask.tensor(c);
         let nt = self.spans[seq].1;
         // gpt-oss's attention sinks: a learned logit per head joins every softmax
         let sinks = self.model.layers[il].attn_sinks.map(|h| self.w(h));
@@ -501,20 +642,7 @@ impl<'g> Builder<'g> {
         self.graph.expand(q);
         self.graph.expand(v);
         self.graph.expand(k);
-        let k_rows = c.view(k, &[ek, nt], &[k.nb()[2]], 0);
-        let k_store = c.set_rows(k_cache, k_rows, k_idxs);
-        self.graph.expand(k_store);
-        let v_store = if kv.v_trans {
-            // (a view into a fused QKV projection is made contiguous first, as llama.cpp does)
-            let v = if v.is_contiguous() { v } else { c.cont(v) };
-            let v_flat = c.reshape(v, &[1, ev * nt]);
-            let v_view = c.reshape(v_cache, &[1, ev * size]);
-            c.set_rows(v_view, v_flat, v_idxs)
-        } else {
-            let v_rows = c.view(v, &[ev, nt], &[v.nb()[2]], 0);
-            c.set_rows(v_cache, v_rows, v_idxs)
-        };
-        self.graph.expand(v_store);
+        self.store_kv(il, seq, k, v);
 
         let ty_k = kv.type_k;
         let ty_v = kv.type_v;

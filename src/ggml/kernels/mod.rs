@@ -39,6 +39,9 @@ use ggml_sys as sys;
 
 use super::{Context, Tensor, Type};
 
+pub mod attn;
+#[cfg(test)]
+mod attn_tests;
 #[cfg(target_arch = "x86_64")]
 mod cols;
 #[cfg(target_arch = "x86_64")]

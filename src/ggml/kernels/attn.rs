@@ -1,0 +1,577 @@
+//! Attention for decode steps: one query token per sequence, over f16 K and V caches, for
+//! several sequences in one op, with ggml's flash-attention arithmetic row for row.
+//!
+//! ggml's CPU flash attention computes one query row (one head of one token) at a time: a dot
+//! product with each K row, the online softmax, and `VKQ += v·e^(s-M)` into an f16
+//! accumulator in memory, rounded back to f16 after every cell. That last step is a chain
+//! through memory (store, reload, convert, FMA, convert, store) that each cell waits on, so a
+//! decode step of SmolLM2 spends a quarter of its time there, one op per sequence and layer.
+//! This op takes the query heads that share a K/V head together (each cell's K and V rows
+//! read once, several chains in flight), keeps the accumulators in f32 rounded to f16 values
+//! (the same numbers, no reload conversions), and does every sequence of a step in one op
+//! (`SEQS_PER_OP` per op: a ggml op has nine sources), balanced across threads by cells.
+//!
+//! Every row's arithmetic is ggml's, step for step, on the build it reproduces (256-bit F16C
+//! vectors, ggml compiled by GCC, which fuses `S·ms + vs`): the query rounded to f16; the dot
+//! product in four 8-lane accumulators over 32-value steps and ggml's reduction order; scale,
+//! soft-cap, mask; the running maximum, `expf` from the same C library; V scaled and
+//! accumulated with one FMA per value, rounded to f16. Where ggml splits the cells of a lone
+//! decoding row across threads (f16 caches, 512 cells or more), the row is computed chunk by
+//! chunk as ggml's threads would and the chunks reduced in ggml's order. So a sequence's
+//! result is what ggml's op gives it alone, bit for bit
+//! (`the_attention_op_gives_ggml_results_bit_for_bit`).
+
+use std::ffi::{c_int, c_void};
+
+use ggml_sys as sys;
+
+use super::route::Machine;
+use super::{Context, Tensor, Type};
+
+/// Sequences one op takes: each brings three sources (K, V, mask) after the queries, and a
+/// ggml op has at most nine.
+pub const SEQS_PER_OP: usize = 2;
+
+/// Most query heads taken together over one K/V head (more are taken in turns).
+const GROUP: usize = 8;
+
+/// Largest head size handled (the accumulators live on the stack).
+const MAX_HEAD: usize = 256;
+
+/// One sequence's operands: the cache's first `n_kv` cells of one layer as `[head_dim,
+/// n_head_kv, n_kv]` views (f16, as the cache stores them), and its mask `[n_kv, 1]` (f16).
+#[derive(Clone, Copy)]
+pub struct SeqAttn<'a> {
+    pub k: Tensor<'a>,
+    pub v: Tensor<'a>,
+    pub mask: Tensor<'a>,
+}
+
+/// Whether this build runs the op at all: ggml's f16 vectors are the 256-bit F16C ones (no
+/// AVX-512 in ggml's build) and its compiler fuses multiply-adds (GCC), as the op reproduces;
+/// this CPU has AVX2, FMA and F16C.
+pub fn available() -> bool {
+    let m = Machine::get();
+    // SAFETY: constants of ggml's build, no arguments, no side effects.
+    let ggml_avx2 = unsafe {
+        sys::ggml_cpu_has_avx2() != 0
+            && sys::ggml_cpu_has_fma() != 0
+            && sys::ggml_cpu_has_f16c() != 0
+            && sys::ggml_cpu_has_avx512() == 0
+    };
+    cfg!(target_arch = "x86_64") && m.avx2 && m.ggml_fuses_mul_add && ggml_avx2
+}
+
+/// Whether the op takes these operands: `q` `[head_dim, n_head, n_seq]` f32 (one token per
+/// sequence), each sequence's K and V f16 views of whole heads, its mask f16 over the same
+/// cells, head sizes multiples of 32 up to [`MAX_HEAD`].
+pub fn takes(q: Tensor<'_>, seqs: &[SeqAttn<'_>]) -> bool {
+    let qn = q.ne();
+    if !available()
+        || seqs.is_empty()
+        || seqs.len() > SEQS_PER_OP
+        || q.ty() != Type::F32
+        || q.nb()[0] != 4
+        || qn[2] != seqs.len() as i64
+        || qn[3] != 1
+    {
+        return false;
+    }
+    seqs.iter().all(|s| {
+        let (kn, vn, mn) = (s.k.ne(), s.v.ne(), s.mask.ne());
+        let head = |n: [i64; 4]| n[0] % 32 == 0 && n[0] > 0 && n[0] <= MAX_HEAD as i64;
+        s.k.ty() == Type::F16
+            && s.v.ty() == Type::F16
+            && s.mask.ty() == Type::F16
+            && s.k.nb()[0] == 2
+            && s.v.nb()[0] == 2
+            && s.mask.nb()[0] == 2
+            && head(kn)
+            && head(vn)
+            && kn[0] == qn[0]
+            && kn[1] == vn[1]
+            && kn[1] > 0
+            && qn[1] % kn[1] == 0
+            && kn[2] == vn[2]
+            && kn[3] == 1
+            && vn[3] == 1
+            && mn[0] == kn[2]
+            && vn[0] == seqs[0].v.ne()[0]
+    })
+}
+
+impl Context {
+    /// `softmax(q·kᵀ·scale + mask)·v` for each sequence's one query token: `[head_dim_v ·
+    /// n_head, n_seq]`, as `flash_attn_ext` (f32 precision) gives each sequence alone,
+    /// reshaped to rows. `softcap` 0: none. The operands must be ones [`takes`] accepts.
+    pub fn attn_decode<'a>(
+        &'a self,
+        q: Tensor<'a>,
+        seqs: &[SeqAttn<'a>],
+        scale: f32,
+        softcap: f32,
+    ) -> Tensor<'a> {
+        assert!(takes(q, seqs), "attn_decode: operands not supported");
+        let mut args: Vec<*mut sys::ggml_tensor> = vec![q.as_ptr()];
+        for s in seqs {
+            args.extend([s.k.as_ptr(), s.v.as_ptr(), s.mask.as_ptr()]);
+        }
+        let dv = seqs[0].v.ne()[0];
+        let ne0 = dv * q.ne()[1];
+        // The two f32 parameters travel in the user-data word (the op is x86-64 only).
+        let user = (((scale.to_bits() as u64) << 32) | softcap.to_bits() as u64) as usize;
+        // SAFETY: live context and tensor headers; `args` outlives the call (ggml copies the
+        // pointers into the new tensor's sources); `attn_op` reads its user data as the two
+        // floats packed here and its sources as laid out here.
+        self.op(|c| unsafe {
+            sys::ggml_custom_4d(
+                c,
+                Type::F32.raw(),
+                ne0,
+                seqs.len() as i64,
+                1,
+                1,
+                args.as_mut_ptr(),
+                args.len() as c_int,
+                Some(attn_op),
+                sys::GGML_N_TASKS_MAX,
+                user as *mut c_void,
+            )
+        })
+    }
+}
+
+/// One sequence's operands as the op reads them.
+#[derive(Clone, Copy)]
+struct Seq {
+    k: *const u8,
+    v: *const u8,
+    mask: *const u16,
+    /// Bytes between heads and between cells, in K and in V.
+    k_head: usize,
+    k_cell: usize,
+    v_head: usize,
+    v_cell: usize,
+    n_kv: usize,
+}
+
+/// The op's body: thread `ith` of `nth` computes its share of the query rows (sequence,
+/// head), shares weighted by cells attended.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by [`Context::attn_decode`]: sources the
+/// queries and each sequence's K, V and mask (checked by [`takes`]), all data allocated in
+/// host memory; `user` the packed parameters.
+unsafe extern "C" fn attn_op(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    user: *mut c_void,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+        let dst = unsafe { &*dst };
+        // SAFETY: source 0 is the queries, live for the graph's computation.
+        let q = unsafe { &*dst.src[0] };
+        let n_seq = q.ne[2] as usize;
+        let mut seqs = [None; SEQS_PER_OP];
+        for (i, slot) in seqs.iter_mut().enumerate().take(n_seq) {
+            // SAFETY: sources 1 + 3i .. 3 + 3i are sequence i's K, V and mask views.
+            let (k, v, m) = unsafe {
+                (
+                    &*dst.src[1 + 3 * i],
+                    &*dst.src[2 + 3 * i],
+                    &*dst.src[3 + 3 * i],
+                )
+            };
+            *slot = Some(Seq {
+                k: k.data as *const u8,
+                v: v.data as *const u8,
+                mask: m.data as *const u16,
+                k_head: k.nb[1],
+                k_cell: k.nb[2],
+                v_head: v.nb[1],
+                v_cell: v.nb[2],
+                n_kv: k.ne[2] as usize,
+            });
+        }
+        let seqs: Vec<Seq> = seqs.iter().flatten().copied().collect();
+        let user = user as usize as u64;
+        let p = Params {
+            scale: f32::from_bits((user >> 32) as u32),
+            softcap: f32::from_bits(user as u32),
+            dk: q.ne[0] as usize,
+            // SAFETY: as above.
+            dv: unsafe { (*dst.src[2]).ne[0] as usize },
+            n_head: q.ne[1] as usize,
+            // SAFETY: as above.
+            n_head_kv: unsafe { (*dst.src[1]).ne[1] as usize },
+            nth: nth.max(1) as usize,
+        };
+        // Rows in order (sequence, head), each weighted by its sequence's cells; thread t
+        // takes the rows whose weighted middle falls in its t-th part.
+        let total: usize = seqs.iter().map(|s| s.n_kv * p.n_head).sum();
+        let (ith, nth) = (ith.max(0) as usize, p.nth);
+        let mut before = 0;
+        for (si, s) in seqs.iter().enumerate() {
+            let mine = |h: usize| {
+                let mid = 2 * (before + h * s.n_kv) + s.n_kv;
+                (mid * nth / (2 * total.max(1))).min(nth - 1) == ith
+            };
+            let heads: Vec<usize> = (0..p.n_head).filter(|&h| mine(h)).collect();
+            before += s.n_kv * p.n_head;
+            // Runs of heads that share a K/V head, at most GROUP at a time.
+            let g = p.n_head / p.n_head_kv;
+            let mut i = 0;
+            while i < heads.len() {
+                let kvh = heads[i] / g;
+                let mut j = i;
+                while j < heads.len() && heads[j] / g == kvh && j - i < GROUP {
+                    j += 1;
+                }
+                let qrow = |h: usize| {
+                    (q.data as *const u8).wrapping_add(si * q.nb[2] + h * q.nb[1]) as *const f32
+                };
+                let out = |h: usize| {
+                    (dst.data as *mut u8).wrapping_add(si * dst.nb[1] + h * p.dv * 4) as *mut f32
+                };
+                let rows: Vec<(*const f32, *mut f32)> =
+                    heads[i..j].iter().map(|&h| (qrow(h), out(h))).collect();
+                // SAFETY: the rows are heads of sequence si's query and output; its K and V
+                // hold head kvh over n_kv cells, its mask n_kv values (checked by `takes`);
+                // this CPU has AVX2, FMA and F16C (`available`).
+                unsafe { x86::group(&p, s, kvh, &rows) };
+                i = j;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ith, nth, user);
+}
+
+/// The op's parameters, as ggml's flash attention reads them.
+struct Params {
+    scale: f32,
+    softcap: f32,
+    dk: usize,
+    dv: usize,
+    n_head: usize,
+    n_head_kv: usize,
+    /// Threads of the op: a lone decoding row of 512 cells or more is split as ggml's that
+    /// many threads split it.
+    nth: usize,
+}
+
+/// Cells from which ggml's flash attention splits a lone decoding row's cells across its
+/// threads (f16 K and V).
+const SPLIT_FROM: usize = 512;
+
+/// Visible cells taken together (see `x86::cells`).
+const BLOCK: usize = 16;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Params, Seq, BLOCK, GROUP, MAX_HEAD, SPLIT_FROM};
+
+    /// One row's running state over a range of cells: maximum, sum, and the accumulator
+    /// (f32 values that are f16 numbers, as ggml's f16 accumulator holds them).
+    struct Partial {
+        m: f32,
+        s: f32,
+        acc: [f32; MAX_HEAD],
+    }
+
+    /// Query rows `rows` (query, output) of sequence `s`, all over K/V head `kvh`.
+    ///
+    /// # Safety
+    /// As in `attn_op`; the CPU has AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn group(p: &Params, s: &Seq, kvh: usize, rows: &[(*const f32, *mut f32)]) {
+        let g = rows.len();
+        debug_assert!(g <= GROUP);
+        // the queries rounded to f16, as ggml converts them for its f16 dot product
+        let mut qf = [[0f32; MAX_HEAD]; GROUP];
+        for (r, &(qp, _)) in rows.iter().enumerate() {
+            for i in (0..p.dk).step_by(8) {
+                // SAFETY: a query row holds dk floats.
+                let x = unsafe { _mm256_loadu_ps(qp.add(i)) };
+                let h = _mm256_cvtps_ph::<0>(x);
+                // SAFETY: i + 8 <= dk <= MAX_HEAD.
+                unsafe { _mm256_storeu_ps(qf[r].as_mut_ptr().add(i), _mm256_cvtph_ps(h)) };
+            }
+        }
+        let new = || Partial {
+            m: f32::NEG_INFINITY,
+            s: 0.0,
+            acc: [0.0; MAX_HEAD],
+        };
+        let mut parts: [Partial; GROUP] = std::array::from_fn(|_| new());
+        let k = s.k.wrapping_add(kvh * s.k_head);
+        let v = s.v.wrapping_add(kvh * s.v_head);
+        if s.n_kv < SPLIT_FROM {
+            // SAFETY: cells 0..n_kv exist in K, V and the mask.
+            unsafe { cells(p, s, k, v, &qf[..g], 0..s.n_kv, &mut parts[..g]) };
+            for (r, part) in parts[..g].iter().enumerate() {
+                let inv = if part.s == 0.0 { 0.0 } else { 1.0 / part.s };
+                // SAFETY: an output row holds dv floats.
+                unsafe { finish(&part.acc[..p.dv], inv, rows[r].1) };
+            }
+            return;
+        }
+        // ggml's split: thread t of nth takes cells [t·c, (t+1)·c), c = ⌈n_kv / nth⌉; the
+        // partial results are then reduced in thread order.
+        let chunk = s.n_kv.div_ceil(p.nth);
+        let mut fin: [Partial; GROUP] = std::array::from_fn(|_| new());
+        for t in 0..p.nth {
+            let start = t * chunk;
+            if start >= s.n_kv {
+                continue;
+            }
+            let end = (start + chunk).min(s.n_kv);
+            for part in parts[..g].iter_mut() {
+                part.m = f32::NEG_INFINITY;
+                part.s = 0.0;
+                part.acc[..p.dv].fill(0.0);
+            }
+            // SAFETY: as above, a sub-range.
+            unsafe { cells(p, s, k, v, &qf[..g], start..end, &mut parts[..g]) };
+            for (f, part) in fin[..g].iter_mut().zip(&parts[..g]) {
+                if part.s == 0.0 {
+                    continue;
+                }
+                let m = f.m.max(part.m);
+                let old = (f.m - m).exp();
+                let new = (part.m - m).exp();
+                // GCC fuses `a·old + b·new` into fma(a, old, b·new)
+                for d in 0..p.dv {
+                    f.acc[d] = f.acc[d].mul_add(old, part.acc[d] * new);
+                }
+                f.s = f.s.mul_add(old, part.s * new);
+                f.m = m;
+            }
+        }
+        for (r, f) in fin[..g].iter().enumerate() {
+            let inv = if f.s != 0.0 { 1.0 / f.s } else { 1.0 };
+            // SAFETY: as above.
+            unsafe { finish(&f.acc[..p.dv], inv, rows[r].1) };
+        }
+    }
+
+    /// `out = acc · inv`.
+    ///
+    /// # Safety
+    /// `out` holds `acc.len()` floats.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish(acc: &[f32], inv: f32, out: *mut f32) {
+        for (d, a) in acc.iter().enumerate() {
+            // SAFETY: d < acc.len().
+            unsafe { *out.add(d) = a * inv };
+        }
+    }
+
+    /// f16 bits to f32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn half(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// The rows' online softmax over `range` of cells, continuing `parts`. The visible cells
+    /// are taken [`BLOCK`] at a time in three passes: every row's scores (independent dot
+    /// products), then each row's running maximum, exponentials and sum in cell order, then
+    /// the accumulators, cell by cell in order but several rows and dimensions at once, held
+    /// in registers: the f16 rounding after each cell makes that a chain of dependent
+    /// operations, and only many of them side by side keep the core busy.
+    ///
+    /// # Safety
+    /// `k` and `v` point at the K/V head's first cell, `s`'s strides apart; the cells of
+    /// `range` exist in them and in the mask.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn cells(
+        p: &Params,
+        s: &Seq,
+        k: *const u8,
+        v: *const u8,
+        qf: &[[f32; MAX_HEAD]],
+        range: std::ops::Range<usize>,
+        parts: &mut [Partial],
+    ) {
+        let softcap = p.softcap;
+        let scale = if softcap != 0.0 {
+            p.scale / softcap
+        } else {
+            p.scale
+        };
+        let (dk, dv, g) = (p.dk, p.dv, qf.len());
+        let mut ic = range.start;
+        for c in ic..(ic + BLOCK).min(range.end) {
+            for line in (0..dk * 2).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(c * s.k_cell + line) as *const i8);
+            }
+            for line in (0..dv * 2).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(c * s.v_cell + line) as *const i8);
+            }
+        }
+        let mut idx = [0usize; BLOCK];
+        let mut xs = [[0f32; BLOCK]; GROUP];
+        let mut ms = [[1f32; BLOCK]; GROUP];
+        let mut vs = [[1f32; BLOCK]; GROUP];
+        while ic < range.end {
+            // the next BLOCK visible cells, prefetching the rows of the cells a block on
+            // (whose loads would otherwise stall the passes: the caches of a step's
+            // sequences and layers are far larger than the CPU's caches)
+            let mut n = 0;
+            while ic < range.end && n < BLOCK {
+                let ahead = ic + BLOCK;
+                for line in (0..dk * 2).step_by(64) {
+                    let kp = k.wrapping_add(ahead * s.k_cell + line);
+                    _mm_prefetch::<_MM_HINT_T0>(kp as *const i8);
+                }
+                for line in (0..dv * 2).step_by(64) {
+                    let vp = v.wrapping_add(ahead * s.v_cell + line);
+                    _mm_prefetch::<_MM_HINT_T0>(vp as *const i8);
+                }
+                // SAFETY: ic < n_kv, the mask's length.
+                let mv = half(unsafe { *s.mask.add(ic) });
+                if mv != f32::NEG_INFINITY {
+                    idx[n] = ic;
+                    for x in xs[..g].iter_mut() {
+                        x[n] = mv;
+                    }
+                    n += 1;
+                }
+                ic += 1;
+            }
+            // scores
+            for j in 0..n {
+                let kr = k.wrapping_add(idx[j] * s.k_cell) as *const __m128i;
+                for (qr, x) in qf.iter().zip(xs.iter_mut()) {
+                    // SAFETY: K rows hold dk halves; qr holds dk floats.
+                    let mut y = unsafe { dot(kr, qr.as_ptr(), dk) } * scale;
+                    if softcap != 0.0 {
+                        y = softcap * y.tanh();
+                    }
+                    x[j] += y;
+                }
+            }
+            // ggml: a new maximum scales the sum and accumulator by e^(M_old - x) and adds V
+            // once; else V is added times e^(x - M). Both exponents are -|x - M| (IEEE
+            // subtraction is antisymmetric): one expf, no branch.
+            for h in 0..g {
+                let part = &mut parts[h];
+                for j in 0..n {
+                    let x = xs[h][j];
+                    let gt = x > part.m;
+                    let e = (-(x - part.m).abs()).exp();
+                    let (m, w) = if gt { (e, 1.0) } else { (1.0, e) };
+                    part.m = if gt { x } else { part.m };
+                    part.s = part.s.mul_add(m, w);
+                    ms[h][j] = m;
+                    vs[h][j] = w;
+                }
+            }
+            let vrow = |j: usize| v.wrapping_add(idx[j] * s.v_cell) as *const __m128i;
+            let mut h = 0;
+            while h < g {
+                if h + 1 < g {
+                    let (a, b) = parts.split_at_mut(h + 1);
+                    let accs = [a[h].acc.as_mut_ptr(), b[0].acc.as_mut_ptr()];
+                    // SAFETY: the accumulators hold MAX_HEAD >= dv floats, the V rows dv
+                    // halves.
+                    unsafe { accumulate::<2>(accs, &vrow, &ms[h..h + 2], &vs[h..h + 2], n, dv) };
+                    h += 2;
+                } else {
+                    let accs = [parts[h].acc.as_mut_ptr()];
+                    // SAFETY: as above.
+                    unsafe { accumulate::<1>(accs, &vrow, &ms[h..h + 1], &vs[h..h + 1], n, dv) };
+                    h += 1;
+                }
+            }
+        }
+    }
+
+    /// `acc = f16(v · vs + f16(acc · ms))` for `n` cells in order, for `H` rows: ggml's
+    /// scaling of its f16 accumulator (where `ms` is not 1; scaling by 1 leaves f16 values
+    /// as they are), then its accumulation of V, one FMA per value. 32 dimensions of each row
+    /// at a time, in registers.
+    ///
+    /// # Safety
+    /// Each accumulator holds `dv` floats, each V row (`vrow(j)`, j < n) `dv` halves; `dv` a
+    /// multiple of 32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn accumulate<const H: usize>(
+        accs: [*mut f32; H],
+        vrow: &impl Fn(usize) -> *const __m128i,
+        ms: &[[f32; BLOCK]],
+        vs: &[[f32; BLOCK]],
+        n: usize,
+        dv: usize,
+    ) {
+        let round = |a: __m256| _mm256_cvtph_ps(_mm256_cvtps_ph::<0>(a));
+        for d in (0..dv).step_by(32) {
+            let mut a = [[_mm256_setzero_ps(); 4]; H];
+            for (r, acc) in a.iter_mut().zip(accs) {
+                for (i, x) in r.iter_mut().enumerate() {
+                    // SAFETY: d + 8i + 8 <= dv.
+                    *x = unsafe { _mm256_loadu_ps(acc.add(d + 8 * i)) };
+                }
+            }
+            for j in 0..n {
+                let vp = vrow(j);
+                // SAFETY: d + 32 <= dv halves in the row.
+                let x: [__m256; 4] = std::array::from_fn(|i| unsafe {
+                    _mm256_cvtph_ps(_mm_loadu_si128(vp.add(d / 8 + i)))
+                });
+                for (h, r) in a.iter_mut().enumerate() {
+                    let m = ms[h][j];
+                    if m != 1.0 {
+                        let m = _mm256_set1_ps(m);
+                        for y in r.iter_mut() {
+                            *y = round(_mm256_mul_ps(*y, m));
+                        }
+                    }
+                    let w = _mm256_set1_ps(vs[h][j]);
+                    for (y, x) in r.iter_mut().zip(&x) {
+                        *y = round(_mm256_fmadd_ps(*x, w, *y));
+                    }
+                }
+            }
+            for (r, acc) in a.iter().zip(accs) {
+                for (i, x) in r.iter().enumerate() {
+                    // SAFETY: as above.
+                    unsafe { _mm256_storeu_ps(acc.add(d + 8 * i), *x) };
+                }
+            }
+        }
+    }
+
+    /// ggml's f16 dot product: four 8-lane accumulators over 32-value steps, then its
+    /// reduction (halves of the four, the two, the 128-bit halves, two horizontal adds).
+    ///
+    /// # Safety
+    /// `k` holds `n` halves, `q` `n` floats; `n` a multiple of 32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(k: *const __m128i, q: *const f32, n: usize) -> f32 {
+        let mut sum = [_mm256_setzero_ps(); 4];
+        for i in (0..n).step_by(32) {
+            for (j, acc) in sum.iter_mut().enumerate() {
+                // SAFETY: i + 8j + 8 <= n.
+                let (kx, qy) = unsafe {
+                    (
+                        _mm256_cvtph_ps(_mm_loadu_si128(k.add(i / 8 + j))),
+                        _mm256_loadu_ps(q.add(i + 8 * j)),
+                    )
+                };
+                *acc = _mm256_fmadd_ps(kx, qy, *acc);
+            }
+        }
+        let a = _mm256_add_ps(sum[0], sum[2]);
+        let b = _mm256_add_ps(sum[1], sum[3]);
+        let a = _mm256_add_ps(a, b);
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+        let t1 = _mm_hadd_ps(t0, t0);
+        _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+    }
+}
