@@ -1,15 +1,19 @@
 //! Attention for decode steps: one query token per sequence, over f16 K and V caches, for
 //! several sequences in one op, with ggml's flash-attention arithmetic row for row.
 //!
-//! ggml's CPU flash attention computes one query row (one head of one token) at a time: a dot
-//! product with each K row, the online softmax, and `VKQ += v·e^(s-M)` into an f16
-//! accumulator in memory, rounded back to f16 after every cell. That last step is a chain
-//! through memory (store, reload, convert, FMA, convert, store) that each cell waits on, so a
-//! decode step of SmolLM2 spends a quarter of its time there, one op per sequence and layer.
-//! This op takes the query heads that share a K/V head together (each cell's K and V rows
-//! read once, several chains in flight), keeps the accumulators in f32 rounded to f16 values
-//! (the same numbers, no reload conversions), and does every sequence of a step in one op
-//! (`SEQS_PER_OP` per op: a ggml op has nine sources), balanced across threads by cells.
+//! ggml's CPU flash attention computes one query row (one head of one token) at a time, cell
+//! by cell: a dot product with the K row, the online softmax (one `expf`), and `VKQ +=
+//! v·e^(s-M)` into an f16 accumulator in memory, rounded back to f16 after every cell. Each
+//! cell waits on the last through that accumulator (store, reload, convert, FMA, convert) and
+//! on its K and V rows from memory (a step's caches are far larger than the CPU's caches), so
+//! a decode step of 8 SmolLM2 sequences spent a third of its time there, in one op per
+//! sequence and layer. This op takes the query heads that share a K/V head together, 16
+//! visible cells at a time in three passes: all scores (independent dot products, the rows
+//! of the next cells prefetched), then each row's maxima, exponentials and sums in order,
+//! then the accumulators cell by cell, two rows and 32 dimensions at a time in registers
+//! (f32 values rounded to f16, the same numbers): eight independent chains side by side. It
+//! does every sequence of a step in a few ops ([`SEQS_PER_OP`] each: a ggml op has nine
+//! sources), threads sharing the rows by cells attended.
 //!
 //! Every row's arithmetic is ggml's, step for step, on the build it reproduces (256-bit F16C
 //! vectors, ggml compiled by GCC, which fuses `S·ms + vs`): the query rounded to f16; the dot
@@ -33,9 +37,11 @@ use super::{Context, Tensor, Type};
 pub const SEQS_PER_OP: usize = 2;
 
 /// Most query heads taken together over one K/V head (more are taken in turns).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const GROUP: usize = 8;
 
 /// Largest head size handled (the accumulators live on the stack).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const MAX_HEAD: usize = 256;
 
 /// One sequence's operands: the cache's first `n_kv` cells of one layer as `[head_dim,
@@ -142,6 +148,7 @@ impl Context {
 }
 
 /// One sequence's operands as the op reads them.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 struct Seq {
     k: *const u8,
@@ -251,6 +258,7 @@ unsafe extern "C" fn attn_op(
 }
 
 /// The op's parameters, as ggml's flash attention reads them.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Params {
     scale: f32,
     softcap: f32,
@@ -265,9 +273,11 @@ struct Params {
 
 /// Cells from which ggml's flash attention splits a lone decoding row's cells across its
 /// threads (f16 K and V).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const SPLIT_FROM: usize = 512;
 
 /// Visible cells taken together (see `x86::cells`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const BLOCK: usize = 16;
 
 #[cfg(target_arch = "x86_64")]
