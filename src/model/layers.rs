@@ -464,21 +464,8 @@ impl<'g> Builder<'g> {
         v: Tensor<'g>,
         kq_scale: f32,
     ) -> Option<Tensor<'g>> {
-        let sinks = self.model.layers[il].attn_sinks.is_some();
-        let usable = |kv: &KvCache| {
-            let kvc = kv.ctx();
-            kv.type_k == Type::F16
-                && kv.type_v == Type::F16
-                && kv.k_rot().is_none()
-                && kv.v_rot().is_none()
-                && kvc.get(kv.k(il)).is_plain_host_data()
-                && kvc.get(kv.v(il)).is_plain_host_data()
-        };
-        if !self.attn_op
-            || !self.flash_attn
-            || sinks
-            || self.spans.iter().any(|&(_, n)| n != 1)
-            || !self.kvs.iter().all(|kv| usable(kv))
+        if self.spans.iter().any(|&(_, n)| n != 1)
+            || !self.kvs.iter().all(|kv| self.attn_op_runs(il, kv))
         {
             return None;
         }
@@ -503,21 +490,7 @@ impl<'g> Builder<'g> {
                 mask: inp.mask.tensor(c),
             });
         }
-        let softcap = hp.attn_softcap.unwrap_or(0.0);
-        let qn = q.ne();
-        let q_rows = |first: usize, n: usize| {
-            c.view(
-                q,
-                &[qn[0], qn[1], n as i64],
-                &[q.nb()[1], q.nb()[2]],
-                first * q.nb()[2],
-            )
-        };
-        if !seqs
-            .chunks(attn::SEQS_PER_OP)
-            .enumerate()
-            .all(|(j, s)| attn::takes(q_rows(j * attn::SEQS_PER_OP, s.len()), s))
-        {
+        if !attn_op_takes(c, q, &seqs) {
             return None;
         }
         // Same insertion order as `attend`: q, v, k, then each sequence's cache writes.
@@ -537,16 +510,25 @@ impl<'g> Builder<'g> {
             };
             self.store_kv(il, i, row(k), row(v));
         }
-        let mut out: Option<Tensor<'g>> = None;
-        for (j, s) in seqs.chunks(attn::SEQS_PER_OP).enumerate() {
-            let o = c.attn_decode(q_rows(j * attn::SEQS_PER_OP, s.len()), s, kq_scale, softcap);
-            out = Some(match out {
-                Some(a) => c.concat(a, o, 1),
-                None => o,
-            });
-        }
-        let out = out.expect("a batch has a sequence");
+        let softcap = hp.attn_softcap.unwrap_or(0.0);
+        let out = attn_op_rows(c, q, &seqs, kq_scale, softcap);
         Some(self.name(out, "kqv_out", Some(il)))
+    }
+
+    /// Whether Ember's attention op may attend over `kv` in layer `il`: this build runs it,
+    /// no switch turns it off, flash attention, f16 caches (not rotated) in host memory, no
+    /// attention sinks.
+    fn attn_op_runs(&self, il: usize, kv: &KvCache) -> bool {
+        let kvc = kv.ctx();
+        self.attn_op
+            && self.flash_attn
+            && self.model.layers[il].attn_sinks.is_none()
+            && kv.type_k == Type::F16
+            && kv.type_v == Type::F16
+            && kv.k_rot().is_none()
+            && kv.v_rot().is_none()
+            && kvc.get(kv.k(il)).is_plain_host_data()
+            && kvc.get(kv.v(il)).is_plain_host_data()
     }
 
     /// Store sequence `seq`'s new K and V rows (`[head_dim, n_head_kv, n]`, already rotated
@@ -647,6 +629,7 @@ impl<'g> Builder<'g> {
         let ty_k = kv.type_k;
         let ty_v = kv.type_v;
         let kk = cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size);
+        let q_heads = q;
         let q = c.permute(q, [0, 2, 1, 3]);
         let kk = c.permute(kk, [0, 2, 1, 3]);
         // verification rows attend alone on full-attention layers (local ones keep a ring)
@@ -677,6 +660,25 @@ impl<'g> Builder<'g> {
             let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
             (n_i, qi, mi)
         };
+        // verification rows through Ember's attention op where it runs: each row one query
+        // token over its own cells, as the op attends a decoding sequence's
+        if self.flash_attn && self.rows_alone && nt > 1 && full && self.attn_op_runs(il, kv) {
+            let rows: Vec<SeqAttn<'g>> = (0..nt)
+                .map(|i| {
+                    let (n_i, _, mi) = row_inputs(i);
+                    SeqAttn {
+                        k: cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_i, size),
+                        v: cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_i, size),
+                        mask: mi,
+                    }
+                })
+                .collect();
+            if attn_op_takes(c, q_heads, &rows) {
+                let softcap = hp.attn_softcap.unwrap_or(0.0);
+                let out = attn_op_rows(c, q_heads, &rows, kq_scale, softcap);
+                return self.name(out, "kqv_out", Some(il));
+            }
+        }
         let out = if self.flash_attn {
             let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);
@@ -807,4 +809,38 @@ fn cache_heads<'g>(
         ],
         0,
     )
+}
+
+/// Rows `first..first + n` of queries `[head_dim, n_head, n_tokens]`.
+fn query_rows<'g>(c: &'g Context, q: Tensor<'g>, first: usize, n: usize) -> Tensor<'g> {
+    let (ne, nb) = (q.ne(), q.nb());
+    c.view(q, &[ne[0], ne[1], n as i64], &[nb[1], nb[2]], first * nb[2])
+}
+
+/// Whether Ember's attention op takes query row `i` of `q` over `rows[i]`, for every row.
+fn attn_op_takes<'g>(c: &'g Context, q: Tensor<'g>, rows: &[SeqAttn<'g>]) -> bool {
+    rows.chunks(attn::SEQS_PER_OP)
+        .enumerate()
+        .all(|(j, r)| attn::takes(query_rows(c, q, j * attn::SEQS_PER_OP, r.len()), r))
+}
+
+/// Query row `i` of `q` attending over `rows[i]` (one token each) by Ember's attention op, in
+/// as many ops as it takes: `[head_dim_v * n_head, rows]`.
+fn attn_op_rows<'g>(
+    c: &'g Context,
+    q: Tensor<'g>,
+    rows: &[SeqAttn<'g>],
+    kq_scale: f32,
+    softcap: f32,
+) -> Tensor<'g> {
+    let mut out: Option<Tensor<'g>> = None;
+    for (j, r) in rows.chunks(attn::SEQS_PER_OP).enumerate() {
+        let qj = query_rows(c, q, j * attn::SEQS_PER_OP, r.len());
+        let o = c.attn_decode(qj, r, kq_scale, softcap);
+        out = Some(match out {
+            Some(a) => c.concat(a, o, 1),
+            None => o,
+        });
+    }
+    out.expect("at least one row")
 }
