@@ -3,24 +3,8 @@
 //! more) and thread counts.
 
 use super::attn::{self, SeqAttn, SEQS_PER_OP};
+use super::tests::Rng;
 use crate::ggml::{Backend, BufferType, Context, Type};
-
-/// xorshift64*: reproducible test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A float in [-2, 2).
-    fn float(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-    }
-}
 
 /// f32 to f16 bits (round to nearest even), for test data.
 fn f16_bits(x: f32) -> u16 {

@@ -14,10 +14,10 @@ fn route(w: Tensor<'_>) -> Route {
 }
 
 /// xorshift64*: reproducible test data without a dependency.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -29,7 +29,7 @@ impl Rng {
     }
 
     /// A float in [-2, 2).
-    fn float(&mut self) -> f32 {
+    pub(super) fn float(&mut self) -> f32 {
         ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
     }
 
