@@ -679,6 +679,20 @@ impl<'g> Builder<'g> {
                 return self.name(out, "kqv_out", Some(il));
             }
         }
+        // a short prompt micro-batch (ggml attends its rows one by one, each over every cell)
+        // through Ember's attention op too
+        if self.flash_attn && nt > 1 && !(self.rows_alone && full) && self.attn_op_runs(il, kv) {
+            let seq = SeqAttn {
+                k: cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size),
+                v: cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size),
+                mask,
+            };
+            if attn::takes_rows(q_heads, &seq) {
+                let softcap = hp.attn_softcap.unwrap_or(0.0);
+                let out = c.attn_rows(q_heads, &seq, kq_scale, softcap);
+                return self.name(out, "kqv_out", Some(il));
+            }
+        }
         let out = if self.flash_attn {
             let vv = cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size);
             let vv = c.permute(vv, [0, 2, 1, 3]);

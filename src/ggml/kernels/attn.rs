@@ -72,13 +72,18 @@ pub fn available() -> bool {
 /// sequence), each sequence's K and V f16 views of whole heads, its mask f16 over the same
 /// cells, head sizes multiples of 32 up to [`MAX_HEAD`].
 pub fn takes(q: Tensor<'_>, seqs: &[SeqAttn<'_>]) -> bool {
+    seqs.len() <= SEQS_PER_OP && takes_heads(q, seqs, seqs.len() as i64)
+}
+
+/// The checks shared by [`takes`] and [`takes_rows`]: `q` `[head_dim, n_head, n_q]` f32, the
+/// sequences' K and V f16 views of whole heads, masks f16 over the same cells.
+fn takes_heads(q: Tensor<'_>, seqs: &[SeqAttn<'_>], n_q: i64) -> bool {
     let qn = q.ne();
     if !available()
         || seqs.is_empty()
-        || seqs.len() > SEQS_PER_OP
         || q.ty() != Type::F32
         || q.nb()[0] != 4
-        || qn[2] != seqs.len() as i64
+        || qn[2] != n_q
         || qn[3] != 1
     {
         return false;
@@ -106,7 +111,63 @@ pub fn takes(q: Tensor<'_>, seqs: &[SeqAttn<'_>]) -> bool {
     })
 }
 
+/// Prompt micro-batches shorter than this attend row by row in ggml (longer ones by its tiled
+/// path, in another order): the rows [`Context::attn_rows`] computes as ggml does.
+pub const MAX_ROWS: i64 = 64;
+
+/// Whether [`Context::attn_rows`] takes these operands: `q` `[head_dim, n_head, n]` f32 with
+/// 2 ≤ n < [`MAX_ROWS`], one sequence's K and V views and its mask `[n_kv, ≥ n]`, as
+/// [`takes`] asks of each sequence.
+pub fn takes_rows(q: Tensor<'_>, seq: &SeqAttn<'_>) -> bool {
+    let n = q.ne()[2];
+    let mn = seq.mask.ne();
+    (2..MAX_ROWS).contains(&n)
+        && mn[1] >= n
+        && mn[2] == 1
+        && mn[3] == 1
+        && seq.mask.nb()[1] == 2 * mn[0] as usize
+        && takes_heads(q, std::slice::from_ref(seq), n)
+}
+
 impl Context {
+    /// `softmax(q·kᵀ·scale + mask)·v` for the `n` query tokens of one sequence's prompt
+    /// micro-batch (fewer than [`MAX_ROWS`]), token i masked by row i of the mask: `[head_dim_v
+    /// · n_head, n]`, as `flash_attn_ext` (f32 precision) gives it, reshaped to rows. The
+    /// operands must be ones [`takes_rows`] accepts.
+    pub fn attn_rows<'a>(
+        &'a self,
+        q: Tensor<'a>,
+        seq: &SeqAttn<'a>,
+        scale: f32,
+        softcap: f32,
+    ) -> Tensor<'a> {
+        assert!(takes_rows(q, seq), "attn_rows: operands not supported");
+        let mut args = [
+            q.as_ptr(),
+            seq.k.as_ptr(),
+            seq.v.as_ptr(),
+            seq.mask.as_ptr(),
+        ];
+        let ne0 = seq.v.ne()[0] * q.ne()[1];
+        let user = (((scale.to_bits() as u64) << 32) | softcap.to_bits() as u64) as usize;
+        // SAFETY: as in `attn_decode`; `attn_rows_op` reads these four sources.
+        self.op(|c| unsafe {
+            sys::ggml_custom_4d(
+                c,
+                Type::F32.raw(),
+                ne0,
+                q.ne()[2],
+                1,
+                1,
+                args.as_mut_ptr(),
+                args.len() as c_int,
+                Some(attn_rows_op),
+                sys::GGML_N_TASKS_MAX,
+                user as *mut c_void,
+            )
+        })
+    }
+
     /// `softmax(q·kᵀ·scale + mask)·v` for each sequence's one query token: `[head_dim_v ·
     /// n_head, n_seq]`, as `flash_attn_ext` (f32 precision) gives each sequence alone,
     /// reshaped to rows. `softcap` 0: none. The operands must be ones [`takes`] accepts.
@@ -162,6 +223,93 @@ struct Seq {
     n_kv: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Seq {
+    /// K and V views `[head_dim, n_head_kv, n_kv]` and the mask row at `mask`.
+    fn of(k: &sys::ggml_tensor, v: &sys::ggml_tensor, mask: *const u16) -> Seq {
+        Seq {
+            k: k.data as *const u8,
+            v: v.data as *const u8,
+            mask,
+            k_head: k.nb[1],
+            k_cell: k.nb[2],
+            v_head: v.nb[1],
+            v_cell: v.nb[2],
+            n_kv: k.ne[2] as usize,
+        }
+    }
+}
+
+/// The two f32 parameters packed into the user-data word (scale, soft-cap).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn unpack(user: *mut c_void) -> (f32, f32) {
+    let user = user as usize as u64;
+    (
+        f32::from_bits((user >> 32) as u32),
+        f32::from_bits(user as u32),
+    )
+}
+
+/// The prompt-rows op's body: thread `ith` of `nth` takes its share of the rows (token,
+/// head), in runs of heads that share a K/V head.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by [`Context::attn_rows`]: sources the
+/// queries, K, V and mask (checked by [`takes_rows`]), all data allocated in host memory;
+/// `user` the packed parameters.
+unsafe extern "C" fn attn_rows_op(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    user: *mut c_void,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+        let dst = unsafe { &*dst };
+        // SAFETY: the op was built with these four sources, live for the graph's computation.
+        let (q, k, v, m) = unsafe { (&*dst.src[0], &*dst.src[1], &*dst.src[2], &*dst.src[3]) };
+        let (scale, softcap) = unpack(user);
+        let p = Params {
+            scale,
+            softcap,
+            dk: q.ne[0] as usize,
+            dv: v.ne[0] as usize,
+            n_head: q.ne[1] as usize,
+            n_head_kv: k.ne[1] as usize,
+            nth: nth.max(1) as usize,
+            split: false,
+        };
+        let g = p.n_head / p.n_head_kv;
+        let mine = super::share(q.ne[2] as usize * p.n_head, ith, nth);
+        let mut r = mine.start;
+        while r < mine.end {
+            let (t, kvh) = (r / p.n_head, (r % p.n_head) / g);
+            let mut e = r + 1;
+            while e < mine.end && e / p.n_head == t && (e % p.n_head) / g == kvh && e - r < GROUP {
+                e += 1;
+            }
+            let mask = (m.data as *const u8).wrapping_add(t * m.nb[1]) as *const u16;
+            let seq = Seq::of(k, v, mask);
+            let rows: Vec<(*const f32, *mut f32)> = (r..e)
+                .map(|row| {
+                    let h = row % p.n_head;
+                    let qp = (q.data as *const u8).wrapping_add(t * q.nb[2] + h * q.nb[1]);
+                    let op = (dst.data as *mut u8).wrapping_add(t * dst.nb[1] + h * p.dv * 4);
+                    (qp as *const f32, op as *mut f32)
+                })
+                .collect();
+            // SAFETY: the rows are heads of token t's query and output; K and V hold head kvh
+            // over n_kv cells, mask row t n_kv values (checked by `takes_rows`); this CPU has
+            // AVX2, FMA and F16C (`available`).
+            unsafe { x86::group(&p, &seq, kvh, &rows) };
+            r = e;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ith, nth, user);
+}
+
 /// The op's body: thread `ith` of `nth` computes its share of the query rows (sequence,
 /// head), shares weighted by cells attended.
 ///
@@ -192,22 +340,13 @@ unsafe extern "C" fn attn_op(
                     &*dst.src[3 + 3 * i],
                 )
             };
-            *slot = Some(Seq {
-                k: k.data as *const u8,
-                v: v.data as *const u8,
-                mask: m.data as *const u16,
-                k_head: k.nb[1],
-                k_cell: k.nb[2],
-                v_head: v.nb[1],
-                v_cell: v.nb[2],
-                n_kv: k.ne[2] as usize,
-            });
+            *slot = Some(Seq::of(k, v, m.data as *const u16));
         }
         let seqs: Vec<Seq> = seqs.iter().flatten().copied().collect();
-        let user = user as usize as u64;
+        let (scale, softcap) = unpack(user);
         let p = Params {
-            scale: f32::from_bits((user >> 32) as u32),
-            softcap: f32::from_bits(user as u32),
+            scale,
+            softcap,
             dk: q.ne[0] as usize,
             // SAFETY: as above.
             dv: unsafe { (*dst.src[2]).ne[0] as usize },
@@ -215,6 +354,7 @@ unsafe extern "C" fn attn_op(
             // SAFETY: as above.
             n_head_kv: unsafe { (*dst.src[1]).ne[1] as usize },
             nth: nth.max(1) as usize,
+            split: true,
         };
         // Rows in order (sequence, head), each weighted by its sequence's cells; thread t
         // takes the rows whose weighted middle falls in its t-th part.
@@ -269,6 +409,8 @@ struct Params {
     /// Threads of the op: a lone decoding row of 512 cells or more is split as ggml's that
     /// many threads split it.
     nth: usize,
+    /// Rows are lone decoding rows (ggml splits the long ones), not a prompt's (never split).
+    split: bool,
 }
 
 /// Cells from which ggml's flash attention splits a lone decoding row's cells across its
@@ -321,7 +463,7 @@ mod x86 {
         let mut parts: [Partial; GROUP] = std::array::from_fn(|_| new());
         let k = s.k.wrapping_add(kvh * s.k_head);
         let v = s.v.wrapping_add(kvh * s.v_head);
-        if s.n_kv < SPLIT_FROM {
+        if !p.split || s.n_kv < SPLIT_FROM {
             // SAFETY: cells 0..n_kv exist in K, V and the mask.
             unsafe { cells(p, s, k, v, &qf[..g], 0..s.n_kv, &mut parts[..g]) };
             for (r, part) in parts[..g].iter().enumerate() {

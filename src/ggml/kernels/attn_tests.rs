@@ -261,3 +261,110 @@ fn attn_timing() {
         tb * 1e9 / head_cells
     );
 }
+
+/// ggml's flash attention over a prompt micro-batch of `n` rows of one sequence, and the
+/// rows op: `hd`, heads, K/V heads, cells, soft-cap.
+fn rows_both(
+    (hd, nh, nkv, n_kv, n): (i64, i64, i64, i64, i64),
+    softcap: f32,
+    threads: usize,
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng(seed);
+    let data = Context::new(8, 0).unwrap();
+    let q = data.new_tensor(Type::F32, &[hd, nh, n]);
+    let k = data.new_tensor(Type::F16, &[hd * nkv, n_kv]);
+    let v = data.new_tensor(Type::F16, &[hd * nkv, n_kv]);
+    let m = data.new_tensor(Type::F16, &[n_kv, n]);
+    data.alloc_tensors(BufferType::cpu(), false).unwrap();
+    let qs: Vec<f32> = (0..hd * nh * n).map(|_| rng.float()).collect();
+    q.write_f32(&qs).unwrap();
+    for t in [k, v] {
+        let bytes: Vec<u8> = (0..hd * nkv * n_kv)
+            .flat_map(|_| f16_bits(rng.float()).to_le_bytes())
+            .collect();
+        t.write_bytes(0, &bytes).unwrap();
+    }
+    // row i: a causal prompt row, the last n cells being the micro-batch's (a few holes)
+    let used = n_kv - 7;
+    let mask: Vec<u8> = (0..n)
+        .flat_map(|i| (0..n_kv).map(move |c| (i, c)))
+        .flat_map(|(i, c)| {
+            let visible = c <= used - n + i && (c % 29 != 3 || c == 0);
+            f16_bits(if visible { 0.0 } else { f32::NEG_INFINITY }).to_le_bytes()
+        })
+        .collect();
+    m.write_bytes(0, &mask).unwrap();
+
+    let ctx = Context::new(32, 64).unwrap();
+    let mut g = ctx.new_graph(64);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let nb = [Type::F16.row_size(hd), Type::F16.row_size(hd * nkv)];
+    let seq = SeqAttn {
+        k: ctx.view(
+            k,
+            &[hd, nkv, n_kv, 1],
+            &[nb[0], nb[1], nb[1] * n_kv as usize],
+            0,
+        ),
+        v: ctx.view(
+            v,
+            &[hd, nkv, n_kv, 1],
+            &[nb[0], nb[1], nb[1] * n_kv as usize],
+            0,
+        ),
+        mask: m,
+    };
+    let fa = ctx.flash_attn_ext(
+        ctx.permute(q, [0, 2, 1, 3]),
+        ctx.permute(seq.k, [0, 2, 1, 3]),
+        ctx.permute(seq.v, [0, 2, 1, 3]),
+        Some(m),
+        scale,
+        softcap,
+    );
+    let fa = ctx.reshape(fa, &[hd * nh, n]);
+    assert!(attn::takes_rows(q, &seq), "the rows op takes the case");
+    let ours = ctx.attn_rows(q, &seq, scale, softcap);
+    g.expand(fa);
+    g.expand(ours);
+    ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+    Backend::cpu(threads).unwrap().compute(&g).unwrap();
+    let mut a = vec![0.0; (hd * nh * n) as usize];
+    let mut b = a.clone();
+    fa.read_f32(0, &mut a).unwrap();
+    ours.read_f32(0, &mut b).unwrap();
+    (a, b)
+}
+
+#[test]
+#[cfg_attr(
+    not(ggml_attn_avx2),
+    ignore = "needs AVX2, FMA, F16C and a GCC-built ggml without AVX-512"
+)]
+fn the_prompt_rows_op_gives_ggml_results_bit_for_bit() {
+    assert!(attn::available(), "this build runs the attention op");
+    let cases = [
+        ((64, 9, 3, 256, 5), 0.0),
+        ((128, 12, 2, 768, 63), 0.0),
+        ((64, 14, 2, 1024, 2), 0.0),
+        ((256, 4, 1, 512, 17), 30.0),
+    ];
+    let mut seed = 100;
+    for (i, &(shape, softcap)) in cases.iter().enumerate() {
+        for threads in [1, 2, 3] {
+            seed += 1;
+            let (a, b) = rows_both(shape, softcap, threads, seed);
+            let bad = a
+                .iter()
+                .zip(&b)
+                .position(|(x, y)| x.to_bits() != y.to_bits());
+            if let Some(j) = bad {
+                panic!(
+                    "case {i}, {threads} threads: value {j}: ggml {} vs op {}",
+                    a[j], b[j]
+                );
+            }
+        }
+    }
+}
