@@ -35,8 +35,9 @@ pub struct Builder<'g> {
     /// multi-row op would not give decoding's bits and greedy speculation could pick another
     /// token than plain decoding in a near-tie.
     pub rows_alone: bool,
-    /// Decode steps (one token per sequence) may attend through Ember's attention op
-    /// (`ggml::kernels::attn`): this build runs it and no switch turns it off.
+    /// Decode steps, verification rows and short prompt micro-batches may attend through
+    /// Ember's attention op (`ggml::kernels::attn`): this build runs it and no switch turns
+    /// it off.
     attn_op: bool,
 }
 
@@ -427,15 +428,7 @@ impl<'g> Builder<'g> {
             return out;
         }
         let c = self.ctx;
-        let rows = |t: Tensor<'g>, (first, n): (i64, i64)| {
-            let (ne, nb) = (t.ne(), t.nb());
-            c.view(
-                t,
-                &[ne[0], ne[1], n],
-                &[nb[1], nb[2]],
-                first as usize * nb[2],
-            )
-        };
+        let rows = |t, (first, n): (i64, i64)| token_rows(c, t, first as usize, n as usize);
         let mut out: Option<Tensor<'g>> = None;
         for i in 0..self.kvs.len() {
             let span = self.spans[i];
@@ -498,17 +491,13 @@ impl<'g> Builder<'g> {
         self.graph.expand(v);
         self.graph.expand(k);
         for i in 0..self.kvs.len() {
-            let (first, _) = self.spans[i];
-            let row = |t: Tensor<'g>| {
-                let (ne, nb) = (t.ne(), t.nb());
-                c.view(
-                    t,
-                    &[ne[0], ne[1], 1],
-                    &[nb[1], nb[2]],
-                    first as usize * nb[2],
-                )
-            };
-            self.store_kv(il, i, row(k), row(v));
+            let first = self.spans[i].0 as usize;
+            self.store_kv(
+                il,
+                i,
+                token_rows(c, k, first, 1),
+                token_rows(c, v, first, 1),
+            );
         }
         let softcap = hp.attn_softcap.unwrap_or(0.0);
         let out = attn_op_rows(c, q, &seqs, kq_scale, softcap);
@@ -825,17 +814,17 @@ fn cache_heads<'g>(
     )
 }
 
-/// Rows `first..first + n` of queries `[head_dim, n_head, n_tokens]`.
-fn query_rows<'g>(c: &'g Context, q: Tensor<'g>, first: usize, n: usize) -> Tensor<'g> {
-    let (ne, nb) = (q.ne(), q.nb());
-    c.view(q, &[ne[0], ne[1], n as i64], &[nb[1], nb[2]], first * nb[2])
+/// Tokens `first..first + n` of `t` `[head_dim, n_head, n_tokens]` (queries, keys, values).
+fn token_rows<'g>(c: &'g Context, t: Tensor<'g>, first: usize, n: usize) -> Tensor<'g> {
+    let (ne, nb) = (t.ne(), t.nb());
+    c.view(t, &[ne[0], ne[1], n as i64], &[nb[1], nb[2]], first * nb[2])
 }
 
 /// Whether Ember's attention op takes query row `i` of `q` over `rows[i]`, for every row.
 fn attn_op_takes<'g>(c: &'g Context, q: Tensor<'g>, rows: &[SeqAttn<'g>]) -> bool {
     rows.chunks(attn::SEQS_PER_OP)
         .enumerate()
-        .all(|(j, r)| attn::takes(query_rows(c, q, j * attn::SEQS_PER_OP, r.len()), r))
+        .all(|(j, r)| attn::takes(token_rows(c, q, j * attn::SEQS_PER_OP, r.len()), r))
 }
 
 /// Query row `i` of `q` attending over `rows[i]` (one token each) by Ember's attention op, in
@@ -849,7 +838,7 @@ fn attn_op_rows<'g>(
 ) -> Tensor<'g> {
     let mut out: Option<Tensor<'g>> = None;
     for (j, r) in rows.chunks(attn::SEQS_PER_OP).enumerate() {
-        let qj = query_rows(c, q, j * attn::SEQS_PER_OP, r.len());
+        let qj = token_rows(c, q, j * attn::SEQS_PER_OP, r.len());
         let o = c.attn_decode(qj, r, kq_scale, softcap);
         out = Some(match out {
             Some(a) => c.concat(a, o, 1),

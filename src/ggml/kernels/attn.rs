@@ -26,6 +26,7 @@
 //! (`the_attention_op_gives_ggml_results_bit_for_bit`).
 
 use std::ffi::{c_int, c_void};
+use std::ops::Range;
 
 use ggml_sys as sys;
 
@@ -142,30 +143,9 @@ impl Context {
         softcap: f32,
     ) -> Tensor<'a> {
         assert!(takes_rows(q, seq), "attn_rows: operands not supported");
-        let mut args = [
-            q.as_ptr(),
-            seq.k.as_ptr(),
-            seq.v.as_ptr(),
-            seq.mask.as_ptr(),
-        ];
-        let ne0 = seq.v.ne()[0] * q.ne()[1];
-        let user = (((scale.to_bits() as u64) << 32) | softcap.to_bits() as u64) as usize;
-        // SAFETY: as in `attn_decode`; `attn_rows_op` reads these four sources.
-        self.op(|c| unsafe {
-            sys::ggml_custom_4d(
-                c,
-                Type::F32.raw(),
-                ne0,
-                q.ne()[2],
-                1,
-                1,
-                args.as_mut_ptr(),
-                args.len() as c_int,
-                Some(attn_rows_op),
-                sys::GGML_N_TASKS_MAX,
-                user as *mut c_void,
-            )
-        })
+        let ne = [seq.v.ne()[0] * q.ne()[1], q.ne()[2]];
+        let srcs = [q, seq.k, seq.v, seq.mask];
+        self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), attn_rows_op)
     }
 
     /// `softmax(q·kᵀ·scale + mask)·v` for each sequence's one query token: `[head_dim_v ·
@@ -179,32 +159,12 @@ impl Context {
         softcap: f32,
     ) -> Tensor<'a> {
         assert!(takes(q, seqs), "attn_decode: operands not supported");
-        let mut args: Vec<*mut sys::ggml_tensor> = vec![q.as_ptr()];
+        let mut srcs = vec![q];
         for s in seqs {
-            args.extend([s.k.as_ptr(), s.v.as_ptr(), s.mask.as_ptr()]);
+            srcs.extend([s.k, s.v, s.mask]);
         }
-        let dv = seqs[0].v.ne()[0];
-        let ne0 = dv * q.ne()[1];
-        // The two f32 parameters travel in the user-data word (the op is x86-64 only).
-        let user = (((scale.to_bits() as u64) << 32) | softcap.to_bits() as u64) as usize;
-        // SAFETY: live context and tensor headers; `args` outlives the call (ggml copies the
-        // pointers into the new tensor's sources); `attn_op` reads its user data as the two
-        // floats packed here and its sources as laid out here.
-        self.op(|c| unsafe {
-            sys::ggml_custom_4d(
-                c,
-                Type::F32.raw(),
-                ne0,
-                seqs.len() as i64,
-                1,
-                1,
-                args.as_mut_ptr(),
-                args.len() as c_int,
-                Some(attn_op),
-                sys::GGML_N_TASKS_MAX,
-                user as *mut c_void,
-            )
-        })
+        let ne = [seqs[0].v.ne()[0] * q.ne()[1], seqs.len() as i64];
+        self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), attn_op)
     }
 }
 
@@ -240,7 +200,13 @@ impl Seq {
     }
 }
 
-/// The two f32 parameters packed into the user-data word (scale, soft-cap).
+/// The two f32 parameters (scale, soft-cap) in the ops' user-data word (the ops are x86-64
+/// only: a 64-bit word).
+fn pack(scale: f32, softcap: f32) -> *mut c_void {
+    (((scale.to_bits() as u64) << 32) | softcap.to_bits() as u64) as usize as *mut c_void
+}
+
+/// [`pack`]'s two parameters back.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn unpack(user: *mut c_void) -> (f32, f32) {
     let user = user as usize as u64;
@@ -269,41 +235,19 @@ unsafe extern "C" fn attn_rows_op(
         let dst = unsafe { &*dst };
         // SAFETY: the op was built with these four sources, live for the graph's computation.
         let (q, k, v, m) = unsafe { (&*dst.src[0], &*dst.src[1], &*dst.src[2], &*dst.src[3]) };
-        let (scale, softcap) = unpack(user);
-        let p = Params {
-            scale,
-            softcap,
-            dk: q.ne[0] as usize,
-            dv: v.ne[0] as usize,
-            n_head: q.ne[1] as usize,
-            n_head_kv: k.ne[1] as usize,
-            nth: nth.max(1) as usize,
-            split: false,
-        };
-        let g = p.n_head / p.n_head_kv;
-        let mine = super::share(q.ne[2] as usize * p.n_head, ith, nth);
-        let mut r = mine.start;
-        while r < mine.end {
-            let (t, kvh) = (r / p.n_head, (r % p.n_head) / g);
-            let mut e = r + 1;
-            while e < mine.end && e / p.n_head == t && (e % p.n_head) / g == kvh && e - r < GROUP {
-                e += 1;
-            }
+        let p = Params::of(q, k, v, user, nth, false);
+        let nh = p.n_head;
+        let mine = super::share(q.ne[2] as usize * nh, ith, nth);
+        if mine.is_empty() {
+            return;
+        }
+        for t in mine.start / nh..=(mine.end - 1) / nh {
+            let heads = mine.start.max(t * nh) - t * nh..mine.end.min((t + 1) * nh) - t * nh;
             let mask = (m.data as *const u8).wrapping_add(t * m.nb[1]) as *const u16;
-            let seq = Seq::of(k, v, mask);
-            let rows: Vec<(*const f32, *mut f32)> = (r..e)
-                .map(|row| {
-                    let h = row % p.n_head;
-                    let qp = (q.data as *const u8).wrapping_add(t * q.nb[2] + h * q.nb[1]);
-                    let op = (dst.data as *mut u8).wrapping_add(t * dst.nb[1] + h * p.dv * 4);
-                    (qp as *const f32, op as *mut f32)
-                })
-                .collect();
-            // SAFETY: the rows are heads of token t's query and output; K and V hold head kvh
-            // over n_kv cells, mask row t n_kv values (checked by `takes_rows`); this CPU has
-            // AVX2, FMA and F16C (`available`).
-            unsafe { x86::group(&p, &seq, kvh, &rows) };
-            r = e;
+            // SAFETY: token t's rows of the queries and the output, mask row t of n_kv
+            // values, K and V over n_kv cells (checked by `takes_rows`); this CPU has AVX2,
+            // FMA and F16C (`available`).
+            unsafe { attend_heads(&p, &Seq::of(k, v, mask), q, dst, t, heads) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -329,72 +273,81 @@ unsafe extern "C" fn attn_op(
         let dst = unsafe { &*dst };
         // SAFETY: source 0 is the queries, live for the graph's computation.
         let q = unsafe { &*dst.src[0] };
-        let n_seq = q.ne[2] as usize;
-        let mut seqs = [None; SEQS_PER_OP];
-        for (i, slot) in seqs.iter_mut().enumerate().take(n_seq) {
-            // SAFETY: sources 1 + 3i .. 3 + 3i are sequence i's K, V and mask views.
-            let (k, v, m) = unsafe {
-                (
-                    &*dst.src[1 + 3 * i],
-                    &*dst.src[2 + 3 * i],
-                    &*dst.src[3 + 3 * i],
-                )
-            };
-            *slot = Some(Seq::of(k, v, m.data as *const u16));
-        }
-        let seqs: Vec<Seq> = seqs.iter().flatten().copied().collect();
-        let (scale, softcap) = unpack(user);
-        let p = Params {
-            scale,
-            softcap,
-            dk: q.ne[0] as usize,
-            // SAFETY: as above.
-            dv: unsafe { (*dst.src[2]).ne[0] as usize },
-            n_head: q.ne[1] as usize,
-            // SAFETY: as above.
-            n_head_kv: unsafe { (*dst.src[1]).ne[1] as usize },
-            nth: nth.max(1) as usize,
-            split: true,
-        };
+        let seqs: Vec<Seq> = (0..q.ne[2] as usize)
+            .map(|i| {
+                // SAFETY: sources 1 + 3i .. 3 + 3i are sequence i's K, V and mask views.
+                let (k, v, m) = unsafe {
+                    (
+                        &*dst.src[1 + 3 * i],
+                        &*dst.src[2 + 3 * i],
+                        &*dst.src[3 + 3 * i],
+                    )
+                };
+                Seq::of(k, v, m.data as *const u16)
+            })
+            .collect();
+        // SAFETY: as above: sequence 0's K and V (every sequence's have the same heads).
+        let (k, v) = unsafe { (&*dst.src[1], &*dst.src[2]) };
+        let p = Params::of(q, k, v, user, nth, true);
         // Rows in order (sequence, head), each weighted by its sequence's cells; thread t
         // takes the rows whose weighted middle falls in its t-th part.
         let total: usize = seqs.iter().map(|s| s.n_kv * p.n_head).sum();
         let (ith, nth) = (ith.max(0) as usize, p.nth);
         let mut before = 0;
         for (si, s) in seqs.iter().enumerate() {
-            let mine = |h: usize| {
-                let mid = 2 * (before + h * s.n_kv) + s.n_kv;
-                (mid * nth / (2 * total.max(1))).min(nth - 1) == ith
-            };
-            let heads: Vec<usize> = (0..p.n_head).filter(|&h| mine(h)).collect();
+            let start = before;
             before += s.n_kv * p.n_head;
-            // Runs of heads that share a K/V head, at most GROUP at a time.
-            let g = p.n_head / p.n_head_kv;
-            let mut i = 0;
-            while i < heads.len() {
-                let kvh = heads[i] / g;
-                let mut j = i;
-                while j < heads.len() && heads[j] / g == kvh && j - i < GROUP {
-                    j += 1;
-                }
-                let qrow = |h: usize| {
-                    (q.data as *const u8).wrapping_add(si * q.nb[2] + h * q.nb[1]) as *const f32
-                };
-                let out = |h: usize| {
-                    (dst.data as *mut u8).wrapping_add(si * dst.nb[1] + h * p.dv * 4) as *mut f32
-                };
-                let rows: Vec<(*const f32, *mut f32)> =
-                    heads[i..j].iter().map(|&h| (qrow(h), out(h))).collect();
-                // SAFETY: the rows are heads of sequence si's query and output; its K and V
-                // hold head kvh over n_kv cells, its mask n_kv values (checked by `takes`);
-                // this CPU has AVX2, FMA and F16C (`available`).
-                unsafe { x86::group(&p, s, kvh, &rows) };
-                i = j;
+            let owner = |h: usize| {
+                let mid = 2 * (start + h * s.n_kv) + s.n_kv;
+                (mid * nth / (2 * total.max(1))).min(nth - 1)
+            };
+            // (owners grow with the head: a thread's heads are a range)
+            let first = (0..p.n_head).find(|&h| owner(h) == ith);
+            if let Some(first) = first {
+                let end = (first..p.n_head)
+                    .find(|&h| owner(h) != ith)
+                    .unwrap_or(p.n_head);
+                // SAFETY: sequence si's rows of the queries and the output; its K, V and mask
+                // over n_kv cells (checked by `takes`); this CPU has AVX2, FMA and F16C
+                // (`available`).
+                unsafe { attend_heads(&p, s, q, dst, si, first..end) };
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth, user);
+}
+
+/// Query heads `heads` of token `t` (row t of the queries, column t of the output) over
+/// sequence `s`, in runs of heads that share a K/V head, at most [`GROUP`] at a time.
+///
+/// # Safety
+/// `q` and `dst` are an op's live queries and result, `s` the operands token t attends to,
+/// as the op bodies check them; the CPU has AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+unsafe fn attend_heads(
+    p: &Params,
+    s: &Seq,
+    q: &sys::ggml_tensor,
+    dst: &sys::ggml_tensor,
+    t: usize,
+    heads: Range<usize>,
+) {
+    let g = p.n_head / p.n_head_kv;
+    let mut rows = [(std::ptr::null::<f32>(), std::ptr::null_mut::<f32>()); GROUP];
+    let mut h = heads.start;
+    while h < heads.end {
+        let kvh = h / g;
+        let end = heads.end.min((kvh + 1) * g).min(h + GROUP);
+        for (r, hr) in rows.iter_mut().zip(h..end) {
+            let qp = (q.data as *const u8).wrapping_add(t * q.nb[2] + hr * q.nb[1]);
+            let op = (dst.data as *mut u8).wrapping_add(t * dst.nb[1] + hr * p.dv * 4);
+            *r = (qp as *const f32, op as *mut f32);
+        }
+        // SAFETY: heads h..end of token t, all over K/V head kvh (see above).
+        unsafe { x86::group(p, s, kvh, &rows[..end - h]) };
+        h = end;
+    }
 }
 
 /// The op's parameters, as ggml's flash attention reads them.
@@ -411,6 +364,32 @@ struct Params {
     nth: usize,
     /// Rows are lone decoding rows (ggml splits the long ones), not a prompt's (never split).
     split: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Params {
+    /// The parameters of an op over queries `q` and K/V views `k`, `v` (`[head_dim,
+    /// n_head_kv, n_kv]`), its packed user data, `nth` threads.
+    fn of(
+        q: &sys::ggml_tensor,
+        k: &sys::ggml_tensor,
+        v: &sys::ggml_tensor,
+        user: *mut c_void,
+        nth: c_int,
+        split: bool,
+    ) -> Params {
+        let (scale, softcap) = unpack(user);
+        Params {
+            scale,
+            softcap,
+            dk: q.ne[0] as usize,
+            dv: v.ne[0] as usize,
+            n_head: q.ne[1] as usize,
+            n_head_kv: k.ne[1] as usize,
+            nth: nth.max(1) as usize,
+            split,
+        }
+    }
 }
 
 /// Cells from which ggml's flash attention splits a lone decoding row's cells across its
@@ -557,15 +536,17 @@ mod x86 {
             p.scale
         };
         let (dk, dv, g) = (p.dk, p.dv, qf.len());
-        let mut ic = range.start;
-        for c in ic..(ic + BLOCK).min(range.end) {
+        // cell c's K and V rows into the first-level cache (a hint: never faults)
+        let prefetch = |c: usize| {
             for line in (0..dk * 2).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(c * s.k_cell + line) as *const i8);
             }
             for line in (0..dv * 2).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(c * s.v_cell + line) as *const i8);
             }
-        }
+        };
+        let mut ic = range.start;
+        (ic..(ic + BLOCK).min(range.end)).for_each(prefetch);
         let mut idx = [0usize; BLOCK];
         let mut xs = [[0f32; BLOCK]; GROUP];
         let mut ms = [[1f32; BLOCK]; GROUP];
@@ -576,15 +557,7 @@ mod x86 {
             // sequences and layers are far larger than the CPU's caches)
             let mut n = 0;
             while ic < range.end && n < BLOCK {
-                let ahead = ic + BLOCK;
-                for line in (0..dk * 2).step_by(64) {
-                    let kp = k.wrapping_add(ahead * s.k_cell + line);
-                    _mm_prefetch::<_MM_HINT_T0>(kp as *const i8);
-                }
-                for line in (0..dv * 2).step_by(64) {
-                    let vp = v.wrapping_add(ahead * s.v_cell + line);
-                    _mm_prefetch::<_MM_HINT_T0>(vp as *const i8);
-                }
+                prefetch(ic + BLOCK);
                 // SAFETY: ic < n_kv, the mask's length.
                 let mv = half(unsafe { *s.mask.add(ic) });
                 if mv != f32::NEG_INFINITY {

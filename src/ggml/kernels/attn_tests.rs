@@ -21,6 +21,24 @@ fn f16_bits(x: f32) -> u16 {
     }
 }
 
+/// ggml's values `a` and the op's `b` are equal bit for bit; else a panic at the first that
+/// is not, naming `what`.
+fn assert_bits(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    if let Some(j) = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x.to_bits() != y.to_bits())
+    {
+        panic!(
+            "{what}: value {j} of {}: ggml {} vs op {}",
+            a.len(),
+            a[j],
+            b[j]
+        );
+    }
+}
+
 /// One case: head sizes, heads, cache cells, attended cells per sequence.
 struct Case {
     hd: i64,
@@ -213,18 +231,7 @@ fn the_attention_op_gives_ggml_results_bit_for_bit() {
         for threads in [1, 2, 3, 4] {
             seed += 1;
             let (a, b) = both(case, threads, seed);
-            let bad = a
-                .iter()
-                .zip(&b)
-                .position(|(x, y)| x.to_bits() != y.to_bits());
-            if let Some(j) = bad {
-                panic!(
-                    "case {i}, {threads} threads: value {j} of {}: ggml {} vs op {}",
-                    a.len(),
-                    a[j],
-                    b[j]
-                );
-            }
+            assert_bits(&a, &b, &format!("case {i}, {threads} threads"));
         }
     }
 }
@@ -355,16 +362,7 @@ fn the_prompt_rows_op_gives_ggml_results_bit_for_bit() {
         for threads in [1, 2, 3] {
             seed += 1;
             let (a, b) = rows_both(shape, softcap, threads, seed);
-            let bad = a
-                .iter()
-                .zip(&b)
-                .position(|(x, y)| x.to_bits() != y.to_bits());
-            if let Some(j) = bad {
-                panic!(
-                    "case {i}, {threads} threads: value {j}: ggml {} vs op {}",
-                    a[j], b[j]
-                );
-            }
+            assert_bits(&a, &b, &format!("case {i}, {threads} threads"));
         }
     }
 }

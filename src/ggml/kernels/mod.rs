@@ -296,8 +296,21 @@ impl Context {
         hidden: Option<Tensor<'a>>,
         body: OpBody,
     ) -> Tensor<'a> {
-        let mut args: Vec<*mut sys::ggml_tensor> = srcs.iter().map(|t| t.as_ptr()).collect();
         let user = hidden.map_or(std::ptr::null_mut(), |t| t.as_ptr().cast::<c_void>());
+        self.custom_op_user(ty, ne, srcs, user, body)
+    }
+
+    /// [`custom_op`](Self::custom_op) with `user` as the body's user data, whatever its
+    /// builder makes of that word (a weight, packed parameters).
+    fn custom_op_user<'a>(
+        &'a self,
+        ty: Type,
+        ne: [i64; 2],
+        srcs: &[Tensor<'a>],
+        user: *mut c_void,
+        body: OpBody,
+    ) -> Tensor<'a> {
+        let mut args: Vec<*mut sys::ggml_tensor> = srcs.iter().map(|t| t.as_ptr()).collect();
         // SAFETY: live context and tensor headers; `args` outlives the call (ggml copies the
         // pointers into the new tensor's sources); `body` is one of this module's custom op
         // bodies, each reading its user data as what its builder passes here.
