@@ -49,8 +49,8 @@ fn main() {
 /// - `cpu_avx512vnni`: and AVX-512 F, BW, VL and VNNI (the tile op and the K-quant ops);
 /// - `ggml_tiles_vnni`: and ggml compiled for it (not `portable`) by a compiler that fuses its
 ///   last multiply-add (GCC): the tiled path the Q6_K op reproduces;
-/// - `ggml_attn_avx2`: AVX2, FMA and F16C, ggml compiled by GCC without AVX-512 (not native
-///   on an AVX-512 CPU): the flash attention the decode attention op reproduces.
+/// - `ggml_attn`: AVX2, FMA and F16C, ggml compiled by GCC with f16 vectors of f32 lanes (AVX2,
+///   or AVX-512 F without AVX-512 FP16): the flash attention the attention op reproduces.
 ///
 /// And which of llama.cpp's recorded outputs hold here (ggml's float steps, e.g. the widths of
 /// its vector sums, follow the CPU it is compiled for, so greedy texts differ between machine
@@ -63,7 +63,7 @@ fn cpu_cfgs() {
         "cpu_avx2",
         "cpu_avx512vnni",
         "ggml_tiles_vnni",
-        "ggml_attn_avx2",
+        "ggml_attn",
         "golden_avx512vnni",
         "golden_avx2",
     ] {
@@ -86,12 +86,13 @@ fn cpu_cfgs() {
         let native = var("DEP_GGML_CPU_FLAGS") == "native";
         let ggml_tiles = vnni && native && var("DEP_GGML_CXX_FUSES") == "1";
         let avx2_only = avx2 && !std::is_x86_feature_detected!("avx512f");
-        let ggml_attn = avx2 && var("DEP_GGML_CXX_FUSES") == "1" && (avx2_only || !native);
+        let f16_halves = native && std::is_x86_feature_detected!("avx512fp16");
+        let ggml_attn = avx2 && var("DEP_GGML_CXX_FUSES") == "1" && !f16_halves;
         for (cfg, on) in [
             ("cpu_avx2", avx2),
             ("cpu_avx512vnni", vnni),
             ("ggml_tiles_vnni", ggml_tiles),
-            ("ggml_attn_avx2", ggml_attn),
+            ("ggml_attn", ggml_attn),
             ("golden_avx512vnni", vnni && native),
             ("golden_avx2", avx2_only && native),
         ] {

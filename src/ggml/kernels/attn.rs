@@ -54,19 +54,53 @@ pub struct SeqAttn<'a> {
     pub mask: Tensor<'a>,
 }
 
-/// Whether this build runs the op at all: ggml's f16 vectors are the 256-bit F16C ones (no
-/// AVX-512 in ggml's build) and its compiler fuses multiply-adds (GCC), as the op reproduces;
-/// this CPU has AVX2, FMA and F16C.
+/// Whether this build runs the op at all: ggml's f16 vectors are ones the op reproduces —
+/// the 256-bit F16C ones, or (ggml built for AVX-512 F without AVX-512 FP16) 512-bit ones of
+/// f32 lanes converted from f16 — and its compiler fuses multiply-adds (GCC), as the op
+/// reproduces; this CPU has AVX2, FMA and F16C.
 pub fn available() -> bool {
+    width().is_some()
+}
+
+/// The lanes of ggml's f16 dot product on this build (8 or 16; see [`available`]), `None`
+/// where the op does not run.
+fn width() -> Option<usize> {
+    static WIDTH: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *WIDTH.get_or_init(detect_width)
+}
+
+/// [`width`], found.
+fn detect_width() -> Option<usize> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
     let m = Machine::get();
     // SAFETY: constants of ggml's build, no arguments, no side effects.
-    let ggml_avx2 = unsafe {
-        sys::ggml_cpu_has_avx2() != 0
-            && sys::ggml_cpu_has_fma() != 0
-            && sys::ggml_cpu_has_f16c() != 0
-            && sys::ggml_cpu_has_avx512() == 0
+    let (ggml_avx2, ggml_avx512) = unsafe {
+        (
+            sys::ggml_cpu_has_avx2() != 0
+                && sys::ggml_cpu_has_fma() != 0
+                && sys::ggml_cpu_has_f16c() != 0,
+            sys::ggml_cpu_has_avx512() != 0,
+        )
     };
-    cfg!(target_arch = "x86_64") && m.avx2 && m.ggml_fuses_mul_add && ggml_avx2
+    if !(m.avx2 && m.ggml_fuses_mul_add && ggml_avx2) {
+        return None;
+    }
+    if !ggml_avx512 {
+        return Some(8);
+    }
+    // ggml built for AVX-512 is built for this CPU (`-march=native`): with AVX-512 FP16 its
+    // f16 vectors hold halves, not f32 lanes
+    (!fp16_cpu()).then_some(16)
+}
+
+/// Whether this CPU has AVX-512 FP16.
+fn fp16_cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx512fp16");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Whether the op takes these operands: `q` `[head_dim, n_head, n_seq]` f32 (one token per
@@ -364,6 +398,8 @@ struct Params {
     nth: usize,
     /// Rows are lone decoding rows (ggml splits the long ones), not a prompt's (never split).
     split: bool,
+    /// ggml's f16 dot product has 16 lanes (AVX-512), not 8.
+    wide: bool,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -388,6 +424,7 @@ impl Params {
             n_head_kv: k.ne[1] as usize,
             nth: nth.max(1) as usize,
             split,
+            wide: width() == Some(16),
         }
     }
 }
@@ -421,6 +458,27 @@ mod x86 {
     /// As in `attn_op`; the CPU has AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn group(p: &Params, s: &Seq, kvh: usize, rows: &[(*const f32, *mut f32)]) {
+        // SAFETY: the caller's promises, passed on.
+        unsafe {
+            if p.wide {
+                group_in::<true>(p, s, kvh, rows)
+            } else {
+                group_in::<false>(p, s, kvh, rows)
+            }
+        }
+    }
+
+    /// [`group`] where ggml's f16 dot product has 16 lanes (`WIDE`) or 8.
+    ///
+    /// # Safety
+    /// As [`group`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group_in<const WIDE: bool>(
+        p: &Params,
+        s: &Seq,
+        kvh: usize,
+        rows: &[(*const f32, *mut f32)],
+    ) {
         let g = rows.len();
         debug_assert!(g <= GROUP);
         // the queries rounded to f16, as ggml converts them for its f16 dot product
@@ -444,7 +502,7 @@ mod x86 {
         let v = s.v.wrapping_add(kvh * s.v_head);
         if !p.split || s.n_kv < SPLIT_FROM {
             // SAFETY: cells 0..n_kv exist in K, V and the mask.
-            unsafe { cells(p, s, k, v, &qf[..g], 0..s.n_kv, &mut parts[..g]) };
+            unsafe { cells::<WIDE>(p, s, k, v, &qf[..g], 0..s.n_kv, &mut parts[..g]) };
             for (r, part) in parts[..g].iter().enumerate() {
                 let inv = if part.s == 0.0 { 0.0 } else { 1.0 / part.s };
                 // SAFETY: an output row holds dv floats.
@@ -468,7 +526,7 @@ mod x86 {
                 part.acc[..p.dv].fill(0.0);
             }
             // SAFETY: as above, a sub-range.
-            unsafe { cells(p, s, k, v, &qf[..g], start..end, &mut parts[..g]) };
+            unsafe { cells::<WIDE>(p, s, k, v, &qf[..g], start..end, &mut parts[..g]) };
             for (f, part) in fin[..g].iter_mut().zip(&parts[..g]) {
                 if part.s == 0.0 {
                     continue;
@@ -520,7 +578,7 @@ mod x86 {
     /// `k` and `v` point at the K/V head's first cell, `s`'s strides apart; the cells of
     /// `range` exist in them and in the mask.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn cells(
+    unsafe fn cells<const WIDE: bool>(
         p: &Params,
         s: &Seq,
         k: *const u8,
@@ -574,7 +632,7 @@ mod x86 {
                 let kr = k.wrapping_add(idx[j] * s.k_cell) as *const __m128i;
                 for (qr, x) in qf.iter().zip(xs.iter_mut()) {
                     // SAFETY: K rows hold dk halves; qr holds dk floats.
-                    let mut y = unsafe { dot(kr, qr.as_ptr(), dk) } * scale;
+                    let mut y = unsafe { dot::<WIDE>(kr, qr.as_ptr(), dk) } * scale;
                     if softcap != 0.0 {
                         y = softcap * y.tanh();
                     }
@@ -672,13 +730,30 @@ mod x86 {
         }
     }
 
-    /// ggml's f16 dot product: four 8-lane accumulators over 32-value steps, then its
+    /// ggml's f16 dot product of `n` values, its AVX-512 form (`WIDE`) or its AVX2 one.
+    ///
+    /// # Safety
+    /// `k` holds `n` halves, `q` `n` floats; `n` a multiple of 32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn dot<const WIDE: bool>(k: *const __m128i, q: *const f32, n: usize) -> f32 {
+        // SAFETY: the caller's promises, passed on.
+        unsafe {
+            if WIDE {
+                dot16(k, q, n)
+            } else {
+                dot8(k, q, n)
+            }
+        }
+    }
+
+    /// ggml's f16 dot product on AVX2: four 8-lane accumulators over 32-value steps, then its
     /// reduction (halves of the four, the two, the 128-bit halves, two horizontal adds).
     ///
     /// # Safety
     /// `k` holds `n` halves, `q` `n` floats; `n` a multiple of 32.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(k: *const __m128i, q: *const f32, n: usize) -> f32 {
+    unsafe fn dot8(k: *const __m128i, q: *const f32, n: usize) -> f32 {
         let mut sum = [_mm256_setzero_ps(); 4];
         for i in (0..n).step_by(32) {
             for (j, acc) in sum.iter_mut().enumerate() {
@@ -698,5 +773,51 @@ mod x86 {
         let t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
         let t1 = _mm_hadd_ps(t0, t0);
         _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+    }
+
+    /// ggml's f16 dot product on AVX-512 (f32 lanes): four 16-lane accumulators over
+    /// 64-value steps — each here as two 8-lane halves, the same sums lane for lane — then
+    /// its reduction (the four to one, then GCC's `_mm512_reduce_add_ps`: upper 256 bits plus
+    /// lower, upper 128 plus lower, lanes 0 + 2 and 1 + 3, then those two), and the values
+    /// past the last whole step added in double precision.
+    ///
+    /// # Safety
+    /// `k` holds `n` halves, `q` `n` floats; `n` a multiple of 32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot16(k: *const __m128i, q: *const f32, n: usize) -> f32 {
+        let mut sum = [[_mm256_setzero_ps(); 2]; 4];
+        let whole = n & !63;
+        for i in (0..whole).step_by(64) {
+            for (j, acc) in sum.iter_mut().enumerate() {
+                for (h, half) in acc.iter_mut().enumerate() {
+                    let at = i + 16 * j + 8 * h;
+                    // SAFETY: at + 8 <= whole <= n.
+                    let (kx, qy) = unsafe {
+                        (
+                            _mm256_cvtph_ps(_mm_loadu_si128(k.add(at / 8))),
+                            _mm256_loadu_ps(q.add(at)),
+                        )
+                    };
+                    *half = _mm256_fmadd_ps(kx, qy, *half);
+                }
+            }
+        }
+        let x: [__m256; 2] = std::array::from_fn(|h| {
+            _mm256_add_ps(
+                _mm256_add_ps(sum[0][h], sum[2][h]),
+                _mm256_add_ps(sum[1][h], sum[3][h]),
+            )
+        });
+        let t3 = _mm256_add_ps(x[1], x[0]);
+        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+        let r = _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(t8, t8));
+        let mut sumf = r as f64;
+        for i in whole..n {
+            // SAFETY: i < n.
+            let (kv, qv) = unsafe { (*(k as *const u16).add(i), *q.add(i)) };
+            sumf += (half(kv) * qv) as f64;
+        }
+        sumf as f32
     }
 }
