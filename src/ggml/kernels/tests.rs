@@ -766,7 +766,8 @@ fn k_quant_timing() {
 
 /// The several-column kernels alone, on weights and columns in the first-level cache
 /// (`cargo test --release --lib cols_kernel_timing -- --ignored --nocapture`): nanoseconds per
-/// (row, column, block) for 8 columns. Prints figures, asserts nothing about speed.
+/// (row, column, block) for 8 columns (`COLS_ISA=vnni`: the VNNI kernels). Prints figures,
+/// asserts nothing about speed.
 #[test]
 #[cfg(target_arch = "x86_64")]
 #[ignore = "timing: prints figures, run by hand (see the doc comment)"]
@@ -774,6 +775,12 @@ fn cols_kernel_timing() {
     let Some(f16) = f16_table() else { return };
     let mut rng = Rng(7);
     let (nb, rows) = (18, 16);
+    let vnni = is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+    let isa = if vnni && std::env::var("COLS_ISA").is_ok_and(|v| v == "vnni") {
+        x86::Isa::Vnni
+    } else {
+        x86::Isa::Avx2
+    };
     for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
         let fmt = Format::of(ty).unwrap();
         let w = random_blocks(&mut rng, ty, nb * rows);
@@ -796,7 +803,7 @@ fn cols_kernel_timing() {
                     // `out` 8 results `rows` apart from r on; `f16_table` found the features.
                     unsafe {
                         packed_row::<8>(
-                            x86::Isa::Avx2,
+                            isa,
                             f16,
                             fmt,
                             w.as_ptr().add(r * row_bytes),
