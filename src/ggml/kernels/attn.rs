@@ -15,9 +15,11 @@
 //! does every sequence of a step in a few ops ([`SEQS_PER_OP`] each: a ggml op has nine
 //! sources), threads sharing the rows by cells attended.
 //!
-//! Every row's arithmetic is ggml's, step for step, on the build it reproduces (256-bit F16C
-//! vectors, ggml compiled by GCC, which fuses `S·ms + vs`): the query rounded to f16; the dot
-//! product in four 8-lane accumulators over 32-value steps and ggml's reduction order; scale,
+//! Every row's arithmetic is ggml's, step for step, on the builds it reproduces (ggml compiled
+//! by GCC, which fuses `S·ms + vs`, with f16 vectors of f32 lanes: 256-bit F16C ones, or
+//! AVX-512 ones without AVX-512 FP16): the query rounded to f16; the dot product in four
+//! 8-lane accumulators over 32-value steps (AVX-512: four 16-lane ones over 64-value steps,
+//! the rest in double) and ggml's reduction order; scale,
 //! soft-cap, mask; the running maximum, `expf` from the same C library; V scaled and
 //! accumulated with one FMA per value, rounded to f16. Where ggml splits the cells of a lone
 //! decoding row across threads (f16 caches, 512 cells or more), the row is computed chunk by
