@@ -775,8 +775,7 @@ fn cols_kernel_timing() {
     let Some(f16) = f16_table() else { return };
     let mut rng = Rng(7);
     let (nb, rows) = (18, 16);
-    let vnni = is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
-    let isa = if vnni && std::env::var("COLS_ISA").is_ok_and(|v| v == "vnni") {
+    let isa = if Machine::get().vnni && std::env::var("COLS_ISA").is_ok_and(|v| v == "vnni") {
         x86::Isa::Vnni
     } else {
         x86::Isa::Avx2
