@@ -464,13 +464,16 @@ unsafe fn gemv_packed(
     rows: std::ops::Range<usize>,
     out: *mut f32,
 ) {
-    let q4_1 = fmt == Format::Q4_1;
+    let packing = cols::Packing::of(isa, fmt);
     let nb = w.ne[0] as usize / 32;
     let n_rows = w.ne[1] as usize;
-    let chunk_bytes = nb * cols::packed_block(q4_1, cols::COLS);
+    let chunk_bytes = nb * packing.block(cols::COLS);
     let n_chunks = n_cols.div_ceil(cols::COLS);
-    PACKED.with_borrow_mut(|packed| {
-        packed.resize(n_chunks * chunk_bytes, 0);
+    PACKED.with_borrow_mut(|buf| {
+        buf.resize(n_chunks * chunk_bytes + 64, 0);
+        // on a cache line's start
+        let start = buf.as_ptr().align_offset(64);
+        let packed = &mut buf[start..];
         for i in 0..n_chunks {
             let c0 = i * cols::COLS;
             let n = cols::COLS.min(n_cols - c0);
@@ -480,7 +483,7 @@ unsafe fn gemv_packed(
             unsafe {
                 cols::pack(
                     f16,
-                    q4_1,
+                    packing,
                     &ys[..n],
                     nb,
                     packed.as_mut_ptr().add(i * chunk_bytes),

@@ -784,14 +784,18 @@ fn cols_kernel_timing() {
         let fmt = Format::of(ty).unwrap();
         let w = random_blocks(&mut rng, ty, nb * rows);
         let row_bytes = w.len() / rows;
-        let q4_1 = fmt == Format::Q4_1;
-        let act = vec![1u8; cols::COLS * nb * fmt.act_bytes()];
+        let packing = cols::Packing::of(isa, fmt);
+        let act: Vec<u8> = (0..cols::COLS * nb * fmt.act_bytes())
+            .map(|_| rng.byte() % 64)
+            .collect();
         let ys: Vec<*const u8> = (0..cols::COLS)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
-        let mut packed = vec![0u8; nb * cols::packed_block(q4_1, cols::COLS)];
+        let mut buf = vec![0u8; nb * packing.block(cols::COLS) + 64];
+        let start = buf.as_ptr().align_offset(64);
+        let packed = &mut buf[start..];
         // SAFETY: `act` holds 8 columns of nb blocks, `packed` room for nb packed blocks.
-        unsafe { cols::pack(f16, q4_1, &ys, nb, packed.as_mut_ptr()) };
+        unsafe { cols::pack(f16, packing, &ys, nb, packed.as_mut_ptr()) };
         let mut out = vec![0.0f32; rows * cols::COLS];
         let reps = 20_000;
         for _ in 0..3 {
