@@ -850,7 +850,8 @@ unsafe fn dot<const R: usize, const C: usize>(
             (Isa::Avx2, Format::Q4_1) => avx2::dot_q4_1(f16, rows, ys, nb, out),
             (Isa::Avx2, Format::Q5_0) => avx2::dot_q5_0(f16, rows, ys, nb, out),
             (Isa::Avx2, Format::Q8_0) => avx2::dot_q8_0(f16, rows, ys, nb, out),
-            (_, Format::Q6K) => x86::dot_q6_k(f16, rows, ys, nb, out),
+            (Isa::Vnni, Format::Q6K) => x86::dot_q6_k_vnni(f16, rows, ys, nb, out),
+            (Isa::Avx2, Format::Q6K) => x86::dot_q6_k(f16, rows, ys, nb, out),
         }
     }
 }

@@ -396,89 +396,118 @@ static SCALE_SHUFFLE: [u8; 128] = {
     t
 };
 
-/// R rows of Q6_K · C Q8_K activations: ggml's AVX2 `ggml_vec_dot_q6_K_q8_K` per row and
-/// column (each column exactly as it is alone); each row's super-block is unpacked once
-/// (quants and scale shuffles) for all C columns.
-///
-/// # Safety
-/// The CPU has AVX2, FMA and F16C; `rows` point at `nb` super-blocks each, every `ys[c]` at
-/// `nb`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q6_k<const R: usize, const C: usize>(
-    f16: &F16Table,
-    rows: &[*const u8; R],
-    ys: &[*const u8; C],
-    nb: usize,
-    out: &mut [[f32; R]; C],
-) {
-    let m3 = _mm256_set1_epi8(3);
-    let m15 = _mm256_set1_epi8(15);
-    let mut acc = [[_mm256_setzero_ps(); R]; C];
-    for b in 0..nb {
-        let yb: [*const u8; C] = std::array::from_fn(|c| ys[c].add(b * Q8_K_BYTES));
-        for r in 0..R {
-            let xb = rows[r].add(b * Q6_K_BYTES);
-            for line in 0..4 {
-                _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH + 64 * line) as *const i8);
-            }
-            let xd = f16.get(xb.add(208));
-            let scales = _mm_loadu_si128(xb.add(192) as *const __m128i);
-            let scales_16 = _mm256_cvtepi8_epi16(scales);
-            let mut sumi = [_mm256_setzero_si256(); C];
-            for half in 0..2 {
-                let q4 = xb.add(64 * half);
-                let q4bits1 = _mm256_loadu_si256(q4 as *const __m256i);
-                let q4bits2 = _mm256_loadu_si256(q4.add(32) as *const __m256i);
-                let q4bits_h = _mm256_loadu_si256(xb.add(128 + 32 * half) as *const __m256i);
-                let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m3));
-                let q4h_1 =
-                    _mm256_slli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)));
-                let q4h_2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
-                let q4h_3 =
-                    _mm256_srli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)));
-                let q = [
-                    _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0),
-                    _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
-                        q4h_2,
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
-                        q4h_3,
-                    ),
-                ];
-                let sc: [__m256i; 4] = std::array::from_fn(|i| {
-                    let at = SCALE_SHUFFLE.as_ptr().add(16 * (4 * half + i));
-                    let s = _mm_loadu_si128(at as *const __m128i);
-                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, s))
-                });
-                for c in 0..C {
-                    let q8 = yb[c].add(4 + 128 * half);
-                    let p: [__m256i; 4] = std::array::from_fn(|i| {
-                        let y = _mm256_loadu_si256(q8.add(32 * i) as *const __m256i);
-                        _mm256_madd_epi16(sc[i], _mm256_maddubs_epi16(q[i], y))
-                    });
-                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p[0], p[1]));
-                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p[2], p[3]));
+/// The Q6_K decode kernel, once per instruction set (`$vnni`: the scaled pair sums
+/// accumulated by `vpdpwssd`).
+macro_rules! q6k_kernel {
+    ($name:ident, $features:literal, $vnni:expr) => {
+        /// R rows of Q6_K · C Q8_K activations: ggml's AVX2 `ggml_vec_dot_q6_K_q8_K` per row and
+        /// column (each column exactly as it is alone); each row's super-block is unpacked once
+        /// (quants and scale shuffles) for all C columns.
+        ///
+        /// # Safety
+        /// The CPU has AVX2, FMA and F16C; `rows` point at `nb` super-blocks each, every `ys[c]` at
+        /// `nb`.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name<const R: usize, const C: usize>(
+            f16: &F16Table,
+            rows: &[*const u8; R],
+            ys: &[*const u8; C],
+            nb: usize,
+            out: &mut [[f32; R]; C],
+        ) {
+            let m3 = _mm256_set1_epi8(3);
+            let m15 = _mm256_set1_epi8(15);
+            let mut acc = [[_mm256_setzero_ps(); R]; C];
+            for b in 0..nb {
+                let yb: [*const u8; C] = std::array::from_fn(|c| ys[c].add(b * Q8_K_BYTES));
+                for r in 0..R {
+                    let xb = rows[r].add(b * Q6_K_BYTES);
+                    for line in 0..4 {
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            xb.wrapping_add(PREFETCH + 64 * line) as *const i8
+                        );
+                    }
+                    let xd = f16.get(xb.add(208));
+                    let scales = _mm_loadu_si128(xb.add(192) as *const __m128i);
+                    let scales_16 = _mm256_cvtepi8_epi16(scales);
+                    let mut sumi = [_mm256_setzero_si256(); C];
+                    for half in 0..2 {
+                        let q4 = xb.add(64 * half);
+                        let q4bits1 = _mm256_loadu_si256(q4 as *const __m256i);
+                        let q4bits2 = _mm256_loadu_si256(q4.add(32) as *const __m256i);
+                        let q4bits_h =
+                            _mm256_loadu_si256(xb.add(128 + 32 * half) as *const __m256i);
+                        let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m3));
+                        let q4h_1 = _mm256_slli_epi16::<2>(_mm256_and_si256(
+                            q4bits_h,
+                            _mm256_set1_epi8(12),
+                        ));
+                        let q4h_2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
+                        let q4h_3 = _mm256_srli_epi16::<2>(_mm256_and_si256(
+                            q4bits_h,
+                            _mm256_set1_epi8(-64),
+                        ));
+                        let q = [
+                            _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0),
+                            _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
+                                q4h_2,
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
+                                q4h_3,
+                            ),
+                        ];
+                        let sc: [__m256i; 4] = std::array::from_fn(|i| {
+                            let at = SCALE_SHUFFLE.as_ptr().add(16 * (4 * half + i));
+                            let s = _mm_loadu_si128(at as *const __m128i);
+                            _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, s))
+                        });
+                        for c in 0..C {
+                            let q8 = yb[c].add(4 + 128 * half);
+                            let p16: [__m256i; 4] = std::array::from_fn(|i| {
+                                let y = _mm256_loadu_si256(q8.add(32 * i) as *const __m256i);
+                                _mm256_maddubs_epi16(q[i], y)
+                            });
+                            if $vnni {
+                                // the same integer sums (int32 addition is exact in any order),
+                                // `vpmaddwd` and the add as one `vpdpwssd`
+                                for i in 0..4 {
+                                    sumi[c] = _mm256_dpwssd_epi32(sumi[c], sc[i], p16[i]);
+                                }
+                            } else {
+                                let p: [__m256i; 4] =
+                                    std::array::from_fn(|i| _mm256_madd_epi16(sc[i], p16[i]));
+                                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p[0], p[1]));
+                                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p[2], p[3]));
+                            }
+                        }
+                    }
+                    for c in 0..C {
+                        let yd = std::ptr::read_unaligned(yb[c] as *const f32);
+                        let q8sums = _mm256_loadu_si256(yb[c].add(260) as *const __m256i);
+                        let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, scales_16));
+                        let s = _mm256_sub_epi32(sumi[c], q8sclsub);
+                        acc[c][r] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(yd * xd),
+                            _mm256_cvtepi32_ps(s),
+                            acc[c][r],
+                        );
+                    }
                 }
             }
             for c in 0..C {
-                let yd = std::ptr::read_unaligned(yb[c] as *const f32);
-                let q8sums = _mm256_loadu_si256(yb[c].add(260) as *const __m256i);
-                let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, scales_16));
-                let s = _mm256_sub_epi32(sumi[c], q8sclsub);
-                acc[c][r] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(yd * xd), _mm256_cvtepi32_ps(s), acc[c][r]);
+                for r in 0..R {
+                    out[c][r] = hsum_float_8(acc[c][r]);
+                }
             }
         }
-    }
-    for c in 0..C {
-        for r in 0..R {
-            out[c][r] = hsum_float_8(acc[c][r]);
-        }
-    }
+    };
 }
+
+q6k_kernel!(dot_q6_k, "avx2,fma,f16c", false);
+q6k_kernel!(dot_q6_k_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", true);
 
 /// `iters` rounds of eight independent 512-bit VNNI dot products (u8 × i8 → i32, 64 multiply-
 /// adds each): the int8 peak the prompt and tile kernels are built from, for `ember bench`'s
