@@ -418,6 +418,17 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                 col_bytes,
                 out: dst.data as *mut f32,
             };
+            // Q6_K over several columns on a VNNI CPU (32 vector registers): row by row, up
+            // to 8 columns at once, so each super-block is unpacked once for all of them.
+            if fmt == Format::Q6K && isa == x86::Isa::Vnni && n_cols > 1 {
+                for r in rows {
+                    for c0 in (0..n_cols).step_by(8) {
+                        // SAFETY: row r and columns c0..c0+8 (or the rest) exist.
+                        unsafe { job.q6k_columns(r, c0, (n_cols - c0).min(8)) };
+                    }
+                }
+                return;
+            }
             for g in groups {
                 let r0 = g * ROWS;
                 // Up to COLS columns at once over the group's rows, each weight block unpacked
@@ -587,6 +598,26 @@ impl GemvJob<'_> {
                     const _: () = assert!(COLS == 4);
                     self.run::<R, COLS>(r0, c0)
                 }
+            }
+        }
+    }
+
+    /// Row r × columns c0..c0+m (m ≤ 8).
+    ///
+    /// # Safety
+    /// As [`GemvJob::cols`].
+    unsafe fn q6k_columns(&self, r: usize, c0: usize, m: usize) {
+        // SAFETY: forwarded.
+        unsafe {
+            match m {
+                1 => self.run::<1, 1>(r, c0),
+                2 => self.run::<1, 2>(r, c0),
+                3 => self.run::<1, 3>(r, c0),
+                4 => self.run::<1, 4>(r, c0),
+                5 => self.run::<1, 5>(r, c0),
+                6 => self.run::<1, 6>(r, c0),
+                7 => self.run::<1, 7>(r, c0),
+                _ => self.run::<1, 8>(r, c0),
             }
         }
     }
