@@ -360,6 +360,39 @@ pub unsafe fn dot<const C: usize>(
     }
 }
 
+/// Columns per call of [`dot`] in the decode op.
+const DOT_COLS: usize = 8;
+
+/// [`dot`] for `nc` (1 to [`DOT_COLS`]) columns `col(0..nc)`, into `out[..nc]`.
+///
+/// # Safety
+/// As [`dot`].
+unsafe fn dot_n(
+    a: *const u8,
+    b: *const u8,
+    nc: usize,
+    col: impl Fn(usize) -> *const u8,
+    nsb: usize,
+    out: &mut [[f32; GROUP_ROWS]; DOT_COLS],
+) {
+    fn part<const C: usize>(o: &mut [[f32; GROUP_ROWS]; DOT_COLS]) -> &mut [[f32; GROUP_ROWS]; C] {
+        (&mut o[..C]).try_into().unwrap()
+    }
+    // SAFETY: forwarded.
+    unsafe {
+        match nc {
+            1 => dot::<1>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+            2 => dot::<2>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+            3 => dot::<3>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+            4 => dot::<4>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+            5 => dot::<5>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+            6 => dot::<6>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+            7 => dot::<7>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+            _ => dot::<8>(a, b, &std::array::from_fn(&col), nsb, part(out)),
+        }
+    }
+}
+
 thread_local! {
     /// The quantized activation columns of [`vec_op`], per thread (each thread quantizes them
     /// itself: a few KiB, and the op has no barrier to share them).
@@ -403,25 +436,13 @@ pub unsafe extern "C" fn vec_op(
             let nr = GROUP_ROWS.min(n_rows - r0);
             let (a, b) = row_groups(w, r0, nr);
             let col = |c: usize| act.as_ptr().wrapping_add(c * nsb * ACT_BYTES);
-            // Columns three at a time, the group's weights brought in for each three (while
-            // they are in the cache): every column in the order of a lone one.
-            for c0 in (0..n_cols).step_by(3) {
-                let nc = 3.min(n_cols - c0);
-                let mut o = [[0.0f32; GROUP_ROWS]; 3];
+            // Columns up to DOT_COLS at a time, the group's weights brought into lanes once
+            // for them (while they are in the cache): every column in the order of a lone one.
+            for c0 in (0..n_cols).step_by(DOT_COLS) {
+                let nc = DOT_COLS.min(n_cols - c0);
+                let mut o = [[0.0f32; GROUP_ROWS]; DOT_COLS];
                 // SAFETY: the weights hold the group's nsb blocks, `act` every column's.
-                unsafe {
-                    match nc {
-                        1 => dot::<1>(a, b, &[col(c0)], nsb, (&mut o[..1]).try_into().unwrap()),
-                        2 => dot::<2>(
-                            a,
-                            b,
-                            &[col(c0), col(c0 + 1)],
-                            nsb,
-                            (&mut o[..2]).try_into().unwrap(),
-                        ),
-                        _ => dot::<3>(a, b, &[col(c0), col(c0 + 1), col(c0 + 2)], nsb, &mut o),
-                    }
-                }
+                unsafe { dot_n(a, b, nc, |j| col(c0 + j), nsb, &mut o) };
                 for (j, oc) in o.iter().take(nc).enumerate() {
                     // SAFETY: rows r0..r0+nr of column c0 + j lie inside `out`.
                     unsafe {
