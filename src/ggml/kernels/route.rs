@@ -181,14 +181,16 @@ pub const PROMPT_PROBE: i64 = 64;
 
 /// Up to how many columns of a batch-invariant product (one token of each of several sequences)
 /// the decode op, run over every column with the weights in the cache, is faster than the tile
-/// op (both give each column's one-column bits). Measured on this project's 2-core AVX-512 VNNI
-/// machine with `ember bench -npl` at `-t 1`: Q4_1 (SmolLM2) 205 against 142 t/s at 2
-/// sequences, even at 4-5, behind from 6 (225 against 245); Q5_0 and Q8_0 (Qwen2.5 0.5B) 63
-/// against 30 at 2, 77 against 68 at 8, even at 12-16. Other weights: none.
+/// op (both give each column's one-column bits). Since the decode op's VNNI kernels take a pair
+/// at three arithmetic operations (`cols.rs`), at every count measured: on an Ice Lake Xeon
+/// (2 cores), `ember bench -npl` S_TG, two alternating runs each, decode op against tile op:
+/// SmolLM2 (Q4_1) 239/207 against 191/171 t/s at 4 sequences, 329/214 against 159/166 at 8,
+/// 254/224 against 147/178 at 16, 307/231 against 259/180 at 32; Qwen2.5 0.5B (Q5_0, Q8_0)
+/// 98/106 against 68/73 at 16. (Before, on the same project's older VNNI machine: Q4_1 even
+/// at 4-5 and behind from 6, Q5_0/Q8_0 even at 12-16.) Other weights: none.
 fn decode_columns(ty: Type) -> i64 {
     match ty {
-        Type::Q4_1 => 5,
-        Type::Q5_0 | Type::Q8_0 => 12,
+        Type::Q4_1 | Type::Q5_0 | Type::Q8_0 => 64,
         _ => 0,
     }
 }
