@@ -187,14 +187,8 @@ pub mod avx2 {
         let mut acc = [_mm256_setzero_ps(); C];
         let mut summs = _mm256_setzero_ps();
         for b in 0..nb {
-            let xb = row.add(b * Q4_1_BYTES);
             let pb = packed.add(b * stride);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-            let d0 = _mm256_broadcast_ss(&*f16.at(xb));
-            let m = _mm256_broadcast_ss(&*f16.at(xb.add(2)));
-            let s = _mm256_loadu_ps(pb.add(32) as *const f32);
-            summs = _mm256_fmadd_ps(m, s, summs);
-            let qx = bytes_from_nibbles_32(xb.add(4));
+            let (d0, qx) = q4_1_block(f16, row.add(b * Q4_1_BYTES), pb, &mut summs);
             for c in 0..C {
                 let qy = _mm256_loadu_si256(pb.add(64 + 32 * c) as *const __m256i);
                 let d = _mm256_mul_ps(d0, bcast((pb as *const f32).add(c)));
@@ -218,10 +212,8 @@ pub mod avx2 {
         let stride = Packing::Q8_0.block(C);
         let mut acc = [_mm256_setzero_ps(); C];
         for b in 0..nb {
-            let xb = row.add(b * block);
-            let pb = packed.add(b * stride);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-            let d0 = _mm256_broadcast_ss(&*f16.at(xb));
+            let (xb, pb) = (row.add(b * block), packed.add(b * stride));
+            let d0 = signed_block(f16, xb);
             let qx = signed_quants::<Q5>(xb);
             let ax = _mm256_sign_epi8(qx, qx);
             for c in 0..C {
@@ -279,15 +271,9 @@ pub mod vnni {
         let mut acc = [_mm256_setzero_ps(); C];
         let mut summs = _mm256_setzero_ps();
         for b in 0..nb {
-            let xb = row.add(b * Q4_1_BYTES);
             let pb = packed.add(b * stride);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-            let d0 = _mm256_broadcast_ss(&*f16.at(xb));
-            let m = _mm256_broadcast_ss(&*f16.at(xb.add(2)));
-            let s = _mm256_loadu_ps(pb.add(32) as *const f32);
-            summs = _mm256_fmadd_ps(m, s, summs);
+            let (d0, qx) = q4_1_block(f16, row.add(b * Q4_1_BYTES), pb, &mut summs);
             let ds = _mm256_mul_ps(d0, _mm256_loadu_ps(pb as *const f32));
-            let qx = bytes_from_nibbles_32(xb.add(4));
             for c in 0..C {
                 let qy = _mm256_loadu_si256(pb.add(64 + 32 * c) as *const __m256i);
                 let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), qx, qy);
@@ -311,10 +297,8 @@ pub mod vnni {
         let flip = _mm256_set1_epi8(0x80u8 as i8);
         let mut acc = [_mm256_setzero_ps(); C];
         for b in 0..nb {
-            let xb = row.add(b * block);
-            let pb = packed.add(b * stride);
-            _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
-            let d0 = _mm256_broadcast_ss(&*f16.at(xb));
+            let (xb, pb) = (row.add(b * block), packed.add(b * stride));
+            let d0 = signed_block(f16, xb);
             let ds = _mm256_mul_ps(d0, _mm256_loadu_ps(pb as *const f32));
             let ux = _mm256_xor_si256(signed_quants::<Q5>(xb), flip);
             for c in 0..C {
@@ -327,6 +311,32 @@ pub mod vnni {
         }
         finish(acc, out)
     }
+}
+
+/// What a Q4_1 weight block (at `xb`; its packed columns at `pb`) gives all columns: its d in
+/// every lane and its quants, after adding its `m · s` terms to `summs`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q4_1_block(
+    f16: &F16Table,
+    xb: *const u8,
+    pb: *const u8,
+    summs: &mut __m256,
+) -> (__m256, __m256i) {
+    _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
+    let d0 = _mm256_broadcast_ss(&*f16.at(xb));
+    let m = _mm256_broadcast_ss(&*f16.at(xb.add(2)));
+    let s = _mm256_loadu_ps(pb.add(32) as *const f32);
+    *summs = _mm256_fmadd_ps(m, s, *summs);
+    (d0, bytes_from_nibbles_32(xb.add(4)))
+}
+
+/// A Q5_0 or Q8_0 weight block's d (at `xb`) in every lane, the row's data ahead prefetched.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn signed_block(f16: &F16Table, xb: *const u8) -> __m256 {
+    _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
+    _mm256_broadcast_ss(&*f16.at(xb))
 }
 
 /// ggml's horizontal sum of each pair's accumulator.
