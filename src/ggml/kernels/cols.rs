@@ -59,18 +59,16 @@ impl Packing {
         }
     }
 
-    /// Bytes before the first column in a packed block: the 8 scales as f32 (and Q8_1's 8 `s`;
-    /// `Offset` pads to 64 bytes, so a block on a cache line's start keeps each column pair
-    /// on whole lines).
+    /// Bytes before the first column in a packed block: the 8 scales as f32 (and Q8_1's 8 `s`).
     fn head(self) -> usize {
-        if self == Packing::Q8_0 {
-            32
-        } else {
+        if self == Packing::Q8_1 {
             64
+        } else {
+            32
         }
     }
 
-    /// Bytes per column in a packed block: 32 quants (and `Offset`'s 8 corrections).
+    /// Bytes per column in a packed block: 32 quants (and `Offset`'s 8 corrections after them).
     fn column(self) -> usize {
         if self == Packing::Offset {
             64
@@ -79,21 +77,15 @@ impl Packing {
         }
     }
 
-    /// Bytes of one packed block of `c` columns. Columns come in pairs (the 512-bit kernels
-    /// read two at once), so an odd count has a last column of zeros.
+    /// Bytes of one packed block of `c` columns.
     pub fn block(self, c: usize) -> usize {
-        self.head() + self.column() * c.next_multiple_of(2)
+        self.head() + self.column() * c
     }
 
-    /// Where column `j`'s quants start in a packed block; `Offset`'s corrections follow a
-    /// pair's two columns of quants: `y₀ y₁ c₀ c₁`.
+    /// Where column `j`'s quants start in a packed block.
     #[inline(always)]
     pub fn quants(self, j: usize) -> usize {
-        if self == Packing::Offset {
-            self.head() + 128 * (j / 2) + 32 * (j % 2)
-        } else {
-            self.head() + 32 * j
-        }
+        self.head() + self.column() * j
     }
 }
 
@@ -115,13 +107,6 @@ pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize
     let stride = packing.block(c);
     for b in 0..nb {
         let pb = out.add(b * stride);
-        if c % 2 == 1 {
-            let j = c;
-            std::ptr::write_bytes(pb.add(packing.quants(j)), 0, 32);
-            if packing == Packing::Offset {
-                std::ptr::write_bytes(pb.add(packing.quants(j) + 64), 0, 32);
-            }
-        }
         let mut d = [0.0f32; COLS];
         let mut s = [0.0f32; COLS];
         for (j, &y) in ys.iter().enumerate() {
@@ -138,7 +123,7 @@ pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize
                 for (l, c) in corr.iter_mut().enumerate() {
                     *c = -128 * q[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
                 }
-                std::ptr::copy_nonoverlapping(corr.as_ptr() as *const u8, col.add(64), 32);
+                std::ptr::copy_nonoverlapping(corr.as_ptr() as *const u8, col.add(32), 32);
             }
         }
         std::ptr::copy_nonoverlapping(d.as_ptr() as *const u8, pb, 32);
@@ -190,7 +175,7 @@ pub mod avx2 {
             let pb = packed.add(b * stride);
             let (d0, qx) = q4_1_block(f16, row.add(b * Q4_1_BYTES), pb, &mut summs);
             for c in 0..C {
-                let qy = _mm256_loadu_si256(pb.add(64 + 32 * c) as *const __m256i);
+                let qy = _mm256_loadu_si256(pb.add(Packing::Q8_1.quants(c)) as *const __m256i);
                 let d = _mm256_mul_ps(d0, bcast((pb as *const f32).add(c)));
                 acc[c] = _mm256_fmadd_ps(d, mul_sum_us8_avx2(qx, qy), acc[c]);
             }
@@ -217,7 +202,7 @@ pub mod avx2 {
             let qx = signed_quants::<Q5>(xb);
             let ax = _mm256_sign_epi8(qx, qx);
             for c in 0..C {
-                let qy = _mm256_loadu_si256(pb.add(32 + 32 * c) as *const __m256i);
+                let qy = _mm256_loadu_si256(pb.add(Packing::Q8_0.quants(c)) as *const __m256i);
                 let p = mul_sum_us8_avx2(ax, _mm256_sign_epi8(qy, qx));
                 let d = _mm256_mul_ps(d0, bcast((pb as *const f32).add(c)));
                 acc[c] = _mm256_fmadd_ps(d, p, acc[c]);
@@ -275,7 +260,7 @@ pub mod vnni {
             let (d0, qx) = q4_1_block(f16, row.add(b * Q4_1_BYTES), pb, &mut summs);
             let ds = _mm256_mul_ps(d0, _mm256_loadu_ps(pb as *const f32));
             for c in 0..C {
-                let qy = _mm256_loadu_si256(pb.add(64 + 32 * c) as *const __m256i);
+                let qy = _mm256_loadu_si256(pb.add(Packing::Q8_1.quants(c)) as *const __m256i);
                 let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), qx, qy);
                 acc[c] = _mm256_fmadd_ps(lane(ds, c), _mm256_cvtepi32_ps(p), acc[c]);
             }
@@ -304,7 +289,7 @@ pub mod vnni {
             for c in 0..C {
                 let col = pb.add(Packing::Offset.quants(c));
                 let qy = _mm256_loadu_si256(col as *const __m256i);
-                let corr = _mm256_loadu_si256(col.add(64) as *const __m256i);
+                let corr = _mm256_loadu_si256(col.add(32) as *const __m256i);
                 let p = _mm256_dpbusd_epi32(corr, ux, qy);
                 acc[c] = _mm256_fmadd_ps(lane(ds, c), _mm256_cvtepi32_ps(p), acc[c]);
             }

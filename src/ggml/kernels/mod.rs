@@ -482,7 +482,7 @@ unsafe fn gemv_packed(
     let n_chunks = n_cols.div_ceil(cols::COLS);
     PACKED.with_borrow_mut(|buf| {
         buf.resize(n_chunks * chunk_bytes + 64, 0);
-        // on a cache line's start
+        // on a cache line's start: no 32-byte load of the kernels straddles two lines
         let start = buf.as_ptr().align_offset(64);
         let packed = &mut buf[start..];
         for i in 0..n_chunks {
