@@ -764,62 +764,91 @@ fn k_quant_timing() {
     }
 }
 
-/// The several-column kernels alone, on weights and columns in the first-level cache
+/// Timing of the several-column kernels, not a test
 /// (`cargo test --release --lib cols_kernel_timing -- --ignored --nocapture`): nanoseconds per
-/// (row, column, block) for 8 columns (`COLS_ISA=vnni`: the VNNI kernels). Prints figures,
-/// asserts nothing about speed.
+/// (row, column, block) for 8 columns, each kernel of this CPU's instruction sets timed in
+/// turn (alternating, best of 5), on 16 rows of 18 blocks (in cache) or, with `COLS_BIG=1`,
+/// 80,000 rows of 28 blocks (streamed from memory). Prints figures, asserts nothing about speed.
 #[test]
 #[cfg(target_arch = "x86_64")]
 #[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn cols_kernel_timing() {
+    type Kernel = unsafe fn(&x86::F16Table, *const u8, *const u8, usize, &mut [f32; 8]);
     let Some(f16) = f16_table() else { return };
     let mut rng = Rng(7);
-    let (nb, rows) = (18, 16);
-    let isa = if Machine::get().vnni && std::env::var("COLS_ISA").is_ok_and(|v| v == "vnni") {
-        x86::Isa::Vnni
-    } else {
-        x86::Isa::Avx2
-    };
+    let big = std::env::var("COLS_BIG").is_ok();
+    let (nb, rows) = if big { (28, 80_000) } else { (18, 16) };
+    let vnni = Machine::get().vnni;
     for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
         let fmt = Format::of(ty).unwrap();
+        let mut kernels: Vec<(&str, cols::Packing, Kernel)> = Vec::new();
+        match ty {
+            Type::Q4_1 => {
+                kernels.push(("avx2", cols::Packing::Q8_1, cols::avx2::q4_1::<8>));
+                if vnni {
+                    kernels.push(("vnni", cols::Packing::Q8_1, cols::vnni::q4_1::<8>));
+                }
+            }
+            Type::Q5_0 => {
+                kernels.push(("avx2", cols::Packing::Q8_0, cols::avx2::signed::<8, true>));
+                if vnni {
+                    kernels.push(("vnni", cols::Packing::Offset, cols::vnni::signed::<8, true>));
+                }
+            }
+            _ => {
+                kernels.push(("avx2", cols::Packing::Q8_0, cols::avx2::signed::<8, false>));
+                if vnni {
+                    kernels.push((
+                        "vnni",
+                        cols::Packing::Offset,
+                        cols::vnni::signed::<8, false>,
+                    ));
+                }
+            }
+        }
         let w = random_blocks(&mut rng, ty, nb * rows);
         let row_bytes = w.len() / rows;
-        let packing = cols::Packing::of(isa, fmt);
         let act: Vec<u8> = (0..cols::COLS * nb * fmt.act_bytes())
             .map(|_| rng.byte() % 64)
             .collect();
         let ys: Vec<*const u8> = (0..cols::COLS)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
-        let mut buf = vec![0u8; nb * packing.block(cols::COLS) + 64];
-        let start = buf.as_ptr().align_offset(64);
-        let packed = &mut buf[start..];
-        // SAFETY: `act` holds 8 columns of nb blocks, `packed` room for nb packed blocks.
-        unsafe { cols::pack(f16, packing, &ys, nb, packed.as_mut_ptr()) };
-        let mut out = vec![0.0f32; rows * cols::COLS];
-        let reps = 20_000;
-        for _ in 0..3 {
-            let t0 = std::time::Instant::now();
-            for _ in 0..reps {
-                for r in 0..rows {
-                    // SAFETY: row r holds nb blocks, `packed` nb packed blocks of 8 columns,
-                    // `out` 8 results `rows` apart from r on; `f16_table` found the features.
-                    unsafe {
-                        packed_row::<8>(
-                            isa,
-                            f16,
-                            fmt,
-                            w.as_ptr().add(r * row_bytes),
-                            packed.as_ptr(),
-                            nb,
-                            out.as_mut_ptr().add(r),
-                            rows,
-                        )
-                    };
+        let packs: Vec<Vec<u8>> = kernels
+            .iter()
+            .map(|&(_, packing, _)| {
+                let mut buf = vec![0u8; nb * packing.block(cols::COLS) + 64];
+                let start = buf.as_ptr().align_offset(64);
+                // SAFETY: `act` holds 8 columns of nb blocks, the buffer room for nb packed
+                // blocks after `start`.
+                unsafe { cols::pack(f16, packing, &ys, nb, buf.as_mut_ptr().add(start)) };
+                buf
+            })
+            .collect();
+        let reps = if big { 4 } else { 20_000 };
+        let mut best = vec![f64::MAX; kernels.len()];
+        for _ in 0..5 {
+            for (k, &(_, _, kernel)) in kernels.iter().enumerate() {
+                let packed = packs[k]
+                    .as_ptr()
+                    .wrapping_add(packs[k].as_ptr().align_offset(64));
+                let mut out = [0.0f32; 8];
+                let t0 = std::time::Instant::now();
+                for _ in 0..reps {
+                    for r in 0..rows {
+                        // SAFETY: row r holds nb blocks, `packed` nb packed blocks of 8
+                        // columns in the kernel's layout; `f16_table` found the features
+                        // (and `Machine` VNNI for the VNNI kernels).
+                        unsafe { kernel(f16, w.as_ptr().add(r * row_bytes), packed, nb, &mut out) };
+                    }
+                    std::hint::black_box(&out);
                 }
+                let ns = t0.elapsed().as_secs_f64() * 1e9 / (reps * rows * nb * cols::COLS) as f64;
+                best[k] = best[k].min(ns);
             }
-            let ns = t0.elapsed().as_secs_f64() * 1e9 / (reps * rows * nb * cols::COLS) as f64;
-            eprintln!("{ty:?}: {ns:.3} ns per row, column and block");
+        }
+        for (k, &(name, _, _)) in kernels.iter().enumerate() {
+            eprintln!("{ty:?} {name}: {:.3} ns per row, column and block", best[k]);
         }
     }
 }
