@@ -193,17 +193,16 @@ pub fn tune<'a>(
                     }
                 }
             };
-            let v = Verdict {
+            verdicts.push(Verdict {
                 tunable: t.clone(),
                 ember_us: e.ember_us,
                 ggml_us: e.ggml_us,
-            };
-            if v.ggml_wins() {
-                for m in members {
-                    refused.entry(m.handle).or_default().push(t.clone());
-                }
+            });
+        }
+        for t in losers(&verdicts) {
+            for m in members {
+                refused.entry(m.handle).or_default().push(t.clone());
             }
-            verdicts.push(v);
         }
         report.verdicts.insert(shape.clone(), verdicts);
     }
@@ -218,6 +217,24 @@ pub fn tune<'a>(
     }
     report.file = file;
     (refused, report)
+}
+
+/// The choices to refuse among a shape's `verdicts`: each kernel ggml's matmul beats, and each
+/// that another of Ember's kernels for the same columns beats (the decode op and the tile op
+/// both take several columns of Q4_1, Q5_0 and Q8_0: the faster stays, against ggml's too).
+fn losers(verdicts: &[Verdict]) -> Vec<&Tunable> {
+    verdicts
+        .iter()
+        .filter(|v| {
+            v.ggml_wins()
+                || verdicts.iter().any(|o| {
+                    o.tunable.cols == v.tunable.cols
+                        && o.tunable.kernel != v.tunable.kernel
+                        && o.ember_us < v.ember_us
+                })
+        })
+        .map(|v| &v.tunable)
+        .collect()
 }
 
 /// Times choice `t` on weights `ws`; a timing whose passes were uneven (a busy moment) is
@@ -449,6 +466,42 @@ mod tests {
             ember_us,
             ggml_us,
         }
+    }
+
+    #[test]
+    fn the_fastest_of_two_kernels_for_the_same_columns_stays() {
+        let v = |kernel, ember_us, ggml_us| Verdict {
+            tunable: Tunable {
+                kernel,
+                cols: 16..=i64::MAX,
+                probe: 64,
+                cold: false,
+            },
+            ember_us,
+            ggml_us,
+        };
+        let tile = Kernel::Tile { wide: true };
+        let kernels =
+            |vs: &[Verdict]| -> Vec<Kernel> { losers(vs).into_iter().map(|t| t.kernel).collect() };
+        // the decode op faster than the tile op: the tile op refused
+        assert_eq!(
+            kernels(&[v(Kernel::Decode, 80.0, 100.0), v(tile, 90.0, 100.0)]),
+            [tile]
+        );
+        // the tile op faster: the decode op refused
+        assert_eq!(
+            kernels(&[v(Kernel::Decode, 95.0, 100.0), v(tile, 90.0, 100.0)]),
+            [Kernel::Decode]
+        );
+        // ggml's faster than both: both refused
+        assert_eq!(
+            kernels(&[v(Kernel::Decode, 150.0, 100.0), v(tile, 140.0, 100.0)]),
+            [Kernel::Decode, tile]
+        );
+        // other columns are another choice
+        let mut one = v(Kernel::Decode, 50.0, 60.0);
+        one.tunable.cols = 1..=1;
+        assert!(losers(&[one, v(tile, 40.0, 60.0)]).is_empty());
     }
 
     #[test]

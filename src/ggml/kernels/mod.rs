@@ -345,6 +345,15 @@ thread_local! {
 #[cfg(target_arch = "x86_64")]
 const ROW_BLOCK: usize = 16;
 
+/// Packed bytes of the column chunks a block of rows meets in turn (they stay in the
+/// second-level cache while every block of rows passes).
+#[cfg(target_arch = "x86_64")]
+const PACKED_GROUP_BYTES: usize = 128 << 10;
+
+/// Columns per thread from which the decode op splits a product by columns, not rows.
+#[cfg(target_arch = "x86_64")]
+const SPLIT_COLS: usize = 16;
+
 /// The custom op's body: thread `ith` of `nth` computes its share of the rows, for every column
 /// (one, when decoding).
 ///
@@ -369,14 +378,23 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
         let n_rows = w.ne[1] as usize;
         let n_cols = x.ne[1] as usize;
         let col_bytes = nb * fmt.act_bytes();
+        // Many columns (a prompt): each thread takes its share of the columns over every row,
+        // quantizing only those; fewer (a decode step): its share of the rows over every
+        // column, which reads each weight once.
+        let by_cols = fmt != Format::Q6K && n_cols >= SPLIT_COLS * nth.max(1) as usize;
+        let cols = if by_cols {
+            share(n_cols, ith, nth)
+        } else {
+            0..n_cols
+        };
         ACT.with_borrow_mut(|act| {
-            act.resize(n_cols * col_bytes, 0);
-            for c in 0..n_cols {
+            act.resize(cols.len() * col_bytes, 0);
+            for (i, c) in cols.clone().enumerate() {
                 let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
-                let yp = act.as_mut_ptr().wrapping_add(c * col_bytes);
+                let yp = act.as_mut_ptr().wrapping_add(i * col_bytes);
                 // SAFETY: column c of `x` holds nb blocks of contiguous floats (checked by
-                // `takes`); `act` was sized for n_cols columns of nb activation blocks; the CPU
-                // features were detected by `isa`.
+                // `takes`); `act` was sized for the thread's columns of nb activation blocks;
+                // the CPU features were detected by `isa`.
                 unsafe {
                     match fmt {
                         Format::Q4_1 => x86::quantize_q8_1(xp, yp, nb),
@@ -386,11 +404,18 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                 }
             }
             let groups = share(n_rows.div_ceil(ROWS), ith, nth);
-            let rows = groups.start * ROWS..(groups.end * ROWS).min(n_rows);
+            let rows = if by_cols {
+                0..n_rows
+            } else {
+                groups.start * ROWS..(groups.end * ROWS).min(n_rows)
+            };
+            if cols.is_empty() || rows.is_empty() {
+                return;
+            }
             if n_cols > 1 && fmt != Format::Q6K {
-                // SAFETY: `act` holds n_cols quantized columns of nb blocks, `w` n_rows rows of
-                // nb blocks (contiguous); `dst` is f32 [n_rows, n_cols]; the CPU features
-                // were detected by `isa`.
+                // SAFETY: `act` holds the quantized columns `cols` of nb blocks, `w` n_rows
+                // rows of nb blocks (contiguous); `dst` is f32 [n_rows, n_cols]; the CPU
+                // features were detected by `isa`.
                 unsafe {
                     gemv_packed(
                         isa,
@@ -399,7 +424,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                         w,
                         act,
                         col_bytes,
-                        n_cols,
+                        cols,
                         rows,
                         dst.data as *mut f32,
                     )
@@ -454,14 +479,16 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
     let _ = (dst, ith, nth);
 }
 
-/// The decode op's share `rows` of thread over several columns of Q4_1, Q5_0 or Q8_0 (`act`:
-/// n_cols quantized columns, `col_bytes` apart): the columns packed in chunks of
-/// [`cols::COLS`], then each row of a block of rows against each chunk.
+/// The decode op's share of a product over several columns of Q4_1, Q5_0 or Q8_0: `rows`
+/// against the columns `cols` (`act`: those quantized, `col_bytes` apart). The columns are
+/// packed in chunks of [`cols::COLS`]; the chunks are taken in groups whose packed bytes stay
+/// in the second-level cache, and for each group each block of rows (in the first-level
+/// cache) against each of its chunks.
 ///
 /// # Safety
 /// As in [`gemv_op`]: `w` the op's weight (n_rows contiguous rows of whole blocks), `act` the
-/// quantized columns, `out` the f32 result `[n_rows, n_cols]`, `rows` inside it; the CPU has
-/// the features of `isa`.
+/// quantized columns, `out` the f32 result `[n_rows, n_cols]`, `rows` and `cols` inside it;
+/// the CPU has the features of `isa`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemv_packed(
@@ -471,7 +498,7 @@ unsafe fn gemv_packed(
     w: &sys::ggml_tensor,
     act: &[u8],
     col_bytes: usize,
-    n_cols: usize,
+    cols: std::ops::Range<usize>,
     rows: std::ops::Range<usize>,
     out: *mut f32,
 ) {
@@ -479,18 +506,20 @@ unsafe fn gemv_packed(
     let nb = w.ne[0] as usize / 32;
     let n_rows = w.ne[1] as usize;
     let chunk_bytes = nb * packing.block(cols::COLS);
-    let n_chunks = n_cols.div_ceil(cols::COLS);
+    let n_chunks = cols.len().div_ceil(cols::COLS);
+    let group = (PACKED_GROUP_BYTES / chunk_bytes).max(1);
     PACKED.with_borrow_mut(|buf| {
         buf.resize(n_chunks * chunk_bytes + 64, 0);
         // on a cache line's start: no 32-byte load of the kernels straddles two lines
         let start = buf.as_ptr().align_offset(64);
         let packed = &mut buf[start..];
         for i in 0..n_chunks {
-            let c0 = i * cols::COLS;
-            let n = cols::COLS.min(n_cols - c0);
-            let ys: [*const u8; cols::COLS] =
-                std::array::from_fn(|j| act.as_ptr().wrapping_add((c0 + j) * col_bytes));
-            // SAFETY: columns c0..c0+n exist in `act`; chunk i has room for nb packed blocks.
+            let n = cols::COLS.min(cols.len() - i * cols::COLS);
+            let ys: [*const u8; cols::COLS] = std::array::from_fn(|j| {
+                act.as_ptr().wrapping_add((i * cols::COLS + j) * col_bytes)
+            });
+            // SAFETY: the chunk's n columns exist in `act`; chunk i has room for nb packed
+            // blocks.
             unsafe {
                 cols::pack(
                     f16,
@@ -501,25 +530,28 @@ unsafe fn gemv_packed(
                 )
             };
         }
-        for r0 in rows.clone().step_by(ROW_BLOCK) {
-            for i in 0..n_chunks {
-                let c0 = i * cols::COLS;
-                let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
-                for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
-                    let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
-                    let at = out.wrapping_add(c0 * n_rows + r);
-                    // SAFETY: row r has nb blocks; the chunk holds its packed columns, whose
-                    // results go to column c0 on, n_rows floats apart; forwarded features.
-                    unsafe {
-                        match n_cols - c0 {
-                            1 => packed_row::<1>(isa, f16, fmt, row, p, nb, at, n_rows),
-                            2 => packed_row::<2>(isa, f16, fmt, row, p, nb, at, n_rows),
-                            3 => packed_row::<3>(isa, f16, fmt, row, p, nb, at, n_rows),
-                            4 => packed_row::<4>(isa, f16, fmt, row, p, nb, at, n_rows),
-                            5 => packed_row::<5>(isa, f16, fmt, row, p, nb, at, n_rows),
-                            6 => packed_row::<6>(isa, f16, fmt, row, p, nb, at, n_rows),
-                            7 => packed_row::<7>(isa, f16, fmt, row, p, nb, at, n_rows),
-                            _ => packed_row::<8>(isa, f16, fmt, row, p, nb, at, n_rows),
+        for g0 in (0..n_chunks).step_by(group) {
+            for r0 in rows.clone().step_by(ROW_BLOCK) {
+                for i in g0..(g0 + group).min(n_chunks) {
+                    let c0 = cols.start + i * cols::COLS;
+                    let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
+                    for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
+                        let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
+                        let at = out.wrapping_add(c0 * n_rows + r);
+                        // SAFETY: row r has nb blocks; the chunk holds its packed columns,
+                        // whose results go to column c0 on, n_rows floats apart; forwarded
+                        // features.
+                        unsafe {
+                            match cols.end - c0 {
+                                1 => packed_row::<1>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                2 => packed_row::<2>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                3 => packed_row::<3>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                4 => packed_row::<4>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                5 => packed_row::<5>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                6 => packed_row::<6>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                7 => packed_row::<7>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                _ => packed_row::<8>(isa, f16, fmt, row, p, nb, at, n_rows),
+                            }
                         }
                     }
                 }

@@ -12,8 +12,12 @@
 //! | decode op      | Q4_1, Q5_0, Q8_0, Q6_K in plain host memory | 1         |
 //! | Q4_K decode op | Q4_K in ggml's CPU repack buffer            | 1–3       |
 //! | Q4_K prompt op | Q4_K in ggml's CPU repack buffer            | 4 or more |
+//! | decode op      | Q4_1, Q5_0, Q8_0 (optimized builds)         | 2 or more |
 //! | tile op        | Q4_1, Q5_0, Q8_0 in plain host memory       | 2 or more |
 //! | Q6_K prompt op | Q6_K in plain host memory                   | 8 or more |
+//!
+//! Where two of Ember's kernels take the same columns, the first listed runs unless tuning
+//! found the other faster (`crate::model::tune`).
 //!
 //! Each kernel also needs the CPU features it uses (`runs_on` in `mod.rs`), and the Q6_K op a
 //! ggml built as it reproduces (AVX-512 VNNI, GCC) with its tiled path on. With layers on a GPU, ggml's scheduler runs products of 32 columns or more
@@ -225,14 +229,16 @@ impl Route {
         // its tiled path on, built with AVX-512 VNNI by a compiler that fuses the last step.
         let ggml_tiles = s.ggml_tiled_mm && m.ggml_vnni && m.ggml_fuses_mul_add;
         let wide = s.wide_tiles && m.avx512f;
-        // Without the tile op (no AVX-512 VNNI), the decode op takes several columns of the
-        // formats ggml multiplies product by product in one-column order (Q4_1, Q5_0, Q8_0),
-        // unpacking each weight block once for four columns where ggml unpacks it per product.
-        // Only in optimized builds: it pays on some shapes and not on others, which tuning
-        // tells; a debug build (untuned, its kernels unoptimized) keeps ggml's there.
-        let columns = !cfg!(debug_assertions)
-            && !super::runs_on(Kernel::Tile { wide: false }, w, m)
-            && matches!(w.ty(), Type::Q4_1 | Type::Q5_0 | Type::Q8_0);
+        // The decode op takes several columns of the formats it shares the one-column order
+        // with (Q4_1, Q5_0, Q8_0: ggml's `vec_dot`, the tile op and llamafile's tiles all sum
+        // each column as one-column products do), each weight block unpacked once for eight
+        // columns. Where the tile op runs too, the decode op comes first and tuning keeps
+        // whichever of the three is fastest for the weight's shape (on an Ice Lake Xeon the
+        // decode op's VNNI kernels take a pair at three arithmetic operations, the tile op's
+        // at more). Only in optimized builds: a debug build (untuned, its kernels
+        // unoptimized) keeps the tile op or ggml's there.
+        let columns =
+            !cfg!(debug_assertions) && matches!(w.ty(), Type::Q4_1 | Type::Q5_0 | Type::Q8_0);
         let candidates = [
             (Kernel::Decode, s.ember_ops, 1..=1),
             (
