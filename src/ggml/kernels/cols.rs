@@ -1,6 +1,5 @@
-//! The decode op over several columns (a step of several sequences, or a prompt on a CPU
-//! without the tile kernels) for Q4_1, Q5_0 and Q8_0 weights: one weight row against up to
-//! eight columns at once.
+//! The decode op over several columns (a step of several sequences, or a prompt) for Q4_1,
+//! Q5_0 and Q8_0 weights: one weight row against up to eight columns at once.
 //!
 //! Each (row, column) result is ggml's one-column `ggml_vec_dot_*` step for step, as the
 //! one-column kernels in `x86.rs` compute it: per block one f32 product `d_w · d_x`, one
@@ -22,8 +21,8 @@
 //! costs `vpdpbusd`, its conversion and the multiply-add on the arithmetic ports. Measured
 //! on an Ice Lake Xeon (`cols_kernel_timing`, best of 5 runs, ns per row·column·block): Q8_0
 //! 0.78 → 0.59, Q5_0 0.86 → 0.70, Q4_1 0.69 → 0.62; the loop is then at the front end's five
-//! operations per cycle. Two columns per 512-bit vector measured the same there (its
-//! `vpdpbusd`, conversion and multiply-add all need port 0), so it was not kept.
+//! operations per cycle. Two columns per 512-bit vector measured within 3% there (tried twice:
+//! the 512-bit operations issue faster, but at a lower clock), so it was not kept.
 
 use std::arch::x86_64::*;
 

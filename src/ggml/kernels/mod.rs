@@ -18,10 +18,12 @@
 //! **Prompt ops** for several tokens, each again giving ggml's results bit for bit on CPUs
 //! with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the K-quants, Q4_K as
 //! ggml repacks it and Q6_K, 16-row groups unpacked once for all tokens (`kquant.rs`,
-//! `groups.rs`, `q4k.rs`, `q6k.rs`). On CPUs with AVX2 only, the decode op over all columns
-//! takes Q4_1, Q5_0 and Q8_0 prompts (ggml multiplies these product by product in one-column
-//! order, unpacking a weight block for every product), and Q4_K prompts have 256-bit kernels of
-//! their own over the same row groups (`q4k_avx2.rs`: twice ggml's speed on a Zen 3 core).
+//! `groups.rs`, `q4k.rs`, `q6k.rs`). The decode op over all columns takes Q4_1, Q5_0 and Q8_0
+//! prompts too (ggml multiplies these product by product in one-column order, unpacking a
+//! weight block for every product): on CPUs with AVX2 only, and on VNNI CPUs where tuning finds
+//! it faster than the tiles (from 16 columns a thread it splits by columns, not rows). Q4_K
+//! prompts on AVX2-only CPUs have 256-bit kernels of their own over the same row groups
+//! (`q4k_avx2.rs`: twice ggml's speed on a Zen 3 core).
 //!
 //! **Routes.** Which of them multiplies a weight, for how many columns, is decided once per
 //! weight at load time in `route.rs` (CPU features, ggml's build, where the weight lives, the
