@@ -40,7 +40,7 @@ pub use crate::switches::KernelSwitches;
 pub struct Machine {
     /// AVX2, FMA and F16C: the decode op's kernels.
     pub avx2: bool,
-    /// AVX-512 VNNI and VL as well: the tile op, the decode op's VNNI kernels.
+    /// AVX-512 VNNI, VL, F and BW as well: the tile op, the decode op's VNNI kernels.
     pub vnni: bool,
     /// AVX-512 F: the tile op's 512-bit kernels.
     pub avx512f: bool,
@@ -65,8 +65,12 @@ impl Machine {
         let avx2 = is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c");
-        let vnni =
-            avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+        // (every CPU with AVX-512 VNNI has F and BW too; the VNNI kernels use both)
+        let vnni = avx2
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw");
         let avx512f = is_x86_feature_detected!("avx512f");
         // SAFETY: a constant of ggml's build, no arguments, no side effects.
         let ggml_vnni = unsafe { ggml_sys::ggml_cpu_has_avx512_vnni() != 0 };
