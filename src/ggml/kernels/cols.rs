@@ -20,9 +20,10 @@
 //! signed formats, weights offset to unsigned with a packed per-lane correction, so a pair
 //! costs `vpdpbusd`, its conversion and the multiply-add on the arithmetic ports. Measured
 //! on an Ice Lake Xeon (`cols_kernel_timing`, best of 5 runs, ns per row·column·block): Q8_0
-//! 0.78 → 0.59, Q5_0 0.86 → 0.70, Q4_1 0.69 → 0.62; the loop is then at the front end's five
-//! operations per cycle. Two columns per 512-bit vector measured within 3% there (tried twice:
-//! the 512-bit operations issue faster, but at a lower clock), so it was not kept.
+//! 0.78 → 0.59, Q5_0 0.86 → 0.70 (0.63 with [`vnni`]'s unpack straight to unsigned), Q4_1
+//! 0.69 → 0.62; the loop is then at the front end's five operations per cycle. Two columns
+//! per 512-bit vector measured within 3% there (tried twice: the 512-bit operations issue
+//! faster, but at a lower clock), so it was not kept.
 
 use std::arch::x86_64::*;
 
