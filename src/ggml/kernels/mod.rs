@@ -384,14 +384,14 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
         // quantizing only those; fewer (a decode step): its share of the rows over every
         // column, which reads each weight once.
         let by_cols = fmt != Format::Q6K && n_cols >= SPLIT_COLS * nth.max(1) as usize;
-        let cols = if by_cols {
+        let columns = if by_cols {
             share(n_cols, ith, nth)
         } else {
             0..n_cols
         };
         ACT.with_borrow_mut(|act| {
-            act.resize(cols.len() * col_bytes, 0);
-            for (i, c) in cols.clone().enumerate() {
+            act.resize(columns.len() * col_bytes, 0);
+            for (i, c) in columns.clone().enumerate() {
                 let xp = (x.data as *const u8).wrapping_add(c * x.nb[1]) as *const f32;
                 let yp = act.as_mut_ptr().wrapping_add(i * col_bytes);
                 // SAFETY: column c of `x` holds nb blocks of contiguous floats (checked by
@@ -411,11 +411,11 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
             } else {
                 groups.start * ROWS..(groups.end * ROWS).min(n_rows)
             };
-            if cols.is_empty() || rows.is_empty() {
+            if columns.is_empty() || rows.is_empty() {
                 return;
             }
             if n_cols > 1 && fmt != Format::Q6K {
-                // SAFETY: `act` holds the quantized columns `cols` of nb blocks, `w` n_rows
+                // SAFETY: `act` holds the quantized `columns` of nb blocks, `w` n_rows
                 // rows of nb blocks (contiguous); `dst` is f32 [n_rows, n_cols]; the CPU
                 // features were detected by `isa`.
                 unsafe {
@@ -426,7 +426,7 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                         w,
                         act,
                         col_bytes,
-                        cols,
+                        columns,
                         rows,
                         dst.data as *mut f32,
                     )
@@ -482,14 +482,14 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
 }
 
 /// The decode op's share of a product over several columns of Q4_1, Q5_0 or Q8_0: `rows`
-/// against the columns `cols` (`act`: those quantized, `col_bytes` apart). The columns are
+/// against `columns` (`act`: those quantized, `col_bytes` apart). The columns are
 /// packed in chunks of [`cols::COLS`]; the chunks are taken in groups whose packed bytes stay
 /// in the second-level cache, and for each group each block of rows (in the first-level
 /// cache) against each of its chunks.
 ///
 /// # Safety
 /// As in [`gemv_op`]: `w` the op's weight (n_rows contiguous rows of whole blocks), `act` the
-/// quantized columns, `out` the f32 result `[n_rows, n_cols]`, `rows` and `cols` inside it;
+/// quantized columns, `out` the f32 result `[n_rows, n_cols]`, `rows` and `columns` inside it;
 /// the CPU has the features of `isa`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
@@ -500,7 +500,7 @@ unsafe fn gemv_packed(
     w: &sys::ggml_tensor,
     act: &[u8],
     col_bytes: usize,
-    cols: std::ops::Range<usize>,
+    columns: std::ops::Range<usize>,
     rows: std::ops::Range<usize>,
     out: *mut f32,
 ) {
@@ -508,7 +508,7 @@ unsafe fn gemv_packed(
     let nb = w.ne[0] as usize / 32;
     let n_rows = w.ne[1] as usize;
     let chunk_bytes = nb * packing.block(cols::COLS);
-    let n_chunks = cols.len().div_ceil(cols::COLS);
+    let n_chunks = columns.len().div_ceil(cols::COLS);
     let group = (PACKED_GROUP_BYTES / chunk_bytes).max(1);
     PACKED.with_borrow_mut(|buf| {
         buf.resize(n_chunks * chunk_bytes + 64, 0);
@@ -516,7 +516,7 @@ unsafe fn gemv_packed(
         let start = buf.as_ptr().align_offset(64);
         let packed = &mut buf[start..];
         for i in 0..n_chunks {
-            let n = cols::COLS.min(cols.len() - i * cols::COLS);
+            let n = cols::COLS.min(columns.len() - i * cols::COLS);
             let ys: [*const u8; cols::COLS] = std::array::from_fn(|j| {
                 act.as_ptr().wrapping_add((i * cols::COLS + j) * col_bytes)
             });
@@ -535,7 +535,7 @@ unsafe fn gemv_packed(
         for g0 in (0..n_chunks).step_by(group) {
             for r0 in rows.clone().step_by(ROW_BLOCK) {
                 for i in g0..(g0 + group).min(n_chunks) {
-                    let c0 = cols.start + i * cols::COLS;
+                    let c0 = columns.start + i * cols::COLS;
                     let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
                     for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
                         let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
@@ -544,7 +544,7 @@ unsafe fn gemv_packed(
                         // whose results go to column c0 on, n_rows floats apart; forwarded
                         // features.
                         unsafe {
-                            match cols.end - c0 {
+                            match columns.end - c0 {
                                 1 => packed_row::<1>(isa, f16, fmt, row, p, nb, at, n_rows),
                                 2 => packed_row::<2>(isa, f16, fmt, row, p, nb, at, n_rows),
                                 3 => packed_row::<3>(isa, f16, fmt, row, p, nb, at, n_rows),
