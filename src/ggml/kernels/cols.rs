@@ -245,18 +245,14 @@ pub mod vnni {
 
     /// The 32 quants of the Q5_0 block at `xb` plus 128, as unsigned bytes: `q + 128` is the
     /// low nibble with 0x80 above it where the block's high bit is set, 0x70 where it is clear
-    /// (`q` = nibble − 16), so a mask blend of the two by the 32 high bits and one ternary
-    /// logic operation replace the byte expansion of the bits, the subtraction and the flip.
-    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+    /// (`q` = nibble − 16), so one mask blend of the two by the 32 high bits replaces the byte
+    /// expansion of the bits, the subtraction and the flip.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
     #[inline]
     unsafe fn q5_0_unsigned(xb: *const u8) -> __m256i {
         let qh = std::ptr::read_unaligned(xb.add(2) as *const u32);
-        let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(xb.add(6) as *const __m128i));
-        // the low nibbles in the low half (quants 0-15), the high ones in the high half
-        let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
         let high = _mm256_mask_blend_epi8(qh, _mm256_set1_epi8(0x70), _mm256_set1_epi8(-128));
-        // (shifted & 0x0F) | high
-        _mm256_ternarylogic_epi32::<0xEA>(shifted, _mm256_set1_epi8(0x0F), high)
+        _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), high)
     }
 
     /// As [`avx2::q4_1`].
