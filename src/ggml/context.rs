@@ -16,6 +16,9 @@ mod routing;
 pub struct Context {
     raw: NonNull<sys::ggml_context>,
     buffers: ContextBuffers,
+    /// Values kept as long as the context's tensors: the user data of custom ops
+    /// ([`Context::keep`]).
+    kept: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
     id: u64,
 }
 
@@ -75,6 +78,7 @@ impl Context {
             .map(|raw| Context {
                 raw,
                 buffers: ContextBuffers::default(),
+                kept: Default::default(),
                 id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
             })
             .ok_or(GgmlError::ContextAlloc(mem))
@@ -85,9 +89,19 @@ impl Context {
     /// allocation. The context takes a new id, so handles made before are refused.
     pub fn reset(&mut self) {
         self.buffers = ContextBuffers::default();
+        self.kept.get_mut().map(|k| k.clear()).ok();
         // SAFETY: live context; `&mut self` means no `Tensor` or `Graph` borrows it any more.
         unsafe { sys::ggml_reset(self.as_ptr()) };
         self.id = NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keep `value` until the context is reset or dropped, at an address that does not move:
+    /// the user data of a custom op, read by the op while a graph of this context computes.
+    pub(super) fn keep<T: Send + 'static>(&self, value: T) -> *const T {
+        let b = Box::new(value);
+        let p: *const T = &*b;
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).push(b);
+        p
     }
 
     pub(super) fn as_ptr(&self) -> *mut sys::ggml_context {
@@ -134,6 +148,11 @@ impl Context {
             ptr: t.raw,
             ctx_id: self.id,
         }
+    }
+
+    /// Whether `t` is a tensor of this context.
+    pub(super) fn made(&self, t: Tensor<'_>) -> bool {
+        t.ctx_id == self.id
     }
 
     /// Whether `h` refers to a tensor of this context.

@@ -5,6 +5,7 @@
 //! compared.
 
 use crate::ggml::kernels::attn::{self, SeqAttn};
+use crate::ggml::kernels::store::{self, SeqStore};
 use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::{AttnKind, KvCache};
 
@@ -490,18 +491,62 @@ impl<'g> Builder<'g> {
         self.graph.expand(q);
         self.graph.expand(v);
         self.graph.expand(k);
-        for i in 0..self.kvs.len() {
-            let first = self.spans[i].0 as usize;
-            self.store_kv(
-                il,
-                i,
-                token_rows(c, k, first, 1),
-                token_rows(c, v, first, 1),
-            );
+        if !self.store_decode(il, k, v) {
+            for i in 0..self.kvs.len() {
+                let first = self.spans[i].0 as usize;
+                self.store_kv(
+                    il,
+                    i,
+                    token_rows(c, k, first, 1),
+                    token_rows(c, v, first, 1),
+                );
+            }
         }
         let softcap = hp.attn_softcap.unwrap_or(0.0);
         let out = attn_op_rows(c, q, &seqs, kq_scale, softcap);
         Some(self.name(out, "kqv_out", Some(il)))
+    }
+
+    /// A decode step's cache writes (token i of `k`, `v` `[head_dim, n_head_kv, n_seq]` is
+    /// sequence i's) in as few ops as [`store::SEQS_PER_OP`] allows, instead of two `set_rows`
+    /// per sequence; false (nothing built) where the op does not take them.
+    fn store_decode(&mut self, il: usize, k: Tensor<'g>, v: Tensor<'g>) -> bool {
+        let c = self.ctx;
+        if self
+            .spans
+            .iter()
+            .enumerate()
+            .any(|(i, &s)| s != (i as i64, 1))
+        {
+            return false;
+        }
+        let seqs: Vec<SeqStore<'g>> = (0..self.kvs.len())
+            .map(|i| {
+                let kv = self.kvs[i];
+                let kvc = kv.ctx();
+                let whole = |t: Tensor<'g>| c.view(t, &[t.ne()[0], t.ne()[1]], &[t.nb()[1]], 0);
+                let inp = self.inp.seqs[i].attn(kv.kind(il));
+                SeqStore {
+                    k_cache: whole(kvc.get(kv.k(il))),
+                    v_cache: whole(kvc.get(kv.v(il))),
+                    idx: inp.rows.k(c),
+                }
+            })
+            .collect();
+        let chunks: Vec<_> = seqs.chunks(store::SEQS_PER_OP).collect();
+        let part = |t: Tensor<'g>, j: usize, n: usize| token_rows(c, t, j * store::SEQS_PER_OP, n);
+        let taken = chunks
+            .iter()
+            .enumerate()
+            .all(|(j, s)| store::takes(part(k, j, s.len()), part(v, j, s.len()), s));
+        if !taken {
+            return false;
+        }
+        for (j, s) in chunks.iter().enumerate() {
+            let op = c.store_rows(part(k, j, s.len()), part(v, j, s.len()), s);
+            self.graph.expand(op);
+        }
+        true
     }
 
     /// Whether Ember's attention op may attend over `kv` in layer `il`: this build runs it,

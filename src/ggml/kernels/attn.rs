@@ -12,8 +12,8 @@
 //! of the next cells prefetched), then each row's maxima, exponentials and sums in order,
 //! then the accumulators cell by cell, two rows and 32 dimensions at a time in registers
 //! (f32 values rounded to f16, the same numbers): eight independent chains side by side. It
-//! does every sequence of a step in a few ops ([`SEQS_PER_OP`] each: a ggml op has nine
-//! sources), threads sharing the rows by cells attended.
+//! does up to [`SEQS_PER_OP`] sequences of a step in one op (the masks are its sources, the K
+//! and V views named in its user data), threads sharing the rows by cells attended.
 //!
 //! Every row's arithmetic is ggml's, step for step, on the builds it reproduces (ggml compiled
 //! by GCC, which fuses `S·ms + vs`, with f16 vectors of f32 lanes: 256-bit F16C ones, or
@@ -35,9 +35,9 @@ use ggml_sys as sys;
 use super::route::Machine;
 use super::{Context, Tensor, Type};
 
-/// Sequences one op takes: each brings three sources (K, V, mask) after the queries, and a
-/// ggml op has at most nine.
-pub const SEQS_PER_OP: usize = 2;
+/// Sequences one op takes: each brings its mask as a source after the queries (a custom ggml
+/// op has at most nine); their K and V views are named in the op's user data ([`DecodeKv`]).
+pub const SEQS_PER_OP: usize = 8;
 
 /// Most query heads taken together over one K/V head (more are taken in turns).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -195,14 +195,41 @@ impl Context {
         softcap: f32,
     ) -> Tensor<'a> {
         assert!(takes(q, seqs), "attn_decode: operands not supported");
+        assert!(
+            seqs.iter().all(|s| self.made(s.k) && self.made(s.v)),
+            "attn_decode: K and V views of the op's own context"
+        );
+        let kv = DecodeKv {
+            scale,
+            softcap,
+            seqs: seqs
+                .iter()
+                .map(|s| (s.k.as_ptr() as *const _, s.v.as_ptr() as *const _))
+                .collect(),
+        };
+        let user = self.keep(kv) as *mut c_void;
         let mut srcs = vec![q];
-        for s in seqs {
-            srcs.extend([s.k, s.v, s.mask]);
-        }
+        srcs.extend(seqs.iter().map(|s| s.mask));
         let ne = [seqs[0].v.ne()[0] * q.ne()[1], seqs.len() as i64];
-        self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), attn_op)
+        self.custom_op_user(Type::F32, ne, &srcs, user, attn_op)
     }
 }
+
+/// The decode op's user data: its parameters and each sequence's K and V views (tensor
+/// headers of the op's context, read when it computes: their data may be allocated after the
+/// op is made). Only the masks are sources, so one op takes many sequences; the views of the
+/// caches need no source edge for the order either, as the cache writes before them are
+/// placed in the graph first (as for ggml's own attention over a cache).
+struct DecodeKv {
+    scale: f32,
+    softcap: f32,
+    seqs: Vec<(*const sys::ggml_tensor, *const sys::ggml_tensor)>,
+}
+
+// SAFETY: the pointers are tensor headers of the context that keeps this value
+// (`Context::keep`), only read while a graph of that context computes; the value moves to no
+// other thread but the context's.
+unsafe impl Send for DecodeKv {}
 
 /// One sequence's operands as the op reads them.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -295,8 +322,8 @@ unsafe extern "C" fn attn_rows_op(
 ///
 /// # Safety
 /// Called by ggml's CPU backend with `dst` made by [`Context::attn_decode`]: sources the
-/// queries and each sequence's K, V and mask (checked by [`takes`]), all data allocated in
-/// host memory; `user` the packed parameters.
+/// queries and each sequence's mask, `user` the [`DecodeKv`] naming each sequence's K and V
+/// (checked by [`takes`]), all data allocated in host memory.
 unsafe extern "C" fn attn_op(
     dst: *mut sys::ggml_tensor,
     ith: c_int,
@@ -309,22 +336,19 @@ unsafe extern "C" fn attn_op(
         let dst = unsafe { &*dst };
         // SAFETY: source 0 is the queries, live for the graph's computation.
         let q = unsafe { &*dst.src[0] };
-        let seqs: Vec<Seq> = (0..q.ne[2] as usize)
-            .map(|i| {
-                // SAFETY: sources 1 + 3i .. 3 + 3i are sequence i's K, V and mask views.
-                let (k, v, m) = unsafe {
-                    (
-                        &*dst.src[1 + 3 * i],
-                        &*dst.src[2 + 3 * i],
-                        &*dst.src[3 + 3 * i],
-                    )
-                };
+        // SAFETY: `user` is the `DecodeKv` that `attn_decode` kept in the op's context.
+        let kv = unsafe { &*(user as *const DecodeKv) };
+        let seqs: Vec<Seq> = (kv.seqs.iter().enumerate())
+            .map(|(i, &(k, v))| {
+                // SAFETY: source 1 + i is sequence i's mask; `k` and `v` its K and V views,
+                // headers of the op's (live) context, their data allocated for the graph.
+                let (k, v, m) = unsafe { (&*k, &*v, &*dst.src[1 + i]) };
                 Seq::of(k, v, m.data as *const u16)
             })
             .collect();
         // SAFETY: as above: sequence 0's K and V (every sequence's have the same heads).
-        let (k, v) = unsafe { (&*dst.src[1], &*dst.src[2]) };
-        let p = Params::of(q, k, v, user, nth, true);
+        let (k, v) = unsafe { (&*kv.seqs[0].0, &*kv.seqs[0].1) };
+        let p = Params::new(kv.scale, kv.softcap, q, k, v, nth, true);
         // Rows in order (sequence, head), each weighted by its sequence's cells; thread t
         // takes the rows whose weighted middle falls in its t-th part.
         let total: usize = seqs.iter().map(|s| s.n_kv * p.n_head).sum();
@@ -417,6 +441,19 @@ impl Params {
         split: bool,
     ) -> Params {
         let (scale, softcap) = unpack(user);
+        Params::new(scale, softcap, q, k, v, nth, split)
+    }
+
+    /// As [`Params::of`], the two parameters given.
+    fn new(
+        scale: f32,
+        softcap: f32,
+        q: &sys::ggml_tensor,
+        k: &sys::ggml_tensor,
+        v: &sys::ggml_tensor,
+        nth: c_int,
+        split: bool,
+    ) -> Params {
         Params {
             scale,
             softcap,

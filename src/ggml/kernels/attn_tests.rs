@@ -185,7 +185,19 @@ fn run(case: &Case, threads: usize, seed: u64, reps: usize) -> (Vec<f32>, Vec<f3
 fn the_attention_op_gives_ggml_results_bit_for_bit() {
     assert!(attn::available(), "this build runs the attention op");
     let cases = [
-        // SmolLM2's heads, four sequences (two ops), short and padded caches
+        // SmolLM2's heads, eleven sequences (two ops), short and padded caches
+        Case {
+            hd: 64,
+            n_head: 9,
+            n_head_kv: 3,
+            seqs: [(256, 200), (256, 1), (512 - 256, 256), (256, 77)]
+                .into_iter()
+                .cycle()
+                .take(11)
+                .collect(),
+            softcap: 0.0,
+        },
+        // SmolLM2's heads, four sequences (one op)
         Case {
             hd: 64,
             n_head: 9,

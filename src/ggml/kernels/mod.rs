@@ -58,6 +58,7 @@ mod q4k_avx2;
 #[cfg(target_arch = "x86_64")]
 mod q6k;
 mod route;
+pub mod store;
 #[cfg(target_arch = "x86_64")]
 mod tile;
 pub mod tune;

@@ -478,8 +478,8 @@ impl GraphInput for KqMask {
 }
 
 /// i64 [n_tokens]: the cache row each token's K goes to (`inp_k_idxs`, `_swa` for a local
-/// layers' ring), and the same for V (`inp_v_idxs`), or for a transposed V the index of each
-/// of its values, [n_tokens * n_embd_v].
+/// layers' ring), V's too (the same tensor), or for a transposed V the index of each of its
+/// values, [n_tokens * n_embd_v] (`inp_v_idxs`).
 pub struct CacheRows {
     k: TensorHandle,
     v: TensorHandle,
@@ -506,9 +506,14 @@ impl CacheRows {
                 .set_input();
             ctx.handle(t)
         };
+        let k = make(nt, "inp_k_idxs");
         CacheRows {
-            k: make(nt, "inp_k_idxs"),
-            v: make(n_v, "inp_v_idxs"),
+            k,
+            // V stored by rows goes to K's rows: one tensor for both
+            v: match v_trans_width {
+                Some(_) => make(n_v, "inp_v_idxs"),
+                None => k,
+            },
             cells: kv.kind_cells(kind),
             v_trans_width,
             n_tokens: seq.span.len(),
@@ -553,8 +558,9 @@ impl GraphInput for CacheRows {
                 let c = (p as u32 % cells) as i64;
                 rows.extend((0..width as i64).map(|d| d * cells as i64 + c));
             }
+            self.v(ctx).write_i64(rows)?;
         }
-        self.v(ctx).write_i64(rows)
+        Ok(())
     }
 
     fn can_reuse(&self, shape: &GraphShape) -> bool {

@@ -35,11 +35,11 @@ fn attention_inputs_exist_for_the_kinds_of_layer_the_model_has() {
     );
     assert_eq!(
         names(&ctx, full),
-        ["attn_inp_kq_mask", "inp_k_idxs", "inp_v_idxs"]
+        ["attn_inp_kq_mask", "inp_k_idxs", "inp_k_idxs"]
     );
     assert_eq!(
         names(&ctx, local),
-        ["attn_inp_kq_mask_swa", "inp_k_idxs_swa", "inp_v_idxs_swa"]
+        ["attn_inp_kq_mask_swa", "inp_k_idxs_swa", "inp_k_idxs_swa"]
     );
     assert!(!local.rows.shared);
     // without a ring the local layers write the full layers' rows
@@ -62,7 +62,7 @@ fn attention_inputs_exist_for_the_kinds_of_layer_the_model_has() {
         let local = inp.seqs[0].local.as_ref().unwrap();
         assert_eq!(
             names(&ctx, local),
-            ["attn_inp_kq_mask_swa", "inp_k_idxs_swa", "inp_v_idxs_swa"]
+            ["attn_inp_kq_mask_swa", "inp_k_idxs_swa", "inp_k_idxs_swa"]
         );
         assert!(!local.rows.shared);
     }
@@ -70,6 +70,17 @@ fn attention_inputs_exist_for_the_kinds_of_layer_the_model_has() {
     let kv = cache(&[false, false], 8, 1024, 256, false);
     let inp = Inputs::new(&ctx, &[&kv], &s, 32);
     assert!(inp.seqs[0].local.is_none() && inp.seqs[0].full.is_some());
+    // V stored by rows goes to K's rows (one tensor, above); a transposed V has an index per
+    // value
+    ctx.reset();
+    let kv = cache(&[false, false], 8, 1024, 256, true);
+    let inp = Inputs::new(&ctx, &[&kv], &s, 32);
+    let full = inp.seqs[0].full.as_ref().unwrap();
+    assert_eq!(
+        names(&ctx, full),
+        ["attn_inp_kq_mask", "inp_k_idxs", "inp_v_idxs"]
+    );
+    assert_eq!(full.rows.v(&ctx).ne()[0], 4 * 32);
 }
 
 #[test]
