@@ -148,7 +148,7 @@ fn log_tuning(t: &TuneReport) {
         .as_ref()
         .map_or("no cache file".into(), |f| f.display().to_string());
     log::info!(
-        "kernel tuning: {} choices, {} timed now in {:.0} ms ({} taken twice, the first uneven), {} from {file}",
+        "kernel tuning: {} choices, {} timed now in {:.0} ms ({} taken twice, the first uneven or implausible), {} from {file}",
         total,
         t.measured,
         t.took.as_secs_f64() * 1e3,

@@ -115,7 +115,8 @@ pub struct TuneReport {
     pub verdicts: HashMap<Shape, Vec<Verdict>>,
     /// Choices measured now, and how long measuring took.
     pub measured: usize,
-    /// Of those, timings whose passes were too uneven (a busy moment), taken a second time.
+    /// Of those, timings whose passes were too uneven (a busy moment) or whose kernels differed
+    /// implausibly, taken a second time.
     pub unsteady: usize,
     pub took: Duration,
     pub file: Option<PathBuf>,
@@ -237,8 +238,10 @@ fn losers(verdicts: &[Verdict]) -> Vec<&Tunable> {
         .collect()
 }
 
-/// Times choice `t` on weights `ws`; a timing whose passes were uneven (a busy moment) is
-/// taken again, once, and the second kept.
+/// Times choice `t` on weights `ws`. A timing whose passes were uneven (a busy moment), or
+/// whose two kernels differ more than [`IMPLAUSIBLE`] times (they do the same work: one was
+/// slowed, say by a preempted core), is taken again, once, and each kernel keeps the faster of
+/// its two times.
 fn measure(
     b: &Backend,
     ws: &[crate::ggml::Tensor<'_>],
@@ -246,9 +249,12 @@ fn measure(
     report: &mut TuneReport,
 ) -> Result<Entry, crate::ggml::GgmlError> {
     let mut timing = time_kernel(b, ws, t.kernel, t.probe, t.cold, REPS)?;
-    if !timing.steady {
+    let ratio = timing.ember.as_secs_f64() / timing.ggml.as_secs_f64().max(1e-9);
+    if !timing.steady || !(1.0 / IMPLAUSIBLE..=IMPLAUSIBLE).contains(&ratio) {
         report.unsteady += 1;
-        timing = time_kernel(b, ws, t.kernel, t.probe, t.cold, REPS)?;
+        let again = time_kernel(b, ws, t.kernel, t.probe, t.cold, REPS)?;
+        timing.ember = timing.ember.min(again.ember);
+        timing.ggml = timing.ggml.min(again.ggml);
     }
     report.measured += 1;
     Ok(Entry {
@@ -256,6 +262,9 @@ fn measure(
         ggml_us: timing.ggml.as_secs_f64() * 1e6,
     })
 }
+
+/// How many times slower than the other one kernel's timing may be before it is taken again.
+const IMPLAUSIBLE: f64 = 3.0;
 
 /// The weights a choice is timed on: for a cold timing, weights alike until their bytes
 /// exceed [`COLD_BYTES`] (the caches hold none of them); for a warm one, the first.
