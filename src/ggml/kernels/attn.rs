@@ -13,7 +13,7 @@
 //! then the accumulators cell by cell, two rows and 32 dimensions at a time in registers
 //! (f32 values rounded to f16, the same numbers): eight independent chains side by side. It
 //! does up to [`SEQS_PER_OP`] sequences of a step in one op (the masks are its sources, the K
-//! and V views named in its user data), threads sharing the rows by cells attended.
+//! and V views named in its user data), threads claiming (sequence, K/V head) units as they go.
 //!
 //! Every row's arithmetic is ggml's, step for step, on the builds it reproduces (ggml compiled
 //! by GCC, which fuses `S·ms + vs`, with f16 vectors of f32 lanes: 256-bit F16C ones, or
@@ -206,6 +206,7 @@ impl Context {
                 .iter()
                 .map(|s| (s.k.as_ptr() as *const _, s.v.as_ptr() as *const _))
                 .collect(),
+            claims: Default::default(),
         };
         let user = self.keep(kv) as *mut c_void;
         let mut srcs = vec![q];
@@ -224,6 +225,8 @@ struct DecodeKv {
     scale: f32,
     softcap: f32,
     seqs: Vec<(*const sys::ggml_tensor, *const sys::ggml_tensor)>,
+    /// The op's threads share its (sequence, K/V head) units as they go.
+    claims: super::claims::Claims,
 }
 
 // SAFETY: the pointers are tensor headers of the context that keeps this value
@@ -317,8 +320,8 @@ unsafe extern "C" fn attn_rows_op(
     let _ = (dst, ith, nth, user);
 }
 
-/// The op's body: thread `ith` of `nth` computes its share of the query rows (sequence,
-/// head), shares weighted by cells attended.
+/// The op's body: thread `ith` of `nth` computes the query heads of the (sequence, K/V head)
+/// units it claims.
 ///
 /// # Safety
 /// Called by ggml's CPU backend with `dst` made by [`Context::attn_decode`]: sources the
@@ -349,30 +352,19 @@ unsafe extern "C" fn attn_op(
         // SAFETY: as above: sequence 0's K and V (every sequence's have the same heads).
         let (k, v) = unsafe { (&*kv.seqs[0].0, &*kv.seqs[0].1) };
         let p = Params::new(kv.scale, kv.softcap, q, k, v, nth, true);
-        // Rows in order (sequence, head), each weighted by its sequence's cells; thread t
-        // takes the rows whose weighted middle falls in its t-th part.
-        let total: usize = seqs.iter().map(|s| s.n_kv * p.n_head).sum();
-        let (ith, nth) = (ith.max(0) as usize, p.nth);
-        let mut before = 0;
-        for (si, s) in seqs.iter().enumerate() {
-            let start = before;
-            before += s.n_kv * p.n_head;
-            let owner = |h: usize| {
-                let mid = 2 * (start + h * s.n_kv) + s.n_kv;
-                (mid * nth / (2 * total.max(1))).min(nth - 1)
-            };
-            // (owners grow with the head: a thread's heads are a range)
-            let first = (0..p.n_head).find(|&h| owner(h) == ith);
-            if let Some(first) = first {
-                let end = (first..p.n_head)
-                    .find(|&h| owner(h) != ith)
-                    .unwrap_or(p.n_head);
+        // Units of (sequence, K/V head): its query heads over its cells, shared by the
+        // threads as they go (`claims.rs`).
+        let g = p.n_head / p.n_head_kv;
+        let n = seqs.len() * p.n_head_kv;
+        kv.claims.run(n, ith.max(0) as usize, p.nth, |units| {
+            for u in units {
+                let (si, kvh) = (u / p.n_head_kv, u % p.n_head_kv);
                 // SAFETY: sequence si's rows of the queries and the output; its K, V and mask
                 // over n_kv cells (checked by `takes`); this CPU has AVX2, FMA and F16C
                 // (`available`).
-                unsafe { attend_heads(&p, s, q, dst, si, first..end) };
+                unsafe { attend_heads(&p, &seqs[si], q, dst, si, kvh * g..(kvh + 1) * g) };
             }
-        }
+        });
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth, user);

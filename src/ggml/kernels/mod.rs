@@ -44,6 +44,7 @@ use super::{Context, Tensor, Type};
 pub mod attn;
 #[cfg(test)]
 mod attn_tests;
+mod claims;
 #[cfg(target_arch = "x86_64")]
 mod cols;
 #[cfg(target_arch = "x86_64")]
@@ -284,7 +285,15 @@ impl Context {
             takes(Kernel::Decode, w, x),
             "mul_mat_vec: operands not supported"
         );
-        self.custom_op(Type::F32, [w.ne()[1], x.ne()[1]], &[w, x], None, gemv_op)
+        // (the op's threads share the rows of a decode step as they go)
+        let claims = self.keep(claims::Claims::default());
+        self.custom_op_user(
+            Type::F32,
+            [w.ne()[1], x.ne()[1]],
+            &[w, x],
+            claims as *mut c_void,
+            gemv_op,
+        )
     }
 
     /// A `[ne0, ne1]` tensor of `ty` computed by `body` from `srcs`, on every thread. `hidden`,
@@ -364,7 +373,12 @@ const SPLIT_COLS: usize = 16;
 /// Called by ggml's CPU backend with `dst` a tensor made by [`Context::mul_mat_vec`]: its
 /// sources are the weight matrix and the f32 columns, all data allocated and `dst` f32
 /// `[rows, cols]` (checked by [`takes`] when the op was built).
-unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, _: *mut c_void) {
+unsafe extern "C" fn gemv_op(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    user: *mut c_void,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         let (Some(isa), Some(f16)) = (isa(), f16_table()) else {
@@ -406,16 +420,19 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                     }
                 }
             }
-            let groups = share(n_rows.div_ceil(ROWS), ith, nth);
-            let rows = if by_cols {
-                0..n_rows
-            } else {
-                groups.start * ROWS..(groups.end * ROWS).min(n_rows)
-            };
-            if columns.is_empty() || rows.is_empty() {
-                return;
-            }
             if n_cols > 1 && fmt != Format::Q6K {
+                let rows = if by_cols {
+                    Rows::Fixed(0..n_rows)
+                } else {
+                    // SAFETY: the op's user data is the `Claims` `mul_mat_vec` kept in the
+                    // graph's context; every thread of the op comes here (the path depends
+                    // on the operands only) and runs it once.
+                    let claims = unsafe { &*(user as *const claims::Claims) };
+                    Rows::Shared(claims, ith.max(0) as usize, nth.max(1) as usize)
+                };
+                if columns.is_empty() {
+                    return;
+                }
                 // SAFETY: `act` holds the quantized `columns` of nb blocks, `w` n_rows
                 // rows of nb blocks (contiguous); `dst` is f32 [n_rows, n_cols]; the CPU
                 // features were detected by `isa`.
@@ -432,6 +449,11 @@ unsafe extern "C" fn gemv_op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int,
                         dst.data as *mut f32,
                     )
                 };
+                return;
+            }
+            let groups = share(n_rows.div_ceil(ROWS), ith, nth);
+            let rows = groups.start * ROWS..(groups.end * ROWS).min(n_rows);
+            if columns.is_empty() || rows.is_empty() {
                 return;
             }
             let job = GemvJob {
@@ -502,7 +524,7 @@ unsafe fn gemv_packed(
     act: &[u8],
     col_bytes: usize,
     columns: std::ops::Range<usize>,
-    rows: std::ops::Range<usize>,
+    rows: Rows<'_>,
     out: *mut f32,
 ) {
     let packing = cols::Packing::of(isa, fmt);
@@ -533,34 +555,55 @@ unsafe fn gemv_packed(
                 )
             };
         }
-        for g0 in (0..n_chunks).step_by(group) {
-            for r0 in rows.clone().step_by(ROW_BLOCK) {
-                for i in g0..(g0 + group).min(n_chunks) {
-                    let c0 = columns.start + i * cols::COLS;
-                    let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
-                    for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
-                        let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
-                        let at = out.wrapping_add(c0 * n_rows + r);
-                        // SAFETY: row r has nb blocks; the chunk holds its packed columns,
-                        // whose results go to column c0 on, n_rows floats apart; forwarded
-                        // features.
-                        unsafe {
-                            match columns.end - c0 {
-                                1 => packed_row::<1>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                2 => packed_row::<2>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                3 => packed_row::<3>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                4 => packed_row::<4>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                5 => packed_row::<5>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                6 => packed_row::<6>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                7 => packed_row::<7>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                _ => packed_row::<8>(isa, f16, fmt, row, p, nb, at, n_rows),
+        let run = |rows: std::ops::Range<usize>| {
+            for g0 in (0..n_chunks).step_by(group) {
+                for r0 in rows.clone().step_by(ROW_BLOCK) {
+                    for i in g0..(g0 + group).min(n_chunks) {
+                        let c0 = columns.start + i * cols::COLS;
+                        let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
+                        for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
+                            let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
+                            let at = out.wrapping_add(c0 * n_rows + r);
+                            // SAFETY: row r has nb blocks; the chunk holds its packed columns,
+                            // whose results go to column c0 on, n_rows floats apart; forwarded
+                            // features.
+                            unsafe {
+                                match columns.end - c0 {
+                                    1 => packed_row::<1>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    2 => packed_row::<2>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    3 => packed_row::<3>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    4 => packed_row::<4>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    5 => packed_row::<5>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    6 => packed_row::<6>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    7 => packed_row::<7>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    _ => packed_row::<8>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                }
                             }
                         }
                     }
                 }
             }
+        };
+        match rows {
+            Rows::Fixed(r) => run(r),
+            Rows::Shared(claims, ith, nth) => {
+                // units of whole row blocks, enough of them (64 a thread) to even out
+                let unit = n_rows.div_ceil(64 * nth).next_multiple_of(ROW_BLOCK);
+                claims.run(n_rows.div_ceil(unit), ith, nth, |u| {
+                    run(u.start * unit..(u.end * unit).min(n_rows))
+                })
+            }
         }
     });
+}
+
+/// The rows a thread of the decode op multiplies: a range fixed in advance (a prompt split
+/// by columns: every row), or its claims on the rows of a step the threads share as they go
+/// (`claims.rs`: the op, its thread, the threads).
+#[cfg(target_arch = "x86_64")]
+enum Rows<'a> {
+    Fixed(std::ops::Range<usize>),
+    Shared(&'a claims::Claims, usize, usize),
 }
 
 /// One row against C packed columns, the results to `out`, `stride` floats apart.
