@@ -344,43 +344,54 @@ pub const Q6_K_BYTES: usize = 210;
 /// Bytes of one Q8_K activation super-block: f32 d, 256 i8, 16 i16 sums of 16.
 pub const Q8_K_BYTES: usize = 292;
 
-/// ggml's `quantize_row_q8_K` (its reference code, which the CPU backend uses): per 256 values
-/// the one of largest magnitude sets iscale = -127 / max, quants are round-to-nearest-even of
-/// iscale · x capped at 127, d = 1 / iscale, and the quants summed by 16.
+/// ggml's `quantize_row_q8_K` (its reference code, which the CPU backend uses): per 256 values,
+/// iscale = -127 / amax of the largest magnitude, quants round-to-nearest-even of iscale · x,
+/// d = 1 / iscale, and the quants summed by 16. ggml takes the sign of the largest value, not
+/// its magnitude; where that value is negative its quants, sums and d are these negated, which
+/// changes no product of the K-quant kernels (d · Σq·w, d · Σsums·m: both factors negated) and
+/// so no result.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C (here so that the rounding is one instruction, not a call
-/// into the C library); `x` holds 256·nb floats and `y` room for nb blocks.
+/// The CPU has AVX2, FMA and F16C; `x` holds 256·nb floats and `y` room for nb blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_q8_k(x: *const f32, y: *mut u8, nb: usize) {
+    let sign = _mm256_set1_ps(-0.0);
     for b in 0..nb {
-        let xs = std::slice::from_raw_parts(x.add(b * 256), 256);
+        let xb = x.add(b * 256);
         let yb = y.add(b * Q8_K_BYTES);
-        let (mut max, mut amax) = (0.0f32, 0.0f32);
-        for &v in xs {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
+        let v: [__m256; 32] = std::array::from_fn(|i| _mm256_loadu_ps(xb.add(8 * i)));
+        // (a NaN, whose comparisons are false, is passed over as the reference passes it)
+        let amax = v.iter().fold(_mm256_setzero_ps(), |m, &vi| {
+            _mm256_max_ps(_mm256_andnot_ps(sign, vi), m)
+        });
+        let m = _mm_max_ps(
+            _mm256_castps256_ps128(amax),
+            _mm256_extractf128_ps::<1>(amax),
+        );
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+        let amax = _mm_cvtss_f32(m);
+        if amax == 0.0 {
+            std::ptr::write_bytes(yb, 0, Q8_K_BYTES);
+            continue;
         }
-        let qs = std::slice::from_raw_parts_mut(yb.add(4) as *mut i8, 256);
-        let d = if amax == 0.0 {
-            qs.fill(0);
-            0.0
-        } else {
-            let iscale = -127.0 / max;
-            for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        let iscale = -127.0 / amax;
+        let s = _mm256_set1_ps(iscale);
+        std::ptr::copy_nonoverlapping((1.0 / iscale).to_le_bytes().as_ptr(), yb, 4);
+        for g in 0..8 {
+            // |iscale · x| <= 127 (rounding cannot pass 127.5): no cap needed
+            let q: [__m256i; 4] =
+                std::array::from_fn(|i| _mm256_cvtps_epi32(_mm256_mul_ps(v[4 * g + i], s)));
+            pack_i8(q, yb.add(4 + 32 * g));
+            for h in 0..2 {
+                let t = _mm256_add_epi32(q[2 * h], q[2 * h + 1]);
+                let t = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256::<1>(t));
+                let t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+                let t = _mm_add_epi32(t, _mm_shuffle_epi32::<1>(t));
+                let sum = _mm_cvtsi128_si32(t) as i16;
+                let at = yb.add(260 + 2 * (2 * g + h));
+                std::ptr::copy_nonoverlapping(sum.to_le_bytes().as_ptr(), at, 2);
             }
-            1.0 / iscale
-        };
-        std::ptr::copy_nonoverlapping(d.to_le_bytes().as_ptr(), yb, 4);
-        for j in 0..16 {
-            let sum: i32 = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
-            // ggml leaves the sums unwritten when every value is 0; they are then multiplied
-            // by d = 0 and make no difference, so 0 is as good as anything.
-            let s = if amax == 0.0 { 0i16 } else { sum as i16 };
-            std::ptr::copy_nonoverlapping(s.to_le_bytes().as_ptr(), yb.add(260 + 2 * j), 2);
         }
     }
 }
