@@ -265,6 +265,15 @@ pub struct Tensor<'ctx> {
     _ctx: PhantomData<&'ctx Context>,
 }
 
+/// [`Tensor::is_plain_host_data`] of a live tensor header.
+fn plain_host(h: &sys::ggml_tensor) -> bool {
+    // SAFETY: a non-null buffer of a live tensor is a live ggml buffer.
+    !h.buffer.is_null()
+        && !h.data.is_null()
+        && h.extra.is_null()
+        && unsafe { sys::ggml_backend_buffer_is_host(h.buffer) }
+}
+
 impl<'ctx> Tensor<'ctx> {
     pub(super) fn as_ptr(self) -> *mut sys::ggml_tensor {
         self.raw.as_ptr()
@@ -300,12 +309,18 @@ impl<'ctx> Tensor<'ctx> {
     /// Whether the tensor's data is allocated in host memory in ggml's own layout (not in a
     /// GPU buffer, not repacked by an extra buffer type).
     pub fn is_plain_host_data(&self) -> bool {
+        plain_host(self.header())
+    }
+
+    /// Whether the tensor's data is in host memory in ggml's own layout and allocated already:
+    /// [`is_plain_host_data`](Self::is_plain_host_data), or a view (not yet placed in a buffer
+    /// itself) of such a tensor.
+    pub fn reads_host_data(&self) -> bool {
         let h = self.header();
-        // SAFETY: a non-null buffer of a live tensor is a live ggml buffer.
-        !h.buffer.is_null()
-            && !h.data.is_null()
-            && h.extra.is_null()
-            && unsafe { sys::ggml_backend_buffer_is_host(h.buffer) }
+        // SAFETY: a non-null `view_src` of a live tensor is a live tensor (views keep their
+        // source's context alive: it outlives theirs or is theirs).
+        plain_host(h)
+            || (!h.data.is_null() && !h.view_src.is_null() && plain_host(unsafe { &*h.view_src }))
     }
 
     /// Whether the tensor's data is host memory in ggml's CPU repack buffer, that is, in the

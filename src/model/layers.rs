@@ -512,11 +512,16 @@ impl<'g> Builder<'g> {
     /// per sequence; false (nothing built) where the op does not take them.
     fn store_decode(&mut self, il: usize, k: Tensor<'g>, v: Tensor<'g>) -> bool {
         let c = self.ctx;
+        // (the attention op's conditions, V stored by rows: checked again, not assumed)
         if self
             .spans
             .iter()
             .enumerate()
             .any(|(i, &s)| s != (i as i64, 1))
+            || !self
+                .kvs
+                .iter()
+                .all(|kv| !kv.v_trans && self.attn_op_runs(il, kv))
         {
             return false;
         }

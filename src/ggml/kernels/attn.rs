@@ -196,8 +196,11 @@ impl Context {
     ) -> Tensor<'a> {
         assert!(takes(q, seqs), "attn_decode: operands not supported");
         assert!(
-            seqs.iter().all(|s| self.made(s.k) && self.made(s.v)),
-            "attn_decode: K and V views of the op's own context"
+            seqs.iter().all(|s| self.made(s.k)
+                && self.made(s.v)
+                && s.k.reads_host_data()
+                && s.v.reads_host_data()),
+            "attn_decode: K and V views of the op's own context over allocated host memory"
         );
         let kv = DecodeKv {
             scale,
@@ -217,8 +220,8 @@ impl Context {
 }
 
 /// The decode op's user data: its parameters and each sequence's K and V views (tensor
-/// headers of the op's context, read when it computes: their data may be allocated after the
-/// op is made). Only the masks are sources, so one op takes many sequences; the views of the
+/// headers of the op's context over allocated host memory — they are no sources, so no
+/// allocator would place them — read when it computes). Only the masks are sources, so one op takes many sequences; the views of the
 /// caches need no source edge for the order either, as the cache writes before them are
 /// placed in the graph first (as for ggml's own attention over a cache).
 struct DecodeKv {

@@ -79,9 +79,11 @@ impl Context {
     ) -> Tensor<'a> {
         assert!(takes(k, v, seqs), "store_rows: operands not supported");
         assert!(
-            seqs.iter()
-                .all(|s| self.made(s.k_cache) && self.made(s.v_cache)),
-            "store_rows: cache views of the op's own context"
+            seqs.iter().all(|s| self.made(s.k_cache)
+                && self.made(s.v_cache)
+                && s.k_cache.reads_host_data()
+                && s.v_cache.reads_host_data()),
+            "store_rows: cache views of the op's own context over allocated host memory"
         );
         let caches = Caches(
             seqs.iter()
@@ -121,6 +123,11 @@ unsafe extern "C" fn store_op(
         // SAFETY: sources 0 and 1 are the K and V rows, live for the graph's computation.
         let (k, v) = unsafe { (&*dst.src[0], &*dst.src[1]) };
         let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+        if ith == 0 {
+            // SAFETY: the result is one f32, allocated for the graph (a placeholder, written
+            // so that it holds no garbage).
+            unsafe { *(dst.data as *mut f32) = 0.0 };
+        }
         for (i, &(kc, vc)) in caches.0.iter().enumerate().skip(ith).step_by(nth) {
             // SAFETY: source 2 + i is sequence i's one-value I64 index; `kc`, `vc` its cache
             // views, headers of the op's (live) context over allocated cache data.

@@ -379,9 +379,12 @@ pub unsafe fn quantize_q8_k(x: *const f32, y: *mut u8, nb: usize) {
         let s = _mm256_set1_ps(iscale);
         std::ptr::copy_nonoverlapping((1.0 / iscale).to_le_bytes().as_ptr(), yb, 4);
         for g in 0..8 {
-            // |iscale · x| <= 127 (rounding cannot pass 127.5): no cap needed
-            let q: [__m256i; 4] =
-                std::array::from_fn(|i| _mm256_cvtps_epi32(_mm256_mul_ps(v[4 * g + i], s)));
+            // |iscale · x| <= 127 (rounding cannot pass 127.5): no cap needed; a NaN product
+            // (a NaN value, or infinities) becomes 0, as the reference's cast makes it
+            let q: [__m256i; 4] = std::array::from_fn(|i| {
+                let p = _mm256_mul_ps(v[4 * g + i], s);
+                _mm256_cvtps_epi32(_mm256_and_ps(p, _mm256_cmp_ps::<_CMP_ORD_Q>(p, p)))
+            });
             pack_i8(q, yb.add(4 + 32 * g));
             for h in 0..2 {
                 let t = _mm256_add_epi32(q[2 * h], q[2 * h + 1]);
