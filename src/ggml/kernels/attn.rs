@@ -33,7 +33,7 @@ use std::ops::Range;
 use ggml_sys as sys;
 
 use super::route::Machine;
-use super::{Context, Tensor, Type};
+use super::{Context, Tensor, Type, ViewPairs};
 
 /// Sequences one op takes: each brings its mask as a source after the queries (a custom ggml
 /// op has at most nine); their K and V views are named in the op's user data ([`DecodeKv`]).
@@ -195,20 +195,10 @@ impl Context {
         softcap: f32,
     ) -> Tensor<'a> {
         assert!(takes(q, seqs), "attn_decode: operands not supported");
-        assert!(
-            seqs.iter().all(|s| self.made(s.k)
-                && self.made(s.v)
-                && s.k.reads_host_data()
-                && s.v.reads_host_data()),
-            "attn_decode: K and V views of the op's own context over allocated host memory"
-        );
         let kv = DecodeKv {
             scale,
             softcap,
-            seqs: seqs
-                .iter()
-                .map(|s| (s.k.as_ptr() as *const _, s.v.as_ptr() as *const _))
-                .collect(),
+            seqs: ViewPairs::new(self, "attn_decode", seqs.iter().map(|s| (s.k, s.v))),
             claims: Default::default(),
         };
         let user = self.keep(kv) as *mut c_void;
@@ -219,23 +209,17 @@ impl Context {
     }
 }
 
-/// The decode op's user data: its parameters and each sequence's K and V views (tensor
-/// headers of the op's context over allocated host memory — they are no sources, so no
-/// allocator would place them — read when it computes). Only the masks are sources, so one op takes many sequences; the views of the
-/// caches need no source edge for the order either, as the cache writes before them are
-/// placed in the graph first (as for ggml's own attention over a cache).
+/// The decode op's user data: its parameters and each sequence's K and V views. Only the
+/// masks are sources, so one op takes many sequences; the views of the caches need no source
+/// edge for the order either, as the cache writes before them are placed in the graph first
+/// (as for ggml's own attention over a cache).
 struct DecodeKv {
     scale: f32,
     softcap: f32,
-    seqs: Vec<(*const sys::ggml_tensor, *const sys::ggml_tensor)>,
+    seqs: ViewPairs,
     /// The op's threads share its (sequence, K/V head) units as they go.
     claims: super::claims::Claims,
 }
-
-// SAFETY: the pointers are tensor headers of the context that keeps this value
-// (`Context::keep`), only read while a graph of that context computes; the value moves to no
-// other thread but the context's.
-unsafe impl Send for DecodeKv {}
 
 /// One sequence's operands as the op reads them.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -344,16 +328,16 @@ unsafe extern "C" fn attn_op(
         let q = unsafe { &*dst.src[0] };
         // SAFETY: `user` is the `DecodeKv` that `attn_decode` kept in the op's context.
         let kv = unsafe { &*(user as *const DecodeKv) };
-        let seqs: Vec<Seq> = (kv.seqs.iter().enumerate())
-            .map(|(i, &(k, v))| {
-                // SAFETY: source 1 + i is sequence i's mask; `k` and `v` its K and V views,
-                // headers of the op's (live) context, their data allocated for the graph.
-                let (k, v, m) = unsafe { (&*k, &*v, &*dst.src[1 + i]) };
+        let seqs: Vec<Seq> = (0..kv.seqs.len())
+            .map(|i| {
+                // SAFETY: source 1 + i is sequence i's mask; pair i its K and V views, kept
+                // with the op's (live, computing) context.
+                let ((k, v), m) = unsafe { (kv.seqs.get(i), &*dst.src[1 + i]) };
                 Seq::of(k, v, m.data as *const u16)
             })
             .collect();
         // SAFETY: as above: sequence 0's K and V (every sequence's have the same heads).
-        let (k, v) = unsafe { (&*kv.seqs[0].0, &*kv.seqs[0].1) };
+        let (k, v) = unsafe { kv.seqs.get(0) };
         let p = Params::new(kv.scale, kv.softcap, q, k, v, nth, true);
         // Units of (sequence, K/V head): its query heads over its cells, shared by the
         // threads as they go (`claims.rs`).

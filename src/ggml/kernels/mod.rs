@@ -221,6 +221,54 @@ impl Context {
     }
 }
 
+/// Pairs of tensor headers (a sequence's K and V, or its two caches) that a custom op reads
+/// through its user data instead of as sources, so that the nine sources of a custom op do
+/// not bound the sequences it takes: views made in the op's own context over allocated host
+/// memory (no allocator places them, as they are no sources), read when the op computes.
+struct ViewPairs(Vec<(*const sys::ggml_tensor, *const sys::ggml_tensor)>);
+
+// SAFETY: the pointers are tensor headers of the context that keeps this value
+// (`Context::keep`), only read while a graph of that context computes.
+unsafe impl Send for ViewPairs {}
+
+impl ViewPairs {
+    /// `pairs` as an op built in `ctx` reads them; `op` names the op in the panic if a view is
+    /// of another context or not over allocated host memory.
+    fn new<'a>(
+        ctx: &Context,
+        op: &str,
+        pairs: impl Iterator<Item = (Tensor<'a>, Tensor<'a>)>,
+    ) -> ViewPairs {
+        ViewPairs(
+            pairs
+                .map(|(a, b)| {
+                    assert!(
+                        [a, b].iter().all(|t| ctx.made(*t) && t.reads_host_data()),
+                        "{op}: views of the op's own context over allocated host memory"
+                    );
+                    (a.as_ptr() as *const _, b.as_ptr() as *const _)
+                })
+                .collect(),
+        )
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Pair `i`.
+    ///
+    /// # Safety
+    /// Called while a graph of the context that made and keeps these pairs computes (their
+    /// headers live, their data allocated: checked when made); `i` below [`len`](Self::len).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    unsafe fn get(&self, i: usize) -> (&sys::ggml_tensor, &sys::ggml_tensor) {
+        let (a, b) = self.0[i];
+        // SAFETY: the caller's promise.
+        unsafe { (&*a, &*b) }
+    }
+}
+
 /// Thread `ith` of `nth`'s share of `n` items (rows, row groups or columns), as ggml passes
 /// a custom op its thread index and count.
 #[cfg(target_arch = "x86_64")]

@@ -11,7 +11,7 @@ use std::ffi::{c_int, c_void};
 
 use ggml_sys as sys;
 
-use super::{Context, Tensor, Type};
+use super::{Context, Tensor, Type, ViewPairs};
 
 /// Sequences one op takes: each brings its index as a source after the K and V rows (a custom
 /// ggml op has at most nine).
@@ -58,14 +58,6 @@ pub fn takes(k: Tensor<'_>, v: Tensor<'_>, seqs: &[SeqStore<'_>]) -> bool {
         })
 }
 
-/// The op's user data: each sequence's cache views, headers of the op's context (read when it
-/// computes).
-struct Caches(Vec<(*const sys::ggml_tensor, *const sys::ggml_tensor)>);
-
-// SAFETY: the pointers are tensor headers of the context that keeps this value
-// (`Context::keep`), only read while a graph of that context computes.
-unsafe impl Send for Caches {}
-
 impl Context {
     /// Write token i's K and V rows (`k`, `v` `[head_dim, n_head_kv, n]`) to the cell named
     /// by `seqs[i].idx` of `seqs[i]`'s caches, rounded to f16: what `set_rows` gives, for all
@@ -78,22 +70,10 @@ impl Context {
         seqs: &[SeqStore<'a>],
     ) -> Tensor<'a> {
         assert!(takes(k, v, seqs), "store_rows: operands not supported");
-        assert!(
-            seqs.iter().all(|s| self.made(s.k_cache)
-                && self.made(s.v_cache)
-                && s.k_cache.reads_host_data()
-                && s.v_cache.reads_host_data()),
-            "store_rows: cache views of the op's own context over allocated host memory"
-        );
-        let caches = Caches(
-            seqs.iter()
-                .map(|s| {
-                    (
-                        s.k_cache.as_ptr() as *const _,
-                        s.v_cache.as_ptr() as *const _,
-                    )
-                })
-                .collect(),
+        let caches = ViewPairs::new(
+            self,
+            "store_rows",
+            seqs.iter().map(|s| (s.k_cache, s.v_cache)),
         );
         let user = self.keep(caches) as *mut c_void;
         let mut srcs = vec![k, v];
@@ -106,7 +86,8 @@ impl Context {
 ///
 /// # Safety
 /// Called by ggml's CPU backend with `dst` made by [`Context::store_rows`]: sources the K and
-/// V rows and each sequence's index, `user` the [`Caches`] (checked by [`takes`]), all data
+/// V rows and each sequence's index, `user` the `ViewPairs` of its caches (checked by
+/// [`takes`]), all data
 /// allocated in host memory.
 unsafe extern "C" fn store_op(
     dst: *mut sys::ggml_tensor,
@@ -118,8 +99,9 @@ unsafe extern "C" fn store_op(
     {
         // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
         let dst = unsafe { &*dst };
-        // SAFETY: `user` is the `Caches` that `store_rows` kept in the op's context.
-        let caches = unsafe { &*(user as *const Caches) };
+        // SAFETY: `user` is the `ViewPairs` of caches that `store_rows` kept in the op's
+        // context.
+        let caches = unsafe { &*(user as *const ViewPairs) };
         // SAFETY: sources 0 and 1 are the K and V rows, live for the graph's computation.
         let (k, v) = unsafe { (&*dst.src[0], &*dst.src[1]) };
         let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
@@ -128,10 +110,10 @@ unsafe extern "C" fn store_op(
             // so that it holds no garbage).
             unsafe { *(dst.data as *mut f32) = 0.0 };
         }
-        for (i, &(kc, vc)) in caches.0.iter().enumerate().skip(ith).step_by(nth) {
-            // SAFETY: source 2 + i is sequence i's one-value I64 index; `kc`, `vc` its cache
-            // views, headers of the op's (live) context over allocated cache data.
-            let (idx, kc, vc) = unsafe { (&*dst.src[2 + i], &*kc, &*vc) };
+        for i in (ith..caches.len()).step_by(nth) {
+            // SAFETY: source 2 + i is sequence i's one-value I64 index; pair i its cache
+            // views, kept with the op's (live, computing) context.
+            let (idx, (kc, vc)) = unsafe { (&*dst.src[2 + i], caches.get(i)) };
             // SAFETY: as above.
             let cell = unsafe { *(idx.data as *const i64) };
             if !(0..kc.ne[1]).contains(&cell) || !(0..vc.ne[1]).contains(&cell) {
