@@ -509,19 +509,19 @@ impl<'g> Builder<'g> {
 
     /// A decode step's cache writes (token i of `k`, `v` `[head_dim, n_head_kv, n_seq]` is
     /// sequence i's) in as few ops as [`store::SEQS_PER_OP`] allows, instead of two `set_rows`
-    /// per sequence; false (nothing built) where the op does not take them.
+    /// per sequence; false (nothing built) where the op does not take them. Only for
+    /// [`attention_decode`](Self::attention_decode), once Ember's attention op runs over every
+    /// cache ([`attn_op_runs`](Self::attn_op_runs): f16, host memory, flash attention).
     fn store_decode(&mut self, il: usize, k: Tensor<'g>, v: Tensor<'g>) -> bool {
         let c = self.ctx;
-        // (the attention op's conditions, V stored by rows: checked again, not assumed)
+        // (the caller has checked the attention op's conditions on every cache; V stored by
+        // rows and token i being sequence i's are this op's own)
         if self
             .spans
             .iter()
             .enumerate()
             .any(|(i, &s)| s != (i as i64, 1))
-            || !self
-                .kvs
-                .iter()
-                .all(|kv| !kv.v_trans && self.attn_op_runs(il, kv))
+            || self.kvs.iter().any(|kv| kv.v_trans)
         {
             return false;
         }
