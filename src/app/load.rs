@@ -124,13 +124,14 @@ fn log_routes(model: &Model) {
             format!("  (timed: {})", v.join("; "))
         });
         log::info!(
-            "  {:<width$} x{:<3} {:<6} {:>14} {:<8} {}{tuned}",
+            "  {:<width$} x{:<3} {:<6} {:>14} {:<8} {}; sequences together: {}{tuned}",
             r.name,
             r.count,
             r.ty.name(),
             format!("[{}, {}]", r.ne[0], r.ne[1]),
             placement,
-            r.route
+            r.route,
+            r.route.describe_batches()
         );
     }
 }

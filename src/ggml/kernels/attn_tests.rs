@@ -251,7 +251,8 @@ fn the_attention_op_gives_ggml_results_bit_for_bit() {
 /// Times the op against ggml's flash attention (one op per sequence) for a decode step of
 /// eight sequences with SmolLM2's heads: `cargo test --release --lib attn_timing --
 /// --ignored --nocapture` (`ATTN_THREADS`, default 2; `ATTN_CELLS`, default 256 cells of
-/// which three quarters visible).
+/// which three quarters visible; `ATTN_HEADS` and `ATTN_KV`, default 9 and 3 — Qwen2.5 0.5B
+/// has 14 and 2).
 #[test]
 #[ignore = "a timing, not a test: run it by name"]
 fn attn_timing() {
@@ -262,16 +263,17 @@ fn attn_timing() {
             .unwrap_or(d)
     };
     let (threads, cells) = (var("ATTN_THREADS", 2), var("ATTN_CELLS", 256) as i64);
+    let (n_head, n_head_kv) = (var("ATTN_HEADS", 9) as i64, var("ATTN_KV", 3) as i64);
     let case = Case {
         hd: 64,
-        n_head: 9,
-        n_head_kv: 3,
+        n_head,
+        n_head_kv,
         seqs: vec![(cells, cells * 3 / 4); 8],
         softcap: 0.0,
     };
     let (a, b, ta, tb) = timed(&case, threads, 200);
     assert_eq!(a, b);
-    let head_cells = 8.0 * 9.0 * (cells as f64 * 0.75);
+    let head_cells = 8.0 * n_head as f64 * (cells as f64 * 0.75);
     println!(
         "{threads} threads, 8 x {cells} cells: ggml {:.1} us, op {:.1} us per layer ({:.1} vs {:.1} ns per head-cell)",
         ta * 1e6,

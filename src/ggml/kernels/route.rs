@@ -486,6 +486,39 @@ impl Route {
     }
 }
 
+impl Route {
+    /// What a batch-invariant product runs by the number of sequences in it, from two on
+    /// (e.g. `2-3 q4k-decode, 4+ q4k-decode per column`): what [`describe`](Self::describe)'s
+    /// bands do not say for batches (`ember batch`, the server, `ember bench -npl`).
+    pub fn describe_batches(&self) -> String {
+        const LAST: i64 = 256;
+        let name = |inv: Invariant| match inv {
+            Invariant::Direct(k) => k.name().to_string(),
+            Invariant::Columns(k) => format!("{} per column", k.name()),
+            Invariant::Groups(1) => format!("{} per column", self.kernel(1).name()),
+            Invariant::Groups(g) => format!("{} in groups of {g}", self.kernel(g as i64).name()),
+        };
+        let mut parts: Vec<(i64, i64, Invariant)> = Vec::new();
+        for n in 2..=LAST {
+            let inv = self.invariant(n);
+            match parts.last_mut() {
+                Some(last) if last.2 == inv => last.1 = n,
+                _ => parts.push((n, n, inv)),
+            }
+        }
+        parts
+            .iter()
+            .map(|&(a, b, inv)| match (a, b) {
+                (2, LAST) => format!("all {}", name(inv)),
+                (a, LAST) => format!("{a}+ {}", name(inv)),
+                (a, b) if a == b => format!("{a} {}", name(inv)),
+                (a, b) => format!("{a}-{b} {}", name(inv)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe())

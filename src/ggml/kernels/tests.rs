@@ -407,6 +407,7 @@ fn routes_follow_placement_format_and_columns() {
     assert_eq!(r.kernel(2) == tiles, m.vnni && !columns);
     assert_eq!(r.kernel(512) == tiles, m.vnni && !columns);
     assert_eq!(route(wf).describe(), "all ggml", "f16 weights");
+    assert_eq!(route(wf).describe_batches(), "all ggml per column");
     assert_eq!(route(wf).exact_columns(), Some(1));
     let ggml_tiles = m.k_quant && m.ggml_vnni && m.ggml_fuses_mul_add;
     let r6 = route(w6);
@@ -461,6 +462,10 @@ fn switches_and_gpu_layers_change_routes_as_documented() {
     assert_eq!(describe(w6, false, ggml_untiled), "1 decode, 2+ ggml");
     if m.ggml_vnni && m.ggml_fuses_mul_add {
         assert_eq!(describe(w6, false, on), "1 decode, 2-7 ggml, 8+ q6k-prompt");
+        assert_eq!(
+            Route::decide_with(w6, false, m, &on).describe_batches(),
+            "2-7 ggml, 8+ decode per column"
+        );
         assert_eq!(
             describe(w6, true, on),
             "1 decode, 2-7 ggml, 8-31 q6k-prompt, 32+ ggml"
