@@ -113,7 +113,8 @@ pub fn takes(q: Tensor<'_>, seqs: &[SeqAttn<'_>]) -> bool {
 }
 
 /// The checks shared by [`takes`] and [`takes_rows`]: `q` `[head_dim, n_head, n_q]` f32, the
-/// sequences' K and V f16 views of whole heads, masks f16 over the same cells.
+/// sequences' K and V f16 views of whole heads (as many K/V heads and V head sizes as the
+/// first: the op reads every sequence's by it), masks f16 over the same cells.
 fn takes_heads(q: Tensor<'_>, seqs: &[SeqAttn<'_>], n_q: i64) -> bool {
     let qn = q.ne();
     if !available()
@@ -145,6 +146,7 @@ fn takes_heads(q: Tensor<'_>, seqs: &[SeqAttn<'_>], n_q: i64) -> bool {
             && vn[3] == 1
             && mn[0] == kn[2]
             && vn[0] == seqs[0].v.ne()[0]
+            && kn[1] == seqs[0].k.ne()[1]
     })
 }
 

@@ -147,6 +147,19 @@ fn run(case: &Case, threads: usize, seed: u64, reps: usize) -> (Vec<f32>, Vec<f3
             first * q.nb()[2],
         );
         assert!(attn::takes(qc, chunk), "the op takes the case");
+        if chunk.len() >= 2 && nkv > 1 {
+            // (the op reads every sequence's heads as the first one's)
+            let mut odd = chunk.to_vec();
+            let second = &mut odd[1];
+            for t in [&mut second.k, &mut second.v] {
+                let nb = t.nb();
+                *t = ctx.view(*t, &[hd, 1, t.ne()[2], 1], &[nb[1], nb[2], nb[3]], 0);
+            }
+            assert!(
+                !attn::takes(qc, &odd),
+                "K/V head counts differ between sequences"
+            );
+        }
         let o = ctx.attn_decode(qc, chunk, scale, case.softcap);
         g.expand(o);
         g_op.expand(o);
