@@ -8,10 +8,12 @@
 //! on its K and V rows from memory (a step's caches are far larger than the CPU's caches), so
 //! a decode step of 8 SmolLM2 sequences spent a third of its time there, in one op per
 //! sequence and layer. This op takes the query heads that share a K/V head together, 16
-//! visible cells at a time in three passes: all scores (independent dot products, the rows
-//! of the next cells prefetched), then each row's maxima, exponentials and sums in order,
-//! then the accumulators cell by cell, two rows and 32 dimensions at a time in registers
-//! (f32 values rounded to f16, the same numbers): eight independent chains side by side. It
+//! visible cells at a time in three passes: all scores (independent dot products, each K row
+//! converted once for all the rows where heads are 64 or 128 wide; the rows of the next cells
+//! prefetched), then each row's maxima, exponentials and sums in order, then the accumulators
+//! cell by cell, two rows (four with AVX-512 VL's 32 registers) and 32 dimensions at a time in
+//! registers (f32 values rounded to f16, the same numbers): eight (sixteen) independent chains
+//! side by side. It
 //! does up to [`SEQS_PER_OP`] sequences of a step in one op (the masks are its sources, the K
 //! and V views named in its user data), threads claiming (sequence, K/V head) units as they go.
 //!
@@ -407,6 +409,14 @@ struct Params {
     split: bool,
     /// ggml's f16 dot product has 16 lanes (AVX-512), not 8.
     wide: bool,
+    /// The CPU has AVX-512 F and VL (thirty-two vector registers for 256-bit vectors).
+    vl: bool,
+}
+
+/// Whether this CPU has AVX-512 F and VL.
+#[cfg(target_arch = "x86_64")]
+fn vl() -> bool {
+    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -445,6 +455,7 @@ impl Params {
             nth: nth.max(1) as usize,
             split,
             wide: width() == Some(16),
+            vl: vl(),
         }
     }
 }
@@ -581,6 +592,11 @@ mod x86 {
         }
     }
 
+    /// The first `N` of four accumulators.
+    fn first<const N: usize>(accs: [*mut f32; 4]) -> [*mut f32; N] {
+        std::array::from_fn(|i| accs[i])
+    }
+
     /// f16 bits to f32.
     #[target_feature(enable = "avx2,fma,f16c")]
     fn half(bits: u16) -> f32 {
@@ -650,6 +666,18 @@ mod x86 {
             // scores
             for j in 0..n {
                 let kr = k.wrapping_add(idx[j] * s.k_cell) as *const __m128i;
+                if WIDE && (dk == 64 || dk == 128) {
+                    // the K row converted once for every row of the group
+                    // SAFETY: K rows hold dk halves.
+                    unsafe {
+                        if dk == 64 {
+                            scores::<1>(kr, qf, &mut xs, j, scale, softcap)
+                        } else {
+                            scores::<2>(kr, qf, &mut xs, j, scale, softcap)
+                        }
+                    }
+                    continue;
+                }
                 for (qr, x) in qf.iter().zip(xs.iter_mut()) {
                     // SAFETY: K rows hold dk halves; qr holds dk floats.
                     let mut y = unsafe { dot::<WIDE>(kr, qr.as_ptr(), dk) } * scale;
@@ -678,19 +706,25 @@ mod x86 {
             let vrow = |j: usize| v.wrapping_add(idx[j] * s.v_cell) as *const __m128i;
             let mut h = 0;
             while h < g {
-                if h + 1 < g {
-                    let (a, b) = parts.split_at_mut(h + 1);
-                    let accs = [a[h].acc.as_mut_ptr(), b[0].acc.as_mut_ptr()];
-                    // SAFETY: the accumulators hold MAX_HEAD >= dv floats, the V rows dv
-                    // halves.
-                    unsafe { accumulate::<2>(accs, &vrow, &ms[h..h + 2], &vs[h..h + 2], n, dv) };
-                    h += 2;
-                } else {
-                    let accs = [parts[h].acc.as_mut_ptr()];
-                    // SAFETY: as above.
-                    unsafe { accumulate::<1>(accs, &vrow, &ms[h..h + 1], &vs[h..h + 1], n, dv) };
-                    h += 1;
+                // rows h.. in a run of up to four (AVX-512 VL) or two
+                let take = (g - h).min(if p.vl { 4 } else { 2 });
+                let accs: [*mut f32; 4] =
+                    std::array::from_fn(|i| parts[h + i.min(take - 1)].acc.as_mut_ptr());
+                let (m, w) = (&ms[h..h + take], &vs[h..h + take]);
+                // SAFETY: the accumulators hold MAX_HEAD >= dv floats (distinct rows: the
+                // kernel writes only the first `take`), the V rows dv halves; `p.vl`: the CPU
+                // has AVX-512 F and VL.
+                unsafe {
+                    match (p.vl, take) {
+                        (true, 4) => accumulate_vl::<4>(accs, &vrow, m, w, n, dv),
+                        (true, 3) => accumulate_vl::<3>(first(accs), &vrow, m, w, n, dv),
+                        (true, 2) => accumulate_vl::<2>(first(accs), &vrow, m, w, n, dv),
+                        (true, _) => accumulate_vl::<1>(first(accs), &vrow, m, w, n, dv),
+                        (false, 2) => accumulate::<2>(first(accs), &vrow, m, w, n, dv),
+                        (false, _) => accumulate::<1>(first(accs), &vrow, m, w, n, dv),
+                    }
                 }
+                h += take;
             }
         }
     }
@@ -698,57 +732,67 @@ mod x86 {
     /// `acc = f16(v · vs + f16(acc · ms))` for `n` cells in order, for `H` rows: ggml's
     /// scaling of its f16 accumulator (where `ms` is not 1; scaling by 1 leaves f16 values
     /// as they are), then its accumulation of V, one FMA per value. 32 dimensions of each row
-    /// at a time, in registers.
+    /// at a time, in registers: `4·H` chains of dependent operations (FMA, rounding to f16 and
+    /// back) side by side. [`accumulate`] takes two rows at most (sixteen vector registers);
+    /// [`accumulate_vl`], where AVX-512 VL gives thirty-two, four (measured by `attn_timing`,
+    /// Ice Lake, one thread: 23.3 → 21.0–21.7 ns per head and cell with SmolLM2's three rows
+    /// per K/V head, 19.5 → 18.0 with Qwen2.5 0.5B's seven).
     ///
     /// # Safety
     /// Each accumulator holds `dv` floats, each V row (`vrow(j)`, j < n) `dv` halves; `dv` a
-    /// multiple of 32.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn accumulate<const H: usize>(
-        accs: [*mut f32; H],
-        vrow: &impl Fn(usize) -> *const __m128i,
-        ms: &[[f32; BLOCK]],
-        vs: &[[f32; BLOCK]],
-        n: usize,
-        dv: usize,
-    ) {
-        let round = |a: __m256| _mm256_cvtph_ps(_mm256_cvtps_ph::<0>(a));
-        for d in (0..dv).step_by(32) {
-            let mut a = [[_mm256_setzero_ps(); 4]; H];
-            for (r, acc) in a.iter_mut().zip(accs) {
-                for (i, x) in r.iter_mut().enumerate() {
-                    // SAFETY: d + 8i + 8 <= dv.
-                    *x = unsafe { _mm256_loadu_ps(acc.add(d + 8 * i)) };
-                }
-            }
-            for j in 0..n {
-                let vp = vrow(j);
-                // SAFETY: d + 32 <= dv halves in the row.
-                let x: [__m256; 4] = std::array::from_fn(|i| unsafe {
-                    _mm256_cvtph_ps(_mm_loadu_si128(vp.add(d / 8 + i)))
-                });
-                for (h, r) in a.iter_mut().enumerate() {
-                    let m = ms[h][j];
-                    if m != 1.0 {
-                        let m = _mm256_set1_ps(m);
-                        for y in r.iter_mut() {
-                            *y = round(_mm256_mul_ps(*y, m));
+    /// multiple of 32; [`accumulate_vl`] on a CPU with AVX-512 F and VL.
+    macro_rules! accumulate_fn {
+        ($name:ident, $features:literal) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name<const H: usize>(
+                accs: [*mut f32; H],
+                vrow: &impl Fn(usize) -> *const __m128i,
+                ms: &[[f32; BLOCK]],
+                vs: &[[f32; BLOCK]],
+                n: usize,
+                dv: usize,
+            ) {
+                let round = |a: __m256| _mm256_cvtph_ps(_mm256_cvtps_ph::<0>(a));
+                for d in (0..dv).step_by(32) {
+                    let mut a = [[_mm256_setzero_ps(); 4]; H];
+                    for (r, acc) in a.iter_mut().zip(accs) {
+                        for (i, x) in r.iter_mut().enumerate() {
+                            // SAFETY: d + 8i + 8 <= dv.
+                            *x = unsafe { _mm256_loadu_ps(acc.add(d + 8 * i)) };
                         }
                     }
-                    let w = _mm256_set1_ps(vs[h][j]);
-                    for (y, x) in r.iter_mut().zip(&x) {
-                        *y = round(_mm256_fmadd_ps(*x, w, *y));
+                    for j in 0..n {
+                        let vp = vrow(j);
+                        // SAFETY: d + 32 <= dv halves in the row.
+                        let x: [__m256; 4] = std::array::from_fn(|i| unsafe {
+                            _mm256_cvtph_ps(_mm_loadu_si128(vp.add(d / 8 + i)))
+                        });
+                        for (h, r) in a.iter_mut().enumerate() {
+                            let m = ms[h][j];
+                            if m != 1.0 {
+                                let m = _mm256_set1_ps(m);
+                                for y in r.iter_mut() {
+                                    *y = round(_mm256_mul_ps(*y, m));
+                                }
+                            }
+                            let w = _mm256_set1_ps(vs[h][j]);
+                            for (y, x) in r.iter_mut().zip(&x) {
+                                *y = round(_mm256_fmadd_ps(*x, w, *y));
+                            }
+                        }
+                    }
+                    for (r, acc) in a.iter().zip(accs) {
+                        for (i, x) in r.iter().enumerate() {
+                            // SAFETY: as above.
+                            unsafe { _mm256_storeu_ps(acc.add(d + 8 * i), *x) };
+                        }
                     }
                 }
             }
-            for (r, acc) in a.iter().zip(accs) {
-                for (i, x) in r.iter().enumerate() {
-                    // SAFETY: as above.
-                    unsafe { _mm256_storeu_ps(acc.add(d + 8 * i), *x) };
-                }
-            }
-        }
+        };
     }
+    accumulate_fn!(accumulate, "avx2,fma,f16c");
+    accumulate_fn!(accumulate_vl, "avx2,fma,f16c,avx512f,avx512vl");
 
     /// ggml's f16 dot product of `n` values, its AVX-512 form (`WIDE`) or its AVX2 one.
     ///
@@ -764,6 +808,54 @@ mod x86 {
             } else {
                 dot8(k, q, n)
             }
+        }
+    }
+
+    /// Cell `j`'s scores for every row of `qf` (added to `xs[row][j]`, which holds the
+    /// mask), by [`dot16`] over `64·S` values with the K row at `kr` converted once.
+    ///
+    /// # Safety
+    /// `kr` holds `64·S` halves, each row of `qf` as many floats.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn scores<const S: usize>(
+        kr: *const __m128i,
+        qf: &[[f32; MAX_HEAD]],
+        xs: &mut [[f32; BLOCK]; GROUP],
+        j: usize,
+        scale: f32,
+        softcap: f32,
+    ) {
+        // SAFETY: 8·S chunks of 8 halves in the row.
+        let kx: [[__m256; 8]; S] = std::array::from_fn(|i| {
+            std::array::from_fn(|c| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(kr.add(8 * i + c))) })
+        });
+        for (qr, x) in qf.iter().zip(xs.iter_mut()) {
+            // chunk c = 2j + h of ggml's four 16-lane accumulators j, halves h, each summed
+            // over the 64-value steps in order
+            let p: [__m256; 8] = std::array::from_fn(|c| {
+                let mut acc = _mm256_setzero_ps();
+                for (i, k) in kx.iter().enumerate() {
+                    // SAFETY: 64·i + 8·c + 8 <= 64·S floats in the row.
+                    let q = unsafe { _mm256_loadu_ps(qr.as_ptr().add(64 * i + 8 * c)) };
+                    acc = _mm256_fmadd_ps(k[c], q, acc);
+                }
+                acc
+            });
+            let h2: [__m256; 2] = std::array::from_fn(|h| {
+                _mm256_add_ps(
+                    _mm256_add_ps(p[h], p[4 + h]),
+                    _mm256_add_ps(p[2 + h], p[6 + h]),
+                )
+            });
+            let t3 = _mm256_add_ps(h2[1], h2[0]);
+            let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+            let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+            let mut y = (_mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(t8, t8))) * scale;
+            if softcap != 0.0 {
+                y = softcap * y.tanh();
+            }
+            x[j] += y;
         }
     }
 

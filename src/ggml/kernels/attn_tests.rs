@@ -264,8 +264,8 @@ fn the_attention_op_gives_ggml_results_bit_for_bit() {
 /// Times the op against ggml's flash attention (one op per sequence) for a decode step of
 /// eight sequences with SmolLM2's heads: `cargo test --release --lib attn_timing --
 /// --ignored --nocapture` (`ATTN_THREADS`, default 2; `ATTN_CELLS`, default 256 cells of
-/// which three quarters visible; `ATTN_HEADS` and `ATTN_KV`, default 9 and 3 — Qwen2.5 0.5B
-/// has 14 and 2).
+/// which three quarters visible; `ATTN_HEADS`, `ATTN_KV` and `ATTN_HD`, default 9, 3 and 64 —
+/// Qwen2.5 0.5B has 14, 2 and 64, Qwen2.5 1.5B 12, 2 and 128).
 #[test]
 #[ignore = "a timing, not a test: run it by name"]
 fn attn_timing() {
@@ -278,7 +278,7 @@ fn attn_timing() {
     let (threads, cells) = (var("ATTN_THREADS", 2), var("ATTN_CELLS", 256) as i64);
     let (n_head, n_head_kv) = (var("ATTN_HEADS", 9) as i64, var("ATTN_KV", 3) as i64);
     let case = Case {
-        hd: 64,
+        hd: var("ATTN_HD", 64) as i64,
         n_head,
         n_head_kv,
         seqs: vec![(cells, cells * 3 / 4); 8],
