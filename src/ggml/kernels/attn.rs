@@ -708,8 +708,12 @@ mod x86 {
             while h < g {
                 // rows h.. in a run of up to four (AVX-512 VL) or two
                 let take = (g - h).min(if p.vl { 4 } else { 2 });
-                let accs: [*mut f32; 4] =
-                    std::array::from_fn(|i| parts[h + i.min(take - 1)].acc.as_mut_ptr());
+                // (raw pointers from one base: the unused slots repeat the last row)
+                let base = parts.as_mut_ptr();
+                // SAFETY: h + take - 1 < g <= parts.len().
+                let accs: [*mut f32; 4] = std::array::from_fn(|i| unsafe {
+                    std::ptr::addr_of_mut!((*base.add(h + i.min(take - 1))).acc) as *mut f32
+                });
                 let (m, w) = (&ms[h..h + take], &vs[h..h + take]);
                 // SAFETY: the accumulators hold MAX_HEAD >= dv floats (distinct rows: the
                 // kernel writes only the first `take`), the V rows dv halves; `p.vl`: the CPU
