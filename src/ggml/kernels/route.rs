@@ -428,25 +428,11 @@ impl Route {
         }
         starts.sort_unstable();
         starts.dedup();
-        let mut parts: Vec<(i64, i64, Kernel)> = Vec::new();
-        for (i, &a) in starts.iter().enumerate() {
+        let runs = starts.iter().enumerate().map(|(i, &a)| {
             let b = starts.get(i + 1).map_or(i64::MAX, |n| n - 1);
-            let k = self.kernel(a);
-            match parts.last_mut() {
-                Some(last) if last.2 == k => last.1 = b,
-                _ => parts.push((a, b, k)),
-            }
-        }
-        parts
-            .iter()
-            .map(|&(a, b, k)| match (a, b) {
-                (1, i64::MAX) => format!("all {}", k.name()),
-                (a, i64::MAX) => format!("{a}+ {}", k.name()),
-                (a, b) if a == b => format!("{a} {}", k.name()),
-                (a, b) => format!("{a}-{b} {}", k.name()),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+            (a, b, self.kernel(a))
+        });
+        show_runs(runs, 1, i64::MAX, |k| k.name().to_string())
     }
 }
 
@@ -498,25 +484,35 @@ impl Route {
             Invariant::Groups(1) => format!("{} per column", self.kernel(1).name()),
             Invariant::Groups(g) => format!("{} in groups of {g}", self.kernel(g as i64).name()),
         };
-        let mut parts: Vec<(i64, i64, Invariant)> = Vec::new();
-        for n in 2..=LAST {
-            let inv = self.invariant(n);
-            match parts.last_mut() {
-                Some(last) if last.2 == inv => last.1 = n,
-                _ => parts.push((n, n, inv)),
-            }
-        }
-        parts
-            .iter()
-            .map(|&(a, b, inv)| match (a, b) {
-                (2, LAST) => format!("all {}", name(inv)),
-                (a, LAST) => format!("{a}+ {}", name(inv)),
-                (a, b) if a == b => format!("{a} {}", name(inv)),
-                (a, b) => format!("{a}-{b} {}", name(inv)),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        show_runs((2..=LAST).map(|n| (n, n, self.invariant(n))), 2, LAST, name)
     }
+}
+
+/// Column ranges `(from, to, what)` in order, neighbours with the same `what` merged, as
+/// `1-3 a, 4+ b` (`all a` for one run over `first..=last`; `to == last` reads `from+`).
+fn show_runs<T: PartialEq + Copy>(
+    runs: impl Iterator<Item = (i64, i64, T)>,
+    first: i64,
+    last: i64,
+    name: impl Fn(T) -> String,
+) -> String {
+    let mut merged: Vec<(i64, i64, T)> = Vec::new();
+    for (a, b, t) in runs {
+        match merged.last_mut() {
+            Some(m) if m.2 == t => m.1 = b,
+            _ => merged.push((a, b, t)),
+        }
+    }
+    merged
+        .iter()
+        .map(|&(a, b, t)| match (a, b) {
+            (a, b) if a == first && b == last => format!("all {}", name(t)),
+            (a, b) if b == last => format!("{a}+ {}", name(t)),
+            (a, b) if a == b => format!("{a} {}", name(t)),
+            (a, b) => format!("{a}-{b} {}", name(t)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Route {
