@@ -464,7 +464,7 @@ fn switches_and_gpu_layers_change_routes_as_documented() {
         assert_eq!(describe(w6, false, on), "1 decode, 2-7 ggml, 8+ q6k-prompt");
         assert_eq!(
             Route::decide_with(w6, false, m, &on).describe_batches(),
-            "2-7 ggml, 8+ decode per column"
+            "2-7 ggml, 8+ decode"
         );
         assert_eq!(
             describe(w6, true, on),
