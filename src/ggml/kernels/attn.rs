@@ -413,12 +413,6 @@ struct Params {
     vl: bool,
 }
 
-/// Whether this CPU has AVX-512 F and VL.
-#[cfg(target_arch = "x86_64")]
-fn vl() -> bool {
-    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl")
-}
-
 #[cfg(target_arch = "x86_64")]
 impl Params {
     /// The parameters of an op over queries `q` and K/V views `k`, `v` (`[head_dim,
@@ -455,7 +449,7 @@ impl Params {
             nth: nth.max(1) as usize,
             split,
             wide: width() == Some(16),
-            vl: vl(),
+            vl: Machine::get().avx512vl,
         }
     }
 }
@@ -592,9 +586,17 @@ mod x86 {
         }
     }
 
-    /// The first `N` of four accumulators.
-    fn first<const N: usize>(accs: [*mut f32; 4]) -> [*mut f32; N] {
-        std::array::from_fn(|i| accs[i])
+    /// The accumulators of rows `h..h + N`, as raw pointers from one base (no row is borrowed
+    /// again after a pointer to it is taken).
+    ///
+    /// # Safety
+    /// h + N <= parts.len().
+    unsafe fn accs<const N: usize>(parts: &mut [Partial], h: usize) -> [*mut f32; N] {
+        let base = parts.as_mut_ptr();
+        // SAFETY: h + i < h + N <= parts.len().
+        std::array::from_fn(|i| unsafe {
+            std::ptr::addr_of_mut!((*base.add(h + i)).acc) as *mut f32
+        })
     }
 
     /// f16 bits to f32.
@@ -666,21 +668,20 @@ mod x86 {
             // scores
             for j in 0..n {
                 let kr = k.wrapping_add(idx[j] * s.k_cell) as *const __m128i;
-                if WIDE && (dk == 64 || dk == 128) {
-                    // the K row converted once for every row of the group
-                    // SAFETY: K rows hold dk halves.
-                    unsafe {
-                        if dk == 64 {
-                            scores::<1>(kr, qf, &mut xs, j, scale, softcap)
-                        } else {
-                            scores::<2>(kr, qf, &mut xs, j, scale, softcap)
-                        }
+                // SAFETY: K rows hold dk halves; each row of qf dk floats.
+                let dots: [f32; GROUP] = unsafe {
+                    match dk {
+                        // the K row converted once for every row of the group
+                        64 if WIDE => dots64::<1>(kr, qf),
+                        128 if WIDE => dots64::<2>(kr, qf),
+                        _ => std::array::from_fn(|r| match qf.get(r) {
+                            Some(qr) => dot::<WIDE>(kr, qr.as_ptr(), dk),
+                            None => 0.0,
+                        }),
                     }
-                    continue;
-                }
-                for (qr, x) in qf.iter().zip(xs.iter_mut()) {
-                    // SAFETY: K rows hold dk halves; qr holds dk floats.
-                    let mut y = unsafe { dot::<WIDE>(kr, qr.as_ptr(), dk) } * scale;
+                };
+                for (x, d) in xs[..g].iter_mut().zip(dots) {
+                    let mut y = d * scale;
                     if softcap != 0.0 {
                         y = softcap * y.tanh();
                     }
@@ -708,24 +709,18 @@ mod x86 {
             while h < g {
                 // rows h.. in a run of up to four (AVX-512 VL) or two
                 let take = (g - h).min(if p.vl { 4 } else { 2 });
-                // (raw pointers from one base: the unused slots repeat the last row)
-                let base = parts.as_mut_ptr();
-                // SAFETY: h + take - 1 < g <= parts.len().
-                let accs: [*mut f32; 4] = std::array::from_fn(|i| unsafe {
-                    std::ptr::addr_of_mut!((*base.add(h + i.min(take - 1))).acc) as *mut f32
-                });
                 let (m, w) = (&ms[h..h + take], &vs[h..h + take]);
-                // SAFETY: the accumulators hold MAX_HEAD >= dv floats (distinct rows: the
-                // kernel writes only the first `take`), the V rows dv halves; `p.vl`: the CPU
-                // has AVX-512 F and VL.
+                // SAFETY: rows h..h + take exist (take <= g - h), their accumulators hold
+                // MAX_HEAD >= dv floats, the V rows dv halves; `p.vl`: the CPU has AVX-512 F
+                // and VL.
                 unsafe {
                     match (p.vl, take) {
-                        (true, 4) => accumulate_vl::<4>(accs, &vrow, m, w, n, dv),
-                        (true, 3) => accumulate_vl::<3>(first(accs), &vrow, m, w, n, dv),
-                        (true, 2) => accumulate_vl::<2>(first(accs), &vrow, m, w, n, dv),
-                        (true, _) => accumulate_vl::<1>(first(accs), &vrow, m, w, n, dv),
-                        (false, 2) => accumulate::<2>(first(accs), &vrow, m, w, n, dv),
-                        (false, _) => accumulate::<1>(first(accs), &vrow, m, w, n, dv),
+                        (true, 4) => accumulate_vl::<4>(accs(parts, h), &vrow, m, w, n, dv),
+                        (true, 3) => accumulate_vl::<3>(accs(parts, h), &vrow, m, w, n, dv),
+                        (true, 2) => accumulate_vl::<2>(accs(parts, h), &vrow, m, w, n, dv),
+                        (true, _) => accumulate_vl::<1>(accs(parts, h), &vrow, m, w, n, dv),
+                        (false, 2) => accumulate::<2>(accs(parts, h), &vrow, m, w, n, dv),
+                        (false, _) => accumulate::<1>(accs(parts, h), &vrow, m, w, n, dv),
                     }
                 }
                 h += take;
@@ -815,28 +810,21 @@ mod x86 {
         }
     }
 
-    /// Cell `j`'s scores for every row of `qf` (added to `xs[row][j]`, which holds the
-    /// mask), by [`dot16`] over `64·S` values with the K row at `kr` converted once.
+    /// [`dot16`] of each row of `qf` (at most [`GROUP`]; the rest 0) with the K row at `kr`
+    /// of `64·S` values, converted once for all the rows.
     ///
     /// # Safety
     /// `kr` holds `64·S` halves, each row of `qf` as many floats.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn scores<const S: usize>(
-        kr: *const __m128i,
-        qf: &[[f32; MAX_HEAD]],
-        xs: &mut [[f32; BLOCK]; GROUP],
-        j: usize,
-        scale: f32,
-        softcap: f32,
-    ) {
+    unsafe fn dots64<const S: usize>(kr: *const __m128i, qf: &[[f32; MAX_HEAD]]) -> [f32; GROUP] {
         // SAFETY: 8·S chunks of 8 halves in the row.
         let kx: [[__m256; 8]; S] = std::array::from_fn(|i| {
             std::array::from_fn(|c| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(kr.add(8 * i + c))) })
         });
-        for (qr, x) in qf.iter().zip(xs.iter_mut()) {
-            // chunk c = 2j + h of ggml's four 16-lane accumulators j, halves h, each summed
-            // over the 64-value steps in order
+        let mut out = [0.0; GROUP];
+        for (qr, o) in qf.iter().zip(out.iter_mut()) {
+            // chunk c of ggml's accumulators (see `reduce16`), summed over the steps in order
             let p: [__m256; 8] = std::array::from_fn(|c| {
                 let mut acc = _mm256_setzero_ps();
                 for (i, k) in kx.iter().enumerate() {
@@ -846,21 +834,28 @@ mod x86 {
                 }
                 acc
             });
-            let h2: [__m256; 2] = std::array::from_fn(|h| {
-                _mm256_add_ps(
-                    _mm256_add_ps(p[h], p[4 + h]),
-                    _mm256_add_ps(p[2 + h], p[6 + h]),
-                )
-            });
-            let t3 = _mm256_add_ps(h2[1], h2[0]);
-            let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
-            let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
-            let mut y = (_mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(t8, t8))) * scale;
-            if softcap != 0.0 {
-                y = softcap * y.tanh();
-            }
-            x[j] += y;
+            *o = reduce16(&p);
         }
+        out
+    }
+
+    /// ggml's reduction of its four 16-lane f16-dot accumulators, given as eight 8-lane chunks
+    /// (chunk `2j + h`: half `h` of accumulator `j`): the four to one, then GCC's
+    /// `_mm512_reduce_add_ps` (upper 256 bits plus lower, upper 128 plus lower, lanes 0 + 2 and
+    /// 1 + 3, then those two).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn reduce16(p: &[__m256; 8]) -> f32 {
+        let x: [__m256; 2] = std::array::from_fn(|h| {
+            _mm256_add_ps(
+                _mm256_add_ps(p[h], p[4 + h]),
+                _mm256_add_ps(p[2 + h], p[6 + h]),
+            )
+        });
+        let t3 = _mm256_add_ps(x[1], x[0]);
+        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+        _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(t8, t8))
     }
 
     /// ggml's f16 dot product on AVX2: four 8-lane accumulators over 32-value steps, then its
@@ -918,17 +913,8 @@ mod x86 {
                 }
             }
         }
-        let x: [__m256; 2] = std::array::from_fn(|h| {
-            _mm256_add_ps(
-                _mm256_add_ps(sum[0][h], sum[2][h]),
-                _mm256_add_ps(sum[1][h], sum[3][h]),
-            )
-        });
-        let t3 = _mm256_add_ps(x[1], x[0]);
-        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
-        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
-        let r = _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(t8, t8));
-        let mut sumf = r as f64;
+        let chunks: [__m256; 8] = std::array::from_fn(|c| sum[c / 2][c % 2]);
+        let mut sumf = reduce16(&chunks) as f64;
         for i in whole..n {
             // SAFETY: i < n.
             let (kv, qv) = unsafe { (*(k as *const u16).add(i), *q.add(i)) };

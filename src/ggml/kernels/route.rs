@@ -44,6 +44,9 @@ pub struct Machine {
     pub vnni: bool,
     /// AVX-512 F: the tile op's 512-bit kernels.
     pub avx512f: bool,
+    /// AVX-512 F and VL: 32 vector registers for 256-bit vectors (the attention op's
+    /// accumulators four rows at a time).
+    pub avx512vl: bool,
     /// AVX-512 F, BW and VNNI (and the above): the K-quant ops.
     pub k_quant: bool,
     /// ggml's CPU kernels were compiled with AVX-512 VNNI (not a `portable` build): its tiled
@@ -78,6 +81,7 @@ impl Machine {
             avx2,
             vnni,
             avx512f,
+            avx512vl: avx512f && is_x86_feature_detected!("avx512vl"),
             k_quant: vnni && avx512f && is_x86_feature_detected!("avx512bw"),
             ggml_vnni,
             ggml_fuses_mul_add: ggml_sys::CXX_FUSES_MUL_ADD,
@@ -90,6 +94,7 @@ impl Machine {
             avx2: false,
             vnni: false,
             avx512f: false,
+            avx512vl: false,
             k_quant: false,
             ggml_vnni: false,
             ggml_fuses_mul_add: ggml_sys::CXX_FUSES_MUL_ADD,
