@@ -259,13 +259,13 @@ impl Seq {
 
 /// The two f32 parameters (scale, soft-cap) in the ops' user-data word (the ops are x86-64
 /// only: a 64-bit word).
-fn pack(scale: f32, softcap: f32) -> *mut c_void {
+pub(super) fn pack(scale: f32, softcap: f32) -> *mut c_void {
     (((scale.to_bits() as u64) << 32) | softcap.to_bits() as u64) as usize as *mut c_void
 }
 
 /// [`pack`]'s two parameters back.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn unpack(user: *mut c_void) -> (f32, f32) {
+pub(super) fn unpack(user: *mut c_void) -> (f32, f32) {
     let user = user as usize as u64;
     (
         f32::from_bits((user >> 32) as u32),

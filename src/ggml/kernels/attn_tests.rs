@@ -7,7 +7,7 @@ use super::tests::Rng;
 use crate::ggml::{Backend, BufferType, Context, Type};
 
 /// f32 to f16 bits (round to nearest even), for test data.
-fn f16_bits(x: f32) -> u16 {
+pub(super) fn f16_bits(x: f32) -> u16 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -23,7 +23,7 @@ fn f16_bits(x: f32) -> u16 {
 
 /// ggml's values `a` and the op's `b` are equal bit for bit; else a panic at the first that
 /// is not, naming `what`.
-fn assert_bits(a: &[f32], b: &[f32], what: &str) {
+pub(super) fn assert_bits(a: &[f32], b: &[f32], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}");
     if let Some(j) = a
         .iter()

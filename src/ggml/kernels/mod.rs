@@ -42,6 +42,9 @@ use ggml_sys as sys;
 use super::{Context, Tensor, Type};
 
 pub mod attn;
+pub mod attn_q8;
+#[cfg(test)]
+mod attn_q8_tests;
 #[cfg(test)]
 mod attn_tests;
 mod claims;

@@ -1,0 +1,497 @@
+//! Attention over Q8_0 K and V caches, for any number of query tokens of one sequence (a
+//! prompt micro-batch, a decoding token), with ggml's flash-attention arithmetic row for row.
+//!
+//! For quantized caches ggml's CPU flash attention always takes its one-row path: each query
+//! row (one head of one token) is quantized to Q8_0, then cell by cell it takes a Q8_0 dot
+//! product with the K row, the online softmax (one `expf`), converts the V row to f32 into a
+//! buffer (`dequantize_row_q8_0`, a scalar loop) and adds it, scaled, into an f32 accumulator
+//! in memory. With Gemma 3's 256-wide heads that costs ~370 cycles per row and cell, and a
+//! 512-token prompt over a Q8_0 cache spent a third of its time there. This op takes the query
+//! heads of one token that share a K/V head together, 16 visible cells at a time: all their
+//! scores (each K block loaded once for every head), then each row's maxima, exponentials and
+//! sums in cell order, then the accumulators, 32 dimensions at a time in registers, each V
+//! block converted once for all the heads.
+//!
+//! Every row's arithmetic is ggml's (AVX2 builds compiled by GCC, which fuses `S·ms + vs`): the
+//! query quantized by `quantize_row_q8_0`; per cell the Q8_0 dot product's block sums, scale
+//! products, FMAs and horizontal sum; scale, soft-cap, mask; the running maximum and `expf`
+//! from the same C library; the accumulator scaled by `e^(M_old - M)` on a new maximum and V
+//! (each value its quant times its block's scale, rounded) added with one FMA per value; at the
+//! end scaled by `1/S`. Rows are independent in ggml (no split across threads for quantized
+//! caches), so the result is ggml's bit for bit whatever the threads
+//! (`the_q8_attention_op_gives_ggml_results_bit_for_bit`).
+
+use std::ffi::{c_int, c_void};
+
+use ggml_sys as sys;
+
+use super::attn::{pack, unpack, SeqAttn};
+use super::route::Machine;
+use super::{Context, Tensor, Type};
+
+/// Largest head size handled (the accumulators live on the stack).
+const MAX_HEAD: usize = 256;
+
+/// Most query heads taken together over one K/V head (more are taken in turns).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const GROUP: usize = 8;
+
+/// Visible cells taken together.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const BLOCK: usize = 16;
+
+/// Bytes of a Q8_0 block: an f16 scale, 32 quants.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const Q8: usize = 34;
+
+/// Whether this build runs the op: ggml's Q8_0 dot product and quantizer are its AVX2 ones
+/// (ggml compiled with AVX2 and FMA), its compiler fuses multiply-adds (GCC), and this CPU has
+/// AVX2, FMA and F16C.
+pub fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if !cfg!(target_arch = "x86_64") {
+            return false;
+        }
+        let m = Machine::get();
+        // SAFETY: constants of ggml's build, no arguments, no side effects.
+        let ggml = unsafe { sys::ggml_cpu_has_avx2() != 0 && sys::ggml_cpu_has_fma() != 0 };
+        m.avx2 && m.ggml_fuses_mul_add && ggml
+    })
+}
+
+/// Whether the op takes these operands: `q` `[head_dim, n_head, n]` f32, K and V Q8_0 views
+/// `[head_dim, n_head_kv, n_kv]` of whole heads (K's as wide as the queries, a multiple of 32;
+/// V's a multiple of 64, as ggml adds it in whole 64-value steps; both up to 256), the mask
+/// f16 `[n_kv, ≥ n]`, one row per query token.
+pub fn takes(q: Tensor<'_>, seq: &SeqAttn<'_>) -> bool {
+    let (qn, kn, vn, mn) = (q.ne(), seq.k.ne(), seq.v.ne(), seq.mask.ne());
+    let block = Type::Q8_0.row_size(32);
+    available()
+        && q.ty() == Type::F32
+        && q.nb()[0] == 4
+        && qn[2] >= 1
+        && qn[3] == 1
+        && seq.k.ty() == Type::Q8_0
+        && seq.v.ty() == Type::Q8_0
+        && seq.mask.ty() == Type::F16
+        && seq.k.nb()[0] == block
+        && seq.v.nb()[0] == block
+        && seq.mask.nb()[0] == 2
+        && kn[0] == qn[0]
+        && kn[0] > 0
+        && kn[0] % 32 == 0
+        && kn[0] <= MAX_HEAD as i64
+        && vn[0] > 0
+        && vn[0] % 64 == 0
+        && vn[0] <= MAX_HEAD as i64
+        && kn[1] > 0
+        && kn[1] == vn[1]
+        && qn[1] % kn[1] == 0
+        && kn[2] == vn[2]
+        && kn[3] == 1
+        && vn[3] == 1
+        && mn[0] == kn[2]
+        && mn[1] >= qn[2]
+        && mn[2] == 1
+        && mn[3] == 1
+}
+
+impl Context {
+    /// `softmax(q·kᵀ·scale + mask)·v` over Q8_0 caches for the `n` query tokens of one
+    /// sequence, token i masked by row i of the mask: `[head_dim_v · n_head, n]`, as
+    /// `flash_attn_ext` gives it, reshaped to rows. `softcap` 0: none. The operands must be
+    /// ones [`takes`] accepts.
+    pub fn attn_q8<'a>(
+        &'a self,
+        q: Tensor<'a>,
+        seq: &SeqAttn<'a>,
+        scale: f32,
+        softcap: f32,
+    ) -> Tensor<'a> {
+        assert!(takes(q, seq), "attn_q8: operands not supported");
+        let ne = [seq.v.ne()[0] * q.ne()[1], q.ne()[2]];
+        let srcs = [q, seq.k, seq.v, seq.mask];
+        self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), op)
+    }
+}
+
+/// The op's body: thread `ith` of `nth` takes every `nth`-th token (a causal prompt's rows
+/// grow by one cell a token, so the threads' shares stay even), each token's heads in runs
+/// that share a K/V head.
+///
+/// # Safety
+/// Called by ggml's CPU backend with `dst` made by [`Context::attn_q8`]: sources the queries,
+/// K, V and mask (checked by [`takes`]), all data allocated in host memory; `user` the packed
+/// parameters.
+unsafe extern "C" fn op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, user: *mut c_void) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: ggml passes the live result tensor, whose sources are the op's operands.
+        let dst = unsafe { &*dst };
+        // SAFETY: the op was built with these four sources, live for the graph's computation.
+        let (q, k, v, m) = unsafe { (&*dst.src[0], &*dst.src[1], &*dst.src[2], &*dst.src[3]) };
+        let (scale, softcap) = unpack(user);
+        let p = x86::Params {
+            scale: if softcap != 0.0 {
+                scale / softcap
+            } else {
+                scale
+            },
+            softcap,
+            dk: q.ne[0] as usize,
+            dv: v.ne[0] as usize,
+            vl: Machine::get().avx512vl,
+            vnni: Machine::get().vnni,
+            k: k.data as *const u8,
+            v: v.data as *const u8,
+            k_head: k.nb[1],
+            k_cell: k.nb[2],
+            v_head: v.nb[1],
+            v_cell: v.nb[2],
+            n_kv: k.ne[2] as usize,
+        };
+        let (n_head, n_head_kv) = (q.ne[1] as usize, k.ne[1] as usize);
+        let g = n_head / n_head_kv;
+        let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
+        for t in (ith..q.ne[2] as usize).step_by(nth) {
+            let mask = (m.data as *const u8).wrapping_add(t * m.nb[1]) as *const u16;
+            for kvh in 0..n_head_kv {
+                let mut h = kvh * g;
+                while h < (kvh + 1) * g {
+                    let end = ((kvh + 1) * g).min(h + GROUP);
+                    let mut rows = [(std::ptr::null::<f32>(), std::ptr::null_mut::<f32>()); GROUP];
+                    for (r, hr) in rows.iter_mut().zip(h..end) {
+                        let qp = (q.data as *const u8).wrapping_add(t * q.nb[2] + hr * q.nb[1]);
+                        let op = (dst.data as *mut u8).wrapping_add(t * dst.nb[1] + hr * p.dv * 4);
+                        *r = (qp as *const f32, op as *mut f32);
+                    }
+                    // SAFETY: heads h..end of token t (rows of the queries and the output),
+                    // over K/V head kvh and its n_kv cells, mask row t (checked by `takes`);
+                    // this CPU has AVX2, FMA and F16C (`available`), and AVX-512 VNNI and VL
+                    // where `p.vnni`, AVX-512 F and VL where `p.vl`.
+                    unsafe { x86::rows(&p, kvh, mask, &rows[..end - h]) };
+                    h = end;
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ith, nth, user);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::x86::{hsum_float_8, mul_sum_us8_avx2, mul_sum_us8_vnni, quantize_q8_0};
+    use super::{BLOCK, GROUP, MAX_HEAD, Q8};
+
+    /// The op's parameters and operands as it reads them.
+    pub(super) struct Params {
+        /// The scale, divided by the soft-cap where there is one (as ggml does).
+        pub scale: f32,
+        pub softcap: f32,
+        pub dk: usize,
+        pub dv: usize,
+        /// AVX-512 F and VL: 32 vector registers for 256-bit vectors.
+        pub vl: bool,
+        /// AVX-512 VNNI (and VL): ggml's block sums by `vpdpbusd`.
+        pub vnni: bool,
+        pub k: *const u8,
+        pub v: *const u8,
+        /// Bytes between heads and between cells, in K and in V.
+        pub k_head: usize,
+        pub k_cell: usize,
+        pub v_head: usize,
+        pub v_cell: usize,
+        pub n_kv: usize,
+    }
+
+    /// f16 bits to f32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn half(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// The f16 at `p` as f32.
+    ///
+    /// # Safety
+    /// `p` points at two readable bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn half_at(p: *const u8) -> f32 {
+        // SAFETY: the caller's promise.
+        half(u16::from_le_bytes(unsafe { [*p, *p.add(1)] }))
+    }
+
+    /// Query rows `rows` (query, output) of one token, all over K/V head `kvh`, masked by
+    /// `mask` (the token's row, `n_kv` values).
+    ///
+    /// # Safety
+    /// As in `op`: the rows hold `dk` (queries) and `dv` (outputs) floats, K and V `n_kv`
+    /// cells of the head, the mask `n_kv` values; the CPU has AVX2, FMA, F16C, and AVX-512
+    /// VNNI and VL where `p.vnni`, AVX-512 F and VL where `p.vl`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn rows(
+        p: &Params,
+        kvh: usize,
+        mask: *const u16,
+        rows: &[(*const f32, *mut f32)],
+    ) {
+        // SAFETY: the caller's promises, passed on; `p.vnni`: the CPU has VNNI and VL.
+        unsafe {
+            match (p.vnni, rows.len()) {
+                (true, 1) => rows_in::<1, true>(p, kvh, mask, rows),
+                (true, 2) => rows_in::<2, true>(p, kvh, mask, rows),
+                (true, 3) => rows_in::<3, true>(p, kvh, mask, rows),
+                (true, 4) => rows_in::<4, true>(p, kvh, mask, rows),
+                (true, 5) => rows_in::<5, true>(p, kvh, mask, rows),
+                (true, 6) => rows_in::<6, true>(p, kvh, mask, rows),
+                (true, 7) => rows_in::<7, true>(p, kvh, mask, rows),
+                (true, _) => rows_in::<8, true>(p, kvh, mask, rows),
+                (false, 1) => rows_in::<1, false>(p, kvh, mask, rows),
+                (false, 2) => rows_in::<2, false>(p, kvh, mask, rows),
+                (false, 3) => rows_in::<3, false>(p, kvh, mask, rows),
+                (false, 4) => rows_in::<4, false>(p, kvh, mask, rows),
+                (false, 5) => rows_in::<5, false>(p, kvh, mask, rows),
+                (false, 6) => rows_in::<6, false>(p, kvh, mask, rows),
+                (false, 7) => rows_in::<7, false>(p, kvh, mask, rows),
+                (false, _) => rows_in::<8, false>(p, kvh, mask, rows),
+            }
+        }
+    }
+
+    /// [`rows`] for `G` rows, block sums by VNNI or by AVX2.
+    ///
+    /// # Safety
+    /// As [`rows`], with `rows.len() == G <= GROUP`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows_in<const G: usize, const VNNI: bool>(
+        p: &Params,
+        kvh: usize,
+        mask: *const u16,
+        rows: &[(*const f32, *mut f32)],
+    ) {
+        debug_assert!(rows.len() == G && G <= GROUP);
+        let (dk, dv) = (p.dk, p.dv);
+        // the queries quantized as ggml quantizes them for its Q8_0 dot product
+        let mut qq = [[0u8; MAX_HEAD / 32 * Q8]; G];
+        // and their blocks' scales as f32
+        let mut qd = [[0f32; MAX_HEAD / 32]; G];
+        for (r, &(qp, _)) in rows.iter().enumerate() {
+            // SAFETY: a query row holds dk floats, dk / 32 blocks fit qq's rows.
+            unsafe { quantize_q8_0(qp, qq[r].as_mut_ptr(), dk / 32) };
+            for (b, d) in qd[r][..dk / 32].iter_mut().enumerate() {
+                // SAFETY: block b's scale.
+                *d = unsafe { half_at(qq[r].as_ptr().add(b * Q8)) };
+            }
+        }
+        let mut m = [f32::NEG_INFINITY; G];
+        let mut sum = [0f32; G];
+        let mut acc = [[0f32; MAX_HEAD]; G];
+        let k = p.k.wrapping_add(kvh * p.k_head);
+        let v = p.v.wrapping_add(kvh * p.v_head);
+        let (k_bytes, v_bytes) = (dk / 32 * Q8, dv / 32 * Q8);
+        let prefetch = |c: usize| {
+            for line in (0..k_bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(c * p.k_cell + line) as *const i8);
+            }
+            for line in (0..v_bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(c * p.v_cell + line) as *const i8);
+            }
+        };
+        let mut idx = [0usize; BLOCK];
+        let mut mv = [0f32; BLOCK];
+        let mut ms = [[1f32; BLOCK]; G];
+        let mut vs = [[1f32; BLOCK]; G];
+        let mut ic = 0;
+        while ic < p.n_kv {
+            // the next BLOCK visible cells (ggml skips the masked ones entirely)
+            let mut n = 0;
+            while ic < p.n_kv && n < BLOCK {
+                // SAFETY: ic < n_kv, the mask's length.
+                let x = half(unsafe { *mask.add(ic) });
+                if x != f32::NEG_INFINITY {
+                    prefetch(ic);
+                    idx[n] = ic;
+                    mv[n] = x;
+                    n += 1;
+                }
+                ic += 1;
+            }
+            for j in 0..n {
+                let kr = k.wrapping_add(idx[j] * p.k_cell);
+                // SAFETY: a K row of dk / 32 blocks, qq's rows as many; VNNI: the CPU has
+                // AVX-512 VNNI and VL.
+                let dots = unsafe {
+                    if VNNI {
+                        dots_vnni::<G>(kr, &qq, &qd, dk / 32)
+                    } else {
+                        dots_avx2::<G>(kr, &qq, &qd, dk / 32)
+                    }
+                };
+                for r in 0..G {
+                    let mut s = dots[r] * p.scale;
+                    if p.softcap != 0.0 {
+                        s = p.softcap * s.tanh();
+                    }
+                    let x = s + mv[j];
+                    // ggml: a new maximum scales the sum and accumulator by e^(M_old - x) and
+                    // adds V once; else V is added times e^(x - M). Both exponents are
+                    // -|x - M| (IEEE subtraction is antisymmetric): one expf, no branch.
+                    let gt = x > m[r];
+                    let e = (-(x - m[r]).abs()).exp();
+                    let (a, w) = if gt { (e, 1.0) } else { (1.0, e) };
+                    m[r] = if gt { x } else { m[r] };
+                    sum[r] = sum[r].mul_add(a, w);
+                    ms[r][j] = a;
+                    vs[r][j] = w;
+                }
+            }
+            let vrow = |j: usize| v.wrapping_add(idx[j] * p.v_cell);
+            let mut h = 0;
+            while h < G {
+                // rows h.. in a run of up to four (AVX-512 VL) or two
+                let take = (G - h).min(if p.vl { 4 } else { 2 });
+                let (a, w) = (&ms[h..h + take], &vs[h..h + take]);
+                let base = acc.as_mut_ptr();
+                // SAFETY: rows h..h + take of acc (take <= G - h), each MAX_HEAD >= dv floats.
+                let accs = |i: usize| unsafe { (*base.add(h + i)).as_mut_ptr() };
+                // SAFETY: as above; V rows of dv / 32 blocks; `p.vl`: AVX-512 F and VL.
+                unsafe {
+                    match (p.vl, take) {
+                        (true, 4) => accumulate_vl::<4>([0, 1, 2, 3].map(accs), &vrow, a, w, n, dv),
+                        (true, 3) => accumulate_vl::<3>([0, 1, 2].map(accs), &vrow, a, w, n, dv),
+                        (true, 2) => accumulate_vl::<2>([0, 1].map(accs), &vrow, a, w, n, dv),
+                        (true, _) => accumulate_vl::<1>([0].map(accs), &vrow, a, w, n, dv),
+                        (false, 2) => accumulate::<2>([0, 1].map(accs), &vrow, a, w, n, dv),
+                        (false, _) => accumulate::<1>([0].map(accs), &vrow, a, w, n, dv),
+                    }
+                }
+                h += take;
+            }
+        }
+        for (r, &(_, out)) in rows.iter().enumerate() {
+            let inv = if sum[r] == 0.0 { 0.0 } else { 1.0 / sum[r] };
+            for (d, x) in acc[r][..dv].iter().enumerate() {
+                // SAFETY: an output row holds dv floats.
+                unsafe { *out.add(d) = x * inv };
+            }
+        }
+    }
+
+    /// ggml's Q8_0 dot product (AVX2: per block the 8 lane sums of products as floats, times
+    /// the two scales' product, added by FMA; then `hsum_float_8`) of the K row at `kr` with
+    /// each of the `G` quantized queries (their blocks' scales as f32 in `qd`), each K block
+    /// loaded once: [`dots_vnni`] with
+    /// `vpdpbusd`'s lane sums, [`dots_avx2`] with `vpmaddubsw` and `vpmaddwd`'s (the same).
+    ///
+    /// # Safety
+    /// `kr` holds `nb` Q8_0 blocks, each row of `qq` and `qd` as many; [`dots_vnni`] on a CPU with
+    /// AVX-512 VNNI and VL.
+    macro_rules! dots_fn {
+        ($name:ident, $features:literal, $mul_sum:ident) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name<const G: usize>(
+                kr: *const u8,
+                qq: &[[u8; MAX_HEAD / 32 * Q8]; G],
+                qd: &[[f32; MAX_HEAD / 32]; G],
+                nb: usize,
+            ) -> [f32; G] {
+                let mut acc = [_mm256_setzero_ps(); G];
+                for b in 0..nb {
+                    let xb = kr.wrapping_add(b * Q8);
+                    // SAFETY: block b of the K row.
+                    let (dx, qx) =
+                        unsafe { (half_at(xb), _mm256_loadu_si256(xb.add(2) as *const __m256i)) };
+                    let ax = _mm256_sign_epi8(qx, qx);
+                    for ((a, qr), dy) in acc.iter_mut().zip(qq).zip(qd) {
+                        let yb = qr.as_ptr().wrapping_add(b * Q8);
+                        // SAFETY: block b of the query.
+                        let qy = unsafe { _mm256_loadu_si256(yb.add(2) as *const __m256i) };
+                        let d = _mm256_set1_ps(dx * dy[b]);
+                        // SAFETY: this function's features are the lane sum's.
+                        let s = unsafe { $mul_sum(ax, _mm256_sign_epi8(qy, qx)) };
+                        *a = _mm256_fmadd_ps(d, s, *a);
+                    }
+                }
+                // SAFETY: AVX2 (this function's features).
+                acc.map(|a| unsafe { hsum_float_8(a) })
+            }
+        };
+    }
+    dots_fn!(dots_avx2, "avx2,fma,f16c", mul_sum_us8_avx2);
+    dots_fn!(
+        dots_vnni,
+        "avx2,fma,f16c,avx512vnni,avx512vl",
+        mul_sum_us8_vnni
+    );
+
+    /// `acc = v · vs + acc · ms` for `n` cells in order, for `H` rows: ggml's scaling of its
+    /// accumulator (where `ms` is not 1; scaling by 1 leaves it as it is), then its addition
+    /// of V (each value its quant times the block's scale, rounded), one FMA per value. 32
+    /// dimensions of each row at a time, in registers, each V block converted once for the
+    /// `H` rows. [`accumulate`] takes two rows at most (sixteen vector registers);
+    /// [`accumulate_vl`], where AVX-512 VL gives thirty-two, four.
+    ///
+    /// # Safety
+    /// Each accumulator holds `dv` floats, each V row (`vrow(j)`, j < n) `dv / 32` Q8_0
+    /// blocks; `dv` a multiple of 32; [`accumulate_vl`] on a CPU with AVX-512 F and VL.
+    macro_rules! accumulate_fn {
+        ($name:ident, $features:literal) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name<const H: usize>(
+                accs: [*mut f32; H],
+                vrow: &impl Fn(usize) -> *const u8,
+                ms: &[[f32; BLOCK]],
+                vs: &[[f32; BLOCK]],
+                n: usize,
+                dv: usize,
+            ) {
+                for d in (0..dv).step_by(32) {
+                    let mut a = [[_mm256_setzero_ps(); 4]; H];
+                    for (r, acc) in a.iter_mut().zip(accs) {
+                        for (i, x) in r.iter_mut().enumerate() {
+                            // SAFETY: d + 8i + 8 <= dv.
+                            *x = unsafe { _mm256_loadu_ps(acc.add(d + 8 * i)) };
+                        }
+                    }
+                    for j in 0..n {
+                        let vb = vrow(j).wrapping_add(d / 32 * Q8);
+                        // SAFETY: block d / 32 of the V row: its scale, then 32 quants.
+                        let x: [__m256; 4] = unsafe {
+                            let scale = _mm256_set1_ps(half_at(vb));
+                            std::array::from_fn(|i| {
+                                let q = _mm_loadl_epi64(vb.add(2 + 8 * i) as *const __m128i);
+                                let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                                _mm256_mul_ps(f, scale)
+                            })
+                        };
+                        for (h, r) in a.iter_mut().enumerate() {
+                            let m = ms[h][j];
+                            if m != 1.0 {
+                                let m = _mm256_set1_ps(m);
+                                for y in r.iter_mut() {
+                                    *y = _mm256_mul_ps(*y, m);
+                                }
+                            }
+                            let w = _mm256_set1_ps(vs[h][j]);
+                            for (y, x) in r.iter_mut().zip(&x) {
+                                *y = _mm256_fmadd_ps(*x, w, *y);
+                            }
+                        }
+                    }
+                    for (r, acc) in a.iter().zip(accs) {
+                        for (i, x) in r.iter().enumerate() {
+                            // SAFETY: as above.
+                            unsafe { _mm256_storeu_ps(acc.add(d + 8 * i), *x) };
+                        }
+                    }
+                }
+            }
+        };
+    }
+    accumulate_fn!(accumulate, "avx2,fma,f16c");
+    accumulate_fn!(accumulate_vl, "avx2,fma,f16c,avx512f,avx512vl");
+}

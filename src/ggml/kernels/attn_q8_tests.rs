@@ -1,0 +1,216 @@
+//! The Q8_0 attention op against ggml's flash attention over Q8_0 caches: equal bit for bit,
+//! for head sizes, grouped heads, prompt micro-batches and decoding rows, masked cells,
+//! soft-capping and thread counts.
+
+use super::attn::SeqAttn;
+use super::attn_q8;
+use super::attn_tests::{assert_bits, f16_bits};
+use super::tests::Rng;
+use crate::ggml::{Backend, BufferType, Context, Type};
+
+/// One case: head size, heads, K/V heads, cache cells, query tokens (the last `n` of the
+/// visible cells, causal, a few holes), soft-cap.
+#[derive(Clone, Copy)]
+struct Case {
+    hd: i64,
+    n_head: i64,
+    n_head_kv: i64,
+    n_kv: i64,
+    n: i64,
+    softcap: f32,
+}
+
+/// `n` random Q8_0 blocks: scales between 1/200 and 1/67, quants in ±127.
+fn q8_blocks(rng: &mut Rng, n: i64) -> Vec<u8> {
+    (0..n)
+        .flat_map(|_| {
+            let d = f16_bits(0.005 + rng.float().abs() * 0.005).to_le_bytes();
+            let qs: Vec<u8> = (0..32)
+                .map(|_| ((rng.next() >> 40) % 255) as i64 - 127)
+                .map(|q| q as i8 as u8)
+                .collect();
+            d.into_iter().chain(qs)
+        })
+        .collect()
+}
+
+/// ggml's flash attention and the op for `case` at `threads`; then each computed `reps` more
+/// times: (ggml's, the op's, seconds per ggml computation, per op computation).
+fn run(case: Case, threads: usize, seed: u64, reps: usize) -> (Vec<f32>, Vec<f32>, f64, f64) {
+    let Case {
+        hd,
+        n_head: nh,
+        n_head_kv: nkv,
+        n_kv,
+        n,
+        softcap,
+    } = case;
+    let mut rng = Rng(seed);
+    let data = Context::new(8, 0).unwrap();
+    let q = data.new_tensor(Type::F32, &[hd, nh, n]);
+    let k = data.new_tensor(Type::Q8_0, &[hd * nkv, n_kv]);
+    let v = data.new_tensor(Type::Q8_0, &[hd * nkv, n_kv]);
+    let m = data.new_tensor(Type::F16, &[n_kv, n]);
+    data.alloc_tensors(BufferType::cpu(), false).unwrap();
+    let qs: Vec<f32> = (0..hd * nh * n).map(|_| rng.float()).collect();
+    q.write_f32(&qs).unwrap();
+    for t in [k, v] {
+        t.write_bytes(0, &q8_blocks(&mut rng, hd / 32 * nkv * n_kv))
+            .unwrap();
+    }
+    // row i: a causal prompt row, the micro-batch's tokens the last n visible cells
+    let used = n_kv - 7;
+    let mask: Vec<u8> = (0..n)
+        .flat_map(|i| (0..n_kv).map(move |c| (i, c)))
+        .flat_map(|(i, c)| {
+            let visible = c <= used - n + i && (c % 29 != 3 || c == 0);
+            f16_bits(if visible { 0.0 } else { f32::NEG_INFINITY }).to_le_bytes()
+        })
+        .collect();
+    m.write_bytes(0, &mask).unwrap();
+
+    let ctx = Context::new(32, 64).unwrap();
+    let mut g = ctx.new_graph(64);
+    let mut g_ref = ctx.new_graph(64);
+    let mut g_op = ctx.new_graph(64);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let row = Type::Q8_0.row_size(hd * nkv);
+    let view = |t| {
+        ctx.view(
+            t,
+            &[hd, nkv, n_kv, 1],
+            &[Type::Q8_0.row_size(hd), row, row * n_kv as usize],
+            0,
+        )
+    };
+    let seq = SeqAttn {
+        k: view(k),
+        v: view(v),
+        mask: m,
+    };
+    let fa = ctx.flash_attn_ext(
+        ctx.permute(q, [0, 2, 1, 3]),
+        ctx.permute(seq.k, [0, 2, 1, 3]),
+        ctx.permute(seq.v, [0, 2, 1, 3]),
+        Some(m),
+        scale,
+        softcap,
+    );
+    let fa = ctx.reshape(fa, &[hd * nh, n]);
+    assert!(attn_q8::takes(q, &seq), "the op takes the case");
+    let ours = ctx.attn_q8(q, &seq, scale, softcap);
+    g.expand(fa);
+    g.expand(ours);
+    g_ref.expand(fa);
+    g_op.expand(ours);
+    ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
+    let backend = Backend::cpu(threads).unwrap();
+    backend.compute(&g).unwrap();
+    let time = |g: &crate::ggml::Graph<'_>| {
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            backend.compute(g).unwrap();
+        }
+        t.elapsed().as_secs_f64() / reps.max(1) as f64
+    };
+    let (ta, tb) = (time(&g_ref), time(&g_op));
+    let mut a = vec![0.0; (hd * nh * n) as usize];
+    let mut b = a.clone();
+    fa.read_f32(0, &mut a).unwrap();
+    ours.read_f32(0, &mut b).unwrap();
+    (a, b, ta, tb)
+}
+
+#[test]
+#[cfg_attr(not(ggml_attn), ignore = "needs AVX2, FMA, F16C and a GCC-built ggml")]
+fn the_q8_attention_op_gives_ggml_results_bit_for_bit() {
+    assert!(
+        attn_q8::available(),
+        "this build runs the Q8_0 attention op"
+    );
+    let case = |hd, n_head, n_head_kv, n_kv, n, softcap| Case {
+        hd,
+        n_head,
+        n_head_kv,
+        n_kv,
+        n,
+        softcap,
+    };
+    let cases = [
+        // SmolLM2's heads: a prompt micro-batch, a decoding row
+        case(64, 9, 3, 256, 5, 0.0),
+        case(64, 9, 3, 300, 1, 0.0),
+        // Qwen 1.5B's and Qwen 0.5B's
+        case(128, 12, 2, 768, 63, 0.0),
+        case(64, 14, 2, 1024, 100, 0.0),
+        // Gemma 3's: one K/V head for all, 256-wide heads; and soft-capping
+        case(256, 4, 1, 512, 300, 0.0),
+        case(256, 4, 1, 256, 17, 30.0),
+        // more query heads per K/V head than taken at once
+        case(64, 20, 2, 128, 9, 0.0),
+    ];
+    let mut seed = 300;
+    for (i, &c) in cases.iter().enumerate() {
+        for threads in [1, 2, 3] {
+            seed += 1;
+            let (a, b, _, _) = run(c, threads, seed, 0);
+            assert_bits(&a, &b, &format!("case {i}, {threads} threads"));
+        }
+    }
+}
+
+#[test]
+fn the_q8_attention_op_refuses_what_it_does_not_reproduce() {
+    let ctx = Context::new(32, 0).unwrap();
+    let seq = |ty: Type, hd: i64, n_kv: i64| SeqAttn {
+        k: ctx.new_tensor(ty, &[hd, 2, n_kv]),
+        v: ctx.new_tensor(ty, &[hd, 2, n_kv]),
+        mask: ctx.new_tensor(Type::F16, &[n_kv, 8]),
+    };
+    let q = |hd: i64| ctx.new_tensor(Type::F32, &[hd, 4, 8]);
+    assert_eq!(
+        attn_q8::takes(q(64), &seq(Type::Q8_0, 64, 32)),
+        attn_q8::available()
+    );
+    // f16 caches, V heads not a multiple of 64, heads wider than 256, more rows than the mask
+    assert!(!attn_q8::takes(q(64), &seq(Type::F16, 64, 32)));
+    assert!(!attn_q8::takes(q(96), &seq(Type::Q8_0, 96, 32)));
+    assert!(!attn_q8::takes(q(320), &seq(Type::Q8_0, 320, 32)));
+    let long = ctx.new_tensor(Type::F32, &[64, 4, 9]);
+    assert!(!attn_q8::takes(long, &seq(Type::Q8_0, 64, 32)));
+}
+
+/// Times the op against ggml's flash attention over Q8_0 caches for a prompt micro-batch:
+/// `cargo test --release --lib attn_q8_timing -- --ignored --nocapture` (`ATTN_THREADS`,
+/// default 2; `ATTN_HEADS`, `ATTN_KV`, `ATTN_HD`, default Gemma 3's 4, 1 and 256; `ATTN_ROWS`
+/// tokens, default 512, over as many cells).
+#[test]
+#[ignore = "a timing, not a test: run it by name"]
+fn attn_q8_timing() {
+    let var = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d) as i64
+    };
+    let n = var("ATTN_ROWS", 512);
+    let case = Case {
+        hd: var("ATTN_HD", 256),
+        n_head: var("ATTN_HEADS", 4),
+        n_head_kv: var("ATTN_KV", 1),
+        n_kv: n + 7,
+        n,
+        softcap: 0.0,
+    };
+    let threads = var("ATTN_THREADS", 2) as usize;
+    let (a, b, ta, tb) = run(case, threads, 1, 5);
+    assert_bits(&a, &b, "timing case");
+    let row_cells = (case.n_head * n * (n + 1) / 2) as f64;
+    println!(
+        "{threads} threads, {n} rows: ggml {:.2} ms, op {:.2} ms per layer ({:.1} vs {:.1} ns per row-cell)",
+        ta * 1e3,
+        tb * 1e3,
+        ta * 1e9 / row_cells,
+        tb * 1e9 / row_cells
+    );
+}
