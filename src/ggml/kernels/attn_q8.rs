@@ -116,9 +116,9 @@ impl Context {
     }
 }
 
-/// The op's body: thread `ith` of `nth` takes every `nth`-th token (a causal prompt's rows
-/// grow by one cell a token, so the threads' shares stay even), each token's heads in runs
-/// that share a K/V head.
+/// The op's body: thread `ith` of `nth` takes every `nth`-th unit ([`heads_per_unit`]), in
+/// token order (a causal prompt's rows grow by one cell a token, so the threads' shares stay
+/// even).
 ///
 /// # Safety
 /// Called by ggml's CPU backend with `dst` made by [`Context::attn_q8`]: sources the queries,
@@ -152,32 +152,47 @@ unsafe extern "C" fn op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, user
             n_kv: k.ne[2] as usize,
         };
         let (n_head, n_head_kv) = (q.ne[1] as usize, k.ne[1] as usize);
-        let g = n_head / n_head_kv;
         let (ith, nth) = (ith.max(0) as usize, nth.max(1) as usize);
-        for t in (ith..q.ne[2] as usize).step_by(nth) {
+        let g = n_head / n_head_kv;
+        let n_tok = q.ne[2] as usize;
+        let run = heads_per_unit(n_tok, n_head_kv, g, nth);
+        let runs = g.div_ceil(run);
+        for u in (ith..n_tok * n_head_kv * runs).step_by(nth) {
+            let (t, kvh, i) = (u / (n_head_kv * runs), u / runs % n_head_kv, u % runs);
             let mask = (m.data as *const u8).wrapping_add(t * m.nb[1]) as *const u16;
-            for kvh in 0..n_head_kv {
-                let mut h = kvh * g;
-                while h < (kvh + 1) * g {
-                    let end = ((kvh + 1) * g).min(h + GROUP);
-                    let mut rows = [(std::ptr::null::<f32>(), std::ptr::null_mut::<f32>()); GROUP];
-                    for (r, hr) in rows.iter_mut().zip(h..end) {
-                        let qp = (q.data as *const u8).wrapping_add(t * q.nb[2] + hr * q.nb[1]);
-                        let op = (dst.data as *mut u8).wrapping_add(t * dst.nb[1] + hr * p.dv * 4);
-                        *r = (qp as *const f32, op as *mut f32);
-                    }
-                    // SAFETY: heads h..end of token t (rows of the queries and the output),
-                    // over K/V head kvh and its n_kv cells, mask row t (checked by `takes`);
-                    // this CPU has AVX2, FMA and F16C (`available`), and AVX-512 VNNI and VL
-                    // where `p.vnni`, AVX-512 F and VL where `p.vl`.
-                    unsafe { x86::rows(&p, kvh, mask, &rows[..end - h]) };
-                    h = end;
-                }
+            let h = kvh * g + i * run;
+            let end = ((kvh + 1) * g).min(h + run);
+            let mut rows = [(std::ptr::null::<f32>(), std::ptr::null_mut::<f32>()); GROUP];
+            for (r, hr) in rows.iter_mut().zip(h..end) {
+                let qp = (q.data as *const u8).wrapping_add(t * q.nb[2] + hr * q.nb[1]);
+                let op = (dst.data as *mut u8).wrapping_add(t * dst.nb[1] + hr * p.dv * 4);
+                *r = (qp as *const f32, op as *mut f32);
             }
+            // SAFETY: heads h..end of token t (rows of the queries and the output), over K/V
+            // head kvh and its n_kv cells, mask row t (checked by `takes`); this CPU has AVX2,
+            // FMA and F16C (`available`), and AVX-512 VNNI and VL where `p.vnni`, AVX-512 F
+            // and VL where `p.vl`.
+            unsafe { x86::rows(&p, kvh, mask, &rows[..end - h]) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, ith, nth, user);
+}
+
+/// Query heads per unit of work (a unit: heads of one token over one K/V head; the threads
+/// take every `nth`-th unit): the heads sharing a K/V head together ([`GROUP`] at most), so
+/// that each K and V block is read once for them; but where that leaves too few units to
+/// share evenly among the threads (a decoding token over Gemma 3's one K/V head: one unit for
+/// two threads), one head each.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn heads_per_unit(n_tok: usize, n_head_kv: usize, g: usize, nth: usize) -> usize {
+    let full = g.min(GROUP);
+    let units = n_tok * n_head_kv * g.div_ceil(full);
+    if units % nth != 0 && units < 4 * nth {
+        1
+    } else {
+        full
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -292,28 +307,20 @@ mod x86 {
         let mut acc = [[0f32; MAX_HEAD]; G];
         let k = p.k.wrapping_add(kvh * p.k_head);
         let v = p.v.wrapping_add(kvh * p.v_head);
-        let (k_bytes, v_bytes) = (dk / 32 * Q8, dv / 32 * Q8);
-        let prefetch = |c: usize| {
-            for line in (0..k_bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(c * p.k_cell + line) as *const i8);
-            }
-            for line in (0..v_bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(c * p.v_cell + line) as *const i8);
-            }
-        };
         let mut idx = [0usize; BLOCK];
         let mut mv = [0f32; BLOCK];
         let mut ms = [[1f32; BLOCK]; G];
         let mut vs = [[1f32; BLOCK]; G];
         let mut ic = 0;
         while ic < p.n_kv {
-            // the next BLOCK visible cells (ggml skips the masked ones entirely)
+            // the next BLOCK visible cells (ggml skips the masked ones entirely; the rows are
+            // read in order, as the hardware prefetcher follows: prefetching a block ahead
+            // measured no faster)
             let mut n = 0;
             while ic < p.n_kv && n < BLOCK {
                 // SAFETY: ic < n_kv, the mask's length.
                 let x = half(unsafe { *mask.add(ic) });
                 if x != f32::NEG_INFINITY {
-                    prefetch(ic);
                     idx[n] = ic;
                     mv[n] = x;
                     n += 1;
