@@ -188,7 +188,7 @@ unsafe extern "C" fn op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, user
 fn heads_per_unit(n_tok: usize, n_head_kv: usize, g: usize, nth: usize) -> usize {
     let full = g.min(GROUP);
     let units = n_tok * n_head_kv * g.div_ceil(full);
-    if units % nth != 0 && units < 4 * nth {
+    if !units.is_multiple_of(nth) && units < 4 * nth {
         1
     } else {
         full
