@@ -18,8 +18,8 @@ pub struct Switches {
     /// 0; llama.cpp's `LLAMA_ATTN_ROT_DISABLE`).
     pub attn_rot: bool,
     /// Decode steps attend through Ember's attention op (`EMBER_NO_ATTN_OP` unset), where it
-    /// runs (`ggml::kernels::attn`), and attention over Q8_0 caches through its op for them
-    /// (`ggml::kernels::attn_q8`); set: ggml's flash attention, one op per sequence. Both
+    /// runs (`ggml::kernels::attn`), and attention over Q8_0 and Q4_0 caches through its op
+    /// for them (`ggml::kernels::attn_quant`); set: ggml's flash attention, one op per sequence. Both
     /// give the same results.
     pub attn_op: bool,
     /// `EMBER_TUNE=off`, `on` or `refresh`: kernel routes not tuned, tuned with the cache

@@ -5,7 +5,7 @@
 //! compared.
 
 use crate::ggml::kernels::attn::{self, SeqAttn};
-use crate::ggml::kernels::attn_q8;
+use crate::ggml::kernels::attn_quant;
 use crate::ggml::kernels::store::{self, SeqStore};
 use crate::ggml::{Context, Graph, Tensor, TensorHandle, Type};
 use crate::kv::{AttnKind, KvCache};
@@ -41,9 +41,9 @@ pub struct Builder<'g> {
     /// Ember's attention op (`ggml::kernels::attn`): this build runs it and no switch turns
     /// it off.
     attn_op: bool,
-    /// Attention over Q8_0 caches may run through Ember's op for them
-    /// (`ggml::kernels::attn_q8`): this build runs it and no switch turns it off.
-    attn_q8_op: bool,
+    /// Attention over Q8_0 and Q4_0 caches may run through Ember's op for them
+    /// (`ggml::kernels::attn_quant`): this build runs it and no switch turns it off.
+    attn_quant_op: bool,
 }
 
 /// Activation used by a gated feed-forward block.
@@ -96,9 +96,9 @@ impl<'g> Builder<'g> {
             attn_op: crate::switches::Switches::get().attn_op
                 && crate::switches::KernelSwitches::get().ember_ops
                 && attn::available(),
-            attn_q8_op: crate::switches::Switches::get().attn_op
+            attn_quant_op: crate::switches::Switches::get().attn_op
                 && crate::switches::KernelSwitches::get().ember_ops
-                && attn_q8::available(),
+                && attn_quant::available(),
         }
     }
 
@@ -577,15 +577,17 @@ impl<'g> Builder<'g> {
             && kvc.get(kv.v(il)).is_plain_host_data()
     }
 
-    /// Whether Ember's Q8_0 attention op may attend over `kv` in layer `il`: as
-    /// [`attn_op_runs`](Self::attn_op_runs), for Q8_0 K and V caches (rotated or not).
-    fn attn_q8_runs(&self, il: usize, kv: &KvCache) -> bool {
+    /// Whether Ember's attention op for quantized caches may attend over `kv` in layer `il`:
+    /// as [`attn_op_runs`](Self::attn_op_runs), for Q8_0 or Q4_0 K and V caches (rotated or
+    /// not).
+    fn attn_quant_runs(&self, il: usize, kv: &KvCache) -> bool {
         let kvc = kv.ctx();
-        self.attn_q8_op
+        let quant = |t: Type| t == Type::Q8_0 || t == Type::Q4_0;
+        self.attn_quant_op
             && self.flash_attn
             && self.model.layers[il].attn_sinks.is_none()
-            && kv.type_k == Type::Q8_0
-            && kv.type_v == Type::Q8_0
+            && quant(kv.type_k)
+            && quant(kv.type_v)
             && !kv.v_trans
             && kvc.get(kv.k(il)).is_plain_host_data()
             && kvc.get(kv.v(il)).is_plain_host_data()
@@ -720,17 +722,18 @@ impl<'g> Builder<'g> {
             let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
             (n_i, qi, mi)
         };
-        // Q8_0 caches: ggml attends each row alone, cell by cell, whatever the micro-batch (so
-        // verification rows need nothing of their own either); Ember's op does it faster
-        if self.flash_attn && self.attn_q8_runs(il, kv) {
+        // Q8_0 and Q4_0 caches: ggml attends each row alone, cell by cell, whatever the
+        // micro-batch (so verification rows need nothing of their own either); Ember's op does
+        // it faster
+        if self.flash_attn && self.attn_quant_runs(il, kv) {
             let seq = SeqAttn {
                 k: cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size),
                 v: cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size),
                 mask,
             };
-            if attn_q8::takes(q_heads, &seq) {
+            if attn_quant::takes(q_heads, &seq) {
                 let softcap = hp.attn_softcap.unwrap_or(0.0);
-                let out = c.attn_q8(q_heads, &seq, kq_scale, softcap);
+                let out = c.attn_quant(q_heads, &seq, kq_scale, softcap);
                 let out = self.name(out, "kqv_out", Some(il));
                 return match v_rot {
                     Some(r) => c.mul_mat_hadamard(out, r),

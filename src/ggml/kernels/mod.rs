@@ -42,9 +42,9 @@ use ggml_sys as sys;
 use super::{Context, Tensor, Type};
 
 pub mod attn;
-pub mod attn_q8;
+pub mod attn_quant;
 #[cfg(test)]
-mod attn_q8_tests;
+mod attn_quant_tests;
 #[cfg(test)]
 mod attn_tests;
 mod claims;

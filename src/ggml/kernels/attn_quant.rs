@@ -1,10 +1,11 @@
-//! Attention over Q8_0 K and V caches, for any number of query tokens of one sequence (a
-//! prompt micro-batch, a decoding token), with ggml's flash-attention arithmetic row for row.
+//! Attention over quantized K and V caches (Q8_0 or Q4_0 each), for any number of query tokens
+//! of one sequence (a prompt micro-batch, a decoding token), with ggml's flash-attention
+//! arithmetic row for row.
 //!
 //! For quantized caches ggml's CPU flash attention always takes its one-row path: each query
-//! row (one head of one token) is quantized to Q8_0, then cell by cell it takes a Q8_0 dot
-//! product with the K row, the online softmax (one `expf`), converts the V row to f32 into a
-//! buffer (`dequantize_row_q8_0`, a scalar loop) and adds it, scaled, into an f32 accumulator
+//! row (one head of one token) is quantized to Q8_0, then cell by cell it takes a dot product
+//! with the K row, the online softmax (one `expf`), converts the V row to f32 into a buffer
+//! (`dequantize_row_q8_0`/`_q4_0`, scalar loops) and adds it, scaled, into an f32 accumulator
 //! in memory. With Gemma 3's 256-wide heads that costs ~370 cycles per row and cell, and a
 //! 512-token prompt over a Q8_0 cache spent a third of its time there. This op takes the query
 //! heads of one token that share a K/V head together, 16 visible cells at a time: all their
@@ -13,13 +14,13 @@
 //! block converted once for all the heads.
 //!
 //! Every row's arithmetic is ggml's (AVX2 builds compiled by GCC, which fuses `S·ms + vs`): the
-//! query quantized by `quantize_row_q8_0`; per cell the Q8_0 dot product's block sums, scale
-//! products, FMAs and horizontal sum; scale, soft-cap, mask; the running maximum and `expf`
-//! from the same C library; the accumulator scaled by `e^(M_old - M)` on a new maximum and V
-//! (each value its quant times its block's scale, rounded) added with one FMA per value; at the
-//! end scaled by `1/S`. Rows are independent in ggml (no split across threads for quantized
-//! caches), so the result is ggml's bit for bit whatever the threads
-//! (`the_q8_attention_op_gives_ggml_results_bit_for_bit`).
+//! query quantized by `quantize_row_q8_0`; per cell the AVX2 Q8_0 or Q4_0 dot product's block
+//! sums, scale products, FMAs and horizontal sum; scale, soft-cap, mask; the running maximum
+//! and `expf` from the same C library; the accumulator scaled by `e^(M_old - M)` on a new
+//! maximum and V (each value its quant times its block's scale, rounded) added with one FMA
+//! per value; at the end scaled by `1/S`. Rows are independent in ggml (no split across
+//! threads for quantized caches), so the result is ggml's bit for bit whatever the threads
+//! (`the_quantized_attention_op_gives_ggml_results_bit_for_bit`).
 
 use std::ffi::{c_int, c_void};
 
@@ -44,6 +45,15 @@ const BLOCK: usize = 16;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const Q8: usize = 34;
 
+/// Bytes of a Q4_0 block: an f16 scale, 32 quants of 4 bits (stored plus 8).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const Q4: usize = 18;
+
+/// Whether the op reads caches of this type: Q8_0 or Q4_0.
+fn cache_type(t: Type) -> bool {
+    matches!(t, Type::Q8_0 | Type::Q4_0)
+}
+
 /// Whether this build runs the op: ggml's Q8_0 dot product and quantizer are its AVX2 ones
 /// (ggml compiled with AVX2 and FMA), its compiler fuses multiply-adds (GCC), and this CPU has
 /// AVX2, FMA and F16C.
@@ -60,23 +70,22 @@ pub fn available() -> bool {
     })
 }
 
-/// Whether the op takes these operands: `q` `[head_dim, n_head, n]` f32, K and V Q8_0 views
-/// `[head_dim, n_head_kv, n_kv]` of whole heads (K's as wide as the queries, a multiple of 32;
-/// V's a multiple of 64, as ggml adds it in whole 64-value steps; both up to 256), the mask
-/// f16 `[n_kv, ≥ n]`, one row per query token.
+/// Whether the op takes these operands: `q` `[head_dim, n_head, n]` f32, K and V views
+/// `[head_dim, n_head_kv, n_kv]` of whole heads, Q8_0 or Q4_0 each (K's as wide as the
+/// queries, a multiple of 32; V's a multiple of 64, as ggml adds it in whole 64-value steps;
+/// both up to 256), the mask f16 `[n_kv, ≥ n]`, one row per query token.
 pub fn takes(q: Tensor<'_>, seq: &SeqAttn<'_>) -> bool {
     let (qn, kn, vn, mn) = (q.ne(), seq.k.ne(), seq.v.ne(), seq.mask.ne());
-    let block = Type::Q8_0.row_size(32);
     available()
         && q.ty() == Type::F32
         && q.nb()[0] == 4
         && qn[2] >= 1
         && qn[3] == 1
-        && seq.k.ty() == Type::Q8_0
-        && seq.v.ty() == Type::Q8_0
+        && cache_type(seq.k.ty())
+        && cache_type(seq.v.ty())
         && seq.mask.ty() == Type::F16
-        && seq.k.nb()[0] == block
-        && seq.v.nb()[0] == block
+        && seq.k.nb()[0] == seq.k.ty().row_size(32)
+        && seq.v.nb()[0] == seq.v.ty().row_size(32)
         && seq.mask.nb()[0] == 2
         && kn[0] == qn[0]
         && kn[0] > 0
@@ -98,18 +107,18 @@ pub fn takes(q: Tensor<'_>, seq: &SeqAttn<'_>) -> bool {
 }
 
 impl Context {
-    /// `softmax(q·kᵀ·scale + mask)·v` over Q8_0 caches for the `n` query tokens of one
+    /// `softmax(q·kᵀ·scale + mask)·v` over quantized caches for the `n` query tokens of one
     /// sequence, token i masked by row i of the mask: `[head_dim_v · n_head, n]`, as
     /// `flash_attn_ext` gives it, reshaped to rows. `softcap` 0: none. The operands must be
     /// ones [`takes`] accepts.
-    pub fn attn_q8<'a>(
+    pub fn attn_quant<'a>(
         &'a self,
         q: Tensor<'a>,
         seq: &SeqAttn<'a>,
         scale: f32,
         softcap: f32,
     ) -> Tensor<'a> {
-        assert!(takes(q, seq), "attn_q8: operands not supported");
+        assert!(takes(q, seq), "attn_quant: operands not supported");
         let ne = [seq.v.ne()[0] * q.ne()[1], q.ne()[2]];
         let srcs = [q, seq.k, seq.v, seq.mask];
         self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), op)
@@ -121,7 +130,7 @@ impl Context {
 /// even).
 ///
 /// # Safety
-/// Called by ggml's CPU backend with `dst` made by [`Context::attn_q8`]: sources the queries,
+/// Called by ggml's CPU backend with `dst` made by [`Context::attn_quant`]: sources the queries,
 /// K, V and mask (checked by [`takes`]), all data allocated in host memory; `user` the packed
 /// parameters.
 unsafe extern "C" fn op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, user: *mut c_void) {
@@ -143,6 +152,8 @@ unsafe extern "C" fn op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, user
             dv: v.ne[0] as usize,
             vl: Machine::get().avx512vl,
             vnni: Machine::get().vnni,
+            k4: k.type_ == sys::GGML_TYPE_Q4_0,
+            v4: v.type_ == sys::GGML_TYPE_Q4_0,
             k: k.data as *const u8,
             v: v.data as *const u8,
             k_head: k.nb[1],
@@ -199,8 +210,9 @@ fn heads_per_unit(n_tok: usize, n_head_kv: usize, g: usize, nth: usize) -> usize
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::x86::bytes_from_nibbles_32;
     use super::super::x86::{hsum_float_8, mul_sum_us8_avx2, mul_sum_us8_vnni, quantize_q8_0};
-    use super::{BLOCK, GROUP, MAX_HEAD, Q8};
+    use super::{BLOCK, GROUP, MAX_HEAD, Q4, Q8};
 
     /// The op's parameters and operands as it reads them.
     pub(super) struct Params {
@@ -213,6 +225,9 @@ mod x86 {
         pub vl: bool,
         /// AVX-512 VNNI (and VL): ggml's block sums by `vpdpbusd`.
         pub vnni: bool,
+        /// K, V: Q4_0 blocks (else Q8_0).
+        pub k4: bool,
+        pub v4: bool,
         pub k: *const u8,
         pub v: *const u8,
         /// Bytes between heads and between cells, in K and in V.
@@ -332,10 +347,11 @@ mod x86 {
                 // SAFETY: a K row of dk / 32 blocks, qq's rows as many; VNNI: the CPU has
                 // AVX-512 VNNI and VL.
                 let dots = unsafe {
-                    if VNNI {
-                        dots_vnni::<G>(kr, &qq, &qd, dk / 32)
-                    } else {
-                        dots_avx2::<G>(kr, &qq, &qd, dk / 32)
+                    match (VNNI, p.k4) {
+                        (true, false) => dots_vnni::<G, false>(kr, &qq, &qd, dk / 32),
+                        (true, true) => dots_vnni::<G, true>(kr, &qq, &qd, dk / 32),
+                        (false, false) => dots_avx2::<G, false>(kr, &qq, &qd, dk / 32),
+                        (false, true) => dots_avx2::<G, true>(kr, &qq, &qd, dk / 32),
                     }
                 };
                 for r in 0..G {
@@ -365,15 +381,25 @@ mod x86 {
                 let base = acc.as_mut_ptr();
                 // SAFETY: rows h..h + take of acc (take <= G - h), each MAX_HEAD >= dv floats.
                 let accs = |i: usize| unsafe { (*base.add(h + i)).as_mut_ptr() };
+                // `$f::<H, _>` for V's block format
+                macro_rules! by_v {
+                    ($f:ident, $h:literal) => {
+                        if p.v4 {
+                            $f::<$h, true>(std::array::from_fn(accs), &vrow, a, w, n, dv)
+                        } else {
+                            $f::<$h, false>(std::array::from_fn(accs), &vrow, a, w, n, dv)
+                        }
+                    };
+                }
                 // SAFETY: as above; V rows of dv / 32 blocks; `p.vl`: AVX-512 F and VL.
                 unsafe {
                     match (p.vl, take) {
-                        (true, 4) => accumulate_vl::<4>([0, 1, 2, 3].map(accs), &vrow, a, w, n, dv),
-                        (true, 3) => accumulate_vl::<3>([0, 1, 2].map(accs), &vrow, a, w, n, dv),
-                        (true, 2) => accumulate_vl::<2>([0, 1].map(accs), &vrow, a, w, n, dv),
-                        (true, _) => accumulate_vl::<1>([0].map(accs), &vrow, a, w, n, dv),
-                        (false, 2) => accumulate::<2>([0, 1].map(accs), &vrow, a, w, n, dv),
-                        (false, _) => accumulate::<1>([0].map(accs), &vrow, a, w, n, dv),
+                        (true, 4) => by_v!(accumulate_vl, 4),
+                        (true, 3) => by_v!(accumulate_vl, 3),
+                        (true, 2) => by_v!(accumulate_vl, 2),
+                        (true, _) => by_v!(accumulate_vl, 1),
+                        (false, 2) => by_v!(accumulate, 2),
+                        (false, _) => by_v!(accumulate, 1),
                     }
                 }
                 h += take;
@@ -388,19 +414,19 @@ mod x86 {
         }
     }
 
-    /// ggml's Q8_0 dot product (AVX2: per block the 8 lane sums of products as floats, times
-    /// the two scales' product, added by FMA; then `hsum_float_8`) of the K row at `kr` with
-    /// each of the `G` quantized queries (their blocks' scales as f32 in `qd`), each K block
-    /// loaded once: [`dots_vnni`] with
+    /// ggml's Q8_0 or Q4_0 (`K4`) dot product with Q8_0 (AVX2: per block the 8 lane sums of
+    /// products as floats — Q4_0's quants less 8 — times the two scales' product, added by
+    /// FMA; then `hsum_float_8`) of the K row at `kr` with each of the `G` quantized queries
+    /// (their blocks' scales as f32 in `qd`), each K block loaded once: [`dots_vnni`] with
     /// `vpdpbusd`'s lane sums, [`dots_avx2`] with `vpmaddubsw` and `vpmaddwd`'s (the same).
     ///
     /// # Safety
-    /// `kr` holds `nb` Q8_0 blocks, each row of `qq` and `qd` as many; [`dots_vnni`] on a CPU with
+    /// `kr` holds `nb` blocks, each row of `qq` and `qd` as many; [`dots_vnni`] on a CPU with
     /// AVX-512 VNNI and VL.
     macro_rules! dots_fn {
         ($name:ident, $features:literal, $mul_sum:ident) => {
             #[target_feature(enable = $features)]
-            unsafe fn $name<const G: usize>(
+            unsafe fn $name<const G: usize, const K4: bool>(
                 kr: *const u8,
                 qq: &[[u8; MAX_HEAD / 32 * Q8]; G],
                 qd: &[[f32; MAX_HEAD / 32]; G],
@@ -408,10 +434,17 @@ mod x86 {
             ) -> [f32; G] {
                 let mut acc = [_mm256_setzero_ps(); G];
                 for b in 0..nb {
-                    let xb = kr.wrapping_add(b * Q8);
-                    // SAFETY: block b of the K row.
-                    let (dx, qx) =
-                        unsafe { (half_at(xb), _mm256_loadu_si256(xb.add(2) as *const __m256i)) };
+                    let xb = kr.wrapping_add(b * if K4 { Q4 } else { Q8 });
+                    // SAFETY: block b of the K row: its scale, then its quants.
+                    let (dx, qx) = unsafe {
+                        let qx = if K4 {
+                            let x = bytes_from_nibbles_32(xb.add(2));
+                            _mm256_sub_epi8(x, _mm256_set1_epi8(8))
+                        } else {
+                            _mm256_loadu_si256(xb.add(2) as *const __m256i)
+                        };
+                        (half_at(xb), qx)
+                    };
                     let ax = _mm256_sign_epi8(qx, qx);
                     for ((a, qr), dy) in acc.iter_mut().zip(qq).zip(qd) {
                         let yb = qr.as_ptr().wrapping_add(b * Q8);
@@ -437,18 +470,18 @@ mod x86 {
 
     /// `acc = v · vs + acc · ms` for `n` cells in order, for `H` rows: ggml's scaling of its
     /// accumulator (where `ms` is not 1; scaling by 1 leaves it as it is), then its addition
-    /// of V (each value its quant times the block's scale, rounded), one FMA per value. 32
+    /// of V (each value its quant — Q4_0's (`V4`) less 8 — times the block's scale, rounded),
+    /// one FMA per value. 32
     /// dimensions of each row at a time, in registers, each V block converted once for the
     /// `H` rows. [`accumulate`] takes two rows at most (sixteen vector registers);
     /// [`accumulate_vl`], where AVX-512 VL gives thirty-two, four.
     ///
     /// # Safety
-    /// Each accumulator holds `dv` floats, each V row (`vrow(j)`, j < n) `dv / 32` Q8_0
-    /// blocks; `dv` a multiple of 32; [`accumulate_vl`] on a CPU with AVX-512 F and VL.
+    /// Each accumulator holds `dv` floats, each V row (`vrow(j)`, j < n) `dv / 32` blocks; `dv` a multiple of 32; [`accumulate_vl`] on a CPU with AVX-512 F and VL.
     macro_rules! accumulate_fn {
         ($name:ident, $features:literal) => {
             #[target_feature(enable = $features)]
-            unsafe fn $name<const H: usize>(
+            unsafe fn $name<const H: usize, const V4: bool>(
                 accs: [*mut f32; H],
                 vrow: &impl Fn(usize) -> *const u8,
                 ms: &[[f32; BLOCK]],
@@ -465,14 +498,25 @@ mod x86 {
                         }
                     }
                     for j in 0..n {
-                        let vb = vrow(j).wrapping_add(d / 32 * Q8);
-                        // SAFETY: block d / 32 of the V row: its scale, then 32 quants.
+                        let vb = vrow(j).wrapping_add(d / 32 * if V4 { Q4 } else { Q8 });
+                        // SAFETY: block d / 32 of the V row: its scale, then its quants.
                         let x: [__m256; 4] = unsafe {
                             let scale = _mm256_set1_ps(half_at(vb));
-                            std::array::from_fn(|i| {
-                                let q = _mm_loadl_epi64(vb.add(2 + 8 * i) as *const __m128i);
-                                let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-                                _mm256_mul_ps(f, scale)
+                            let q: [__m128i; 4] = if V4 {
+                                // values 0-15: the low nibbles; 16-31: the high ones
+                                let b = _mm_loadu_si128(vb.add(2) as *const __m128i);
+                                let (m, eight) = (_mm_set1_epi8(0x0F), _mm_set1_epi8(8));
+                                let lo = _mm_sub_epi8(_mm_and_si128(b, m), eight);
+                                let hi =
+                                    _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), eight);
+                                [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)]
+                            } else {
+                                std::array::from_fn(|i| {
+                                    _mm_loadl_epi64(vb.add(2 + 8 * i) as *const __m128i)
+                                })
+                            };
+                            q.map(|q| {
+                                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale)
                             })
                         };
                         for (h, r) in a.iter_mut().enumerate() {
