@@ -228,3 +228,48 @@ fn info_reports_the_bytes_a_session_allocates() {
     assert_eq!(v["kv_cache"]["v_bytes"], s.kv().bytes().v);
     assert_eq!(v["kv_cache"]["n_ctx"], 64);
 }
+
+/// Ember's attention op for quantized caches gives ggml's flash attention's results: SmolLM2
+/// answers a prompt (a micro-batch of over 64 rows) and decodes token for token the same with
+/// the op (default) and without it (`EMBER_NO_ATTN_OP=1`), at each quantized cache type pair.
+#[test]
+fn quantized_caches_answer_the_same_through_embers_attention_op() {
+    let model = common::smollm2();
+    let m = model.to_str().unwrap();
+    let prompt = "The history of the river valley begins with the first farmers, who cleared the \
+                  forests along the banks, built villages of timber and clay, and learned to \
+                  read the seasons of the flood. Over the centuries the villages grew into \
+                  towns, the towns into cities, and the cities into kingdoms that traded grain, \
+                  copper and cloth with the peoples of the hills, whose caravans crossed the \
+                  passes every spring. Their scribes kept records of every harvest, and from \
+                  those records we know that";
+    for (k, v) in [("q8_0", "q8_0"), ("q8_0", "q4_0"), ("q4_0", "q4_0")] {
+        let run = |env: &[(&str, &str)]| {
+            let args = [
+                "-m",
+                m,
+                "-p",
+                prompt,
+                "-n",
+                "40",
+                "--temp",
+                "0",
+                "-t",
+                "2",
+                "-ctk",
+                k,
+                "-ctv",
+                v,
+                "--ignore-eos",
+                "--json",
+            ];
+            let o = common::run_ember(&args, None, env);
+            assert!(o.status.success(), "{}", common::show(&o));
+            let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert!(r["timings"]["prompt_tokens"].as_u64().unwrap() > 64);
+            (r["text"].clone(), r["tokens"].clone())
+        };
+        let (ours, ggml) = (run(&[]), run(&[("EMBER_NO_ATTN_OP", "1")]));
+        assert_eq!(ours, ggml, "K {k}, V {v}");
+    }
+}
