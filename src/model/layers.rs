@@ -722,15 +722,17 @@ impl<'g> Builder<'g> {
             let mi = c.view(mask, &[n_i, 1], &[mask.nb()[1]], mrow);
             (n_i, qi, mi)
         };
+        // the cache's first n cells, masked by `mask`, as Ember's attention ops take them
+        let seq_attn = |n: i64, mask: Tensor<'g>| SeqAttn {
+            k: cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n, size),
+            v: cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n, size),
+            mask,
+        };
         // Q8_0 and Q4_0 caches: ggml attends each row alone, cell by cell, whatever the
         // micro-batch (so verification rows need nothing of their own either); Ember's op does
         // it faster
         if self.flash_attn && self.attn_quant_runs(il, kv) {
-            let seq = SeqAttn {
-                k: cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size),
-                v: cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size),
-                mask,
-            };
+            let seq = seq_attn(n_kv, mask);
             if attn_quant::takes(q_heads, &seq) {
                 let softcap = hp.attn_softcap.unwrap_or(0.0);
                 let out = c.attn_quant(q_heads, &seq, kq_scale, softcap);
@@ -747,11 +749,7 @@ impl<'g> Builder<'g> {
             let rows: Vec<SeqAttn<'g>> = (0..nt)
                 .map(|i| {
                     let (n_i, _, mi) = row_inputs(i);
-                    SeqAttn {
-                        k: cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_i, size),
-                        v: cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_i, size),
-                        mask: mi,
-                    }
+                    seq_attn(n_i, mi)
                 })
                 .collect();
             if attn_op_takes(c, q_heads, &rows) {
@@ -763,11 +761,7 @@ impl<'g> Builder<'g> {
         // a short prompt micro-batch (ggml attends its rows one by one, each over every cell)
         // through Ember's attention op too
         if self.flash_attn && nt > 1 && !(self.rows_alone && full) && self.attn_op_runs(il, kv) {
-            let seq = SeqAttn {
-                k: cache_heads(c, k_cache, ty_k, hd_k, n_head_kv, n_kv, size),
-                v: cache_heads(c, v_cache, ty_v, hd_v, n_head_kv, n_kv, size),
-                mask,
-            };
+            let seq = seq_attn(n_kv, mask);
             if attn::takes_rows(q_heads, &seq) {
                 let softcap = hp.attn_softcap.unwrap_or(0.0);
                 let out = c.attn_rows(q_heads, &seq, kq_scale, softcap);

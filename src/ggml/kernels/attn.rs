@@ -183,9 +183,23 @@ impl Context {
         softcap: f32,
     ) -> Tensor<'a> {
         assert!(takes_rows(q, seq), "attn_rows: operands not supported");
+        self.rows_op(q, seq, scale, softcap, attn_rows_op)
+    }
+
+    /// An op whose `body` attends the `n` query rows of `q` over one sequence's K, V and mask
+    /// (its sources, in that order after the queries; scale and soft-cap in its user data):
+    /// `[head_dim_v · n_head, n]`.
+    pub(super) fn rows_op<'a>(
+        &'a self,
+        q: Tensor<'a>,
+        seq: &SeqAttn<'a>,
+        scale: f32,
+        softcap: f32,
+        body: super::OpBody,
+    ) -> Tensor<'a> {
         let ne = [seq.v.ne()[0] * q.ne()[1], q.ne()[2]];
         let srcs = [q, seq.k, seq.v, seq.mask];
-        self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), attn_rows_op)
+        self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), body)
     }
 
     /// `softmax(q·kᵀ·scale + mask)·v` for each sequence's one query token: `[head_dim_v ·
@@ -259,7 +273,7 @@ impl Seq {
 
 /// The two f32 parameters (scale, soft-cap) in the ops' user-data word (the ops are x86-64
 /// only: a 64-bit word).
-pub(super) fn pack(scale: f32, softcap: f32) -> *mut c_void {
+fn pack(scale: f32, softcap: f32) -> *mut c_void {
     (((scale.to_bits() as u64) << 32) | softcap.to_bits() as u64) as usize as *mut c_void
 }
 
@@ -464,7 +478,7 @@ const SPLIT_FROM: usize = 512;
 const BLOCK: usize = 16;
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Params, Seq, BLOCK, GROUP, MAX_HEAD, SPLIT_FROM};
@@ -766,19 +780,7 @@ mod x86 {
                         let x: [__m256; 4] = std::array::from_fn(|i| unsafe {
                             _mm256_cvtph_ps(_mm_loadu_si128(vp.add(d / 8 + i)))
                         });
-                        for (h, r) in a.iter_mut().enumerate() {
-                            let m = ms[h][j];
-                            if m != 1.0 {
-                                let m = _mm256_set1_ps(m);
-                                for y in r.iter_mut() {
-                                    *y = round(_mm256_mul_ps(*y, m));
-                                }
-                            }
-                            let w = _mm256_set1_ps(vs[h][j]);
-                            for (y, x) in r.iter_mut().zip(&x) {
-                                *y = round(_mm256_fmadd_ps(*x, w, *y));
-                            }
-                        }
+                        add_cell(&mut a, &x, ms, vs, j, round);
                     }
                     for (r, acc) in a.iter().zip(accs) {
                         for (i, x) in r.iter().enumerate() {
@@ -792,6 +794,39 @@ mod x86 {
     }
     accumulate_fn!(accumulate, "avx2,fma,f16c");
     accumulate_fn!(accumulate_vl, "avx2,fma,f16c,avx512f,avx512vl");
+
+    /// Cell `j` of a run of accumulators (32 dimensions of `H` rows) and its V values `x`: for
+    /// each row, ggml's scaling of the accumulator where `ms` is not 1 (scaling by 1 leaves it
+    /// as it is), then its addition of V times `vs`, one FMA per value, each result through
+    /// `round` (to f16 and back for ggml's f16 accumulator; nothing for its f32 one). Inlined
+    /// into the accumulation loops of this op and of the quantized-cache op (`attn_quant`),
+    /// whose features (AVX2, FMA) it takes.
+    #[inline(always)]
+    pub(in super::super) fn add_cell<const H: usize>(
+        a: &mut [[__m256; 4]; H],
+        x: &[__m256; 4],
+        ms: &[[f32; BLOCK]],
+        vs: &[[f32; BLOCK]],
+        j: usize,
+        round: impl Fn(__m256) -> __m256,
+    ) {
+        for (h, r) in a.iter_mut().enumerate() {
+            let m = ms[h][j];
+            // SAFETY: AVX and FMA, which every caller (an accumulation loop) is compiled for.
+            unsafe {
+                if m != 1.0 {
+                    let m = _mm256_set1_ps(m);
+                    for y in r.iter_mut() {
+                        *y = round(_mm256_mul_ps(*y, m));
+                    }
+                }
+                let w = _mm256_set1_ps(vs[h][j]);
+                for (y, x) in r.iter_mut().zip(x) {
+                    *y = round(_mm256_fmadd_ps(*x, w, *y));
+                }
+            }
+        }
+    }
 
     /// ggml's f16 dot product of `n` values, its AVX-512 form (`WIDE`) or its AVX2 one.
     ///

@@ -26,7 +26,7 @@ use std::ffi::{c_int, c_void};
 
 use ggml_sys as sys;
 
-use super::attn::{pack, unpack, SeqAttn};
+use super::attn::{unpack, SeqAttn};
 use super::route::Machine;
 use super::{Context, Tensor, Type};
 
@@ -119,9 +119,7 @@ impl Context {
         softcap: f32,
     ) -> Tensor<'a> {
         assert!(takes(q, seq), "attn_quant: operands not supported");
-        let ne = [seq.v.ne()[0] * q.ne()[1], q.ne()[2]];
-        let srcs = [q, seq.k, seq.v, seq.mask];
-        self.custom_op_user(Type::F32, ne, &srcs, pack(scale, softcap), op)
+        self.rows_op(q, seq, scale, softcap, op)
     }
 }
 
@@ -210,6 +208,7 @@ fn heads_per_unit(n_tok: usize, n_head_kv: usize, g: usize, nth: usize) -> usize
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::attn::x86::add_cell;
     use super::super::x86::bytes_from_nibbles_32;
     use super::super::x86::{hsum_float_8, mul_sum_us8_avx2, mul_sum_us8_vnni, quantize_q8_0};
     use super::{BLOCK, GROUP, MAX_HEAD, Q4, Q8};
@@ -519,19 +518,7 @@ mod x86 {
                                 _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale)
                             })
                         };
-                        for (h, r) in a.iter_mut().enumerate() {
-                            let m = ms[h][j];
-                            if m != 1.0 {
-                                let m = _mm256_set1_ps(m);
-                                for y in r.iter_mut() {
-                                    *y = _mm256_mul_ps(*y, m);
-                                }
-                            }
-                            let w = _mm256_set1_ps(vs[h][j]);
-                            for (y, x) in r.iter_mut().zip(&x) {
-                                *y = _mm256_fmadd_ps(*x, w, *y);
-                            }
-                        }
+                        add_cell(&mut a, &x, ms, vs, j, |y| y);
                     }
                     for (r, acc) in a.iter().zip(accs) {
                         for (i, x) in r.iter().enumerate() {

@@ -4,9 +4,9 @@
 
 use super::attn::SeqAttn;
 use super::attn_quant;
-use super::attn_tests::{assert_bits, f16_bits};
+use super::attn_tests::{assert_bits, compute_and_time, f16_bits, ggml_rows, prompt_mask};
 use super::tests::Rng;
-use crate::ggml::{Backend, BufferType, Context, Type};
+use crate::ggml::{BufferType, Context, Type};
 
 /// One case: head size, heads, K/V heads, cache cells, query tokens (the last `n` of the
 /// visible cells, causal, a few holes), soft-cap.
@@ -67,16 +67,7 @@ fn run(case: Case, threads: usize, seed: u64, reps: usize) -> (Vec<f32>, Vec<f32
         t.write_bytes(0, &blocks(&mut rng, ty, hd / 32 * nkv * n_kv))
             .unwrap();
     }
-    // row i: a causal prompt row, the micro-batch's tokens the last n visible cells
-    let used = n_kv - 7;
-    let mask: Vec<u8> = (0..n)
-        .flat_map(|i| (0..n_kv).map(move |c| (i, c)))
-        .flat_map(|(i, c)| {
-            let visible = c <= used - n + i && (c % 29 != 3 || c == 0);
-            f16_bits(if visible { 0.0 } else { f32::NEG_INFINITY }).to_le_bytes()
-        })
-        .collect();
-    m.write_bytes(0, &mask).unwrap();
+    m.write_bytes(0, &prompt_mask(n, n_kv)).unwrap();
 
     let ctx = Context::new(32, 64).unwrap();
     let mut g = ctx.new_graph(64);
@@ -97,15 +88,7 @@ fn run(case: Case, threads: usize, seed: u64, reps: usize) -> (Vec<f32>, Vec<f32
         v: view(v, tv),
         mask: m,
     };
-    let fa = ctx.flash_attn_ext(
-        ctx.permute(q, [0, 2, 1, 3]),
-        ctx.permute(seq.k, [0, 2, 1, 3]),
-        ctx.permute(seq.v, [0, 2, 1, 3]),
-        Some(m),
-        scale,
-        softcap,
-    );
-    let fa = ctx.reshape(fa, &[hd * nh, n]);
+    let fa = ggml_rows(&ctx, q, &seq, scale, softcap);
     assert!(attn_quant::takes(q, &seq), "the op takes the case");
     let ours = ctx.attn_quant(q, &seq, scale, softcap);
     g.expand(fa);
@@ -113,16 +96,7 @@ fn run(case: Case, threads: usize, seed: u64, reps: usize) -> (Vec<f32>, Vec<f32
     g_ref.expand(fa);
     g_op.expand(ours);
     ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-    let backend = Backend::cpu(threads).unwrap();
-    backend.compute(&g).unwrap();
-    let time = |g: &crate::ggml::Graph<'_>| {
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            backend.compute(g).unwrap();
-        }
-        t.elapsed().as_secs_f64() / reps.max(1) as f64
-    };
-    let (ta, tb) = (time(&g_ref), time(&g_op));
+    let (ta, tb) = compute_and_time(threads, &g, &g_ref, &g_op, reps);
     let mut a = vec![0.0; (hd * nh * n) as usize];
     let mut b = a.clone();
     fa.read_f32(0, &mut a).unwrap();

@@ -166,16 +166,7 @@ fn run(case: &Case, threads: usize, seed: u64, reps: usize) -> (Vec<f32>, Vec<f3
         ours.push(o);
     }
     ctx.alloc_tensors(BufferType::cpu(), false).unwrap();
-    let backend = Backend::cpu(threads).unwrap();
-    backend.compute(&g).unwrap();
-    let time = |g: &crate::ggml::Graph<'_>| {
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            backend.compute(g).unwrap();
-        }
-        t.elapsed().as_secs_f64() / reps.max(1) as f64
-    };
-    let (ta, tb) = (time(&g_ref), time(&g_op));
+    let (ta, tb) = compute_and_time(threads, &g, &g_ref, &g_op, reps);
     let row = (hd * nh) as usize;
     let mut a = vec![0.0; row * n_seq as usize];
     let mut b = vec![0.0; row * n_seq as usize];
@@ -319,16 +310,7 @@ fn rows_both(
             .collect();
         t.write_bytes(0, &bytes).unwrap();
     }
-    // row i: a causal prompt row, the last n cells being the micro-batch's (a few holes)
-    let used = n_kv - 7;
-    let mask: Vec<u8> = (0..n)
-        .flat_map(|i| (0..n_kv).map(move |c| (i, c)))
-        .flat_map(|(i, c)| {
-            let visible = c <= used - n + i && (c % 29 != 3 || c == 0);
-            f16_bits(if visible { 0.0 } else { f32::NEG_INFINITY }).to_le_bytes()
-        })
-        .collect();
-    m.write_bytes(0, &mask).unwrap();
+    m.write_bytes(0, &prompt_mask(n, n_kv)).unwrap();
 
     let ctx = Context::new(32, 64).unwrap();
     let mut g = ctx.new_graph(64);
@@ -349,15 +331,7 @@ fn rows_both(
         ),
         mask: m,
     };
-    let fa = ctx.flash_attn_ext(
-        ctx.permute(q, [0, 2, 1, 3]),
-        ctx.permute(seq.k, [0, 2, 1, 3]),
-        ctx.permute(seq.v, [0, 2, 1, 3]),
-        Some(m),
-        scale,
-        softcap,
-    );
-    let fa = ctx.reshape(fa, &[hd * nh, n]);
+    let fa = ggml_rows(&ctx, q, &seq, scale, softcap);
     assert!(attn::takes_rows(q, &seq), "the rows op takes the case");
     let ours = ctx.attn_rows(q, &seq, scale, softcap);
     g.expand(fa);
@@ -369,6 +343,60 @@ fn rows_both(
     fa.read_f32(0, &mut a).unwrap();
     ours.read_f32(0, &mut b).unwrap();
     (a, b)
+}
+
+/// Computes `g` (both sides) at `threads`, then `g_ref` (ggml's) and `g_op` (the op's) `reps`
+/// times each: the seconds per computation of each.
+pub(super) fn compute_and_time(
+    threads: usize,
+    g: &crate::ggml::Graph<'_>,
+    g_ref: &crate::ggml::Graph<'_>,
+    g_op: &crate::ggml::Graph<'_>,
+    reps: usize,
+) -> (f64, f64) {
+    let backend = Backend::cpu(threads).unwrap();
+    backend.compute(g).unwrap();
+    let time = |g: &crate::ggml::Graph<'_>| {
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            backend.compute(g).unwrap();
+        }
+        t.elapsed().as_secs_f64() / reps.max(1) as f64
+    };
+    (time(g_ref), time(g_op))
+}
+
+/// An f16 mask `[n_kv, n]` of a prompt micro-batch: row i a causal prompt row, the
+/// micro-batch's n tokens the last visible cells but 7, a few holes.
+pub(super) fn prompt_mask(n: i64, n_kv: i64) -> Vec<u8> {
+    let used = n_kv - 7;
+    (0..n)
+        .flat_map(|i| (0..n_kv).map(move |c| (i, c)))
+        .flat_map(|(i, c)| {
+            let visible = c <= used - n + i && (c % 29 != 3 || c == 0);
+            f16_bits(if visible { 0.0 } else { f32::NEG_INFINITY }).to_le_bytes()
+        })
+        .collect()
+}
+
+/// ggml's flash attention of the query rows `q` `[head_dim, n_head, n]` over `seq`, as the
+/// rows ops give it: `[head_dim_v · n_head, n]`.
+pub(super) fn ggml_rows<'a>(
+    ctx: &'a Context,
+    q: crate::ggml::Tensor<'a>,
+    seq: &SeqAttn<'a>,
+    scale: f32,
+    softcap: f32,
+) -> crate::ggml::Tensor<'a> {
+    let fa = ctx.flash_attn_ext(
+        ctx.permute(q, [0, 2, 1, 3]),
+        ctx.permute(seq.k, [0, 2, 1, 3]),
+        ctx.permute(seq.v, [0, 2, 1, 3]),
+        Some(seq.mask),
+        scale,
+        softcap,
+    );
+    ctx.reshape(fa, &[seq.v.ne()[0] * q.ne()[1], q.ne()[2]])
 }
 
 #[test]
