@@ -26,7 +26,7 @@ use std::ffi::{c_int, c_void};
 
 use ggml_sys as sys;
 
-use super::attn::{unpack, SeqAttn};
+use super::attn::SeqAttn;
 use super::route::Machine;
 use super::{Context, Tensor, Type};
 
@@ -138,7 +138,7 @@ unsafe extern "C" fn op(dst: *mut sys::ggml_tensor, ith: c_int, nth: c_int, user
         let dst = unsafe { &*dst };
         // SAFETY: the op was built with these four sources, live for the graph's computation.
         let (q, k, v, m) = unsafe { (&*dst.src[0], &*dst.src[1], &*dst.src[2], &*dst.src[3]) };
-        let (scale, softcap) = unpack(user);
+        let (scale, softcap) = super::attn::unpack(user);
         let p = x86::Params {
             scale: if softcap != 0.0 {
                 scale / softcap
