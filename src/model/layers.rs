@@ -562,33 +562,33 @@ impl<'g> Builder<'g> {
     }
 
     /// Whether Ember's attention op may attend over `kv` in layer `il`: this build runs it,
-    /// no switch turns it off, flash attention, f16 caches (not rotated) in host memory, no
-    /// attention sinks.
+    /// no switch turns it off, f16 caches (not rotated), and [`ember_attn`](Self::ember_attn).
     fn attn_op_runs(&self, il: usize, kv: &KvCache) -> bool {
-        let kvc = kv.ctx();
         self.attn_op
-            && self.flash_attn
-            && self.model.layers[il].attn_sinks.is_none()
             && kv.type_k == Type::F16
             && kv.type_v == Type::F16
             && kv.k_rot().is_none()
             && kv.v_rot().is_none()
-            && kvc.get(kv.k(il)).is_plain_host_data()
-            && kvc.get(kv.v(il)).is_plain_host_data()
+            && self.ember_attn(il, kv)
     }
 
     /// Whether Ember's attention op for quantized caches may attend over `kv` in layer `il`:
-    /// as [`attn_op_runs`](Self::attn_op_runs), for Q8_0 or Q4_0 K and V caches (rotated or
-    /// not).
+    /// this build runs it, no switch turns it off, Q8_0 or Q4_0 K and V caches (rotated or
+    /// not), and [`ember_attn`](Self::ember_attn).
     fn attn_quant_runs(&self, il: usize, kv: &KvCache) -> bool {
-        let kvc = kv.ctx();
-        let quant = |t: Type| t == Type::Q8_0 || t == Type::Q4_0;
         self.attn_quant_op
-            && self.flash_attn
-            && self.model.layers[il].attn_sinks.is_none()
-            && quant(kv.type_k)
-            && quant(kv.type_v)
+            && attn_quant::cache_type(kv.type_k)
+            && attn_quant::cache_type(kv.type_v)
             && !kv.v_trans
+            && self.ember_attn(il, kv)
+    }
+
+    /// What both of Ember's attention ops ask of layer `il` over `kv`: flash attention, no
+    /// attention sinks, K and V in host memory.
+    fn ember_attn(&self, il: usize, kv: &KvCache) -> bool {
+        let kvc = kv.ctx();
+        self.flash_attn
+            && self.model.layers[il].attn_sinks.is_none()
             && kvc.get(kv.k(il)).is_plain_host_data()
             && kvc.get(kv.v(il)).is_plain_host_data()
     }

@@ -50,7 +50,7 @@ const Q8: usize = 34;
 const Q4: usize = 18;
 
 /// Whether the op reads caches of this type: Q8_0 or Q4_0.
-fn cache_type(t: Type) -> bool {
+pub fn cache_type(t: Type) -> bool {
     matches!(t, Type::Q8_0 | Type::Q4_0)
 }
 
