@@ -613,9 +613,9 @@ pub(super) mod x86 {
         })
     }
 
-    /// f16 bits to f32.
+    /// f16 bits to f32 (also the quantized-cache op's, `attn_quant`).
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn half(bits: u16) -> f32 {
+    pub(in super::super) fn half(bits: u16) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 

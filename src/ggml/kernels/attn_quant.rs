@@ -208,7 +208,7 @@ fn heads_per_unit(n_tok: usize, n_head_kv: usize, g: usize, nth: usize) -> usize
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::attn::x86::add_cell;
+    use super::super::attn::x86::{add_cell, half};
     use super::super::x86::bytes_from_nibbles_32;
     use super::super::x86::{hsum_float_8, mul_sum_us8_avx2, mul_sum_us8_vnni, quantize_q8_0};
     use super::{BLOCK, GROUP, MAX_HEAD, Q4, Q8};
@@ -235,12 +235,6 @@ mod x86 {
         pub v_head: usize,
         pub v_cell: usize,
         pub n_kv: usize,
-    }
-
-    /// f16 bits to f32.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn half(bits: u16) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
     /// The f16 at `p` as f32.
