@@ -437,8 +437,9 @@ pub enum FlashAttn {
 pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Prompt text (backslash sequences such as \n are processed, as in llama.cpp).
-    #[arg(short = 'p', long = "prompt")]
+    /// Prompt text (backslash sequences such as \n are processed, as in llama.cpp). It may
+    /// start with a hyphen (`-p "--help me"` is a prompt).
+    #[arg(short = 'p', long = "prompt", allow_hyphen_values = true)]
     pub prompt: Option<String>,
     /// Take backslash sequences in -p literally.
     #[arg(long = "no-escape")]
@@ -699,8 +700,8 @@ pub struct TokenizeArgs {
     /// Model or vocab-only file (GGUF). Default: the model fetched by `models/fetch-default`.
     #[arg(short = 'm', long = "model")]
     pub model: Option<PathBuf>,
-    /// Text to tokenize (default: read stdin).
-    #[arg(short = 'p', long = "prompt")]
+    /// Text to tokenize (default: read stdin); it may start with a hyphen.
+    #[arg(short = 'p', long = "prompt", allow_hyphen_values = true)]
     pub prompt: Option<String>,
     /// Read the text from a file.
     #[arg(short = 'f', long = "file", conflicts_with = "prompt")]

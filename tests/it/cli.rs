@@ -76,6 +76,10 @@ fn tiny_model_generates_only_text_on_stdout() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("generated: 8 tokens"), "{}", show(&o));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("tokens/s"));
+    // a prompt that starts with hyphens is a prompt, not a flag
+    let o = ember(&["-m", m, "-p", "--help me", "-n", "2", "--ignore-eos"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("generated: 2 tokens"));
     // --no-perf: nothing on stderr; same seed, same text
     let a = ember(&[
         "-m",

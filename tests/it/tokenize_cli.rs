@@ -120,3 +120,13 @@ fn smollm2_ids_match_llama_tokenize() {
 }
 
 const LLAMA_TOKENIZE_IDS: &str = "[1, 4093, 198, 19556, 28, 267, 29989, 400, 17, 2]\n";
+
+#[test]
+fn a_prompt_may_start_with_a_hyphen() {
+    let (_d, m) = vocab(false);
+    // "--help" and "-n" are the prompt's text here, not flags.
+    let ids = stdout(&ember(&["-m", &m, "-p", "--help", "--ids"], None));
+    assert_eq!(ids, "[45, 45, 104, 101, 108, 112]\n");
+    let ids = stdout(&ember(&["-m", &m, "-p", "-n", "--ids"], None));
+    assert_eq!(ids, "[45, 110]\n");
+}
