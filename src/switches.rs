@@ -61,7 +61,8 @@ pub struct KernelSwitches {
     pub ember_ops: bool,
     /// Ember's prompt ops may run: tile, Q4_K prompt, Q6_K (`EMBER_NO_TILED` unset).
     pub prompt_ops: bool,
-    /// The tile op may use its 512-bit kernels (`EMBER_NO_WIDE` unset); both give the same
+    /// The tile op may use its 512-bit kernels, and the decode op its 512-bit kernels over
+    /// several columns where they are faster (`EMBER_NO_WIDE` unset); all give the same
     /// results.
     pub wide_tiles: bool,
     /// ggml's tiled matrix path is on (`GGML_CPU_TILED_MM` unset or, read as ggml reads it

@@ -33,6 +33,8 @@ use super::x86::{
 };
 use super::Format;
 
+pub(super) use super::cols_wide as wide;
+
 /// Columns per kernel call.
 pub const COLS: usize = 8;
 
@@ -41,51 +43,65 @@ const PREFETCH: usize = 4096;
 
 /// How the columns are laid out for a kernel: Q8_1 columns for Q4_1 weights; Q8_0 columns
 /// for Q5_0 and Q8_0 weights, with (`Offset`, for the VNNI kernels) each 32-bit lane's
-/// correction `-128 · (y₀ + y₁ + y₂ + y₃)` after the quants.
+/// correction `-128 · (y₀ + y₁ + y₂ + y₃)` after the quants. The `Wide` layouts are those of
+/// the 512-bit kernels ([`wide`]): 64-byte aligned, each pair of columns' quants (and
+/// corrections) side by side, so one load brings a pair.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Packing {
     Q8_1,
     Q8_0,
     Offset,
+    Q8_1Wide,
+    OffsetWide,
 }
 
 impl Packing {
-    /// The packing the kernels of `isa` read for weights of `fmt`.
-    pub(super) fn of(isa: Isa, fmt: Format) -> Packing {
-        match (isa, fmt) {
-            (_, Format::Q4_1) => Packing::Q8_1,
-            (Isa::Vnni, _) => Packing::Offset,
+    /// The packing the kernels of `isa` read for weights of `fmt` (`wide`: the 512-bit ones).
+    pub(super) fn of(isa: Isa, fmt: Format, wide: bool) -> Packing {
+        match (isa, fmt, wide) {
+            (Isa::Vnni, Format::Q4_1, true) => Packing::Q8_1Wide,
+            (Isa::Vnni, _, true) => Packing::OffsetWide,
+            (_, Format::Q4_1, _) => Packing::Q8_1,
+            (Isa::Vnni, _, _) => Packing::Offset,
             _ => Packing::Q8_0,
         }
     }
 
-    /// Bytes before the first column in a packed block: the 8 scales as f32 (and Q8_1's 8 `s`).
+    /// Bytes before the first column in a packed block: the 8 scales as f32 (and Q8_1's 8 `s`;
+    /// the wide layouts keep the columns on 64-byte lines).
     fn head(self) -> usize {
-        if self == Packing::Q8_1 {
-            64
-        } else {
-            32
+        match self {
+            Packing::Q8_0 | Packing::Offset => 32,
+            _ => 64,
         }
     }
 
-    /// Bytes per column in a packed block: 32 quants (and `Offset`'s 8 corrections after them).
-    fn column(self) -> usize {
-        if self == Packing::Offset {
-            64
-        } else {
-            32
-        }
-    }
-
-    /// Bytes of one packed block of `c` columns.
+    /// Bytes of one packed block of `c` columns (the wide layouts: an even number).
     pub fn block(self, c: usize) -> usize {
-        self.head() + self.column() * c
+        self.head()
+            + match self {
+                Packing::Q8_1 | Packing::Q8_0 => 32 * c,
+                Packing::Offset => 64 * c,
+                Packing::Q8_1Wide => 64 * c.div_ceil(2),
+                Packing::OffsetWide => 128 * c.div_ceil(2),
+            }
     }
 
     /// Where column `j`'s quants start in a packed block.
     #[inline(always)]
     pub fn quants(self, j: usize) -> usize {
-        self.head() + self.column() * j
+        self.head()
+            + match self {
+                Packing::Q8_1 | Packing::Q8_0 | Packing::Q8_1Wide => 32 * j,
+                Packing::Offset => 64 * j,
+                Packing::OffsetWide => 128 * (j / 2) + 32 * (j % 2),
+            }
+    }
+
+    /// Where column `j`'s corrections start, after its quants (the offset layouts).
+    #[inline(always)]
+    pub fn corrections(self, j: usize) -> usize {
+        self.quants(j) + if self == Packing::OffsetWide { 64 } else { 32 }
     }
 }
 
@@ -98,7 +114,8 @@ impl Packing {
 pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize, out: *mut u8) {
     let c = ys.len();
     debug_assert!((1..=COLS).contains(&c));
-    let q8_1 = packing == Packing::Q8_1;
+    let q8_1 = matches!(packing, Packing::Q8_1 | Packing::Q8_1Wide);
+    let offset = matches!(packing, Packing::Offset | Packing::OffsetWide);
     let (act, quants) = if q8_1 {
         (Q8_1_BYTES, 4)
     } else {
@@ -117,13 +134,14 @@ pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize
             }
             let col = pb.add(packing.quants(j));
             std::ptr::copy_nonoverlapping(yb.add(quants), col, 32);
-            if packing == Packing::Offset {
+            if offset {
                 let q = std::slice::from_raw_parts(yb.add(quants) as *const i8, 32);
                 let mut corr = [0i32; 8];
                 for (l, c) in corr.iter_mut().enumerate() {
                     *c = -128 * q[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
                 }
-                std::ptr::copy_nonoverlapping(corr.as_ptr() as *const u8, col.add(32), 32);
+                let at = pb.add(packing.corrections(j));
+                std::ptr::copy_nonoverlapping(corr.as_ptr() as *const u8, at, 32);
             }
         }
         std::ptr::copy_nonoverlapping(d.as_ptr() as *const u8, pb, 32);
@@ -249,7 +267,7 @@ pub mod vnni {
     /// expansion of the bits, the subtraction and the flip.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
     #[inline]
-    unsafe fn q5_0_unsigned(xb: *const u8) -> __m256i {
+    pub(crate) unsafe fn q5_0_unsigned(xb: *const u8) -> __m256i {
         let qh = std::ptr::read_unaligned(xb.add(2) as *const u32);
         let high = _mm256_mask_blend_epi8(qh, _mm256_set1_epi8(0x70), _mm256_set1_epi8(-128));
         _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), high)
@@ -303,9 +321,9 @@ pub mod vnni {
                 _mm256_xor_si256(signed_quants::<false>(xb), flip)
             };
             for c in 0..C {
-                let col = pb.add(Packing::Offset.quants(c));
-                let qy = _mm256_loadu_si256(col as *const __m256i);
-                let corr = _mm256_loadu_si256(col.add(32) as *const __m256i);
+                let qy = _mm256_loadu_si256(pb.add(Packing::Offset.quants(c)) as *const __m256i);
+                let corr =
+                    _mm256_loadu_si256(pb.add(Packing::Offset.corrections(c)) as *const __m256i);
                 let p = _mm256_dpbusd_epi32(corr, ux, qy);
                 acc[c] = _mm256_fmadd_ps(lane(ds, c), _mm256_cvtepi32_ps(p), acc[c]);
             }
@@ -318,7 +336,7 @@ pub mod vnni {
 /// every lane and its quants, after adding its `m · s` terms to `summs`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn q4_1_block(
+pub(crate) unsafe fn q4_1_block(
     f16: &F16Table,
     xb: *const u8,
     pb: *const u8,
@@ -335,7 +353,7 @@ unsafe fn q4_1_block(
 /// A Q5_0 or Q8_0 weight block's d (at `xb`) in every lane, the row's data ahead prefetched.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn signed_block(f16: &F16Table, xb: *const u8) -> __m256 {
+pub(crate) unsafe fn signed_block(f16: &F16Table, xb: *const u8) -> __m256 {
     _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
     _mm256_broadcast_ss(&*f16.at(xb))
 }

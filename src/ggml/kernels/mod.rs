@@ -51,6 +51,8 @@ mod claims;
 #[cfg(target_arch = "x86_64")]
 mod cols;
 #[cfg(target_arch = "x86_64")]
+mod cols_wide;
+#[cfg(target_arch = "x86_64")]
 mod groups;
 mod invariant;
 mod kquant;
@@ -70,6 +72,18 @@ pub mod tune;
 mod x86;
 
 pub use peak::int8_peak_ops;
+
+/// The decode op's 256-bit and 512-bit kernels over several columns timed on this CPU (ns per
+/// row, column and block), and whether it takes the 512-bit ones; `None` where only one kind
+/// runs (no AVX-512 VNNI, or `EMBER_NO_WIDE`). Timed once per process, at the first call.
+pub fn wide_columns() -> Option<(f64, f64, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cols_wide::timings().map(|(narrow, wide)| (narrow, wide, cols_wide::pays()))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
 pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tunable};
 
 /// Rows per kernel call.
@@ -578,7 +592,8 @@ unsafe fn gemv_packed(
     rows: Rows<'_>,
     out: *mut f32,
 ) {
-    let packing = cols::Packing::of(isa, fmt);
+    let wide = isa == x86::Isa::Vnni && cols::wide::pays();
+    let packing = cols::Packing::of(isa, fmt, wide);
     let nb = w.ne[0] as usize / 32;
     let n_rows = w.ne[1] as usize;
     let chunk_bytes = nb * packing.block(cols::COLS);
@@ -620,14 +635,30 @@ unsafe fn gemv_packed(
                             // features.
                             unsafe {
                                 match columns.end - c0 {
-                                    1 => packed_row::<1>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                    2 => packed_row::<2>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                    3 => packed_row::<3>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                    4 => packed_row::<4>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                    5 => packed_row::<5>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                    6 => packed_row::<6>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                    7 => packed_row::<7>(isa, f16, fmt, row, p, nb, at, n_rows),
-                                    _ => packed_row::<8>(isa, f16, fmt, row, p, nb, at, n_rows),
+                                    1 => {
+                                        packed_row::<1>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
+                                    2 => {
+                                        packed_row::<2>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
+                                    3 => {
+                                        packed_row::<3>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
+                                    4 => {
+                                        packed_row::<4>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
+                                    5 => {
+                                        packed_row::<5>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
+                                    6 => {
+                                        packed_row::<6>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
+                                    7 => {
+                                        packed_row::<7>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
+                                    _ => {
+                                        packed_row::<8>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                    }
                                 }
                             }
                         }
@@ -667,6 +698,7 @@ enum Rows<'a> {
 #[inline]
 unsafe fn packed_row<const C: usize>(
     isa: x86::Isa,
+    wide: bool,
     f16: &x86::F16Table,
     fmt: Format,
     row: *const u8,
@@ -675,18 +707,25 @@ unsafe fn packed_row<const C: usize>(
     out: *mut f32,
     stride: usize,
 ) {
-    use cols::{avx2, vnni};
+    use cols::{avx2, vnni, wide as w512};
     use x86::Isa;
     let mut o = [0.0f32; C];
-    // SAFETY: forwarded from the caller's contract.
+    // SAFETY: forwarded from the caller's contract (`wide` only with VNNI).
     unsafe {
-        match (isa, fmt) {
-            (Isa::Avx2, Format::Q4_1) => avx2::q4_1::<C>(f16, row, packed, nb, &mut o),
-            (Isa::Avx2, Format::Q5_0) => avx2::signed::<C, true>(f16, row, packed, nb, &mut o),
-            (Isa::Avx2, _) => avx2::signed::<C, false>(f16, row, packed, nb, &mut o),
-            (Isa::Vnni, Format::Q4_1) => vnni::q4_1::<C>(f16, row, packed, nb, &mut o),
-            (Isa::Vnni, Format::Q5_0) => vnni::signed::<C, true>(f16, row, packed, nb, &mut o),
-            (Isa::Vnni, _) => vnni::signed::<C, false>(f16, row, packed, nb, &mut o),
+        match (isa, fmt, wide) {
+            (Isa::Avx2, Format::Q4_1, _) => avx2::q4_1::<C>(f16, row, packed, nb, &mut o),
+            (Isa::Avx2, Format::Q5_0, _) => avx2::signed::<C, true>(f16, row, packed, nb, &mut o),
+            (Isa::Avx2, _, _) => avx2::signed::<C, false>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q4_1, false) => vnni::q4_1::<C>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q5_0, false) => {
+                vnni::signed::<C, true>(f16, row, packed, nb, &mut o)
+            }
+            (Isa::Vnni, _, false) => vnni::signed::<C, false>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q4_1, true) => w512::q4_1::<C>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q5_0, true) => {
+                w512::signed::<C, true>(f16, row, packed, nb, &mut o)
+            }
+            (Isa::Vnni, _, true) => w512::signed::<C, false>(f16, row, packed, nb, &mut o),
         }
         for (j, v) in o.iter().enumerate() {
             *out.add(j * stride) = *v;

@@ -665,6 +665,66 @@ fn vnni_and_avx2_kernels_agree() {
     }
 }
 
+/// The decode op's 512-bit kernels over several columns give what its 256-bit VNNI kernels
+/// give (which the op tests compare with ggml), column for column, for 1 to 8 columns.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+fn wide_and_narrow_column_kernels_agree() {
+    assert!(
+        Machine::get().vnni,
+        "the build saw AVX-512 VNNI, the test does not"
+    );
+    let f16 = f16_table().unwrap();
+    let mut rng = Rng(11);
+    let nb = 19;
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
+        let fmt = Format::of(ty).unwrap();
+        let w = random_blocks(&mut rng, ty, nb);
+        // quantized columns: d in range, quants anywhere in i8 (±127 as ggml makes them)
+        let mut act = vec![0u8; cols::COLS * nb * fmt.act_bytes()];
+        for (i, b) in act.iter_mut().enumerate() {
+            let in_block = i % fmt.act_bytes();
+            let scales = if ty == Type::Q4_1 { 4 } else { 2 };
+            *b = if in_block < scales {
+                rng.byte() % 48
+            } else {
+                (rng.byte() as i8).max(-127) as u8
+            };
+        }
+        let ys: Vec<*const u8> = (0..cols::COLS)
+            .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
+            .collect();
+        for c in 1..=cols::COLS {
+            let run = |wide: bool| -> Vec<u32> {
+                let packing = cols::Packing::of(x86::Isa::Vnni, fmt, wide);
+                let mut buf = vec![0xA5u8; nb * packing.block(c) + 64];
+                let start = buf.as_ptr().align_offset(64);
+                let p = buf.as_mut_ptr().wrapping_add(start);
+                let mut out = [0.0f32; cols::COLS];
+                // SAFETY: `act` holds 8 columns of nb blocks, the buffer room for nb packed
+                // blocks of c columns after `start` (64-byte aligned); the CPU has VNNI.
+                unsafe {
+                    cols::pack(f16, packing, &ys[..c], nb, p);
+                    let (isa, row, o) = (x86::Isa::Vnni, w.as_ptr(), out.as_mut_ptr());
+                    match c {
+                        1 => super::packed_row::<1>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                        2 => super::packed_row::<2>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                        3 => super::packed_row::<3>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                        4 => super::packed_row::<4>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                        5 => super::packed_row::<5>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                        6 => super::packed_row::<6>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                        7 => super::packed_row::<7>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                        _ => super::packed_row::<8>(isa, wide, f16, fmt, row, p, nb, o, 1),
+                    }
+                }
+                out[..c].iter().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(run(false), run(true), "{ty:?}, {c} columns");
+        }
+    }
+}
+
 /// Timing of both ops on one matrix (`cargo test --release --lib gemv_timing -- --ignored
 /// --nocapture`; `GEMV_THREADS`, `GEMV_COLS` columns): prints figures, asserts nothing about
 /// speed.
@@ -815,12 +875,18 @@ fn cols_kernel_timing() {
                 kernels.push(("avx2", cols::Packing::Q8_1, cols::avx2::q4_1::<8>));
                 if vnni {
                     kernels.push(("vnni", cols::Packing::Q8_1, cols::vnni::q4_1::<8>));
+                    kernels.push(("vnni-512", cols::Packing::Q8_1Wide, cols::wide::q4_1::<8>));
                 }
             }
             Type::Q5_0 => {
                 kernels.push(("avx2", cols::Packing::Q8_0, cols::avx2::signed::<8, true>));
                 if vnni {
                     kernels.push(("vnni", cols::Packing::Offset, cols::vnni::signed::<8, true>));
+                    kernels.push((
+                        "vnni-512",
+                        cols::Packing::OffsetWide,
+                        cols::wide::signed::<8, true>,
+                    ));
                 }
             }
             _ => {
@@ -830,6 +896,11 @@ fn cols_kernel_timing() {
                         "vnni",
                         cols::Packing::Offset,
                         cols::vnni::signed::<8, false>,
+                    ));
+                    kernels.push((
+                        "vnni-512",
+                        cols::Packing::OffsetWide,
+                        cols::wide::signed::<8, false>,
                     ));
                 }
             }

@@ -1,0 +1,252 @@
+//! The decode op's 512-bit kernels over several columns (Q4_1, Q5_0, Q8_0 weights on
+//! AVX-512 VNNI): two columns per vector. Each pair's arithmetic is that of the 256-bit
+//! [`vnni`](super::cols::vnni) kernels lane for lane (the same `vpdpbusd` sums, the same
+//! conversion and fused multiply-add of the same scale product into the column's own eight
+//! lanes, ggml's horizontal sum of each half at the end), so every column still gets what
+//! ggml's one-column `ggml_vec_dot_*` gives it alone.
+//!
+//! What changes is the count of instructions: the weight block is unpacked once and copied
+//! to both halves, and per pair of columns there is one load of their quants (64 bytes, on
+//! one cache line: [`Packing::Q8_1Wide`], [`Packing::OffsetWide`]), one of their corrections,
+//! one `vpdpbusd`, one conversion, one permute for the two scale products and one
+//! multiply-add. Where a CPU runs 512-bit operations at full clock as two 256-bit halves (AMD
+//! Zen 4) that halves the instructions the front end must issue, which is what limits the
+//! 256-bit loop there (`cols_kernel_timing`, one thread: Q8_0 0.48 → 0.35 ns per row, column
+//! and block). Where 512-bit operations lower the clock (Intel Ice Lake) it measured within a
+//! few percent of the 256-bit kernels, so [`pays`] times the two once per process and the op
+//! takes these only where they are faster.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::cols::{q4_1_block, signed_block, vnni::q5_0_unsigned, Packing, COLS};
+use super::x86::{hsum_float_8, signed_quants, F16Table, Q4_1_BYTES, Q5_0_BYTES, Q8_0_BYTES};
+
+/// Pairs of columns per kernel call.
+const PAIRS: usize = COLS / 2;
+
+/// `v[idx[i]]` in each lane i, by one `vpermps` on 512-bit vectors (register operands, as
+/// the 256-bit kernels' `lane`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn permute(v: __m512, idx: __m512i) -> __m512 {
+    let out: __m512;
+    // SAFETY: register operands only.
+    unsafe {
+        std::arch::asm!(
+            "vpermps {out}, {idx}, {v}",
+            out = lateout(zmm_reg) out,
+            idx = in(zmm_reg) idx,
+            v = in(zmm_reg) v,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// For each pair p, the indices that put the scale product of column 2p in the low half and
+/// that of column 2p + 1 in the high half.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pair_indices() -> [__m512i; PAIRS] {
+    std::array::from_fn(|p| {
+        let (lo, hi) = (2 * p as i32, 2 * p as i32 + 1);
+        _mm512_setr_epi32(
+            lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi,
+        )
+    })
+}
+
+/// The 8 per-block scale products (lanes 0-7) in a 512-bit vector (lanes 8-15 unused).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn widen(v: __m256) -> __m512 {
+    _mm512_castps256_ps512(v)
+}
+
+/// Each column's result: ggml's horizontal sum of its half of its pair's accumulator.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[inline]
+unsafe fn finish<const C: usize>(acc: &[__m512; PAIRS], out: &mut [f32; C]) {
+    for (c, o) in out.iter_mut().enumerate() {
+        let a = acc[c / 2];
+        let half = if c % 2 == 0 {
+            _mm512_castps512_ps256(a)
+        } else {
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)))
+        };
+        *o = hsum_float_8(half);
+    }
+}
+
+/// As [`vnni::q4_1`](super::cols::vnni::q4_1), on [`Packing::Q8_1Wide`] columns.
+///
+/// # Safety
+/// `row` holds nb Q4_1 blocks, `packed` nb packed blocks of C columns; the CPU has AVX-512
+/// F, BW, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn q4_1<const C: usize>(
+    f16: &F16Table,
+    row: *const u8,
+    packed: *const u8,
+    nb: usize,
+    out: &mut [f32; C],
+) {
+    let pairs = C.div_ceil(2);
+    let stride = Packing::Q8_1Wide.block(C);
+    let idx = pair_indices();
+    let mut acc = [_mm512_setzero_ps(); PAIRS];
+    let mut summs = _mm256_setzero_ps();
+    for b in 0..nb {
+        let pb = packed.add(b * stride);
+        let (d0, qx) = q4_1_block(f16, row.add(b * Q4_1_BYTES), pb, &mut summs);
+        let ds = widen(_mm256_mul_ps(d0, _mm256_loadu_ps(pb as *const f32)));
+        let qx = _mm512_broadcast_i64x4(qx);
+        for p in 0..pairs {
+            let q = pb.add(Packing::Q8_1Wide.quants(2 * p));
+            let qy = _mm512_load_si512(q as *const __m512i);
+            let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy);
+            acc[p] = _mm512_fmadd_ps(permute(ds, idx[p]), _mm512_cvtepi32_ps(s), acc[p]);
+        }
+    }
+    finish(&acc, out);
+    let mut sm = [0.0f32; COLS];
+    _mm256_storeu_ps(sm.as_mut_ptr(), summs);
+    for (o, m) in out.iter_mut().zip(sm) {
+        *o += m;
+    }
+}
+
+/// As [`vnni::signed`](super::cols::vnni::signed), on [`Packing::OffsetWide`] columns.
+///
+/// # Safety
+/// `row` holds nb blocks of Q5_0 (`Q5`) or Q8_0, `packed` nb packed blocks of C columns; the
+/// CPU has AVX-512 F, BW, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn signed<const C: usize, const Q5: bool>(
+    f16: &F16Table,
+    row: *const u8,
+    packed: *const u8,
+    nb: usize,
+    out: &mut [f32; C],
+) {
+    let block = if Q5 { Q5_0_BYTES } else { Q8_0_BYTES };
+    let pairs = C.div_ceil(2);
+    let stride = Packing::OffsetWide.block(C);
+    let idx = pair_indices();
+    let flip = _mm256_set1_epi8(0x80u8 as i8);
+    let mut acc = [_mm512_setzero_ps(); PAIRS];
+    for b in 0..nb {
+        let (xb, pb) = (row.add(b * block), packed.add(b * stride));
+        let d0 = signed_block(f16, xb);
+        let ds = widen(_mm256_mul_ps(d0, _mm256_loadu_ps(pb as *const f32)));
+        let ux = if Q5 {
+            q5_0_unsigned(xb)
+        } else {
+            _mm256_xor_si256(signed_quants::<false>(xb), flip)
+        };
+        let ux = _mm512_broadcast_i64x4(ux);
+        for p in 0..pairs {
+            let q = pb.add(Packing::OffsetWide.quants(2 * p));
+            let corr = pb.add(Packing::OffsetWide.corrections(2 * p));
+            let qy = _mm512_load_si512(q as *const __m512i);
+            let start = _mm512_load_si512(corr as *const __m512i);
+            let s = _mm512_dpbusd_epi32(start, ux, qy);
+            acc[p] = _mm512_fmadd_ps(permute(ds, idx[p]), _mm512_cvtepi32_ps(s), acc[p]);
+        }
+    }
+    finish(&acc, out)
+}
+
+/// Whether the 512-bit kernels are faster than the 256-bit ones on this CPU: both timed once
+/// per process (Q8_0 and Q5_0, eight columns, weights and columns in the first-level cache,
+/// best of 7 alternating runs of some 70 µs each, about 2 ms in all); they must win by 5%.
+/// Off where `EMBER_NO_WIDE` is set, and on CPUs without AVX-512 VNNI.
+pub fn pays() -> bool {
+    static PAYS: OnceLock<bool> = OnceLock::new();
+    *PAYS.get_or_init(|| timings().is_some_and(|(narrow, wide)| wide < 0.95 * narrow))
+}
+
+/// The 256-bit and 512-bit kernels' times (ns per row, column and block), where both run.
+pub fn timings() -> Option<(f64, f64)> {
+    static T: OnceLock<Option<(f64, f64)>> = OnceLock::new();
+    *T.get_or_init(|| {
+        let m = super::Machine::get();
+        if !m.vnni || !super::KernelSwitches::get().wide_tiles {
+            return None;
+        }
+        let f16 = super::f16_table()?;
+        // SAFETY: VNNI (with F, BW, VL) and AVX2 were detected just above.
+        Some(unsafe { time_both(f16) })
+    })
+}
+
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL, VNNI and AVX2, FMA, F16C.
+unsafe fn time_both(f16: &F16Table) -> (f64, f64) {
+    type Kernel = unsafe fn(&F16Table, *const u8, *const u8, usize, &mut [f32; COLS]);
+    const NB: usize = 28;
+    const ROWS: usize = 16;
+    const REPS: usize = 40;
+    // Deterministic bytes: scales' f16 bits kept small and finite by the masks below.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut byte = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    };
+    let act: Vec<u8> = (0..COLS * NB * 34).map(|_| byte() % 64).collect();
+    let ys: Vec<*const u8> = (0..COLS)
+        .map(|c| act.as_ptr().wrapping_add(c * NB * 34))
+        .collect();
+    let mut total = (0.0, 0.0);
+    for (q5, bytes) in [(false, Q8_0_BYTES), (true, Q5_0_BYTES)] {
+        let w: Vec<u8> = (0..ROWS * NB * bytes).map(|_| byte() % 64).collect();
+        let kernels: [(Packing, Kernel); 2] = if q5 {
+            [
+                (Packing::Offset, super::cols::vnni::signed::<COLS, true>),
+                (Packing::OffsetWide, signed::<COLS, true>),
+            ]
+        } else {
+            [
+                (Packing::Offset, super::cols::vnni::signed::<COLS, false>),
+                (Packing::OffsetWide, signed::<COLS, false>),
+            ]
+        };
+        let packs: Vec<(Vec<u8>, usize)> = kernels
+            .iter()
+            .map(|&(packing, _)| {
+                let mut buf = vec![0u8; NB * packing.block(COLS) + 64];
+                let start = buf.as_ptr().align_offset(64);
+                // SAFETY: `act` holds COLS columns of NB Q8_0 blocks (34 bytes), the buffer
+                // room for NB packed blocks after `start`.
+                unsafe { super::cols::pack(f16, packing, &ys, NB, buf.as_mut_ptr().add(start)) };
+                (buf, start)
+            })
+            .collect();
+        let mut best = [f64::MAX; 2];
+        for _ in 0..7 {
+            for (k, &(_, kernel)) in kernels.iter().enumerate() {
+                let packed = packs[k].0.as_ptr().wrapping_add(packs[k].1);
+                let mut out = [0.0f32; COLS];
+                let t0 = std::time::Instant::now();
+                for _ in 0..REPS {
+                    for r in 0..ROWS {
+                        // SAFETY: row r holds NB blocks, `packed` NB packed blocks of COLS
+                        // columns in the kernel's layout; the caller's features.
+                        unsafe {
+                            kernel(f16, w.as_ptr().add(r * NB * bytes), packed, NB, &mut out)
+                        };
+                    }
+                    std::hint::black_box(&out);
+                }
+                let ns = t0.elapsed().as_secs_f64() * 1e9 / (REPS * ROWS * NB * COLS) as f64;
+                best[k] = best[k].min(ns);
+            }
+        }
+        total.0 += best[0] / 2.0;
+        total.1 += best[1] / 2.0;
+    }
+    total
+}
