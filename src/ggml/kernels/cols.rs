@@ -35,11 +35,14 @@ use super::Format;
 
 pub(super) use super::cols_wide as wide;
 
-/// Columns per kernel call.
+/// Columns per kernel call (the 256-bit kernels).
 pub const COLS: usize = 8;
 
+/// Columns per call of the 512-bit kernels.
+pub const WIDE_COLS: usize = 16;
+
 /// How far ahead of the current block a row's data is prefetched, in bytes.
-const PREFETCH: usize = 4096;
+pub(super) const PREFETCH: usize = 4096;
 
 /// How the columns are laid out for a kernel: Q8_1 columns for Q4_1 weights; Q8_0 columns
 /// for Q5_0 and Q8_0 weights, with (`Offset`, for the VNNI kernels) each 32-bit lane's
@@ -67,13 +70,23 @@ impl Packing {
         }
     }
 
-    /// Bytes before the first column in a packed block: the 8 scales as f32 (and Q8_1's 8 `s`;
-    /// the wide layouts keep the columns on 64-byte lines).
-    fn head(self) -> usize {
+    /// Columns a kernel of this layout takes at most.
+    pub fn max_cols(self) -> usize {
         match self {
-            Packing::Q8_0 | Packing::Offset => 32,
-            _ => 64,
+            Packing::Q8_1Wide | Packing::OffsetWide => WIDE_COLS,
+            _ => COLS,
         }
+    }
+
+    /// Bytes before the first column in a packed block: a scale per column as f32 (and
+    /// Q8_1's `s` after them).
+    fn head(self) -> usize {
+        4 * self.max_cols() * if self.q8_1() { 2 } else { 1 }
+    }
+
+    /// Whether the columns are Q8_1 (with their `s`).
+    fn q8_1(self) -> bool {
+        matches!(self, Packing::Q8_1 | Packing::Q8_1Wide)
     }
 
     /// Bytes of one packed block of `c` columns (the wide layouts: an even number).
@@ -105,16 +118,18 @@ impl Packing {
     }
 }
 
-/// Lays out the quantized columns at `ys` (1 to [`COLS`] of them, `nb` Q8_1 blocks each for
-/// [`Packing::Q8_1`], Q8_0 blocks otherwise) block by block at `out`, as the kernels read
-/// them: `packing.block(ys.len())` bytes per block. Scale lanes past the last column are zero.
+/// Lays out the quantized columns at `ys` (1 to `packing.max_cols()` of them, `nb` Q8_1
+/// blocks each for the Q8_1 layouts, Q8_0 blocks otherwise) block by block at `out`, as the
+/// kernels read them: `packing.block(ys.len())` bytes per block. Scale lanes past the last
+/// column are zero.
 ///
 /// # Safety
 /// Each `ys[j]` points at `nb` activation blocks; `out` has room for `nb` packed blocks.
 pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize, out: *mut u8) {
     let c = ys.len();
-    debug_assert!((1..=COLS).contains(&c));
-    let q8_1 = matches!(packing, Packing::Q8_1 | Packing::Q8_1Wide);
+    let max = packing.max_cols();
+    debug_assert!((1..=max).contains(&c));
+    let q8_1 = packing.q8_1();
     let offset = matches!(packing, Packing::Offset | Packing::OffsetWide);
     let (act, quants) = if q8_1 {
         (Q8_1_BYTES, 4)
@@ -124,8 +139,8 @@ pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize
     let stride = packing.block(c);
     for b in 0..nb {
         let pb = out.add(b * stride);
-        let mut d = [0.0f32; COLS];
-        let mut s = [0.0f32; COLS];
+        let mut d = [0.0f32; WIDE_COLS];
+        let mut s = [0.0f32; WIDE_COLS];
         for (j, &y) in ys.iter().enumerate() {
             let yb = y.add(b * act);
             d[j] = f16.get(yb);
@@ -144,9 +159,9 @@ pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize
                 std::ptr::copy_nonoverlapping(corr.as_ptr() as *const u8, at, 32);
             }
         }
-        std::ptr::copy_nonoverlapping(d.as_ptr() as *const u8, pb, 32);
+        std::ptr::copy_nonoverlapping(d.as_ptr() as *const u8, pb, 4 * max);
         if q8_1 {
-            std::ptr::copy_nonoverlapping(s.as_ptr() as *const u8, pb.add(32), 32);
+            std::ptr::copy_nonoverlapping(s.as_ptr() as *const u8, pb.add(4 * max), 4 * max);
         }
     }
 }
@@ -336,7 +351,7 @@ pub mod vnni {
 /// every lane and its quants, after adding its `m · s` terms to `summs`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(crate) unsafe fn q4_1_block(
+unsafe fn q4_1_block(
     f16: &F16Table,
     xb: *const u8,
     pb: *const u8,
@@ -353,7 +368,7 @@ pub(crate) unsafe fn q4_1_block(
 /// A Q5_0 or Q8_0 weight block's d (at `xb`) in every lane, the row's data ahead prefetched.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(crate) unsafe fn signed_block(f16: &F16Table, xb: *const u8) -> __m256 {
+unsafe fn signed_block(f16: &F16Table, xb: *const u8) -> __m256 {
     _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
     _mm256_broadcast_ss(&*f16.at(xb))
 }

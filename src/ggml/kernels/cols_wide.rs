@@ -19,11 +19,14 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::cols::{q4_1_block, signed_block, vnni::q5_0_unsigned, Packing, COLS};
-use super::x86::{hsum_float_8, signed_quants, F16Table, Q4_1_BYTES, Q5_0_BYTES, Q8_0_BYTES};
+use super::cols::{vnni::q5_0_unsigned, Packing, COLS, PREFETCH, WIDE_COLS};
+use super::x86::{
+    bytes_from_nibbles_32, hsum_float_8, signed_quants, F16Table, Q4_1_BYTES, Q5_0_BYTES,
+    Q8_0_BYTES,
+};
 
 /// Pairs of columns per kernel call.
-const PAIRS: usize = COLS / 2;
+const PAIRS: usize = WIDE_COLS / 2;
 
 /// `v[idx[i]]` in each lane i, by one `vpermps` on 512-bit vectors (register operands, as
 /// the 256-bit kernels' `lane`).
@@ -57,11 +60,12 @@ unsafe fn pair_indices() -> [__m512i; PAIRS] {
     })
 }
 
-/// The 8 per-block scale products (lanes 0-7) in a 512-bit vector (lanes 8-15 unused).
+/// The weight block's scale d (an f16 at `xb`) in every lane, the row's data ahead prefetched.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn widen(v: __m256) -> __m512 {
-    _mm512_castps256_ps512(v)
+unsafe fn block_scale(f16: &F16Table, xb: *const u8) -> __m512 {
+    _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(PREFETCH) as *const i8);
+    _mm512_set1_ps(*f16.at(xb))
 }
 
 /// Each column's result: ggml's horizontal sum of its half of its pair's accumulator.
@@ -79,11 +83,11 @@ unsafe fn finish<const C: usize>(acc: &[__m512; PAIRS], out: &mut [f32; C]) {
     }
 }
 
-/// As [`vnni::q4_1`](super::cols::vnni::q4_1), on [`Packing::Q8_1Wide`] columns.
+/// As [`vnni::q4_1`](super::cols::vnni::q4_1), on up to 16 [`Packing::Q8_1Wide`] columns.
 ///
 /// # Safety
-/// `row` holds nb Q4_1 blocks, `packed` nb packed blocks of C columns; the CPU has AVX-512
-/// F, BW, VL and VNNI.
+/// `row` holds nb Q4_1 blocks, `packed` nb packed blocks of C ≤ 16 columns; the CPU has
+/// AVX-512 F, BW, VL and VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn q4_1<const C: usize>(
     f16: &F16Table,
@@ -96,12 +100,16 @@ pub unsafe fn q4_1<const C: usize>(
     let stride = Packing::Q8_1Wide.block(C);
     let idx = pair_indices();
     let mut acc = [_mm512_setzero_ps(); PAIRS];
-    let mut summs = _mm256_setzero_ps();
+    let mut summs = _mm512_setzero_ps();
     for b in 0..nb {
-        let pb = packed.add(b * stride);
-        let (d0, qx) = q4_1_block(f16, row.add(b * Q4_1_BYTES), pb, &mut summs);
-        let ds = widen(_mm256_mul_ps(d0, _mm256_loadu_ps(pb as *const f32)));
-        let qx = _mm512_broadcast_i64x4(qx);
+        let (xb, pb) = (row.add(b * Q4_1_BYTES), packed.add(b * stride));
+        let d0 = block_scale(f16, xb);
+        let m = _mm512_set1_ps(*f16.at(xb.add(2)));
+        // each column's `m · s` (the scalar sum's step: a product of two f16 values is exact)
+        let sy = _mm512_load_ps(pb.add(4 * WIDE_COLS) as *const f32);
+        summs = _mm512_fmadd_ps(m, sy, summs);
+        let ds = _mm512_mul_ps(d0, _mm512_load_ps(pb as *const f32));
+        let qx = _mm512_broadcast_i64x4(bytes_from_nibbles_32(xb.add(4)));
         for p in 0..pairs {
             let q = pb.add(Packing::Q8_1Wide.quants(2 * p));
             let qy = _mm512_load_si512(q as *const __m512i);
@@ -110,18 +118,19 @@ pub unsafe fn q4_1<const C: usize>(
         }
     }
     finish(&acc, out);
-    let mut sm = [0.0f32; COLS];
-    _mm256_storeu_ps(sm.as_mut_ptr(), summs);
+    let mut sm = [0.0f32; WIDE_COLS];
+    _mm512_storeu_ps(sm.as_mut_ptr(), summs);
     for (o, m) in out.iter_mut().zip(sm) {
         *o += m;
     }
 }
 
-/// As [`vnni::signed`](super::cols::vnni::signed), on [`Packing::OffsetWide`] columns.
+/// As [`vnni::signed`](super::cols::vnni::signed), on up to 16 [`Packing::OffsetWide`]
+/// columns.
 ///
 /// # Safety
-/// `row` holds nb blocks of Q5_0 (`Q5`) or Q8_0, `packed` nb packed blocks of C columns; the
-/// CPU has AVX-512 F, BW, VL and VNNI.
+/// `row` holds nb blocks of Q5_0 (`Q5`) or Q8_0, `packed` nb packed blocks of C ≤ 16 columns;
+/// the CPU has AVX-512 F, BW, VL and VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn signed<const C: usize, const Q5: bool>(
     f16: &F16Table,
@@ -138,8 +147,7 @@ pub unsafe fn signed<const C: usize, const Q5: bool>(
     let mut acc = [_mm512_setzero_ps(); PAIRS];
     for b in 0..nb {
         let (xb, pb) = (row.add(b * block), packed.add(b * stride));
-        let d0 = signed_block(f16, xb);
-        let ds = widen(_mm256_mul_ps(d0, _mm256_loadu_ps(pb as *const f32)));
+        let ds = _mm512_mul_ps(block_scale(f16, xb), _mm512_load_ps(pb as *const f32));
         let ux = if Q5 {
             q5_0_unsigned(xb)
         } else {

@@ -594,21 +594,22 @@ unsafe fn gemv_packed(
 ) {
     let wide = isa == x86::Isa::Vnni && cols::wide::pays();
     let packing = cols::Packing::of(isa, fmt, wide);
+    let per = packing.max_cols();
     let nb = w.ne[0] as usize / 32;
     let n_rows = w.ne[1] as usize;
-    let chunk_bytes = nb * packing.block(cols::COLS);
-    let n_chunks = columns.len().div_ceil(cols::COLS);
+    let chunk_bytes = nb * packing.block(per);
+    let n_chunks = columns.len().div_ceil(per);
     let group = (PACKED_GROUP_BYTES / chunk_bytes).max(1);
     PACKED.with_borrow_mut(|buf| {
         buf.resize(n_chunks * chunk_bytes + 64, 0);
-        // on a cache line's start: no 32-byte load of the kernels straddles two lines
+        // on a cache line's start: no 32-byte load of the kernels straddles two lines (and
+        // the 512-bit kernels' 64-byte loads are aligned)
         let start = buf.as_ptr().align_offset(64);
         let packed = &mut buf[start..];
         for i in 0..n_chunks {
-            let n = cols::COLS.min(columns.len() - i * cols::COLS);
-            let ys: [*const u8; cols::COLS] = std::array::from_fn(|j| {
-                act.as_ptr().wrapping_add((i * cols::COLS + j) * col_bytes)
-            });
+            let n = per.min(columns.len() - i * per);
+            let ys: [*const u8; cols::WIDE_COLS] =
+                std::array::from_fn(|j| act.as_ptr().wrapping_add((i * per + j) * col_bytes));
             // SAFETY: the chunk's n columns exist in `act`; chunk i has room for nb packed
             // blocks.
             unsafe {
@@ -625,42 +626,16 @@ unsafe fn gemv_packed(
             for g0 in (0..n_chunks).step_by(group) {
                 for r0 in rows.clone().step_by(ROW_BLOCK) {
                     for i in g0..(g0 + group).min(n_chunks) {
-                        let c0 = columns.start + i * cols::COLS;
+                        let c0 = columns.start + i * per;
                         let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
+                        let n = per.min(columns.end - c0);
                         for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
                             let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
                             let at = out.wrapping_add(c0 * n_rows + r);
-                            // SAFETY: row r has nb blocks; the chunk holds its packed columns,
-                            // whose results go to column c0 on, n_rows floats apart; forwarded
-                            // features.
-                            unsafe {
-                                match columns.end - c0 {
-                                    1 => {
-                                        packed_row::<1>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                    2 => {
-                                        packed_row::<2>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                    3 => {
-                                        packed_row::<3>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                    4 => {
-                                        packed_row::<4>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                    5 => {
-                                        packed_row::<5>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                    6 => {
-                                        packed_row::<6>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                    7 => {
-                                        packed_row::<7>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                    _ => {
-                                        packed_row::<8>(isa, wide, f16, fmt, row, p, nb, at, n_rows)
-                                    }
-                                }
-                            }
+                            // SAFETY: row r has nb blocks; the chunk holds its n packed
+                            // columns, whose results go to column c0 on, n_rows floats apart;
+                            // forwarded features.
+                            unsafe { packed_row_n(n, isa, wide, f16, fmt, row, p, nb, at, n_rows) }
                         }
                     }
                 }
@@ -688,6 +663,75 @@ enum Rows<'a> {
     Shared(&'a claims::Claims, usize, usize),
 }
 
+/// [`packed_row`] for `n` columns (1 to 16; above 8 only the 512-bit kernels).
+///
+/// # Safety
+/// As [`packed_row`], with C = n.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn packed_row_n(
+    n: usize,
+    isa: x86::Isa,
+    wide: bool,
+    f16: &x86::F16Table,
+    fmt: Format,
+    row: *const u8,
+    p: *const u8,
+    nb: usize,
+    at: *mut f32,
+    stride: usize,
+) {
+    macro_rules! counts {
+        ($kernel:ident: $($c:literal)*) => {
+            match n {
+                $($c => $kernel::<$c>(isa, f16, fmt, row, p, nb, at, stride),)*
+                _ => unreachable!("{n} columns for one kernel call"),
+            }
+        };
+    }
+    // SAFETY: forwarded (`wide` only with VNNI).
+    unsafe {
+        if wide {
+            counts!(packed_row_wide: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+        } else {
+            counts!(packed_row: 1 2 3 4 5 6 7 8)
+        }
+    }
+}
+
+/// As [`packed_row`], by the 512-bit kernels (C ≤ 16).
+///
+/// # Safety
+/// As [`packed_row`]; the CPU has AVX-512 VNNI (with F, BW, VL).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn packed_row_wide<const C: usize>(
+    _isa: x86::Isa,
+    f16: &x86::F16Table,
+    fmt: Format,
+    row: *const u8,
+    packed: *const u8,
+    nb: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    use cols::wide;
+    let mut o = [0.0f32; C];
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        match fmt {
+            Format::Q4_1 => wide::q4_1::<C>(f16, row, packed, nb, &mut o),
+            Format::Q5_0 => wide::signed::<C, true>(f16, row, packed, nb, &mut o),
+            _ => wide::signed::<C, false>(f16, row, packed, nb, &mut o),
+        }
+        for (j, v) in o.iter().enumerate() {
+            *out.add(j * stride) = *v;
+        }
+    }
+}
+
 /// One row against C packed columns, the results to `out`, `stride` floats apart.
 ///
 /// # Safety
@@ -698,7 +742,6 @@ enum Rows<'a> {
 #[inline]
 unsafe fn packed_row<const C: usize>(
     isa: x86::Isa,
-    wide: bool,
     f16: &x86::F16Table,
     fmt: Format,
     row: *const u8,
@@ -707,25 +750,18 @@ unsafe fn packed_row<const C: usize>(
     out: *mut f32,
     stride: usize,
 ) {
-    use cols::{avx2, vnni, wide as w512};
+    use cols::{avx2, vnni};
     use x86::Isa;
     let mut o = [0.0f32; C];
-    // SAFETY: forwarded from the caller's contract (`wide` only with VNNI).
+    // SAFETY: forwarded from the caller's contract.
     unsafe {
-        match (isa, fmt, wide) {
-            (Isa::Avx2, Format::Q4_1, _) => avx2::q4_1::<C>(f16, row, packed, nb, &mut o),
-            (Isa::Avx2, Format::Q5_0, _) => avx2::signed::<C, true>(f16, row, packed, nb, &mut o),
-            (Isa::Avx2, _, _) => avx2::signed::<C, false>(f16, row, packed, nb, &mut o),
-            (Isa::Vnni, Format::Q4_1, false) => vnni::q4_1::<C>(f16, row, packed, nb, &mut o),
-            (Isa::Vnni, Format::Q5_0, false) => {
-                vnni::signed::<C, true>(f16, row, packed, nb, &mut o)
-            }
-            (Isa::Vnni, _, false) => vnni::signed::<C, false>(f16, row, packed, nb, &mut o),
-            (Isa::Vnni, Format::Q4_1, true) => w512::q4_1::<C>(f16, row, packed, nb, &mut o),
-            (Isa::Vnni, Format::Q5_0, true) => {
-                w512::signed::<C, true>(f16, row, packed, nb, &mut o)
-            }
-            (Isa::Vnni, _, true) => w512::signed::<C, false>(f16, row, packed, nb, &mut o),
+        match (isa, fmt) {
+            (Isa::Avx2, Format::Q4_1) => avx2::q4_1::<C>(f16, row, packed, nb, &mut o),
+            (Isa::Avx2, Format::Q5_0) => avx2::signed::<C, true>(f16, row, packed, nb, &mut o),
+            (Isa::Avx2, _) => avx2::signed::<C, false>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q4_1) => vnni::q4_1::<C>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, Format::Q5_0) => vnni::signed::<C, true>(f16, row, packed, nb, &mut o),
+            (Isa::Vnni, _) => vnni::signed::<C, false>(f16, row, packed, nb, &mut o),
         }
         for (j, v) in o.iter().enumerate() {
             *out.add(j * stride) = *v;

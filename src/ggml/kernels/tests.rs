@@ -666,7 +666,8 @@ fn vnni_and_avx2_kernels_agree() {
 }
 
 /// The decode op's 512-bit kernels over several columns give what its 256-bit VNNI kernels
-/// give (which the op tests compare with ggml), column for column, for 1 to 8 columns.
+/// give (which the op tests compare with ggml), column for column: 1 to 16 columns in one
+/// call of the 512-bit kernels, in calls of up to 8 of the 256-bit ones.
 #[cfg(target_arch = "x86_64")]
 #[test]
 #[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
@@ -682,45 +683,53 @@ fn wide_and_narrow_column_kernels_agree() {
         let fmt = Format::of(ty).unwrap();
         let w = random_blocks(&mut rng, ty, nb);
         // quantized columns: d in range, quants anywhere in i8 (±127 as ggml makes them)
-        let mut act = vec![0u8; cols::COLS * nb * fmt.act_bytes()];
+        let n = cols::WIDE_COLS;
+        let mut act = vec![0u8; n * nb * fmt.act_bytes()];
         for (i, b) in act.iter_mut().enumerate() {
-            let in_block = i % fmt.act_bytes();
             let scales = if ty == Type::Q4_1 { 4 } else { 2 };
-            *b = if in_block < scales {
+            *b = if i % fmt.act_bytes() < scales {
                 rng.byte() % 48
             } else {
                 (rng.byte() as i8).max(-127) as u8
             };
         }
-        let ys: Vec<*const u8> = (0..cols::COLS)
+        let ys: Vec<*const u8> = (0..n)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
-        for c in 1..=cols::COLS {
-            let run = |wide: bool| -> Vec<u32> {
-                let packing = cols::Packing::of(x86::Isa::Vnni, fmt, wide);
-                let mut buf = vec![0xA5u8; nb * packing.block(c) + 64];
-                let start = buf.as_ptr().align_offset(64);
-                let p = buf.as_mut_ptr().wrapping_add(start);
-                let mut out = [0.0f32; cols::COLS];
-                // SAFETY: `act` holds 8 columns of nb blocks, the buffer room for nb packed
-                // blocks of c columns after `start` (64-byte aligned); the CPU has VNNI.
+        let run = |wide: bool, ys: &[*const u8]| -> Vec<u32> {
+            let packing = cols::Packing::of(x86::Isa::Vnni, fmt, wide);
+            let mut out = vec![0.0f32; ys.len()];
+            for (k, chunk) in ys.chunks(packing.max_cols()).enumerate() {
+                let mut buf = vec![0xA5u8; nb * packing.block(chunk.len()) + 64];
+                let p = buf.as_mut_ptr().wrapping_add(buf.as_ptr().align_offset(64));
+                let at = out.as_mut_ptr().wrapping_add(k * packing.max_cols());
+                // SAFETY: the columns hold nb blocks each, the buffer room for nb packed
+                // blocks of them after `p` (64-byte aligned), `out` for their results; the
+                // CPU has VNNI.
                 unsafe {
-                    cols::pack(f16, packing, &ys[..c], nb, p);
-                    let (isa, row, o) = (x86::Isa::Vnni, w.as_ptr(), out.as_mut_ptr());
-                    match c {
-                        1 => super::packed_row::<1>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                        2 => super::packed_row::<2>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                        3 => super::packed_row::<3>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                        4 => super::packed_row::<4>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                        5 => super::packed_row::<5>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                        6 => super::packed_row::<6>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                        7 => super::packed_row::<7>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                        _ => super::packed_row::<8>(isa, wide, f16, fmt, row, p, nb, o, 1),
-                    }
+                    cols::pack(f16, packing, chunk, nb, p);
+                    super::packed_row_n(
+                        chunk.len(),
+                        x86::Isa::Vnni,
+                        wide,
+                        f16,
+                        fmt,
+                        w.as_ptr(),
+                        p,
+                        nb,
+                        at,
+                        1,
+                    );
                 }
-                out[..c].iter().map(|v| v.to_bits()).collect()
-            };
-            assert_eq!(run(false), run(true), "{ty:?}, {c} columns");
+            }
+            out.iter().map(|v| v.to_bits()).collect()
+        };
+        for c in 1..=n {
+            assert_eq!(
+                run(false, &ys[..c]),
+                run(true, &ys[..c]),
+                "{ty:?}, {c} columns"
+            );
         }
     }
 }
