@@ -94,14 +94,12 @@ pub fn load(cfg: &ModelConfig) -> Result<Loaded> {
 /// The route table (`-v`): which kernel multiplies each matrix, by number of columns (tokens
 /// in a micro-batch), matrices alike grouped.
 fn log_routes(model: &Model) {
-    // (timed here, on this thread before any graph runs, rather than by the op's threads)
-    let wide = crate::ggml::kernels::wide_columns();
     if !log::log_enabled!(log::Level::Info) {
         return;
     }
     let tuning = &model.weights.tuning;
     log_tuning(tuning);
-    if let Some((narrow, wide, pays)) = wide {
+    if let Some((narrow, wide, pays)) = crate::ggml::kernels::wide_columns() {
         log::info!(
             "decode op over several columns: {} kernels (timed: 512-bit {wide:.3} vs 256-bit {narrow:.3} ns per row, column and block)",
             if pays { "512-bit" } else { "256-bit" }
