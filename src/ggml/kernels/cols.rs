@@ -22,8 +22,10 @@
 //! on an Ice Lake Xeon (`cols_kernel_timing`, best of 5 runs, ns per row·column·block): Q8_0
 //! 0.78 → 0.59, Q5_0 0.86 → 0.70 (0.63 with [`vnni`]'s unpack straight to unsigned), Q4_1
 //! 0.69 → 0.62; the loop is then at the front end's five operations per cycle. Two columns
-//! per 512-bit vector measured within 3% there (tried twice: the 512-bit operations issue
-//! faster, but at a lower clock), so it was not kept.
+//! per 512-bit vector measured within 3% there (the 512-bit operations issue faster, but at a
+//! lower clock); on an AMD Zen 4 EPYC, which runs them at full clock as two halves, they are
+//! 6–11% faster (Q8_0 0.48 → 0.45, Q5_0 0.54 → 0.51, Q4_1 0.53 → 0.47): those kernels are
+//! [`wide`] (`cols_wide.rs`), timed against these once per process and taken where faster.
 
 use std::arch::x86_64::*;
 
