@@ -726,9 +726,20 @@ unsafe fn packed_row_wide<const C: usize>(
             Format::Q5_0 => wide::signed::<C, true>(f16, row, packed, nb, &mut o),
             _ => wide::signed::<C, false>(f16, row, packed, nb, &mut o),
         }
-        for (j, v) in o.iter().enumerate() {
-            *out.add(j * stride) = *v;
-        }
+        scatter(&o, out, stride)
+    }
+}
+
+/// A row's C results to `out`, `stride` floats apart.
+///
+/// # Safety
+/// `out` has room for C results `stride` apart.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn scatter<const C: usize>(o: &[f32; C], out: *mut f32, stride: usize) {
+    for (j, v) in o.iter().enumerate() {
+        // SAFETY: the caller's room.
+        unsafe { *out.add(j * stride) = *v };
     }
 }
 
@@ -763,9 +774,7 @@ unsafe fn packed_row<const C: usize>(
             (Isa::Vnni, Format::Q5_0) => vnni::signed::<C, true>(f16, row, packed, nb, &mut o),
             (Isa::Vnni, _) => vnni::signed::<C, false>(f16, row, packed, nb, &mut o),
         }
-        for (j, v) in o.iter().enumerate() {
-            *out.add(j * stride) = *v;
-        }
+        scatter(&o, out, stride)
     }
 }
 
