@@ -11,8 +11,8 @@
 //! one `vpdpbusd`, one conversion, one permute for the two scale products and one
 //! multiply-add. Where a CPU runs 512-bit operations at full clock as two 256-bit halves (AMD
 //! Zen 4) that halves the instructions the front end must issue, which is what limits the
-//! 256-bit loop there (`cols_kernel_timing`, one thread: Q8_0 0.48 → 0.35 ns per row, column
-//! and block). Where 512-bit operations lower the clock (Intel Ice Lake) it measured within a
+//! 256-bit loop there (`cols_kernel_timing`, one thread: Q8_0 0.48 → 0.45 ns per row, column
+//! and block, Q5_0 0.54 → 0.51, Q4_1 0.53 → 0.47). Where 512-bit operations lower the clock (Intel Ice Lake) it measured within a
 //! few percent of the 256-bit kernels, so [`pays`] times the two once per process and the op
 //! takes these only where they are faster.
 
@@ -171,8 +171,7 @@ pub unsafe fn signed<const C: usize, const Q5: bool>(
 /// best of 7 alternating runs of some 70 µs each, about 2 ms in all); they must win by 5%.
 /// Off where `EMBER_NO_WIDE` is set, and on CPUs without AVX-512 VNNI.
 pub fn pays() -> bool {
-    static PAYS: OnceLock<bool> = OnceLock::new();
-    *PAYS.get_or_init(|| timings().is_some_and(|(narrow, wide)| wide < 0.95 * narrow))
+    timings().is_some_and(|(narrow, wide)| wide < 0.95 * narrow)
 }
 
 /// The 256-bit and 512-bit kernels' times (ns per row, column and block), where both run.
@@ -196,7 +195,7 @@ unsafe fn time_both(f16: &F16Table) -> (f64, f64) {
     const NB: usize = 28;
     const ROWS: usize = 16;
     const REPS: usize = 40;
-    // Deterministic bytes: scales' f16 bits kept small and finite by the masks below.
+    // Deterministic bytes, below 64: as scales, small finite f16 values.
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut byte = || {
         state ^= state << 13;
@@ -204,9 +203,9 @@ unsafe fn time_both(f16: &F16Table) -> (f64, f64) {
         state ^= state << 17;
         state as u8
     };
-    let act: Vec<u8> = (0..COLS * NB * 34).map(|_| byte() % 64).collect();
+    let act: Vec<u8> = (0..COLS * NB * Q8_0_BYTES).map(|_| byte() % 64).collect();
     let ys: Vec<*const u8> = (0..COLS)
-        .map(|c| act.as_ptr().wrapping_add(c * NB * 34))
+        .map(|c| act.as_ptr().wrapping_add(c * NB * Q8_0_BYTES))
         .collect();
     let mut total = (0.0, 0.0);
     for (q5, bytes) in [(false, Q8_0_BYTES), (true, Q5_0_BYTES)] {
@@ -227,7 +226,7 @@ unsafe fn time_both(f16: &F16Table) -> (f64, f64) {
             .map(|&(packing, _)| {
                 let mut buf = vec![0u8; NB * packing.block(COLS) + 64];
                 let start = buf.as_ptr().align_offset(64);
-                // SAFETY: `act` holds COLS columns of NB Q8_0 blocks (34 bytes), the buffer
+                // SAFETY: `act` holds COLS columns of NB Q8_0 blocks, the buffer
                 // room for NB packed blocks after `start`.
                 unsafe { super::cols::pack(f16, packing, &ys, NB, buf.as_mut_ptr().add(start)) };
                 (buf, start)

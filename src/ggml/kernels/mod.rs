@@ -72,6 +72,7 @@ pub mod tune;
 mod x86;
 
 pub use peak::int8_peak_ops;
+pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tunable};
 
 /// The decode op's 256-bit and 512-bit kernels over several columns timed on this CPU (ns per
 /// row, column and block), and whether it takes the 512-bit ones; `None` where only one kind
@@ -84,7 +85,6 @@ pub fn wide_columns() -> Option<(f64, f64, bool)> {
     #[cfg(not(target_arch = "x86_64"))]
     None
 }
-pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tunable};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;
@@ -683,9 +683,9 @@ unsafe fn packed_row_n(
     stride: usize,
 ) {
     macro_rules! counts {
-        ($kernel:ident: $($c:literal)*) => {
+        ($kernel:ident $args:tt: $($c:literal)*) => {
             match n {
-                $($c => $kernel::<$c>(isa, f16, fmt, row, p, nb, at, stride),)*
+                $($c => $kernel::<$c> $args,)*
                 _ => unreachable!("{n} columns for one kernel call"),
             }
         };
@@ -693,9 +693,10 @@ unsafe fn packed_row_n(
     // SAFETY: forwarded (`wide` only with VNNI).
     unsafe {
         if wide {
-            counts!(packed_row_wide: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+            counts!(packed_row_wide(f16, fmt, row, p, nb, at, stride):
+                1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
         } else {
-            counts!(packed_row: 1 2 3 4 5 6 7 8)
+            counts!(packed_row(isa, f16, fmt, row, p, nb, at, stride): 1 2 3 4 5 6 7 8)
         }
     }
 }
@@ -708,7 +709,6 @@ unsafe fn packed_row_n(
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn packed_row_wide<const C: usize>(
-    _isa: x86::Isa,
     f16: &x86::F16Table,
     fmt: Format,
     row: *const u8,
