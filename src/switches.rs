@@ -53,7 +53,8 @@ impl Switches {
 }
 
 /// The kernels' switches in the environment, read once: set to compare Ember's ops
-/// against ggml's (`EMBER_NO_GEMV=1`, `EMBER_NO_TILED=1`, `EMBER_NO_WIDE=1`), and ggml's own
+/// against ggml's (`EMBER_NO_GEMV=1`, `EMBER_NO_TILED=1`, `EMBER_NO_WIDE=1`,
+/// `EMBER_NO_LANES=1`), and ggml's own
 /// `GGML_CPU_TILED_MM`, which changes what the Q6_K op has to reproduce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelSwitches {
@@ -65,6 +66,9 @@ pub struct KernelSwitches {
     /// several columns where they are faster (`EMBER_NO_WIDE` unset); all give the same
     /// results.
     pub wide_tiles: bool,
+    /// The decode op may use its one-column-per-lane kernels over several columns where they
+    /// are faster (`EMBER_NO_LANES` unset); the same results.
+    pub lane_columns: bool,
     /// ggml's tiled matrix path is on (`GGML_CPU_TILED_MM` unset or, read as ggml reads it
     /// with `atoi`, not 0); off, ggml multiplies Q6_K weights by `vec_dot`.
     pub ggml_tiled_mm: bool,
@@ -76,6 +80,7 @@ impl KernelSwitches {
         ember_ops: true,
         prompt_ops: true,
         wide_tiles: true,
+        lane_columns: true,
         ggml_tiled_mm: true,
     };
 
@@ -91,6 +96,7 @@ impl KernelSwitches {
             ember_ops: var("EMBER_NO_GEMV").is_none(),
             prompt_ops: var("EMBER_NO_TILED").is_none(),
             wide_tiles: var("EMBER_NO_WIDE").is_none(),
+            lane_columns: var("EMBER_NO_LANES").is_none(),
             ggml_tiled_mm: var("GGML_CPU_TILED_MM")
                 .is_none_or(|v| atoi_nonzero(&v.to_string_lossy())),
         }
@@ -139,6 +145,7 @@ mod tests {
             ("EMBER_NO_GEMV", "1"),
             ("EMBER_NO_TILED", ""),
             ("EMBER_NO_WIDE", "0"),
+            ("EMBER_NO_LANES", "1"),
             ("GGML_CPU_TILED_MM", "0"),
         ]));
         assert_eq!(
@@ -147,6 +154,7 @@ mod tests {
                 ember_ops: false,
                 prompt_ops: false,
                 wide_tiles: false,
+                lane_columns: false,
                 ggml_tiled_mm: false
             }
         );

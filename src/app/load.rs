@@ -99,10 +99,14 @@ fn log_routes(model: &Model) {
     }
     let tuning = &model.weights.tuning;
     log_tuning(tuning);
-    if let Some((narrow, wide, pays)) = crate::ggml::kernels::wide_columns() {
+    if let Some(t) = crate::ggml::kernels::column_kernels() {
         log::info!(
-            "decode op over several columns: {} kernels (timed: 512-bit {wide:.3} vs 256-bit {narrow:.3} ns per row, column and block)",
-            if pays { "512-bit" } else { "256-bit" }
+            "decode op over several columns: {} kernels{} (timed: 256-bit {:.3}, 512-bit {:.3}, one column per lane {:.3} ns per row, column and block)",
+            if t.wide_pays() { "512-bit" } else { "256-bit" },
+            if crate::ggml::kernels::lane_columns() { ", one column per lane from 5 columns (Q5_0, Q8_0)" } else { "" },
+            t.narrow,
+            t.wide,
+            t.lanes,
         );
     }
     let rows = model.weights.route_table();

@@ -552,9 +552,9 @@ impl<'f> Binder<'f> {
             ws.matrices.push((key.0.clone(), h));
         }
         ws.tune(self.opts.tune, self.opts.threads);
-        // The decode op's column kernels (256-bit or 512-bit) timed now, on this thread, not
-        // at the first product by the op's threads (one of which spins meanwhile).
-        let _ = crate::ggml::kernels::wide_columns();
+        // The decode op's column kernels timed now, on this thread, not at the first product
+        // by the op's threads (one of which spins meanwhile).
+        let _ = crate::ggml::kernels::column_kernels();
         Ok(ws)
     }
 }

@@ -50,7 +50,9 @@ pub(super) const PREFETCH: usize = 4096;
 /// for Q5_0 and Q8_0 weights, with (`Offset`, for the VNNI kernels) each 32-bit lane's
 /// correction `-128 · (y₀ + y₁ + y₂ + y₃)` after the quants. The `Wide` layouts are those of
 /// the 512-bit kernels ([`wide`]): 64-byte aligned, each pair of columns' quants (and
-/// corrections) side by side, so one load brings a pair.
+/// corrections) side by side, so one load brings a pair. The `LanesPair` layouts are those of
+/// the one-column-per-lane kernels ([`pairs`](super::cols_lanes::pairs)): group k of every
+/// column side by side, each column twice (`y + 128` for Q5_0 and Q8_0 weights).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Packing {
     Q8_1,
@@ -58,6 +60,8 @@ pub enum Packing {
     Offset,
     Q8_1Wide,
     OffsetWide,
+    LanesPair,
+    LanesPairQ8_1,
 }
 
 impl Packing {
@@ -83,12 +87,19 @@ impl Packing {
     /// Bytes before the first column in a packed block: a scale per column as f32 (and
     /// Q8_1's `s` after them).
     fn head(self) -> usize {
-        4 * self.max_cols() * if self.q8_1() { 2 } else { 1 }
+        let per = match self {
+            Packing::LanesPair | Packing::LanesPairQ8_1 => 2 * COLS,
+            _ => self.max_cols(),
+        };
+        4 * per * if self.q8_1() { 2 } else { 1 }
     }
 
     /// Whether the columns are Q8_1 (with their `s`).
     fn q8_1(self) -> bool {
-        matches!(self, Packing::Q8_1 | Packing::Q8_1Wide)
+        matches!(
+            self,
+            Packing::Q8_1 | Packing::Q8_1Wide | Packing::LanesPairQ8_1
+        )
     }
 
     /// Bytes of one packed block of `c` columns (the wide layouts: an even number).
@@ -99,6 +110,7 @@ impl Packing {
                 Packing::Offset => 64 * c,
                 Packing::Q8_1Wide => 64 * c.div_ceil(2),
                 Packing::OffsetWide => 128 * c.div_ceil(2),
+                Packing::LanesPair | Packing::LanesPairQ8_1 => 64 * COLS,
             }
     }
 
@@ -110,6 +122,7 @@ impl Packing {
                 Packing::Q8_1 | Packing::Q8_0 | Packing::Q8_1Wide => 32 * j,
                 Packing::Offset => 64 * j,
                 Packing::OffsetWide => 128 * (j / 2) + 32 * (j % 2),
+                Packing::LanesPair | Packing::LanesPairQ8_1 => 8 * j,
             }
     }
 
@@ -131,6 +144,9 @@ pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize
     let c = ys.len();
     let max = packing.max_cols();
     debug_assert!((1..=max).contains(&c));
+    if matches!(packing, Packing::LanesPair | Packing::LanesPairQ8_1) {
+        return pack_lane_pairs(f16, packing, ys, nb, out);
+    }
     let q8_1 = packing.q8_1();
     let offset = matches!(packing, Packing::Offset | Packing::OffsetWide);
     let (act, quants) = if q8_1 {
@@ -164,6 +180,49 @@ pub unsafe fn pack(f16: &F16Table, packing: Packing, ys: &[*const u8], nb: usize
         std::ptr::copy_nonoverlapping(d.as_ptr() as *const u8, pb, 4 * max);
         if q8_1 {
             std::ptr::copy_nonoverlapping(s.as_ptr() as *const u8, pb.add(4 * max), 4 * max);
+        }
+    }
+}
+
+/// [`pack`] for the `LanesPair` layouts: per block the column scales as f32 (and Q8_1's
+/// `s`), then for each 4-byte group k of the block that group of every column; each column
+/// twice, in lanes 2j and 2j + 1 (against a pair of rows); Q8_0 columns as `y + 128` (the
+/// unsigned side of `vpdpbusd`). Lanes past the last column: scale 0, quants 0.
+///
+/// # Safety
+/// As [`pack`].
+unsafe fn pack_lane_pairs(
+    f16: &F16Table,
+    packing: Packing,
+    ys: &[*const u8],
+    nb: usize,
+    out: *mut u8,
+) {
+    let q8_1 = packing.q8_1();
+    let (act, quants, flip) = if q8_1 {
+        (Q8_1_BYTES, 4, 0)
+    } else {
+        (Q8_0_BYTES, 2, 0x80)
+    };
+    let stride = packing.block(ys.len());
+    let at = packing.quants(0);
+    for b in 0..nb {
+        let pb = std::slice::from_raw_parts_mut(out.add(b * stride), stride);
+        pb.fill(0);
+        for (j, &y) in ys.iter().enumerate() {
+            let yb = y.add(b * act);
+            for h in 0..1 + q8_1 as usize {
+                let v = f16.get(yb.add(2 * h)).to_ne_bytes();
+                pb[64 * h + 8 * j..64 * h + 8 * j + 4].copy_from_slice(&v);
+                pb[64 * h + 8 * j + 4..64 * h + 8 * j + 8].copy_from_slice(&v);
+            }
+            let q = std::slice::from_raw_parts(yb.add(quants), 32);
+            for k in 0..8 {
+                let o = at + 64 * k + 8 * j;
+                for e in 0..8 {
+                    pb[o + e] = q[4 * k + e % 4] ^ flip;
+                }
+            }
         }
     }
 }

@@ -13,13 +13,12 @@
 //! Zen 4) that halves the instructions the front end must issue, which is what limits the
 //! 256-bit loop there (`cols_kernel_timing`, one thread: Q8_0 0.48 → 0.45 ns per row, column
 //! and block, Q5_0 0.54 → 0.51, Q4_1 0.53 → 0.47). Where 512-bit operations lower the clock (Intel Ice Lake) it measured within a
-//! few percent of the 256-bit kernels, so [`pays`] times the two once per process and the op
-//! takes these only where they are faster.
+//! few percent of the 256-bit kernels, so [`choice`](super::cols_choice) times them once per
+//! process and the op takes these only where they are faster.
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
-use super::cols::{vnni::q5_0_unsigned, Packing, COLS, PREFETCH, WIDE_COLS};
+use super::cols::{vnni::q5_0_unsigned, Packing, PREFETCH, WIDE_COLS};
 use super::x86::{
     bytes_from_nibbles_32, hsum_float_8, signed_quants, F16Table, Q4_1_BYTES, Q5_0_BYTES,
     Q8_0_BYTES,
@@ -164,96 +163,4 @@ pub unsafe fn signed<const C: usize, const Q5: bool>(
         }
     }
     finish(&acc, out)
-}
-
-/// Whether the 512-bit kernels are faster than the 256-bit ones on this CPU: both timed once
-/// per process (Q8_0 and Q5_0, eight columns, weights and columns in the first-level cache,
-/// best of 7 alternating runs of some 70 µs each, about 2 ms in all); they must win by 5%.
-/// Off where `EMBER_NO_WIDE` is set, and on CPUs without AVX-512 VNNI.
-pub fn pays() -> bool {
-    timings().is_some_and(|(narrow, wide)| wide < 0.95 * narrow)
-}
-
-/// The 256-bit and 512-bit kernels' times (ns per row, column and block), where both run.
-pub fn timings() -> Option<(f64, f64)> {
-    static T: OnceLock<Option<(f64, f64)>> = OnceLock::new();
-    *T.get_or_init(|| {
-        let m = super::Machine::get();
-        if !m.vnni || !super::KernelSwitches::get().wide_tiles {
-            return None;
-        }
-        let f16 = super::f16_table()?;
-        // SAFETY: VNNI (with F, BW, VL) and AVX2 were detected just above.
-        Some(unsafe { time_both(f16) })
-    })
-}
-
-/// # Safety
-/// The CPU has AVX-512 F, BW, VL, VNNI and AVX2, FMA, F16C.
-unsafe fn time_both(f16: &F16Table) -> (f64, f64) {
-    type Kernel = unsafe fn(&F16Table, *const u8, *const u8, usize, &mut [f32; COLS]);
-    const NB: usize = 28;
-    const ROWS: usize = 16;
-    const REPS: usize = 40;
-    // Deterministic bytes, below 64: as scales, small finite f16 values.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut byte = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state as u8
-    };
-    let act: Vec<u8> = (0..COLS * NB * Q8_0_BYTES).map(|_| byte() % 64).collect();
-    let ys: Vec<*const u8> = (0..COLS)
-        .map(|c| act.as_ptr().wrapping_add(c * NB * Q8_0_BYTES))
-        .collect();
-    let mut total = (0.0, 0.0);
-    for (q5, bytes) in [(false, Q8_0_BYTES), (true, Q5_0_BYTES)] {
-        let w: Vec<u8> = (0..ROWS * NB * bytes).map(|_| byte() % 64).collect();
-        let kernels: [(Packing, Kernel); 2] = if q5 {
-            [
-                (Packing::Offset, super::cols::vnni::signed::<COLS, true>),
-                (Packing::OffsetWide, signed::<COLS, true>),
-            ]
-        } else {
-            [
-                (Packing::Offset, super::cols::vnni::signed::<COLS, false>),
-                (Packing::OffsetWide, signed::<COLS, false>),
-            ]
-        };
-        let packs: Vec<(Vec<u8>, usize)> = kernels
-            .iter()
-            .map(|&(packing, _)| {
-                let mut buf = vec![0u8; NB * packing.block(COLS) + 64];
-                let start = buf.as_ptr().align_offset(64);
-                // SAFETY: `act` holds COLS columns of NB Q8_0 blocks, the buffer
-                // room for NB packed blocks after `start`.
-                unsafe { super::cols::pack(f16, packing, &ys, NB, buf.as_mut_ptr().add(start)) };
-                (buf, start)
-            })
-            .collect();
-        let mut best = [f64::MAX; 2];
-        for _ in 0..7 {
-            for (k, &(_, kernel)) in kernels.iter().enumerate() {
-                let packed = packs[k].0.as_ptr().wrapping_add(packs[k].1);
-                let mut out = [0.0f32; COLS];
-                let t0 = std::time::Instant::now();
-                for _ in 0..REPS {
-                    for r in 0..ROWS {
-                        // SAFETY: row r holds NB blocks, `packed` NB packed blocks of COLS
-                        // columns in the kernel's layout; the caller's features.
-                        unsafe {
-                            kernel(f16, w.as_ptr().add(r * NB * bytes), packed, NB, &mut out)
-                        };
-                    }
-                    std::hint::black_box(&out);
-                }
-                let ns = t0.elapsed().as_secs_f64() * 1e9 / (REPS * ROWS * NB * COLS) as f64;
-                best[k] = best[k].min(ns);
-            }
-        }
-        total.0 += best[0] / 2.0;
-        total.1 += best[1] / 2.0;
-    }
-    total
 }

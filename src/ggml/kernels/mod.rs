@@ -50,6 +50,9 @@ mod attn_tests;
 mod claims;
 #[cfg(target_arch = "x86_64")]
 mod cols;
+mod cols_choice;
+#[cfg(target_arch = "x86_64")]
+mod cols_lanes;
 #[cfg(target_arch = "x86_64")]
 mod cols_wide;
 #[cfg(target_arch = "x86_64")]
@@ -74,17 +77,10 @@ mod x86;
 pub use peak::int8_peak_ops;
 pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tunable};
 
-/// The decode op's 256-bit and 512-bit kernels over several columns timed on this CPU (ns per
-/// row, column and block), and whether it takes the 512-bit ones; `None` where only one kind
-/// runs (no AVX-512 VNNI, or `EMBER_NO_WIDE`). Timed once per process, at the first call.
-pub fn wide_columns() -> Option<(f64, f64, bool)> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        cols_wide::timings().map(|(narrow, wide)| (narrow, wide, cols_wide::pays()))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    None
-}
+/// The decode op's kernels over several columns timed on this CPU (ns per row, column and
+/// block: 256-bit, 512-bit, one column per lane); `None` where only one kind runs (no AVX-512
+/// VNNI, or `EMBER_NO_WIDE`). Timed once per process, at the first call.
+pub use cols_choice::{lanes as lane_columns, timings as column_kernels, Timings as ColumnTimings};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;
@@ -592,8 +588,15 @@ unsafe fn gemv_packed(
     rows: Rows<'_>,
     out: *mut f32,
 ) {
-    let wide = isa == x86::Isa::Vnni && cols::wide::pays();
-    let packing = cols::Packing::of(isa, fmt, wide);
+    let wide = isa == x86::Isa::Vnni && cols_choice::wide();
+    let lanes = isa == x86::Isa::Vnni && columns.len() >= LANES_FROM && cols_choice::lanes();
+    let packing = if lanes && fmt == Format::Q4_1 {
+        cols::Packing::LanesPairQ8_1
+    } else if lanes {
+        cols::Packing::LanesPair
+    } else {
+        cols::Packing::of(isa, fmt, wide)
+    };
     let per = packing.max_cols();
     let nb = w.ne[0] as usize / 32;
     let n_rows = w.ne[1] as usize;
@@ -629,13 +632,29 @@ unsafe fn gemv_packed(
                         let c0 = columns.start + i * per;
                         let p = packed.as_ptr().wrapping_add(i * chunk_bytes);
                         let n = per.min(columns.end - c0);
-                        for r in r0..(r0 + ROW_BLOCK).min(rows.end) {
+                        let end = (r0 + ROW_BLOCK).min(rows.end);
+                        let mut r = r0;
+                        while r < end {
                             let row = (w.data as *const u8).wrapping_add(r * w.nb[1]);
                             let at = out.wrapping_add(c0 * n_rows + r);
-                            // SAFETY: row r has nb blocks; the chunk holds its n packed
-                            // columns, whose results go to column c0 on, n_rows floats apart;
-                            // forwarded features.
-                            unsafe { packed_row_n(n, isa, wide, f16, fmt, row, p, nb, at, n_rows) }
+                            if lanes {
+                                let m = (end - r).min(4);
+                                // SAFETY: rows r..r+m have nb blocks each, w.nb[1] apart; the
+                                // chunk holds its n packed columns, whose results go to column
+                                // c0 on, n_rows floats apart; VNNI (`lanes`).
+                                unsafe {
+                                    lane_rows(n, m, f16, fmt, row, w.nb[1], p, nb, at, n_rows)
+                                }
+                                r += m;
+                            } else {
+                                // SAFETY: row r has nb blocks; the chunk holds its n packed
+                                // columns, whose results go to column c0 on, n_rows floats
+                                // apart; forwarded features.
+                                unsafe {
+                                    packed_row_n(n, isa, wide, f16, fmt, row, p, nb, at, n_rows)
+                                }
+                                r += 1;
+                            }
                         }
                     }
                 }
@@ -697,6 +716,77 @@ unsafe fn packed_row_n(
                 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
         } else {
             counts!(packed_row(isa, f16, fmt, row, p, nb, at, stride): 1 2 3 4 5 6 7 8)
+        }
+    }
+}
+
+/// Columns from which the decode op takes the one-column-per-lane kernels (where they are
+/// the fastest): they cost eight columns' work whatever the count.
+#[cfg(target_arch = "x86_64")]
+const LANES_FROM: usize = 5;
+
+/// `m` ≤ 4 rows (the first at `row`, `row_bytes` apart) against `n` ≤ 8 columns packed as
+/// [`cols::Packing::LanesPair`] (Q8_1: `LanesPairQ8_1`), by the one-column-per-lane kernels: two pairs of rows at
+/// once, or one pair, or one row.
+///
+/// # Safety
+/// As [`cols_lanes::pairs`] for the m rows; the CPU has AVX-512 VNNI (with F, BW, VL).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn lane_rows(
+    n: usize,
+    m: usize,
+    f16: &x86::F16Table,
+    fmt: Format,
+    row: *const u8,
+    row_bytes: usize,
+    p: *const u8,
+    nb: usize,
+    at: *mut f32,
+    stride: usize,
+) {
+    macro_rules! counts {
+        ($P:literal, $row:expr, $rb:expr, $at:expr, $m:expr) => {{
+            macro_rules! formats {
+                ($C:literal) => {
+                    match fmt {
+                        Format::Q4_1 => cols_lanes::pairs::<$P, $C, { cols_lanes::Q4_1 }>(
+                            f16, $row, $rb, p, nb, $at, stride, $m,
+                        ),
+                        Format::Q5_0 => cols_lanes::pairs::<$P, $C, { cols_lanes::Q5_0 }>(
+                            f16, $row, $rb, p, nb, $at, stride, $m,
+                        ),
+                        _ => cols_lanes::pairs::<$P, $C, { cols_lanes::Q8_0 }>(
+                            f16, $row, $rb, p, nb, $at, stride, $m,
+                        ),
+                    }
+                };
+            }
+            match n {
+                1 => formats!(1),
+                2 => formats!(2),
+                3 => formats!(3),
+                4 => formats!(4),
+                5 => formats!(5),
+                6 => formats!(6),
+                7 => formats!(7),
+                8 => formats!(8),
+                _ => unreachable!("{n} columns for one kernel call"),
+            }
+        }};
+    }
+    // SAFETY: forwarded; a lone row is read as both rows of its pair (`row_bytes` 0) and only
+    // its results are written.
+    unsafe {
+        match m {
+            4 => counts!(2, row, row_bytes, at, 4),
+            2 => counts!(1, row, row_bytes, at, 2),
+            1 => counts!(1, row, 0, at, 1),
+            _ => {
+                counts!(1, row, row_bytes, at, 2);
+                counts!(1, row.add(2 * row_bytes), 0, at.add(2), 1);
+            }
         }
     }
 }

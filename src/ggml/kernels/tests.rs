@@ -734,6 +734,105 @@ fn wide_and_narrow_column_kernels_agree() {
     }
 }
 
+/// The one-column-per-lane kernels give each (row, column) what the 256-bit kernels give it:
+/// 1 to 8 columns, 1 to 4 rows (two pairs, one pair, a pair and a lone row, a lone row).
+#[test]
+#[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
+fn lane_kernels_agree_with_the_column_kernels() {
+    assert!(
+        Machine::get().vnni,
+        "the build saw AVX-512 VNNI, the test does not"
+    );
+    let f16 = f16_table().unwrap();
+    let mut rng = Rng(13);
+    let nb = 21;
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
+        let fmt = Format::of(ty).unwrap();
+        let w = random_blocks(&mut rng, ty, 4 * nb);
+        let row_bytes = w.len() / 4;
+        let mut act = vec![0u8; 8 * nb * fmt.act_bytes()];
+        for (i, b) in act.iter_mut().enumerate() {
+            let scales = if ty == Type::Q4_1 { 4 } else { 2 };
+            *b = if i % fmt.act_bytes() < scales {
+                rng.byte() % 48
+            } else {
+                (rng.byte() as i8).max(-127) as u8
+            };
+        }
+        let ys: Vec<*const u8> = (0..8)
+            .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
+            .collect();
+        let packed = |packing: cols::Packing, c: usize| {
+            let mut buf = vec![0xA5u8; nb * packing.block(c) + 64];
+            let start = buf.as_ptr().align_offset(64);
+            // SAFETY: the columns hold nb blocks each, the buffer room for nb packed blocks.
+            unsafe { cols::pack(f16, packing, &ys[..c], nb, buf.as_mut_ptr().add(start)) };
+            (buf, start)
+        };
+        let lanes = if ty == Type::Q4_1 {
+            cols::Packing::LanesPairQ8_1
+        } else {
+            cols::Packing::LanesPair
+        };
+        for c in 1..=8 {
+            let (nbuf, ns) = packed(cols::Packing::of(x86::Isa::Vnni, fmt, false), c);
+            let (lbuf, ls) = packed(lanes, c);
+            let mut want = vec![0.0f32; 4 * c];
+            for r in 0..4 {
+                // SAFETY: row r holds nb blocks, the buffer nb packed blocks of c columns,
+                // `want` room for c results 4 apart; VNNI asserted above.
+                unsafe {
+                    super::packed_row_n(
+                        c,
+                        x86::Isa::Vnni,
+                        false,
+                        f16,
+                        fmt,
+                        w.as_ptr().add(r * row_bytes),
+                        nbuf.as_ptr().add(ns),
+                        nb,
+                        want.as_mut_ptr().add(r),
+                        4,
+                    )
+                };
+            }
+            for m in 1..=4 {
+                let mut got = vec![f32::NAN; 4 * c];
+                // SAFETY: rows 0..m hold nb blocks each, the buffer nb packed blocks of c
+                // columns, `got` room for m results of each column, 4 apart; VNNI.
+                unsafe {
+                    super::lane_rows(
+                        c,
+                        m,
+                        f16,
+                        fmt,
+                        w.as_ptr(),
+                        row_bytes,
+                        lbuf.as_ptr().add(ls),
+                        nb,
+                        got.as_mut_ptr(),
+                        4,
+                    )
+                };
+                for j in 0..c {
+                    for r in 0..4 {
+                        let (g, e) = (got[4 * j + r], want[4 * j + r]);
+                        if r < m {
+                            assert_eq!(
+                                g.to_bits(),
+                                e.to_bits(),
+                                "{ty:?}, {c} columns, {m} rows: row {r} column {j}"
+                            );
+                        } else {
+                            assert!(g.is_nan(), "{ty:?}, {c} columns, {m} rows: row {r} written");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Timing of both ops on one matrix (`cargo test --release --lib gemv_timing -- --ignored
 /// --nocapture`; `GEMV_THREADS`, `GEMV_COLS` columns): prints figures, asserts nothing about
 /// speed.
@@ -934,6 +1033,22 @@ fn cols_kernel_timing() {
             })
             .collect();
         let reps = if big { 4 } else { 20_000 };
+        let outs: Vec<Vec<u32>> = kernels
+            .iter()
+            .enumerate()
+            .map(|(k, &(_, _, kernel))| {
+                let packed = packs[k]
+                    .as_ptr()
+                    .wrapping_add(packs[k].as_ptr().align_offset(64));
+                let mut out = [0.0f32; 8];
+                // SAFETY: as below.
+                unsafe { kernel(f16, w.as_ptr(), packed, nb, &mut out) };
+                out.iter().map(|v| v.to_bits()).collect()
+            })
+            .collect();
+        for (k, o) in outs.iter().enumerate() {
+            assert_eq!(o, &outs[0], "{ty:?} {}", kernels[k].0);
+        }
         let mut best = vec![f64::MAX; kernels.len()];
         for _ in 0..5 {
             for (k, &(_, _, kernel)) in kernels.iter().enumerate() {
@@ -958,5 +1073,102 @@ fn cols_kernel_timing() {
         for (k, &(name, _, _)) in kernels.iter().enumerate() {
             eprintln!("{ty:?} {name}: {:.3} ns per row, column and block", best[k]);
         }
+    }
+}
+
+/// Timing of the one-column-per-lane kernels against the 512-bit ones over eight columns, two
+/// pairs of rows a call (`cargo test --release --lib lane_kernel_timing -- --ignored
+/// --nocapture`): prints figures, asserts nothing about speed.
+#[test]
+#[ignore = "timing: prints figures, run by hand (see the doc comment)"]
+fn lane_kernel_timing() {
+    let Some(f16) = f16_table() else { return };
+    if !Machine::get().vnni {
+        return;
+    }
+    let mut rng = Rng(7);
+    let (nb, rows, reps) = (28, 16, 20_000);
+    for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
+        let fmt = Format::of(ty).unwrap();
+        let w = random_blocks(&mut rng, ty, nb * rows);
+        let row_bytes = w.len() / rows;
+        let act: Vec<u8> = (0..8 * nb * fmt.act_bytes())
+            .map(|_| rng.byte() % 64)
+            .collect();
+        let ys: Vec<*const u8> = (0..8)
+            .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
+            .collect();
+        let lanes = if ty == Type::Q4_1 {
+            cols::Packing::LanesPairQ8_1
+        } else {
+            cols::Packing::LanesPair
+        };
+        let packs: Vec<(Vec<u8>, usize)> = [cols::Packing::of(x86::Isa::Vnni, fmt, true), lanes]
+            .into_iter()
+            .map(|packing| {
+                let mut buf = vec![0u8; nb * packing.block(8) + 64];
+                let start = buf.as_ptr().align_offset(64);
+                // SAFETY: `act` holds 8 columns of nb blocks, the buffer room for nb packed
+                // blocks after `start`.
+                unsafe { cols::pack(f16, packing, &ys, nb, buf.as_mut_ptr().add(start)) };
+                (buf, start)
+            })
+            .collect();
+        let mut best = [f64::MAX; 2];
+        let mut out = [vec![0.0f32; 8 * rows], vec![0.0f32; 8 * rows]];
+        for _ in 0..5 {
+            for (k, best) in best.iter_mut().enumerate() {
+                let p = packs[k].0.as_ptr().wrapping_add(packs[k].1);
+                let o = out[k].as_mut_ptr();
+                let t0 = std::time::Instant::now();
+                for _ in 0..reps {
+                    for r in (0..rows).step_by(if k == 0 { 1 } else { 4 }) {
+                        let row = w.as_ptr().wrapping_add(r * row_bytes);
+                        // SAFETY: the rows hold nb blocks, `p` nb packed blocks of 8 columns
+                        // in the kernel's layout, `out` room for rows × 8; VNNI.
+                        unsafe {
+                            if k == 0 {
+                                super::packed_row_n(
+                                    8,
+                                    x86::Isa::Vnni,
+                                    true,
+                                    f16,
+                                    fmt,
+                                    row,
+                                    p,
+                                    nb,
+                                    o.add(r),
+                                    rows,
+                                )
+                            } else {
+                                super::lane_rows(
+                                    8,
+                                    4,
+                                    f16,
+                                    fmt,
+                                    row,
+                                    row_bytes,
+                                    p,
+                                    nb,
+                                    o.add(r),
+                                    rows,
+                                )
+                            }
+                        }
+                    }
+                    std::hint::black_box(&out[k]);
+                }
+                let ns = t0.elapsed().as_secs_f64() * 1e9 / (reps * rows * nb * 8) as f64;
+                *best = best.min(ns);
+            }
+        }
+        assert_eq!(
+            out[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            out[1].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        eprintln!(
+            "{ty:?}, 8 columns: 512-bit {:.3}, one column per lane {:.3} ns per row, column and block",
+            best[0], best[1]
+        );
     }
 }
