@@ -202,7 +202,7 @@ unsafe fn pack_lane_pairs(
     let (act, quants, flip) = if q8_1 {
         (Q8_1_BYTES, 4, 0)
     } else {
-        (Q8_0_BYTES, 2, 0x80)
+        (Q8_0_BYTES, 2, 0x8080_8080u32)
     };
     let stride = packing.block(ys.len());
     let at = packing.quants(0);
@@ -216,12 +216,11 @@ unsafe fn pack_lane_pairs(
                 pb[64 * h + 8 * j..64 * h + 8 * j + 4].copy_from_slice(&v);
                 pb[64 * h + 8 * j + 4..64 * h + 8 * j + 8].copy_from_slice(&v);
             }
-            let q = std::slice::from_raw_parts(yb.add(quants), 32);
+            let q = yb.add(quants) as *const u32;
             for k in 0..8 {
+                let g = (std::ptr::read_unaligned(q.add(k)) ^ flip) as u64;
                 let o = at + 64 * k + 8 * j;
-                for e in 0..8 {
-                    pb[o + e] = q[4 * k + e % 4] ^ flip;
-                }
+                pb[o..o + 8].copy_from_slice(&(g | g << 32).to_ne_bytes());
             }
         }
     }

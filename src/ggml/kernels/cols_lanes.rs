@@ -27,7 +27,7 @@
 
 use std::arch::x86_64::*;
 
-use super::cols::{Packing, PREFETCH};
+use super::cols::Packing;
 use super::x86::{bytes_from_nibbles_32, F16Table, Q4_1_BYTES, Q5_0_BYTES, Q8_0_BYTES};
 
 /// The weight formats, as the kernels' const parameter.
@@ -153,13 +153,14 @@ pub unsafe fn pairs<const P: usize, const C: usize, const F: u8>(
     }
     for b in 0..nb {
         if b + AHEAD < nb {
-            for p in 0..P {
-                let xa = row.add(2 * p * row_bytes + (b + AHEAD) * block);
-                _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(PREFETCH) as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(row_bytes + PREFETCH) as *const i8);
-            }
             unpack(b + AHEAD, ring.add((b + AHEAD) % RING));
         }
+        // The rows of the next call (the op's next four): a contiguous region, two lines a
+        // block, evenly over this call's blocks (the hardware prefetcher does the rest).
+        let region = 2 * P * row_bytes;
+        let next = row.wrapping_add(region + b * region / nb);
+        _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64) as *const i8);
         let pb = packed.add(b * pstride);
         let dy = _mm512_load_ps(pb as *const f32);
         let slots = ring.add(b % RING) as *const Slot;

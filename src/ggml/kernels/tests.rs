@@ -1087,7 +1087,13 @@ fn lane_kernel_timing() {
         return;
     }
     let mut rng = Rng(7);
-    let (nb, rows, reps) = (28, 16, 20_000);
+    // COLS_BIG: weights far past the caches, as a model's
+    let big = std::env::var("COLS_BIG").is_ok();
+    let (nb, rows, reps) = if big {
+        (28, 100_000, 3)
+    } else {
+        (28, 16, 20_000)
+    };
     for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
         let fmt = Format::of(ty).unwrap();
         let w = random_blocks(&mut rng, ty, nb * rows);
