@@ -100,10 +100,17 @@ fn log_routes(model: &Model) {
     let tuning = &model.weights.tuning;
     log_tuning(tuning);
     if let Some(t) = crate::ggml::kernels::column_kernels() {
+        let lanes: Vec<usize> = (1..=32)
+            .filter(|&n| crate::ggml::kernels::lane_columns_for(n))
+            .collect();
         log::info!(
             "decode op over several columns: {} kernels{} (timed: 256-bit {:.3}, 512-bit {:.3}, one column per lane {:.3} ns per row, column and block)",
             if t.wide_pays() { "512-bit" } else { "256-bit" },
-            if crate::ggml::kernels::lane_columns() { ", one column per lane from 5 columns (Q5_0, Q8_0)" } else { "" },
+            if lanes.is_empty() {
+                String::new()
+            } else {
+                format!(", one column per lane for {} columns (of 1-32)", ranges(&lanes))
+            },
             t.narrow,
             t.wide,
             t.lanes,
@@ -256,4 +263,33 @@ pub fn session_seqs(l: &Loaded, cfg: &ModelConfig, n_seq: u32, invariant: bool) 
         cfg.n_threads
     );
     Ok(s)
+}
+
+/// Sorted counts as ranges: `[7, 8, 13, 14]` → "7-8, 13-14".
+fn ranges(ns: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ns.len() {
+        let mut j = i;
+        while j + 1 < ns.len() && ns[j + 1] == ns[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            ns[i].to_string()
+        } else {
+            format!("{}-{}", ns[i], ns[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_read_as_ranges() {
+        assert_eq!(super::ranges(&[7, 8, 13, 14, 15, 20]), "7-8, 13-15, 20");
+        assert_eq!(super::ranges(&[3]), "3");
+        assert_eq!(super::ranges(&[]), "");
+    }
 }

@@ -25,7 +25,9 @@
 //! per 512-bit vector measured within 3% there (the 512-bit operations issue faster, but at a
 //! lower clock); on an AMD Zen 4 EPYC, which runs them at full clock as two halves, they are
 //! 6–11% faster (Q8_0 0.48 → 0.45, Q5_0 0.54 → 0.51, Q4_1 0.53 → 0.47): those kernels are
-//! [`wide`] (`cols_wide.rs`), timed against these once per process and taken where faster.
+//! [`wide`] (`cols_wide.rs`). Faster still there, from five columns: one (row, column) per
+//! pair of lanes, no scale permutes ([`pairs`](super::cols_lanes::pairs), `cols_lanes.rs`).
+//! All three are timed once per process (`cols_choice.rs`) and taken where faster.
 
 use std::arch::x86_64::*;
 

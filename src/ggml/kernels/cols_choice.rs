@@ -63,10 +63,29 @@ pub fn wide() -> bool {
     timings().is_some_and(|t| t.wide_pays())
 }
 
-/// Whether the op takes the one-column-per-lane kernels (for five columns or more; not where
-/// `EMBER_NO_LANES` is set). Timed on Q5_0 and Q8_0; Q4_1's follow them (measured alike).
+/// Whether the op may take the one-column-per-lane kernels: 5% faster than both others at
+/// eight columns, and `EMBER_NO_LANES` unset.
 pub fn lanes() -> bool {
     super::KernelSwitches::get().lane_columns && timings().is_some_and(|t| t.lanes_pay())
+}
+
+/// Whether the op takes the one-column-per-lane kernels for a product of `n` columns: where
+/// they may ([`lanes`]) and cost less than the other kind taken. They do eight columns' work
+/// whatever the count (so 5 columns cost them what 8 do), the 512-bit kernels an even count's,
+/// the 256-bit ones n columns' (on the Zen 4 EPYC: the 256-bit kernels at 5 columns, about
+/// even at 6, the lane kernels from 7).
+pub fn lanes_for(n: usize) -> bool {
+    if n == 0 || !lanes() {
+        return false;
+    }
+    let Some(t) = timings() else { return false };
+    let lanes = (n.div_ceil(8) * 8) as f64 * t.lanes;
+    let other = if t.wide_pays() {
+        (n.div_ceil(2) * 2) as f64 * t.wide
+    } else {
+        n as f64 * t.narrow
+    };
+    lanes < other
 }
 
 /// # Safety

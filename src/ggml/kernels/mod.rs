@@ -11,9 +11,11 @@
 //!
 //! Given several columns (a step of several sequences), the decode op multiplies each Q4_1,
 //! Q5_0 or Q8_0 weight row by up to eight of them at once (`cols.rs`: the columns laid out
-//! block by block, each weight block unpacked once), and unpacks each Q6_K super-block once for
-//! up to four; each column has its own accumulators in one-column order: each column's result
-//! is what it gets alone.
+//! block by block, each weight block unpacked once; `cols_wide.rs`: 16 at once, two per
+//! 512-bit vector; `cols_lanes.rs`: four rows by eight columns, one (row, column) per pair of
+//! lanes; `cols_choice.rs` times the three kinds when a model loads), and unpacks each Q6_K
+//! super-block once for up to four; each column has its own accumulators in one-column order:
+//! each column's result is what it gets alone.
 //!
 //! **Prompt ops** for several tokens, each again giving ggml's results bit for bit on CPUs
 //! with AVX-512 VNNI: tiles for Q4_1, Q5_0 and Q8_0 (`tile.rs`), and for the K-quants, Q4_K as
@@ -27,7 +29,7 @@
 //!
 //! **Routes.** Which of them multiplies a weight, for how many columns, is decided once per
 //! weight at load time in `route.rs` (CPU features, ggml's build, where the weight lives, the
-//! environment switches `EMBER_NO_GEMV`, `EMBER_NO_TILED`, `EMBER_NO_WIDE`,
+//! environment switches `EMBER_NO_GEMV`, `EMBER_NO_TILED`, `EMBER_NO_WIDE`, `EMBER_NO_LANES`,
 //! `GGML_CPU_TILED_MM`); [`Context::mul_mat_by`] runs the kernel a route picked. This file
 //! says what each kernel can run on ([`runs_on`], [`takes`]): a matter of safety, not of
 //! choice.
@@ -78,9 +80,12 @@ pub use peak::int8_peak_ops;
 pub use route::{Invariant, Kernel, KernelSwitches, Machine, Placement, Route, Tunable};
 
 /// The decode op's kernels over several columns timed on this CPU (ns per row, column and
-/// block: 256-bit, 512-bit, one column per lane); `None` where only one kind runs (no AVX-512
-/// VNNI, or `EMBER_NO_WIDE`). Timed once per process, at the first call.
-pub use cols_choice::{lanes as lane_columns, timings as column_kernels, Timings as ColumnTimings};
+/// block: 256-bit, 512-bit, one column per lane), and whether it takes the lane kernels;
+/// `None` where only one kind runs (no AVX-512 VNNI, or `EMBER_NO_WIDE`). Timed once per
+/// process, at the first call.
+pub use cols_choice::{
+    lanes_for as lane_columns_for, timings as column_kernels, Timings as ColumnTimings,
+};
 
 /// Rows per kernel call.
 const ROWS: usize = 4;
@@ -589,7 +594,7 @@ unsafe fn gemv_packed(
     out: *mut f32,
 ) {
     let wide = isa == x86::Isa::Vnni && cols_choice::wide();
-    let lanes = isa == x86::Isa::Vnni && columns.len() >= LANES_FROM && cols_choice::lanes();
+    let lanes = isa == x86::Isa::Vnni && cols_choice::lanes_for(columns.len());
     let packing = if lanes && fmt == Format::Q4_1 {
         cols::Packing::LanesPairQ8_1
     } else if lanes {
@@ -719,11 +724,6 @@ unsafe fn packed_row_n(
         }
     }
 }
-
-/// Columns from which the decode op takes the one-column-per-lane kernels (where they are
-/// the fastest): they cost eight columns' work whatever the count.
-#[cfg(target_arch = "x86_64")]
-const LANES_FROM: usize = 5;
 
 /// `m` ≤ 4 rows (the first at `row`, `row_bytes` apart) against `n` ≤ 8 columns packed as
 /// [`cols::Packing::LanesPair`] (Q8_1: `LanesPairQ8_1`), by the one-column-per-lane kernels: two pairs of rows at

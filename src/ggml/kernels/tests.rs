@@ -1076,9 +1076,10 @@ fn cols_kernel_timing() {
     }
 }
 
-/// Timing of the one-column-per-lane kernels against the 512-bit ones over eight columns, two
-/// pairs of rows a call (`cargo test --release --lib lane_kernel_timing -- --ignored
-/// --nocapture`): prints figures, asserts nothing about speed.
+/// Timing of the one-column-per-lane kernels (two pairs of rows a call) against the 256-bit and
+/// 512-bit ones (`cargo test --release --lib lane_kernel_timing -- --ignored --nocapture`;
+/// `COLS_N` columns, 8 unless set; `COLS_BIG`: weights far past the caches): prints figures,
+/// asserts nothing about speed.
 #[test]
 #[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn lane_kernel_timing() {
@@ -1087,6 +1088,8 @@ fn lane_kernel_timing() {
         return;
     }
     let mut rng = Rng(7);
+    // COLS_N columns (8 unless set)
+    let c: usize = std::env::var("COLS_N").map_or(8, |v| v.parse().unwrap());
     // COLS_BIG: weights far past the caches, as a model's
     let big = std::env::var("COLS_BIG").is_ok();
     let (nb, rows, reps) = if big {
@@ -1101,7 +1104,7 @@ fn lane_kernel_timing() {
         let act: Vec<u8> = (0..8 * nb * fmt.act_bytes())
             .map(|_| rng.byte() % 64)
             .collect();
-        let ys: Vec<*const u8> = (0..8)
+        let ys: Vec<*const u8> = (0..c)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
         let lanes = if ty == Type::Q4_1 {
@@ -1109,35 +1112,43 @@ fn lane_kernel_timing() {
         } else {
             cols::Packing::LanesPair
         };
-        let packs: Vec<(Vec<u8>, usize)> = [cols::Packing::of(x86::Isa::Vnni, fmt, true), lanes]
-            .into_iter()
-            .map(|packing| {
-                let mut buf = vec![0u8; nb * packing.block(8) + 64];
-                let start = buf.as_ptr().align_offset(64);
-                // SAFETY: `act` holds 8 columns of nb blocks, the buffer room for nb packed
-                // blocks after `start`.
-                unsafe { cols::pack(f16, packing, &ys, nb, buf.as_mut_ptr().add(start)) };
-                (buf, start)
-            })
-            .collect();
-        let mut best = [f64::MAX; 2];
-        let mut out = [vec![0.0f32; 8 * rows], vec![0.0f32; 8 * rows]];
+        let packs: Vec<(Vec<u8>, usize)> = [
+            cols::Packing::of(x86::Isa::Vnni, fmt, false),
+            cols::Packing::of(x86::Isa::Vnni, fmt, true),
+            lanes,
+        ]
+        .into_iter()
+        .map(|packing| {
+            let mut buf = vec![0u8; nb * packing.block(c) + 64];
+            let start = buf.as_ptr().align_offset(64);
+            // SAFETY: `act` holds c columns of nb blocks, the buffer room for nb packed
+            // blocks after `start`.
+            unsafe { cols::pack(f16, packing, &ys, nb, buf.as_mut_ptr().add(start)) };
+            (buf, start)
+        })
+        .collect();
+        let mut best = [f64::MAX; 3];
+        let mut out = [
+            vec![0.0f32; c * rows],
+            vec![0.0f32; c * rows],
+            vec![0.0f32; c * rows],
+        ];
         for _ in 0..5 {
             for (k, best) in best.iter_mut().enumerate() {
                 let p = packs[k].0.as_ptr().wrapping_add(packs[k].1);
                 let o = out[k].as_mut_ptr();
                 let t0 = std::time::Instant::now();
                 for _ in 0..reps {
-                    for r in (0..rows).step_by(if k == 0 { 1 } else { 4 }) {
+                    for r in (0..rows).step_by(if k < 2 { 1 } else { 4 }) {
                         let row = w.as_ptr().wrapping_add(r * row_bytes);
-                        // SAFETY: the rows hold nb blocks, `p` nb packed blocks of 8 columns
-                        // in the kernel's layout, `out` room for rows × 8; VNNI.
+                        // SAFETY: the rows hold nb blocks, `p` nb packed blocks of c columns
+                        // in the kernel's layout, `out` room for rows × c; VNNI.
                         unsafe {
-                            if k == 0 {
+                            if k < 2 {
                                 super::packed_row_n(
-                                    8,
+                                    c,
                                     x86::Isa::Vnni,
-                                    true,
+                                    k == 1,
                                     f16,
                                     fmt,
                                     row,
@@ -1148,7 +1159,7 @@ fn lane_kernel_timing() {
                                 )
                             } else {
                                 super::lane_rows(
-                                    8,
+                                    c,
                                     4,
                                     f16,
                                     fmt,
@@ -1164,17 +1175,16 @@ fn lane_kernel_timing() {
                     }
                     std::hint::black_box(&out[k]);
                 }
-                let ns = t0.elapsed().as_secs_f64() * 1e9 / (reps * rows * nb * 8) as f64;
+                let ns = t0.elapsed().as_secs_f64() * 1e9 / (reps * rows * nb * c) as f64;
                 *best = best.min(ns);
             }
         }
-        assert_eq!(
-            out[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            out[1].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        let bits = |o: &[f32]| o.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out[0]), bits(&out[1]));
+        assert_eq!(bits(&out[0]), bits(&out[2]));
         eprintln!(
-            "{ty:?}, 8 columns: 512-bit {:.3}, one column per lane {:.3} ns per row, column and block",
-            best[0], best[1]
+            "{ty:?}, {c} columns: 256-bit {:.3}, 512-bit {:.3}, one column per lane {:.3} ns per row, column and block",
+            best[0], best[1], best[2]
         );
     }
 }
