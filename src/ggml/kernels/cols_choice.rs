@@ -92,8 +92,8 @@ pub fn lanes_for(n: usize) -> bool {
 /// The CPU has AVX-512 F, BW, VL, VNNI and AVX2, FMA, F16C.
 #[cfg(target_arch = "x86_64")]
 unsafe fn time_all(f16: &F16Table) -> Timings {
-    use super::cols::{vnni, wide};
-    use super::cols_lanes::pairs;
+    use super::x86::Isa;
+    use super::Format;
     const NB: usize = 28;
     const ROWS: usize = 16;
     const REPS: usize = 40;
@@ -122,7 +122,7 @@ unsafe fn time_all(f16: &F16Table) -> Timings {
         })
         .collect();
     let mut total = [0.0; 3];
-    for (q5, bytes) in [(false, Q8_0_BYTES), (true, Q5_0_BYTES)] {
+    for (fmt, bytes) in [(Format::Q8_0, Q8_0_BYTES), (Format::Q5_0, Q5_0_BYTES)] {
         let w: Vec<u8> = (0..ROWS * NB * bytes).map(|_| byte() % 64).collect();
         let row = |r: usize| w.as_ptr().wrapping_add(r * NB * bytes);
         let mut out = [0.0f32; COLS * ROWS];
@@ -136,45 +136,38 @@ unsafe fn time_all(f16: &F16Table) -> Timings {
                     // in the kernel's layout, `out` room for ROWS rows of COLS; the caller's
                     // features.
                     unsafe {
-                        match (k, q5) {
-                            (2, true) => (0..ROWS).step_by(4).for_each(|r| {
-                                pairs::<2, COLS, { super::cols_lanes::Q5_0 }>(
+                        if k == 2 {
+                            for r in (0..ROWS).step_by(4) {
+                                let at = out.as_mut_ptr().add(r);
+                                super::lane_rows(
+                                    COLS,
+                                    4,
                                     f16,
+                                    fmt,
                                     row(r),
                                     NB * bytes,
                                     p,
                                     NB,
-                                    out.as_mut_ptr().add(r),
+                                    at,
                                     ROWS,
-                                    4,
                                 )
-                            }),
-                            (2, false) => (0..ROWS).step_by(4).for_each(|r| {
-                                pairs::<2, COLS, { super::cols_lanes::Q8_0 }>(
+                            }
+                        } else {
+                            for r in 0..ROWS {
+                                let at = out.as_mut_ptr().add(r);
+                                super::packed_row_n(
+                                    COLS,
+                                    Isa::Vnni,
+                                    k == 1,
                                     f16,
+                                    fmt,
                                     row(r),
-                                    NB * bytes,
                                     p,
                                     NB,
-                                    out.as_mut_ptr().add(r),
+                                    at,
                                     ROWS,
-                                    4,
                                 )
-                            }),
-                            _ => (0..ROWS).for_each(|r| {
-                                let o: &mut [f32; COLS] =
-                                    (&mut out[r * COLS..(r + 1) * COLS]).try_into().unwrap();
-                                match (k, q5) {
-                                    (0, true) => vnni::signed::<COLS, true>(f16, row(r), p, NB, o),
-                                    (0, false) => {
-                                        vnni::signed::<COLS, false>(f16, row(r), p, NB, o)
-                                    }
-                                    (_, true) => wide::signed::<COLS, true>(f16, row(r), p, NB, o),
-                                    (_, false) => {
-                                        wide::signed::<COLS, false>(f16, row(r), p, NB, o)
-                                    }
-                                }
-                            }),
+                            }
                         }
                     }
                     std::hint::black_box(&out);

@@ -665,6 +665,22 @@ fn vnni_and_avx2_kernels_agree() {
     }
 }
 
+/// `blocks` quantized activation blocks of `fmt`'s columns: scales in range, quants anywhere
+/// in i8 but -128 (±127 as ggml makes them).
+#[cfg(target_arch = "x86_64")]
+fn random_columns(rng: &mut Rng, fmt: Format, blocks: usize) -> Vec<u8> {
+    let scales = if fmt == Format::Q4_1 { 4 } else { 2 };
+    (0..blocks * fmt.act_bytes())
+        .map(|i| {
+            if i % fmt.act_bytes() < scales {
+                rng.byte() % 48
+            } else {
+                (rng.byte() as i8).max(-127) as u8
+            }
+        })
+        .collect()
+}
+
 /// The decode op's 512-bit kernels over several columns give what its 256-bit VNNI kernels
 /// give (which the op tests compare with ggml), column for column: 1 to 16 columns in one
 /// call of the 512-bit kernels, in calls of up to 8 of the 256-bit ones.
@@ -682,17 +698,8 @@ fn wide_and_narrow_column_kernels_agree() {
     for ty in [Type::Q4_1, Type::Q5_0, Type::Q8_0] {
         let fmt = Format::of(ty).unwrap();
         let w = random_blocks(&mut rng, ty, nb);
-        // quantized columns: d in range, quants anywhere in i8 (±127 as ggml makes them)
         let n = cols::WIDE_COLS;
-        let mut act = vec![0u8; n * nb * fmt.act_bytes()];
-        for (i, b) in act.iter_mut().enumerate() {
-            let scales = if ty == Type::Q4_1 { 4 } else { 2 };
-            *b = if i % fmt.act_bytes() < scales {
-                rng.byte() % 48
-            } else {
-                (rng.byte() as i8).max(-127) as u8
-            };
-        }
+        let act = random_columns(&mut rng, fmt, n * nb);
         let ys: Vec<*const u8> = (0..n)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
@@ -736,6 +743,7 @@ fn wide_and_narrow_column_kernels_agree() {
 
 /// The one-column-per-lane kernels give each (row, column) what the 256-bit kernels give it:
 /// 1 to 8 columns, 1 to 4 rows (two pairs, one pair, a pair and a lone row, a lone row).
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[cfg_attr(not(cpu_avx512vnni), ignore = "this CPU has no AVX-512 VNNI")]
 fn lane_kernels_agree_with_the_column_kernels() {
@@ -750,15 +758,7 @@ fn lane_kernels_agree_with_the_column_kernels() {
         let fmt = Format::of(ty).unwrap();
         let w = random_blocks(&mut rng, ty, 4 * nb);
         let row_bytes = w.len() / 4;
-        let mut act = vec![0u8; 8 * nb * fmt.act_bytes()];
-        for (i, b) in act.iter_mut().enumerate() {
-            let scales = if ty == Type::Q4_1 { 4 } else { 2 };
-            *b = if i % fmt.act_bytes() < scales {
-                rng.byte() % 48
-            } else {
-                (rng.byte() as i8).max(-127) as u8
-            };
-        }
+        let act = random_columns(&mut rng, fmt, 8 * nb);
         let ys: Vec<*const u8> = (0..8)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
@@ -1080,6 +1080,7 @@ fn cols_kernel_timing() {
 /// 512-bit ones (`cargo test --release --lib lane_kernel_timing -- --ignored --nocapture`;
 /// `COLS_N` columns, 8 unless set; `COLS_BIG`: weights far past the caches): prints figures,
 /// asserts nothing about speed.
+#[cfg(target_arch = "x86_64")]
 #[test]
 #[ignore = "timing: prints figures, run by hand (see the doc comment)"]
 fn lane_kernel_timing() {
