@@ -21,9 +21,12 @@
 //! pairs of rows. Q4_1 weights are unsigned, its Q8_1 columns signed: `vpdpbusd` as it is.
 //! Q5_0 and Q8_0 weights are signed, so the columns are packed as `y + 128` (unsigned) and
 //! each group's sum starts from `-128 · Σw` (the same for all columns, one more broadcast):
-//! the lane sum is the same integer as ggml's. Measured on a Zen 4 EPYC (`pairs_timing`,
-//! eight columns, ns per row, column and block): Q5_0 0.52 → 0.44, Q8_0 0.48 → 0.39 against
-//! the 512-bit kernels; [`choice`](super::cols_choice) times them once per process.
+//! the lane sum is the same integer as ggml's. Measured on a Zen 4 EPYC
+//! (`lane_kernel_timing`, eight columns, ns per row, column and block, against the 512-bit
+//! kernels): Q4_1 0.52 → 0.41, Q5_0 0.52 → 0.42, Q8_0 0.48 → 0.38 in the first-level cache;
+//! 0.55 → 0.47, 0.58 → 0.47, 0.61 → 0.51 with the weights streamed from memory, the op's next
+//! four rows prefetched as one region. [`choice`](super::cols_choice) times the kinds once per
+//! process and takes these per column count where they cost less.
 
 use std::arch::x86_64::*;
 
