@@ -70,8 +70,9 @@ pub fn lanes() -> bool {
 }
 
 /// Whether the op takes the one-column-per-lane kernels for a product of `n` columns: where
-/// they may (`lanes`: timed faster, not switched off) and cost less than the other kind taken. They do eight columns' work
-/// whatever the count (so 5 columns cost them what 8 do), the 512-bit kernels an even count's,
+/// they may (`lanes`: timed faster, not switched off) and cost less than the other kind
+/// taken. They do eight columns' work whatever the count (so 5 columns cost them what 8 do),
+/// the 512-bit kernels an even count's,
 /// the 256-bit ones n columns' (on the Zen 4 EPYC: the 256-bit kernels at 5 columns, about
 /// even at 6, the lane kernels from 7).
 pub fn lanes_for(n: usize) -> bool {
