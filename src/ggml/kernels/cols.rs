@@ -25,7 +25,7 @@
 //! per 512-bit vector measured within 3% there (the 512-bit operations issue faster, but at a
 //! lower clock); on an AMD Zen 4 EPYC, which runs them at full clock as two halves, they are
 //! 6–11% faster (Q8_0 0.48 → 0.45, Q5_0 0.54 → 0.51, Q4_1 0.53 → 0.47): those kernels are
-//! [`wide`] (`cols_wide.rs`). Faster still there, from five columns: one (row, column) per
+//! [`wide`] (`cols_wide.rs`). Faster still there from seven columns: one (row, column) per
 //! pair of lanes, no scale permutes ([`pairs`](super::cols_lanes::pairs), `cols_lanes.rs`).
 //! All three are timed once per process (`cols_choice.rs`) and taken where faster.
 
@@ -75,6 +75,16 @@ impl Packing {
             (_, Format::Q4_1, _) => Packing::Q8_1,
             (Isa::Vnni, _, _) => Packing::Offset,
             _ => Packing::Q8_0,
+        }
+    }
+
+    /// The packing the one-column-per-lane kernels ([`pairs`](super::cols_lanes::pairs)) read
+    /// for weights of `fmt`.
+    pub(super) fn lanes(fmt: Format) -> Packing {
+        if fmt == Format::Q4_1 {
+            Packing::LanesPairQ8_1
+        } else {
+            Packing::LanesPair
         }
     }
 

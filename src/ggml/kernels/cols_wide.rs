@@ -12,9 +12,10 @@
 //! multiply-add. Where a CPU runs 512-bit operations at full clock as two 256-bit halves (AMD
 //! Zen 4) that halves the instructions the front end must issue, which is what limits the
 //! 256-bit loop there (`cols_kernel_timing`, one thread: Q8_0 0.48 → 0.45 ns per row, column
-//! and block, Q5_0 0.54 → 0.51, Q4_1 0.53 → 0.47). Where 512-bit operations lower the clock (Intel Ice Lake) it measured within a
-//! few percent of the 256-bit kernels, so [`choice`](super::cols_choice) times them once per
-//! process and the op takes these only where they are faster.
+//! and block, Q5_0 0.54 → 0.51, Q4_1 0.53 → 0.47). Where 512-bit operations lower the clock
+//! (Intel Ice Lake) it measured within a few percent of the 256-bit kernels, so
+//! [`choice`](super::cols_choice) times them once per process and the op takes these only
+//! where they are faster.
 
 use std::arch::x86_64::*;
 

@@ -595,10 +595,8 @@ unsafe fn gemv_packed(
 ) {
     let wide = isa == x86::Isa::Vnni && cols_choice::wide();
     let lanes = isa == x86::Isa::Vnni && cols_choice::lanes_for(columns.len());
-    let packing = if lanes && fmt == Format::Q4_1 {
-        cols::Packing::LanesPairQ8_1
-    } else if lanes {
-        cols::Packing::LanesPair
+    let packing = if lanes {
+        cols::Packing::lanes(fmt)
     } else {
         cols::Packing::of(isa, fmt, wide)
     };
@@ -726,7 +724,7 @@ unsafe fn packed_row_n(
 }
 
 /// `m` ≤ 4 rows (the first at `row`, `row_bytes` apart) against `n` ≤ 8 columns packed as
-/// [`cols::Packing::LanesPair`] (Q8_1: `LanesPairQ8_1`), by the one-column-per-lane kernels: two pairs of rows at
+/// [`cols::Packing::lanes`] gives, by the one-column-per-lane kernels: two pairs of rows at
 /// once, or one pair, or one row.
 ///
 /// # Safety

@@ -681,6 +681,22 @@ fn random_columns(rng: &mut Rng, fmt: Format, blocks: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `ys` (each `nb` activation blocks) packed as `packing` lays them out, at the returned offset
+/// (a cache line's start) of the returned buffer; bytes the packing leaves alone are 0xA5.
+#[cfg(target_arch = "x86_64")]
+fn pack_aligned(
+    f16: &x86::F16Table,
+    packing: cols::Packing,
+    ys: &[*const u8],
+    nb: usize,
+) -> (Vec<u8>, usize) {
+    let mut buf = vec![0xA5u8; nb * packing.block(ys.len()) + 64];
+    let start = buf.as_ptr().align_offset(64);
+    // SAFETY: each column holds nb blocks, the buffer room for nb packed blocks after `start`.
+    unsafe { cols::pack(f16, packing, ys, nb, buf.as_mut_ptr().add(start)) };
+    (buf, start)
+}
+
 /// The decode op's 512-bit kernels over several columns give what its 256-bit VNNI kernels
 /// give (which the op tests compare with ggml), column for column: 1 to 16 columns in one
 /// call of the 512-bit kernels, in calls of up to 8 of the 256-bit ones.
@@ -707,14 +723,12 @@ fn wide_and_narrow_column_kernels_agree() {
             let packing = cols::Packing::of(x86::Isa::Vnni, fmt, wide);
             let mut out = vec![0.0f32; ys.len()];
             for (k, chunk) in ys.chunks(packing.max_cols()).enumerate() {
-                let mut buf = vec![0xA5u8; nb * packing.block(chunk.len()) + 64];
-                let p = buf.as_mut_ptr().wrapping_add(buf.as_ptr().align_offset(64));
+                let (buf, start) = pack_aligned(f16, packing, chunk, nb);
+                let p = buf.as_ptr().wrapping_add(start);
                 let at = out.as_mut_ptr().wrapping_add(k * packing.max_cols());
-                // SAFETY: the columns hold nb blocks each, the buffer room for nb packed
-                // blocks of them after `p` (64-byte aligned), `out` for their results; the
-                // CPU has VNNI.
+                // SAFETY: the buffer holds nb packed blocks of the chunk's columns at `p`,
+                // `out` has room for their results; the CPU has VNNI.
                 unsafe {
-                    cols::pack(f16, packing, chunk, nb, p);
                     super::packed_row_n(
                         chunk.len(),
                         x86::Isa::Vnni,
@@ -762,21 +776,10 @@ fn lane_kernels_agree_with_the_column_kernels() {
         let ys: Vec<*const u8> = (0..8)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
-        let packed = |packing: cols::Packing, c: usize| {
-            let mut buf = vec![0xA5u8; nb * packing.block(c) + 64];
-            let start = buf.as_ptr().align_offset(64);
-            // SAFETY: the columns hold nb blocks each, the buffer room for nb packed blocks.
-            unsafe { cols::pack(f16, packing, &ys[..c], nb, buf.as_mut_ptr().add(start)) };
-            (buf, start)
-        };
-        let lanes = if ty == Type::Q4_1 {
-            cols::Packing::LanesPairQ8_1
-        } else {
-            cols::Packing::LanesPair
-        };
         for c in 1..=8 {
-            let (nbuf, ns) = packed(cols::Packing::of(x86::Isa::Vnni, fmt, false), c);
-            let (lbuf, ls) = packed(lanes, c);
+            let narrow = cols::Packing::of(x86::Isa::Vnni, fmt, false);
+            let (nbuf, ns) = pack_aligned(f16, narrow, &ys[..c], nb);
+            let (lbuf, ls) = pack_aligned(f16, cols::Packing::lanes(fmt), &ys[..c], nb);
             let mut want = vec![0.0f32; 4 * c];
             for r in 0..4 {
                 // SAFETY: row r holds nb blocks, the buffer nb packed blocks of c columns,
@@ -1021,40 +1024,15 @@ fn cols_kernel_timing() {
         let ys: Vec<*const u8> = (0..cols::COLS)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
-        let packs: Vec<Vec<u8>> = kernels
+        let packs: Vec<(Vec<u8>, usize)> = kernels
             .iter()
-            .map(|&(_, packing, _)| {
-                let mut buf = vec![0u8; nb * packing.block(cols::COLS) + 64];
-                let start = buf.as_ptr().align_offset(64);
-                // SAFETY: `act` holds 8 columns of nb blocks, the buffer room for nb packed
-                // blocks after `start`.
-                unsafe { cols::pack(f16, packing, &ys, nb, buf.as_mut_ptr().add(start)) };
-                buf
-            })
+            .map(|&(_, packing, _)| pack_aligned(f16, packing, &ys, nb))
             .collect();
         let reps = if big { 4 } else { 20_000 };
-        let outs: Vec<Vec<u32>> = kernels
-            .iter()
-            .enumerate()
-            .map(|(k, &(_, _, kernel))| {
-                let packed = packs[k]
-                    .as_ptr()
-                    .wrapping_add(packs[k].as_ptr().align_offset(64));
-                let mut out = [0.0f32; 8];
-                // SAFETY: as below.
-                unsafe { kernel(f16, w.as_ptr(), packed, nb, &mut out) };
-                out.iter().map(|v| v.to_bits()).collect()
-            })
-            .collect();
-        for (k, o) in outs.iter().enumerate() {
-            assert_eq!(o, &outs[0], "{ty:?} {}", kernels[k].0);
-        }
         let mut best = vec![f64::MAX; kernels.len()];
         for _ in 0..5 {
             for (k, &(_, _, kernel)) in kernels.iter().enumerate() {
-                let packed = packs[k]
-                    .as_ptr()
-                    .wrapping_add(packs[k].as_ptr().align_offset(64));
+                let packed = packs[k].0.as_ptr().wrapping_add(packs[k].1);
                 let mut out = [0.0f32; 8];
                 let t0 = std::time::Instant::now();
                 for _ in 0..reps {
@@ -1078,8 +1056,8 @@ fn cols_kernel_timing() {
 
 /// Timing of the one-column-per-lane kernels (two pairs of rows a call) against the 256-bit and
 /// 512-bit ones (`cargo test --release --lib lane_kernel_timing -- --ignored --nocapture`;
-/// `COLS_N` columns, 8 unless set; `COLS_BIG`: weights far past the caches): prints figures,
-/// asserts nothing about speed.
+/// `COLS_N` columns, 1 to 8, 8 unless set; `COLS_BIG`: weights far past the caches): prints
+/// figures, asserts nothing about speed.
 #[cfg(target_arch = "x86_64")]
 #[test]
 #[ignore = "timing: prints figures, run by hand (see the doc comment)"]
@@ -1108,25 +1086,13 @@ fn lane_kernel_timing() {
         let ys: Vec<*const u8> = (0..c)
             .map(|c| act.as_ptr().wrapping_add(c * nb * fmt.act_bytes()))
             .collect();
-        let lanes = if ty == Type::Q4_1 {
-            cols::Packing::LanesPairQ8_1
-        } else {
-            cols::Packing::LanesPair
-        };
         let packs: Vec<(Vec<u8>, usize)> = [
             cols::Packing::of(x86::Isa::Vnni, fmt, false),
             cols::Packing::of(x86::Isa::Vnni, fmt, true),
-            lanes,
+            cols::Packing::lanes(fmt),
         ]
         .into_iter()
-        .map(|packing| {
-            let mut buf = vec![0u8; nb * packing.block(c) + 64];
-            let start = buf.as_ptr().align_offset(64);
-            // SAFETY: `act` holds c columns of nb blocks, the buffer room for nb packed
-            // blocks after `start`.
-            unsafe { cols::pack(f16, packing, &ys, nb, buf.as_mut_ptr().add(start)) };
-            (buf, start)
-        })
+        .map(|packing| pack_aligned(f16, packing, &ys, nb))
         .collect();
         let mut best = [f64::MAX; 3];
         let mut out = [
